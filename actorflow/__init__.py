@@ -1,0 +1,105 @@
+"""actorflow: Apache Flink's model of stateful stream processing, on asyncio.
+
+Layers, bottom up; a module imports only from its own layer and the ones below it (checked by
+``tests/test_layers.py``)::
+
+    actorflow.cli          command line                        (top)
+    actorflow.api          Flow, DataStream, KeyedStream
+    actorflow.plan         logical graph -> chains, partitioners, actors
+    actorflow.operators    map/filter/flat_map, process functions, sources, sinks, chains
+    actorflow.state        key groups, keyed state
+    actorflow.time         clocks, watermark strategies, timers
+    actorflow.runtime      actors, mailboxes, messages, job supervision
+    actorflow.errors       the exception hierarchy                  (bottom)
+
+This module only re-exports the public names.
+"""
+
+from actorflow.api.flow import Flow
+from actorflow.api.stream import DataStream, KeyedStream
+from actorflow.errors import (
+    ActorflowError,
+    BrokenResourceError,
+    ClosedResourceError,
+    PlanError,
+    StateError,
+    WouldBlock,
+)
+from actorflow.operators.base import Collector
+from actorflow.operators.process import (
+    Context,
+    KeyedProcessFunction,
+    ProcessFunction,
+    RuntimeContext,
+    TimeDomain,
+    TimerService,
+)
+from actorflow.operators.sinks import CallbackSink, CollectSink, JsonLinesSink, PrintSink, Sink
+from actorflow.operators.sources import (
+    DeadLetter,
+    IterableSource,
+    JsonLinesSource,
+    PushSource,
+    Source,
+)
+from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK
+from actorflow.state.descriptors import (
+    AggregateFunction,
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    ValueStateDescriptor,
+)
+from actorflow.state.keyed import AggregatingState, ListState, MapState, ReducingState, ValueState
+from actorflow.time.clock import Clock, ManualClock, SystemClock
+from actorflow.time.watermarks import WatermarkStrategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_WATERMARK",
+    "MIN_WATERMARK",
+    "ActorflowError",
+    "AggregateFunction",
+    "AggregatingState",
+    "AggregatingStateDescriptor",
+    "BrokenResourceError",
+    "CallbackSink",
+    "Clock",
+    "ClosedResourceError",
+    "CollectSink",
+    "Collector",
+    "Context",
+    "DataStream",
+    "DeadLetter",
+    "Flow",
+    "IterableSource",
+    "JsonLinesSink",
+    "JsonLinesSource",
+    "KeyedProcessFunction",
+    "KeyedStream",
+    "ListState",
+    "ListStateDescriptor",
+    "ManualClock",
+    "MapState",
+    "MapStateDescriptor",
+    "PlanError",
+    "PrintSink",
+    "ProcessFunction",
+    "PushSource",
+    "ReducingState",
+    "ReducingStateDescriptor",
+    "RuntimeContext",
+    "Sink",
+    "Source",
+    "StateError",
+    "SystemClock",
+    "TimeDomain",
+    "TimerService",
+    "ValueState",
+    "ValueStateDescriptor",
+    "WatermarkStrategy",
+    "WouldBlock",
+    "__version__",
+]

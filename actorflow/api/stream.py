@@ -1,0 +1,251 @@
+"""Streams: the fluent, typed surface a flow is written in.
+
+Each method adds a node to the flow's logical graph and returns the stream of its output. Nothing
+runs until ``flow.run()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from actorflow.errors import PlanError
+from actorflow.operators.base import Operator
+from actorflow.operators.process import (
+    KeyedProcessFunction,
+    KeyedProcessOperator,
+    ProcessFunction,
+    ProcessOperator,
+)
+from actorflow.operators.sinks import CallbackSink, CollectSink, JsonLinesSink, PrintSink, Sink
+from actorflow.operators.stateless import (
+    FilterOperator,
+    FlatMapOperator,
+    MapOperator,
+    TimestampOperator,
+)
+from actorflow.plan.graph import Edge, Node
+from actorflow.plan.partitioners import Broadcast, Forward, Hash, Partitioner, Rebalance
+from actorflow.time.watermarks import WatermarkStrategy
+
+if TYPE_CHECKING:
+    from actorflow.api.flow import Flow
+
+__all__ = ["DataStream", "KeyedStream"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+K = TypeVar("K")
+
+
+def _plain(fn: Callable[..., Any], what: str) -> None:
+    if inspect.iscoroutinefunction(fn):
+        raise PlanError(
+            f"{what} takes a plain function; coroutine functions belong in an async I/O operator"
+        )
+
+
+class DataStream(Generic[T]):
+    """A stream of records of type ``T``.
+
+    >>> from actorflow import Flow
+    >>> flow = Flow()
+    >>> out = flow.from_iterable(range(6)).filter(lambda n: n % 2 == 0).map(lambda n: n * 10).collect()
+    >>> flow.execute()
+    >>> out.values
+    [0, 20, 40]
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        inputs: tuple[tuple[Node, Partitioner | None], ...],
+        *,
+        chainable: bool = True,
+    ) -> None:
+        self._flow = flow
+        self._inputs = inputs
+        self._chainable = chainable
+
+    @property
+    def flow(self) -> Flow:
+        return self._flow
+
+    def _add(
+        self,
+        kind: str,
+        name: str | None,
+        make_operator: Callable[[], Operator],
+        parallelism: int | None = None,
+        max_parallelism: int | None = None,
+    ) -> Node:
+        return self._flow._graph.add(
+            kind,
+            name,
+            parallelism=parallelism,
+            max_parallelism=max_parallelism,
+            make_operator=make_operator,
+            inputs=[Edge(node, partitioner) for node, partitioner in self._inputs],
+            chainable=self._chainable,
+        )
+
+    def _follow(self, node: Node) -> DataStream[Any]:
+        return DataStream(self._flow, ((node, None),))
+
+    # -- transformations -----------------------------------------------------------------------
+
+    def map(
+        self, fn: Callable[[T], U], *, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[U]:
+        """Apply ``fn`` to every record."""
+        _plain(fn, "map")
+        node = self._add("map", name, lambda: MapOperator(node.name, fn), parallelism)
+        return self._follow(node)
+
+    def filter(
+        self,
+        predicate: Callable[[T], bool],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> DataStream[T]:
+        """Keep the records for which ``predicate`` is true."""
+        _plain(predicate, "filter")
+        node = self._add("filter", name, lambda: FilterOperator(node.name, predicate), parallelism)
+        return self._follow(node)
+
+    def flat_map(
+        self,
+        fn: Callable[[T], Iterable[U]],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> DataStream[U]:
+        """Replace every record by the records of the iterable ``fn`` returns for it."""
+        _plain(fn, "flat_map")
+        node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn), parallelism)
+        return self._follow(node)
+
+    def process(
+        self,
+        function: ProcessFunction[T, U],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> DataStream[U]:
+        """Run a :class:`ProcessFunction` (a fresh copy per instance) over every record."""
+        node = self._add(
+            "process",
+            name,
+            lambda: ProcessOperator(node.name, copy.deepcopy(function)),
+            parallelism,
+        )
+        return self._follow(node)
+
+    def assign_timestamps_and_watermarks(
+        self, strategy: WatermarkStrategy, *, name: str | None = None
+    ) -> DataStream[T]:
+        """Stamp records with event time and replace upstream watermarks with ``strategy``'s."""
+        node = self._add("timestamps", name, lambda: TimestampOperator(node.name, strategy))
+        return self._follow(node)
+
+    def key_by(self, key: Callable[[T], K]) -> KeyedStream[T, K]:
+        """Partition by ``key(record)``: every record of a key reaches the same instance."""
+        _plain(key, "key_by")
+        return KeyedStream(self._flow, self._with(Hash(key)), key)
+
+    def union(self, *others: DataStream[T]) -> DataStream[T]:
+        """One stream of the records of this stream and ``others`` (no order between them)."""
+        inputs = list(self._inputs)
+        for other in others:
+            if other._flow is not self._flow:
+                raise PlanError("cannot union streams of different flows")
+            inputs.extend(other._inputs)
+        return DataStream(self._flow, tuple(inputs))
+
+    def rebalance(self) -> DataStream[T]:
+        """Distribute records round robin over the next operator's instances."""
+        return DataStream(self._flow, self._with(Rebalance()))
+
+    def broadcast(self) -> DataStream[T]:
+        """Send every record to every instance of the next operator."""
+        return DataStream(self._flow, self._with(Broadcast()))
+
+    def forward(self) -> DataStream[T]:
+        """Instance ``i`` feeds instance ``i`` of the next operator (equal parallelism needed)."""
+        return DataStream(self._flow, self._with(Forward()))
+
+    def start_new_chain(self) -> DataStream[T]:
+        """Run the next operator in an actor of its own instead of chaining it to this one."""
+        return DataStream(self._flow, self._inputs, chainable=False)
+
+    def _with(self, partitioner: Partitioner) -> tuple[tuple[Node, Partitioner | None], ...]:
+        return tuple((node, partitioner) for node, _ in self._inputs)
+
+    # -- sinks ---------------------------------------------------------------------------------
+
+    def sink(self, sink: Sink, *, name: str | None = None, parallelism: int | None = None) -> Sink:
+        """Send every record to ``sink``; returns the sink."""
+        self._add("sink", name or sink.name, sink.copy, parallelism, sink.max_parallelism)
+        return sink
+
+    def print(self, prefix: str = "", *, name: str | None = None) -> PrintSink:
+        """Print every record on its own line to stdout."""
+        sink = PrintSink(prefix=prefix)
+        self.sink(sink, name=name or "print")
+        return sink
+
+    def collect(self, *, name: str | None = None) -> CollectSink:
+        """Keep every record in memory; read them from the returned sink's ``values``."""
+        sink = CollectSink()
+        self.sink(sink, name=name or "collect")
+        return sink
+
+    def sink_to_json_lines(self, path: str | Path, *, name: str | None = None) -> JsonLinesSink:
+        """Write every record as a line of JSON to ``path``."""
+        sink = JsonLinesSink(path)
+        self.sink(sink, name=name or "json-lines")
+        return sink
+
+    def sink_to_callback(
+        self, callback: Callable[[T], Awaitable[None] | None], *, name: str | None = None
+    ) -> CallbackSink:
+        """Call ``callback(record)`` for every record (awaited if it is a coroutine function)."""
+        sink = CallbackSink(callback)
+        self.sink(sink, name=name or "callback")
+        return sink
+
+
+class KeyedStream(DataStream[T], Generic[T, K]):
+    """A stream partitioned by key: keyed state and timers are available downstream."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        inputs: tuple[tuple[Node, Partitioner | None], ...],
+        key: Callable[[T], K],
+    ) -> None:
+        super().__init__(flow, inputs)
+        self.key = key
+
+    def process(  # type: ignore[override]
+        self,
+        function: KeyedProcessFunction[T, U],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> DataStream[U]:
+        """Run a :class:`KeyedProcessFunction` with keyed state and timers for each key."""
+        if not isinstance(function, KeyedProcessFunction):
+            raise PlanError("a keyed stream's process() takes a KeyedProcessFunction")
+        key = self.key
+        node = self._add(
+            "process",
+            name,
+            lambda: KeyedProcessOperator(node.name, copy.deepcopy(function), key),
+            parallelism,
+        )
+        return self._follow(node)

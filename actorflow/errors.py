@@ -1,0 +1,49 @@
+"""The exceptions actorflow raises, named by cause.
+
+::
+
+    ActorflowError                 base of everything actorflow raises itself
+    ├── PlanError                  the flow cannot be built or compiled (bad wiring, bad parallelism)
+    ├── StateError                 keyed state used outside a keyed context, or misused
+    ├── ClosedResourceError        you used something after closing it (a push source, a mailbox)
+    ├── BrokenResourceError        the other side failed or went away (the job a push source feeds)
+    └── WouldBlock                 a non-blocking put found the mailbox full (flow control, not a fault)
+
+A failing user function is not wrapped: the job fails with the user's own exception, carrying a note
+that names the operator instance it was raised in. End of stream is not an error anywhere.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorflowError",
+    "BrokenResourceError",
+    "ClosedResourceError",
+    "PlanError",
+    "StateError",
+    "WouldBlock",
+]
+
+
+class ActorflowError(Exception):
+    """Base class of the exceptions actorflow raises itself."""
+
+
+class PlanError(ActorflowError):
+    """The flow cannot be built: wrong wiring, bad parallelism, a stream used after it was run."""
+
+
+class StateError(ActorflowError):
+    """Keyed state or timers used where there is no current key, or used in a way they do not allow."""
+
+
+class ClosedResourceError(ActorflowError):
+    """The resource was closed by its own side and cannot be used any more."""
+
+
+class BrokenResourceError(ActorflowError):
+    """The other side of the resource failed or stopped, so it cannot be used any more."""
+
+
+class WouldBlock(ActorflowError):
+    """A non-blocking operation could not complete now (a full mailbox). Retry or await instead."""

@@ -1,0 +1,406 @@
+"""Process functions: user logic with access to time, keyed state and timers.
+
+A :class:`KeyedProcessFunction` runs once per record with the record's key set as the current key:
+its state handles read and write that key's entry, and the timers it registers belong to that key.
+When the watermark (event time) or the clock (processing time) passes a timer, :meth:`on_timer`
+runs with the timer's key as the current key. Results go to ``out.collect``.
+
+>>> class Count(KeyedProcessFunction):
+...     def open(self, ctx):
+...         self.seen = ctx.get_state(ValueStateDescriptor("seen", default=0))
+...     def process_element(self, value, ctx, out):
+...         self.seen.update(self.seen.value() + 1)
+...         out.collect((ctx.current_key, self.seen.value()))
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from actorflow.errors import StateError
+from actorflow.operators.base import Collector, Operator, OperatorContext
+from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    ValueStateDescriptor,
+)
+from actorflow.state.keyed import (
+    NO_KEY,
+    AggregatingState,
+    KeyedStateBackend,
+    ListState,
+    MapState,
+    ReducingState,
+    ValueState,
+)
+from actorflow.time.clock import Clock
+from actorflow.time.timers import TimerQueue
+
+__all__ = [
+    "Context",
+    "KeyedProcessFunction",
+    "KeyedProcessOperator",
+    "ProcessFunction",
+    "ProcessOperator",
+    "RuntimeContext",
+    "TimeDomain",
+    "TimerService",
+]
+
+IN = TypeVar("IN")
+OUT = TypeVar("OUT")
+T = TypeVar("T")
+
+
+class TimeDomain(Enum):
+    """Which clock a firing timer was registered on."""
+
+    EVENT_TIME = "event_time"
+    PROCESSING_TIME = "processing_time"
+
+
+class RuntimeContext:
+    """What a function gets in ``open``: where it runs, and (keyed only) its state."""
+
+    def __init__(self, operator: OperatorContext, backend: KeyedStateBackend | None) -> None:
+        self.operator = operator
+        self._backend = backend
+
+    @property
+    def index(self) -> int:
+        """This instance's index among the operator's ``parallelism`` instances."""
+        return self.operator.index
+
+    @property
+    def parallelism(self) -> int:
+        return self.operator.parallelism
+
+    def _keyed(self) -> KeyedStateBackend:
+        if self._backend is None:
+            raise StateError(
+                f"operator {self.operator.name!r} is not keyed: keyed state needs key_by() first"
+            )
+        return self._backend
+
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]:
+        """A value per key."""
+        return self._keyed().get_state(descriptor)
+
+    def get_list_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]:
+        """A list per key."""
+        return self._keyed().get_list_state(descriptor)
+
+    def get_map_state(self, descriptor: MapStateDescriptor) -> MapState:
+        """A dict per key."""
+        return self._keyed().get_map_state(descriptor)
+
+    def get_reducing_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]:
+        """A value per key, folded with a reduce function."""
+        return self._keyed().get_reducing_state(descriptor)
+
+    def get_aggregating_state(self, descriptor: AggregatingStateDescriptor) -> AggregatingState:
+        """An accumulator per key, kept by an aggregate function."""
+        return self._keyed().get_aggregating_state(descriptor)
+
+
+class TimerService:
+    """Time as a function sees it, and (in keyed functions) timers for the current key."""
+
+    __slots__ = ("_clock", "_event", "_keys", "_processing", "watermark")
+
+    def __init__(
+        self,
+        clock: Clock,
+        keys: Any = None,
+        event: TimerQueue | None = None,
+        processing: TimerQueue | None = None,
+    ) -> None:
+        self._clock = clock
+        self._keys = keys
+        self._event = event
+        self._processing = processing
+        self.watermark = MIN_WATERMARK
+
+    def current_watermark(self) -> int:
+        """The operator's current event time: the watermark before the record being processed."""
+        return self.watermark
+
+    def current_processing_time(self) -> int:
+        """The clock's time in epoch milliseconds."""
+        return self._clock.now()
+
+    def _queue(self, queue: TimerQueue | None) -> tuple[TimerQueue, Hashable]:
+        if queue is None:
+            raise StateError("timers need a keyed stream: use key_by(...).process(...)")
+        key = self._keys.current
+        if key is NO_KEY:
+            raise StateError("timers can only be set while processing a record or a timer")
+        return queue, key
+
+    def register_event_time_timer(self, time: int) -> None:
+        """Call ``on_timer`` once the watermark reaches ``time`` (once per key and time)."""
+        queue, key = self._queue(self._event)
+        queue.add(time, key)
+
+    def delete_event_time_timer(self, time: int) -> None:
+        queue, key = self._queue(self._event)
+        queue.remove(time, key)
+
+    def register_processing_time_timer(self, time: int) -> None:
+        """Call ``on_timer`` once the clock reaches ``time`` (once per key and time)."""
+        queue, key = self._queue(self._processing)
+        queue.add(time, key)
+
+    def delete_processing_time_timer(self, time: int) -> None:
+        queue, key = self._queue(self._processing)
+        queue.remove(time, key)
+
+
+class Context:
+    """Per-record context: the record's timestamp, its key, the timer service.
+
+    One object is reused for every record of an operator instance: read it, do not keep it.
+    """
+
+    __slots__ = ("_keys", "_timers", "time_domain", "timestamp")
+
+    def __init__(self, timers: TimerService, keys: Any = None) -> None:
+        self._timers = timers
+        self._keys = keys
+        #: Event timestamp of the current record, or of the firing timer; None without event time.
+        self.timestamp: int | None = None
+        #: In ``on_timer``: which kind of timer fired; None while processing a record.
+        self.time_domain: TimeDomain | None = None
+
+    @property
+    def current_key(self) -> Any:
+        """The key of the record (or timer) being processed."""
+        if self._keys is None:
+            raise StateError("there is no current key outside a keyed stream")
+        return self._keys.current
+
+    def timer_service(self) -> TimerService:
+        return self._timers
+
+
+class ProcessFunction(ABC, Generic[IN, OUT]):
+    """Per-record logic on a non-keyed stream (no keyed state, no timers)."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        """Called once per instance before the first record."""
+
+    @abstractmethod
+    def process_element(self, value: IN, ctx: Context, out: Collector) -> None:
+        """Handle one record; emit results with ``out.collect``."""
+
+    def close(self) -> None:
+        """Called once per instance at the end, also after a failure."""
+
+
+class KeyedProcessFunction(ABC, Generic[IN, OUT]):
+    """Per-record logic on a keyed stream, with keyed state and timers."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        """Called once per instance before the first record: declare state here."""
+
+    @abstractmethod
+    def process_element(self, value: IN, ctx: Context, out: Collector) -> None:
+        """Handle one record of key ``ctx.current_key``; emit results with ``out.collect``."""
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        """A timer of key ``ctx.current_key`` fired (``ctx.time_domain`` says which kind)."""
+
+    def close(self) -> None:
+        """Called once per instance at the end, also after a failure."""
+
+
+class _StampedAppend:
+    """Collects values and gives each the current context timestamp."""
+
+    __slots__ = ("ctx", "timestamps", "values")
+
+    def __init__(self, ctx: Context, values: list[Any], timestamps: list[Any]) -> None:
+        self.ctx = ctx
+        self.values = values
+        self.timestamps = timestamps
+
+    def __call__(self, value: Any) -> None:
+        self.values.append(value)
+        self.timestamps.append(self.ctx.timestamp)
+
+
+class ProcessOperator(Operator):
+    """Runs a :class:`ProcessFunction` over every record."""
+
+    def __init__(self, name: str, function: ProcessFunction[Any, Any]) -> None:
+        super().__init__(name)
+        self.function = function
+        self._timers: TimerService | None = None
+
+    def open(self, context: OperatorContext) -> None:
+        super().open(context)
+        self._timers = TimerService(context.clock)
+        self._ctx = Context(self._timers)
+        self._out = Collector()
+        self.function.open(RuntimeContext(context, None))
+
+    def process(self, batch: Batch) -> Batch:
+        timers = self._timers
+        assert timers is not None
+        ctx = self._ctx
+        values = batch.values
+        timestamps = batch.timestamps
+        out_values: list[Any] = []
+        out_timestamps: list[Any] | None = None
+        if timestamps is None:
+            self._out.collect = out_values.append
+        else:
+            out_timestamps = []
+            self._out.collect = _StampedAppend(ctx, out_values, out_timestamps)
+        process = self.function.process_element
+        out = self._out
+        out_marks: list[tuple[int, int]] = []
+        marks = batch.marks or []
+        mark_index = 0
+        mark_count = len(marks)
+        next_position = marks[0][0] if marks else -1
+        for position, value in enumerate(values):
+            while position == next_position:
+                timers.watermark = marks[mark_index][1]
+                out_marks.append((len(out_values), timers.watermark))
+                mark_index += 1
+                next_position = marks[mark_index][0] if mark_index < mark_count else -1
+            if timestamps is not None:
+                ctx.timestamp = timestamps[position]
+            process(value, ctx, out)
+        for _, watermark in marks[mark_index:]:
+            timers.watermark = watermark
+            out_marks.append((len(out_values), watermark))
+        return Batch(out_values, out_timestamps, out_marks or None)
+
+    def close(self) -> None:
+        self.function.close()
+
+
+class KeyedProcessOperator(Operator):
+    """Runs a :class:`KeyedProcessFunction`: sets the current key, keeps state, fires timers."""
+
+    has_processing_timers = True
+
+    def __init__(
+        self, name: str, function: KeyedProcessFunction[Any, Any], key_of: Callable[[Any], Any]
+    ) -> None:
+        super().__init__(name)
+        self.function = function
+        self.key_of = key_of
+        self.backend = KeyedStateBackend()
+        self.event_timers = TimerQueue()
+        self.processing_timers = TimerQueue()
+        self._stamped = False
+
+    def open(self, context: OperatorContext) -> None:
+        super().open(context)
+        self.backend = KeyedStateBackend(context.max_parallelism)
+        self.event_timers = TimerQueue()
+        self.processing_timers = TimerQueue()
+        keys = self.backend.keys
+        self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
+        self._ctx = Context(self.timers, keys)
+        self._out = Collector()
+        self.function.open(RuntimeContext(context, self.backend))
+
+    def _bind(self, stamped: bool) -> tuple[list[Any], list[Any] | None]:
+        values: list[Any] = []
+        if stamped:
+            timestamps: list[Any] = []
+            self._out.collect = _StampedAppend(self._ctx, values, timestamps)
+            return values, timestamps
+        self._out.collect = values.append
+        return values, None
+
+    def process(self, batch: Batch) -> Batch:
+        values = batch.values
+        timestamps = batch.timestamps
+        marks = batch.marks
+        self._stamped = stamped = timestamps is not None
+        out_values, out_timestamps = self._bind(stamped)
+        keys = self.backend.keys
+        key_of = self.key_of
+        ctx = self._ctx
+        out = self._out
+        process = self.function.process_element
+        if not marks:
+            if timestamps is None:
+                for value in values:
+                    keys.current = key_of(value)
+                    process(value, ctx, out)
+            else:
+                for value, timestamp in zip(values, timestamps, strict=True):
+                    keys.current = key_of(value)
+                    ctx.timestamp = timestamp
+                    process(value, ctx, out)
+            keys.current = NO_KEY
+            return Batch(out_values, out_timestamps)
+        out_marks: list[tuple[int, int]] = []
+        advance = self._advance
+        mark_index = 0
+        mark_count = len(marks)
+        next_position = marks[0][0]
+        for position, value in enumerate(values):
+            while position == next_position:
+                advance(marks[mark_index][1], out_values, out_marks)
+                mark_index += 1
+                next_position = marks[mark_index][0] if mark_index < mark_count else -1
+            keys.current = key_of(value)
+            if stamped:
+                ctx.timestamp = timestamps[position]  # type: ignore[index]
+            process(value, ctx, out)
+        for _, watermark in marks[mark_index:]:
+            advance(watermark, out_values, out_marks)
+        keys.current = NO_KEY
+        return Batch(out_values, out_timestamps, out_marks)
+
+    def _advance(self, watermark: int, out_values: list[Any], out_marks: list[tuple[int, int]]) -> None:
+        """The watermark moved: fire the event-time timers it passed, then pass it on."""
+        self.timers.watermark = watermark
+        next_time = self.event_timers.next_time
+        if next_time is not None and next_time <= watermark:
+            self._fire(self.event_timers, watermark, TimeDomain.EVENT_TIME)
+        out_marks.append((len(out_values), watermark))
+
+    def _fire(self, queue: TimerQueue, limit: int, domain: TimeDomain) -> None:
+        keys = self.backend.keys
+        ctx = self._ctx
+        saved = ctx.timestamp
+        on_timer = self.function.on_timer
+        out = self._out
+        ctx.time_domain = domain
+        event_time = domain is TimeDomain.EVENT_TIME
+        try:
+            for time, key in queue.pop_due(limit):
+                keys.current = key
+                ctx.timestamp = time if event_time else None
+                on_timer(time, ctx, out)
+        finally:
+            ctx.time_domain = None
+            ctx.timestamp = saved
+
+    def next_processing_time(self) -> int | None:
+        return self.processing_timers.next_time
+
+    def on_processing_time(self, now: int) -> Batch | None:
+        out_values, out_timestamps = self._bind(self._stamped)
+        self._fire(self.processing_timers, now, TimeDomain.PROCESSING_TIME)
+        self.backend.keys.current = NO_KEY
+        if not out_values:
+            return None
+        return Batch(out_values, out_timestamps)
+
+    def close(self) -> None:
+        self.function.close()

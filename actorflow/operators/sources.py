@@ -1,0 +1,232 @@
+"""Sources: where records enter a flow, a batch at a time.
+
+A :class:`Source` yields lists of records from :meth:`Source.read`. A bounded source simply stops
+yielding: the flow then sends the final +infinity watermark and end of stream. Sources built in:
+
+- :class:`IterableSource`: any iterable (bounded, or an endless generator);
+- :class:`JsonLinesSource`: a JSON-lines file, parsed with orjson; a line that does not parse fails
+  the job with its file and line, or goes to a dead-letter callback if one is given;
+- :class:`PushSource`: records an async service pushes in with ``await source.send(record)``;
+  a full buffer makes ``send`` wait (backpressure reaches the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from actorflow.errors import BrokenResourceError, ClosedResourceError, WouldBlock
+from actorflow.operators.base import OperatorContext
+
+__all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "Source"]
+
+
+class Source(ABC):
+    """Produces batches of records. ``max_parallelism`` caps how many instances may read."""
+
+    max_parallelism: int = 1
+
+    @abstractmethod
+    def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        """Yield lists of records (at most ``context.batch_size`` each) until the input ends."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be decoded: its raw bytes, where it came from, and why."""
+
+    raw: bytes
+    origin: str
+    error: str
+
+
+class IterableSource(Source):
+    """The records of an iterable, in order.
+
+    >>> import asyncio
+    >>> async def first():
+    ...     async for batch in IterableSource(range(5)).read(OperatorContext("s", batch_size=2)):
+    ...         return batch
+    >>> asyncio.run(first())
+    [0, 1]
+    """
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        iterator = iter(self._items)
+        size = context.batch_size
+        while True:
+            batch = list(islice(iterator, size))
+            if not batch:
+                return
+            yield batch
+            # Give other actors a turn even when nothing downstream is full.
+            await asyncio.sleep(0)
+
+
+class JsonLinesSource(Source):
+    """One JSON value per line of a file; blank lines are skipped.
+
+    A line that is not valid JSON fails the job naming the file and line, unless ``dead_letters``
+    is given: then it receives a :class:`DeadLetter` and the job goes on.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dead_letters: Callable[[DeadLetter], None] | None = None,
+        chunk_bytes: int = 1 << 20,
+    ) -> None:
+        self.path = Path(path)
+        self._dead_letters = dead_letters
+        self._chunk_bytes = chunk_bytes
+
+    def describe(self) -> str:
+        return f"JsonLinesSource({self.path})"
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        loads = orjson.loads
+        size = context.batch_size
+        line_number = 0
+        with self.path.open("rb") as file:
+            while True:
+                lines = file.readlines(self._chunk_bytes)
+                if not lines:
+                    return
+                try:
+                    records = [loads(line) for line in lines if not line.isspace()]
+                except orjson.JSONDecodeError:
+                    records = self._decode_slowly(lines, line_number)
+                line_number += len(lines)
+                for start in range(0, len(records), size):
+                    yield records[start : start + size]
+                await asyncio.sleep(0)
+
+    def _decode_slowly(self, lines: list[bytes], first_line: int) -> list[Any]:
+        records = []
+        for offset, line in enumerate(lines, first_line + 1):
+            if line.isspace():
+                continue
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError as error:
+                origin = f"{self.path}:{offset}"
+                if self._dead_letters is None:
+                    raise ValueError(f"{origin}: not valid JSON ({error})") from error
+                self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, str(error)))
+        return records
+
+
+class PushSource(Source):
+    """Records pushed in by the application: ``await source.send(record)``, then ``close()``.
+
+    ``capacity`` bounds the records buffered between ``send`` and the flow; a full buffer makes
+    ``send`` wait. If the flow fails, waiting and later senders get :class:`BrokenResourceError`.
+
+    >>> source = PushSource(capacity=2)
+    >>> source.send_nowait({"n": 1})
+    >>> source.pending
+    1
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        if capacity < 1:
+            raise ValueError("a push source needs a capacity of at least 1")
+        self._capacity = capacity
+        self._buffer: deque[Any] = deque()
+        self._senders: deque[asyncio.Future[None]] = deque()
+        self._reader: asyncio.Future[None] | None = None
+        self._closed = False
+        self._broken: BaseException | None = None
+
+    @property
+    def pending(self) -> int:
+        """Records sent and not yet taken by the flow."""
+        return len(self._buffer)
+
+    def send_nowait(self, record: Any) -> None:
+        """Buffer ``record`` or raise :class:`WouldBlock` when the buffer is full."""
+        if self._broken is not None:
+            raise BrokenResourceError("the flow reading this push source has stopped") from (self._broken)
+        if self._closed:
+            raise ClosedResourceError("this push source was closed")
+        if len(self._buffer) >= self._capacity:
+            raise WouldBlock(f"push source is full ({self._capacity} records)")
+        self._buffer.append(record)
+        self._wake_reader()
+
+    async def send(self, record: Any) -> None:
+        """Buffer ``record``, waiting while the buffer is full (backpressure)."""
+        while True:
+            try:
+                self.send_nowait(record)
+                return
+            except WouldBlock:
+                waiter = asyncio.get_running_loop().create_future()
+                self._senders.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    waiter.cancel()
+
+    async def send_all(self, records: Iterable[Any]) -> None:
+        """Send every record of ``records`` in order."""
+        for record in records:
+            await self.send(record)
+
+    def close(self) -> None:
+        """End the stream: the flow finishes the buffered records, then ends this input."""
+        self._closed = True
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _wake_senders(self) -> None:
+        while self._senders:
+            waiter = self._senders.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        buffer = self._buffer
+        size = context.batch_size
+        self._broken = None
+        try:
+            while True:
+                if buffer:
+                    take = min(size, len(buffer))
+                    batch = [buffer.popleft() for _ in range(take)]
+                    self._wake_senders()
+                    yield batch
+                    continue
+                if self._closed:
+                    return
+                self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
+        except BaseException as error:
+            self._broken = error
+            raise
+        finally:
+            if not self._closed and self._broken is None:
+                self._broken = BrokenResourceError("the flow stopped reading")
+            self._wake_senders()

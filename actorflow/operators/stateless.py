@@ -1,0 +1,88 @@
+"""The stateless steps: map, filter, flat map, and stamping records with event time.
+
+Each works on a whole batch with one comprehension. Plain functions are called directly; only the
+bookkeeping for timestamps and watermarks differs when the batch carries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from actorflow.operators.base import Operator, OperatorContext
+from actorflow.operators.batches import expand, select
+from actorflow.runtime.messages import MAX_WATERMARK, Batch
+from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
+
+__all__ = ["FilterOperator", "FlatMapOperator", "MapOperator", "TimestampOperator"]
+
+
+class MapOperator(Operator):
+    """``fn`` applied to every record; timestamps and watermarks stay where they are."""
+
+    def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, batch: Batch) -> Batch:
+        fn = self.fn
+        return Batch([fn(value) for value in batch.values], batch.timestamps, batch.marks)
+
+
+class FilterOperator(Operator):
+    """The records for which ``predicate`` is true."""
+
+    def __init__(self, name: str, predicate: Callable[[Any], bool]) -> None:
+        super().__init__(name)
+        self.predicate = predicate
+
+    def process(self, batch: Batch) -> Batch:
+        predicate = self.predicate
+        if batch.timestamps is None and not batch.marks:
+            return Batch([value for value in batch.values if predicate(value)])
+        return select(batch, [bool(predicate(value)) for value in batch.values])
+
+
+class FlatMapOperator(Operator):
+    """Every record replaced by the records of the iterable ``fn`` returns for it."""
+
+    def __init__(self, name: str, fn: Callable[[Any], Iterable[Any]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, batch: Batch) -> Batch:
+        fn = self.fn
+        if batch.timestamps is None and not batch.marks:
+            return Batch([out for value in batch.values for out in fn(value)])
+        return expand(batch, [list(fn(value)) for value in batch.values])
+
+
+class TimestampOperator(Operator):
+    """Stamps records with event time and generates watermarks from a strategy.
+
+    Watermarks that arrive from upstream are replaced by this strategy's, as in Flink's
+    ``assign_timestamps_and_watermarks``.
+    """
+
+    def __init__(self, name: str, strategy: WatermarkStrategy) -> None:
+        super().__init__(name)
+        self.strategy = strategy
+        self._generator: WatermarkGenerator = strategy.generator()
+
+    def open(self, context: OperatorContext) -> None:
+        super().open(context)
+        self._generator = self.strategy.generator()
+
+    def process(self, batch: Batch) -> Batch:
+        stamped = stamp(batch.values, self.strategy, self._generator)
+        if batch.marks and batch.marks[-1][1] == MAX_WATERMARK:
+            # The end of the input keeps its meaning: every timer downstream fires.
+            stamped.marks = [*(stamped.marks or ()), (len(stamped.values), MAX_WATERMARK)]
+        return stamped
+
+
+def stamp(values: list[Any], strategy: WatermarkStrategy, generator: WatermarkGenerator) -> Batch:
+    """A batch of ``values`` with timestamps from ``strategy`` and marks from ``generator``."""
+    timestamp = strategy.timestamp
+    timestamps = [timestamp(value) for value in values]
+    return Batch(values, timestamps, generator.on_batch(timestamps))

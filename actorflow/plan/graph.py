@@ -1,0 +1,70 @@
+"""The logical graph: what the user wired, before parallelism and chaining are decided."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from actorflow.errors import PlanError
+from actorflow.operators.base import Operator
+from actorflow.operators.sources import Source
+from actorflow.plan.partitioners import Partitioner
+from actorflow.time.watermarks import WatermarkStrategy
+
+__all__ = ["Edge", "LogicalGraph", "Node"]
+
+
+@dataclass(eq=False)
+class Node:
+    """One logical operator: a source, a transformation or a sink."""
+
+    id: int
+    name: str
+    kind: str
+    parallelism: int | None = None
+    max_parallelism: int | None = None
+    make_operator: Callable[[], Operator] | None = None
+    source: Source | None = None
+    watermarks: WatermarkStrategy | None = None
+    inputs: list[Edge] = field(default_factory=list)
+    chainable: bool = True
+
+    def __repr__(self) -> str:
+        return f"Node({self.id}, {self.name!r})"
+
+
+@dataclass(eq=False)
+class Edge:
+    """An input of a node: records from ``upstream``, distributed by ``partitioner``.
+
+    ``partitioner`` None means forward when both sides have the same parallelism, else rebalance.
+    """
+
+    upstream: Node
+    partitioner: Partitioner | None = None
+
+
+class LogicalGraph:
+    """The nodes of a flow in the order they were added (so upstream always comes first)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._names: set[str] = set()
+
+    def add(self, kind: str, name: str | None, **fields: object) -> Node:
+        """Add a node; ``name`` must be unique, a missing one is derived from ``kind``."""
+        if name is None:
+            name = kind
+            serial = 2
+            while name in self._names:
+                name = f"{kind}-{serial}"
+                serial += 1
+        elif name in self._names:
+            raise PlanError(f"an operator named {name!r} already exists in this flow")
+        self._names.add(name)
+        node = Node(len(self.nodes), name, kind, **fields)  # type: ignore[arg-type]
+        self.nodes.append(node)
+        return node
+
+    def consumers(self, node: Node) -> list[Node]:
+        return [n for n in self.nodes if any(edge.upstream is node for edge in n.inputs)]

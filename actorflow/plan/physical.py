@@ -1,0 +1,191 @@
+"""Compiling the logical graph: parallelism, partitioners and operator chains; then deploying it.
+
+Chaining rule: a node joins the chain of its input when it has exactly one input, that input has no
+other consumer, both have the same parallelism, and the edge is forward, or both sides have a
+parallelism of 1 (then every partitioner is forward). A user can break a chain
+(``start_new_chain``). Each chain instance becomes one actor; each edge between two actor instances
+becomes one bounded mailbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actorflow.errors import PlanError
+from actorflow.operators.base import Operator, OperatorContext
+from actorflow.operators.chain import Chain, SourceActor
+from actorflow.plan.graph import LogicalGraph, Node
+from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
+from actorflow.runtime.actor import Actor, Runnable
+from actorflow.runtime.mailbox import Inbox, Mailbox
+from actorflow.runtime.output import Output
+from actorflow.time.clock import Clock
+
+__all__ = ["ChainPlan", "InputPlan", "PhysicalPlan", "compile_graph", "deploy"]
+
+
+@dataclass(eq=False)
+class InputPlan:
+    upstream: ChainPlan
+    partitioner: Partitioner
+
+
+@dataclass(eq=False)
+class ChainPlan:
+    """Operators that run fused in one actor per instance."""
+
+    nodes: list[Node]
+    parallelism: int
+    inputs: list[InputPlan] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return " -> ".join(node.name for node in self.nodes)
+
+    @property
+    def head(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def tail(self) -> Node:
+        return self.nodes[-1]
+
+
+@dataclass
+class PhysicalPlan:
+    """The chains in dependency order, with their parallelism and input partitioners."""
+
+    chains: list[ChainPlan]
+
+    def describe(self) -> str:
+        """A readable outline: one line per chain with its instances and inputs.
+
+        >>> print(PhysicalPlan([]).describe())
+        <BLANKLINE>
+        """
+        lines = []
+        for chain in self.chains:
+            inputs = ", ".join(f"{i.partitioner!r} from [{i.upstream.name}]" for i in chain.inputs)
+            line = f"[{chain.name}] x{chain.parallelism}"
+            lines.append(f"{line} <- {inputs}" if inputs else line)
+        return "\n".join(lines)
+
+
+def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan:
+    """Decide each node's parallelism and partitioners, and fuse nodes into chains."""
+    if default_parallelism < 1:
+        raise PlanError("parallelism must be at least 1")
+    if not graph.nodes:
+        raise PlanError("the flow is empty: add a source and a sink")
+    parallelism = {node: _parallelism(node, default_parallelism) for node in graph.nodes}
+    consumers = {node: graph.consumers(node) for node in graph.nodes}
+    for node in graph.nodes:
+        if node.kind != "source" and not node.inputs:
+            raise PlanError(f"operator {node.name!r} has no input")
+        if node.kind != "sink" and not consumers[node]:
+            raise PlanError(
+                f"the output of {node.name!r} goes nowhere: end it with a sink "
+                "(sink, print, collect, sink_to_json_lines)"
+            )
+    chain_of: dict[Node, ChainPlan] = {}
+    chains: list[ChainPlan] = []
+    for node in graph.nodes:
+        partitioners = [
+            _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
+            for edge in node.inputs
+        ]
+        if len(node.inputs) == 1 and node.chainable:
+            upstream = node.inputs[0].upstream
+            same = parallelism[upstream] == parallelism[node]
+            forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
+            if same and forwardish and len(consumers[upstream]) == 1:
+                chain = chain_of[upstream]
+                chain.nodes.append(node)
+                chain_of[node] = chain
+                continue
+        chain = ChainPlan([node], parallelism[node])
+        chain.inputs = [
+            InputPlan(chain_of[edge.upstream], partitioner)
+            for edge, partitioner in zip(node.inputs, partitioners, strict=True)
+        ]
+        chain_of[node] = chain
+        chains.append(chain)
+    return PhysicalPlan(chains)
+
+
+def _parallelism(node: Node, default: int) -> int:
+    cap = node.max_parallelism
+    if node.parallelism is not None:
+        if node.parallelism < 1:
+            raise PlanError(f"operator {node.name!r}: parallelism must be at least 1")
+        if cap is not None and node.parallelism > cap:
+            raise PlanError(
+                f"operator {node.name!r} can run at most {cap} instance(s), not {node.parallelism}"
+            )
+        return node.parallelism
+    return default if cap is None else min(default, cap)
+
+
+def _partitioner(chosen: Partitioner | None, upstream: int, downstream: int, node: Node) -> Partitioner:
+    if chosen is None:
+        return Forward() if upstream == downstream else Rebalance()
+    if isinstance(chosen, Forward) and upstream != downstream:
+        raise PlanError(
+            f"a forward edge into {node.name!r} needs equal parallelism on both sides "
+            f"({upstream} != {downstream}): use rebalance() or set the parallelism"
+        )
+    return chosen
+
+
+def deploy(
+    plan: PhysicalPlan,
+    *,
+    clock: Clock,
+    batch_size: int,
+    mailbox_capacity: int,
+    max_parallelism: int,
+) -> list[Runnable]:
+    """Create the actors of one run: fresh operators per instance, a mailbox per edge."""
+    # inboxes[chain][instance] collects the mailboxes that feed that instance, in input order.
+    inboxes: dict[ChainPlan, list[list[Mailbox]]] = {
+        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
+    }
+    outputs: dict[ChainPlan, list[list[Output]]] = {
+        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
+    }
+    for chain in plan.chains:
+        for edge in chain.inputs:
+            upstream = edge.upstream
+            one_to_one = isinstance(edge.partitioner, Forward)
+            for sender in range(upstream.parallelism):
+                receivers = [sender] if one_to_one else list(range(chain.parallelism))
+                boxes = []
+                for receiver in receivers:
+                    box = Mailbox(
+                        mailbox_capacity,
+                        name=f"{upstream.name}[{sender + 1}] => {chain.name}[{receiver + 1}]",
+                    )
+                    inboxes[chain][receiver].append(box)
+                    boxes.append(box)
+                router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
+                outputs[upstream][sender].append(Output(boxes, router))
+    actors: list[Runnable] = []
+    for chain in plan.chains:
+        for index in range(chain.parallelism):
+
+            def context(node: Node, index: int = index, chain: ChainPlan = chain) -> OperatorContext:
+                return OperatorContext(
+                    node.name, index, chain.parallelism, max_parallelism, clock, batch_size
+                )
+
+            head = chain.head
+            body = chain.nodes[1:] if head.kind == "source" else chain.nodes
+            operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
+            runner = Chain(operators, [context(node) for node in body], outputs[chain][index], clock)
+            name = f"{chain.name}[{index + 1}/{chain.parallelism}]"
+            if head.kind == "source":
+                assert head.source is not None
+                actors.append(SourceActor(name, head.source, context(head), head.watermarks, runner))
+            else:
+                actors.append(Actor(name, Inbox(inboxes[chain][index]), runner))
+    return actors

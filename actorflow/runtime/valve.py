@@ -1,0 +1,78 @@
+"""Merging watermarks over an actor's input channels: the minimum over the active ones.
+
+Each input channel has its own watermark. The actor's watermark is the minimum over the channels
+that are not idle, and it only ever moves forward. An idle channel (a source with nothing to say)
+stops holding the others back; when every input is idle the actor is idle itself and says so
+downstream. A channel that has ended counts as having reached :data:`MAX_WATERMARK`.
+"""
+
+from __future__ import annotations
+
+from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK
+
+__all__ = ["WatermarkValve"]
+
+
+class WatermarkValve:
+    """Per-input watermarks and idleness, merged into one monotonic output watermark.
+
+    >>> valve = WatermarkValve(2)
+    >>> valve.merge_marks(0, [(1, 10)])  # input 1 still holds the minimum back
+    []
+    >>> valve.merge_marks(1, [(3, 7)])
+    [(3, 7)]
+    >>> valve.set_idle(1, True)  # input 1 goes idle: input 0 alone decides
+    10
+    """
+
+    __slots__ = ("_idle", "_watermarks", "current", "idle")
+
+    def __init__(self, inputs: int) -> None:
+        self._watermarks = [MIN_WATERMARK] * inputs
+        self._idle = [False] * inputs
+        self.current = MIN_WATERMARK
+        self.idle = False
+
+    def merge_marks(self, index: int, marks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Take the in-batch marks of input ``index``; return the marks the actor's output gets."""
+        out: list[tuple[int, int]] = []
+        watermarks = self._watermarks
+        if len(watermarks) == 1:
+            current = self.current
+            for position, watermark in marks:
+                if watermark > current:
+                    current = watermark
+                    out.append((position, watermark))
+            self.current = current
+            watermarks[0] = current
+            return out
+        for position, watermark in marks:
+            if watermark > watermarks[index]:
+                watermarks[index] = watermark
+                merged = self._minimum()
+                if merged is not None and merged > self.current:
+                    self.current = merged
+                    out.append((position, merged))
+        return out
+
+    def set_idle(self, index: int, idle: bool) -> int | None:
+        """Mark input ``index`` idle or active; return the new output watermark if it moved."""
+        self._idle[index] = idle
+        self.idle = all(self._idle)
+        merged = self._minimum()
+        if merged is not None and merged > self.current:
+            self.current = merged
+            return merged
+        return None
+
+    def is_idle(self, index: int) -> bool:
+        return self._idle[index]
+
+    def end(self, index: int) -> int | None:
+        """Input ``index`` ended: it holds nothing back any more. Return the new watermark if it moved."""
+        self._watermarks[index] = MAX_WATERMARK
+        return self.set_idle(index, False)
+
+    def _minimum(self) -> int | None:
+        active = [w for w, idle in zip(self._watermarks, self._idle, strict=True) if not idle]
+        return min(active) if active else None

@@ -1,0 +1,90 @@
+"""State descriptors: the name and kind of a piece of keyed state, declared in ``open``.
+
+>>> counter = ValueStateDescriptor("count", default=0)
+>>> counter.name, counter.default
+('count', 0)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "AggregateFunction",
+    "AggregatingStateDescriptor",
+    "ListStateDescriptor",
+    "MapStateDescriptor",
+    "ReducingStateDescriptor",
+    "StateDescriptor",
+    "ValueStateDescriptor",
+]
+
+T = TypeVar("T")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
+
+
+class AggregateFunction(ABC, Generic[T, ACC, OUT]):
+    """An incremental aggregation: only the accumulator is kept in state.
+
+    >>> class Mean(AggregateFunction[float, tuple[float, int], float]):
+    ...     def create_accumulator(self): return (0.0, 0)
+    ...     def add(self, value, acc): return (acc[0] + value, acc[1] + 1)
+    ...     def get_result(self, acc): return acc[0] / acc[1]
+    >>> m = Mean(); m.get_result(m.add(3.0, m.add(1.0, m.create_accumulator())))
+    2.0
+    """
+
+    @abstractmethod
+    def create_accumulator(self) -> ACC: ...
+
+    @abstractmethod
+    def add(self, value: T, accumulator: ACC) -> ACC: ...
+
+    @abstractmethod
+    def get_result(self, accumulator: ACC) -> OUT: ...
+
+    def merge(self, a: ACC, b: ACC) -> ACC:
+        """Combine two accumulators (needed by merging windows)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support merge")
+
+
+@dataclass(frozen=True)
+class StateDescriptor:
+    """Base of all descriptors: state is looked up by ``name`` within one operator."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ValueStateDescriptor(StateDescriptor, Generic[T]):
+    """One value per key; ``default`` is returned while nothing was stored (keep it immutable)."""
+
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class ListStateDescriptor(StateDescriptor, Generic[T]):
+    """A list of values per key."""
+
+
+@dataclass(frozen=True)
+class MapStateDescriptor(StateDescriptor):
+    """A dict per key."""
+
+
+@dataclass(frozen=True)
+class ReducingStateDescriptor(StateDescriptor, Generic[T]):
+    """One value per key, combined with each added value by ``reduce(old, new)``."""
+
+    reduce: Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class AggregatingStateDescriptor(StateDescriptor):
+    """One accumulator per key, maintained by an :class:`AggregateFunction`."""
+
+    aggregate: AggregateFunction[Any, Any, Any]

@@ -1,0 +1,291 @@
+"""Keyed state on the heap: per state name, a dict from key to value, scoped to the current key.
+
+A keyed operator sets :attr:`KeyContext.current` before it calls user code; every state handle reads
+and writes the entry of that key only. Snapshots are cut per key group
+(:meth:`KeyedStateBackend.snapshot`), so a restore can hand key groups to a different parallelism;
+the hot path never computes a key group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Final, Generic, TypeVar
+
+from actorflow.errors import StateError
+from actorflow.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group
+
+__all__ = [
+    "AggregatingState",
+    "KeyContext",
+    "KeyedStateBackend",
+    "ListState",
+    "MapState",
+    "NO_KEY",
+    "ReducingState",
+    "ValueState",
+]
+
+T = TypeVar("T")
+
+
+class _NoKey:
+    def __repr__(self) -> str:
+        return "NO_KEY"
+
+
+#: The current key outside any keyed call.
+NO_KEY: Final = _NoKey()
+
+
+class KeyContext:
+    """Holds the key the state handles work on; set by the keyed operator per record and timer."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: Any = NO_KEY
+
+
+def _no_key(name: str) -> StateError:
+    return StateError(
+        f"state {name!r} was used without a current key: keyed state works only inside a keyed "
+        "operator's process_element or on_timer"
+    )
+
+
+class _Handle:
+    __slots__ = ("_keys", "_name", "_table")
+
+    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any]) -> None:
+        self._name = name
+        self._keys = keys
+        self._table = table
+
+    def _key(self) -> Any:
+        key = self._keys.current
+        if key is NO_KEY:
+            raise _no_key(self._name)
+        return key
+
+    def clear(self) -> None:
+        """Remove the current key's entry."""
+        self._table.pop(self._key(), None)
+
+
+class ValueState(_Handle, Generic[T]):
+    """One value for the current key."""
+
+    __slots__ = ("_default",)
+
+    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], default: Any) -> None:
+        super().__init__(name, keys, table)
+        self._default = default
+
+    def value(self) -> T:
+        """The stored value, or the descriptor's default."""
+        key = self._keys.current
+        if key is NO_KEY:
+            raise _no_key(self._name)
+        return self._table.get(key, self._default)  # type: ignore[no-any-return]
+
+    def update(self, value: T) -> None:
+        key = self._keys.current
+        if key is NO_KEY:
+            raise _no_key(self._name)
+        self._table[key] = value
+
+
+class ListState(_Handle, Generic[T]):
+    """A list of values for the current key."""
+
+    __slots__ = ()
+
+    def get(self) -> list[T]:
+        """The stored values (a new list; empty when nothing was stored)."""
+        return list(self._table.get(self._key(), ()))
+
+    def add(self, value: T) -> None:
+        key = self._key()
+        entry = self._table.get(key)
+        if entry is None:
+            self._table[key] = [value]
+        else:
+            entry.append(value)
+
+    def add_all(self, values: Iterable[T]) -> None:
+        key = self._key()
+        self._table.setdefault(key, []).extend(values)
+
+    def update(self, values: Iterable[T]) -> None:
+        """Replace the list; an empty one clears the entry."""
+        key = self._key()
+        items = list(values)
+        if items:
+            self._table[key] = items
+        else:
+            self._table.pop(key, None)
+
+
+class MapState(_Handle):
+    """A dict for the current key."""
+
+    __slots__ = ()
+
+    def _entry(self) -> dict[Any, Any]:
+        return self._table.get(self._key(), {})  # type: ignore[no-any-return]
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        return self._entry().get(key, default)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        current = self._key()
+        entry = self._table.get(current)
+        if entry is None:
+            self._table[current] = {key: value}
+        else:
+            entry[key] = value
+
+    def put_all(self, items: dict[Any, Any]) -> None:
+        self._table.setdefault(self._key(), {}).update(items)
+
+    def remove(self, key: Hashable) -> None:
+        current = self._key()
+        entry = self._table.get(current)
+        if entry is not None:
+            entry.pop(key, None)
+            if not entry:
+                del self._table[current]
+
+    def contains(self, key: Hashable) -> bool:
+        return key in self._entry()
+
+    def keys(self) -> list[Any]:
+        return list(self._entry())
+
+    def values(self) -> list[Any]:
+        return list(self._entry().values())
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return list(self._entry().items())
+
+    def is_empty(self) -> bool:
+        return not self._entry()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+
+class ReducingState(_Handle, Generic[T]):
+    """One value for the current key, folded with every added value."""
+
+    __slots__ = ("_reduce",)
+
+    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], reduce: Any) -> None:
+        super().__init__(name, keys, table)
+        self._reduce = reduce
+
+    def get(self) -> T | None:
+        value: T | None = self._table.get(self._key())
+        return value
+
+    def add(self, value: T) -> None:
+        key = self._key()
+        table = self._table
+        if key in table:
+            table[key] = self._reduce(table[key], value)
+        else:
+            table[key] = value
+
+
+class AggregatingState(_Handle):
+    """One accumulator for the current key; :meth:`get` returns the aggregate's result."""
+
+    __slots__ = ("_aggregate",)
+
+    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], aggregate: Any) -> None:
+        super().__init__(name, keys, table)
+        self._aggregate = aggregate
+
+    def get(self) -> Any:
+        key = self._key()
+        if key not in self._table:
+            return None
+        return self._aggregate.get_result(self._table[key])
+
+    def add(self, value: Any) -> None:
+        key = self._key()
+        table = self._table
+        aggregate = self._aggregate
+        accumulator = table[key] if key in table else aggregate.create_accumulator()
+        table[key] = aggregate.add(value, accumulator)
+
+
+class KeyedStateBackend:
+    """The heap keyed state of one operator instance.
+
+    >>> backend = KeyedStateBackend()
+    >>> count = backend.get_state(ValueStateDescriptor("count", default=0))
+    >>> backend.keys.current = "card-1"
+    >>> count.update(count.value() + 1)
+    >>> count.value()
+    1
+    """
+
+    def __init__(self, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> None:
+        self.keys = KeyContext()
+        self.max_parallelism = max_parallelism
+        self._tables: dict[str, dict[Any, Any]] = {}
+        self._descriptors: dict[str, StateDescriptor] = {}
+
+    def _table(self, descriptor: StateDescriptor) -> dict[Any, Any]:
+        known = self._descriptors.get(descriptor.name)
+        if known is not None and known != descriptor:
+            raise StateError(
+                f"state {descriptor.name!r} is already declared as {known!r}, not {descriptor!r}"
+            )
+        self._descriptors[descriptor.name] = descriptor
+        return self._tables.setdefault(descriptor.name, {})
+
+    def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]:
+        return ValueState(descriptor.name, self.keys, self._table(descriptor), descriptor.default)
+
+    def get_list_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]:
+        return ListState(descriptor.name, self.keys, self._table(descriptor))
+
+    def get_map_state(self, descriptor: MapStateDescriptor) -> MapState:
+        return MapState(descriptor.name, self.keys, self._table(descriptor))
+
+    def get_reducing_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]:
+        return ReducingState(descriptor.name, self.keys, self._table(descriptor), descriptor.reduce)
+
+    def get_aggregating_state(self, descriptor: AggregatingStateDescriptor) -> AggregatingState:
+        return AggregatingState(descriptor.name, self.keys, self._table(descriptor), descriptor.aggregate)
+
+    def state_size(self, name: str) -> int:
+        """How many keys have an entry in state ``name``."""
+        return len(self._tables.get(name, {}))
+
+    def snapshot(self) -> dict[int, dict[str, dict[Any, Any]]]:
+        """A copy of all state, cut by key group: ``{key_group: {state name: {key: value}}}``."""
+        groups: dict[int, dict[str, dict[Any, Any]]] = {}
+        max_parallelism = self.max_parallelism
+        for name, table in self._tables.items():
+            for key, value in table.items():
+                group = key_group(key, max_parallelism)
+                groups.setdefault(group, {}).setdefault(name, {})[key] = value
+        return groups
+
+    def restore(self, groups: dict[int, dict[str, dict[Any, Any]]], owned: range) -> None:
+        """Load the key groups in ``owned`` from a snapshot (others belong to other instances)."""
+        for group, tables in groups.items():
+            if group in owned:
+                for name, entries in tables.items():
+                    self._tables.setdefault(name, {}).update(entries)

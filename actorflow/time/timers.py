@@ -1,0 +1,90 @@
+"""Timer queues: timers per (time, key), deduplicated, fired in time order.
+
+One queue per time domain of a keyed operator. Times are kept in a sorted dict (sortedcontainers), so
+finding the next due time is cheap and registering a timer at a time that already has timers costs
+one dict lookup. Keys registered for the same time fire in registration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+
+from sortedcontainers import SortedDict
+
+__all__ = ["TimerQueue"]
+
+
+class TimerQueue:
+    """Timers as (time, key) pairs, at most one per pair.
+
+    >>> queue = TimerQueue()
+    >>> queue.add(20, "a"), queue.add(10, "b"), queue.add(20, "a")
+    (True, True, False)
+    >>> list(queue.pop_due(15)), queue.next_time
+    ([(10, 'b')], 20)
+    """
+
+    __slots__ = ("_times", "next_time")
+
+    def __init__(self) -> None:
+        self._times: SortedDict = SortedDict()
+        #: The earliest time with a timer, or None. Read on every watermark: kept as an attribute.
+        self.next_time: int | None = None
+
+    def __len__(self) -> int:
+        return sum(len(keys) for keys in self._times.values())
+
+    def add(self, time: int, key: Hashable) -> bool:
+        """Register a timer; return False if the same (time, key) was already registered."""
+        keys = self._times.get(time)
+        if keys is None:
+            self._times[time] = {key: None}
+            next_time = self.next_time
+            if next_time is None or time < next_time:
+                self.next_time = time
+            return True
+        if key in keys:
+            return False
+        keys[key] = None
+        return True
+
+    def remove(self, time: int, key: Hashable) -> bool:
+        """Forget a timer; return False if there was none."""
+        keys = self._times.get(time)
+        if keys is None or key not in keys:
+            return False
+        del keys[key]
+        if not keys:
+            del self._times[time]
+            if time == self.next_time:
+                self._refresh()
+        return True
+
+    def pop_due(self, limit: int) -> Iterator[tuple[int, Hashable]]:
+        """Yield and remove every timer with time ``<= limit``, in time order.
+
+        Timers added while iterating are yielded too if they are due, so a timer that registers
+        another due timer fires it in the same pass.
+        """
+        times = self._times
+        while self.next_time is not None and self.next_time <= limit:
+            time, keys = times.popitem(0)
+            self._refresh()
+            for key in keys:
+                yield time, key
+
+    def keys_at(self, time: int) -> list[Hashable]:
+        return list(self._times.get(time, ()))
+
+    def snapshot(self) -> list[tuple[int, list[Hashable]]]:
+        """All timers as ``[(time, [keys...]), ...]`` in time order."""
+        return [(time, list(keys)) for time, keys in self._times.items()]
+
+    def restore(self, timers: list[tuple[int, list[Hashable]]]) -> None:
+        for time, keys in timers:
+            for key in keys:
+                self.add(time, key)
+
+    def _refresh(self) -> None:
+        times = self._times
+        self.next_time = times.keys()[0] if times else None

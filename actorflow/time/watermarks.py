@@ -1,0 +1,121 @@
+"""Watermark strategies: where event timestamps come from, and how watermarks follow them.
+
+A strategy pairs a timestamp assigner (record -> epoch milliseconds) with a watermark generator.
+Generators work on a whole batch of timestamps at once and answer with in-batch marks
+``(position, watermark)``; see :class:`actorflow.runtime.messages.Batch`.
+
+- :meth:`WatermarkStrategy.bounded_out_of_orderness` (the usual choice): the watermark trails the
+  highest timestamp seen by the bound, as Flink's (``max - bound - 1``), emitted once per batch.
+- :meth:`WatermarkStrategy.punctuated`: a watermark after every record that moves it
+  (``max - lag``): exact and deterministic, whatever the batch size.
+- :meth:`WatermarkStrategy.with_idleness`: a source that produced nothing for a while is marked
+  idle, so it stops holding back the event time of the operators it feeds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from actorflow.runtime.messages import MIN_WATERMARK
+
+__all__ = [
+    "BoundedOutOfOrdernessGenerator",
+    "PunctuatedGenerator",
+    "TimestampAssigner",
+    "WatermarkGenerator",
+    "WatermarkStrategy",
+]
+
+TimestampAssigner = Callable[[Any], int]
+
+
+class WatermarkGenerator(ABC):
+    """Turns the timestamps of each batch into in-batch watermark marks."""
+
+    @abstractmethod
+    def on_batch(self, timestamps: list[int]) -> list[tuple[int, int]]:
+        """Return the marks for a batch with these timestamps (positions 1..len)."""
+
+
+class BoundedOutOfOrdernessGenerator(WatermarkGenerator):
+    """Watermark ``max_timestamp - bound - 1`` after each batch that raised the maximum.
+
+    >>> BoundedOutOfOrdernessGenerator(100).on_batch([1000, 1500, 1200])
+    [(3, 1399)]
+    """
+
+    def __init__(self, bound_ms: int) -> None:
+        self._bound = bound_ms
+        self._max = MIN_WATERMARK
+
+    def on_batch(self, timestamps: list[int]) -> list[tuple[int, int]]:
+        if not timestamps:
+            return []
+        highest = max(timestamps)
+        if highest <= self._max:
+            return []
+        self._max = highest
+        return [(len(timestamps), highest - self._bound - 1)]
+
+
+class PunctuatedGenerator(WatermarkGenerator):
+    """Watermark ``max_timestamp - lag`` after every record that raised the maximum.
+
+    >>> PunctuatedGenerator(2000).on_batch([5000, 4000, 7000])
+    [(1, 3000), (3, 5000)]
+    """
+
+    def __init__(self, lag_ms: int) -> None:
+        self._lag = lag_ms
+        self._max = MIN_WATERMARK
+
+    def on_batch(self, timestamps: list[int]) -> list[tuple[int, int]]:
+        highest = self._max
+        lag = self._lag
+        marks: list[tuple[int, int]] = []
+        append = marks.append
+        for position, timestamp in enumerate(timestamps, 1):
+            if timestamp > highest:
+                highest = timestamp
+                append((position, timestamp - lag))
+        self._max = highest
+        return marks
+
+
+@dataclass(frozen=True)
+class WatermarkStrategy:
+    """How a source stamps its records with event time and generates watermarks.
+
+    >>> strategy = WatermarkStrategy.punctuated(lambda r: r["ts"], lag_ms=2000)
+    >>> strategy.timestamp({"ts": 5})
+    5
+    >>> strategy.with_idleness(30_000).idle_timeout_ms
+    30000
+    """
+
+    timestamp: TimestampAssigner
+    generator: Callable[[], WatermarkGenerator]
+    idle_timeout_ms: int | None = None
+
+    @staticmethod
+    def bounded_out_of_orderness(bound_ms: int, timestamp: TimestampAssigner) -> WatermarkStrategy:
+        """Records may arrive up to ``bound_ms`` behind the newest one; emitted once per batch."""
+        if bound_ms < 0:
+            raise ValueError("the out-of-orderness bound cannot be negative")
+        return WatermarkStrategy(timestamp, lambda: BoundedOutOfOrdernessGenerator(bound_ms))
+
+    @staticmethod
+    def punctuated(timestamp: TimestampAssigner, lag_ms: int = 0) -> WatermarkStrategy:
+        """A watermark of ``max timestamp - lag_ms`` after each record that moves it."""
+        if lag_ms < 0:
+            raise ValueError("the watermark lag cannot be negative")
+        return WatermarkStrategy(timestamp, lambda: PunctuatedGenerator(lag_ms))
+
+    def with_idleness(self, timeout_ms: int) -> WatermarkStrategy:
+        """Mark the source idle after ``timeout_ms`` of processing time without records."""
+        if timeout_ms <= 0:
+            raise ValueError("the idleness timeout must be positive")
+        return replace(self, idle_timeout_ms=timeout_ms)
