@@ -81,10 +81,12 @@ class DataStream(Generic[T]):
         make_operator: Callable[[], Operator],
         parallelism: int | None = None,
         max_parallelism: int | None = None,
+        default_name: str | None = None,
     ) -> Node:
         return self._flow._graph.add(
             kind,
             name,
+            default_name=default_name,
             parallelism=parallelism,
             max_parallelism=max_parallelism,
             make_operator=make_operator,
@@ -189,25 +191,25 @@ class DataStream(Generic[T]):
 
     def sink(self, sink: Sink, *, name: str | None = None, parallelism: int | None = None) -> Sink:
         """Send every record to ``sink``; returns the sink."""
-        self._add("sink", name or sink.name, sink.copy, parallelism, sink.max_parallelism)
+        self._add("sink", name, sink.copy, parallelism, sink.max_parallelism, sink.name)
         return sink
 
     def print(self, prefix: str = "", *, name: str | None = None) -> PrintSink:
         """Print every record on its own line to stdout."""
         sink = PrintSink(prefix=prefix)
-        self.sink(sink, name=name or "print")
+        self.sink(sink, name=name)
         return sink
 
     def collect(self, *, name: str | None = None) -> CollectSink:
         """Keep every record in memory; read them from the returned sink's ``values``."""
         sink = CollectSink()
-        self.sink(sink, name=name or "collect")
+        self.sink(sink, name=name)
         return sink
 
     def sink_to_json_lines(self, path: str | Path, *, name: str | None = None) -> JsonLinesSink:
         """Write every record as a line of JSON to ``path``."""
         sink = JsonLinesSink(path)
-        self.sink(sink, name=name or "json-lines")
+        self.sink(sink, name=name)
         return sink
 
     def sink_to_callback(
@@ -215,7 +217,7 @@ class DataStream(Generic[T]):
     ) -> CallbackSink:
         """Call ``callback(record)`` for every record (awaited if it is a coroutine function)."""
         sink = CallbackSink(callback)
-        self.sink(sink, name=name or "callback")
+        self.sink(sink, name=name)
         return sink
 
 

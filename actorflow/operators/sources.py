@@ -94,6 +94,8 @@ class JsonLinesSource(Source):
         self.path = Path(path)
         self._dead_letters = dead_letters
         self._chunk_bytes = chunk_bytes
+        #: Records decoded so far (dead letters not included).
+        self.records_read = 0
 
     def describe(self) -> str:
         return f"JsonLinesSource({self.path})"
@@ -112,6 +114,7 @@ class JsonLinesSource(Source):
                 except orjson.JSONDecodeError:
                     records = self._decode_slowly(lines, line_number)
                 line_number += len(lines)
+                self.records_read += len(records)
                 for start in range(0, len(records), size):
                     yield records[start : start + size]
                 await asyncio.sleep(0)

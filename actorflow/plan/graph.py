@@ -51,13 +51,16 @@ class LogicalGraph:
         self.nodes: list[Node] = []
         self._names: set[str] = set()
 
-    def add(self, kind: str, name: str | None, **fields: object) -> Node:
-        """Add a node; ``name`` must be unique, a missing one is derived from ``kind``."""
+    def add(
+        self, kind: str, name: str | None, *, default_name: str | None = None, **fields: object
+    ) -> Node:
+        """Add a node; ``name`` must be unique, a missing one is derived from ``default_name``."""
         if name is None:
-            name = kind
+            base = default_name or kind
+            name = base
             serial = 2
             while name in self._names:
-                name = f"{kind}-{serial}"
+                name = f"{base}-{serial}"
                 serial += 1
         elif name in self._names:
             raise PlanError(f"an operator named {name!r} already exists in this flow")

@@ -143,10 +143,16 @@ class MapState(_Handle):
         return self._table.get(self._key(), {})  # type: ignore[no-any-return]
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        return self._entry().get(key, default)
+        current = self._keys.current
+        if current is NO_KEY:
+            raise _no_key(self._name)
+        entry = self._table.get(current)
+        return default if entry is None else entry.get(key, default)
 
     def put(self, key: Hashable, value: Any) -> None:
-        current = self._key()
+        current = self._keys.current
+        if current is NO_KEY:
+            raise _no_key(self._name)
         entry = self._table.get(current)
         if entry is None:
             self._table[current] = {key: value}

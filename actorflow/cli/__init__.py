@@ -1,0 +1,1 @@
+"""The command line: ``actorflow run <module:attr | path.py>``. The top layer."""
