@@ -3,7 +3,7 @@
 ``actorflow run TARGET`` loads a flow and runs it to its end. ``TARGET`` is ``package.module:attr``
 or ``path/to/file.py[:attr]``; ``attr`` (default ``flow``) names a :class:`~actorflow.Flow`, or a
 function returning one (plain or async). Exit codes: 0 done, 1 the flow failed, 2 bad usage,
-130 interrupted.
+130 interrupted, 141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -78,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 runner.run(_run(arguments.target))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout was closed early (``| head``): stop quietly, as command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except SystemExit:
         raise
     except Exception:
