@@ -23,6 +23,7 @@ from actorflow import (
     MapStateDescriptor,
     RuntimeContext,
     Sink,
+    ValueState,
     ValueStateDescriptor,
     WatermarkStrategy,
 )
@@ -130,7 +131,7 @@ class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
     """Per card: a transaction under 1.00 directly followed by one over 500.00 within 60 s."""
 
     def open(self, ctx: RuntimeContext) -> None:
-        self.armed = ctx.get_state(ValueStateDescriptor("armed"))
+        self.armed: ValueState[tuple[int, int]] = ctx.get_state(ValueStateDescriptor("armed"))
 
     def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
         armed = self.armed.value()
@@ -165,9 +166,9 @@ def q3(flow: Flow, source: JsonLinesSource, output_path: str) -> None:
 QUERIES = {"q1": q1, "q2": q2, "q3": q3}
 
 
-def run(query: str, input_path: str, output_path: str, parallelism: int) -> int:
+def run(query: str, input_path: str, output_path: str, parallelism: int, *, batch_size: int = 1024) -> int:
     """Build the flow for ``query``, run it to the end of the input, return the events read."""
-    flow = Flow(query, parallelism=parallelism)
+    flow = Flow(query, parallelism=parallelism, batch_size=batch_size)
     source = JsonLinesSource(input_path)
     QUERIES[query](flow, source, output_path)
     flow.execute()

@@ -1,0 +1,217 @@
+"""The ``report`` command: run every query on every engine and print a Markdown table.
+
+The data is generated once into a temporary directory. Each engine run is a separate
+``python -m benchmarks run`` subprocess on that same file (so one run's memory and
+warm-up cannot leak into another's), repeated ``--repeat`` times; the table shows the
+median events/s and the largest peak RSS. Every output is checked against the
+reference result (also computed in a subprocess, unmeasured) and every other
+engine's against the baseline's.
+A failed or wrong run is shown as such; the command then exits with status 1.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from benchmarks import generate, results
+from benchmarks.runner import QUERIES, Measurement
+
+__all__ = ["Row", "machine_info", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    """One line of the table: one query on one engine at one parallelism."""
+
+    query: str
+    engine: str
+    parallelism: int
+    rates: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    error: str | None = None
+    """Why a run failed, if one did (the row then shows no numbers)."""
+    mismatch: str | None = None
+    """How the output differs from the expected result, if it does."""
+
+    @property
+    def rate(self) -> float | None:
+        """Median events/s, or ``None`` if a run failed."""
+        return statistics.median(self.rates) if self.rates and self.error is None else None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run succeeded with the right result."""
+        return self.error is None and self.mismatch is None
+
+
+def machine_info() -> list[str]:
+    """Markdown bullet lines describing this machine and interpreter."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 0
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"- date: {now}",
+        f"- cpu: {cpu}, {os.cpu_count()} logical cores ({usable} usable)",
+        f"- python: {platform.python_implementation()} {platform.python_version()}, "
+        f"orjson {orjson.__version__}",
+        f"- os: {platform.platform()}",
+    ]
+
+
+def _run_once(
+    query: str, engine: str, parallelism: int, input_path: Path, output_path: Path, timeout: float
+) -> Measurement:
+    """Run one measurement in a subprocess; raise ``RuntimeError`` with the reason if it fails."""
+    command = [
+        sys.executable, "-m", "benchmarks", "run",
+        "--query", query, "--engine", engine, "--parallelism", str(parallelism),
+        "--input", str(input_path), "--output", str(output_path),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {timeout:g} s") from None
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise RuntimeError(last[0][:200])
+    # The measurement is the last line; an engine may have printed before it.
+    for line in reversed(done.stdout.strip().splitlines()):
+        try:
+            measurement = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(measurement, dict) and "events_per_s" in measurement:
+            return measurement  # type: ignore[return-value]
+    raise RuntimeError("printed no measurement line")
+
+
+def _measure_row(
+    row: Row, data: Path, workdir: Path, repeat: int, timeout: float, expected: list[Path]
+) -> Path | None:
+    """Fill ``row`` with ``repeat`` runs; return its output file if every run succeeded."""
+    output = workdir / f"{row.query}-{row.engine}-p{row.parallelism}.jsonl"
+    for attempt in range(1, repeat + 1):
+        print(
+            f"  {row.query} {row.engine} p={row.parallelism} run {attempt}/{repeat}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            measurement = _run_once(row.query, row.engine, row.parallelism, data, output, timeout)
+        except RuntimeError as exc:
+            row.error = str(exc)
+            return None
+        row.rates.append(float(measurement["events_per_s"]))
+        row.rss_mb.append(float(measurement["peak_rss_mb"]))
+        for other in expected:
+            difference = results.compare(row.query, str(output), str(other))
+            if difference is not None and row.mismatch is None:
+                row.mismatch = f"differs from {other.stem}: {difference}"
+    return output
+
+
+def _format_table(rows: list[Row]) -> list[str]:
+    """The Markdown table for ``rows``."""
+    baseline_rate = {row.query: row.rate for row in rows if row.engine == "baseline"}
+    lines = [
+        "| query | engine | parallelism | events/s | peak RSS MB | equal | ratio actorflow/baseline |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        rate = row.rate
+        base = baseline_rate.get(row.query)
+        if row.error is not None:
+            speed, rss, same = "failed", "—", "—"
+        else:
+            speed = f"{rate:,.0f}" if rate is not None else "—"
+            rss = f"{max(row.rss_mb):.1f}"
+            same = "yes" if row.mismatch is None else "**NO**"
+        ratio = "—"
+        if row.engine != "baseline" and rate is not None and base:
+            ratio = f"{rate / base:.2f}"
+        lines.append(
+            f"| {row.query} | {row.engine} | {row.parallelism} | {speed} | {rss} | {same} | {ratio} |"
+        )
+    return lines
+
+
+def main(
+    events: int = 200_000,
+    seed: int = 1,
+    repeat: int = 3,
+    parallelism: tuple[int, ...] = (1, 2),
+    queries: tuple[str, ...] = QUERIES,
+    engines: tuple[str, ...] = ("baseline", "actorflow"),
+    timeout: float = 1_800.0,
+) -> int:
+    """Run the report and print it to stdout (progress goes to stderr); return the exit status."""
+    rows: list[Row] = []
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as tmp:
+        workdir = Path(tmp)
+        data = workdir / "transactions.jsonl"
+        started = time.perf_counter()
+        generate.write(events, seed, str(data))
+        print(
+            f"generated {events:,} events (seed {seed}) in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
+        for query in queries:
+            expected = workdir / f"{query}-reference.jsonl"
+            print(f"  {query} reference", file=sys.stderr, flush=True)
+            try:
+                _run_once(query, "reference", 1, data, expected, timeout)
+            except RuntimeError as exc:
+                problems.append(f"- {query} reference failed: {exc}")
+            baseline_output: Path | None = None
+            for engine in engines:
+                levels = (1,) if engine != "actorflow" else parallelism
+                for level in levels:
+                    row = Row(query, engine, level)
+                    rows.append(row)
+                    checks = [expected] if expected.exists() else []
+                    if engine != "baseline" and baseline_output is not None:
+                        checks.append(baseline_output)
+                    output = _measure_row(row, data, workdir, repeat, timeout, checks)
+                    if engine == "baseline":
+                        baseline_output = output
+    info = machine_info()
+    print(f"Benchmark: {events:,} events, seed {seed}, median of {repeat} runs", *info, sep="\n")
+    print()
+    print(*_format_table(rows), sep="\n")
+    problems += [
+        f"- {row.query} {row.engine} p={row.parallelism}: "
+        + (f"failed: {row.error}" if row.error is not None else f"wrong result: {row.mismatch}")
+        for row in rows
+        if not row.ok
+    ]
+    if problems:
+        print()
+        print(*problems, sep="\n")
+    return 1 if problems else 0
