@@ -19,8 +19,9 @@ __all__ = ["expand", "select"]
 def _shift(marks: list[tuple[int, int]], counts: Iterable[int]) -> list[tuple[int, int]]:
     # counts[i] records come out of input record i: a mark at input position p moves to the
     # number of output records made from the first p inputs.
+    # Marks that end up with no record between them collapse to the last one.
     before = list(accumulate(counts, initial=0))
-    return [(before[position], watermark) for position, watermark in marks]
+    return list(dict([(before[position], watermark) for position, watermark in marks]).items())
 
 
 def select(batch: Batch, keep: Sequence[bool]) -> Batch:

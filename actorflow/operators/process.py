@@ -372,7 +372,11 @@ class KeyedProcessOperator(Operator):
         next_time = self.event_timers.next_time
         if next_time is not None and next_time <= watermark:
             self._fire(self.event_timers, watermark, TimeDomain.EVENT_TIME)
-        out_marks.append((len(out_values), watermark))
+        position = len(out_values)
+        if out_marks and out_marks[-1][0] == position:
+            out_marks[-1] = (position, watermark)  # no record since the last mark: replace it
+        else:
+            out_marks.append((position, watermark))
 
     def _fire(self, queue: TimerQueue, limit: int, domain: TimeDomain) -> None:
         keys = self.backend.keys

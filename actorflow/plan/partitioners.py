@@ -11,6 +11,7 @@ Watermarks inside a batch reach every instance (see :func:`scatter`).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,35 +42,48 @@ def scatter(batch: Batch, targets: list[int], receivers: int) -> list[Batch | No
     """
     values = batch.values
     parts: list[list[Any]] = [[] for _ in range(receivers)]
+    appends = [part.append for part in parts]
     timestamps = batch.timestamps
     marks = batch.marks
     if timestamps is None and not marks:
-        appends = [part.append for part in parts]
         for value, target in zip(values, targets, strict=True):
             appends[target](value)
         return [Batch(part) for part in parts]
-    stamps: list[list[Any]] | None = [[] for _ in range(receivers)] if timestamps is not None else None
+    stamps: list[list[Any]] = [[] for _ in range(receivers)]
+    stamp_appends = [stamp.append for stamp in stamps]
     part_marks: list[list[tuple[int, int]]] = [[] for _ in range(receivers)]
-    mark_list = marks or []
-    mark_index = 0
-    mark_count = len(mark_list)
-    for position, value in enumerate(values):
-        while mark_index < mark_count and mark_list[mark_index][0] == position:
-            watermark = mark_list[mark_index][1]
+    start = 0
+    # One segment of records per mark: the per-record loop stays as lean as without marks.
+    for end, watermark in [*(marks or ()), (len(values), None)]:
+        if end > start:
+            if timestamps is None:
+                for value, target in zip(values[start:end], targets[start:end], strict=True):
+                    appends[target](value)
+            else:
+                for value, stamp, target in zip(
+                    values[start:end], timestamps[start:end], targets[start:end], strict=True
+                ):
+                    appends[target](value)
+                    stamp_appends[target](stamp)
+            start = end
+        if watermark is not None:
             for receiver in range(receivers):
                 part_marks[receiver].append((len(parts[receiver]), watermark))
-            mark_index += 1
-        target = targets[position]
-        parts[target].append(value)
-        if stamps is not None:
-            stamps[target].append(timestamps[position])  # type: ignore[index]
-    for _, watermark in mark_list[mark_index:]:
-        for receiver in range(receivers):
-            part_marks[receiver].append((len(parts[receiver]), watermark))
     return [
-        Batch(parts[r], stamps[r] if stamps is not None else None, part_marks[r] or None)
+        Batch(
+            parts[r],
+            stamps[r] if timestamps is not None else None,
+            _last_per_position(part_marks[r]),
+        )
         for r in range(receivers)
     ]
+
+
+def _last_per_position(marks: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    # Marks with no record between them: only the last one matters.
+    if not marks:
+        return None
+    return list(dict(marks).items())
 
 
 class HashRouter:
@@ -84,7 +98,12 @@ class HashRouter:
         key_of = self._key_of
         owner = self._owner
         groups = self._max_parallelism
-        targets = [owner[stable_hash(key_of(value)) % groups] for value in batch.values]
+        crc32 = zlib.crc32
+        keys = [key_of(value) for value in batch.values]
+        # str keys inline the stable hash's str case (the common case, and per record).
+        targets = [
+            owner[(crc32(key.encode()) if type(key) is str else stable_hash(key)) % groups] for key in keys
+        ]
         return scatter(batch, targets, receivers)
 
 

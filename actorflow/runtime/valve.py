@@ -46,9 +46,13 @@ class WatermarkValve:
             self.current = current
             watermarks[0] = current
             return out
+        idle = self._idle[index]
         for position, watermark in marks:
-            if watermark > watermarks[index]:
+            previous = watermarks[index]
+            if watermark > previous:
                 watermarks[index] = watermark
+                if previous > self.current or idle:
+                    continue  # this input was not holding the minimum back: it cannot move
                 merged = self._minimum()
                 if merged is not None and merged > self.current:
                     self.current = merged
