@@ -157,7 +157,7 @@ class DataStream(Generic[T]):
     def key_by(self, key: Callable[[T], K]) -> KeyedStream[T, K]:
         """Partition by ``key(record)``: every record of a key reaches the same instance."""
         _plain(key, "key_by")
-        return KeyedStream(self._flow, self._with(Hash(key)), key)
+        return KeyedStream(self._flow, self._with(Hash(key)), key, chainable=self._chainable)
 
     def union(self, *others: DataStream[T]) -> DataStream[T]:
         """One stream of the records of this stream and ``others`` (no order between them)."""
@@ -170,15 +170,15 @@ class DataStream(Generic[T]):
 
     def rebalance(self) -> DataStream[T]:
         """Distribute records round robin over the next operator's instances."""
-        return DataStream(self._flow, self._with(Rebalance()))
+        return DataStream(self._flow, self._with(Rebalance()), chainable=self._chainable)
 
     def broadcast(self) -> DataStream[T]:
         """Send every record to every instance of the next operator."""
-        return DataStream(self._flow, self._with(Broadcast()))
+        return DataStream(self._flow, self._with(Broadcast()), chainable=self._chainable)
 
     def forward(self) -> DataStream[T]:
         """Instance ``i`` feeds instance ``i`` of the next operator (equal parallelism needed)."""
-        return DataStream(self._flow, self._with(Forward()))
+        return DataStream(self._flow, self._with(Forward()), chainable=self._chainable)
 
     def start_new_chain(self) -> DataStream[T]:
         """Run the next operator in an actor of its own instead of chaining it to this one."""
@@ -229,8 +229,10 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         flow: Flow,
         inputs: tuple[tuple[Node, Partitioner | None], ...],
         key: Callable[[T], K],
+        *,
+        chainable: bool = True,
     ) -> None:
-        super().__init__(flow, inputs)
+        super().__init__(flow, inputs, chainable=chainable)
         self.key = key
 
     def process(  # type: ignore[override]

@@ -102,21 +102,28 @@ class Mailbox:
                 self._senders.append(waiter)
                 try:
                     await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        # We were handed the free slot but will not use it: pass it on.
+                        self._wake_sender()
+                    raise
                 finally:
-                    if not waiter.done():
-                        waiter.cancel()
                     with contextlib.suppress(ValueError):
                         self._senders.remove(waiter)
 
-    def get_nowait(self) -> Message:
-        """Pop the oldest message; raises :class:`IndexError` when empty. Wakes one waiting sender."""
-        message = self._items.popleft()
+    def _wake_sender(self) -> None:
         senders = self._senders
         while senders:
             waiter = senders.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                break
+                return
+
+    def get_nowait(self) -> Message:
+        """Pop the oldest message; raises :class:`IndexError` when empty. Wakes one waiting sender."""
+        message = self._items.popleft()
+        if self._senders:
+            self._wake_sender()
         return message
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ the hot path never computes a key group.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
@@ -280,18 +281,21 @@ class KeyedStateBackend:
         return len(self._tables.get(name, {}))
 
     def snapshot(self) -> dict[int, dict[str, dict[Any, Any]]]:
-        """A copy of all state, cut by key group: ``{key_group: {state name: {key: value}}}``."""
+        """A deep copy of all state, cut by key group: ``{key_group: {state: {key: value}}}``.
+
+        Later updates of the state never show in the snapshot.
+        """
         groups: dict[int, dict[str, dict[Any, Any]]] = {}
         max_parallelism = self.max_parallelism
         for name, table in self._tables.items():
             for key, value in table.items():
                 group = key_group(key, max_parallelism)
                 groups.setdefault(group, {}).setdefault(name, {})[key] = value
-        return groups
+        return copy.deepcopy(groups)
 
     def restore(self, groups: dict[int, dict[str, dict[Any, Any]]], owned: range) -> None:
         """Load the key groups in ``owned`` from a snapshot (others belong to other instances)."""
         for group, tables in groups.items():
             if group in owned:
                 for name, entries in tables.items():
-                    self._tables.setdefault(name, {}).update(entries)
+                    self._tables.setdefault(name, {}).update(copy.deepcopy(entries))

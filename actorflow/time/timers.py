@@ -61,17 +61,21 @@ class TimerQueue:
         return True
 
     def pop_due(self, limit: int) -> Iterator[tuple[int, Hashable]]:
-        """Yield and remove every timer with time ``<= limit``, in time order.
+        """Yield and remove every timer with time ``<= limit``, in time order, one at a time.
 
-        Timers added while iterating are yielded too if they are due, so a timer that registers
-        another due timer fires it in the same pass.
+        Each timer is removed just before it is yielded, so while it fires it may remove other
+        due timers (they then do not fire) or add new ones (they fire in this pass if due).
         """
         times = self._times
         while self.next_time is not None and self.next_time <= limit:
-            time, keys = times.popitem(0)
-            self._refresh()
-            for key in keys:
-                yield time, key
+            time = self.next_time
+            keys = times[time]
+            key = next(iter(keys))
+            del keys[key]
+            if not keys:
+                del times[time]
+                self._refresh()
+            yield time, key
 
     def keys_at(self, time: int) -> list[Hashable]:
         return list(self._times.get(time, ()))
