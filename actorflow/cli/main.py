@@ -21,7 +21,11 @@ from typing import Any
 
 from actorflow.api.flow import Flow, new_event_loop
 
-__all__ = ["load_flow", "main"]
+__all__ = ["UsageError", "load_flow", "main"]
+
+
+class UsageError(Exception):
+    """The command line names something that cannot be run (exit code 2)."""
 
 
 def _load_attribute(target: str) -> Any:
@@ -30,19 +34,24 @@ def _load_attribute(target: str) -> Any:
     if location.endswith(".py") or "/" in location:
         path = Path(location)
         if not path.is_file():
-            raise SystemExit(f"actorflow: no such file: {location}")
+            raise UsageError(f"no such file: {location}")
         spec = importlib.util.spec_from_file_location(f"_actorflow_target_{path.stem}", path)
         if spec is None or spec.loader is None:
-            raise SystemExit(f"actorflow: cannot load {location}")
+            raise UsageError(f"cannot load {location}")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))
         spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(location)
+        try:
+            module = importlib.import_module(location)
+        except ModuleNotFoundError as error:
+            if error.name is None or not location.startswith(error.name):
+                raise
+            raise UsageError(f"no module named {error.name!r}") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise SystemExit(f"actorflow: {location} has no attribute {attribute!r}") from None
+        raise UsageError(f"{location} has no attribute {attribute!r}") from None
 
 
 async def load_flow(target: str) -> Flow:
@@ -53,7 +62,7 @@ async def load_flow(target: str) -> Flow:
         if inspect.isawaitable(found):
             found = await found
     if not isinstance(found, Flow):
-        raise SystemExit(f"actorflow: {target} is not a Flow (got {type(found).__name__})")
+        raise UsageError(f"{target} is not a Flow (got {type(found).__name__})")
     return found
 
 
@@ -84,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except SystemExit:
-        raise
+    except UsageError as error:
+        print(f"actorflow: {error}", file=sys.stderr)
+        return 2
     except Exception:
         traceback.print_exc()
         return 1

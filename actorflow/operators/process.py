@@ -259,6 +259,7 @@ class ProcessOperator(Operator):
         out_values: list[Any] = []
         out_timestamps: list[Any] | None = None
         if timestamps is None:
+            ctx.timestamp = None
             self._out.collect = out_values.append
         else:
             out_timestamps = []
@@ -328,11 +329,18 @@ class KeyedProcessOperator(Operator):
         values = batch.values
         timestamps = batch.timestamps
         marks = batch.marks
-        self._stamped = stamped = timestamps is not None
+        if values:
+            self._stamped = stamped = timestamps is not None
+        else:
+            # A watermark-only batch says nothing about timestamps: timers that fire on it stamp
+            # their output as the stream does (with the timer's time).
+            stamped = self._stamped or bool(marks)
         out_values, out_timestamps = self._bind(stamped)
         keys = self.backend.keys
         key_of = self.key_of
         ctx = self._ctx
+        if timestamps is None:
+            ctx.timestamp = None
         out = self._out
         process = self.function.process_element
         if not marks:

@@ -79,10 +79,9 @@ class Actor:
         handler = self._handler
         inbox = self._inbox
         valve = self._valve
-        inputs = len(inbox.mailboxes)
-        open_inputs = inputs
-        await handler.open()
+        open_inputs = len(inbox.mailboxes)
         try:
+            await handler.open()
             while open_inputs:
                 item = inbox.get_nowait()
                 if item is None:
@@ -94,42 +93,53 @@ class Actor:
                         await self._set_idle(index, False)
                     marks = message.marks
                     if marks:
-                        message = Batch(message.values, message.timestamps, valve.merge_marks(index, marks))
+                        message = Batch(
+                            message.values, message.timestamps, valve.merge_marks(index, marks)
+                        )
                     await handler.on_batch(message)
                 elif type(message) is StreamStatus:
                     await self._set_idle(index, message.idle)
                 elif type(message) is EndOfStream:
                     open_inputs -= 1
-                    moved = valve.end(index)
-                    if moved is not None:
-                        await handler.on_batch(Batch([], None, [(0, moved)]))
+                    was_idle = valve.idle
+                    await self._changed(was_idle, valve.end(index))
+                    await self._complete_alignments()
                 elif type(message) is Barrier:
-                    await self._on_barrier(index, message)
+                    self._barriers.setdefault(message.checkpoint_id, set()).add(index)
+                    inbox.block(index)
+                    await self._complete_alignments()
             await handler.on_end()
         finally:
             await handler.close()
 
     async def _set_idle(self, index: int, idle: bool) -> None:
-        valve = self._valve
-        was_idle = valve.idle
-        moved = valve.set_idle(index, idle)
-        if moved is not None:
-            await self._handler.on_batch(Batch([], None, [(0, moved)]))
-        if valve.idle != was_idle:
-            await self._handler.on_status(valve.idle)
+        was_idle = self._valve.idle
+        await self._changed(was_idle, self._valve.set_idle(index, idle))
 
-    async def _on_barrier(self, index: int, barrier: Barrier) -> None:
-        # Alignment: block the channel the barrier came on until it has come on all of them.
-        inputs = len(self._inbox.mailboxes)
-        seen = self._barriers.setdefault(barrier.checkpoint_id, set())
-        seen.add(index)
-        if len(seen) < inputs:
-            self._inbox.block(index)
-            return
-        del self._barriers[barrier.checkpoint_id]
-        for blocked in seen:
-            self._inbox.unblock(blocked)
-        await self._handler.on_barrier(barrier)
+    async def _changed(self, was_idle: bool, moved: int | None) -> None:
+        # Order downstream sees: active again, then the watermark; or the watermark, then idle.
+        handler = self._handler
+        idle = self._valve.idle
+        if was_idle and not idle:
+            await handler.on_status(False)
+        if moved is not None:
+            await handler.on_batch(Batch([], None, [(0, moved)]))
+        if idle and not was_idle:
+            await handler.on_status(True)
+
+    async def _complete_alignments(self) -> None:
+        # Alignment: an input that delivered barrier n is not read again until barrier n has come
+        # on every input that is still open (an ended input will never send it).
+        valve = self._valve
+        inputs = range(len(self._inbox.mailboxes))
+        for checkpoint_id in sorted(self._barriers):
+            seen = self._barriers[checkpoint_id]
+            if any(i not in seen and not valve.is_ended(i) for i in inputs):
+                return
+            del self._barriers[checkpoint_id]
+            for index in seen:
+                self._inbox.unblock(index)
+            await self._handler.on_barrier(Barrier(checkpoint_id))
 
     async def _idle_wait(self) -> None:
         wakeup = self._handler.wakeup()

@@ -34,7 +34,10 @@ async def run_actors(actors: Sequence[Runnable]) -> None:
         failures = _leaves(group_error)
         failure = failures[0]
         if len(failures) > 1:
-            others = ", ".join(f"{type(f).__name__}: {f}" for f in failures[1:])
+            others = "; ".join(
+                f"{getattr(f, '_actorflow_actor', '?')}: {type(f).__name__}: {f}"
+                for f in failures[1:]
+            )
             failure.add_note(f"{len(failures) - 1} more actor(s) failed too: {others}")
     if failure is not None:
         raise failure
@@ -44,6 +47,8 @@ async def _guarded(actor: Runnable) -> None:
     try:
         await actor.run()
     except Exception as error:
+        if not hasattr(error, "_actorflow_actor"):
+            error._actorflow_actor = actor.name  # type: ignore[attr-defined]
         if not getattr(error, "_actorflow_located", False):
             error.add_note(f"actorflow: raised in {actor.name}")
             error._actorflow_located = True  # type: ignore[attr-defined]

@@ -1,9 +1,12 @@
 """Merging watermarks over an actor's input channels: the minimum over the active ones.
 
 Each input channel has its own watermark. The actor's watermark is the minimum over the channels
-that are not idle, and it only ever moves forward. An idle channel (a source with nothing to say)
-stops holding the others back; when every input is idle the actor is idle itself and says so
-downstream. A channel that has ended counts as having reached :data:`MAX_WATERMARK`.
+that are neither idle nor ended, and it only ever moves forward. An idle channel (a source with
+nothing to say) stops holding the others back; when every open input is idle the actor is idle itself
+and says so downstream. An ended channel holds nothing back either, but it does not push event time
+forward for the others: only when every input has ended does the watermark become
+:data:`MAX_WATERMARK`. (Counting an ended input as MAX would let one finished input plus one idle
+input jump event time to the end while the idle one may still send records.)
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ class WatermarkValve:
     10
     """
 
-    __slots__ = ("_idle", "_watermarks", "current", "idle")
+    __slots__ = ("_ended", "_idle", "_watermarks", "current", "idle")
 
     def __init__(self, inputs: int) -> None:
         self._watermarks = [MIN_WATERMARK] * inputs
         self._idle = [False] * inputs
+        self._ended = [False] * inputs
         self.current = MIN_WATERMARK
         self.idle = False
 
@@ -62,7 +66,12 @@ class WatermarkValve:
     def set_idle(self, index: int, idle: bool) -> int | None:
         """Mark input ``index`` idle or active; return the new output watermark if it moved."""
         self._idle[index] = idle
-        self.idle = all(self._idle)
+        return self._update()
+
+    def _update(self) -> int | None:
+        self.idle = all(
+            idle or ended for idle, ended in zip(self._idle, self._ended, strict=True)
+        ) and not all(self._ended)
         merged = self._minimum()
         if merged is not None and merged > self.current:
             self.current = merged
@@ -74,9 +83,19 @@ class WatermarkValve:
 
     def end(self, index: int) -> int | None:
         """Input ``index`` ended: it holds nothing back any more. Return the new watermark if it moved."""
-        self._watermarks[index] = MAX_WATERMARK
-        return self.set_idle(index, False)
+        self._ended[index] = True
+        self._idle[index] = False
+        return self._update()
+
+    def is_ended(self, index: int) -> bool:
+        return self._ended[index]
 
     def _minimum(self) -> int | None:
-        active = [w for w, idle in zip(self._watermarks, self._idle, strict=True) if not idle]
+        if all(self._ended):
+            return MAX_WATERMARK
+        active = [
+            w
+            for w, idle, ended in zip(self._watermarks, self._idle, self._ended, strict=True)
+            if not (idle or ended)
+        ]
         return min(active) if active else None

@@ -123,7 +123,9 @@ class ListState(_Handle, Generic[T]):
 
     def add_all(self, values: Iterable[T]) -> None:
         key = self._key()
-        self._table.setdefault(key, []).extend(values)
+        items = list(values)
+        if items:
+            self._table.setdefault(key, []).extend(items)
 
     def update(self, values: Iterable[T]) -> None:
         """Replace the list; an empty one clears the entry."""
@@ -161,7 +163,9 @@ class MapState(_Handle):
             entry[key] = value
 
     def put_all(self, items: dict[Any, Any]) -> None:
-        self._table.setdefault(self._key(), {}).update(items)
+        key = self._key()
+        if items:
+            self._table.setdefault(key, {}).update(items)
 
     def remove(self, key: Hashable) -> None:
         current = self._key()

@@ -1,0 +1,307 @@
+"""Sources and sinks: iterables, JSON lines (with dead letters), print, callbacks, push sources."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actorflow import (
+    BrokenResourceError,
+    ClosedResourceError,
+    DeadLetter,
+    Flow,
+    JsonLinesSource,
+    PushSource,
+    WouldBlock,
+)
+
+N = 30
+
+
+def records(n: int = N) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"r{i}", "tags": [i % 2, i % 3]} for i in range(n)]
+
+
+def by_id(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(values, key=lambda r: r["id"])
+
+
+# -- iterables ---------------------------------------------------------------------------------------
+
+
+async def test_from_iterable_reads_every_item(parallelism: int) -> None:
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    out = flow.from_iterable(range(N)).rebalance().map(lambda n: n).collect()
+    await flow.run()
+    assert sorted(out.values) == list(range(N))
+
+
+async def test_from_iterable_keeps_order_through_a_single_chain() -> None:
+    flow = Flow(parallelism=1, batch_size=3)
+    out = flow.from_iterable(n for n in range(N)).collect()
+    await flow.run()
+    assert out.values == list(range(N))
+
+
+async def test_from_iterable_of_nothing_ends_at_once(parallelism: int) -> None:
+    flow = Flow(parallelism=parallelism)
+    out = flow.from_iterable([]).map(lambda n: n).collect()
+    await flow.run()
+    assert out.values == []
+
+
+# -- JSON lines --------------------------------------------------------------------------------------
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+async def test_from_json_lines_reads_records_and_skips_blank_lines(
+    tmp_path: Path, parallelism: int
+) -> None:
+    data = records()
+    lines = []
+    for record in data:
+        lines.append(orjson.dumps(record) + b"\n")
+        if record["id"] % 4 == 0:
+            lines.append(b"\n" if record["id"] % 8 else b"   \t\r\n")
+    path = write_lines(tmp_path / "in.jsonl", lines)
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    out = flow.from_json_lines(path).map(lambda r: r).collect()
+    await flow.run()
+    assert by_id(out.values) == data
+
+
+async def test_from_json_lines_reads_a_last_line_without_newline(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "in.jsonl", [b'{"id": 0}\n', b'{"id": 1}'])
+    flow = Flow()
+    out = flow.from_json_lines(path).collect()
+    await flow.run()
+    assert out.values == [{"id": 0}, {"id": 1}]
+
+
+@pytest.mark.parametrize("chunk_bytes", [16, 1 << 20], ids=["small-chunks", "one-chunk"])
+async def test_a_bad_json_line_fails_the_job_naming_file_and_line(
+    tmp_path: Path, parallelism: int, chunk_bytes: int
+) -> None:
+    lines = [orjson.dumps(r) + b"\n" for r in records(10)]
+    lines.insert(3, b"\n")  # blank lines still count as lines
+    lines.insert(7, b'{"id": 99, oops}\n')  # line 8 of the file
+    path = write_lines(tmp_path / "bad.jsonl", lines)
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    flow.from_source(JsonLinesSource(path, chunk_bytes=chunk_bytes)).map(lambda r: r).collect()
+    with pytest.raises(ValueError) as caught:
+        await flow.run()
+    assert f"{path}:8" in str(caught.value)
+
+
+async def test_dead_letters_receive_bad_lines_and_good_ones_flow_on(
+    tmp_path: Path, parallelism: int
+) -> None:
+    data = records(10)
+    lines = [orjson.dumps(r) + b"\n" for r in data]
+    lines.insert(2, b"not json at all\n")  # line 3
+    lines.insert(6, b'{"id": \xff}\r\n')  # line 7, not even UTF-8
+    path = write_lines(tmp_path / "mixed.jsonl", lines)
+    dead: list[DeadLetter] = []
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    out = flow.from_json_lines(path, dead_letters=dead.append).map(lambda r: r).collect()
+    await flow.run()
+    assert by_id(out.values) == data
+    assert [(d.raw, d.origin) for d in dead] == [
+        (b"not json at all", f"{path}:3"),
+        (b'{"id": \xff}', f"{path}:7"),
+    ]
+    assert all(isinstance(d.error, str) and d.error for d in dead)
+
+
+async def test_json_lines_sink_round_trips_through_the_json_lines_source(
+    tmp_path: Path, parallelism: int
+) -> None:
+    data = records()
+    path = tmp_path / "out.jsonl"
+    writer = Flow(parallelism=parallelism, batch_size=4)
+    writer.from_iterable(data).rebalance().map(lambda r: r).sink_to_json_lines(path)
+    await writer.run()
+    assert len(path.read_bytes().splitlines()) == N
+
+    reader = Flow(parallelism=parallelism, batch_size=4)
+    out = reader.from_json_lines(path).collect()
+    await reader.run()
+    assert by_id(out.values) == data
+
+
+# -- print, collect, callbacks -----------------------------------------------------------------------
+
+
+async def test_print_writes_one_line_per_record(
+    capsys: pytest.CaptureFixture[str], parallelism: int
+) -> None:
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    flow.from_iterable(range(N)).rebalance().map(lambda n: n * 10).print(prefix="> ")
+    await flow.run()
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(f"> {n * 10}" for n in range(N))
+
+
+async def test_collect_sees_records_of_every_instance(parallelism: int) -> None:
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    sink = flow.from_iterable(range(N)).rebalance().map(lambda n: -n).collect()
+    assert sink.values == []  # nothing runs before run()
+    await flow.run()
+    assert sorted(sink.values) == sorted(-n for n in range(N))
+
+
+async def test_sink_to_callback_with_a_plain_function(parallelism: int) -> None:
+    seen: list[int] = []
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    flow.from_iterable(range(N)).rebalance().map(lambda n: n + 1).sink_to_callback(seen.append)
+    await flow.run()
+    assert sorted(seen) == list(range(1, N + 1))
+
+
+async def test_sink_to_callback_awaits_an_async_function(parallelism: int) -> None:
+    seen: list[int] = []
+    finished: list[int] = []
+
+    async def slow(record: int) -> None:
+        seen.append(record)
+        await asyncio.sleep(0)  # give up the loop mid-record: the sink must still await us
+        finished.append(record)
+
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    flow.from_iterable(range(N)).rebalance().map(lambda n: n).sink_to_callback(slow)
+    await flow.run()
+    assert sorted(seen) == sorted(finished) == list(range(N))
+
+
+# -- push sources ------------------------------------------------------------------------------------
+
+
+async def test_push_source_feeds_an_embedded_flow_until_closed(parallelism: int) -> None:
+    source = PushSource(capacity=4)
+    flow = Flow(parallelism=parallelism, batch_size=3)
+    out = flow.from_source(source).rebalance().map(lambda n: n * 2).collect()
+
+    async def feed() -> None:
+        for n in range(N):
+            await source.send(n)
+        source.close()
+
+    async with asyncio.TaskGroup() as group:
+        running = group.create_task(flow.run())
+        group.create_task(feed())
+    assert running.done()
+    assert sorted(out.values) == [n * 2 for n in range(N)]
+
+
+async def test_push_source_send_all_and_buffered_records_before_the_flow_starts(parallelism: int) -> None:
+    source = PushSource(capacity=N)
+    for n in range(5):
+        source.send_nowait(n)
+    assert source.pending == 5
+    flow = Flow(parallelism=parallelism, batch_size=3)
+    out = flow.from_source(source).rebalance().map(lambda n: n).collect()
+
+    async def feed() -> None:
+        await source.send_all(range(5, N))
+        source.close()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(flow.run())
+        group.create_task(feed())
+    assert sorted(out.values) == list(range(N))
+    assert source.pending == 0
+
+
+async def test_push_source_send_after_the_flow_failed_is_broken(parallelism: int) -> None:
+    source = PushSource(capacity=4)
+    flow = Flow(parallelism=parallelism, batch_size=2)
+
+    def explode(n: int) -> int:
+        if n == 3:
+            raise ValueError("no threes")
+        return n
+
+    flow.from_source(source).rebalance().map(explode).collect()
+    running = asyncio.create_task(flow.run())
+    for n in range(4):
+        await source.send(n)
+    with pytest.raises(ValueError, match="no threes"):
+        await running
+    with pytest.raises(BrokenResourceError):
+        await source.send(4)
+    with pytest.raises(BrokenResourceError):
+        source.send_nowait(4)
+
+
+async def test_a_sender_parked_on_a_full_push_source_is_woken_by_the_failure(parallelism: int) -> None:
+    source = PushSource(capacity=1)
+    flow = Flow(parallelism=parallelism, batch_size=1, mailbox_capacity=1)
+    gate = asyncio.Event()
+
+    async def explode(n: int) -> None:
+        await gate.wait()
+        raise ValueError("sink broke")
+
+    flow.from_source(source).sink_to_callback(explode)
+    running = asyncio.create_task(flow.run())
+
+    parked = asyncio.Event()
+
+    async def feed_forever() -> None:
+        n = 0
+        while True:
+            try:
+                source.send_nowait(n)
+            except WouldBlock:
+                parked.set()
+                await source.send(n)
+            n += 1
+
+    feeder = asyncio.create_task(feed_forever())
+    # The sink holds its first record; everything behind it fills up until the feeder parks.
+    await parked.wait()
+    gate.set()
+    with pytest.raises(ValueError, match="sink broke"):
+        await running
+    with pytest.raises(BrokenResourceError):
+        await feeder
+
+
+def test_push_source_send_nowait_on_a_full_buffer_would_block() -> None:
+    source = PushSource(capacity=2)
+    source.send_nowait("a")
+    source.send_nowait("b")
+    with pytest.raises(WouldBlock):
+        source.send_nowait("c")
+    assert source.pending == 2
+
+
+async def test_push_source_send_waits_for_room_in_the_buffer() -> None:
+    source = PushSource(capacity=1)
+    source.send_nowait("a")
+    sending = asyncio.create_task(source.send("b"))
+    await asyncio.sleep(0)
+    assert not sending.done()  # parked: the buffer is full and no flow reads it
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    assert source.pending == 1
+
+
+def test_push_source_send_after_close_is_closed() -> None:
+    source = PushSource()
+    source.close()
+    with pytest.raises(ClosedResourceError):
+        source.send_nowait(1)
+
+
+def test_push_source_needs_a_positive_capacity() -> None:
+    with pytest.raises(ValueError):
+        PushSource(capacity=0)
