@@ -1,12 +1,28 @@
-"""Shared fixtures: every flow test runs with one instance per operator and with several."""
+"""Shared fixtures: every flow test runs with one instance per operator and with several, and every
+async test runs on two event loops: asyncio's own in debug mode, and uvloop (the default at run time).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvloop
+
+
+def _debug_asyncio_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    return loop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run every async test on both loop flavours a user may run actorflow on."""
+    return {"asyncio-debug": _debug_asyncio_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(params=[1, 3], ids=lambda p: f"p{p}")
