@@ -93,9 +93,7 @@ class Actor:
                         await self._set_idle(index, False)
                     marks = message.marks
                     if marks:
-                        message = Batch(
-                            message.values, message.timestamps, valve.merge_marks(index, marks)
-                        )
+                        message = Batch(message.values, message.timestamps, valve.merge_marks(index, marks))
                     await handler.on_batch(message)
                 elif type(message) is StreamStatus:
                     await self._set_idle(index, message.idle)

@@ -35,8 +35,7 @@ async def run_actors(actors: Sequence[Runnable]) -> None:
         failure = failures[0]
         if len(failures) > 1:
             others = "; ".join(
-                f"{getattr(f, '_actorflow_actor', '?')}: {type(f).__name__}: {f}"
-                for f in failures[1:]
+                f"{getattr(f, '_actorflow_actor', '?')}: {type(f).__name__}: {f}" for f in failures[1:]
             )
             failure.add_note(f"{len(failures) - 1} more actor(s) failed too: {others}")
     if failure is not None:
