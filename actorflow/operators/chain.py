@@ -49,6 +49,11 @@ class Chain:
         self._opened = 0
 
     @property
+    def has_processing_timers(self) -> bool:
+        """Whether an operator of the chain may set processing-time timers."""
+        return bool(self._timer_operators)
+
+    @property
     def label(self) -> str:
         return " -> ".join(context.label for context in self.contexts)
 
@@ -99,7 +104,7 @@ class Chain:
             raise failure
 
     def wakeup(self) -> Awaitable[object] | None:
-        due = self._next_processing_time()
+        due = self.next_processing_time()
         return None if due is None else self._clock.at(due)
 
     async def on_time(self) -> None:
@@ -135,7 +140,8 @@ class Chain:
         for output in self.outputs:
             await output.send_control(message)
 
-    def _next_processing_time(self) -> int | None:
+    def next_processing_time(self) -> int | None:
+        """The earliest processing-time timer of any operator in the chain, or None."""
         due = None
         for index in self._timer_operators:
             time = self.operators[index].next_processing_time()
@@ -185,7 +191,7 @@ class SourceActor:
         try:
             batches = (
                 self._with_timeouts(reader, idle_timeout)
-                if idle_timeout is not None or chain._timer_operators
+                if idle_timeout is not None or chain.has_processing_timers
                 else reader
             )
             async for values in batches:
@@ -224,7 +230,7 @@ class SourceActor:
                 deadlines = []
                 if idle_timeout is not None and not idle:
                     deadlines.append(last_record + idle_timeout)
-                timer_due = chain._next_processing_time()
+                timer_due = chain.next_processing_time()
                 if timer_due is not None:
                     deadlines.append(timer_due)
                 if not deadlines:

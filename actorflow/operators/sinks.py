@@ -8,6 +8,7 @@ per record). Write your own by subclassing :class:`Sink` and implementing :meth:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
@@ -46,8 +47,9 @@ class Sink(Operator):
             await self.write_async(batch.values)
 
     def copy(self) -> Sink:
-        """The sink for one more instance; shared state (a collect list) stays shared."""
-        return self
+        """The sink object for one instance of one run: a shallow copy, so what the sink set up in
+        ``__init__`` (a collect list, a callback) is shared and what ``open`` sets is not."""
+        return copy.copy(self)
 
 
 class PrintSink(Sink):
