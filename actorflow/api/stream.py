@@ -29,7 +29,7 @@ from actorflow.operators.stateless import (
 )
 from actorflow.plan.graph import Edge, Node
 from actorflow.plan.partitioners import Broadcast, Forward, Hash, Partitioner, Rebalance
-from actorflow.time.watermarks import WatermarkStrategy
+from actorflow.time.watermarks import WatermarkStrategy, field_getter
 
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
@@ -154,10 +154,14 @@ class DataStream(Generic[T]):
         node = self._add("timestamps", name, lambda: TimestampOperator(node.name, strategy))
         return self._follow(node)
 
-    def key_by(self, key: Callable[[T], K]) -> KeyedStream[T, K]:
-        """Partition by ``key(record)``: every record of a key reaches the same instance."""
-        _plain(key, "key_by")
-        return KeyedStream(self._flow, self._with(Hash(key)), key, chainable=self._chainable)
+    def key_by(self, key: Callable[[T], K] | str) -> KeyedStream[T, K]:
+        """Partition by ``key(record)``: every record of a key reaches the same instance.
+
+        ``key`` may also name a field (``key_by("card_id")``), read without a Python call.
+        """
+        selector = field_getter(key)
+        _plain(selector, "key_by")
+        return KeyedStream(self._flow, self._with(Hash(selector)), selector, chainable=self._chainable)
 
     def union(self, *others: DataStream[T]) -> DataStream[T]:
         """One stream of the records of this stream and ``others`` (no order between them)."""

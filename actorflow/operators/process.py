@@ -145,7 +145,10 @@ class TimerService:
 
     def register_event_time_timer(self, time: int) -> None:
         """Call ``on_timer`` once the watermark reaches ``time`` (once per key and time)."""
-        queue, key = self._queue(self._event)
+        key = self._keys.current if self._keys is not None else NO_KEY
+        queue = self._event
+        if queue is None or key is NO_KEY:  # the checks of _queue, without a call per timer
+            queue, key = self._queue(queue)
         queue.add(time, key)
 
     def delete_event_time_timer(self, time: int) -> None:

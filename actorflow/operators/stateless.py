@@ -84,5 +84,5 @@ class TimestampOperator(Operator):
 def stamp(values: list[Any], strategy: WatermarkStrategy, generator: WatermarkGenerator) -> Batch:
     """A batch of ``values`` with timestamps from ``strategy`` and marks from ``generator``."""
     timestamp = strategy.timestamp
-    timestamps = [timestamp(value) for value in values]
+    timestamps = list(map(timestamp, values))
     return Batch(values, timestamps, generator.on_batch(timestamps))
