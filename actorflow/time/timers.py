@@ -70,12 +70,14 @@ class TimerQueue:
         while self.next_time is not None and self.next_time <= limit:
             time = self.next_time
             keys = times[time]
-            key = next(iter(keys))
-            del keys[key]
-            if not keys:
+            # Walk a copy of the slot, so keys may be removed or added while we yield.
+            for key in list(keys):
+                if key in keys:
+                    del keys[key]
+                    yield time, key
+            if not keys and times.get(time) is keys:
                 del times[time]
                 self._refresh()
-            yield time, key
 
     def keys_at(self, time: int) -> list[Hashable]:
         return list(self._times.get(time, ()))
