@@ -15,6 +15,7 @@ from typing import Any
 from actorflow.runtime.messages import Batch
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group_range
 from actorflow.time.clock import Clock, SystemClock
+from actorflow.time.watermarks import WatermarkStrategy
 
 __all__ = ["Collector", "Operator", "OperatorContext"]
 
@@ -29,6 +30,9 @@ class OperatorContext:
     max_parallelism: int = DEFAULT_MAX_PARALLELISM
     clock: Clock = field(default_factory=SystemClock)
     batch_size: int = 1024
+    #: For a source: the watermark strategy it was given. A source that stamps event time itself
+    #: (per-partition watermarks) reads it here and yields ready :class:`Batch` objects.
+    watermarks: WatermarkStrategy | None = None
 
     @property
     def key_groups(self) -> range:

@@ -198,7 +198,9 @@ class SourceActor:
                 if values is _IDLE:
                     await chain.on_status(True)
                     continue
-                if strategy is not None and generator is not None:
+                if isinstance(values, Batch):
+                    batch = values  # the source stamped it (per-partition watermarks)
+                elif strategy is not None and generator is not None:
                     batch = stamp(values, strategy, generator)
                 else:
                     batch = Batch(values)
@@ -215,14 +217,14 @@ class SourceActor:
                 await chain.close()
 
     async def _with_timeouts(
-        self, reader: AsyncIterator[list[Any]], idle_timeout: int | None
+        self, reader: AsyncIterator[list[Any] | Batch], idle_timeout: int | None
     ) -> AsyncIterator[Any]:
         """Batches from ``reader``, plus idleness and processing-time timers while it is quiet."""
         clock = self.context.clock
         chain = self.chain
         idle = False
         last_record = clock.now()
-        pending: asyncio.Future[list[Any]] | None = None
+        pending: asyncio.Future[list[Any] | Batch] | None = None
         try:
             while True:
                 if pending is None:

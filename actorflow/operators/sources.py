@@ -25,17 +25,23 @@ import orjson
 
 from actorflow.errors import BrokenResourceError, ClosedResourceError, WouldBlock
 from actorflow.operators.base import OperatorContext
+from actorflow.runtime.messages import Batch
 
 __all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "Source"]
 
 
 class Source(ABC):
-    """Produces batches of records. ``max_parallelism`` caps how many instances may read."""
+    """Produces batches of records. ``max_parallelism`` caps how many instances may read.
+
+    ``read`` yields plain lists of records, which the flow stamps with the source's watermark
+    strategy; or, for a source that keeps watermarks of its own (one per partition), ready
+    :class:`~actorflow.runtime.messages.Batch` objects built with ``context.watermarks``.
+    """
 
     max_parallelism: int = 1
 
     @abstractmethod
-    def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+    def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
         """Yield lists of records (at most ``context.batch_size`` each) until the input ends."""
 
     def describe(self) -> str:

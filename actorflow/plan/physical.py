@@ -175,7 +175,13 @@ def deploy(
 
             def context(node: Node, index: int = index, chain: ChainPlan = chain) -> OperatorContext:
                 return OperatorContext(
-                    node.name, index, chain.parallelism, max_parallelism, clock, batch_size
+                    node.name,
+                    index,
+                    chain.parallelism,
+                    max_parallelism,
+                    clock,
+                    batch_size,
+                    node.watermarks,
                 )
 
             head = chain.head
