@@ -77,6 +77,10 @@ class Operator:
         """Called once before the first batch."""
         self.context = context
 
+    async def open_async(self, context: OperatorContext) -> None:
+        """The async form of :meth:`open`, awaited by the chain; defaults to :meth:`open`."""
+        self.open(context)
+
     def process(self, batch: Batch) -> Batch | None:
         """Transform a batch; ``None`` means nothing goes on (a sink)."""
         raise NotImplementedError

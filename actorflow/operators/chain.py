@@ -62,7 +62,7 @@ class Chain:
     async def open(self) -> None:
         for operator, context in zip(self.operators, self.contexts, strict=True):
             try:
-                operator.open(context)
+                await operator.open_async(context)
             except Exception as error:
                 _locate(error, context.label)
                 raise
