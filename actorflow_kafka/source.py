@@ -296,6 +296,10 @@ class _PartitionReader:
             if not records:
                 continue
             decoded = await self._decode_records(records)
+            if tp not in self.positions:
+                # Revoked while these were fetched or decoded: the position committed on
+                # revocation excludes them, so the partition's new owner reads them instead.
+                continue
             self.positions[tp] = records[-1].offset + 1
             self.source.records_read += len(decoded)
             if strategy is None:
