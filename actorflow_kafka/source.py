@@ -234,19 +234,21 @@ class _PartitionReader:
                 self.last_record[tp] = now
             first_time = tp not in self.started
             self.started.add(tp)
-            start = self.source.start
-            if first_time and start == "earliest":
-                await consumer.seek_to_beginning(tp)
-            elif first_time and start == "latest":
-                await consumer.seek_to_end(tp)
-            elif first_time and isinstance(start, int):
-                found = await consumer.offsets_for_times({tp: start})
-                offset = found.get(tp)
-                if offset is None:
-                    await consumer.seek_to_end(tp)
-                else:
-                    consumer.seek(tp, offset.offset)
+            if first_time and self.source.start != "committed":
+                # Seek to an explicit offset: aiokafka's own offset reset for a new assignment
+                # may still be in flight, and seek() (unlike seek_to_end) wins over it.
+                consumer.seek(tp, await self._start_offset(consumer, tp))
             self.positions[tp] = await consumer.position(tp)
+
+    async def _start_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        start = self.source.start
+        if start == "earliest":
+            return int((await consumer.beginning_offsets([tp]))[tp])
+        if isinstance(start, int):
+            found = (await consumer.offsets_for_times({tp: start})).get(tp)
+            if found is not None:
+                return int(found.offset)
+        return int((await consumer.end_offsets([tp]))[tp])  # "latest", or a time after the end
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         consumer = self.consumer
@@ -280,6 +282,8 @@ class _PartitionReader:
             batch = await self._decode(fetched)
             if batch is not None:
                 yield batch
+            # getmany() returns prefetched records without suspending: give other tasks a turn.
+            await asyncio.sleep(0)
 
     def _at_end(self) -> bool:
         return all(self.positions.get(tp, 0) >= end for tp, end in self.end_offsets.items())
