@@ -1,9 +1,12 @@
 """KafkaSink: records to a Kafka topic (fixed, or chosen per record), at least once.
 
 Each batch is handed to aiokafka's producer record by record (it batches and compresses them per
-partition as configured), then the sink waits until the broker has acknowledged every record of the
-batch before it takes the next one: a record the sink has accepted is stored, or the job fails with
-the reason. The checkpoint issue adds transactions (exactly once).
+partition as configured). The sink does not wait for the broker's acknowledgements batch by batch,
+which would stall the whole chain for a linger and a round trip each time: it keeps the pending
+acknowledgements, fails the job on the first one that fails, waits for all of them once
+``max_in_flight`` records are pending, and always before the end of its input (and on
+:meth:`KafkaSink.flush`). So every record the sink accepted is stored before the flow ends normally,
+or the job fails with the reason. The checkpoint issue adds transactions (exactly once).
 """
 
 from __future__ import annotations
@@ -60,8 +63,11 @@ class KafkaSink(Sink):
         partitions: int = 1,
         replication_factor: int = 1,
         producer_options: Mapping[str, Any] | None = None,
+        max_in_flight: int = 100_000,
     ) -> None:
         super().__init__(f"kafka:{topic}" if isinstance(topic, str) else "kafka")
+        self.max_in_flight = max_in_flight
+        self._pending: list[asyncio.Future[Any]] = []
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         self._key = field_getter(key) if key is not None else None
@@ -74,6 +80,7 @@ class KafkaSink(Sink):
         self.replication_factor = replication_factor
         self.producer_options = dict(producer_options or {})
         self._producer: AIOKafkaProducer | None = None
+        self._pending = []
         self._known_topics: set[str] = set()
         #: Records acknowledged by the broker (this instance).
         self.records_written = 0
@@ -123,7 +130,7 @@ class KafkaSink(Sink):
         headers_of = self._headers
         serialize_key = self._key_serializer
         serialize_value = self._value_serializer
-        sends = []
+        sends: list[asyncio.Future[Any]] = []
         for record in values:
             topic = topic_of if isinstance(topic_of, str) else topic_of(record)
             if topic not in self._known_topics:
@@ -146,18 +153,49 @@ class KafkaSink(Sink):
                     "producer allows (max_request_size) or the topic accepts: "
                     f"{error}"
                 ) from error
-        await asyncio.gather(*sends)
-        self.records_written += len(sends)
+        pending = self._pending
+        pending += sends
+        if len(pending) >= self.max_in_flight:
+            await self.flush()
+        elif pending[0].done():
+            self._collect_done()
+
+    def _collect_done(self) -> None:
+        # Forget the acknowledged records (in order), failing on the first failed one.
+        pending = self._pending
+        done = 0
+        for future in pending:
+            if not future.done():
+                break
+            future.result()  # raises the producer's error for that record
+            done += 1
+        del pending[:done]
+        self.records_written += done
 
     async def flush(self) -> None:
         """Wait until every record handed to the producer has been acknowledged."""
+        pending, self._pending = self._pending, []
         if self._producer is not None:
             await self._producer.flush()
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self.records_written += len(pending)
+
+    async def finish_async(self) -> None:
+        await self.flush()
 
     async def close_async(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()  # flushes what is pending first
+        pending, self._pending = self._pending, []
+        try:
+            if producer is not None:
+                await producer.stop()  # flushes what is pending first
+        finally:
+            for future in pending:
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: the job already ends with a reason
 
 
 _ADMIN_OPTIONS = {

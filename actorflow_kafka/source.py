@@ -21,6 +21,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -30,7 +31,7 @@ from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.dead_letters import DeadLetterTopic
 from actorflow_kafka.records import KafkaRecord, kafka_timestamp
-from actorflow_kafka.serde import Deserializer, resolve_deserializer
+from actorflow_kafka.serde import Deserializer, json_deserializer, resolve_deserializer
 
 __all__ = ["KafkaSource", "Start"]
 
@@ -299,7 +300,7 @@ class _PartitionReader:
         for tp, records in fetched.items():
             if not records:
                 continue
-            decoded = await self._decode_records(records)
+            decoded, kept = await self._decode_records(records)
             if tp not in self.positions:
                 # Revoked while these were fetched or decoded: the position committed on
                 # revocation excludes them, so the partition's new owner reads them instead.
@@ -307,16 +308,15 @@ class _PartitionReader:
             self.positions[tp] = records[-1].offset + 1
             self.source.records_read += len(decoded)
             if strategy is None:
-                values.extend(value for _, value in decoded)
+                values += decoded
                 continue
             if self.kafka_time:
-                timestamps = [record.timestamp for record, _ in decoded]
+                timestamps = [record.timestamp for record in kept]
             else:
-                assigner = strategy.timestamp
-                timestamps = [assigner(value) for _, value in decoded]
+                timestamps = list(map(strategy.timestamp, decoded))
             base = len(values)
-            values.extend(value for _, value in decoded)
-            stamps.extend(timestamps)
+            values += decoded
+            stamps += timestamps
             self.last_record[tp] = now
             self.idle.discard(tp)
             for position, watermark in self.generators[tp].on_batch(timestamps):
@@ -350,16 +350,25 @@ class _PartitionReader:
 
     async def _decode_records(
         self, records: list[ConsumerRecord[Any, Any]]
-    ) -> list[tuple[ConsumerRecord[Any, Any], Any]]:
+    ) -> tuple[list[Any], list[ConsumerRecord[Any, Any]]]:
+        """The decoded values, and the records they came from (dead letters left out)."""
         source = self.source
+        if not source.with_metadata:
+            decode = orjson.loads if source._value is json_deserializer else source._value
+            try:
+                # Fast path: one comprehension; any failure (a bad record, a tombstone for
+                # orjson) sends the whole poll through the record-by-record path below.
+                return [decode(record.value) for record in records], records
+            except Exception:
+                pass
         value_of = source._value
         key_of = source._key
-        with_metadata = source.with_metadata
-        decoded: list[tuple[ConsumerRecord[Any, Any], Any]] = []
+        values: list[Any] = []
+        kept: list[ConsumerRecord[Any, Any]] = []
         for record in records:
             try:
                 value = value_of(record.value)
-                if with_metadata:
+                if source.with_metadata:
                     value = KafkaRecord(
                         record.topic,
                         record.partition,
@@ -372,8 +381,9 @@ class _PartitionReader:
             except Exception as error:
                 await self._dead_letter(record, error)
                 continue
-            decoded.append((record, value))
-        return decoded
+            values.append(value)
+            kept.append(record)
+        return values, kept
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], error: Exception) -> None:
         origin = f"{record.topic}/{record.partition}@{record.offset}"

@@ -6,6 +6,9 @@
     python -m benchmarks run --query q1|q2|q3 --engine actorflow|baseline \\
         --input FILE --output FILE [--parallelism P]
     python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...]
+    python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
+
+``kafka-run`` is internal: ``kafka`` runs each engine through it in a process of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--queries", choices=QUERIES, nargs="+", default=list(QUERIES))
     report.add_argument("--engines", choices=sorted(ENGINES), nargs="+", default=["baseline", "actorflow"])
     report.add_argument("--timeout", type=float, default=1_800.0, help="seconds per run")
+
+    kafka = commands.add_parser(
+        "kafka", help="Q1 end to end through Kafka: actorflow beside a raw aiokafka loop"
+    )
+    kafka.add_argument("--events", type=_positive, default=200_000)
+    kafka.add_argument("--partitions", type=_positive, default=1, help="of the input and output topics")
+    kafka.add_argument("--seed", type=int, default=1)
+    kafka.add_argument("--repeat", type=_positive, default=1, help="runs per engine (median)")
+    kafka.add_argument(
+        "--linger-ms", type=_non_negative, default=5, help="producer linger_ms of both engines"
+    )
+    kafka.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+
+    kafka_run = commands.add_parser("kafka-run", help="internal: one engine of 'kafka', one JSON line")
+    kafka_run.add_argument("--engine", choices=["actorflow", "loop"], required=True)
+    kafka_run.add_argument("--bootstrap-servers", required=True)
+    kafka_run.add_argument("--input", required=True, help="the pre-loaded input topic")
+    kafka_run.add_argument("--output", required=True, help="the (existing) output topic")
+    kafka_run.add_argument("--linger-ms", type=_non_negative, default=None, help="producer linger_ms")
+    kafka_run.add_argument("--profile", help="write cProfile stats of the run to this file")
     return parser
 
 
@@ -81,6 +104,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         measurement = measure(args.query, args.engine, args.input, args.output, args.parallelism)
         sys.stdout.buffer.write(orjson.dumps(measurement) + b"\n")
+        sys.stdout.flush()
+        return 0
+    if args.command == "kafka":
+        from benchmarks.kafka import main as kafka
+
+        return kafka(
+            events=args.events,
+            partitions=args.partitions,
+            seed=args.seed,
+            repeat=args.repeat,
+            linger_ms=args.linger_ms,
+            timeout=args.timeout,
+        )
+    if args.command == "kafka-run":
+        from benchmarks.kafka import measure as kafka_measure
+
+        measured = kafka_measure(
+            args.engine,
+            args.bootstrap_servers,
+            args.input,
+            args.output,
+            linger_ms=args.linger_ms,
+            profile=args.profile,
+        )
+        sys.stdout.buffer.write(orjson.dumps(measured) + b"\n")
         sys.stdout.flush()
         return 0
     from benchmarks.report import main as report

@@ -93,6 +93,10 @@ class Operator:
         """The input has ended (after the final watermark): emit what is left."""
         return None
 
+    async def finish_async(self) -> Batch | None:
+        """The async form of :meth:`finish`, awaited by the chain; defaults to :meth:`finish`."""
+        return self.finish()
+
     def close(self) -> None:
         """Release resources; called after :meth:`finish`, and also after a failure."""
 

@@ -82,7 +82,7 @@ class Chain:
     async def on_end(self) -> None:
         for index, (operator, context) in enumerate(zip(self.operators, self.contexts, strict=True)):
             try:
-                rest = operator.finish()
+                rest = await operator.finish_async()
             except Exception as error:
                 _locate(error, context.label)
                 raise
