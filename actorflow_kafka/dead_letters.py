@@ -12,6 +12,7 @@ what went wrong and where the record came from::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,18 +56,32 @@ class DeadLetterTopic:
         self.bootstrap_servers = bootstrap_servers
         self._options = dict(producer_options or {})
         self._producer: AIOKafkaProducer | None = None
+        self._users = 0
+        self._starting = asyncio.Lock()
         #: Dead letters produced so far by this object.
         self.count = 0
 
     async def start(self, bootstrap_servers: str, client_options: Mapping[str, Any]) -> None:
-        """Connect (to the source's cluster unless this topic names its own)."""
-        if self._producer is not None:
-            return
-        options = {**client_options, **self._options}
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers or bootstrap_servers, acks="all", **options
-        )
-        await self._producer.start()
+        """Connect (to the source's cluster unless this topic names its own).
+
+        Every source instance that uses this topic starts it and stops it; one producer serves
+        them all and closes when the last one stops.
+        """
+        async with self._starting:
+            if self._producer is None:
+                options = {**client_options, **self._options}
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers or bootstrap_servers,
+                    acks="all",
+                    **options,
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            self._users += 1
 
     async def publish(self, record: ConsumerRecord[Any, Any], error: BaseException) -> None:
         """Produce ``record``'s raw bytes with the error headers, and wait until it is stored."""
@@ -82,6 +97,10 @@ class DeadLetterTopic:
         self.count += 1
 
     async def stop(self) -> None:
+        """Release one user; the last one closes the producer."""
+        self._users = max(0, self._users - 1)
+        if self._users:
+            return
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
