@@ -12,6 +12,7 @@ or the job fails with the reason. The checkpoint issue adds transactions (exactl
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,8 +83,19 @@ class KafkaSink(Sink):
         self._producer: AIOKafkaProducer | None = None
         self._pending = []
         self._known_topics: set[str] = set()
-        #: Records acknowledged by the broker (this instance).
-        self.records_written = 0
+        # Shared by the per-instance copies the flow makes (shallow copies share these objects).
+        self._written = [0]
+        self._instances: list[KafkaSink] = []
+
+    def copy(self) -> KafkaSink:
+        instance = copy.copy(self)
+        self._instances.append(instance)
+        return instance
+
+    @property
+    def records_written(self) -> int:
+        """Records the broker acknowledged, over every instance of this sink."""
+        return self._written[0]
 
     async def open_async(self, context: OperatorContext) -> None:
         self.open(context)
@@ -170,10 +182,18 @@ class KafkaSink(Sink):
             future.result()  # raises the producer's error for that record
             done += 1
         del pending[:done]
-        self.records_written += done
+        self._written[0] += done
 
     async def flush(self) -> None:
-        """Wait until every record handed to the producer has been acknowledged."""
+        """Wait until every record handed to the producer has been acknowledged.
+
+        On the sink object given to ``DataStream.sink`` this flushes every running instance.
+        """
+        if self._producer is None:
+            for instance in self._instances:
+                if instance._producer is not None:
+                    await instance.flush()
+            return
         pending, self._pending = self._pending, []
         if self._producer is not None:
             await self._producer.flush()
@@ -181,7 +201,7 @@ class KafkaSink(Sink):
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        self.records_written += len(pending)
+        self._written[0] += len(pending)
 
     async def finish_async(self) -> None:
         await self.flush()

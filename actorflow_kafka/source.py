@@ -99,6 +99,7 @@ class KafkaSource(Source):
         self.max_records = max_records
         self.client_options = dict(client_options or {})
         self._stopping = asyncio.Event()
+        self._readers: dict[int, _PartitionReader] = {}
         #: Per instance: the offset of the next record to read, per partition (the source's state).
         self.positions: dict[int, dict[TopicPartition, int]] = {}
         #: Records handed to the flow, and records sent to the dead letters, over all instances.
@@ -121,13 +122,23 @@ class KafkaSource(Source):
         }
 
     async def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
+        if not self._readers:
+            self._stopping.clear()  # a source stopped in an earlier run may run again
         reader = _PartitionReader(self, context)
-        try:
-            await reader.open()
-            async for batch in reader.batches():
-                yield batch
-        finally:
-            await reader.close()
+        self._readers[context.index] = reader
+        await reader.open()
+        async for batch in reader.batches():
+            yield batch
+
+    async def finish(self, context: OperatorContext, *, completed: bool) -> None:
+        """Commit the positions if everything read went through (``completed``), then disconnect.
+
+        A job that failed or was cancelled commits nothing: the next start reads again what this
+        one may not have written.
+        """
+        reader = self._readers.pop(context.index, None)
+        if reader is not None:
+            await reader.close(commit=completed)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -191,10 +202,10 @@ class _PartitionReader:
         else:
             consumer.subscribe(topics=source.topics, listener=_Rebalance(self))
 
-    async def close(self) -> None:
+    async def close(self, *, commit: bool) -> None:
         consumer, self.consumer = self.consumer, None
         try:
-            if consumer is not None and self.started:
+            if consumer is not None and commit and self.started:
                 await self._commit(consumer, set(self.positions))
         finally:
             try:

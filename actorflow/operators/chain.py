@@ -188,6 +188,7 @@ class SourceActor:
         idle_timeout = strategy.idle_timeout_ms if strategy is not None else None
         await chain.open()
         reader = self.source.read(self.context)
+        completed = False
         try:
             batches = (
                 self._with_timeouts(reader, idle_timeout)
@@ -207,12 +208,14 @@ class SourceActor:
                 await chain.on_batch(batch)
             await chain.on_batch(Batch([], None, [(0, MAX_WATERMARK)]))
             await chain.on_end()
+            completed = True
         except Exception as error:
             _locate(error, self.context.label)
             raise
         finally:
             try:
                 await reader.aclose()  # type: ignore[attr-defined]
+                await self.source.finish(self.context, completed=completed)
             finally:
                 await chain.close()
 

@@ -44,6 +44,11 @@ class Source(ABC):
     def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
         """Yield lists of records (at most ``context.batch_size`` each) until the input ends."""
 
+    async def finish(self, context: OperatorContext, *, completed: bool) -> None:  # noqa: B027
+        """Called once per instance when it is done. ``completed`` is True when everything it read
+        went through its actor's operators to the end (sinks in that actor flushed), False when
+        the job failed or was cancelled: a source that commits its position does it only then."""
+
     def describe(self) -> str:
         return type(self).__name__
 
