@@ -68,7 +68,7 @@ class KafkaSink(Sink):
     ) -> None:
         super().__init__(f"kafka:{topic}" if isinstance(topic, str) else "kafka")
         self.max_in_flight = max_in_flight
-        self._pending: list[asyncio.Future[Any]] = []
+        self._pending: list[tuple[asyncio.Future[Any], str, int]] = []
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         self._key = field_getter(key) if key is not None else None
@@ -100,10 +100,17 @@ class KafkaSink(Sink):
     async def open_async(self, context: OperatorContext) -> None:
         self.open(context)
         self._known_topics = set()
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self.producer_options)
-        await self._producer.start()
-        if isinstance(self.topic, str):
-            await self._ensure_topic(self.topic)
+        self._pending = []  # this instance's own (copies share what __init__ made)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self.producer_options)
+        await producer.start()
+        self._producer = producer
+        try:
+            if isinstance(self.topic, str):
+                await self._ensure_topic(self.topic)
+        except BaseException:
+            self._producer = None
+            await producer.stop()
+            raise
 
     async def _ensure_topic(self, topic: str) -> None:
         if topic in self._known_topics:
@@ -142,44 +149,39 @@ class KafkaSink(Sink):
         headers_of = self._headers
         serialize_key = self._key_serializer
         serialize_value = self._value_serializer
-        sends: list[asyncio.Future[Any]] = []
+        sends: list[tuple[asyncio.Future[Any], str, int]] = []
         for record in values:
             topic = topic_of if isinstance(topic_of, str) else topic_of(record)
             if topic not in self._known_topics:
                 await self._ensure_topic(topic)
             key = serialize_key(key_of(record)) if key_of is not None else None
             value = serialize_value(value_of(record) if value_of is not None else record)
+            size = len(value or b"") + len(key or b"")
             try:
-                sends.append(
-                    await producer.send(
-                        topic,
-                        value=value,
-                        key=key,
-                        headers=headers_of(record) if headers_of is not None else None,
-                    )
+                future = await producer.send(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers_of(record) if headers_of is not None else None,
                 )
             except MessageSizeTooLargeError as error:
-                size = len(value or b"") + len(key or b"")
-                raise ValueError(
-                    f"a record of {size} bytes for Kafka topic {topic!r} is larger than the "
-                    "producer allows (max_request_size) or the topic accepts: "
-                    f"{error}"
-                ) from error
+                raise _too_large(size, topic, error) from error
+            sends.append((future, topic, size))
         pending = self._pending
         pending += sends
         if len(pending) >= self.max_in_flight:
             await self.flush()
-        elif pending[0].done():
+        elif pending[0][0].done():
             self._collect_done()
 
     def _collect_done(self) -> None:
         # Forget the acknowledged records (in order), failing on the first failed one.
         pending = self._pending
         done = 0
-        for future in pending:
+        for future, topic, size in pending:
             if not future.done():
                 break
-            future.result()  # raises the producer's error for that record
+            _check(future, topic, size)
             done += 1
         del pending[:done]
         self._written[0] += done
@@ -197,10 +199,10 @@ class KafkaSink(Sink):
         pending, self._pending = self._pending, []
         if self._producer is not None:
             await self._producer.flush()
-        outcomes = await asyncio.gather(*pending, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        if pending:
+            await asyncio.wait([future for future, _, _ in pending])
+        for future, topic, size in pending:
+            _check(future, topic, size)
         self._written[0] += len(pending)
 
     async def finish_async(self) -> None:
@@ -213,9 +215,26 @@ class KafkaSink(Sink):
             if producer is not None:
                 await producer.stop()  # flushes what is pending first
         finally:
-            for future in pending:
+            for future, _, _ in pending:
                 if future.done() and not future.cancelled():
                     future.exception()  # retrieved: the job already ends with a reason
+
+
+def _too_large(size: int, topic: str, error: BaseException) -> ValueError:
+    return ValueError(
+        f"a record of {size} bytes for Kafka topic {topic!r} is larger than the producer allows "
+        f"(max_request_size) or the topic accepts (max.message.bytes): {error!r}"
+    )
+
+
+def _check(future: asyncio.Future[Any], topic: str, size: int) -> None:
+    """Raise the producer's error for one record, explained when it is about its size."""
+    error = future.exception()
+    if error is None:
+        return
+    if isinstance(error, MessageSizeTooLargeError):
+        raise _too_large(size, topic, error) from error
+    raise error
 
 
 _ADMIN_OPTIONS = {
