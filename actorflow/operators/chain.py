@@ -186,10 +186,10 @@ class SourceActor:
         strategy = self.strategy
         generator = strategy.generator() if strategy is not None else None
         idle_timeout = strategy.idle_timeout_ms if strategy is not None else None
-        await chain.open()
         reader = self.source.read(self.context)
         completed = False
         try:
+            await chain.open()
             batches = (
                 self._with_timeouts(reader, idle_timeout)
                 if idle_timeout is not None or chain.has_processing_timers
