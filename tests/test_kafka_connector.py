@@ -8,6 +8,7 @@ consumer up to the topic's end offsets, so an exact count is an honest one.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -1025,3 +1026,27 @@ async def test_records_written_counts_every_acknowledged_record_once_over_instan
     # Each instance flushes only its own pending acknowledgements: no record is counted twice.
     assert sink.records_written == 1_000
     assert len(await read_topic(servers, topic, at_least=1_000)) == 1_000
+
+
+# -- topics by pattern ----------------------------------------------------------------------------------
+
+
+async def test_a_pattern_subscribes_to_every_matching_topic(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    servers = kafka_broker.bootstrap_servers
+    first, second, other = await kafka_topic(), await kafka_topic(partitions=2), await kafka_topic()
+    await produce_json(servers, first, ({"n": n} for n in range(10)))
+    await produce_json(servers, second, ({"n": n} for n in range(10, 30)))
+    await produce_json(servers, other, ({"n": n} for n in range(100, 105)))
+
+    # Match the first two by their exact names under one regular expression, not the third.
+    pattern = f"^({re.escape(first)}|{re.escape(second)})$"
+    flow = Flow("pattern")
+    source = KafkaSource(
+        pattern=pattern, bootstrap_servers=servers, group_id=f"pattern-{uuid.uuid4().hex[:8]}"
+    )
+    seen: list[int] = []
+    flow.from_source(source).map(lambda r: r["n"]).sink_to_callback(seen.append)
+    await run_until(flow, source, lambda: len(seen) >= 30, message=lambda: f"saw {sorted(seen)}")
+    assert sorted(seen) == list(range(30))
