@@ -151,3 +151,14 @@ async def test_broker_restart_keeps_the_records(
 
     records = await _consume(kafka_broker.bootstrap_servers, topic, 100, within=60.0)
     assert sorted(_decode(r.value)["n"] for r in records) == list(range(100))
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The storage tool would read "-..." as an option: one id in 64 used to fail the format.
+    import uuid
+
+    from scripts.kafka import broker
+
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=bytes(16))])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
+    assert broker._new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"

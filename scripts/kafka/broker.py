@@ -63,6 +63,18 @@ _COMPLETE_MARKER = ".complete"
 _LOG_TAIL_LINES = 40
 
 
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: a UUID in unpadded URL-safe base64 (22 characters).
+
+    One that starts with "-" would be read as an option by the storage tool's argument parser
+    (one id in 64 did, and failed the format): draw again until it does not.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBrokerError(RuntimeError):
     """The broker failed to start, answer or stop."""
 
@@ -418,8 +430,7 @@ class KafkaBroker:
             (self._controller_port,) = _free_ports(1)
         else:
             self._port, self._controller_port = _free_ports(2)
-        # A Kafka cluster id is a UUID in unpadded URL-safe base64 (22 characters).
-        self._cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self._cluster_id = _new_cluster_id()
         try:
             self._write_config()
             self._format_storage()
