@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator
 from actorflow.operators.process import (
@@ -27,6 +28,7 @@ from actorflow.operators.stateless import (
     MapOperator,
     TimestampOperator,
 )
+from actorflow.operators.windows.assigners import WindowAssigner
 from actorflow.plan.graph import Edge, Node
 from actorflow.plan.partitioners import Broadcast, Forward, Hash, Partitioner, Rebalance
 from actorflow.time.watermarks import WatermarkStrategy, field_getter
@@ -257,3 +259,11 @@ class KeyedStream(DataStream[T], Generic[T, K]):
             parallelism,
         )
         return self._follow(node)
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream[T, K]:
+        """Cut each key's records into the windows of ``assigner``; finish with a window function.
+
+        Raises :class:`PlanError` if ``assigner`` is not a
+        :class:`~actorflow.operators.windows.assigners.WindowAssigner`.
+        """
+        return WindowedStream(self, assigner)

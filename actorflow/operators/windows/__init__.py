@@ -1,0 +1,49 @@
+"""Keyed windows: assigners (which windows), triggers (when), window functions (what is emitted).
+
+See :mod:`actorflow.operators.windows.operator` for the semantics (Flink's).
+"""
+
+from actorflow.operators.windows.assigners import (
+    GLOBAL_WINDOW,
+    GlobalWindows,
+    SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows,
+    TimeWindow,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    WindowAssigner,
+)
+from actorflow.operators.windows.functions import ProcessWindowFunction, WindowContext
+from actorflow.operators.windows.operator import WindowOperator
+from actorflow.operators.windows.triggers import (
+    CountTrigger,
+    EventTimeTrigger,
+    NeverTrigger,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
+)
+
+__all__ = [
+    "GLOBAL_WINDOW",
+    "CountTrigger",
+    "EventTimeTrigger",
+    "GlobalWindows",
+    "NeverTrigger",
+    "ProcessWindowFunction",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
+    "TimeWindow",
+    "TumblingEventTimeWindows",
+    "TumblingProcessingTimeWindows",
+    "Trigger",
+    "TriggerContext",
+    "TriggerResult",
+    "WindowAssigner",
+    "WindowContext",
+    "WindowOperator",
+]

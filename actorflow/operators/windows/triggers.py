@@ -1,0 +1,247 @@
+"""Triggers: when a window's function runs, and when its contents are purged.
+
+The window operator calls a trigger for every record added to a window and for every timer the
+trigger registered; the :class:`TriggerResult` says whether to emit the window's result (FIRE), to
+drop its contents (PURGE), both, or neither. Timers and per-window trigger state are scoped to the
+current key and window through the :class:`TriggerContext`.
+
+>>> trigger = PurgingTrigger.of(CountTrigger.of(2))
+>>> trigger
+PurgingTrigger.of(CountTrigger.of(2))
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from actorflow.errors import PlanError
+
+if TYPE_CHECKING:
+    from actorflow.operators.windows.assigners import TimeWindow
+
+__all__ = [
+    "CountTrigger",
+    "EventTimeTrigger",
+    "NeverTrigger",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
+    "Trigger",
+    "TriggerContext",
+    "TriggerResult",
+]
+
+
+class TriggerResult(Enum):
+    """What the operator does with a window after a trigger call."""
+
+    CONTINUE = (False, False)
+    FIRE = (True, False)
+    PURGE = (False, True)
+    FIRE_AND_PURGE = (True, True)
+
+    @property
+    def fire(self) -> bool:
+        return self.value[0]
+
+    @property
+    def purge(self) -> bool:
+        return self.value[1]
+
+
+class TriggerContext(ABC):
+    """Time, timers and state of the current (key, window), as a trigger sees them."""
+
+    @property
+    @abstractmethod
+    def current_watermark(self) -> int:
+        """The operator's event time (the last watermark it received)."""
+
+    @abstractmethod
+    def current_processing_time(self) -> int:
+        """The clock's time in epoch milliseconds."""
+
+    @abstractmethod
+    def register_event_time_timer(self, time: int) -> None:
+        """Call ``on_event_time`` for this key and window once the watermark reaches ``time``."""
+
+    @abstractmethod
+    def delete_event_time_timer(self, time: int) -> None: ...
+
+    @abstractmethod
+    def register_processing_time_timer(self, time: int) -> None:
+        """Call ``on_processing_time`` for this key and window once the clock reaches ``time``."""
+
+    @abstractmethod
+    def delete_processing_time_timer(self, time: int) -> None: ...
+
+    @abstractmethod
+    def get_state(self, name: str, default: Any = None) -> Any:
+        """The trigger's value ``name`` for this key and window (cleared with the window)."""
+
+    @abstractmethod
+    def set_state(self, name: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def clear_state(self, name: str) -> None: ...
+
+
+class Trigger(ABC):
+    """Decides when a window fires. Subclass it for custom triggers; keep per-window data in ``ctx``.
+
+    One trigger object serves every key and window of an operator instance: it must not keep
+    per-window data in attributes.
+    """
+
+    @abstractmethod
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        """``element`` was added to ``window``."""
+
+    @abstractmethod
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        """An event-time timer this trigger registered for ``window`` fired."""
+
+    @abstractmethod
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        """A processing-time timer this trigger registered for ``window`` fired."""
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:  # noqa: B027 - optional hook
+        """The window is gone: delete the timers this trigger set (its state is cleared for it)."""
+
+
+class EventTimeTrigger(Trigger):
+    """Fires once the watermark passes ``window.max_timestamp``, and again for each late record
+    admitted by the allowed lateness. The default of event-time assigners."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        max_timestamp = window.end - 1
+        if max_timestamp <= ctx.current_watermark:
+            return TriggerResult.FIRE  # a late record inside the allowed lateness
+        ctx.register_event_time_timer(max_timestamp)
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.FIRE if time == window.max_timestamp else TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
+        ctx.delete_event_time_timer(window.max_timestamp)
+
+    def __repr__(self) -> str:
+        return "EventTimeTrigger()"
+
+
+class ProcessingTimeTrigger(Trigger):
+    """Fires once the clock reaches ``window.max_timestamp``. The default of processing-time
+    assigners."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        ctx.register_processing_time_timer(window.max_timestamp)
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.FIRE
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
+        ctx.delete_processing_time_timer(window.max_timestamp)
+
+    def __repr__(self) -> str:
+        return "ProcessingTimeTrigger()"
+
+
+class NeverTrigger(Trigger):
+    """Never fires: the default of :class:`GlobalWindows`."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def __repr__(self) -> str:
+        return "NeverTrigger()"
+
+
+class CountTrigger(Trigger):
+    """Fires every ``count`` records of a window (the count restarts after each firing)."""
+
+    def __init__(self, count: int) -> None:
+        if count <= 0:
+            raise PlanError(f"CountTrigger needs a positive count, got {count}")
+        self.count = count
+
+    @classmethod
+    def of(cls, count: int) -> CountTrigger:
+        """Raises :class:`PlanError` unless ``count > 0``."""
+        return cls(count)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        seen = ctx.get_state("count", 0) + 1
+        if seen >= self.count:
+            ctx.set_state("count", 0)
+            return TriggerResult.FIRE
+        ctx.set_state("count", seen)
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
+        ctx.clear_state("count")
+
+    def __repr__(self) -> str:
+        return f"CountTrigger.of({self.count})"
+
+
+def _purging(result: TriggerResult) -> TriggerResult:
+    return TriggerResult.FIRE_AND_PURGE if result.fire else result
+
+
+class PurgingTrigger(Trigger):
+    """Wraps a trigger and purges the window's contents whenever it fires."""
+
+    def __init__(self, trigger: Trigger) -> None:
+        self.trigger = trigger
+
+    @classmethod
+    def of(cls, trigger: Trigger) -> PurgingTrigger:
+        return cls(trigger)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        return _purging(self.trigger.on_element(element, timestamp, window, ctx))
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return _purging(self.trigger.on_event_time(time, window, ctx))
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return _purging(self.trigger.on_processing_time(time, window, ctx))
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
+        self.trigger.clear(window, ctx)
+
+    def __repr__(self) -> str:
+        return f"PurgingTrigger.of({self.trigger!r})"
