@@ -224,7 +224,8 @@ class WindowOperator(Operator):
         cleanup_timers = self.event_timers if event_time else self.processing_timers
         # The default event-time trigger registers a timer at max_timestamp for every record it
         # accepts: without lateness, that is the cleanup timer already.
-        set_cleanup = not (event_time and lateness == 0 and type(self.trigger) is EventTimeTrigger)
+        fast_event_trigger = event_time and type(self.trigger) is EventTimeTrigger
+        set_cleanup = not (fast_event_trigger and lateness == 0)
         emit = self._emit
         mark_index = 0
         mark_count = len(marks)
@@ -250,15 +251,27 @@ class WindowOperator(Operator):
                 if event_time and cleanup <= watermark:
                     continue  # this window can no longer fire
                 accepted = True
-                contents = per_key[window] = add(per_key.get(window, EMPTY), value)
-                scope.window = window
-                result = on_element(value, timestamp, window, scope)
-                if result is not CONTINUE:
-                    if result.fire:
-                        emit(key, window, contents)
-                    if result.purge:
-                        del per_key[window]
-                if set_cleanup and cleanup < MAX_WATERMARK:
+                previous = per_key.get(window, EMPTY)
+                contents = per_key[window] = add(previous, value)
+                if fast_event_trigger:
+                    # EventTimeTrigger.on_element inlined: its timer is set once per window.
+                    if cleanup - lateness <= watermark:
+                        emit(key, window, contents)  # a late record inside the lateness
+                    elif previous is EMPTY:
+                        cleanup_timers.add(cleanup - lateness, (key, window))
+                else:
+                    scope.window = window
+                    result = on_element(value, timestamp, window, scope)
+                    if result is not CONTINUE:
+                        if result.fire:
+                            emit(key, window, contents)
+                        if result.purge:
+                            del per_key[window]
+                if (
+                    set_cleanup
+                    and cleanup < MAX_WATERMARK
+                    and (previous is EMPTY or not fast_event_trigger)
+                ):
                     cleanup_timers.add(cleanup, (key, window))
             if not per_key:
                 del state[key]
