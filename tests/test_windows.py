@@ -634,3 +634,33 @@ def test_the_operator_counts_late_records_as_the_reference_does(data: st.DataObj
     assert got == projected
     assert op.state_size() == 0
     assert len(op.event_timers) == 0
+
+
+# -- window_all -----------------------------------------------------------------------------------------
+
+
+async def test_window_all_counts_the_whole_stream_per_window(parallelism: int) -> None:
+    records = [{"k": f"k{i % 5}", "ts": i} for i in range(100)]
+
+    class Whole(ProcessWindowFunction[Record, tuple[Any, int, int], Any]):
+        def process(self, key: Any, context: WindowContext, elements: list[Any], out: Collector) -> None:
+            out.collect((key, context.window.start, len(elements)))
+
+    flow = Flow(parallelism=parallelism, batch_size=16)
+    out = (
+        flow.from_iterable(records, watermarks=WatermarkStrategy.punctuated("ts"))
+        .window_all(TumblingEventTimeWindows.of(25))
+        .process(Whole())
+        .collect()
+    )
+    lines = flow.plan().describe().splitlines()
+    (window_chain,) = [line for line in lines if line.split("]")[0].find("window") >= 0]
+    assert "] x1" in window_chain  # one instance, whatever the flow's parallelism
+    await flow.run()
+    assert sorted(out.values) == [(None, start, 25) for start in (0, 25, 50, 75)]
+
+
+def test_window_all_refuses_more_than_one_instance() -> None:
+    stream = Flow().from_iterable([1]).window_all(TumblingEventTimeWindows.of(10))
+    with pytest.raises(PlanError, match="parallelism is 1"):
+        stream.reduce(lambda a, b: a + b, parallelism=2)

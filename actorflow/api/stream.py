@@ -50,6 +50,11 @@ def _plain(fn: Callable[..., Any], what: str) -> None:
         )
 
 
+def _whole_stream(record: Any) -> None:
+    """The key of every record in ``window_all``: one key, so one window state for the stream."""
+    return None
+
+
 class DataStream(Generic[T]):
     """A stream of records of type ``T``.
 
@@ -164,6 +169,11 @@ class DataStream(Generic[T]):
         selector = field_getter(key)
         _plain(selector, "key_by")
         return KeyedStream(self._flow, self._with(Hash(selector)), selector, chainable=self._chainable)
+
+    def window_all(self, assigner: WindowAssigner) -> WindowedStream[T, None]:
+        """Cut the whole stream (not each key) into windows; runs in a single instance, as Flink's
+        ``windowAll``. The window function sees ``None`` as the key."""
+        return WindowedStream(self.key_by(_whole_stream), assigner, whole_stream=True)
 
     def union(self, *others: DataStream[T]) -> DataStream[T]:
         """One stream of the records of this stream and ``others`` (no order between them)."""

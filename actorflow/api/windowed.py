@@ -51,9 +51,12 @@ class WindowedStream(Generic[T, K]):
     ``trigger`` and ``allowed_lateness`` configure it and return it (as in Flink).
     """
 
-    def __init__(self, stream: KeyedStream[T, K], assigner: WindowAssigner) -> None:
+    def __init__(
+        self, stream: KeyedStream[T, K], assigner: WindowAssigner, *, whole_stream: bool = False
+    ) -> None:
         if not isinstance(assigner, WindowAssigner):
             raise PlanError(f"window() takes a WindowAssigner, got {assigner!r}")
+        self._whole_stream = whole_stream
         self._stream = stream
         self._assigner = assigner
         self._trigger: Trigger | None = None
@@ -116,6 +119,10 @@ class WindowedStream(Generic[T, K]):
     def _build(
         self, contents: WindowContents, name: str | None, parallelism: int | None
     ) -> DataStream[Any]:
+        if self._whole_stream:
+            if parallelism not in (None, 1):
+                raise PlanError("window_all() runs in one instance: its parallelism is 1")
+            parallelism = 1
         stream = self._stream
         key = stream.key
         assigner = self._assigner
