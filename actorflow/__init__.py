@@ -44,6 +44,7 @@ from actorflow.operators.sources import (
     Source,
 )
 from actorflow.operators.windows import (
+    ContinuousEventTimeTrigger,
     CountTrigger,
     EventTimeTrigger,
     GlobalWindows,
@@ -90,6 +91,7 @@ __all__ = [
     "CollectSink",
     "Collector",
     "Context",
+    "ContinuousEventTimeTrigger",
     "CountTrigger",
     "DataStream",
     "DeadLetter",

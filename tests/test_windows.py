@@ -25,6 +25,7 @@ from actorflow import (
     MIN_WATERMARK,
     AggregateFunction,
     Collector,
+    ContinuousEventTimeTrigger,
     CountTrigger,
     Flow,
     GlobalWindows,
@@ -664,3 +665,30 @@ def test_window_all_refuses_more_than_one_instance() -> None:
     stream = Flow().from_iterable([1]).window_all(TumblingEventTimeWindows.of(10))
     with pytest.raises(PlanError, match="parallelism is 1"):
         stream.reduce(lambda a, b: a + b, parallelism=2)
+
+
+# -- continuous (early) firing --------------------------------------------------------------------------
+
+
+async def test_continuous_trigger_fires_early_results_then_the_final_one(parallelism: int) -> None:
+    # One key, one 100 ms window, a record every 10 ms: early sums every 30 ms of event time.
+    records = [{"k": "a", "ts": ts, "v": 1} for ts in range(0, 100, 10)]
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    out = (
+        flow.from_iterable(records, watermarks=WatermarkStrategy.punctuated("ts"))
+        .key_by("k")
+        .window(TumblingEventTimeWindows.of(100))
+        .trigger(ContinuousEventTimeTrigger.of(30))
+        .reduce(lambda a, b: {"k": a["k"], "ts": b["ts"], "v": a["v"] + b["v"]})
+        .map(lambda r: r["v"])
+        .collect()
+    )
+    await flow.run()
+    # Fired when the watermark reached 30, 60 and 90 (records with ts <= watermark are in), then at
+    # the window's end, 99.
+    assert out.values == [4, 7, 10, 10]
+
+
+def test_continuous_trigger_needs_a_positive_interval() -> None:
+    with pytest.raises(PlanError):
+        ContinuousEventTimeTrigger.of(0)

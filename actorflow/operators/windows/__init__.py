@@ -16,6 +16,7 @@ from actorflow.operators.windows.assigners import (
 from actorflow.operators.windows.functions import ProcessWindowFunction, WindowContext
 from actorflow.operators.windows.operator import WindowOperator
 from actorflow.operators.windows.triggers import (
+    ContinuousEventTimeTrigger,
     CountTrigger,
     EventTimeTrigger,
     NeverTrigger,
@@ -28,6 +29,7 @@ from actorflow.operators.windows.triggers import (
 
 __all__ = [
     "GLOBAL_WINDOW",
+    "ContinuousEventTimeTrigger",
     "CountTrigger",
     "EventTimeTrigger",
     "GlobalWindows",

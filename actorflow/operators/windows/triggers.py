@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from actorflow.operators.windows.assigners import TimeWindow
 
 __all__ = [
+    "ContinuousEventTimeTrigger",
     "CountTrigger",
     "EventTimeTrigger",
     "NeverTrigger",
@@ -213,6 +214,57 @@ class CountTrigger(Trigger):
 
     def __repr__(self) -> str:
         return f"CountTrigger.of({self.count})"
+
+
+class ContinuousEventTimeTrigger(Trigger):
+    """Early results: fires every ``interval`` ms of event time while the window is open (at the
+    interval boundaries the watermark passes), and once more when it passes the window's end."""
+
+    def __init__(self, interval: int) -> None:
+        if interval <= 0:
+            raise PlanError(f"ContinuousEventTimeTrigger needs a positive interval, got {interval}")
+        self.interval = interval
+
+    @classmethod
+    def of(cls, interval: int) -> ContinuousEventTimeTrigger:
+        """Raises :class:`PlanError` unless ``interval > 0``."""
+        return cls(interval)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
+    ) -> TriggerResult:
+        max_timestamp = window.end - 1
+        if max_timestamp <= ctx.current_watermark:
+            return TriggerResult.FIRE  # a late record inside the allowed lateness
+        ctx.register_event_time_timer(max_timestamp)
+        if ctx.get_state("next") is None and timestamp is not None:
+            following = timestamp - timestamp % self.interval + self.interval
+            ctx.set_state("next", following)
+            ctx.register_event_time_timer(following)
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        if time == ctx.get_state("next"):
+            following = time + self.interval
+            ctx.set_state("next", following)
+            ctx.register_event_time_timer(following)
+            return TriggerResult.FIRE
+        if time == window.end - 1:
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
+        return TriggerResult.CONTINUE
+
+    def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
+        following = ctx.get_state("next")
+        if following is not None:
+            ctx.delete_event_time_timer(following)
+        ctx.delete_event_time_timer(window.end - 1)
+        ctx.clear_state("next")
+
+    def __repr__(self) -> str:
+        return f"ContinuousEventTimeTrigger.of({self.interval})"
 
 
 def _purging(result: TriggerResult) -> TriggerResult:
