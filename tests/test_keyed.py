@@ -29,6 +29,7 @@ from actorflow import (
     ValueStateDescriptor,
     WatermarkStrategy,
 )
+from tests.recorder import Recorder
 
 KEYS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]  # all three instances at p=3
 
@@ -550,35 +551,6 @@ async def test_records_without_event_time_see_no_timestamp_next_to_records_with_
 
 
 # -- processing-time timers --------------------------------------------------------------------------
-
-
-class Recorder:
-    """A plain sink callback that keeps what it gets and lets a test wait for a particular item."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
-
-    def __call__(self, item: Any) -> None:
-        self.items.append(item)
-        for predicate, future in self._waiters:
-            if not future.done() and predicate(item):
-                future.set_result(item)
-
-    async def wait_for(self, predicate: Callable[[Any], bool], running: asyncio.Task[None]) -> Any:
-        """The first item matching ``predicate``; fails at once if the flow ends first."""
-        for item in self.items:
-            if predicate(item):
-                return item
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        async with asyncio.timeout(10):  # a guard against a hang, not a synchronisation
-            await asyncio.wait((future, running), return_when=asyncio.FIRST_COMPLETED)
-        if future.done():
-            return future.result()
-        future.cancel()
-        running.result()
-        raise AssertionError(f"the flow ended before an item matched; got {self.items}")
 
 
 class ProcessingTimers(KeyedProcessFunction[dict[str, Any], tuple[Any, ...]]):

@@ -101,13 +101,13 @@ class Trigger(ABC):
     ) -> TriggerResult:
         """``element`` was added to ``window``."""
 
-    @abstractmethod
     def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
-        """An event-time timer this trigger registered for ``window`` fired."""
+        """An event-time timer this trigger registered for ``window`` fired (default: continue)."""
+        return TriggerResult.CONTINUE
 
-    @abstractmethod
     def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
-        """A processing-time timer this trigger registered for ``window`` fired."""
+        """A processing-time timer this trigger registered for ``window`` fired (default: continue)."""
+        return TriggerResult.CONTINUE
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:  # noqa: B027 - optional hook
         """The window is gone: delete the timers this trigger set (its state is cleared for it)."""
@@ -129,9 +129,6 @@ class EventTimeTrigger(Trigger):
     def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
         return TriggerResult.FIRE if time == window.max_timestamp else TriggerResult.CONTINUE
 
-    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
-        return TriggerResult.CONTINUE
-
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
         ctx.delete_event_time_timer(window.max_timestamp)
 
@@ -147,9 +144,6 @@ class ProcessingTimeTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
     ) -> TriggerResult:
         ctx.register_processing_time_timer(window.max_timestamp)
-        return TriggerResult.CONTINUE
-
-    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
         return TriggerResult.CONTINUE
 
     def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
@@ -168,12 +162,6 @@ class NeverTrigger(Trigger):
     def on_element(
         self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
     ) -> TriggerResult:
-        return TriggerResult.CONTINUE
-
-    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
-        return TriggerResult.CONTINUE
-
-    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
         return TriggerResult.CONTINUE
 
     def __repr__(self) -> str:
@@ -201,12 +189,6 @@ class CountTrigger(Trigger):
             ctx.set_state("count", 0)
             return TriggerResult.FIRE
         ctx.set_state("count", seen)
-        return TriggerResult.CONTINUE
-
-    def on_event_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
-        return TriggerResult.CONTINUE
-
-    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
         return TriggerResult.CONTINUE
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
@@ -251,9 +233,6 @@ class ContinuousEventTimeTrigger(Trigger):
             return TriggerResult.FIRE
         if time == window.end - 1:
             return TriggerResult.FIRE
-        return TriggerResult.CONTINUE
-
-    def on_processing_time(self, time: int, window: TimeWindow, ctx: TriggerContext) -> TriggerResult:
         return TriggerResult.CONTINUE
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
