@@ -35,6 +35,7 @@ from actorflow.operators.process import (
     TimeDomain,
     TimerService,
 )
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.sinks import CallbackSink, CollectSink, JsonLinesSink, PrintSink, Sink
 from actorflow.operators.sources import (
     DeadLetter,
@@ -108,6 +109,7 @@ __all__ = [
     "ManualClock",
     "MapState",
     "MapStateDescriptor",
+    "OutputTag",
     "PlanError",
     "PrintSink",
     "ProcessFunction",

@@ -21,11 +21,13 @@ from actorflow.operators.process import (
     ProcessFunction,
     ProcessOperator,
 )
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.sinks import CallbackSink, CollectSink, JsonLinesSink, PrintSink, Sink
 from actorflow.operators.stateless import (
     FilterOperator,
     FlatMapOperator,
     MapOperator,
+    PassThroughOperator,
     TimestampOperator,
 )
 from actorflow.operators.windows.assigners import WindowAssigner
@@ -151,6 +153,45 @@ class DataStream(Generic[T]):
             name,
             lambda: ProcessOperator(node.name, copy.deepcopy(function)),
             parallelism,
+        )
+        return self._follow(node)
+
+    def get_side_output(self, tag: OutputTag[U], *, name: str | None = None) -> DataStream[U]:
+        """The stream of the values this operator sent to the side output ``tag``.
+
+        Works on the stream of one operator (a process function, a window with late data...).
+        Raises :class:`PlanError` for a union or a source, which have no side outputs.
+
+        >>> from actorflow import Flow, OutputTag, ProcessFunction
+        >>> odd = OutputTag("odd")
+        >>> class Split(ProcessFunction):
+        ...     def process_element(self, value, ctx, out):
+        ...         if value % 2:
+        ...             ctx.output(odd, value)
+        ...         else:
+        ...             out.collect(value)
+        >>> flow = Flow()
+        >>> evens = flow.from_iterable(range(5)).process(Split())
+        >>> odds = evens.get_side_output(odd).collect()
+        >>> _ = evens.collect()
+        >>> flow.execute()
+        >>> odds.values
+        [1, 3]
+        """
+        if not isinstance(tag, OutputTag):
+            raise PlanError(f"get_side_output() takes an OutputTag, got {tag!r}")
+        if len(self._inputs) != 1 or self._inputs[0][1] is not None or self._inputs[0][0].kind == "source":
+            raise PlanError("get_side_output() needs the stream of one operator, not a union or source")
+        upstream = self._inputs[0][0]
+        graph = self._flow._graph
+        node: Node = graph.add(
+            "side",
+            name,
+            default_name=f"{upstream.name}.{tag.name}",
+            parallelism=upstream.parallelism,
+            max_parallelism=upstream.max_parallelism,
+            make_operator=lambda: PassThroughOperator(node.name),
+            inputs=[Edge(upstream, None, tag)],
         )
         return self._follow(node)
 

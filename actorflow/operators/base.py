@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.runtime.messages import Batch
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group_range
 from actorflow.time.clock import Clock, SystemClock
@@ -72,6 +73,13 @@ class Operator:
     def __init__(self, name: str) -> None:
         self.name = name
         self.context = OperatorContext(name)
+        #: Buffers of the side outputs something downstream consumes; the chain replaces it with
+        #: one that knows the consumed tags (see :mod:`actorflow.operators.side_outputs`).
+        self.side_outputs = SideOutputs()
+
+    def emit_side(self, tag: OutputTag[Any], value: Any, timestamp: int | None) -> None:
+        """Send ``value`` to the side output ``tag`` (dropped if nothing consumes it)."""
+        self.side_outputs.emit(tag, value, timestamp)
 
     def open(self, context: OperatorContext) -> None:
         """Called once before the first batch."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
+from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
 from actorflow.runtime.messages import MAX_WATERMARK, Barrier, Batch, EndOfStream, StreamStatus
@@ -39,10 +40,18 @@ class Chain:
         contexts: list[OperatorContext],
         outputs: list[Output],
         clock: Clock,
+        side_outputs: list[tuple[OutputTag[Any], Output]] | None = None,
     ) -> None:
         self.operators = operators
         self.contexts = contexts
         self.outputs = outputs
+        #: (tag, edge) for each edge that reads a side output of the chain's last operator.
+        self.side_outputs = side_outputs or []
+        if self.side_outputs:
+            if not operators:
+                raise ValueError("side outputs need an operator to emit them")
+            operators[-1].side_outputs = SideOutputs(tag for tag, _ in self.side_outputs)
+        self._control_outputs = outputs + [output for _, output in self.side_outputs]
         self._timer_operators = [i for i, op in enumerate(operators) if op.has_processing_timers]
         self._any_async = any(op.is_async for op in operators)
         self._clock = clock
@@ -88,6 +97,8 @@ class Chain:
                 raise
             if rest is not None:
                 await self._push(rest, index + 1)
+        if self.side_outputs:
+            await self._send_sides(None)
         await self._send_control(EndOfStream())
 
     async def close(self) -> None:
@@ -135,9 +146,19 @@ class Chain:
         assert batch is not None
         for output in self.outputs:
             await output.send(batch)
+        if self.side_outputs:
+            await self._send_sides(batch.marks[-1][1] if batch.marks else None)
+
+    async def _send_sides(self, watermark: int | None) -> None:
+        """Send what the last operator put into its side outputs, ending with ``watermark``."""
+        buffers = self.operators[-1].side_outputs
+        for tag, output in self.side_outputs:
+            side = buffers.take(tag, watermark)
+            if side is not None:
+                await output.send(side)
 
     async def _send_control(self, message: StreamStatus | Barrier | EndOfStream) -> None:
-        for output in self.outputs:
+        for output in self._control_outputs:
             await output.send_control(message)
 
     def next_processing_time(self) -> int | None:
@@ -162,6 +183,8 @@ class Chain:
                     raise
                 if fired is not None:
                     await self._push(fired, index + 1)
+                elif self.side_outputs and index == len(self.operators) - 1:
+                    await self._send_sides(None)
 
 
 class SourceActor:

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.state.descriptors import (
     AggregatingStateDescriptor,
@@ -171,11 +172,17 @@ class Context:
     One object is reused for every record of an operator instance: read it, do not keep it.
     """
 
-    __slots__ = ("_keys", "_timers", "time_domain", "timestamp")
+    __slots__ = ("_emit", "_keys", "_timers", "time_domain", "timestamp")
 
-    def __init__(self, timers: TimerService, keys: Any = None) -> None:
+    def __init__(
+        self,
+        timers: TimerService,
+        keys: Any = None,
+        emit: Callable[[OutputTag[Any], Any, int | None], None] | None = None,
+    ) -> None:
         self._timers = timers
         self._keys = keys
+        self._emit = emit
         #: Event timestamp of the current record, or of the firing timer; None without event time.
         self.timestamp: int | None = None
         #: In ``on_timer``: which kind of timer fired; None while processing a record.
@@ -190,6 +197,15 @@ class Context:
 
     def timer_service(self) -> TimerService:
         return self._timers
+
+    def output(self, tag: OutputTag[T], value: T) -> None:
+        """Send ``value`` to the side output ``tag``, stamped with the current timestamp.
+
+        Read it downstream with ``stream.get_side_output(tag)``; without a consumer it is dropped.
+        """
+        if self._emit is None:
+            raise StateError("side outputs are only available inside an operator")
+        self._emit(tag, value, self.timestamp)
 
 
 class ProcessFunction(ABC, Generic[IN, OUT]):
@@ -249,7 +265,7 @@ class ProcessOperator(Operator):
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self._timers = TimerService(context.clock)
-        self._ctx = Context(self._timers)
+        self._ctx = Context(self._timers, None, self.emit_side)
         self._out = Collector()
         self.function.open(RuntimeContext(context, None))
 
@@ -315,7 +331,7 @@ class KeyedProcessOperator(Operator):
         self.processing_timers = TimerQueue()
         keys = self.backend.keys
         self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
-        self._ctx = Context(self.timers, keys)
+        self._ctx = Context(self.timers, keys, self.emit_side)
         self._out = Collector()
         self.function.open(RuntimeContext(context, self.backend))
 

@@ -14,7 +14,14 @@ from actorflow.operators.batches import expand, select
 from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 
-__all__ = ["FilterOperator", "FlatMapOperator", "MapOperator", "TimestampOperator"]
+__all__ = ["FilterOperator", "FlatMapOperator", "MapOperator", "PassThroughOperator", "TimestampOperator"]
+
+
+class PassThroughOperator(Operator):
+    """Every batch unchanged: the head of a side output's stream, which reads a tagged edge."""
+
+    def process(self, batch: Batch) -> Batch:
+        return batch
 
 
 class MapOperator(Operator):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.sources import Source
 from actorflow.plan.partitioners import Partitioner
 from actorflow.time.watermarks import WatermarkStrategy
@@ -38,10 +40,12 @@ class Edge:
     """An input of a node: records from ``upstream``, distributed by ``partitioner``.
 
     ``partitioner`` None means forward when both sides have the same parallelism, else rebalance.
+    ``tag`` set means the edge carries the upstream's side output of that tag, not its main output.
     """
 
     upstream: Node
     partitioner: Partitioner | None = None
+    tag: OutputTag[Any] | None = None
 
 
 class LogicalGraph:

@@ -10,10 +10,12 @@ becomes one bounded mailbox.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
@@ -28,6 +30,8 @@ __all__ = ["ChainPlan", "InputPlan", "PhysicalPlan", "compile_graph", "deploy"]
 class InputPlan:
     upstream: ChainPlan
     partitioner: Partitioner
+    #: The upstream's side output this input reads, or None for its main output.
+    tag: OutputTag[Any] | None = None
 
 
 @dataclass(eq=False)
@@ -65,7 +69,10 @@ class PhysicalPlan:
         """
         lines = []
         for chain in self.chains:
-            inputs = ", ".join(f"{i.partitioner!r} from [{i.upstream.name}]" for i in chain.inputs)
+            inputs = ", ".join(
+                f"{i.partitioner!r} from [{i.upstream.name}]" + (f" side {i.tag.name!r}" if i.tag else "")
+                for i in chain.inputs
+            )
             line = f"[{chain.name}] x{chain.parallelism}"
             lines.append(f"{line} <- {inputs}" if inputs else line)
         return "\n".join(lines)
@@ -94,7 +101,7 @@ def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan
             _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
             for edge in node.inputs
         ]
-        if len(node.inputs) == 1 and node.chainable:
+        if len(node.inputs) == 1 and node.chainable and node.inputs[0].tag is None:
             upstream = node.inputs[0].upstream
             same = parallelism[upstream] == parallelism[node]
             forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
@@ -105,7 +112,7 @@ def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan
                 continue
         chain = ChainPlan([node], parallelism[node])
         chain.inputs = [
-            InputPlan(chain_of[edge.upstream], partitioner)
+            InputPlan(chain_of[edge.upstream], partitioner, edge.tag)
             for edge, partitioner in zip(node.inputs, partitioners, strict=True)
         ]
         chain_of[node] = chain
@@ -153,6 +160,9 @@ def deploy(
     outputs: dict[ChainPlan, list[list[Output]]] = {
         chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
     }
+    side_outputs: dict[ChainPlan, list[list[tuple[OutputTag[Any], Output]]]] = {
+        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
+    }
     for chain in plan.chains:
         for edge in chain.inputs:
             upstream = edge.upstream
@@ -168,7 +178,11 @@ def deploy(
                     inboxes[chain][receiver].append(box)
                     boxes.append(box)
                 router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
-                outputs[upstream][sender].append(Output(boxes, router))
+                output = Output(boxes, router)
+                if edge.tag is None:
+                    outputs[upstream][sender].append(output)
+                else:
+                    side_outputs[upstream][sender].append((edge.tag, output))
     actors: list[Runnable] = []
     for chain in plan.chains:
         for index in range(chain.parallelism):
@@ -187,7 +201,13 @@ def deploy(
             head = chain.head
             body = chain.nodes[1:] if head.kind == "source" else chain.nodes
             operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
-            runner = Chain(operators, [context(node) for node in body], outputs[chain][index], clock)
+            runner = Chain(
+                operators,
+                [context(node) for node in body],
+                outputs[chain][index],
+                clock,
+                side_outputs[chain][index],
+            )
             name = f"{chain.name}[{index + 1}/{chain.parallelism}]"
             if head.kind == "source":
                 assert head.source is not None
