@@ -15,6 +15,7 @@ Layers, bottom up; a module imports only from its own layer and the ones below i
 This module only re-exports the public names.
 """
 
+from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.flow import Flow
 from actorflow.api.stream import DataStream, KeyedStream
 from actorflow.api.windowed import WindowedStream
@@ -27,6 +28,12 @@ from actorflow.errors import (
     WouldBlock,
 )
 from actorflow.operators.base import Collector
+from actorflow.operators.broadcast import (
+    BroadcastContext,
+    BroadcastProcessFunction,
+    KeyedBroadcastProcessFunction,
+)
+from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
 from actorflow.operators.process import (
     Context,
     KeyedProcessFunction,
@@ -85,12 +92,18 @@ __all__ = [
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",
+    "BroadcastConnectedStream",
+    "BroadcastContext",
+    "BroadcastProcessFunction",
+    "BroadcastStream",
     "BrokenResourceError",
     "CallbackSink",
     "Clock",
     "ClosedResourceError",
+    "CoProcessFunction",
     "CollectSink",
     "Collector",
+    "ConnectedStreams",
     "Context",
     "ContinuousEventTimeTrigger",
     "CountTrigger",
@@ -102,6 +115,8 @@ __all__ = [
     "IterableSource",
     "JsonLinesSink",
     "JsonLinesSource",
+    "KeyedBroadcastProcessFunction",
+    "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",
     "ListState",

@@ -10,8 +10,9 @@ import copy
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator
@@ -33,6 +34,7 @@ from actorflow.operators.stateless import (
 from actorflow.operators.windows.assigners import WindowAssigner
 from actorflow.plan.graph import Edge, Node
 from actorflow.plan.partitioners import Broadcast, Forward, Hash, Partitioner, Rebalance
+from actorflow.state.descriptors import MapStateDescriptor
 from actorflow.time.watermarks import WatermarkStrategy, field_getter
 
 if TYPE_CHECKING:
@@ -229,9 +231,42 @@ class DataStream(Generic[T]):
         """Distribute records round robin over the next operator's instances."""
         return DataStream(self._flow, self._with(Rebalance()), chainable=self._chainable)
 
-    def broadcast(self) -> DataStream[T]:
-        """Send every record to every instance of the next operator."""
-        return DataStream(self._flow, self._with(Broadcast()), chainable=self._chainable)
+    @overload
+    def broadcast(self) -> DataStream[T]: ...
+
+    @overload
+    def broadcast(
+        self, descriptor: MapStateDescriptor, /, *descriptors: MapStateDescriptor
+    ) -> BroadcastStream[T]: ...
+
+    def broadcast(self, *descriptors: MapStateDescriptor) -> DataStream[T] | BroadcastStream[T]:
+        """Send every record to every instance of the next operator.
+
+        With state descriptors, returns a :class:`BroadcastStream` for the broadcast state
+        pattern: ``main.connect(rules.broadcast(RULES)).process(...)``, where every instance keeps
+        the broadcast state named by the descriptors.
+        """
+        stream: DataStream[T] = DataStream(self._flow, self._with(Broadcast()), chainable=self._chainable)
+        if descriptors:
+            return BroadcastStream(stream, descriptors)
+        return stream
+
+    @overload
+    def connect(self, other: BroadcastStream[U]) -> BroadcastConnectedStream[T, U]: ...
+
+    @overload
+    def connect(self, other: DataStream[U]) -> ConnectedStreams[T, U]: ...
+
+    def connect(
+        self, other: DataStream[U] | BroadcastStream[U]
+    ) -> ConnectedStreams[T, U] | BroadcastConnectedStream[T, U]:
+        """Connect ``other`` to this stream for a two-input operator (``.process(...)``).
+
+        Raises :class:`PlanError` for streams of different flows.
+        """
+        if isinstance(other, BroadcastStream):
+            return BroadcastConnectedStream(self, other)
+        return ConnectedStreams(self, other)
 
     def forward(self) -> DataStream[T]:
         """Instance ``i`` feeds instance ``i`` of the next operator (equal parallelism needed)."""

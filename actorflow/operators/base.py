@@ -93,6 +93,14 @@ class Operator:
         """Transform a batch; ``None`` means nothing goes on (a sink)."""
         raise NotImplementedError
 
+    def process_input(self, batch: Batch, input: int) -> Batch | None:
+        """Records of input ``input`` (0 or 1) of a two-input operator; by default :meth:`process`.
+
+        Only the first operator of a chain has two inputs. Watermark-only batches (the minimum
+        over both inputs) still arrive through :meth:`process`.
+        """
+        return self.process(batch)
+
     async def process_async(self, batch: Batch) -> Batch | None:
         """The async form of :meth:`process`, used when ``is_async`` is set."""
         return self.process(batch)

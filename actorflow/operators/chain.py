@@ -82,6 +82,18 @@ class Chain:
         if self._timer_operators:
             await self._fire_processing_timers()
 
+    async def on_input(self, batch: Batch, input: int) -> None:
+        head = self.operators[0]
+        try:
+            out = head.process_input(batch, input)
+        except Exception as error:
+            _locate(error, self.contexts[0].label)
+            raise
+        if out is not None:
+            await self._push(out, 1)
+        if self._timer_operators:
+            await self._fire_processing_timers()
+
     async def on_status(self, idle: bool) -> None:
         await self._send_control(StreamStatus(idle))
 

@@ -265,9 +265,18 @@ class ProcessOperator(Operator):
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self._timers = TimerService(context.clock)
-        self._ctx = Context(self._timers, None, self.emit_side)
+        self._ctx = self._make_context(self._timers, None)
         self._out = Collector()
+        #: The per-record user call; a two-input operator re-points it per input.
+        self._element: Callable[[Any, Context, Collector], None] = self._element_of(0)
         self.function.open(RuntimeContext(context, None))
+
+    def _make_context(self, timers: TimerService, keys: Any) -> Context:
+        return Context(timers, keys, self.emit_side)
+
+    def _element_of(self, input: int) -> Callable[[Any, Context, Collector], None]:
+        """The user's per-record call for records of ``input``."""
+        return self.function.process_element
 
     def process(self, batch: Batch) -> Batch:
         timers = self._timers
@@ -283,7 +292,7 @@ class ProcessOperator(Operator):
         else:
             out_timestamps = []
             self._out.collect = _StampedAppend(ctx, out_values, out_timestamps)
-        process = self.function.process_element
+        process = self._element
         out = self._out
         out_marks: list[tuple[int, int]] = []
         marks = batch.marks or []
@@ -331,9 +340,18 @@ class KeyedProcessOperator(Operator):
         self.processing_timers = TimerQueue()
         keys = self.backend.keys
         self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
-        self._ctx = Context(self.timers, keys, self.emit_side)
+        self._ctx = self._make_context(self.timers, keys)
         self._out = Collector()
+        #: The per-record user call; a two-input operator re-points it (and ``key_of``) per input.
+        self._element: Callable[[Any, Context, Collector], None] = self._element_of(0)
         self.function.open(RuntimeContext(context, self.backend))
+
+    def _make_context(self, timers: TimerService, keys: Any) -> Context:
+        return Context(timers, keys, self.emit_side)
+
+    def _element_of(self, input: int) -> Callable[[Any, Context, Collector], None]:
+        """The user's per-record call for records of ``input``."""
+        return self.function.process_element
 
     def _bind(self, stamped: bool) -> tuple[list[Any], list[Any] | None]:
         values: list[Any] = []
@@ -361,7 +379,7 @@ class KeyedProcessOperator(Operator):
         if timestamps is None:
             ctx.timestamp = None
         out = self._out
-        process = self.function.process_element
+        process = self._element
         if not marks:
             if timestamps is None:
                 for value in values:

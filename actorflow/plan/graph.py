@@ -41,11 +41,13 @@ class Edge:
 
     ``partitioner`` None means forward when both sides have the same parallelism, else rebalance.
     ``tag`` set means the edge carries the upstream's side output of that tag, not its main output.
+    ``input`` numbers the inputs of a two-input operator (0 or 1); a union's edges all share one.
     """
 
     upstream: Node
     partitioner: Partitioner | None = None
     tag: OutputTag[Any] | None = None
+    input: int = 0
 
 
 class LogicalGraph:

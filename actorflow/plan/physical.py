@@ -32,6 +32,8 @@ class InputPlan:
     partitioner: Partitioner
     #: The upstream's side output this input reads, or None for its main output.
     tag: OutputTag[Any] | None = None
+    #: Which input of a two-input head operator this is (0 for everything else).
+    input: int = 0
 
 
 @dataclass(eq=False)
@@ -69,13 +71,19 @@ class PhysicalPlan:
         """
         lines = []
         for chain in self.chains:
-            inputs = ", ".join(
-                f"{i.partitioner!r} from [{i.upstream.name}]" + (f" side {i.tag.name!r}" if i.tag else "")
-                for i in chain.inputs
-            )
+            inputs = ", ".join(_describe_input(i) for i in chain.inputs)
             line = f"[{chain.name}] x{chain.parallelism}"
             lines.append(f"{line} <- {inputs}" if inputs else line)
         return "\n".join(lines)
+
+
+def _describe_input(plan: InputPlan) -> str:
+    text = f"{plan.partitioner!r} from [{plan.upstream.name}]"
+    if plan.tag is not None:
+        text += f" side {plan.tag.name!r}"
+    if plan.input:
+        text += f" (input {plan.input + 1})"
+    return text
 
 
 def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan:
@@ -112,7 +120,7 @@ def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan
                 continue
         chain = ChainPlan([node], parallelism[node])
         chain.inputs = [
-            InputPlan(chain_of[edge.upstream], partitioner, edge.tag)
+            InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
             for edge, partitioner in zip(node.inputs, partitioners, strict=True)
         ]
         chain_of[node] = chain
@@ -157,6 +165,10 @@ def deploy(
     inboxes: dict[ChainPlan, list[list[Mailbox]]] = {
         chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
     }
+    # input_of[chain][instance][i]: which input of a two-input head the i-th mailbox feeds.
+    input_of: dict[ChainPlan, list[list[int]]] = {
+        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
+    }
     outputs: dict[ChainPlan, list[list[Output]]] = {
         chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
     }
@@ -176,6 +188,7 @@ def deploy(
                         name=f"{upstream.name}[{sender + 1}] => {chain.name}[{receiver + 1}]",
                     )
                     inboxes[chain][receiver].append(box)
+                    input_of[chain][receiver].append(edge.input)
                     boxes.append(box)
                 router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
                 output = Output(boxes, router)
@@ -213,5 +226,9 @@ def deploy(
                 assert head.source is not None
                 actors.append(SourceActor(name, head.source, context(head), head.watermarks, runner))
             else:
-                actors.append(Actor(name, Inbox(inboxes[chain][index]), runner))
+                inputs = input_of[chain][index]
+                two_inputs = any(inputs)
+                actors.append(
+                    Actor(name, Inbox(inboxes[chain][index]), runner, inputs if two_inputs else None)
+                )
     return actors

@@ -36,6 +36,9 @@ class Handler(Protocol):
     async def on_batch(self, batch: Batch) -> None:
         """Records and merged watermarks, in channel order."""
 
+    async def on_input(self, batch: Batch, input: int) -> None:
+        """Like :meth:`on_batch`, for an actor with two inputs: ``input`` says whose records."""
+
     async def on_status(self, idle: bool) -> None:
         """All inputs went idle (``True``) or one came back (``False``)."""
 
@@ -62,12 +65,14 @@ class Actor:
     handler sees it, so operators only ever see one monotonic watermark.
     """
 
-    __slots__ = ("_barriers", "_handler", "_inbox", "_valve", "name")
+    __slots__ = ("_barriers", "_handler", "_inbox", "_inputs", "_valve", "name")
 
-    def __init__(self, name: str, inbox: Inbox, handler: Handler) -> None:
+    def __init__(self, name: str, inbox: Inbox, handler: Handler, inputs: list[int] | None = None) -> None:
         self.name = name
         self._inbox = inbox
         self._handler = handler
+        #: For a two-input handler: the input number of each mailbox (None: one logical input).
+        self._inputs = inputs
         self._valve = WatermarkValve(len(inbox.mailboxes))
         self._barriers: dict[int, set[int]] = {}
 
@@ -79,6 +84,7 @@ class Actor:
         handler = self._handler
         inbox = self._inbox
         valve = self._valve
+        inputs = self._inputs
         open_inputs = len(inbox.mailboxes)
         try:
             await handler.open()
@@ -94,7 +100,10 @@ class Actor:
                     marks = message.marks
                     if marks:
                         message = Batch(message.values, message.timestamps, valve.merge_marks(index, marks))
-                    await handler.on_batch(message)
+                    if inputs is None:
+                        await handler.on_batch(message)
+                    else:
+                        await handler.on_input(message, inputs[index])
                 elif type(message) is StreamStatus:
                     await self._set_idle(index, message.idle)
                 elif type(message) is EndOfStream:

@@ -284,6 +284,10 @@ class KeyedStateBackend:
         """How many keys have an entry in state ``name``."""
         return len(self._tables.get(name, {}))
 
+    def keys_in(self, name: str) -> list[Any]:
+        """The keys that have an entry in state ``name`` (a copy: safe to change state meanwhile)."""
+        return list(self._tables.get(name, ()))
+
     def snapshot(self) -> dict[int, dict[str, dict[Any, Any]]]:
         """A deep copy of all state, cut by key group: ``{key_group: {state: {key: value}}}``.
 
