@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer
 
-from examples import embedded, fraud_detection, kafka_fraud_detection, kafka_producer
+from examples import dynamic_rules, embedded, fraud_detection, kafka_fraud_detection, kafka_producer
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,57 @@ def test_windowed_count_prints_windows_and_late_records() -> None:
     lines = _run_example("windowed_count.py")
     assert any(" tx, " in line for line in lines)
     assert any(line.startswith("late: ") for line in lines)
+
+
+def _dynamic_rules_reference() -> list[str]:
+    """The alerts of examples/dynamic_rules.py, computed plainly from its two data files."""
+    rules = [orjson.loads(line) for line in dynamic_rules.DEFAULT_RULES.read_text().splitlines()]
+    txs = [orjson.loads(line) for line in dynamic_rules.DEFAULT_TRANSACTIONS.read_text().splitlines()]
+    alerts = []
+    for tx in txs:
+        in_force: dict[str, Any] = {}
+        for rule in sorted(rules, key=lambda r: r["ts"]):  # a stable sort: file order breaks ties
+            if rule["ts"] <= tx["ts"] and rule.get("kind") in (None, "amount_over", "velocity"):
+                in_force[rule["id"]] = None if rule.get("remove") else rule
+        for rule in in_force.values():
+            if rule is None:
+                continue
+            if rule["kind"] == "amount_over":
+                fired = tx["amount"] > rule["limit"]
+            else:
+                earlier = [
+                    other
+                    for other in txs
+                    if other["card_id"] == tx["card_id"]
+                    and (other["ts"], other["tx_id"]) <= (tx["ts"], tx["tx_id"])
+                    and other["ts"] > tx["ts"] - rule["window_ms"]
+                ]
+                fired = len(earlier) > rule["count"]
+            if fired:
+                alerts.append(f"ALERT {rule['id']} card {tx['card_id']} tx {tx['tx_id']} at {tx['ts']}")
+    return sorted(alerts)
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_dynamic_rules_judge_each_transaction_by_the_rules_in_force_at_its_time(
+    parallelism: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dynamic_rules.build(
+        dynamic_rules.DEFAULT_TRANSACTIONS, dynamic_rules.DEFAULT_RULES, parallelism=parallelism
+    ).execute()
+    lines = capsys.readouterr().out.splitlines()
+    expected = _dynamic_rules_reference()
+    assert {line.split()[1] for line in expected} == {"large", "burst"}  # both rules fire, and
+    assert any(" at 17000000" in line and " large " in line for line in expected)  # the new limit
+    assert sorted(line for line in lines if line.startswith("ALERT")) == expected
+    assert [line for line in lines if line.startswith("REJECTED")] == [
+        "REJECTED rule teleport: unknown kind 'impossible_travel'"
+    ]
+
+
+def test_dynamic_rules_example_runs_from_the_command_line() -> None:
+    lines = _run_example("dynamic_rules.py")
+    assert sorted(line for line in lines if line.startswith("ALERT")) == _dynamic_rules_reference()
 
 
 async def test_embedded_service_gets_the_same_alerts_as_the_file_flow() -> None:
