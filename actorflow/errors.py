@@ -5,6 +5,8 @@
     ActorflowError                 base of everything actorflow raises itself
     ├── PlanError                  the flow cannot be built or compiled (bad wiring, bad parallelism)
     ├── StateError                 keyed state used outside a keyed context, or misused
+    ├── CheckpointError            a checkpoint could not be written, found or restored
+    │   └── CorruptCheckpointError a stored checkpoint fails its checksum or is incomplete
     ├── ClosedResourceError        you used something after closing it (a push source, a mailbox)
     ├── BrokenResourceError        the other side failed or went away (the job a push source feeds)
     └── WouldBlock                 a non-blocking put found the mailbox full (flow control, not a fault)
@@ -18,7 +20,9 @@ from __future__ import annotations
 __all__ = [
     "ActorflowError",
     "BrokenResourceError",
+    "CheckpointError",
     "ClosedResourceError",
+    "CorruptCheckpointError",
     "PlanError",
     "StateError",
     "WouldBlock",
@@ -35,6 +39,14 @@ class PlanError(ActorflowError):
 
 class StateError(ActorflowError):
     """Keyed state or timers used where there is no current key, or used in a way they do not allow."""
+
+
+class CheckpointError(ActorflowError):
+    """A checkpoint could not be written, found or restored."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A stored checkpoint is damaged: a part is missing, or its checksum does not match."""
 
 
 class ClosedResourceError(ActorflowError):

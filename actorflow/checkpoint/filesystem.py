@@ -1,0 +1,140 @@
+"""Checkpoints in a directory: the embedded default.
+
+Layout: one directory per checkpoint, ``chk-0000000012`` (or ``sp-0000000012`` for a savepoint),
+holding one file per part and ``MANIFEST.json``. Every file is written to a temporary name, flushed
+to disk (``fsync``) and renamed into place, and the directory is synced after the rename, so a crash
+leaves either the old state or the new one. The manifest is written last: a directory without one is
+an incomplete checkpoint (cleaned up by :meth:`~actorflow.checkpoint.storage.CheckpointStorage.clean`),
+and a part whose bytes do not match the manifest's SHA-256 makes the checkpoint unusable, so a restore
+falls back to the one before.
+
+>>> import tempfile
+>>> storage = FileSystemStorage(tempfile.mkdtemp())
+>>> storage.write_part(7, "source[1/1]", b"offset=42")
+>>> _ = storage.commit(7)
+>>> storage.load_latest().parts
+{'source[1/1]': b'offset=42'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
+from actorflow.errors import CorruptCheckpointError
+
+__all__ = ["FileSystemStorage"]
+
+MANIFEST = "MANIFEST.json"
+_PREFIX = {"checkpoint": "chk", "savepoint": "sp"}
+_DIRECTORY = re.compile(r"^(chk|sp)-(\d{10})$")
+
+
+def _file_name(part: str) -> str:
+    """A file name for a part name: readable, safe on any file system, and unique per part."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", part)[:60]
+    return f"{readable}-{hashlib.sha256(part.encode()).hexdigest()[:12]}.part"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class FileSystemStorage(CheckpointStorage):
+    """Checkpoints under ``directory`` (created if missing); keeps the newest ``retain``."""
+
+    def __init__(self, directory: str | os.PathLike[str], retain: int = 3) -> None:
+        super().__init__(retain)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, checkpoint_id: int, kind: str = "checkpoint") -> Path:
+        """The directory of a checkpoint (or savepoint)."""
+        return self.directory / f"{_PREFIX[kind]}-{checkpoint_id:010d}"
+
+    @staticmethod
+    def load_path(path: str | os.PathLike[str]) -> LoadedCheckpoint:
+        """Load one checkpoint or savepoint directory by its path (``--from-savepoint PATH``).
+
+        Raises :class:`CorruptCheckpointError` if it is incomplete or damaged.
+        """
+        directory = Path(path)
+        match = _DIRECTORY.match(directory.name)
+        if match is None:
+            raise CorruptCheckpointError(f"{directory} is not a checkpoint or savepoint directory")
+        storage = FileSystemStorage(directory.parent, retain=1_000_000)
+        manifest = directory / MANIFEST
+        try:
+            info = CheckpointInfo.from_json(manifest.read_bytes())
+        except OSError as error:
+            raise CorruptCheckpointError(f"{directory} has no readable manifest: {error}") from error
+        return storage.load(info)
+
+    # -- primitives ----------------------------------------------------------------------------
+
+    def _directories(self) -> dict[int, Path]:
+        found: dict[int, Path] = {}
+        for entry in self.directory.iterdir():
+            match = _DIRECTORY.match(entry.name)
+            if match is not None and entry.is_dir():
+                found[int(match.group(2))] = entry
+        return found
+
+    def _put_part(self, checkpoint_id: int, kind: str, name: str, data: bytes) -> None:
+        directory = self.path_of(checkpoint_id, kind)
+        directory.mkdir(exist_ok=True)
+        _write_atomically(directory / _file_name(name), data)
+
+    def _get_part(self, info: CheckpointInfo, name: str) -> bytes:
+        path = self.path_of(info.checkpoint_id, info.kind) / _file_name(name)
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise CorruptCheckpointError(
+                f"part {name!r} of checkpoint {info.checkpoint_id} is unreadable: {error}"
+            ) from error
+
+    def _put_manifest(self, info: CheckpointInfo) -> None:
+        directory = self.path_of(info.checkpoint_id, info.kind)
+        directory.mkdir(exist_ok=True)
+        _write_atomically(directory / MANIFEST, info.to_json())
+
+    def _manifests(self) -> list[bytes | CorruptCheckpointError]:
+        manifests: list[bytes | CorruptCheckpointError] = []
+        for directory in self._directories().values():
+            path = directory / MANIFEST
+            if not path.exists():
+                continue  # incomplete: not a checkpoint (yet)
+            try:
+                manifests.append(path.read_bytes())
+            except OSError as error:
+                manifests.append(CorruptCheckpointError(f"{path} is unreadable: {error}"))
+        return manifests
+
+    def _drop(self, checkpoint_id: int) -> None:
+        directory = self._directories().get(checkpoint_id)
+        if directory is not None:
+            # The manifest first: a crash half-way leaves an incomplete checkpoint, not a damaged one.
+            (directory / MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _ids(self) -> set[int]:
+        return set(self._directories())

@@ -1,0 +1,196 @@
+"""The checkpoint storage contract, run against every backend: memory, filesystem and SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actorflow.checkpoint.filesystem import MANIFEST, FileSystemStorage, _file_name
+from actorflow.checkpoint.sqlite import SqliteStorage
+from actorflow.checkpoint.storage import CheckpointStorage, MemoryStorage
+from actorflow.errors import CheckpointError, CorruptCheckpointError
+
+Factory = Callable[..., CheckpointStorage]
+
+
+@pytest.fixture(params=["memory", "filesystem", "sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_storage(backend: str, tmp_path: Path) -> Factory:
+    """Opens the backend's storage; a second call opens the same place again (a restart)."""
+    memory: list[MemoryStorage] = []
+
+    def factory(retain: int = 3) -> CheckpointStorage:
+        if backend == "filesystem":
+            return FileSystemStorage(tmp_path / "checkpoints", retain=retain)
+        if backend == "sqlite":
+            return SqliteStorage(tmp_path / "checkpoints.db", retain=retain)
+        if not memory:
+            memory.append(MemoryStorage(retain=retain))
+        memory[0]._pending.clear()  # what a restarted process forgets
+        return memory[0]
+
+    return factory
+
+
+def corrupt(storage: CheckpointStorage, checkpoint_id: int, part: str) -> None:
+    """Flip the bytes of one stored part behind the storage's back (a damaged disk)."""
+    if isinstance(storage, FileSystemStorage):
+        target = storage.path_of(checkpoint_id) / _file_name(part)
+        target.write_bytes(bytes(b ^ 0xFF for b in target.read_bytes()))
+    elif isinstance(storage, SqliteStorage):
+        db = sqlite3.connect(storage.path)
+        db.execute(
+            "UPDATE parts SET data = ? WHERE checkpoint_id = ? AND name = ?",
+            (b"garbage", checkpoint_id, part),
+        )
+        db.commit()
+        db.close()
+    else:
+        assert isinstance(storage, MemoryStorage)
+        storage._parts[checkpoint_id][part] = b"garbage"
+
+
+def write(storage: CheckpointStorage, checkpoint_id: int, *, kind: str = "checkpoint") -> None:
+    storage.write_part(checkpoint_id, "source[1/1]", f"offset {checkpoint_id}".encode(), kind=kind)
+    storage.write_part(checkpoint_id, "count[1/2]", bytes(range(256)) * checkpoint_id, kind=kind)
+
+
+def test_a_committed_checkpoint_loads_back_whole(open_storage: Factory) -> None:
+    storage = open_storage()
+    write(storage, 1)
+    info = storage.commit(1, {"parallelism": 2})
+    loaded = open_storage().load_latest()  # reopened: it is durable, not just in this object
+    assert loaded is not None
+    assert loaded.info == info
+    assert loaded.info.metadata == {"parallelism": 2}
+    assert loaded.parts == {"source[1/1]": b"offset 1", "count[1/2]": bytes(range(256))}
+
+
+def test_parts_without_a_manifest_are_not_a_checkpoint(open_storage: Factory) -> None:
+    storage = open_storage()
+    write(storage, 1)
+    storage.commit(1)
+    write(storage, 2)  # the process dies here, before the commit
+    restarted = open_storage()
+    latest = restarted.latest()
+    assert latest is not None and latest.checkpoint_id == 1
+    assert restarted.next_id() == 3, "an id is never reused, even one that never completed"
+    assert restarted.clean() == [2]
+    assert restarted.next_id() == 2
+    loaded = restarted.load_latest()
+    assert loaded is not None and loaded.info.checkpoint_id == 1
+
+
+def test_only_the_newest_checkpoints_are_kept_but_every_savepoint(open_storage: Factory) -> None:
+    storage = open_storage(retain=2)
+    for checkpoint_id in range(1, 6):
+        kind = "savepoint" if checkpoint_id == 2 else "checkpoint"
+        write(storage, checkpoint_id, kind=kind)
+        storage.commit(checkpoint_id, kind=kind)
+    assert [(i.checkpoint_id, i.kind) for i in storage.completed()] == [
+        (2, "savepoint"),
+        (4, "checkpoint"),
+        (5, "checkpoint"),
+    ]
+
+
+def test_a_damaged_part_is_detected_and_the_previous_checkpoint_is_used(open_storage: Factory) -> None:
+    storage = open_storage()
+    for checkpoint_id in (1, 2):
+        write(storage, checkpoint_id)
+        storage.commit(checkpoint_id)
+    corrupt(storage, 2, "count[1/2]")
+    info = storage.completed()[-1]
+    with pytest.raises(CorruptCheckpointError, match="checksum"):
+        storage.load(info)
+    loaded = open_storage().load_latest()
+    assert loaded is not None and loaded.info.checkpoint_id == 1
+
+
+def test_aborting_removes_the_parts(open_storage: Factory) -> None:
+    storage = open_storage()
+    write(storage, 1)
+    storage.abort(1)
+    assert storage.completed() == []
+    assert storage.clean() == []
+    assert storage.next_id() == 1
+
+
+def test_misuse_is_a_clear_error(open_storage: Factory) -> None:
+    storage = open_storage()
+    write(storage, 1)
+    with pytest.raises(CheckpointError, match="already has a part"):
+        storage.write_part(1, "source[1/1]", b"again")
+    info = storage.commit(1)
+    with pytest.raises(CheckpointError, match="already complete"):
+        storage.commit(1)
+    with pytest.raises(CheckpointError, match="no part 'nope'"):
+        storage.read_part(info, "nope")
+    with pytest.raises(ValueError, match="kind"):
+        storage.write_part(2, "x", b"", kind="backup")
+    with pytest.raises(ValueError, match="retain"):
+        MemoryStorage(retain=0)
+
+
+def test_an_unreadable_manifest_is_skipped(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path)
+    for checkpoint_id in (1, 2):
+        write(storage, checkpoint_id)
+        storage.commit(checkpoint_id)
+    (storage.path_of(2) / MANIFEST).write_text("{not json")
+    assert [info.checkpoint_id for info in storage.completed()] == [1]
+
+
+def test_a_savepoint_loads_from_its_path(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path)
+    write(storage, 4, kind="savepoint")
+    storage.commit(4, {"reason": "stop"}, kind="savepoint")
+    loaded = FileSystemStorage.load_path(storage.path_of(4, "savepoint"))
+    assert loaded.info.kind == "savepoint" and loaded.parts["source[1/1]"] == b"offset 4"
+    with pytest.raises(CorruptCheckpointError, match="not a checkpoint"):
+        FileSystemStorage.load_path(tmp_path)
+    write(storage, 5)
+    with pytest.raises(CorruptCheckpointError, match="no readable manifest"):
+        FileSystemStorage.load_path(storage.path_of(5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["commit", "abort", "crash", "corrupt"]), st.integers(1, 3)), max_size=12
+    ),
+    retain=st.integers(1, 3),
+)
+def test_load_latest_is_the_newest_intact_committed_checkpoint(
+    steps: list[tuple[str, int]], retain: int
+) -> None:
+    # A model run against the memory backend: the contract logic is shared by all backends.
+    storage = MemoryStorage(retain=retain)
+    kept: list[int] = []  # committed and not pruned (retention cannot know what is damaged)
+    damaged: set[int] = set()
+    for action, parts in steps:
+        checkpoint_id = storage.next_id()
+        for index in range(parts):
+            storage.write_part(checkpoint_id, f"p{index}", bytes([checkpoint_id, index]))
+        if action in ("commit", "corrupt"):
+            storage.commit(checkpoint_id)
+            kept = [*kept, checkpoint_id][-retain:]
+            if action == "corrupt":
+                corrupt(storage, checkpoint_id, "p0")
+                damaged.add(checkpoint_id)
+        elif action == "abort":
+            storage.abort(checkpoint_id)
+        else:
+            storage._pending.clear()  # the process died before the manifest
+    intact = [i for i in kept if i not in damaged]
+    loaded = storage.load_latest()
+    assert (loaded.info.checkpoint_id if loaded else None) == (intact[-1] if intact else None)
