@@ -1,0 +1,286 @@
+"""The checkpoint coordinator: triggers checkpoints, gathers acknowledgements, completes or aborts.
+
+One coordinator serves one job run (Flink's asynchronous barrier snapshots):
+
+1. :meth:`CheckpointCoordinator.trigger` picks the next id and asks every source to put barrier ``n``
+   into its output, in order with its records, after recording its position.
+2. Every actor aligns barrier ``n`` over its inputs, takes a consistent copy of its operators' state
+   (serialised bytes, one *part* per operator instance), calls :meth:`acknowledge` and forwards the
+   barrier. The coordinator writes the parts to storage in a worker thread, so the data path only
+   pays for the copy.
+3. When every actor has acknowledged and every part is written, the manifest is committed (the
+   checkpoint now exists) and every participant is told (:meth:`Participant.checkpoint_complete`):
+   sinks commit their transactions, sources their offsets. A checkpoint that fails or does not complete
+   within ``timeout_ms`` is aborted: its parts are deleted and participants are told.
+
+Checkpoints are only started while every source is still running: a source that has ended cannot
+put a barrier in its output. A source that ends with a barrier requested puts it out before its end.
+
+>>> import asyncio
+>>> from actorflow.checkpoint.storage import MemoryStorage
+>>> async def demo():
+...     coordinator = CheckpointCoordinator(MemoryStorage(), CheckpointConfig())
+...     class Source:
+...         def request_barrier(self, checkpoint_id):
+...             coordinator.acknowledge(checkpoint_id, "source", {"source/0": b"offset 3"})
+...     coordinator.begin_run(["source"], [Source()])
+...     info = await coordinator.trigger()
+...     return info.checkpoint_id, sorted(info.parts)
+>>> asyncio.run(demo())
+(1, ['source/0'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
+from actorflow.errors import CheckpointError
+from actorflow.time.clock import Clock, SystemClock
+
+__all__ = [
+    "BarrierSource",
+    "CheckpointConfig",
+    "CheckpointCoordinator",
+    "CheckpointStats",
+    "Participant",
+]
+
+log = logging.getLogger(__name__)
+
+
+class BarrierSource(Protocol):
+    """A source actor: puts barrier ``checkpoint_id`` into its output as soon as it can."""
+
+    def request_barrier(self, checkpoint_id: int) -> None: ...
+
+
+class Participant(Protocol):
+    """Something that holds uncommitted effects until a checkpoint completes (sinks, sources)."""
+
+    def checkpoint_complete(self, checkpoint_id: int) -> Awaitable[None]: ...
+
+    def checkpoint_aborted(self, checkpoint_id: int) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """When checkpoints are taken.
+
+    ``interval_ms`` None means only on demand. ``min_pause_ms`` is the least time between the end of
+    one checkpoint and the start of the next, so a slow checkpoint cannot starve the job.
+    """
+
+    interval_ms: int | None = None
+    timeout_ms: int = 60_000
+    min_pause_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.interval_ms is not None and self.interval_ms < 1:
+            raise ValueError("the checkpoint interval must be at least 1 ms")
+        if self.timeout_ms < 1 or self.min_pause_ms < 0:
+            raise ValueError("need timeout_ms >= 1 and min_pause_ms >= 0")
+
+
+@dataclass
+class CheckpointStats:
+    """Counters and the history of recent checkpoints, for metrics and the dashboard."""
+
+    completed: int = 0
+    failed: int = 0
+    #: ``(checkpoint id, kind, duration ms, bytes)`` of the most recent completed checkpoints.
+    history: list[tuple[int, str, int, int]] = field(default_factory=list)
+    last_failure: str | None = None
+
+
+@dataclass(eq=False)
+class _Pending:
+    checkpoint_id: int
+    kind: str
+    started_ms: int
+    waiting: set[str]
+    done: asyncio.Future[CheckpointInfo]
+    writes: list[asyncio.Task[None]] = field(default_factory=list)
+    size: int = 0
+
+
+class CheckpointCoordinator:
+    """Triggers and completes the checkpoints of one job run (see the module docstring)."""
+
+    def __init__(
+        self,
+        storage: CheckpointStorage,
+        config: CheckpointConfig,
+        clock: Clock | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.config = config
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.metadata = dict(metadata or {})
+        self.stats = CheckpointStats()
+        self._actors: list[str] = []
+        self._sources: list[BarrierSource] = []
+        self._participants: list[Participant] = []
+        self._pending: _Pending | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()  # referenced until done (asyncio keeps weak refs)
+        self._sources_running = 0
+        self._last_id = 0
+        self._last_end_ms: int | None = None
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def begin_run(self, actors: list[str], sources: list[BarrierSource]) -> None:
+        """Start a run with these actors (each acknowledges once per checkpoint) and sources."""
+        self._actors = list(actors)
+        self._sources = list(sources)
+        self._participants = []
+        self._sources_running = len(sources)
+        self._pending = None
+
+    def add_participant(self, participant: Participant) -> None:
+        """Tell ``participant`` when checkpoints complete or abort."""
+        self._participants.append(participant)
+
+    def source_finished(self) -> None:
+        """A source has ended: no new checkpoint can start in this run."""
+        self._sources_running -= 1
+
+    @property
+    def can_trigger(self) -> bool:
+        return self._sources_running == len(self._sources) and bool(self._sources)
+
+    def restore_point(self) -> LoadedCheckpoint | None:
+        """The newest intact complete checkpoint to restore, after removing incomplete leftovers."""
+        self.storage.clean()
+        return self.storage.load_latest()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    async def trigger(self, kind: str = "checkpoint") -> CheckpointInfo:
+        """Take a checkpoint (or a savepoint) now and wait until it completes.
+
+        Waits for a checkpoint in progress first. Raises :class:`CheckpointError` if a source has
+        ended, or if the checkpoint fails or times out (it is aborted then).
+        """
+        while self._pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._pending.done)
+        if not self.can_trigger:
+            raise CheckpointError("cannot checkpoint: a source has ended (or there is none)")
+        # Ids only grow: past the storage's (also across restarts) and past aborted ones.
+        checkpoint_id = self._last_id = max(self.storage.next_id(), self._last_id + 1)
+        done: asyncio.Future[CheckpointInfo] = asyncio.get_running_loop().create_future()
+        pending = _Pending(checkpoint_id, kind, self.clock.now(), set(self._actors), done)
+        self._pending = pending
+        timeout = asyncio.ensure_future(self._expire(pending))
+        try:
+            for source in self._sources:
+                source.request_barrier(checkpoint_id)
+            return await asyncio.shield(done)
+        finally:
+            timeout.cancel()
+
+    def acknowledge(self, checkpoint_id: int, actor: str, parts: dict[str, bytes]) -> None:
+        """``actor`` has snapshotted for ``checkpoint_id``: store its parts (in a worker thread)."""
+        pending = self._pending
+        if pending is None or pending.checkpoint_id != checkpoint_id:
+            return  # an aborted checkpoint's late acknowledgement
+        if actor not in pending.waiting:
+            raise CheckpointError(f"{actor} acknowledged checkpoint {checkpoint_id} twice or uninvited")
+        pending.waiting.discard(actor)
+        for name, data in parts.items():
+            pending.size += len(data)
+            pending.writes.append(
+                asyncio.ensure_future(
+                    asyncio.to_thread(self.storage.write_part, checkpoint_id, name, data, kind=pending.kind)
+                )
+            )
+        if not pending.waiting:
+            self._spawn(self._complete(pending))
+
+    def decline(self, checkpoint_id: int, reason: str) -> None:
+        """A participant cannot take part in ``checkpoint_id``: abort it."""
+        pending = self._pending
+        if pending is not None and pending.checkpoint_id == checkpoint_id:
+            self._spawn(self._abort(pending, reason))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _complete(self, pending: _Pending) -> None:
+        try:
+            await asyncio.gather(*pending.writes)
+            info = await asyncio.to_thread(
+                self.storage.commit, pending.checkpoint_id, self._metadata(), kind=pending.kind
+            )
+        except Exception as error:
+            await self._abort(pending, f"writing it failed: {error!r}")
+            return
+        if self._pending is not pending:
+            return  # aborted (timed out) while the writes ran
+        self._pending = None
+        end = self.clock.now()
+        self._last_end_ms = end
+        self.stats.completed += 1
+        self.stats.history = [
+            *self.stats.history[-99:],
+            (info.checkpoint_id, info.kind, end - pending.started_ms, pending.size),
+        ]
+        try:
+            for participant in self._participants:
+                await participant.checkpoint_complete(info.checkpoint_id)
+        except BaseException as error:
+            pending.done.set_exception(error)
+            raise
+        pending.done.set_result(info)
+
+    async def _abort(self, pending: _Pending, reason: str) -> None:
+        if self._pending is not pending:
+            return
+        self._pending = None
+        self._last_end_ms = self.clock.now()
+        self.stats.failed += 1
+        self.stats.last_failure = f"checkpoint {pending.checkpoint_id}: {reason}"
+        log.warning("checkpoint %d aborted: %s", pending.checkpoint_id, reason)
+        for write in pending.writes:
+            write.cancel()
+        await asyncio.gather(*pending.writes, return_exceptions=True)
+        await asyncio.to_thread(self.storage.abort, pending.checkpoint_id)
+        for participant in self._participants:
+            await participant.checkpoint_aborted(pending.checkpoint_id)
+        pending.done.set_exception(CheckpointError(f"checkpoint {pending.checkpoint_id} aborted: {reason}"))
+
+    async def _expire(self, pending: _Pending) -> None:
+        await self.clock.sleep_until(pending.started_ms + self.config.timeout_ms)
+        await self._abort(pending, f"not complete after {self.config.timeout_ms} ms")
+
+    def _metadata(self) -> dict[str, Any]:
+        return dict(self.metadata)
+
+    # -- the periodic trigger ------------------------------------------------------------------
+
+    async def run_periodic(self) -> None:
+        """Trigger a checkpoint every ``interval_ms`` (and ``min_pause_ms`` after the last one
+        ended) while every source runs; returns at once without an interval. Cancel it to stop."""
+        interval = self.config.interval_ms
+        if interval is None:
+            return
+        next_start = self.clock.now() + interval
+        while True:
+            if self._last_end_ms is not None:
+                next_start = max(next_start, self._last_end_ms + self.config.min_pause_ms)
+            await self.clock.sleep_until(next_start)
+            if not self.can_trigger:
+                return
+            started = self.clock.now()
+            with contextlib.suppress(CheckpointError):
+                await self.trigger()
+            next_start = started + interval

@@ -1,0 +1,167 @@
+"""The checkpoint coordinator on its own: triggering, completion, abort, timeouts, the periodic timer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
+from actorflow.checkpoint.storage import CheckpointInfo, MemoryStorage
+from actorflow.errors import CheckpointError
+from actorflow.time.clock import ManualClock
+
+
+class Source:
+    """Records barrier requests; the test acknowledges for the actors."""
+
+    def __init__(self) -> None:
+        self.requested: list[int] = []
+        self.event = asyncio.Event()
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        self.requested.append(checkpoint_id)
+        self.event.set()
+
+    async def next_request(self) -> int:
+        await self.event.wait()
+        self.event.clear()
+        return self.requested[-1]
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+        self.completed = asyncio.Event()
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        self.events.append(("complete", checkpoint_id))
+        self.completed.set()
+
+    async def next_complete(self) -> None:
+        await self.completed.wait()
+        self.completed.clear()
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        self.events.append(("aborted", checkpoint_id))
+
+
+def make(
+    config: CheckpointConfig | None = None, storage: MemoryStorage | None = None
+) -> tuple[CheckpointCoordinator, Source, Listener, ManualClock]:
+    clock = ManualClock()
+    coordinator = CheckpointCoordinator(storage or MemoryStorage(), config or CheckpointConfig(), clock)
+    source = Source()
+    listener = Listener()
+    coordinator.begin_run(["a", "b"], [source])
+    coordinator.add_participant(listener)
+    return coordinator, source, listener, clock
+
+
+async def test_a_checkpoint_completes_when_every_actor_acknowledged() -> None:
+    coordinator, source, listener, _ = make()
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": b"1"})
+    await asyncio.sleep(0)
+    assert not triggered.done() and listener.events == []
+    coordinator.acknowledge(checkpoint_id, "b", {"b/0": b"22", "b/1": b"333"})
+    info = await triggered
+    assert isinstance(info, CheckpointInfo) and info.checkpoint_id == checkpoint_id
+    assert listener.events == [("complete", checkpoint_id)]
+    loaded = coordinator.restore_point()
+    assert loaded is not None and loaded.parts == {"a/0": b"1", "b/0": b"22", "b/1": b"333"}
+    assert coordinator.stats.completed == 1 and coordinator.stats.history[0][3] == 6
+
+
+async def test_a_checkpoint_that_takes_too_long_is_aborted_and_cleaned_up() -> None:
+    coordinator, source, listener, clock = make(CheckpointConfig(timeout_ms=500))
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": b"1"})
+    clock.advance(500)
+    with pytest.raises(CheckpointError, match="not complete after 500 ms"):
+        await triggered
+    assert listener.events == [("aborted", checkpoint_id)]
+    assert coordinator.storage.completed() == [] and coordinator.storage.clean() == []
+    coordinator.acknowledge(checkpoint_id, "b", {"b/0": b"late"})  # ignored: already aborted
+    assert coordinator.stats.failed == 1
+
+
+async def test_a_declined_checkpoint_is_aborted_and_the_next_one_works() -> None:
+    coordinator, source, _, _ = make()
+    first = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.decline(checkpoint_id, "the sink is reconnecting")
+    with pytest.raises(CheckpointError, match="reconnecting"):
+        await first
+    second = asyncio.create_task(coordinator.trigger())
+    next_id = await source.next_request()
+    assert next_id > checkpoint_id
+    for actor in ("a", "b"):
+        coordinator.acknowledge(next_id, actor, {})
+    assert (await second).checkpoint_id == next_id
+
+
+class FailingStorage(MemoryStorage):
+    def _put_part(self, checkpoint_id: int, kind: str, name: str, data: bytes) -> None:
+        raise OSError("disk full")
+
+
+async def test_a_failed_write_aborts_the_checkpoint() -> None:
+    coordinator, source, listener, _ = make(storage=FailingStorage())
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": b"1"})
+    coordinator.acknowledge(checkpoint_id, "b", {})
+    with pytest.raises(CheckpointError, match="disk full"):
+        await triggered
+    assert listener.events == [("aborted", checkpoint_id)]
+
+
+async def test_acknowledging_twice_is_an_error() -> None:
+    coordinator, source, _, _ = make()
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {})
+    with pytest.raises(CheckpointError, match="twice"):
+        coordinator.acknowledge(checkpoint_id, "a", {})
+    coordinator.acknowledge(checkpoint_id, "b", {})
+    await triggered
+
+
+async def test_no_checkpoint_starts_after_a_source_ended() -> None:
+    coordinator, _, _, _ = make()
+    coordinator.source_finished()
+    with pytest.raises(CheckpointError, match="a source has ended"):
+        await coordinator.trigger()
+
+
+async def _settle() -> None:
+    """Let every ready task run until none is (the coordinator's work is all in-process)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_checkpoints_are_triggered_periodically_with_a_minimum_pause() -> None:
+    coordinator, source, listener, clock = make(CheckpointConfig(interval_ms=1_000, min_pause_ms=800))
+    periodic = asyncio.create_task(coordinator.run_periodic())
+    await _settle()
+    starts = []
+    # Each checkpoint takes 600 ms, so the next starts at max(start + 1000, end + 800) = start + 1400
+    # (the first at 1000: one interval after the timer started).
+    for expected_start in (1_000, 2_400, 3_800):
+        clock.set(expected_start - 1)
+        await _settle()
+        assert len(source.requested) == len(starts), f"triggered before {expected_start}"
+        clock.set(expected_start)
+        checkpoint_id = await source.next_request()
+        starts.append(clock.now())
+        clock.advance(600)
+        for actor in ("a", "b"):
+            coordinator.acknowledge(checkpoint_id, actor, {})
+        await listener.next_complete()
+    periodic.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await periodic
+    assert starts == [1_000, 2_400, 3_800]
