@@ -8,10 +8,12 @@ set ``is_async`` and implement :meth:`Operator.process_async` instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actorflow.errors import StateError
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.runtime.messages import Batch
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group_range
@@ -69,6 +71,9 @@ class Operator:
     is_async = False
     #: Subclasses that keep processing-time timers set this, so the chain asks them for wake-ups.
     has_processing_timers = False
+    #: Subclasses whose output can get ready without new input (async I/O finishing in the
+    #: background) set this, so the chain asks them for :meth:`wakeup` while its input is quiet.
+    has_wakeups = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -120,10 +125,50 @@ class Operator:
         """The async form of :meth:`close`, awaited by the chain; defaults to :meth:`close`."""
         self.close()
 
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot_state(self) -> Any:
+        """This instance's state for a checkpoint, or None if it keeps none.
+
+        Called after barrier alignment, between two batches. The result is serialised (pickled)
+        before the operator sees another record, so it may hand out its live objects. A keyed
+        operator returns its state cut by key group (``{key group: ...}``) so a restore can give
+        key groups to a different number of instances.
+        """
+        return None
+
+    def restore_state(self, states: list[Any]) -> None:
+        """Load a checkpoint's state, after :meth:`open`: ``states`` holds what *every* instance of
+        this operator returned from :meth:`snapshot_state` (Nones left out), whatever the
+        parallelism was then. A keyed operator keeps the key groups it owns now
+        (``self.context.key_groups``).
+
+        Raises :class:`~actorflow.errors.StateError` by default: an operator that returned state
+        must know how to load it.
+        """
+        if states:
+            raise StateError(f"operator {self.name!r} ({type(self).__name__}) cannot restore state")
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is complete: commit what was pre-committed for it (sinks)."""
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` was aborted: its pre-committed effects will not be committed."""
+
     def next_processing_time(self) -> int | None:
         """The processing time of the next due timer, if any (see ``has_processing_timers``)."""
         return None
 
     def on_processing_time(self, now: int) -> Batch | None:
         """Fire the processing-time timers due at ``now``."""
+        return None
+
+    def wakeup(self) -> asyncio.Future[Any] | None:
+        """A future that resolves once :meth:`on_wakeup` has something to emit, or None if nothing
+        can get ready without new input (see ``has_wakeups``). The caller owns the future and
+        cancels it when it stops waiting."""
+        return None
+
+    def on_wakeup(self) -> Batch | None:
+        """Emit what got ready since the last call into the operator (see ``has_wakeups``)."""
         return None

@@ -203,6 +203,12 @@ class BroadcastProcessOperator(ProcessOperator):
         self._element = self._element_of(input)
         return _with_writable(self._ctx, input == 1, self.process, batch)  # type: ignore[arg-type]
 
+    def snapshot_state(self) -> dict[str, Any]:
+        return {"broadcast": self.broadcast_state}
+
+    def restore_state(self, states: list[Any]) -> None:
+        _restore_broadcast(self.broadcast_state, states)
+
 
 class KeyedBroadcastProcessOperator(KeyedProcessOperator):
     """Runs a :class:`KeyedBroadcastProcessFunction` (input 0 keyed by ``key_of``, input 1 broadcast)."""
@@ -234,6 +240,15 @@ class KeyedBroadcastProcessOperator(KeyedProcessOperator):
         self.key_of = self._keys_of[input]
         return _with_writable(self._ctx, input == 1, self.process, batch)  # type: ignore[arg-type]
 
+    def snapshot_state(self) -> dict[str, Any]:
+        state = super().snapshot_state()
+        state["broadcast"] = self.broadcast_state
+        return state
+
+    def restore_state(self, states: list[Any]) -> None:
+        super().restore_state(states)
+        _restore_broadcast(self.broadcast_state, states)
+
     def _fire(self, queue: TimerQueue, limit: int, domain: TimeDomain) -> None:
         # Timers see read-only broadcast state, also when a broadcast batch's watermark fires them.
         ctx: BroadcastContext = self._ctx  # type: ignore[assignment]
@@ -243,6 +258,15 @@ class KeyedBroadcastProcessOperator(KeyedProcessOperator):
             super()._fire(queue, limit, domain)
         finally:
             ctx._writable = writable
+
+
+def _restore_broadcast(target: dict[str, dict[Any, Any]], states: list[Any]) -> None:
+    # Every instance held the same broadcast state (they all applied the same records), so any
+    # one copy restores every new instance, whatever the parallelism.
+    if states:
+        for name, table in states[0]["broadcast"].items():
+            if name in target:
+                target[name].update(table)
 
 
 def _with_writable(

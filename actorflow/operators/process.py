@@ -40,6 +40,7 @@ from actorflow.state.keyed import (
     ReducingState,
     ValueState,
 )
+from actorflow.state.keygroups import key_group
 from actorflow.time.clock import Clock
 from actorflow.time.timers import TimerQueue
 
@@ -450,6 +451,40 @@ class KeyedProcessOperator(Operator):
         if not out_values:
             return None
         return Batch(out_values, out_timestamps)
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """Keyed state and both timer queues, cut by key group:
+        ``{"groups": {group: {"state": {name: {key: value}}, "event": [...], "processing": [...]}}}``.
+        """
+        max_parallelism = self.context.max_parallelism
+        groups: dict[int, dict[str, Any]] = {
+            group: {"state": tables, "event": [], "processing": []}
+            for group, tables in self.backend.snapshot().items()
+        }
+        for domain, queue in (("event", self.event_timers), ("processing", self.processing_timers)):
+            for time, keys in queue.snapshot():
+                for key in keys:
+                    part = groups.get(key_group(key, max_parallelism))
+                    if part is None:
+                        part = groups[key_group(key, max_parallelism)] = {
+                            "state": {},
+                            "event": [],
+                            "processing": [],
+                        }
+                    part[domain].append((time, key))
+        return {"groups": groups}
+
+    def restore_state(self, states: list[Any]) -> None:
+        owned = self.context.key_groups
+        for state in states:
+            groups = state["groups"]
+            self.backend.restore({group: part["state"] for group, part in groups.items()}, owned)
+            for group, part in groups.items():
+                if group in owned:
+                    for time, key in part["event"]:
+                        self.event_timers.add(time, key)
+                    for time, key in part["processing"]:
+                        self.processing_timers.add(time, key)
 
     def close(self) -> None:
         self.function.close()

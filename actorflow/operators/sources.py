@@ -17,13 +17,13 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from itertools import islice
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from actorflow.errors import BrokenResourceError, ClosedResourceError, WouldBlock
+from actorflow.errors import BrokenResourceError, ClosedResourceError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
 
@@ -52,6 +52,23 @@ class Source(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot_state(self, context: OperatorContext) -> Any:
+        """The position of instance ``context.index``: just after the records it has yielded.
+
+        Called between two batches, when a barrier goes out. None means the source cannot be
+        rewound (records after the last checkpoint are not read again after a failure).
+        """
+        return None
+
+    def restore_state(self, context: OperatorContext, states: list[Any]) -> None:  # noqa: B027
+        """Before :meth:`read`: go on from a checkpoint's positions (those of every instance then,
+        Nones left out), so that the instance reads what comes after them."""
+
+    async def checkpoint_complete(self, context: OperatorContext, checkpoint_id: int) -> None:  # noqa: B027
+        """Checkpoint ``checkpoint_id`` is complete (a source may commit its positions now)."""
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -75,14 +92,32 @@ class IterableSource(Source):
 
     def __init__(self, items: Iterable[Any]) -> None:
         self._items = items
+        self._emitted = 0
+        self._skip = 0
+
+    def snapshot_state(self, context: OperatorContext) -> int:
+        """How many records went out (a restore skips them: the iterable must be re-iterable)."""
+        return self._emitted
+
+    def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
+        if states and iter(self._items) is self._items:
+            raise StateError(
+                "an IterableSource over an iterator cannot rewind to a checkpoint: give it a list, "
+                "a range or another iterable that can be read again"
+            )
+        self._skip = sum(states)
 
     async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
         iterator = iter(self._items)
         size = context.batch_size
+        self._emitted = self._skip
+        if self._skip:
+            next(islice(iterator, self._skip, self._skip), None)
         while True:
             batch = list(islice(iterator, size))
             if not batch:
                 return
+            self._emitted += len(batch)
             yield batch
             # Give other actors a turn even when nothing downstream is full.
             await asyncio.sleep(0)
@@ -107,44 +142,64 @@ class JsonLinesSource(Source):
         self._chunk_bytes = chunk_bytes
         #: Records decoded so far (dead letters not included).
         self.records_read = 0
+        # (byte offset, line number) just after the last record yielded; where a restore starts.
+        self._position = (0, 0)
+        self._start = (0, 0)
 
     def describe(self) -> str:
         return f"JsonLinesSource({self.path})"
 
+    def snapshot_state(self, context: OperatorContext) -> tuple[int, int]:
+        """``(byte offset, line number)`` just after the last record yielded."""
+        return self._position
+
+    def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
+        self._start = (int(states[0][0]), int(states[0][1])) if states else (0, 0)
+
     async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
         loads = orjson.loads
         size = context.batch_size
-        line_number = 0
+        offset, line_number = self._position = self._start
         with self.path.open("rb") as file:
+            file.seek(offset)
             while True:
                 lines = file.readlines(self._chunk_bytes)
                 if not lines:
                     return
+                ends = list(accumulate(map(len, lines)))  # byte offset after each line
+                line_of: list[int] | None = None  # the line of each record, when not one per line
                 try:
                     # Fast path: every line is a JSON value. A blank or bad line raises, and the
                     # slow path below sorts the chunk out line by line.
                     records = [loads(line) for line in lines]
                 except orjson.JSONDecodeError:
-                    records = self._decode_slowly(lines, line_number)
-                line_number += len(lines)
+                    records, line_of = self._decode_slowly(lines, line_number)
                 self.records_read += len(records)
                 for start in range(0, len(records), size):
-                    yield records[start : start + size]
+                    end = min(start + size, len(records))
+                    last = end - 1 if line_of is None else line_of[end - 1]
+                    self._position = (offset + ends[last], line_number + last + 1)
+                    yield records[start:end]
+                offset += ends[-1]
+                line_number += len(lines)
+                self._position = (offset, line_number)
                 await asyncio.sleep(0)
 
-    def _decode_slowly(self, lines: list[bytes], first_line: int) -> list[Any]:
+    def _decode_slowly(self, lines: list[bytes], first_line: int) -> tuple[list[Any], list[int]]:
         records = []
-        for offset, line in enumerate(lines, first_line + 1):
+        line_of = []
+        for index, line in enumerate(lines):
             if line.isspace():
                 continue
             try:
                 records.append(orjson.loads(line))
+                line_of.append(index)
             except orjson.JSONDecodeError as error:
-                origin = f"{self.path}:{offset}"
+                origin = f"{self.path}:{first_line + index + 1}"
                 if self._dead_letters is None:
                     raise ValueError(f"{origin}: not valid JSON ({error})") from error
                 self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, str(error)))
-        return records
+        return records, line_of
 
 
 class PushSource(Source):
