@@ -125,6 +125,7 @@ class CheckpointCoordinator:
         self.metadata = dict(metadata or {})
         self.stats = CheckpointStats()
         self._actors: list[str] = []
+        self._final: dict[str, dict[str, bytes]] = {}
         self._sources: list[BarrierSource] = []
         self._participants: list[Participant] = []
         self._pending: _Pending | None = None
@@ -142,6 +143,7 @@ class CheckpointCoordinator:
         self._participants = []
         self._sources_running = len(sources)
         self._pending = None
+        self._final = {}
 
     def add_participant(self, participant: Participant) -> None:
         """Tell ``participant`` when checkpoints complete or abort."""
@@ -150,6 +152,39 @@ class CheckpointCoordinator:
     def source_finished(self) -> None:
         """A source has ended: no new checkpoint can start in this run."""
         self._sources_running -= 1
+
+    def actor_finished(self, actor: str, parts: dict[str, bytes]) -> None:
+        """``actor`` has ended; ``parts`` is its final state, for the final checkpoint."""
+        self._final[actor] = parts
+
+    async def complete_final(self) -> CheckpointInfo:
+        """After every actor ended: write the *final* checkpoint of their final states, then tell
+        the participants (sinks commit what they pre-committed at the end of their input).
+
+        A crash before it completes restarts from the previous checkpoint, whose later effects
+        were never committed; after it, a restart restores the finished state and sinks commit
+        again, idempotently. Raises :class:`CheckpointError` if an actor did not report its end.
+        """
+        missing = sorted(set(self._actors) - set(self._final))
+        if missing:
+            raise CheckpointError(f"cannot take the final checkpoint: {missing} did not finish")
+        while self._pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._pending.done)
+        checkpoint_id = self._last_id = max(self.storage.next_id(), self._last_id + 1)
+        done: asyncio.Future[CheckpointInfo] = asyncio.get_running_loop().create_future()
+        pending = _Pending(checkpoint_id, "checkpoint", self.clock.now(), set(), done)
+        self._pending = pending
+        for parts in self._final.values():
+            for name, data in parts.items():
+                pending.size += len(data)
+                pending.writes.append(
+                    asyncio.ensure_future(
+                        asyncio.to_thread(self.storage.write_part, checkpoint_id, name, data)
+                    )
+                )
+        self._spawn(self._complete(pending, final=True))
+        return await asyncio.shield(done)
 
     @property
     def can_trigger(self) -> bool:
@@ -215,11 +250,14 @@ class CheckpointCoordinator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _complete(self, pending: _Pending) -> None:
+    async def _complete(self, pending: _Pending, *, final: bool = False) -> None:
+        metadata = self._metadata()
+        if final:
+            metadata["final"] = True
         try:
             await asyncio.gather(*pending.writes)
             info = await asyncio.to_thread(
-                self.storage.commit, pending.checkpoint_id, self._metadata(), kind=pending.kind
+                self.storage.commit, pending.checkpoint_id, metadata, kind=pending.kind
             )
         except Exception as error:
             await self._abort(pending, f"writing it failed: {error!r}")

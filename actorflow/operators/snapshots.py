@@ -1,0 +1,65 @@
+"""How a chain takes part in checkpoints: its operators' state as named parts, and back.
+
+Each operator instance is one *part* of a checkpoint, named ``"<operator name>/<instance index>"``.
+Its state is pickled when the barrier is aligned, before the chain reads another record: that copy
+is the consistent snapshot, and writing it to storage happens elsewhere, off the data path. On
+restore, every instance of an operator gets the states of *all* its instances at the checkpoint
+(:meth:`~actorflow.operators.base.Operator.restore_state`), so the parallelism may have changed.
+
+>>> part_name("window", 2)
+'window/2'
+>>> states_of("window", {"window/0": dumps({"a": 1}), "window/1": dumps(None), "other/0": dumps(3)})
+[{'a': 1}]
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CheckpointHooks", "dumps", "part_name", "snapshot_parts", "states_of"]
+
+
+def part_name(operator: str, index: int) -> str:
+    """The name of one operator instance's part of a checkpoint."""
+    return f"{operator}/{index}"
+
+
+def dumps(state: Any) -> bytes:
+    """Serialise a state (the consistent copy)."""
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def states_of(operator: str, parts: dict[str, bytes]) -> list[Any]:
+    """The states every instance of ``operator`` had at the checkpoint, in instance order (the
+    instances that had none left out)."""
+    found = []
+    for name, data in parts.items():
+        owner, _, index = name.rpartition("/")
+        if owner == operator:
+            state = pickle.loads(data)
+            if state is not None:
+                found.append((int(index), state))
+    return [state for _, state in sorted(found, key=lambda pair: pair[0])]
+
+
+def snapshot_parts(named_states: Iterable[tuple[str, Any]]) -> dict[str, bytes]:
+    """``{part name: pickled state}`` for the states that are not None."""
+    return {name: dumps(state) for name, state in named_states if state is not None}
+
+
+@dataclass(frozen=True)
+class CheckpointHooks:
+    """What an actor needs from the job's checkpoint coordinator.
+
+    ``acknowledge(checkpoint_id, actor, parts)`` after snapshotting at a barrier;
+    ``finished(actor, parts)`` with its final state when it ends; ``source_finished()`` when a
+    source ends; ``register(participant)`` for completion notices (sinks, sources).
+    """
+
+    acknowledge: Callable[[int, str, dict[str, bytes]], None]
+    finished: Callable[[str, dict[str, bytes]], None]
+    source_finished: Callable[[], None]
+    register: Callable[[Any], None]
