@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from actorflow.api.stream import DataStream
-from actorflow.errors import PlanError
+from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
+from actorflow.checkpoint.filesystem import FileSystemStorage
+from actorflow.checkpoint.restart import NoRestart, RestartStrategy
+from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
+from actorflow.errors import CheckpointError, PlanError
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
@@ -18,6 +25,8 @@ from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
 
 __all__ = ["Flow", "new_event_loop"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -58,6 +67,64 @@ class Flow:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._graph = LogicalGraph()
         self._running = False
+        self._storage: CheckpointStorage | None = None
+        self._checkpoint_config = CheckpointConfig()
+        self._restart: RestartStrategy = NoRestart()
+        self._coordinator: CheckpointCoordinator | None = None
+        self._stop: asyncio.Event | None = None
+        #: How many times the running (or last) job restarted after a failure.
+        self.restarts = 0
+
+    # -- checkpoints and restarts --------------------------------------------------------------
+
+    def enable_checkpointing(
+        self,
+        storage: CheckpointStorage | str | os.PathLike[str],
+        *,
+        interval_ms: int | None = None,
+        timeout_ms: int = 60_000,
+        min_pause_ms: int = 0,
+    ) -> Flow:
+        """Take checkpoints into ``storage`` (a directory means :class:`FileSystemStorage`):
+        every ``interval_ms`` if given, on :meth:`checkpoint`, and a final one when the input ends.
+
+        ``run()`` then resumes from the newest complete checkpoint in the storage, and a restart
+        after a failure (see :meth:`set_restart_strategy`) resumes from the newest one at that time.
+        """
+        if not isinstance(storage, CheckpointStorage):
+            storage = FileSystemStorage(storage)
+        self._storage = storage
+        self._checkpoint_config = CheckpointConfig(interval_ms, timeout_ms, min_pause_ms)
+        return self
+
+    def set_restart_strategy(self, strategy: RestartStrategy) -> Flow:
+        """Restart from the last checkpoint after a failure, as ``strategy`` allows (default: never)."""
+        if not isinstance(strategy, RestartStrategy):
+            raise PlanError(f"set_restart_strategy() takes a RestartStrategy, got {strategy!r}")
+        self._restart = strategy
+        return self
+
+    async def checkpoint(self, kind: str = "checkpoint") -> CheckpointInfo:
+        """Take a checkpoint (or ``kind="savepoint"``) of the running flow and wait for it.
+
+        Raises :class:`CheckpointError` if the flow is not running with checkpoints enabled, or
+        if the checkpoint fails.
+        """
+        coordinator = self._coordinator
+        if coordinator is None:
+            raise CheckpointError("the flow is not running with checkpoints enabled")
+        return await coordinator.trigger(kind)
+
+    async def stop(self) -> CheckpointInfo:
+        """Stop the running flow gracefully: a savepoint, its commits, then every actor stops.
+
+        ``run()`` returns normally; the next ``run()`` resumes from the savepoint. What the sources
+        read after the savepoint is read again then (its effects were never committed).
+        """
+        info = await self.checkpoint("savepoint")
+        assert self._stop is not None
+        self._stop.set()
+        return info
 
     # -- sources -------------------------------------------------------------------------------
 
@@ -109,26 +176,107 @@ class Flow:
         """Compile the flow: chains, their parallelism and the partitioners between them."""
         return compile_graph(self._graph, self.parallelism)
 
-    async def run(self) -> None:
-        """Run the flow in the running event loop until every source has ended.
+    async def run(self, *, from_savepoint: str | os.PathLike[str] | None = None) -> None:
+        """Run the flow in the running event loop until every source has ended (or :meth:`stop`).
 
-        Raises the first exception a user function raised (with a note naming the operator),
-        after every actor has stopped.
+        With checkpoints enabled, resumes from ``from_savepoint`` (a savepoint or checkpoint
+        directory) or else from the newest complete checkpoint in the storage. Raises the first
+        exception a user function raised (with a note naming the operator), after every actor
+        has stopped, once the restart strategy gives up.
         """
         if self._running:
             raise PlanError(f"flow {self.name!r} is already running")
-        actors = deploy(
-            self.plan(),
-            clock=self.clock,
-            batch_size=self.batch_size,
-            mailbox_capacity=self.mailbox_capacity,
-            max_parallelism=self.max_parallelism,
-        )
+        plan = self.plan()
+        savepoint = FileSystemStorage.load_path(from_savepoint) if from_savepoint is not None else None
+        if savepoint is not None and self._storage is None:
+            raise PlanError("from_savepoint needs enable_checkpointing()")
         self._running = True
+        self.restarts = 0
         try:
-            await run_actors(actors)
+            while True:
+                coordinator = self._new_coordinator()
+                restore = None
+                if coordinator is not None:
+                    restore = await asyncio.to_thread(coordinator.restore_point)
+                    if restore is None or (savepoint is not None and self.restarts == 0):
+                        restore = savepoint or restore
+                    self._check_compatible(restore)
+                actors = deploy(
+                    plan,
+                    clock=self.clock,
+                    batch_size=self.batch_size,
+                    mailbox_capacity=self.mailbox_capacity,
+                    max_parallelism=self.max_parallelism,
+                    checkpoints=coordinator,
+                    restore=restore.parts if restore is not None else None,
+                )
+                try:
+                    await self._run_once(actors, coordinator)
+                    return
+                except Exception as error:
+                    delay = self._restart.delay_before(self.restarts + 1)
+                    if delay is None:
+                        raise
+                    self.restarts += 1
+                    log.warning(
+                        "flow %r failed (%s: %s); restart %d from the last checkpoint in %d ms",
+                        self.name,
+                        type(error).__name__,
+                        error,
+                        self.restarts,
+                        delay,
+                    )
+                    await self.clock.sleep_until(self.clock.now() + delay)
         finally:
             self._running = False
+            self._coordinator = None
+
+    def _new_coordinator(self) -> CheckpointCoordinator | None:
+        if self._storage is None:
+            return None
+        metadata = {"flow": self.name, "max_parallelism": self.max_parallelism}
+        return CheckpointCoordinator(self._storage, self._checkpoint_config, self.clock, metadata)
+
+    def _check_compatible(self, restore: LoadedCheckpoint | None) -> None:
+        if restore is None:
+            return
+        saved = restore.info.metadata.get("max_parallelism")
+        if saved is not None and saved != self.max_parallelism:
+            raise CheckpointError(
+                f"checkpoint {restore.info.checkpoint_id} was taken with max_parallelism {saved}, "
+                f"this flow has {self.max_parallelism}: key groups would not match"
+            )
+
+    async def _run_once(self, actors: list[Any], coordinator: CheckpointCoordinator | None) -> None:
+        if coordinator is None:
+            await run_actors(actors)
+            return
+        self._coordinator = coordinator
+        self._stop = stop = asyncio.Event()
+        job = asyncio.ensure_future(run_actors(actors))
+        periodic = asyncio.ensure_future(coordinator.run_periodic())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                waits = {job, stopping} if periodic.done() else {job, stopping, periodic}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if periodic.done() and not periodic.cancelled():
+                    failure = periodic.exception()  # a commit failed in a sink or source
+                    if failure is not None:
+                        raise failure
+                if job.done():
+                    job.result()  # the job's own failure
+                    break
+                if stop.is_set():
+                    return  # stopped after a savepoint: the finally below cancels the actors
+            periodic.cancel()
+            await coordinator.complete_final()
+        finally:
+            for task in (job, periodic, stopping):
+                task.cancel()
+            for task in (job, periodic, stopping):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     def execute(self) -> None:
         """Run the flow to its end in a new event loop (uvloop when installed)."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actorflow.errors import PlanError
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.windows.assigners import WindowAssigner
 from actorflow.operators.windows.functions import (
     AggregateContents,
@@ -31,7 +32,7 @@ from actorflow.operators.windows.functions import (
     ReduceContents,
     WindowContents,
 )
-from actorflow.operators.windows.operator import WindowOperator
+from actorflow.operators.windows.operator import WindowOperator, check_window_setup
 from actorflow.operators.windows.triggers import Trigger
 from actorflow.state.descriptors import AggregateFunction
 
@@ -61,6 +62,7 @@ class WindowedStream(Generic[T, K]):
         self._assigner = assigner
         self._trigger: Trigger | None = None
         self._lateness = 0
+        self._late_data: OutputTag[T] | None = None
 
     def trigger(self, trigger: Trigger) -> WindowedStream[T, K]:
         """Fire by ``trigger`` instead of the assigner's default trigger."""
@@ -77,6 +79,34 @@ class WindowedStream(Generic[T, K]):
         if ms < 0:
             raise PlanError(f"allowed lateness must not be negative, got {ms}")
         self._lateness = ms
+        return self
+
+    def side_output_late_data(self, tag: OutputTag[T]) -> WindowedStream[T, K]:
+        """Send records that come too late for every window (past the allowed lateness) to the side
+        output ``tag``, with their own timestamps, instead of only counting them (Flink's
+        ``sideOutputLateData``). Read them with ``get_side_output(tag)`` on the window's result.
+
+        Raises :class:`PlanError` unless ``tag`` is an :class:`OutputTag`.
+
+        >>> from actorflow import Flow, OutputTag, TumblingEventTimeWindows, WatermarkStrategy
+        >>> late = OutputTag("late")
+        >>> flow = Flow()
+        >>> sums = (
+        ...     flow.from_iterable([5, 25, 7, 21], watermarks=WatermarkStrategy.punctuated(lambda n: n))
+        ...     .key_by(lambda n: 0)
+        ...     .window(TumblingEventTimeWindows.of(10))
+        ...     .side_output_late_data(late)
+        ...     .reduce(lambda a, b: a + b)
+        ... )
+        >>> too_late = sums.get_side_output(late).collect()
+        >>> totals = sums.collect()
+        >>> flow.execute()
+        >>> totals.values, too_late.values
+        ([5, 46], [7])
+        """
+        if not isinstance(tag, OutputTag):
+            raise PlanError(f"side_output_late_data() takes an OutputTag, got {tag!r}")
+        self._late_data = tag
         return self
 
     def reduce(
@@ -128,6 +158,9 @@ class WindowedStream(Generic[T, K]):
         assigner = self._assigner
         trigger = self._trigger
         lateness = self._lateness
+        late_data = self._late_data
+        # Refuse sessions with a trigger or function that cannot merge now, not when the job runs.
+        check_window_setup(assigner, trigger or assigner.default_trigger(), contents)
 
         def make() -> WindowOperator:
             return WindowOperator(
@@ -137,6 +170,7 @@ class WindowedStream(Generic[T, K]):
                 copy.deepcopy(contents),
                 copy.deepcopy(trigger),
                 lateness,
+                late_data,
             )
 
         node = stream._add("window", name, make, parallelism)

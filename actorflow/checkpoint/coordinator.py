@@ -140,7 +140,6 @@ class CheckpointCoordinator:
         """Start a run with these actors (each acknowledges once per checkpoint) and sources."""
         self._actors = list(actors)
         self._sources = list(sources)
-        self._participants = []
         self._sources_running = len(sources)
         self._pending = None
         self._final = {}

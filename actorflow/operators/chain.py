@@ -10,11 +10,13 @@ instance, and the job fails with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
+from actorflow.operators.snapshots import CheckpointHooks, dumps, part_name
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
 from actorflow.runtime.messages import MAX_WATERMARK, Barrier, Batch, EndOfStream, StreamStatus
@@ -41,7 +43,17 @@ class Chain:
         outputs: list[Output],
         clock: Clock,
         side_outputs: list[tuple[OutputTag[Any], Output]] | None = None,
+        *,
+        name: str = "chain",
+        hooks: CheckpointHooks | None = None,
+        restore: list[list[Any]] | None = None,
     ) -> None:
+        self.name = name
+        #: The job's checkpoint coordinator, as this chain sees it (None: no checkpoints).
+        self.hooks = hooks
+        self._restore = restore
+        if hooks is not None:
+            hooks.register(self)
         self.operators = operators
         self.contexts = contexts
         self.outputs = outputs
@@ -69,13 +81,16 @@ class Chain:
     # -- the Handler protocol ------------------------------------------------------------------
 
     async def open(self) -> None:
-        for operator, context in zip(self.operators, self.contexts, strict=True):
+        for index, (operator, context) in enumerate(zip(self.operators, self.contexts, strict=True)):
             try:
                 await operator.open_async(context)
+                self._opened += 1
+                if self._restore is not None:
+                    operator.restore_state(self._restore[index])
             except Exception as error:
                 _locate(error, context.label)
                 raise
-            self._opened += 1
+        self._restore = None  # loaded: let the checkpoint's bytes go
 
     async def on_batch(self, batch: Batch) -> None:
         await self._push(batch, 0)
@@ -97,10 +112,43 @@ class Chain:
     async def on_status(self, idle: bool) -> None:
         await self._send_control(StreamStatus(idle))
 
-    async def on_barrier(self, barrier: Barrier) -> None:
+    async def on_barrier(self, barrier: Barrier, extra: dict[str, bytes] | None = None) -> None:
+        """Barrier ``n`` is aligned: snapshot every operator (plus ``extra`` parts, the source's
+        position), acknowledge, and pass the barrier on."""
+        if self.hooks is not None:
+            self.hooks.acknowledge(barrier.checkpoint_id, self.name, self._snapshot(extra))
         await self._send_control(barrier)
 
-    async def on_end(self) -> None:
+    def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:
+        parts = dict(extra or {})
+        for operator, context in zip(self.operators, self.contexts, strict=True):
+            try:
+                state = operator.snapshot_state()
+                if state is not None:
+                    parts[part_name(context.name, context.index)] = dumps(state)
+            except Exception as error:
+                _locate(error, context.label)
+                raise
+        return parts
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Tell every operator (sinks commit what they pre-committed for ``checkpoint_id``)."""
+        for operator, context in zip(self.operators, self.contexts, strict=True):
+            try:
+                await operator.checkpoint_complete(checkpoint_id)
+            except Exception as error:
+                _locate(error, context.label)
+                raise
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        for operator, context in zip(self.operators, self.contexts, strict=True):
+            try:
+                await operator.checkpoint_aborted(checkpoint_id)
+            except Exception as error:
+                _locate(error, context.label)
+                raise
+
+    async def on_end(self, extra: dict[str, bytes] | None = None) -> None:
         for index, (operator, context) in enumerate(zip(self.operators, self.contexts, strict=True)):
             try:
                 rest = await operator.finish_async()
@@ -111,6 +159,8 @@ class Chain:
                 await self._push(rest, index + 1)
         if self.side_outputs:
             await self._send_sides(None)
+        if self.hooks is not None:
+            self.hooks.finished(self.name, self._snapshot(extra))
         await self._send_control(EndOfStream())
 
     async def close(self) -> None:
@@ -126,12 +176,40 @@ class Chain:
         if failure is not None:
             raise failure
 
+    @property
+    def wants_wakeups(self) -> bool:
+        """Whether the chain may want :meth:`on_time` while its input is quiet: an operator keeps
+        processing-time timers, or gets output ready in the background (async I/O)."""
+        return bool(self._timer_operators or self._wakeup_operators)
+
+    @functools.cached_property
+    def _wakeup_operators(self) -> list[int]:
+        return [i for i, op in enumerate(self.operators) if op.has_wakeups]
+
     def wakeup(self) -> Awaitable[object] | None:
         due = self.next_processing_time()
-        return None if due is None else self._clock.at(due)
+        timer = None if due is None else self._clock.at(due)
+        if not self._wakeup_operators:
+            return timer
+        waits = [] if timer is None else [timer]
+        for index in self._wakeup_operators:
+            ready = self.operators[index].wakeup()
+            if ready is not None:
+                waits.append(ready)
+        if len(waits) > 1:
+            return _first_of(waits)
+        return waits[0] if waits else None
 
     async def on_time(self) -> None:
         await self._fire_processing_timers()
+        for index in self._wakeup_operators:
+            try:
+                ready = self.operators[index].on_wakeup()
+            except Exception as error:
+                _locate(error, self.contexts[index].label)
+                raise
+            if ready is not None:
+                await self._push(ready, index + 1)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -209,30 +287,73 @@ class SourceActor:
         context: OperatorContext,
         strategy: WatermarkStrategy | None,
         chain: Chain,
+        *,
+        restore: list[Any] | None = None,
     ) -> None:
         self.name = name
         self.source = source
         self.context = context
         self.strategy = strategy
         self.chain = chain
+        self._restore = restore
+        # Checkpoint ids whose barrier this source still has to put out, and a wake-up for them.
+        self._barriers: list[int] = []
+        self._barrier_requested = asyncio.Event()
+        if chain.hooks is not None:
+            chain.hooks.register(self)
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """Put barrier ``checkpoint_id`` out after the current batch (the coordinator asks)."""
+        self._barriers.append(checkpoint_id)
+        self._barrier_requested.set()
+
+    async def _emit_barriers(self) -> None:
+        self._barrier_requested.clear()
+        while self._barriers:
+            checkpoint_id = self._barriers.pop(0)
+            position = self.source.snapshot_state(self.context)
+            extra = (
+                {}
+                if position is None
+                else {part_name(self.context.name, self.context.index): dumps(position)}
+            )
+            await self.chain.on_barrier(Barrier(checkpoint_id), extra)
+
+    def _final_position(self) -> dict[str, bytes]:
+        position = self.source.snapshot_state(self.context)
+        return (
+            {} if position is None else {part_name(self.context.name, self.context.index): dumps(position)}
+        )
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Tell the source (it may commit its positions now)."""
+        await self.source.checkpoint_complete(self.context, checkpoint_id)
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Nothing to undo: a source only acts on completed checkpoints."""
 
     async def run(self) -> None:
         chain = self.chain
         strategy = self.strategy
         generator = strategy.generator() if strategy is not None else None
         idle_timeout = strategy.idle_timeout_ms if strategy is not None else None
+        hooks = chain.hooks
+        if self._restore is not None:
+            self.source.restore_state(self.context, self._restore)
         reader = self.source.read(self.context)
+        timeouts: AsyncGenerator[Any, None] | None = None
         completed = False
         try:
             await chain.open()
-            batches = (
-                self._with_timeouts(reader, idle_timeout)
-                if idle_timeout is not None or chain.has_processing_timers
-                else reader
-            )
+            if idle_timeout is not None or chain.wants_wakeups or hooks is not None:
+                timeouts = self._with_timeouts(reader, idle_timeout)
+            batches = reader if timeouts is None else timeouts
             async for values in batches:
                 if values is _IDLE:
                     await chain.on_status(True)
+                    continue
+                if values is _BARRIER:
+                    await self._emit_barriers()
                     continue
                 if isinstance(values, Batch):
                     batch = values  # the source stamped it (per-partition watermarks)
@@ -241,14 +362,25 @@ class SourceActor:
                 else:
                     batch = Batch(values)
                 await chain.on_batch(batch)
+                if self._barriers:
+                    await self._emit_barriers()
+            extra = None
+            if hooks is not None:
+                await self._emit_barriers()  # requested ones go out before the end
+                hooks.source_finished()
+                extra = self._final_position()
             await chain.on_batch(Batch([], None, [(0, MAX_WATERMARK)]))
-            await chain.on_end()
+            await chain.on_end(extra)
             completed = True
         except Exception as error:
             _locate(error, self.context.label)
             raise
         finally:
             try:
+                if timeouts is not None:
+                    # Closed here, not by the garbage collector's finaliser task: it stops its
+                    # pending read of ``reader`` before ``reader`` is closed.
+                    await timeouts.aclose()
                 await reader.aclose()  # type: ignore[attr-defined]
                 await self.source.finish(self.context, completed=completed)
             finally:
@@ -256,8 +388,9 @@ class SourceActor:
 
     async def _with_timeouts(
         self, reader: AsyncIterator[list[Any] | Batch], idle_timeout: int | None
-    ) -> AsyncIterator[Any]:
-        """Batches from ``reader``, plus idleness and processing-time timers while it is quiet."""
+    ) -> AsyncGenerator[Any, None]:
+        """Batches from ``reader``; while it is quiet, idleness and the chain's wake-ups (timers,
+        results of async I/O)."""
         clock = self.context.clock
         chain = self.chain
         idle = False
@@ -267,20 +400,19 @@ class SourceActor:
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(anext(reader))
-                deadlines = []
+                waits: list[asyncio.Future[Any]] = []
                 if idle_timeout is not None and not idle:
-                    deadlines.append(last_record + idle_timeout)
-                timer_due = chain.next_processing_time()
-                if timer_due is not None:
-                    deadlines.append(timer_due)
-                if not deadlines:
-                    await asyncio.wait((pending,))
-                else:
-                    wake = clock.at(min(deadlines))
-                    try:
-                        await asyncio.wait((pending, wake), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        wake.cancel()
+                    waits.append(clock.at(last_record + idle_timeout))
+                wakeup = chain.wakeup()  # processing-time timers, output ready in an operator
+                if wakeup is not None:
+                    waits.append(asyncio.ensure_future(wakeup))
+                if chain.hooks is not None:
+                    waits.append(asyncio.ensure_future(self._barrier_requested.wait()))
+                try:
+                    await asyncio.wait((pending, *waits), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for wait in waits:
+                        wait.cancel()
                 if pending.done():
                     try:
                         values = pending.result()
@@ -294,6 +426,8 @@ class SourceActor:
                     last_record = clock.now()
                     yield values
                     continue
+                if self._barrier_requested.is_set():
+                    yield _BARRIER
                 now = clock.now()
                 if idle_timeout is not None and not idle and now >= last_record + idle_timeout:
                     idle = True
@@ -308,3 +442,23 @@ class SourceActor:
 
 
 _IDLE: Any = object()
+_BARRIER: Any = object()
+
+
+def _first_of(waits: list[asyncio.Future[Any]]) -> asyncio.Future[None]:
+    """A future that resolves with the first of ``waits``; once it is done (or cancelled by its
+    owner), every one of ``waits`` is cancelled, so no clock wait is left behind."""
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def resolve(_: asyncio.Future[Any]) -> None:
+        if not first.done():
+            first.set_result(None)
+
+    def release(_: asyncio.Future[None]) -> None:
+        for wait in waits:
+            wait.cancel()
+
+    for wait in waits:
+        wait.add_done_callback(resolve)
+    first.add_done_callback(release)
+    return first

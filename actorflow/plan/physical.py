@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from actorflow.checkpoint.coordinator import CheckpointCoordinator
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
+from actorflow.operators.snapshots import CheckpointHooks, states_of
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
@@ -159,8 +161,31 @@ def deploy(
     batch_size: int,
     mailbox_capacity: int,
     max_parallelism: int,
+    checkpoints: CheckpointCoordinator | None = None,
+    restore: dict[str, bytes] | None = None,
 ) -> list[Runnable]:
-    """Create the actors of one run: fresh operators per instance, a mailbox per edge."""
+    """Create the actors of one run: fresh operators per instance, a mailbox per edge.
+
+    With ``checkpoints``, every actor snapshots at barriers and reports to the coordinator;
+    ``restore`` (a checkpoint's parts) gives every operator and source its state back.
+    """
+    hooks = None
+    if checkpoints is not None:
+        hooks = CheckpointHooks(
+            checkpoints.acknowledge,
+            checkpoints.actor_finished,
+            checkpoints.source_finished,
+            checkpoints.add_participant,
+        )
+    restored: dict[str, list[Any]] = {}
+
+    def states(node: Node) -> list[Any] | None:
+        if restore is None:
+            return None
+        if node.name not in restored:
+            restored[node.name] = states_of(node.name, restore)
+        return restored[node.name]
+
     # inboxes[chain][instance] collects the mailboxes that feed that instance, in input order.
     inboxes: dict[ChainPlan, list[list[Mailbox]]] = {
         chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
@@ -214,21 +239,32 @@ def deploy(
             head = chain.head
             body = chain.nodes[1:] if head.kind == "source" else chain.nodes
             operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
+            name = f"{chain.name}[{index + 1}/{chain.parallelism}]"
             runner = Chain(
                 operators,
                 [context(node) for node in body],
                 outputs[chain][index],
                 clock,
                 side_outputs[chain][index],
+                name=name,
+                hooks=hooks,
+                restore=None if restore is None else [states(node) or [] for node in body],
             )
-            name = f"{chain.name}[{index + 1}/{chain.parallelism}]"
             if head.kind == "source":
                 assert head.source is not None
-                actors.append(SourceActor(name, head.source, context(head), head.watermarks, runner))
+                actors.append(
+                    SourceActor(
+                        name, head.source, context(head), head.watermarks, runner, restore=states(head)
+                    )
+                )
             else:
                 inputs = input_of[chain][index]
                 two_inputs = any(inputs)
                 actors.append(
                     Actor(name, Inbox(inboxes[chain][index]), runner, inputs if two_inputs else None)
                 )
+    if checkpoints is not None:
+        checkpoints.begin_run(
+            [actor.name for actor in actors], [actor for actor in actors if isinstance(actor, SourceActor)]
+        )
     return actors

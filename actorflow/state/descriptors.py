@@ -48,7 +48,20 @@ class AggregateFunction(ABC, Generic[T, ACC, OUT]):
     def get_result(self, accumulator: ACC) -> OUT: ...
 
     def merge(self, a: ACC, b: ACC) -> ACC:
-        """Combine two accumulators (needed by merging windows)."""
+        """Combine two accumulators into one: merging windows (sessions) need it when two
+        windows of a key become one. ``a`` is the earlier window's accumulator.
+
+        Optional: the default raises :class:`NotImplementedError`, and a windowed ``aggregate``
+        over a merging assigner refuses a function that does not override it (``PlanError``).
+
+        >>> class Count(AggregateFunction[object, int, int]):
+        ...     def create_accumulator(self): return 0
+        ...     def add(self, value, acc): return acc + 1
+        ...     def get_result(self, acc): return acc
+        ...     def merge(self, a, b): return a + b
+        >>> Count().merge(2, 3)
+        5
+        """
         raise NotImplementedError(f"{type(self).__name__} does not support merge")
 
 

@@ -9,11 +9,23 @@ aligned to the epoch plus ``offset``: a tumbling window of ``size`` starts at
 [TimeWindow(start=20, end=30)]
 >>> SlidingEventTimeWindows.of(10, 5).assign("x", 23)
 [TimeWindow(start=20, end=30), TimeWindow(start=15, end=25)]
+
+Session windows are *merging*: a record gets its own window ``[t, t + gap)``, and the windows of a
+key that overlap or touch become one (:meth:`MergingWindowAssigner.merge_windows`), so a session
+ends after a gap of inactivity. As in Flink, windows that only touch (``[0, 10)`` and ``[10, 20)``)
+merge too.
+
+>>> sessions = EventTimeSessionWindows.with_gap(10)
+>>> sessions.assign("x", 23)
+[TimeWindow(start=23, end=33)]
+>>> sessions.merge_windows([TimeWindow(0, 10), TimeWindow(30, 40), TimeWindow(5, 15)])
+[(TimeWindow(start=0, end=15), [TimeWindow(start=0, end=10), TimeWindow(start=5, end=15)])]
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
 from actorflow.errors import PlanError
@@ -27,7 +39,10 @@ from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK
 
 __all__ = [
     "GLOBAL_WINDOW",
+    "EventTimeSessionWindows",
     "GlobalWindows",
+    "MergingWindowAssigner",
+    "ProcessingTimeSessionWindows",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
     "TimeWindow",
@@ -69,6 +84,45 @@ class WindowAssigner(ABC):
     @abstractmethod
     def default_trigger(self) -> Trigger:
         """The trigger used when the user sets none."""
+
+
+def merge_time_windows(windows: Iterable[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]:
+    """Groups of windows that overlap or touch, each with the window covering the group; windows
+    that merge with no other are left out. Groups and their members are in time order.
+
+    >>> merge_time_windows([TimeWindow(10, 20), TimeWindow(0, 10), TimeWindow(25, 30)])
+    [(TimeWindow(start=0, end=20), [TimeWindow(start=0, end=10), TimeWindow(start=10, end=20)])]
+    """
+    merged: list[tuple[TimeWindow, list[TimeWindow]]] = []
+    cover: TimeWindow | None = None
+    members: list[TimeWindow] = []
+    for window in sorted(windows):
+        if cover is not None and window.start <= cover.end:
+            members.append(window)
+            if window.end > cover.end:
+                cover = TimeWindow(cover.start, window.end)
+            continue
+        if len(members) > 1:
+            merged.append((cover, members))  # type: ignore[arg-type]
+        cover = window
+        members = [window]
+    if len(members) > 1:
+        merged.append((cover, members))  # type: ignore[arg-type]
+    return merged
+
+
+class MergingWindowAssigner(WindowAssigner):
+    """An assigner whose windows of one key can merge (sessions).
+
+    The operator keeps a key's windows disjoint: after adding a record's window it asks
+    :meth:`merge_windows` which of them become one, and merges their contents, trigger state and
+    timers. Its triggers and window functions must be able to merge (checked when the flow is built).
+    """
+
+    def merge_windows(self, windows: Iterable[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]:
+        """``[(merged window, [windows it replaces]), ...]``; by default, windows that overlap or
+        touch merge (:func:`merge_time_windows`)."""
+        return merge_time_windows(windows)
 
 
 def _check(size: int, slide: int, offset: int) -> None:
@@ -181,3 +235,74 @@ class GlobalWindows(WindowAssigner):
 
     def __repr__(self) -> str:
         return "GlobalWindows.create()"
+
+
+def _positive_gap(gap: int) -> int:
+    if gap <= 0:
+        raise ValueError(f"a session gap must be positive, got {gap}")
+    return gap
+
+
+class _Sessions(MergingWindowAssigner):
+    def __init__(self, gap: int | None = None, gap_of: Callable[[Any], int] | None = None) -> None:
+        if gap is not None and gap <= 0:
+            raise PlanError(f"a session gap must be positive, got {gap}")
+        if gap is None and gap_of is None:
+            raise PlanError("session windows need a gap or a function giving the gap")
+        self.gap = gap
+        self.gap_of = gap_of
+
+    def assign(self, element: Any, timestamp: int) -> list[TimeWindow]:
+        gap = self.gap if self.gap_of is None else _positive_gap(self.gap_of(element))
+        return [TimeWindow(timestamp, timestamp + gap)]  # type: ignore[operator]
+
+    def __repr__(self) -> str:
+        if self.gap_of is None:
+            return f"{type(self).__name__}.with_gap({self.gap})"
+        return f"{type(self).__name__}.with_dynamic_gap({self.gap_of!r})"
+
+
+class EventTimeSessionWindows(_Sessions):
+    """Sessions in event time: a record at ``t`` opens ``[t, t + gap)``, and windows of a key that
+    overlap or touch merge. A session fires once the watermark passes its end (``last record's
+    timestamp + gap - 1``).
+
+    >>> EventTimeSessionWindows.with_dynamic_gap(lambda r: r["gap"]).assign({"gap": 5}, 100)
+    [TimeWindow(start=100, end=105)]
+    """
+
+    @classmethod
+    def with_gap(cls, gap: int) -> EventTimeSessionWindows:
+        """Sessions that end after ``gap`` ms without records. Raises :class:`PlanError` unless
+        ``gap > 0``."""
+        return cls(gap)
+
+    @classmethod
+    def with_dynamic_gap(cls, gap_of: Callable[[Any], int]) -> EventTimeSessionWindows:
+        """Each record's window lasts ``gap_of(record)`` ms. A gap that is not positive raises
+        :class:`ValueError` when the record is processed (the job fails)."""
+        return cls(gap_of=gap_of)
+
+    def default_trigger(self) -> Trigger:
+        return EventTimeTrigger()
+
+
+class ProcessingTimeSessionWindows(_Sessions):
+    """Sessions in the clock's time: a record processed at ``now`` opens ``[now, now + gap)``; the
+    session fires when the clock reaches its end without a record extending it."""
+
+    is_event_time = False
+
+    @classmethod
+    def with_gap(cls, gap: int) -> ProcessingTimeSessionWindows:
+        """Raises :class:`PlanError` unless ``gap > 0``."""
+        return cls(gap)
+
+    @classmethod
+    def with_dynamic_gap(cls, gap_of: Callable[[Any], int]) -> ProcessingTimeSessionWindows:
+        """Each record's window lasts ``gap_of(record)`` ms (see
+        :meth:`EventTimeSessionWindows.with_dynamic_gap`)."""
+        return cls(gap_of=gap_of)
+
+    def default_trigger(self) -> Trigger:
+        return ProcessingTimeTrigger()

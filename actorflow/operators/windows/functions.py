@@ -6,6 +6,10 @@ accumulator. A :class:`ProcessWindowFunction` sees every element and the window'
 window keeps the list of elements (:class:`ProcessContents`); combined with an aggregate function it
 gets the one aggregated result instead.
 
+Merging windows (sessions) also merge contents when two windows become one (:meth:`WindowContents.merge`):
+a reduce reduces the two values, an aggregate calls :meth:`AggregateFunction.merge` on the two
+accumulators, a process window function's lists are concatenated (earlier window first).
+
 >>> class Total(ProcessWindowFunction):
 ...     def process(self, key, context, elements, out):
 ...         out.collect((key, context.window.start, sum(elements)))
@@ -39,8 +43,21 @@ IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 K = TypeVar("K")
 
-#: The contents of a window no record was added to yet.
-EMPTY: Final[Any] = object()
+
+class _Empty:
+    """The type of :data:`EMPTY`; it pickles and deep-copies to the same object (snapshots keep it)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+
+#: The contents of a window no record was added to yet (or whose contents were purged).
+EMPTY: Final[Any] = _Empty()
 
 
 class WindowContext:
@@ -82,6 +99,24 @@ class WindowContents(ABC):
     def emit(self, key: Any, context: WindowContext, contents: Any, out: Collector) -> None:
         """The window fires with ``contents``: emit its results to ``out``."""
 
+    @property
+    def can_merge(self) -> bool:
+        """Whether :meth:`merge` works (merging window assigners need it)."""
+        return True
+
+    def merge(self, first: Any, second: Any) -> Any:
+        """The contents of the union of two windows (``first`` is the earlier one's; either may be
+        :data:`EMPTY`)."""
+        if first is EMPTY:
+            return second
+        if second is EMPTY:
+            return first
+        return self._merge(first, second)
+
+    @abstractmethod
+    def _merge(self, first: Any, second: Any) -> Any:
+        """:meth:`merge` of two non-empty contents."""
+
 
 class ReduceContents(WindowContents):
     """Keeps ``reduce(reduce(a, b), c)``; emits it (or hands it to a window function)."""
@@ -102,6 +137,12 @@ class ReduceContents(WindowContents):
             out.collect(contents)
         else:
             self.window_function.process(key, context, [contents], out)
+
+    def _merge(self, first: Any, second: Any) -> Any:
+        return self.reduce(first, second)
+
+    def __repr__(self) -> str:
+        return f"reduce({getattr(self.reduce, '__qualname__', repr(self.reduce))})"
 
 
 class AggregateContents(WindowContents):
@@ -127,6 +168,17 @@ class AggregateContents(WindowContents):
         else:
             self.window_function.process(key, context, [result], out)
 
+    @property
+    def can_merge(self) -> bool:
+        """True if the aggregate function overrides :meth:`AggregateFunction.merge`."""
+        return type(self.function).merge is not AggregateFunction.merge
+
+    def _merge(self, first: Any, second: Any) -> Any:
+        return self.function.merge(first, second)
+
+    def __repr__(self) -> str:
+        return f"aggregate({type(self.function).__name__})"
+
 
 class ProcessContents(WindowContents):
     """Keeps every element; hands the list to a :class:`ProcessWindowFunction`."""
@@ -142,3 +194,10 @@ class ProcessContents(WindowContents):
 
     def emit(self, key: Any, context: WindowContext, contents: Any, out: Collector) -> None:
         self.function.process(key, context, list(contents), out)
+
+    def _merge(self, first: Any, second: Any) -> Any:
+        first.extend(second)
+        return first
+
+    def __repr__(self) -> str:
+        return f"process({type(self.function).__name__})"

@@ -13,6 +13,21 @@ Results are stamped with ``window.max_timestamp``. Contents and trigger state ar
 window in dicts of the operator; timers are in the operator's timer queues keyed by (key, window).
 A late record inside the allowed lateness fires its window again with the updated result (the
 default event-time trigger fires at once for a window the watermark has passed), as in Flink.
+A record dropped as late goes to the ``late_data`` side output too, when one is set.
+
+Merging assigners (sessions): a key's windows are its merging window set. A record's new window is
+merged with the windows the assigner says it merges with *before* the lateness check (so a record
+whose own window is late still joins a live session it touches, as in Flink); for each merge the
+trigger's ``on_merge`` runs for the merged window, then the old windows' trigger state, trigger
+timers and cleanup timers are cleared, and their contents are merged into the new window's (in time
+order). A purged window stays in the set with empty contents until its cleanup.
+
+Tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2) run
+a loop of their own with the same rules: the window is computed inline, an aggregate function is
+called directly, and each window has one timer (plus a cleanup timer with allowed lateness).
+
+Deviation from Flink: Flink keeps a merged window's state under one of the old windows ("state
+window") to avoid copying state in RocksDB; on the heap, contents are merged directly.
 """
 
 from __future__ import annotations
@@ -21,34 +36,63 @@ import copy
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from actorflow.errors import StateError
+from actorflow.errors import PlanError, StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
-from actorflow.operators.windows.assigners import GLOBAL_WINDOW, TimeWindow, WindowAssigner
-from actorflow.operators.windows.functions import EMPTY, WindowContents, WindowContext
+from actorflow.operators.side_outputs import OutputTag
+from actorflow.operators.windows.assigners import (
+    GLOBAL_WINDOW,
+    MergingWindowAssigner,
+    TimeWindow,
+    TumblingEventTimeWindows,
+    WindowAssigner,
+)
+from actorflow.operators.windows.functions import (
+    EMPTY,
+    AggregateContents,
+    WindowContents,
+    WindowContext,
+)
 from actorflow.operators.windows.triggers import (
     EventTimeTrigger,
+    OnMergeContext,
     Trigger,
-    TriggerContext,
     TriggerResult,
 )
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
 from actorflow.state.keygroups import key_group
 from actorflow.time.timers import TimerQueue
 
-__all__ = ["WindowOperator"]
+__all__ = ["WindowOperator", "check_window_setup"]
 
 CONTINUE = TriggerResult.CONTINUE
 
 
-class _Scope(TriggerContext):
+class _Scope(OnMergeContext):
     """The trigger's view of the current key and window (one object, re-pointed per call)."""
 
-    __slots__ = ("key", "operator", "window")
+    __slots__ = ("key", "merged", "operator", "window")
 
     def __init__(self, operator: WindowOperator) -> None:
         self.operator = operator
         self.key: Hashable = None
         self.window: TimeWindow = GLOBAL_WINDOW
+        self.merged: list[TimeWindow] = []
+
+    @property
+    def merged_windows(self) -> list[TimeWindow]:
+        return self.merged
+
+    def merge_state(self, name: str, combine: Callable[[Any, Any], Any]) -> None:
+        trigger_state = self.operator.trigger_state
+        combined: Any = None
+        found = False
+        for window in self.merged:
+            state = trigger_state.get((self.key, window))
+            if state is not None and name in state:
+                combined = combine(combined, state[name]) if found else state[name]
+                found = True
+        if found:
+            self.set_state(name, combined)
 
     @property
     def current_watermark(self) -> int:
@@ -85,31 +129,50 @@ class _Scope(TriggerContext):
                 del self.operator.trigger_state[scope]
 
 
-class _Out(Collector):
-    """Appends results with the firing window's ``max_timestamp`` as their timestamp."""
+def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
+    """Raise :class:`PlanError` if a merging assigner (sessions) meets a trigger or a window function
+    that cannot merge two windows."""
+    if not isinstance(assigner, MergingWindowAssigner):
+        return
+    if not trigger.can_merge():
+        raise PlanError(
+            f"{assigner!r} merges windows, but the trigger {trigger!r} cannot merge them: "
+            "implement Trigger.can_merge() and Trigger.on_merge()"
+        )
+    if not contents.can_merge:
+        raise PlanError(
+            f"{assigner!r} merges windows, but the window function cannot merge two windows' "
+            f"contents: {contents!r} (an AggregateFunction needs a merge() method)"
+        )
 
-    __slots__ = ("stamp", "timestamps", "values")
+
+class _Out(Collector):
+    """The results of one batch. ``collect`` is the values list's own append (no Python call per
+    result); after each firing, :meth:`stamp` gives the new results the window's ``max_timestamp``."""
+
+    __slots__ = ("timestamps", "values")
 
     def __init__(self) -> None:
-        super().__init__(self._append)
-        self.values: list[Any] = []
-        self.timestamps: list[Any] = []
-        self.stamp = 0
-
-    def _append(self, value: Any) -> None:
-        self.values.append(value)
-        self.timestamps.append(self.stamp)
+        super().__init__()
+        self.bind()
 
     def bind(self) -> None:
-        self.values = []
-        self.timestamps = []
+        self.values: list[Any] = []
+        self.timestamps: list[Any] = []
+        self.collect = self.values.append
+
+    def stamp(self, timestamp: int) -> None:
+        missing = len(self.values) - len(self.timestamps)
+        if missing:
+            self.timestamps.extend([timestamp] * missing)
 
 
 class WindowOperator(Operator):
     """Keyed windows: ``assigner`` + ``trigger`` + ``contents`` (the window function).
 
     ``late_records`` counts records dropped because all their windows were past the allowed
-    lateness. ``state_size()`` counts the (key, window) entries held, for tests and metrics.
+    lateness; they also go to the side output ``late_data`` when it is set. ``state_size()`` counts
+    the (key, window) entries held, for tests and metrics.
     """
 
     has_processing_timers = True
@@ -122,13 +185,24 @@ class WindowOperator(Operator):
         contents: WindowContents,
         trigger: Trigger | None = None,
         allowed_lateness: int = 0,
+        late_data: OutputTag[Any] | None = None,
     ) -> None:
         super().__init__(name)
+        #: Where records past every window's lateness go (besides being counted), if anywhere.
+        self.late_data = late_data
         self.key_of = key_of
         self.assigner = assigner
         self.contents = contents
         self.trigger = trigger if trigger is not None else assigner.default_trigger()
         self.allowed_lateness = allowed_lateness if assigner.is_event_time else 0
+        check_window_setup(assigner, self.trigger, contents)
+        self._merging = isinstance(assigner, MergingWindowAssigner)
+        # The common case (Q2 of the benchmark) gets a loop of its own: epoch-aligned tumbling
+        # event-time windows with the default trigger need no assigner call, no trigger call and
+        # one timer per window (see _process_tumbling).
+        self._tumbling = (
+            type(assigner) is TumblingEventTimeWindows and type(self.trigger) is EventTimeTrigger
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -187,6 +261,16 @@ class WindowOperator(Operator):
                     part(key)[name].append((time, timer_scope))
         return copy.deepcopy(groups)
 
+    def snapshot_state(self) -> dict[int, dict[str, Any]] | None:
+        """The checkpoint's state: :meth:`snapshot` (contents, trigger state and timers by key group
+        of their key), or None when the operator holds none."""
+        return self.snapshot() or None
+
+    def restore_state(self, states: list[Any]) -> None:
+        """Load the key groups this instance owns from every instance's :meth:`snapshot_state`."""
+        for groups in states:
+            self.restore(groups, self.context.key_groups)
+
     def restore(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
         """Load the key groups in ``owned`` from a :meth:`snapshot` (others belong to other instances)."""
         for group, parts in groups.items():
@@ -201,6 +285,8 @@ class WindowOperator(Operator):
                 self.processing_timers.add(time, scope)
 
     def process(self, batch: Batch) -> Batch:
+        if self._tumbling:
+            return self._process_tumbling(batch)
         out = self._out
         out.bind()
         out_marks: list[tuple[int, int]] = []
@@ -222,9 +308,12 @@ class WindowOperator(Operator):
         scope = self._scope
         lateness = self.allowed_lateness
         cleanup_timers = self.event_timers if event_time else self.processing_timers
+        merging = self._merging
+        merge = self._merge
         # The default event-time trigger registers a timer at max_timestamp for every record it
-        # accepts: without lateness, that is the cleanup timer already.
-        fast_event_trigger = event_time and type(self.trigger) is EventTimeTrigger
+        # accepts: without lateness, that is the cleanup timer already. (Merged windows get their
+        # timer from on_merge, so merging assigners call the trigger.)
+        fast_event_trigger = event_time and type(self.trigger) is EventTimeTrigger and not merging
         set_cleanup = not (fast_event_trigger and lateness == 0)
         emit = self._emit
         mark_index = 0
@@ -247,6 +336,8 @@ class WindowOperator(Operator):
             watermark = self.watermark
             accepted = False
             for window in windows:
+                if merging:
+                    window = merge(key, per_key, window)
                 cleanup = window.end - 1 + lateness
                 if event_time and cleanup <= watermark:
                     continue  # this window can no longer fire
@@ -266,7 +357,10 @@ class WindowOperator(Operator):
                         if result.fire:
                             emit(key, window, contents)
                         if result.purge:
-                            del per_key[window]
+                            if merging:
+                                per_key[window] = EMPTY  # the window stays in the merging set
+                            else:
+                                del per_key[window]
                 if (
                     set_cleanup
                     and cleanup < MAX_WATERMARK
@@ -277,23 +371,212 @@ class WindowOperator(Operator):
                 del state[key]
             if not accepted and event_time and timestamp + lateness <= watermark:  # type: ignore[operator]
                 self.late_records += 1
+                if self.late_data is not None:
+                    self.emit_side(self.late_data, value, timestamp)
         for _, watermark in marks[mark_index:]:
             self._advance(watermark, out_marks)
         return Batch(out.values, out.timestamps, out_marks or None)
+
+    def _process_tumbling(self, batch: Batch) -> Batch:
+        """:meth:`process` for tumbling event-time windows and the default trigger.
+
+        The same rules, unrolled: the window is computed inline (the last one is reused, as
+        out-of-order records mostly fall in the window of the record before them), an aggregate
+        function is called directly, and a window's timer (its trigger timer, and its cleanup timer
+        unless there is lateness) is registered when it gets its first record.
+        """
+        out = self._out
+        out.bind()
+        out_marks: list[tuple[int, int]] = []
+        values = batch.values
+        timestamps = batch.timestamps
+        marks = batch.marks or ()
+        if values and timestamps is None:
+            raise StateError(
+                f"{self.name}: event-time windows need timestamps: "
+                "use assign_timestamps_and_watermarks() or a source with watermarks"
+            )
+        assigner: TumblingEventTimeWindows = self.assigner  # type: ignore[assignment]
+        size = assigner.size
+        offset = assigner.offset
+        lateness = self.allowed_lateness
+        key_of = self.key_of
+        state = self.windows
+        add_timer = self.event_timers.add
+        contents = self.contents
+        aggregate = contents.function if type(contents) is AggregateContents else None
+        aggregate_add = aggregate.add if aggregate is not None else None
+        create = aggregate.create_accumulator if aggregate is not None else None
+        add = contents.add
+        emit = self._emit
+        timers = self.event_timers
+        fire = self._fire_tumbling
+        out_values = out.values
+        late_data = self.late_data
+        window = GLOBAL_WINDOW
+        start: int | None = None  # of ``window``, the window of the last record
+        empty = EMPTY
+        watermark = self.watermark
+        dropped_to = watermark - lateness  # a window whose max timestamp is <= this is gone
+        mark_index = 0
+        mark_count = len(marks)
+        next_position = marks[0][0] if marks else -1
+        for position, value in enumerate(values):
+            while position == next_position:
+                # _advance inlined: the benchmark's watermark moves every few records.
+                self.watermark = watermark = marks[mark_index][1]
+                dropped_to = watermark - lateness
+                next_time = timers.next_time
+                if next_time is not None and next_time <= watermark:
+                    fire(watermark)
+                out_position = len(out_values)
+                if out_marks and out_marks[-1][0] == out_position:
+                    out_marks[-1] = (out_position, watermark)
+                else:
+                    out_marks.append((out_position, watermark))
+                mark_index += 1
+                next_position = marks[mark_index][0] if mark_index < mark_count else -1
+            timestamp: int = timestamps[position]  # type: ignore[index]
+            last = timestamp - (timestamp - offset) % size + size - 1  # the window's max timestamp
+            if last <= dropped_to:
+                # Past the lateness: dropped (tumbling windows hold their records' timestamps, so
+                # the record itself is past it too).
+                self.late_records += 1
+                if late_data is not None:
+                    self.emit_side(late_data, value, timestamp)
+                continue
+            if last - size + 1 != start:
+                start = last - size + 1
+                window = TimeWindow(start, last + 1)
+            key = key_of(value)
+            per_key = state.get(key)
+            if per_key is None:
+                per_key = state[key] = {}
+            previous = per_key.get(window, empty)
+            if aggregate_add is None:
+                current = per_key[window] = add(previous, value)
+            elif previous is empty:
+                current = per_key[window] = aggregate_add(value, create())  # type: ignore[misc]
+            else:
+                current = per_key[window] = aggregate_add(value, previous)
+            if last <= watermark:
+                emit(key, window, current)  # a late record inside the lateness fires it again
+                if previous is empty:
+                    add_timer(last + lateness, (key, window))  # its cleanup
+            elif previous is empty:
+                add_timer(last, (key, window))
+                if lateness:
+                    add_timer(last + lateness, (key, window))
+        for _, mark in marks[mark_index:]:
+            self._advance(mark, out_marks)
+        return Batch(out.values, out.timestamps, out_marks or None)
+
+    def _fire_tumbling(self, limit: int) -> None:
+        """Event-time timers of :meth:`_process_tumbling`: fire at the window's max timestamp,
+        clean up at ``max timestamp + lateness`` (the same timer without lateness)."""
+        state = self.windows
+        lateness = self.allowed_lateness
+        out = self._out
+        values = out.values
+        timestamps = out.timestamps
+        context = self._window_context
+        context.current_watermark = self.watermark
+        emit_contents = self.contents.emit
+        # An aggregate's result goes straight to the window function or the output.
+        get_result = None
+        window_function = None
+        if type(self.contents) is AggregateContents:
+            get_result = self.contents.function.get_result
+            window_function = self.contents.window_function
+        key: Hashable
+        window: TimeWindow
+        for time, scoped in self.event_timers.pop_due(limit):
+            key, window = scoped  # type: ignore[misc]
+            per_key = state.get(key)
+            if per_key is None:
+                continue
+            last = window.end - 1
+            if time == last:
+                contents = per_key.get(window, EMPTY)
+                if contents is not EMPTY:
+                    context.window = window
+                    if get_result is None:
+                        emit_contents(key, context, contents, out)
+                    elif window_function is None:
+                        values.append(get_result(contents))
+                    else:
+                        window_function.process(key, context, [get_result(contents)], out)
+                    missing = len(values) - len(timestamps)
+                    if missing:
+                        timestamps.extend([last] * missing)
+            if time == last + lateness:
+                per_key.pop(window, None)
+                if not per_key:
+                    del state[key]
+
+    def _merge(self, key: Hashable, per_key: dict[TimeWindow, Any], new: TimeWindow) -> TimeWindow:
+        """Add ``new`` to the key's windows and merge what the assigner merges (Flink's merging
+        window set); return the window the record goes to. ``new`` itself is not stored here: the
+        caller adds it with the record unless it is late."""
+        merges = self.assigner.merge_windows([*per_key, new])  # type: ignore[attr-defined]
+        actual = new
+        for merged, members in merges:
+            members = list(members)
+            if new in members:
+                members.remove(new)  # it has no contents or trigger state yet
+                actual = merged
+            if members != [merged]:  # else the new window lies inside an existing one
+                self._merge_windows(key, per_key, merged, members)
+        return actual
+
+    def _merge_windows(
+        self, key: Hashable, per_key: dict[TimeWindow, Any], merged: TimeWindow, members: list[TimeWindow]
+    ) -> None:
+        """``members`` of the key become ``merged``: trigger state, contents, timers."""
+        event_time = self.assigner.is_event_time
+        lateness = self.allowed_lateness
+        if event_time and merged.end - 1 + lateness <= self.watermark:
+            raise StateError(
+                f"{self.name}: merging {members} gave {merged}, which ends before the watermark "
+                f"{self.watermark}: merging must not make an event-time window end earlier"
+            )
+        scope = self._scope
+        trigger = self.trigger
+        trigger_state = self.trigger_state
+        cleanup_timers = self.event_timers if event_time else self.processing_timers
+        merge = self.contents.merge
+        scope.key = key
+        scope.window = merged
+        scope.merged = members
+        trigger.on_merge(merged, scope)  # reads the members' state: before they are cleared
+        combined = per_key.get(merged, EMPTY)
+        for window in members:
+            scope.window = window
+            trigger.clear(window, scope)
+            trigger_state.pop((key, window), None)
+            cleanup_timers.remove(window.end - 1 + lateness, (key, window))
+            combined = merge(combined, per_key.pop(window, EMPTY))
+        per_key[merged] = combined
+        scope.window = merged
+        scope.merged = []
 
     def _emit(self, key: Hashable, window: TimeWindow, contents: Any) -> None:
         context = self._window_context
         context.window = window
         context.current_watermark = self.watermark
-        self._out.stamp = window.end - 1
-        self.contents.emit(key, context, contents, self._out)
+        out = self._out
+        self.contents.emit(key, context, contents, out)
+        out.stamp(window.end - 1)
 
     def _advance(self, watermark: int, out_marks: list[tuple[int, int]]) -> None:
         """The watermark moved: fire the event-time timers it passed, then pass it on."""
         self.watermark = watermark
         next_time = self.event_timers.next_time
         if next_time is not None and next_time <= watermark:
-            self._fire(self.event_timers, watermark, event=True)
+            if self._tumbling:
+                self._fire_tumbling(watermark)
+            else:
+                self._fire(self.event_timers, watermark, event=True)
         position = len(self._out.values)
         if out_marks and out_marks[-1][0] == position:
             out_marks[-1] = (position, watermark)  # no record since the last mark: replace it
@@ -307,6 +590,7 @@ class WindowOperator(Operator):
         cleans = event is self.assigner.is_event_time
         lateness = self.allowed_lateness
         state = self.windows
+        merging = self._merging
         key: Hashable
         window: TimeWindow
         for time, scoped in queue.pop_due(limit):
@@ -314,15 +598,20 @@ class WindowOperator(Operator):
             scope.key = key
             scope.window = window
             per_key = state.get(key)
+            if merging and (per_key is None or window not in per_key):
+                continue  # a window that merged into another: a trigger left its timer behind
             contents = EMPTY if per_key is None else per_key.get(window, EMPTY)
             result = on_timer(time, window, scope)
             if per_key is not None and contents is not EMPTY and result is not CONTINUE:
                 if result.fire:
                     self._emit(key, window, contents)
                 if result.purge:
-                    del per_key[window]
-                    if not per_key:
-                        del state[key]
+                    if merging:
+                        per_key[window] = EMPTY  # the window stays in the merging set
+                    else:
+                        del per_key[window]
+                        if not per_key:
+                            del state[key]
             if cleans and time == window.end - 1 + lateness:
                 self._clear(key, window)
 

@@ -5,6 +5,12 @@ trigger registered; the :class:`TriggerResult` says whether to emit the window's
 drop its contents (PURGE), both, or neither. Timers and per-window trigger state are scoped to the
 current key and window through the :class:`TriggerContext`.
 
+With a merging assigner (sessions) two windows of a key can become one. The operator then calls
+:meth:`Trigger.on_merge` for the new window, whose context can merge the old windows' trigger state
+(:meth:`OnMergeContext.merge_state`), and :meth:`Trigger.clear` for each old window. A trigger that
+cannot merge (``can_merge()`` is False, the default for user-written triggers) is refused with such an
+assigner when the flow is built.
+
 >>> trigger = PurgingTrigger.of(CountTrigger.of(2))
 >>> trigger
 PurgingTrigger.of(CountTrigger.of(2))
@@ -12,7 +18,9 @@ PurgingTrigger.of(CountTrigger.of(2))
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +34,7 @@ __all__ = [
     "CountTrigger",
     "EventTimeTrigger",
     "NeverTrigger",
+    "OnMergeContext",
     "ProcessingTimeTrigger",
     "PurgingTrigger",
     "Trigger",
@@ -88,6 +97,21 @@ class TriggerContext(ABC):
     def clear_state(self, name: str) -> None: ...
 
 
+class OnMergeContext(TriggerContext):
+    """The context of :meth:`Trigger.on_merge`: scoped to the new window, which replaces
+    ``merged_windows`` (their trigger state and timers are cleared right after ``on_merge``)."""
+
+    @property
+    @abstractmethod
+    def merged_windows(self) -> list[TimeWindow]:
+        """The windows of the current key that merged into the new one, in time order."""
+
+    @abstractmethod
+    def merge_state(self, name: str, combine: Callable[[Any, Any], Any]) -> None:
+        """Set the new window's value ``name`` to the merged windows' values of ``name`` combined
+        with ``combine`` (in time order); windows without a value are skipped, none leaves it unset."""
+
+
 class Trigger(ABC):
     """Decides when a window fires. Subclass it for custom triggers; keep per-window data in ``ctx``.
 
@@ -112,6 +136,17 @@ class Trigger(ABC):
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:  # noqa: B027 - optional hook
         """The window is gone: delete the timers this trigger set (its state is cleared for it)."""
 
+    def can_merge(self) -> bool:
+        """Whether the trigger implements :meth:`on_merge`, so merging assigners can use it."""
+        return False
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        """Windows merged into ``window``: merge their state into it and set its timers.
+
+        Called only when :meth:`can_merge` is True.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot merge windows")
+
 
 class EventTimeTrigger(Trigger):
     """Fires once the watermark passes ``window.max_timestamp``, and again for each late record
@@ -131,6 +166,15 @@ class EventTimeTrigger(Trigger):
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
         ctx.delete_event_time_timer(window.max_timestamp)
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        # The merged window's end was not reached yet: it fires when it is. If it was (a late record
+        # within the allowed lateness), on_element fires it at once instead.
+        if window.end - 1 > ctx.current_watermark:
+            ctx.register_event_time_timer(window.end - 1)
 
     def __repr__(self) -> str:
         return "EventTimeTrigger()"
@@ -152,6 +196,13 @@ class ProcessingTimeTrigger(Trigger):
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
         ctx.delete_processing_time_timer(window.max_timestamp)
 
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        if window.end - 1 > ctx.current_processing_time():
+            ctx.register_processing_time_timer(window.end - 1)
+
     def __repr__(self) -> str:
         return "ProcessingTimeTrigger()"
 
@@ -163,6 +214,12 @@ class NeverTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
     ) -> TriggerResult:
         return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        return True  # no state, no timers: nothing to merge
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        pass
 
     def __repr__(self) -> str:
         return "NeverTrigger()"
@@ -193,6 +250,14 @@ class CountTrigger(Trigger):
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
         ctx.clear_state("count")
+
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        # The records counted towards the next firing in each window all count in the merged one.
+        # A sum that reaches the count fires at the next record, as in Flink.
+        ctx.merge_state("count", operator.add)
 
     def __repr__(self) -> str:
         return f"CountTrigger.of({self.count})"
@@ -242,6 +307,18 @@ class ContinuousEventTimeTrigger(Trigger):
         ctx.delete_event_time_timer(window.end - 1)
         ctx.clear_state("next")
 
+    def can_merge(self) -> bool:
+        return True
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        # The earliest pending early firing of the merged windows is the merged window's next one.
+        ctx.merge_state("next", min)
+        following = ctx.get_state("next")
+        if following is not None:
+            ctx.register_event_time_timer(following)
+        if window.end - 1 > ctx.current_watermark:
+            ctx.register_event_time_timer(window.end - 1)
+
     def __repr__(self) -> str:
         return f"ContinuousEventTimeTrigger.of({self.interval})"
 
@@ -273,6 +350,12 @@ class PurgingTrigger(Trigger):
 
     def clear(self, window: TimeWindow, ctx: TriggerContext) -> None:
         self.trigger.clear(window, ctx)
+
+    def can_merge(self) -> bool:
+        return self.trigger.can_merge()
+
+    def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
+        self.trigger.on_merge(window, ctx)
 
     def __repr__(self) -> str:
         return f"PurgingTrigger.of({self.trigger!r})"
