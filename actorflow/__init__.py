@@ -27,6 +27,7 @@ from actorflow.errors import (
     StateError,
     WouldBlock,
 )
+from actorflow.operators.async_io import FailedRequest
 from actorflow.operators.base import Collector
 from actorflow.operators.broadcast import (
     BroadcastContext,
@@ -115,6 +116,7 @@ __all__ = [
     "DeadLetter",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
+    "FailedRequest",
     "Flow",
     "GlobalWindows",
     "IterableSource",

@@ -10,11 +10,12 @@ import copy
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
+from actorflow.operators.async_io import AsyncMapOperator, AsyncMapSpec, FailedRequest
 from actorflow.operators.base import Operator
 from actorflow.operators.process import (
     KeyedProcessFunction,
@@ -140,6 +141,111 @@ class DataStream(Generic[T]):
         """Replace every record by the records of the iterable ``fn`` returns for it."""
         _plain(fn, "flat_map")
         node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn), parallelism)
+        return self._follow(node)
+
+    @overload
+    def map_async(
+        self,
+        fn: Callable[[T], Awaitable[U]],
+        *,
+        capacity: int = ...,
+        timeout_ms: int | None = ...,
+        retries: int = ...,
+        retry_delay_ms: int = ...,
+        retry_on: tuple[type[Exception], ...] = ...,
+        ordered: bool = ...,
+        flat: Literal[False] = ...,
+        on_timeout: Callable[[T], U] | None = ...,
+        dead_letters: Callable[[FailedRequest], None] | None = ...,
+        name: str | None = ...,
+        parallelism: int | None = ...,
+    ) -> DataStream[U]: ...
+
+    @overload
+    def map_async(
+        self,
+        fn: Callable[[T], Awaitable[Iterable[U]]],
+        *,
+        capacity: int = ...,
+        timeout_ms: int | None = ...,
+        retries: int = ...,
+        retry_delay_ms: int = ...,
+        retry_on: tuple[type[Exception], ...] = ...,
+        ordered: bool = ...,
+        flat: Literal[True],
+        on_timeout: Callable[[T], Iterable[U]] | None = ...,
+        dead_letters: Callable[[FailedRequest], None] | None = ...,
+        name: str | None = ...,
+        parallelism: int | None = ...,
+    ) -> DataStream[U]: ...
+
+    def map_async(
+        self,
+        fn: Callable[[T], Awaitable[Any]],
+        *,
+        capacity: int = 100,
+        timeout_ms: int | None = None,
+        retries: int = 0,
+        retry_delay_ms: int = 100,
+        retry_on: tuple[type[Exception], ...] = (Exception,),
+        ordered: bool = True,
+        flat: bool = False,
+        on_timeout: Callable[[T], Any] | None = None,
+        dead_letters: Callable[[FailedRequest], None] | None = None,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> DataStream[Any]:
+        """Await ``fn(record)`` for every record, up to ``capacity`` at once (Flink's async I/O).
+
+        ``fn`` is a coroutine function (an HTTP or database lookup); its result replaces the record
+        and keeps its timestamp. With ``flat=True`` it returns an iterable of results instead (none
+        drops the record; several share its timestamp). ``None`` is a result like any other.
+
+        - ``capacity``: the most records in the operator at once, from the start of their request
+          until their result leaves. When full, the operator waits and backpressure reaches upstream.
+        - ``ordered``: results leave in input order (the default), or else as they complete, but
+          never across a watermark: every result is seen downstream at the watermark its record saw.
+        - ``timeout_ms``: the time a request may take from its first call to its result, retries and
+          their delays included (Flink's). When it passes, the call is cancelled and the job fails
+          with a :class:`TimeoutError` naming the record, unless ``on_timeout(record)`` gives a
+          fallback result (Flink's ``AsyncFunction.timeout``). None: no limit.
+        - ``retries``: how many times a call that raised one of ``retry_on`` is made again, after
+          ``retry_delay_ms`` of processing time (the flow's clock). For a limit per attempt, bound
+          the call inside ``fn`` (``asyncio.timeout``): the :class:`TimeoutError` is then retried.
+        - A request that still fails fails the job with the error ``fn`` raised (noted with the
+          record and the attempts), unless ``dead_letters`` is given: then it receives a
+          :class:`~actorflow.operators.async_io.FailedRequest` (timeouts without ``on_timeout``
+          included) and the record is dropped.
+
+        ``fn`` is shared by every instance, as ``map``'s function is; ``on_timeout`` and
+        ``dead_letters`` are plain functions. Raises :class:`PlanError` for a plain ``fn`` (use
+        :meth:`map`) and for settings out of range. At the end of the input every request still
+        in flight is awaited; when the job fails or is cancelled, they are cancelled.
+
+        >>> import asyncio
+        >>> from actorflow import Flow
+        >>> async def lookup(n):
+        ...     await asyncio.sleep(0)  # a network round trip
+        ...     return {"id": n, "name": f"user-{n}"}
+        >>> flow = Flow()
+        >>> out = flow.from_iterable([3, 1, 2]).map_async(lookup, capacity=2, timeout_ms=5_000).collect()
+        >>> flow.execute()
+        >>> [user["name"] for user in out.values]
+        ['user-3', 'user-1', 'user-2']
+        """
+        spec = AsyncMapSpec(
+            fn,
+            capacity=capacity,
+            timeout_ms=timeout_ms,
+            retries=retries,
+            retry_delay_ms=retry_delay_ms,
+            retry_on=retry_on,
+            ordered=ordered,
+            flat=flat,
+            on_timeout=on_timeout,
+            dead_letters=dead_letters,
+        )
+        node = self._add("map_async", name, lambda: AsyncMapOperator(node.name, spec), parallelism)
         return self._follow(node)
 
     def process(
