@@ -17,6 +17,7 @@ from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
 from actorflow.operators.async_io import AsyncMapOperator, AsyncMapSpec, FailedRequest
 from actorflow.operators.base import Operator
+from actorflow.operators.file_sink import ExactlyOnceJsonLinesSink
 from actorflow.operators.process import (
     KeyedProcessFunction,
     KeyedProcessOperator,
@@ -404,9 +405,16 @@ class DataStream(Generic[T]):
         self.sink(sink, name=name)
         return sink
 
-    def sink_to_json_lines(self, path: str | Path, *, name: str | None = None) -> JsonLinesSink:
-        """Write every record as a line of JSON to ``path``."""
-        sink = JsonLinesSink(path)
+    def sink_to_json_lines(
+        self, path: str | Path, *, exactly_once: bool = False, name: str | None = None
+    ) -> Sink:
+        """Write every record as a line of JSON to ``path``.
+
+        With ``exactly_once``, records reach the file when a checkpoint completes (or the input
+        ends), each exactly once however often the job restarts
+        (:class:`~actorflow.operators.file_sink.ExactlyOnceJsonLinesSink`).
+        """
+        sink: Sink = ExactlyOnceJsonLinesSink(path) if exactly_once else JsonLinesSink(path)
         self.sink(sink, name=name)
         return sink
 

@@ -36,6 +36,9 @@ class OperatorContext:
     #: For a source: the watermark strategy it was given. A source that stamps event time itself
     #: (per-partition watermarks) reads it here and yields ready :class:`Batch` objects.
     watermarks: WatermarkStrategy | None = None
+    #: Whether the job takes checkpoints: a transactional sink commits on checkpoints then, and at
+    #: the end of its input otherwise.
+    checkpointing: bool = False
 
     @property
     def key_groups(self) -> range:
@@ -136,6 +139,11 @@ class Operator:
         key groups to a different number of instances.
         """
         return None
+
+    async def snapshot_state_async(self) -> Any:
+        """The async form of :meth:`snapshot_state`, awaited by the chain (a transactional sink
+        flushes here); defaults to :meth:`snapshot_state`. The actor reads nothing meanwhile."""
+        return self.snapshot_state()
 
     def restore_state(self, states: list[Any]) -> None:
         """Load a checkpoint's state, after :meth:`open`: ``states`` holds what *every* instance of

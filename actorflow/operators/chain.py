@@ -116,14 +116,14 @@ class Chain:
         """Barrier ``n`` is aligned: snapshot every operator (plus ``extra`` parts, the source's
         position), acknowledge, and pass the barrier on."""
         if self.hooks is not None:
-            self.hooks.acknowledge(barrier.checkpoint_id, self.name, self._snapshot(extra))
+            self.hooks.acknowledge(barrier.checkpoint_id, self.name, await self._snapshot(extra))
         await self._send_control(barrier)
 
-    def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:
+    async def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:
         parts = dict(extra or {})
         for operator, context in zip(self.operators, self.contexts, strict=True):
             try:
-                state = operator.snapshot_state()
+                state = await operator.snapshot_state_async()
                 if state is not None:
                     parts[part_name(context.name, context.index)] = dumps(state)
             except Exception as error:
@@ -160,7 +160,7 @@ class Chain:
         if self.side_outputs:
             await self._send_sides(None)
         if self.hooks is not None:
-            self.hooks.finished(self.name, self._snapshot(extra))
+            self.hooks.finished(self.name, await self._snapshot(extra))
         await self._send_control(EndOfStream())
 
     async def close(self) -> None:

@@ -234,6 +234,7 @@ def deploy(
                     clock,
                     batch_size,
                     node.watermarks,
+                    checkpoints is not None,
                 )
 
             head = chain.head
