@@ -15,7 +15,8 @@ from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordin
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
-from actorflow.errors import CheckpointError, PlanError
+from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
+from actorflow.operators.snapshots import states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
@@ -197,7 +198,7 @@ class Flow:
                 coordinator = self._new_coordinator()
                 restore = None
                 if coordinator is not None:
-                    restore = await asyncio.to_thread(coordinator.restore_point)
+                    restore = await self._choose_restore(coordinator)
                     if restore is None or (savepoint is not None and self.restarts == 0):
                         restore = savepoint or restore
                     self._check_compatible(restore)
@@ -236,6 +237,28 @@ class Flow:
             return None
         metadata = {"flow": self.name, "max_parallelism": self.max_parallelism}
         return CheckpointCoordinator(self._storage, self._checkpoint_config, self.clock, metadata)
+
+    async def _choose_restore(self, coordinator: CheckpointCoordinator) -> LoadedCheckpoint | None:
+        """The newest intact checkpoint every source accepts (see ``Source.accepts_restore``)."""
+        storage = coordinator.storage
+        await asyncio.to_thread(storage.clean)
+        sources = [node for node in self._graph.nodes if node.kind == "source"]
+        for info in reversed(await asyncio.to_thread(storage.completed)):
+            try:
+                loaded = await asyncio.to_thread(storage.load, info)
+            except CorruptCheckpointError as error:
+                log.warning("checkpoint %d is damaged, trying an older one: %s", info.checkpoint_id, error)
+                continue
+            accepted = True
+            for node in sources:
+                assert node.source is not None
+                if not await node.source.accepts_restore(states_of(node.name, loaded.parts)):
+                    log.info("checkpoint %d is not the one %s committed", info.checkpoint_id, node.name)
+                    accepted = False
+                    break
+            if accepted:
+                return loaded
+        return None
 
     def _check_compatible(self, restore: LoadedCheckpoint | None) -> None:
         if restore is None:

@@ -157,6 +157,11 @@ class Operator:
         if states:
             raise StateError(f"operator {self.name!r} ({type(self).__name__}) cannot restore state")
 
+    async def barrier_acknowledged(self, checkpoint_id: int) -> None:
+        """Called after the chain acknowledged ``checkpoint_id`` and before it passes the barrier
+        on. A sink that must commit before it writes anything newer (one Kafka transaction at a
+        time) waits here for :meth:`checkpoint_complete`; the actor reads nothing meanwhile."""
+
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` is complete: commit what was pre-committed for it (sinks)."""
 

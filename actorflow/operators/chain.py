@@ -117,6 +117,12 @@ class Chain:
         position), acknowledge, and pass the barrier on."""
         if self.hooks is not None:
             self.hooks.acknowledge(barrier.checkpoint_id, self.name, await self._snapshot(extra))
+            for operator, context in zip(self.operators, self.contexts, strict=True):
+                try:
+                    await operator.barrier_acknowledged(barrier.checkpoint_id)
+                except Exception as error:
+                    _locate(error, context.label)
+                    raise
         await self._send_control(barrier)
 
     async def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:

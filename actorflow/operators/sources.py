@@ -69,6 +69,13 @@ class Source(ABC):
     async def checkpoint_complete(self, context: OperatorContext, checkpoint_id: int) -> None:  # noqa: B027
         """Checkpoint ``checkpoint_id`` is complete (a source may commit its positions now)."""
 
+    async def accepts_restore(self, states: list[Any]) -> bool:
+        """Whether the job may resume from a checkpoint in which this source's instances had
+        ``states``. The flow asks before a restore, newest checkpoint first, and takes the first
+        every source accepts: a Kafka source whose offsets commit inside the output's
+        transactions accepts only the checkpoint whose offsets Kafka committed."""
+        return True
+
 
 @dataclass(frozen=True)
 class DeadLetter:
