@@ -951,3 +951,32 @@ def test_any_completion_order_in_a_flow_keeps_every_record_at_its_watermark(
     assert sorted(actual) == sorted(expected)  # same instance, timestamp and watermark per record
     if ordered:
         assert per_instance(actual) == per_instance(expected)
+
+
+async def test_a_busy_chain_emits_ready_results_even_when_its_batches_stop_before_the_operator() -> None:
+    # filter -> map_async -> sink in one chain: batches the filter drops never reach the async
+    # operator, but results it has ready must still leave with them, not wait for a quiet moment.
+    from actorflow.operators.chain import Chain
+    from actorflow.operators.sinks import CollectSink
+    from actorflow.operators.stateless import FilterOperator
+
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def lookup(record: str) -> str:
+        return await answer
+
+    sink = CollectSink()
+    operators = [
+        FilterOperator("filter", lambda record: record != "noise"),
+        AsyncMapOperator("lookup", AsyncMapSpec(lookup)),
+        sink,
+    ]
+    contexts = [OperatorContext(op.name, clock=ManualClock(0)) for op in operators]
+    chain = Chain(operators, contexts, [], ManualClock(0))
+    await chain.open()
+    await chain.on_batch(Batch(["a"]))
+    answer.set_result("A")
+    await asyncio.sleep(0)  # the request's task sees its answer
+    await chain.on_batch(Batch(["noise"]))
+    assert sink.values == ["A"]
+    await chain.close()
