@@ -954,8 +954,8 @@ def test_any_completion_order_in_a_flow_keeps_every_record_at_its_watermark(
 
 
 async def test_a_busy_chain_emits_ready_results_even_when_its_batches_stop_before_the_operator() -> None:
-    # filter -> map_async -> sink in one chain: batches the filter drops never reach the async
-    # operator, but results it has ready must still leave with them, not wait for a quiet moment.
+    # filter -> map_async -> sink in one chain: the filter empties the batch, but the empty batch
+    # still reaches the async operator, so its ready results leave now, not at a quiet moment.
     from actorflow.operators.chain import Chain
     from actorflow.operators.sinks import CollectSink
     from actorflow.operators.stateless import FilterOperator

@@ -96,8 +96,6 @@ class Chain:
         await self._push(batch, 0)
         if self._timer_operators:
             await self._fire_processing_timers()
-        if self._wakeup_operators:
-            await self._drain_wakeups()
 
     async def on_input(self, batch: Batch, input: int) -> None:
         head = self.operators[0]
@@ -110,8 +108,6 @@ class Chain:
             await self._push(out, 1)
         if self._timer_operators:
             await self._fire_processing_timers()
-        if self._wakeup_operators:
-            await self._drain_wakeups()
 
     async def on_status(self, idle: bool) -> None:
         await self._send_control(StreamStatus(idle))
@@ -215,8 +211,6 @@ class Chain:
         await self._drain_wakeups()
 
     async def _drain_wakeups(self) -> None:
-        # Results an async operator has ready leave now, also when this batch never reached it
-        # (a filter before it dropped everything): a busy actor would otherwise hold them back.
         for index in self._wakeup_operators:
             try:
                 ready = self.operators[index].on_wakeup()
