@@ -10,7 +10,7 @@ from actorflow.operators.base import OperatorContext
 from actorflow.operators.sinks import CollectSink
 from actorflow.operators.sources import IterableSource
 
-__all__ = ["Faults", "FaultySink", "GatedSource"]
+__all__ = ["Faults", "FaultySink", "GatedSource", "StoppingSource"]
 
 
 class GatedSource(IterableSource):
@@ -67,3 +67,21 @@ class FaultySink(CollectSink):
 
     def restore_state(self, states: list[Any]) -> None:
         self.faults.check("restore")
+
+
+class StoppingSource(IterableSource):
+    """A list that stops its flow gracefully (a savepoint, then the actors stop) once it has
+    yielded ``stop_at`` records."""
+
+    def __init__(self, items: list[Any], flow: Flow, stop_at: int | None) -> None:
+        super().__init__(items)
+        self.flow = flow
+        self.stop_at = stop_at
+        self.stopped = False
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        async for batch in super().read(context):
+            yield batch
+            if self.stop_at is not None and not self.stopped and self._emitted >= self.stop_at:
+                self.stopped = True
+                await self.flow.stop()
