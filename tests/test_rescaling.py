@@ -72,3 +72,20 @@ def test_a_savepoint_resumes_at_another_parallelism_with_the_same_results(tmp_pa
     savepoints = sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("sp-"))
     assert len(savepoints) == 2, savepoints
     assert lines(target) == lines(reference_target)
+
+
+def test_a_flow_resumes_from_a_savepoint_path_into_a_new_checkpoint_directory(tmp_path: Path) -> None:
+    import asyncio
+
+    reference_target = tmp_path / "reference.jsonl"
+    flow, _ = build(2, tmp_path / "reference-checkpoints", reference_target, None)
+    flow.execute()
+
+    target = tmp_path / "out.jsonl"
+    first, _ = build(2, tmp_path / "first", target, N // 2)
+    first.execute()
+    (savepoint,) = [p for p in (tmp_path / "first").iterdir() if p.name.startswith("sp-")]
+    second, source = build(3, tmp_path / "second", target, None)
+    asyncio.run(second.run(from_savepoint=savepoint))
+    assert source._skip >= N // 2
+    assert lines(target) == lines(reference_target)
