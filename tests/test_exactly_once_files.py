@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actorflow import Collector, Context, Flow, KeyedProcessFunction, RuntimeContext, ValueStateDescriptor
 from actorflow.checkpoint.restart import FixedDelayRestart
@@ -149,4 +151,55 @@ def test_checkpoints_in_a_directory_survive_a_new_flow_object(tmp_path: Path) ->
     again.enable_checkpointing(checkpoints)
     again.execute()
     assert read(target) == expected_lines()
+    assert leftovers(target) == []
+
+
+class FaultyFileSink(ExactlyOnceJsonLinesSink):
+    """The exactly-once file whose snapshot and restore fail when the plan says so."""
+
+    def __init__(self, path: Path, faults: Faults) -> None:
+        super().__init__(path)
+        self.faults = faults
+
+    def snapshot_state(self) -> dict[str, Any]:
+        self.faults.check("snapshot")
+        return super().snapshot_state()
+
+    def restore_state(self, states: list[Any]) -> None:
+        self.faults.check("restore")
+        super().restore_state(states)
+
+
+@st.composite
+def fault_plans(draw: st.DrawFn) -> list[str]:
+    """Up to three faults; a restore can only fail after something else failed first."""
+    plan: list[str] = []
+    for _ in range(draw(st.integers(0, 3))):
+        choices = ["process", "snapshot"] + (["restore"] if plan else [])
+        plan.append(draw(st.sampled_from(choices)))
+    return plan
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=fault_plans(), parallelism=st.sampled_from([1, 3]))
+def test_random_faults_in_processing_snapshots_and_restores_leave_the_output_exact(
+    tmp_path_factory: pytest.TempPathFactory, plan: list[str], parallelism: int
+) -> None:
+    target = tmp_path_factory.mktemp("random-faults") / "out.jsonl"
+    flow = Flow(parallelism=parallelism, batch_size=50)
+    flow.enable_checkpointing(MemoryStorage())
+    flow.set_restart_strategy(FixedDelayRestart(attempts=len(plan)))
+    faults = Faults(plan)
+    source = faults.source = GatedSource(list(range(N)), flow, gates=[N // 4, N // 2, 3 * N // 4])
+    (
+        flow.from_source(source)
+        .map(lambda n: n % KEYS)
+        .key_by(lambda n: n)
+        .process(RunningCount(faults))
+        .sink(FaultyFileSink(target, faults))
+    )
+    flow.execute()
+    assert faults.raised == plan
+    assert flow.restarts == len(plan)
+    assert sorted(read(target)) == sorted(expected_lines())
     assert leftovers(target) == []
