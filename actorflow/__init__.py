@@ -17,6 +17,7 @@ This module only re-exports the public names.
 
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.flow import Flow
+from actorflow.api.joins import CoGroupedStreams, IntervalJoin, IntervalJoined, JoinedStreams
 from actorflow.api.stream import DataStream, KeyedStream
 from actorflow.api.windowed import WindowedStream
 from actorflow.errors import (
@@ -35,6 +36,13 @@ from actorflow.operators.broadcast import (
     KeyedBroadcastProcessFunction,
 )
 from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
+from actorflow.operators.joins import (
+    CoGroupFunction,
+    FlatJoinFunction,
+    JoinFunction,
+    ProcessJoinContext,
+    ProcessJoinFunction,
+)
 from actorflow.operators.process import (
     Context,
     KeyedProcessFunction,
@@ -105,6 +113,8 @@ __all__ = [
     "CallbackSink",
     "Clock",
     "ClosedResourceError",
+    "CoGroupFunction",
+    "CoGroupedStreams",
     "CoProcessFunction",
     "CollectSink",
     "Collector",
@@ -117,9 +127,14 @@ __all__ = [
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "FailedRequest",
+    "FlatJoinFunction",
     "Flow",
     "GlobalWindows",
+    "IntervalJoin",
+    "IntervalJoined",
     "IterableSource",
+    "JoinFunction",
+    "JoinedStreams",
     "JsonLinesSink",
     "JsonLinesSource",
     "KeyedBroadcastProcessFunction",
@@ -137,6 +152,8 @@ __all__ = [
     "PlanError",
     "PrintSink",
     "ProcessFunction",
+    "ProcessJoinContext",
+    "ProcessJoinFunction",
     "ProcessWindowFunction",
     "ProcessingTimeSessionWindows",
     "ProcessingTimeTrigger",

@@ -41,6 +41,7 @@ from actorflow.time.watermarks import WatermarkStrategy, field_getter
 
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
+    from actorflow.api.joins import CoGroupedStreams, IntervalJoin, JoinedStreams
 
 __all__ = ["DataStream", "KeyedStream"]
 
@@ -383,6 +384,21 @@ class DataStream(Generic[T]):
         """Run the next operator in an actor of its own instead of chaining it to this one."""
         return DataStream(self._flow, self._inputs, chainable=False)
 
+    def join(self, other: DataStream[U]) -> JoinedStreams[T, U]:
+        """Window join with ``other``: ``.where(key).equal_to(other_key).window(assigner).apply(fn)``
+        calls ``fn(left, right)`` per pair of equal keys in a window (see
+        :class:`~actorflow.api.joins.JoinedStreams`). Raises :class:`PlanError` across flows."""
+        from actorflow.api.joins import JoinedStreams  # joins.py builds on this module
+
+        return JoinedStreams(self, other)
+
+    def co_group(self, other: DataStream[U]) -> CoGroupedStreams[T, U]:
+        """Co-group with ``other``: the steps of :meth:`join`, then ``apply(fn(lefts, rights, out))``
+        once per key and window (see :class:`~actorflow.api.joins.CoGroupedStreams`)."""
+        from actorflow.api.joins import CoGroupedStreams  # joins.py builds on this module
+
+        return CoGroupedStreams(self, other)
+
     def _with(self, partitioner: Partitioner) -> tuple[tuple[Node, Partitioner | None], ...]:
         return tuple((node, partitioner) for node, _ in self._inputs)
 
@@ -467,3 +483,11 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         :class:`~actorflow.operators.windows.assigners.WindowAssigner`.
         """
         return WindowedStream(self, assigner)
+
+    def interval_join(self, other: KeyedStream[U, Any]) -> IntervalJoin[T, U]:
+        """Interval join with the keyed stream ``other``: ``.between(lower, upper).process(fn)``
+        joins records of equal keys with ``self.ts + lower <= other.ts <= self.ts + upper`` (see
+        :class:`~actorflow.api.joins.IntervalJoin`). Raises :class:`PlanError` across flows."""
+        from actorflow.api.joins import IntervalJoin  # joins.py builds on this module
+
+        return IntervalJoin(self, other)
