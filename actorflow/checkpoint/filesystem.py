@@ -27,7 +27,7 @@ from pathlib import Path
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CorruptCheckpointError
 
-__all__ = ["FileSystemStorage"]
+__all__ = ["FileSystemStorage", "sync_directory", "write_atomically"]
 
 MANIFEST = "MANIFEST.json"
 _PREFIX = {"checkpoint": "chk", "savepoint": "sp"}
@@ -40,17 +40,19 @@ def _file_name(part: str) -> str:
     return f"{readable}-{hashlib.sha256(part.encode()).hexdigest()[:12]}.part"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a crash leaves the old file or the new one, never a mix."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
 
 
-def _sync_directory(path: Path) -> None:
+def sync_directory(path: Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -101,7 +103,7 @@ class FileSystemStorage(CheckpointStorage):
     def _put_part(self, checkpoint_id: int, kind: str, name: str, data: bytes) -> None:
         directory = self.path_of(checkpoint_id, kind)
         directory.mkdir(exist_ok=True)
-        _write_atomically(directory / _file_name(name), data)
+        write_atomically(directory / _file_name(name), data)
 
     def _get_part(self, info: CheckpointInfo, name: str) -> bytes:
         path = self.path_of(info.checkpoint_id, info.kind) / _file_name(name)
@@ -115,7 +117,7 @@ class FileSystemStorage(CheckpointStorage):
     def _put_manifest(self, info: CheckpointInfo) -> None:
         directory = self.path_of(info.checkpoint_id, info.kind)
         directory.mkdir(exist_ok=True)
-        _write_atomically(directory / MANIFEST, info.to_json())
+        write_atomically(directory / MANIFEST, info.to_json())
 
     def _manifests(self) -> list[bytes | CorruptCheckpointError]:
         manifests: list[bytes | CorruptCheckpointError] = []

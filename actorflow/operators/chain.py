@@ -117,12 +117,7 @@ class Chain:
         position), acknowledge, and pass the barrier on."""
         if self.hooks is not None:
             self.hooks.acknowledge(barrier.checkpoint_id, self.name, await self._snapshot(extra))
-            for operator, context in zip(self.operators, self.contexts, strict=True):
-                try:
-                    await operator.barrier_acknowledged(barrier.checkpoint_id)
-                except Exception as error:
-                    _locate(error, context.label)
-                    raise
+            await self._tell_operators("barrier_acknowledged", barrier.checkpoint_id)
         await self._send_control(barrier)
 
     async def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:
@@ -139,17 +134,15 @@ class Chain:
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
         """Tell every operator (sinks commit what they pre-committed for ``checkpoint_id``)."""
-        for operator, context in zip(self.operators, self.contexts, strict=True):
-            try:
-                await operator.checkpoint_complete(checkpoint_id)
-            except Exception as error:
-                _locate(error, context.label)
-                raise
+        await self._tell_operators("checkpoint_complete", checkpoint_id)
 
     async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        await self._tell_operators("checkpoint_aborted", checkpoint_id)
+
+    async def _tell_operators(self, method: str, checkpoint_id: int) -> None:
         for operator, context in zip(self.operators, self.contexts, strict=True):
             try:
-                await operator.checkpoint_aborted(checkpoint_id)
+                await getattr(operator, method)(checkpoint_id)
             except Exception as error:
                 _locate(error, context.label)
                 raise

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import orjson
 
+from actorflow.checkpoint.filesystem import sync_directory
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.two_phase import TwoPhaseCommitSink
@@ -53,14 +54,6 @@ class PartHandle:
 class _Part:
     name: str
     file: IO[bytes]
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class ExactlyOnceJsonLinesSink(TwoPhaseCommitSink[_Part, PartHandle]):
@@ -103,7 +96,7 @@ class ExactlyOnceJsonLinesSink(TwoPhaseCommitSink[_Part, PartHandle]):
         if length == 0:
             (self.path.parent / txn.name).unlink(missing_ok=True)
             return None
-        _fsync_directory(self.path.parent)
+        sync_directory(self.path.parent)
         handle = PartHandle(txn.name, self._next_offset, length)
         self._next_offset += length
         return handle
