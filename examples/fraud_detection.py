@@ -1,36 +1,72 @@
-"""Fraud detection: a card's tiny transaction directly followed by a large one within a minute.
+"""Fraud detection on card transactions: the main example.
 
-Fraudsters test a stolen card with a purchase under 1.00 and, if it goes through, spend big. Per card,
-a transaction under 1.00 arms a flag for 60 s of event time; the card's next transaction disarms it,
-and raises an alert if it is over 500.00 and within the minute. An event-time timer clears flags
-that nothing followed, so state stays bounded however many cards there are.
+Four rules, per card:
 
-Run it (reads examples/data/transactions.jsonl, or the file named by FRAUD_INPUT)::
+- **small then large**: a purchase under 1.00 (a fraudster testing a stolen card) directly followed,
+  within a minute of event time, by one over 500.00 (keyed state and an event-time timer);
+- **velocity**: more than 6 transactions within 2 seconds (the card's recent timestamps in keyed
+  state), one alert per burst;
+- **amount anomaly**: a purchase over 8 times the card's average so far, once it has 5 purchases;
+- **rules changed at run time**: limits sent on a rules stream reach every instance through
+  broadcast state and judge each transaction by the rules in force at its event time (see
+  ``examples/dynamic_rules.py``).
 
-    actorflow run examples/fraud_detection.py
+Where the transactions come from:
+
+- by default a built-in generator (``examples/generator.py``): rate-limited, unbounded until
+  ``--limit N`` transactions; rules from ``examples/data/live_rules.jsonl``; alerts printed;
+- ``FRAUD_INPUT=file.jsonl``: a JSON-lines file of transactions instead (``examples/data``);
+- with ``KAFKA_BOOTSTRAP_SERVERS`` set: the ``transactions`` topic in, rules from the ``rules`` topic,
+  alerts to the ``alerts`` topic (``examples/kafka_producer.py`` fills the input).
+
+Run it::
+
+    actorflow run examples/fraud_detection.py --limit 20000
+    python3 examples/fraud_detection.py --limit 20000 --rate 0     # as fast as it goes
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from actorflow import (
     Collector,
     Context,
+    DataStream,
     Flow,
     KeyedProcessFunction,
+    KeyedStream,
+    ListState,
+    ListStateDescriptor,
     RuntimeContext,
+    ValueState,
     ValueStateDescriptor,
     WatermarkStrategy,
 )
 
+try:
+    from dynamic_rules import RULES, RuleEngine
+    from generator import TransactionGenerator
+except ImportError:  # pragma: no cover - imported as examples.fraud_detection
+    from examples.dynamic_rules import RULES, RuleEngine
+    from examples.generator import TransactionGenerator
+
 SMALL = 1.00
 LARGE = 500.00
 SPAN_MS = 60_000
+BURST_COUNT = 6
+BURST_MS = 2_000
+ANOMALY_FACTOR = 8.0
+ANOMALY_HISTORY = 5
 
-DEFAULT_INPUT = Path(__file__).parent / "data" / "transactions.jsonl"
+DATA = Path(__file__).parent / "data"
+DEFAULT_INPUT = DATA / "transactions.jsonl"
+LIVE_RULES = DATA / "live_rules.jsonl"
 
 
 class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
@@ -38,7 +74,7 @@ class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
 
     def open(self, ctx: RuntimeContext) -> None:
         # The small transaction that armed this card's flag, or None.
-        self.armed = ctx.get_state(ValueStateDescriptor("armed"))
+        self.armed: ValueState[dict[str, Any] | None] = ctx.get_state(ValueStateDescriptor("armed"))
 
     def process_element(self, tx: dict[str, Any], ctx: Context, out: Collector) -> None:
         armed = self.armed.value()
@@ -46,6 +82,7 @@ class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
             if tx["amount"] > LARGE and 0 <= tx["ts"] - armed["ts"] <= SPAN_MS:
                 out.collect(
                     {
+                        "rule": "small-then-large",
                         "card_id": tx["card_id"],
                         "small_tx_id": armed["tx_id"],
                         "small_amount": armed["amount"],
@@ -65,33 +102,141 @@ class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
             self.armed.clear()
 
 
+class Velocity(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
+    """Per card: more than BURST_COUNT transactions within BURST_MS, one alert per burst."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.recent: ListState[int] = ctx.get_list_state(ListStateDescriptor("recent"))
+        self.quiet_after: ValueState[int] = ctx.get_state(ValueStateDescriptor("quiet_after", default=0))
+
+    def process_element(self, tx: dict[str, Any], ctx: Context, out: Collector) -> None:
+        since = tx["ts"] - BURST_MS
+        recent = [ts for ts in self.recent.get() if ts > since] + [tx["ts"]]
+        self.recent.update(recent)
+        if len(recent) > BURST_COUNT and tx["ts"] >= self.quiet_after.value():
+            self.quiet_after.update(tx["ts"] + BURST_MS)
+            out.collect(
+                {"rule": "velocity", "card_id": tx["card_id"], "tx_id": tx["tx_id"], "count": len(recent)}
+            )
+
+
+class AmountAnomaly(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
+    """Per card: a purchase over ANOMALY_FACTOR times the card's average so far."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.history: ValueState[tuple[int, float]] = ctx.get_state(
+            ValueStateDescriptor("history", default=(0, 0.0))
+        )
+
+    def process_element(self, tx: dict[str, Any], ctx: Context, out: Collector) -> None:
+        count, total = self.history.value()
+        if count >= ANOMALY_HISTORY and tx["amount"] > ANOMALY_FACTOR * total / count:
+            out.collect(
+                {
+                    "rule": "amount-anomaly",
+                    "card_id": tx["card_id"],
+                    "tx_id": tx["tx_id"],
+                    "amount": tx["amount"],
+                    "average": round(total / count, 2),
+                }
+            )
+        self.history.update((count + 1, total + tx["amount"]))
+
+
 def describe(alert: dict[str, Any]) -> str:
-    return (
-        f"ALERT card {alert['card_id']}: {alert['small_amount']:.2f} (tx {alert['small_tx_id']}) "
-        f"then {alert['large_amount']:.2f} (tx {alert['large_tx_id']}), "
-        f"{alert['seconds_apart']:.1f} s apart"
+    """One line per alert, as the example prints it."""
+    rule = alert.get("rule", "small-then-large")
+    head = f"ALERT {rule} card {alert['card_id']}"
+    if rule == "small-then-large":
+        return (
+            f"{head}: {alert['small_amount']:.2f} (tx {alert['small_tx_id']}) "
+            f"then {alert['large_amount']:.2f} (tx {alert['large_tx_id']}), "
+            f"{alert['seconds_apart']:.1f} s apart"
+        )
+    if rule == "velocity":
+        return f"{head}: {alert['count']} transactions within {BURST_MS / 1000:.0f} s (tx {alert['tx_id']})"
+    if rule == "amount-anomaly":
+        return (
+            f"{head}: {alert['amount']:.2f} against an average of {alert['average']:.2f} "
+            f"(tx {alert['tx_id']})"
+        )
+    return f"{head}: rule {rule} (tx {alert['tx_id']})"
+
+
+def detect(
+    transactions: DataStream[dict[str, Any]], rules: DataStream[dict[str, Any]]
+) -> DataStream[dict[str, Any]]:
+    """Every rule over ``transactions`` (event time set), rules from ``rules``: one alert stream."""
+    cards: KeyedStream[dict[str, Any], Any] = transactions.key_by("card_id")
+    return cards.process(SmallThenLarge(), name="small-then-large").union(
+        cards.process(Velocity(), name="velocity"),
+        cards.process(AmountAnomaly(), name="amount-anomaly"),
+        cards.connect(rules.broadcast(RULES)).process(RuleEngine(), name="rule-engine"),
     )
 
 
-def build(path: str | Path) -> Flow:
-    """The fraud-detection flow over a JSON-lines file of transactions."""
-    flow = Flow("fraud-detection")
-    (
-        flow.from_json_lines(
-            path,
-            name="transactions",
-            # Transactions arrive up to a few seconds out of order.
-            watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, lambda tx: tx["ts"]),
-        )
-        .key_by(lambda tx: tx["card_id"])
-        .process(SmallThenLarge(), name="small-then-large")
-        .map(describe, name="describe")
-        .print()
+def build(
+    *,
+    limit: int | None = None,
+    rate: float | None = 1_000.0,
+    path: str | Path | None = None,
+    parallelism: int = 1,
+) -> Flow:
+    """The example on embedded defaults: the generator (or the file ``path``), alerts printed."""
+    flow = Flow("fraud-detection", parallelism=parallelism)
+    by_ts = WatermarkStrategy.bounded_out_of_orderness(5_000 if path else 100, "ts")
+    if path is not None:
+        transactions = flow.from_json_lines(path, name="transactions", watermarks=by_ts)
+    else:
+        generator = TransactionGenerator(limit=limit, rate=rate)
+        transactions = flow.from_source(generator, name="transactions", watermarks=by_ts)
+    rules = flow.from_json_lines(
+        LIVE_RULES, name="rules", watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)
+    )
+    detect(transactions, rules).map(describe, name="describe").print()
+    return flow
+
+
+def build_kafka(bootstrap_servers: str, *, bounded: bool = False, parallelism: int = 1) -> Flow:
+    """Topics ``transactions`` and ``rules`` in, ``alerts`` out."""
+    from actorflow_kafka import KafkaSink, KafkaSource
+
+    flow = Flow("fraud-detection", parallelism=parallelism)
+    transactions = flow.from_source(
+        KafkaSource(
+            "transactions", bootstrap_servers=bootstrap_servers, group_id="fraud-detection", bounded=bounded
+        ),
+        name="transactions",
+        watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, "ts").with_idleness(10_000),
+    )
+    rules = flow.from_source(
+        KafkaSource("rules", bootstrap_servers=bootstrap_servers, start="earliest", bounded=bounded),
+        name="rules",
+        watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0).with_idleness(1_000),
+    )
+    detect(transactions, rules).sink(
+        KafkaSink("alerts", bootstrap_servers=bootstrap_servers, key="card_id")
     )
     return flow
 
 
-flow = build(os.environ.get("FRAUD_INPUT", DEFAULT_INPUT))
+def flow(argv: Sequence[str] | None = None) -> Flow:
+    """What ``actorflow run examples/fraud_detection.py [--limit N] [--rate R]`` runs."""
+    parser = argparse.ArgumentParser(prog="fraud_detection", description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="stop after N transactions")
+    parser.add_argument("--rate", type=float, default=1_000.0, help="transactions per second (0: no limit)")
+    parser.add_argument("--parallelism", type=int, default=1)
+    args = parser.parse_args([] if argv is None else argv)
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers:
+        return build_kafka(servers, parallelism=args.parallelism)
+    return build(
+        limit=args.limit,
+        rate=args.rate or None,
+        path=os.environ.get("FRAUD_INPUT"),
+        parallelism=args.parallelism,
+    )
+
 
 if __name__ == "__main__":
-    flow.execute()
+    flow(sys.argv[1:]).execute()

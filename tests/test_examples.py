@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,28 +12,144 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from examples import dynamic_rules, embedded, fraud_detection, kafka_fraud_detection, kafka_producer
+from examples import (
+    dynamic_rules,
+    embedded,
+    fraud_detection,
+    generator,
+    kafka_fraud_detection,
+    kafka_producer,
+)
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_example(name: str) -> list[str]:
+def _run_example(name: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "actorflow", "run", f"examples/{name}"],
+        [sys.executable, "-m", "actorflow", "run", f"examples/{name}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
+        env=None if env is None else {**os.environ, **env},
     )
     return done.stdout.splitlines()
 
 
-def test_fraud_detection_prints_alerts() -> None:
-    alerts = _run_example("fraud_detection.py")
-    assert alerts, "the bundled data has fraud patterns in it"
-    assert all(line.startswith("ALERT card ") for line in alerts)
+def _run_script(name: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, f"examples/{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=None if env is None else {**os.environ, **env},
+    )
+    return done.stdout.splitlines()
+
+
+def _file_mode_small_then_large() -> list[str]:
+    """The main example over the bundled file, its small-then-large alerts only."""
+    lines = _run_script("fraud_detection.py", env={"FRAUD_INPUT": str(fraud_detection.DEFAULT_INPUT)})
+    return sorted(line for line in lines if line.startswith("ALERT small-then-large "))
+
+
+def _fraud_reference(count: int) -> list[str]:
+    """The main example's alerts over ``count`` generated transactions, computed plainly."""
+    txs = list(generator.transactions(count=count))
+    rules = [orjson.loads(line) for line in fraud_detection.LIVE_RULES.read_text().splitlines()]
+    alerts = []
+    armed: dict[str, dict[str, Any]] = {}
+    recent: dict[str, list[int]] = {}
+    quiet_after: dict[str, int] = {}
+    history: dict[str, tuple[int, float]] = {}
+    for tx in txs:  # one source, so every card's transactions arrive in generated order
+        card, ts, amount = tx["card_id"], tx["ts"], tx["amount"]
+        small = armed.pop(card, None)
+        if small is not None and amount > fraud_detection.LARGE and 0 <= ts - small["ts"] <= 60_000:
+            alerts.append(
+                {
+                    "rule": "small-then-large",
+                    "card_id": card,
+                    "small_tx_id": small["tx_id"],
+                    "small_amount": small["amount"],
+                    "large_tx_id": tx["tx_id"],
+                    "large_amount": amount,
+                    "seconds_apart": (ts - small["ts"]) / 1000,
+                }
+            )
+        if amount < fraud_detection.SMALL:
+            armed[card] = tx
+        window = [t for t in recent.get(card, []) if t > ts - fraud_detection.BURST_MS] + [ts]
+        recent[card] = window
+        if len(window) > fraud_detection.BURST_COUNT and ts >= quiet_after.get(card, 0):
+            quiet_after[card] = ts + fraud_detection.BURST_MS
+            alerts.append({"rule": "velocity", "card_id": card, "tx_id": tx["tx_id"], "count": len(window)})
+        seen, total = history.get(card, (0, 0.0))
+        if (
+            seen >= fraud_detection.ANOMALY_HISTORY
+            and amount > fraud_detection.ANOMALY_FACTOR * total / seen
+        ):
+            alerts.append(
+                {
+                    "rule": "amount-anomaly",
+                    "card_id": card,
+                    "tx_id": tx["tx_id"],
+                    "amount": amount,
+                    "average": round(total / seen, 2),
+                }
+            )
+        history[card] = (seen + 1, total + amount)
+        in_force = [rule for rule in rules if rule["ts"] <= ts]  # the file is in ts order
+        if in_force and amount > in_force[-1]["limit"]:
+            alerts.append({"rule": "large", "card_id": card, "tx_id": tx["tx_id"], "ts": ts})
+    return sorted(fraud_detection.describe(alert) for alert in alerts)
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_fraud_detection_finds_what_a_plain_reference_finds(
+    parallelism: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fraud_detection.build(limit=12_000, rate=None, parallelism=parallelism).execute()
+    got = sorted(capsys.readouterr().out.splitlines())
+    expected = _fraud_reference(12_000)
+    assert {line.split()[1] for line in expected} == {
+        "small-then-large",
+        "velocity",
+        "amount-anomaly",
+        "large",
+    }
+    assert got == expected
+
+
+def test_fraud_detection_runs_from_the_command_line_with_a_limit() -> None:
+    lines = _run_script("fraud_detection.py", "--limit", "3000", "--rate", "0")
+    assert sorted(lines) == _fraud_reference(3_000)
+
+
+def test_the_generator_is_rate_limited_on_the_flow_clock() -> None:
+    import asyncio
+
+    from actorflow import ManualClock
+    from actorflow.operators.base import OperatorContext
+
+    async def scenario() -> list[int]:
+        clock = ManualClock(0)
+        source = generator.TransactionGenerator(limit=50, rate=100.0)  # 10 per batch, 10 batches/s
+        reader = source.read(OperatorContext("generator", clock=clock, batch_size=1024))
+        sizes = [len(await anext(reader))]
+        pending = asyncio.ensure_future(anext(reader))
+        await asyncio.sleep(0)
+        assert not pending.done(), "the second batch waits for its time"
+        clock.advance(100)
+        sizes.append(len(await pending))
+        await reader.aclose()
+        return sizes
+
+    assert asyncio.run(scenario()) == [10, 10]
 
 
 def test_windowed_count_prints_windows_and_late_records() -> None:
@@ -94,7 +211,7 @@ def test_dynamic_rules_example_runs_from_the_command_line() -> None:
 
 async def test_embedded_service_gets_the_same_alerts_as_the_file_flow() -> None:
     alerts = await embedded.main()
-    assert sorted(alerts) == sorted(_run_example("fraud_detection.py"))
+    assert sorted(alerts) == _file_mode_small_then_large()
 
 
 async def test_kafka_example_writes_the_alerts_the_file_flow_prints(
@@ -123,5 +240,4 @@ async def test_kafka_example_writes_the_alerts_the_file_flow_prints(
             alerts += [orjson.loads(r.value) for records in batch.values() for r in records]
     finally:
         await consumer.stop()
-    expected = sorted(_run_example("fraud_detection.py"))
-    assert sorted(fraud_detection.describe(alert) for alert in alerts) == expected
+    assert sorted(fraud_detection.describe(alert) for alert in alerts) == _file_mode_small_then_large()
