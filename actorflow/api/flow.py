@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from actorflow.api.stream import DataStream
-from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
+from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator, CheckpointStats
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
@@ -21,6 +21,7 @@ from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSou
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
 from actorflow.runtime.job import run_actors
+from actorflow.runtime.metrics import JobMetrics
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
@@ -75,6 +76,10 @@ class Flow:
         self._stop: asyncio.Event | None = None
         #: How many times the running (or last) job restarted after a failure.
         self.restarts = 0
+        #: The actors and channels of the current (or last) run, for metrics; None before a run.
+        self.metrics: JobMetrics | None = None
+        #: Checkpoints of the running (or last) job, across its restarts.
+        self.checkpoint_stats = CheckpointStats()
 
     # -- checkpoints and restarts --------------------------------------------------------------
 
@@ -97,6 +102,16 @@ class Flow:
         self._storage = storage
         self._checkpoint_config = CheckpointConfig(interval_ms, timeout_ms, min_pause_ms)
         return self
+
+    @property
+    def checkpoint_storage(self) -> CheckpointStorage | None:
+        """Where checkpoints go, or None while checkpointing is off (the daemon reads it)."""
+        return self._storage
+
+    @property
+    def checkpoint_config(self) -> CheckpointConfig:
+        """When checkpoints are taken, as :meth:`enable_checkpointing` set it."""
+        return self._checkpoint_config
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> Flow:
         """Restart from the last checkpoint after a failure, as ``strategy`` allows (default: never)."""
@@ -193,6 +208,7 @@ class Flow:
             raise PlanError("from_savepoint needs enable_checkpointing()")
         self._running = True
         self.restarts = 0
+        self.checkpoint_stats = CheckpointStats()
         try:
             while True:
                 coordinator = self._new_coordinator()
@@ -202,6 +218,7 @@ class Flow:
                     if restore is None or (savepoint is not None and self.restarts == 0):
                         restore = savepoint or restore
                     self._check_compatible(restore)
+                self.metrics = JobMetrics()
                 actors = deploy(
                     plan,
                     clock=self.clock,
@@ -210,6 +227,7 @@ class Flow:
                     max_parallelism=self.max_parallelism,
                     checkpoints=coordinator,
                     restore=restore.parts if restore is not None else None,
+                    metrics=self.metrics,
                 )
                 try:
                     await self._run_once(actors, coordinator)
@@ -236,7 +254,9 @@ class Flow:
         if self._storage is None:
             return None
         metadata = {"flow": self.name, "max_parallelism": self.max_parallelism}
-        return CheckpointCoordinator(self._storage, self._checkpoint_config, self.clock, metadata)
+        coordinator = CheckpointCoordinator(self._storage, self._checkpoint_config, self.clock, metadata)
+        coordinator.stats = self.checkpoint_stats  # one history across restarts
+        return coordinator
 
     async def _choose_restore(self, coordinator: CheckpointCoordinator) -> LoadedCheckpoint | None:
         """The newest intact checkpoint every source accepts (see ``Source.accepts_restore``)."""

@@ -20,6 +20,7 @@ from actorflow.operators.snapshots import CheckpointHooks, dumps, part_name
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
 from actorflow.runtime.messages import MAX_WATERMARK, Barrier, Batch, EndOfStream, StreamStatus
+from actorflow.runtime.metrics import ActorMetrics
 from actorflow.runtime.output import Output
 from actorflow.time.clock import Clock
 from actorflow.time.watermarks import WatermarkStrategy
@@ -68,6 +69,8 @@ class Chain:
         self._any_async = any(op.is_async for op in operators)
         self._clock = clock
         self._opened = 0
+        #: Records in and out and the input's watermark, counted per batch (for metrics).
+        self.metrics = ActorMetrics()
 
     @property
     def has_processing_timers(self) -> bool:
@@ -91,13 +94,22 @@ class Chain:
                 _locate(error, context.label)
                 raise
         self._restore = None  # loaded: let the checkpoint's bytes go
+        self.metrics.opened = True
 
     async def on_batch(self, batch: Batch) -> None:
+        metrics = self.metrics
+        metrics.records_in += len(batch.values)
+        if batch.marks:
+            metrics.watermark = batch.marks[-1][1]
         await self._push(batch, 0)
         if self._timer_operators:
             await self._fire_processing_timers()
 
     async def on_input(self, batch: Batch, input: int) -> None:
+        metrics = self.metrics
+        metrics.records_in += len(batch.values)
+        if batch.marks:
+            metrics.watermark = batch.marks[-1][1]
         head = self.operators[0]
         try:
             out = head.process_input(batch, input)
@@ -163,6 +175,7 @@ class Chain:
         await self._send_control(EndOfStream())
 
     async def close(self) -> None:
+        self.metrics.closed = True
         failure: BaseException | None = None
         for operator, context in zip(
             self.operators[: self._opened], self.contexts[: self._opened], strict=True
@@ -236,6 +249,7 @@ class Chain:
             _locate(error, self.contexts[index].label)
             raise
         assert batch is not None
+        self.metrics.records_out += len(batch.values)
         for output in self.outputs:
             await output.send(batch)
         if self.side_outputs:

@@ -22,6 +22,7 @@ from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
 from actorflow.runtime.mailbox import Inbox, Mailbox
+from actorflow.runtime.metrics import ActorEntry, JobMetrics
 from actorflow.runtime.output import Output
 from actorflow.time.clock import Clock
 
@@ -163,11 +164,13 @@ def deploy(
     max_parallelism: int,
     checkpoints: CheckpointCoordinator | None = None,
     restore: dict[str, bytes] | None = None,
+    metrics: JobMetrics | None = None,
 ) -> list[Runnable]:
     """Create the actors of one run: fresh operators per instance, a mailbox per edge.
 
     With ``checkpoints``, every actor snapshots at barriers and reports to the coordinator;
-    ``restore`` (a checkpoint's parts) gives every operator and source its state back.
+    ``restore`` (a checkpoint's parts) gives every operator and source its state back;
+    ``metrics`` is filled with every actor and channel created (for metrics and queryable state).
     """
     hooks = None
     if checkpoints is not None:
@@ -213,6 +216,10 @@ def deploy(
                         name=f"{upstream.name}[{sender + 1}] => {chain.name}[{receiver + 1}]",
                     )
                     inboxes[chain][receiver].append(box)
+                    if metrics is not None:
+                        metrics.add_channel(
+                            _actor_name(upstream, sender), _actor_name(chain, receiver), box
+                        )
                     input_of[chain][receiver].append(edge.input)
                     boxes.append(box)
                 router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
@@ -240,7 +247,7 @@ def deploy(
             head = chain.head
             body = chain.nodes[1:] if head.kind == "source" else chain.nodes
             operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
-            name = f"{chain.name}[{index + 1}/{chain.parallelism}]"
+            name = _actor_name(chain, index)
             runner = Chain(
                 operators,
                 [context(node) for node in body],
@@ -251,6 +258,19 @@ def deploy(
                 hooks=hooks,
                 restore=None if restore is None else [states(node) or [] for node in body],
             )
+            if metrics is not None:
+                metrics.add_actor(
+                    ActorEntry(
+                        name,
+                        chain.name,
+                        index,
+                        chain.parallelism,
+                        runner.metrics,
+                        _kind(chain),
+                        {node.name: operator for node, operator in zip(body, operators, strict=True)},
+                        (head.name, head.source) if head.kind == "source" else None,
+                    )
+                )
             if head.kind == "source":
                 assert head.source is not None
                 actors.append(
@@ -269,3 +289,14 @@ def deploy(
             [actor.name for actor in actors], [actor for actor in actors if isinstance(actor, SourceActor)]
         )
     return actors
+
+
+def _actor_name(chain: ChainPlan, index: int) -> str:
+    return f"{chain.name}[{index + 1}/{chain.parallelism}]"
+
+
+def _kind(chain: ChainPlan) -> str:
+    """What an actor of ``chain`` is drawn as: a source, a sink, or an operator in between."""
+    if chain.head.kind == "source":
+        return "source"
+    return "sink" if chain.tail.kind == "sink" else "operator"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -24,13 +25,18 @@ __all__ = ["Inbox", "Mailbox", "MailboxStats"]
 
 @dataclass(frozen=True, slots=True)
 class MailboxStats:
-    """A snapshot of one mailbox, for metrics: how full it is and how often senders had to wait."""
+    """A snapshot of one mailbox, for metrics: how full it is, how often and how long senders waited.
+
+    ``blocked_seconds`` is the time senders spent parked on this full mailbox (backpressure),
+    including a wait still in progress; it only grows.
+    """
 
     name: str
     capacity: int
     size: int
     puts: int
     waits: int
+    blocked_seconds: float = 0.0
 
     @property
     def fill(self) -> float:
@@ -50,7 +56,18 @@ class Mailbox:
     actorflow.errors.WouldBlock: mailbox 'a->b' is full (1 messages)
     """
 
-    __slots__ = ("_capacity", "_closed", "_inbox", "_items", "_puts", "_senders", "_waits", "name")
+    __slots__ = (
+        "_blocked",
+        "_blocked_since",
+        "_capacity",
+        "_closed",
+        "_inbox",
+        "_items",
+        "_puts",
+        "_senders",
+        "_waits",
+        "name",
+    )
 
     def __init__(self, capacity: int, *, name: str = "") -> None:
         if capacity < 1:
@@ -63,6 +80,11 @@ class Mailbox:
         self._closed = False
         self._puts = 0
         self._waits = 0
+        # Seconds senders spent parked, and since when the current wait runs (None: no wait):
+        # measured only when a put has to wait, so an unhindered put costs nothing extra. Real
+        # elapsed time (perf_counter), not the job's clock: it is a cost, not processing time.
+        self._blocked = 0.0
+        self._blocked_since: float | None = None
 
     @property
     def capacity(self) -> int:
@@ -73,7 +95,10 @@ class Mailbox:
 
     def stats(self) -> MailboxStats:
         """Return a frozen snapshot of this mailbox's fill and counters."""
-        return MailboxStats(self.name, self._capacity, len(self._items), self._puts, self._waits)
+        blocked = self._blocked
+        if self._blocked_since is not None:
+            blocked += time.perf_counter() - self._blocked_since
+        return MailboxStats(self.name, self._capacity, len(self._items), self._puts, self._waits, blocked)
 
     def put_nowait(self, message: Message) -> None:
         """Append ``message`` or raise :class:`WouldBlock` if the mailbox is at its bound.
@@ -100,6 +125,7 @@ class Mailbox:
                 self._waits += 1
                 waiter = asyncio.get_running_loop().create_future()
                 self._senders.append(waiter)
+                started = self._blocked_since = time.perf_counter()
                 try:
                     await waiter
                 except asyncio.CancelledError:
@@ -108,6 +134,8 @@ class Mailbox:
                         self._wake_sender()
                     raise
                 finally:
+                    self._blocked += time.perf_counter() - started
+                    self._blocked_since = None
                     with contextlib.suppress(ValueError):
                         self._senders.remove(waiter)
 
