@@ -3,10 +3,13 @@
 Layers, bottom up; a module imports only from its own layer and the ones below it (checked by
 ``tests/test_layers.py``)::
 
-    actorflow.cli          command line                        (top)
-    actorflow.api          Flow, DataStream, KeyedStream
+    actorflow.cli          command line, the daemon                (top)
+    actorflow.web          HTTP: health, metrics, queryable state, dashboard
+    actorflow.api          Flow, DataStream, KeyedStream, windowed/connected/joined streams
     actorflow.plan         logical graph -> chains, partitioners, actors
-    actorflow.operators    map/filter/flat_map, process functions, sources, sinks, chains
+    actorflow.operators    map/filter/flat_map, process functions, windows, joins, async I/O,
+                           sources, sinks, chains
+    actorflow.checkpoint   checkpoint storage, coordinator, restart strategies
     actorflow.state        key groups, keyed state
     actorflow.time         clocks, watermark strategies, timers
     actorflow.runtime      actors, mailboxes, messages, job supervision
