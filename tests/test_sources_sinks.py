@@ -111,9 +111,11 @@ async def test_dead_letters_receive_bad_lines_and_good_ones_flow_on(
     path = write_lines(tmp_path / "mixed.jsonl", lines)
     dead: list[DeadLetter] = []
     flow = Flow(parallelism=parallelism, batch_size=4)
-    out = flow.from_json_lines(path, dead_letters=dead.append).map(lambda r: r).collect()
+    source = JsonLinesSource(path, dead_letters=dead.append)
+    out = flow.from_source(source).map(lambda r: r).collect()
     await flow.run()
     assert by_id(out.values) == data
+    assert source.dead_letter_count == 2  # what the dead-letter metric reads
     assert [(d.raw, d.origin) for d in dead] == [
         (b"not json at all", f"{path}:3"),
         (b'{"id": \xff}', f"{path}:7"),

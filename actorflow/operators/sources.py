@@ -149,6 +149,8 @@ class JsonLinesSource(Source):
         self._chunk_bytes = chunk_bytes
         #: Records decoded so far (dead letters not included).
         self.records_read = 0
+        #: Lines that went to ``dead_letters`` (a metric: ``actorflow_dead_letters_total``).
+        self.dead_letter_count = 0
         # (byte offset, line number) just after the last record yielded; where a restore starts.
         self._position = (0, 0)
         self._start = (0, 0)
@@ -205,6 +207,7 @@ class JsonLinesSource(Source):
                 origin = f"{self.path}:{first_line + index + 1}"
                 if self._dead_letters is None:
                     raise ValueError(f"{origin}: not valid JSON ({error})") from error
+                self.dead_letter_count += 1
                 self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, str(error)))
         return records, line_of
 
