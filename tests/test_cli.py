@@ -1,13 +1,25 @@
-"""The ``actorflow`` command: run a flow from a file or a module, print its plan, report failures."""
+"""The ``actorflow`` command: running a flow, settings (flags > env > file), plans, checkpoint lists."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from actorflow import Flow
+from actorflow.checkpoint.filesystem import FileSystemStorage
+from actorflow.checkpoint.restart import ExponentialBackoffRestart, FixedDelayRestart, NoRestart
+from actorflow.cli.config import resolve
+from actorflow.cli.daemon import apply_config
+from actorflow.cli.errors import UsageError
+from actorflow.cli.parsing import duration_ms, restart_strategy
 
 FLOWS = textwrap.dedent(
     """
@@ -29,6 +41,11 @@ FLOWS = textwrap.dedent(
 
     not_a_flow = 42
 
+    def with_arguments(argv):
+        flow = Flow("arguments")
+        flow.from_iterable(argv).print(prefix="arg: ")
+        return flow
+
     failing = Flow("failing")
     failing.from_iterable(range(5)).map(lambda n: 1 // (n - 3), name="divide").print()
     """
@@ -43,7 +60,17 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def actorflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with ``extra``, and this checkout first on the path: the command under test
+    is this tree's, whatever another checkout installed meanwhile."""
+    path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH")) if part)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def actorflow(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "actorflow", *args],
         cwd=cwd,
@@ -51,6 +78,7 @@ def actorflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
         check=False,
+        env=environment(env),
     )
 
 
@@ -86,6 +114,7 @@ def test_the_console_script_runs_a_file(project: Path) -> None:
         text=True,
         timeout=30,
         check=False,
+        env=environment(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == EXPECTED
@@ -142,3 +171,374 @@ def test_plan_prints_the_chains(project: Path) -> None:
         "[source] x1",
         "[times-ten -> print] x3 <- rebalance from [source]",
     ]
+
+
+# -- settings: flags > environment > file > defaults ---------------------------------------------
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_each_setting_comes_from_the_first_of_flag_env_file_default(tmp_path: Path) -> None:
+    config_file = write_config(
+        tmp_path / "actorflow.toml",
+        """
+        parallelism = 2
+        checkpoint_interval_ms = 1000
+        log_format = "json"
+        restart_strategy = "fixed:3:1s"
+        """,
+    )
+    config = resolve(
+        {"config": str(config_file), "parallelism": "8"},
+        {
+            "ACTORFLOW_PARALLELISM": "4",
+            "ACTORFLOW_CHECKPOINT_INTERVAL_MS": "500",
+            "ACTORFLOW_LOG_LEVEL": "",
+        },
+    )
+    assert (config.parallelism, config.origins["parallelism"]) == (8, "flag --parallelism")
+    assert (config.checkpoint_interval_ms, config.origins["checkpoint_interval_ms"]) == (
+        500,
+        "env ACTORFLOW_CHECKPOINT_INTERVAL_MS",
+    )
+    assert (config.log_format, config.origins["log_format"]) == ("json", f"file {config_file}")
+    assert config.restart_strategy == "fixed:3:1s"
+    # An empty variable counts as unset.
+    assert (config.log_level, config.origins["log_level"]) == ("warning", "default")
+    assert (config.checkpoint_dir, config.origins["checkpoint_dir"]) == (None, "default")
+    assert config.config_file == config_file and config.origins["config_file"] == "flag --config"
+
+
+def test_the_file_may_use_tables_and_its_relative_paths_are_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    config_file = write_config(
+        tmp_path / "conf" / "actorflow.toml",
+        """
+        [checkpoint]
+        dir = "state"
+        timeout_ms = 9000
+
+        [http]
+        port = 8081
+        token = "s3cret"
+        """,
+    )
+    config = resolve({}, {"ACTORFLOW_CONFIG": str(config_file)})
+    assert config.checkpoint_dir == (tmp_path / "conf" / "state").resolve()
+    assert config.checkpoint_timeout_ms == 9000
+    assert (config.http_port, config.http_token) == (8081, "s3cret")
+    assert config.origins["config_file"] == "env ACTORFLOW_CONFIG"
+    # From a flag or the environment a relative path stays relative to the working directory.
+    assert resolve({"checkpoint_dir": "here"}, {}).checkpoint_dir == Path("here")
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "file_text", "message"),
+    [
+        ({"parallelism": "0"}, {}, None, "parallelism (flag --parallelism): expected at least 1, got 0"),
+        (
+            {},
+            {"ACTORFLOW_HTTP_PORT": "http"},
+            None,
+            "http_port (env ACTORFLOW_HTTP_PORT): expected a whole number",
+        ),
+        ({}, {}, "paralelism = 3\n", "unknown setting(s) paralelism"),
+        ({}, {}, "parallelism = true\n", "expected a string or a number, got True"),
+        ({}, {}, "log_format = 'xml'\n", "log_format (file "),
+        ({"restart_strategy": "fixed:many"}, {}, None, "bad restart strategy 'fixed:many'"),
+        ({}, {}, "parallelism = \n", "is not valid TOML"),
+        ({"config": "missing.toml"}, {}, None, "cannot read the configuration file missing.toml"),
+    ],
+)
+def test_a_wrong_setting_names_itself_and_its_origin(
+    tmp_path: Path, flags: dict[str, str], environ: dict[str, str], file_text: str | None, message: str
+) -> None:
+    if file_text is not None:
+        flags = {**flags, "config": str(write_config(tmp_path / "actorflow.toml", file_text))}
+    with pytest.raises(UsageError) as caught:
+        resolve(flags, environ)
+    assert message in str(caught.value)
+
+
+def test_durations_and_restart_strategies_parse() -> None:
+    assert [duration_ms(text) for text in ("750", "750ms", "3s", "2m", "1h")] == [
+        750,
+        750,
+        3_000,
+        120_000,
+        3_600_000,
+    ]
+    assert restart_strategy("none") == NoRestart()
+    assert restart_strategy("fixed:5") == FixedDelayRestart(5, 0)
+    assert restart_strategy("FIXED:2:250") == FixedDelayRestart(2, 250)
+    assert restart_strategy("exponential") == ExponentialBackoffRestart()
+    assert restart_strategy("exponential:100ms:10s:3:7") == ExponentialBackoffRestart(100, 10_000, 3.0, 7)
+    for bad in ("sometimes", "fixed", "fixed:1:2:3", "exponential:1s:1ms", "none:1", "fixed:-1"):
+        with pytest.raises(ValueError, match="bad restart strategy"):
+            restart_strategy(bad)
+
+
+def _checkpointing_flow(tmp_path: Path) -> Flow:
+    flow = Flow("own", parallelism=2)
+    flow.from_iterable(range(3)).print()
+    flow.enable_checkpointing(tmp_path / "own", interval_ms=5_000, timeout_ms=7_000, min_pause_ms=100)
+    flow.set_restart_strategy(FixedDelayRestart(1, 10))
+    return flow
+
+
+def test_settings_given_override_the_flows_own_and_settings_not_given_leave_them(tmp_path: Path) -> None:
+    untouched = _checkpointing_flow(tmp_path)
+    apply_config(untouched, resolve({}, {}))
+    assert untouched.parallelism == 2
+    assert isinstance(untouched.checkpoint_storage, FileSystemStorage)
+    assert untouched.checkpoint_storage.directory == tmp_path / "own"
+    assert untouched.checkpoint_config.interval_ms == 5_000
+    assert untouched._restart == FixedDelayRestart(1, 10)
+
+    interval_only = _checkpointing_flow(tmp_path)
+    apply_config(interval_only, resolve({"checkpoint_interval_ms": "250", "parallelism": "3"}, {}))
+    assert interval_only.parallelism == 3
+    assert interval_only.checkpoint_storage.directory == tmp_path / "own"  # type: ignore[union-attr]
+    config = interval_only.checkpoint_config
+    assert (config.interval_ms, config.timeout_ms, config.min_pause_ms) == (250, 7_000, 100)
+
+    moved = _checkpointing_flow(tmp_path)
+    apply_config(moved, resolve({"checkpoint_dir": str(tmp_path / "cli"), "restart_strategy": "none"}, {}))
+    assert moved.checkpoint_storage.directory == tmp_path / "cli"  # type: ignore[union-attr]
+    assert moved.checkpoint_config.interval_ms == 5_000
+    assert moved._restart == NoRestart()
+
+
+def test_checkpoint_timing_without_a_directory_is_bad_usage(project: Path) -> None:
+    done = actorflow("run", "tiny_flows.py", "--checkpoint-interval-ms", "100", cwd=project)
+    assert done.returncode == 2
+    assert "checkpoint_interval_ms need a checkpoint directory" in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_savepoint_that_is_not_one_is_bad_usage(project: Path) -> None:
+    done = actorflow(
+        "run", "tiny_flows.py", "--checkpoint-dir", "c", "--from-savepoint", "nowhere", cwd=project
+    )
+    assert done.returncode == 2
+    assert "nowhere is not a complete savepoint or checkpoint" in done.stderr
+
+
+def test_config_prints_the_effective_settings_and_their_origins(project: Path) -> None:
+    write_config(project / "actorflow.toml", 'log_level = "info"\nparallelism = 2\nhttp_token = "s3cret"\n')
+    done = actorflow(
+        "config",
+        "--config",
+        "actorflow.toml",
+        "-p",
+        "6",
+        "--format",
+        "json",
+        cwd=project,
+        env={"ACTORFLOW_LOG_LEVEL": "error", "ACTORFLOW_CHECKPOINT_DIR": "chk"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["config_file"] == "actorflow.toml"
+    settings = shown["settings"]
+    assert settings["parallelism"] == {"value": 6, "origin": "flag --parallelism"}
+    assert settings["log_level"] == {"value": "error", "origin": "env ACTORFLOW_LOG_LEVEL"}
+    assert settings["checkpoint_dir"] == {"value": "chk", "origin": "env ACTORFLOW_CHECKPOINT_DIR"}
+    assert settings["http_token"] == {"value": "***", "origin": "file actorflow.toml"}  # never shown
+    assert settings["http_port"] == {"value": None, "origin": "default"}
+    assert settings["log_format"] == {"value": "text", "origin": "default"}
+
+
+def test_config_as_toml_can_be_read_back(project: Path) -> None:
+    done = actorflow("config", "--parallelism", "3", "--restart-strategy", "fixed:2:1s", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "parallelism = 3  # flag --parallelism" in done.stdout.splitlines()
+    assert "# http_port is not set: no HTTP server" in done.stdout.splitlines()
+    saved = project / "saved.toml"
+    saved.write_text(done.stdout)
+    assert tomllib.loads(done.stdout)["restart_strategy"] == "fixed:2:1s"
+    again = resolve({"config": str(saved)}, {})
+    assert (again.parallelism, again.restart_strategy, again.log_level) == (3, "fixed:2:1s", "warning")
+
+
+def test_a_wrong_setting_exits_2(project: Path) -> None:
+    done = actorflow("config", cwd=project, env={"ACTORFLOW_LOG_FORMAT": "xml"})
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "actorflow: log_format (env ACTORFLOW_LOG_FORMAT): expected one of text, json; got 'xml'"
+    )
+
+
+def test_help_documents_the_exit_codes(project: Path) -> None:
+    done = actorflow("--help", cwd=project)
+    assert done.returncode == 0
+    for code in ("0:", "1:", "2:", "130 / 143:", "141:"):
+        assert f"\n  {code}" in done.stdout
+
+
+# -- plan formats ----------------------------------------------------------------------------------
+
+PLANNED = textwrap.dedent(
+    """
+    from actorflow import Flow, KeyedProcessFunction, OutputTag
+
+    SMALL = OutputTag("small")
+
+    class Split(KeyedProcessFunction):
+        def process_element(self, value, ctx, out):
+            if value < 3:
+                ctx.output(SMALL, value)
+            else:
+                out.collect(value)
+
+    flow = Flow("planned", parallelism=2)
+    numbers = flow.from_iterable(range(10), name='say "numbers"')
+    split = numbers.key_by(lambda n: n % 2).process(Split(), name="split")
+    split.map(str, name="show").print()
+    split.get_side_output(SMALL).rebalance().print(name="small")
+    """
+)
+
+
+def parse_dot(text: str) -> tuple[str, set[str], list[tuple[str, str, str]]]:
+    """A small checker of the dot the command writes: balanced braces, statements ended by ``;``,
+    edges only between declared nodes. Returns the graph's name, its nodes and its edges."""
+    lines = text.splitlines()
+    header = re.fullmatch(r'digraph "((?:[^"\\]|\\.)*)" \{', lines[0])
+    assert header, lines[0]
+    assert lines[-1] == "}"
+    depth = 0
+    nodes: set[str] = set()
+    edges: list[tuple[str, str, str]] = []
+    for line in lines:
+        stripped = line.strip()
+        depth += stripped.endswith("{") - (stripped == "}")
+        if stripped.endswith("{") or stripped == "}":
+            continue
+        assert stripped.endswith(";"), line
+        assert stripped.count('"') % 2 == stripped.count('\\"') % 2, line  # quotes close
+        node = re.fullmatch(r'(n\d+) \[label="(?:[^"\\]|\\.)*"\];', stripped)
+        edge = re.fullmatch(r'(n\d+) -> (n\d+) \[(?:style=dashed, )?label="((?:[^"\\]|\\.)*)"\];', stripped)
+        if node:
+            nodes.add(node.group(1))
+        elif edge:
+            edges.append((edge.group(1), edge.group(2), edge.group(3)))
+    assert depth == 0
+    assert all(a in nodes and b in nodes for a, b, _ in edges)
+    return header.group(1), nodes, edges
+
+
+def test_plan_as_dot(project: Path) -> None:
+    (project / "planned.py").write_text(PLANNED)
+    done = actorflow("plan", "planned.py", "--format", "dot", cwd=project)
+    assert done.returncode == 0, done.stderr
+    name, nodes, edges = parse_dot(done.stdout)
+    assert name == "planned"
+    assert len(nodes) == 6  # the side output is a node of its own
+    labels = sorted(label for _, _, label in edges)
+    assert labels == ["chained", "forward", "forward side small", "hash", "rebalance"]
+    assert 'label="say \\"numbers\\" x1";' in done.stdout  # the chain's title, quotes escaped
+    assert 'label="show -> print x2";' in done.stdout
+
+
+def test_plan_as_mermaid(project: Path) -> None:
+    (project / "planned.py").write_text(PLANNED)
+    done = actorflow("plan", "planned.py", "--format", "mermaid", cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "flowchart LR"
+    opened = [line for line in lines if line.strip().startswith("subgraph ")]
+    assert len(opened) == sum(line.strip() == "end" for line in lines) == 5  # one per chain
+    declared = set(re.findall(r"^\s+(n\d+)\[", done.stdout, re.MULTILINE))
+    linked = re.findall(r"^\s+(n\d+) (?:-->\|\"[^\"]*\"\||-\.->) (n\d+)$", done.stdout, re.MULTILINE)
+    assert len(linked) == 5 and all(a in declared and b in declared for a, b in linked)
+    assert '["say #quot;numbers#quot;"]' in done.stdout
+    assert '-->|"forward side small"|' in done.stdout
+
+
+def test_plan_takes_the_parallelism_from_the_settings(project: Path) -> None:
+    flag = actorflow("plan", "tiny_flows.py", "-p", "3", cwd=project)
+    assert flag.stdout.splitlines() == ["[source] x1", "[times-ten -> print] x3 <- rebalance from [source]"]
+    env = actorflow("plan", "tiny_flows:wide", cwd=project, env={"ACTORFLOW_PARALLELISM": "1"})
+    assert env.stdout.splitlines() == ["[source -> times-ten -> print] x1"]
+
+
+# -- checkpoints list ------------------------------------------------------------------------------
+
+
+def test_checkpoints_list_reads_a_directory(project: Path) -> None:
+    storage = FileSystemStorage(project / "chk", retain=5)
+    for checkpoint_id, kind in ((3, "checkpoint"), (4, "savepoint")):
+        storage.write_part(checkpoint_id, "source/0", b"x" * 10, kind=kind)
+        storage.write_part(checkpoint_id, "count/0", b"y" * 1500, kind=kind)
+        storage.commit(checkpoint_id, {"flow": "demo"}, kind=kind)
+    storage.write_part(5, "source/0", b"incomplete")  # no manifest: not listed
+
+    done = actorflow("checkpoints", "list", "--checkpoint-dir", "chk", cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "chk: no job running"
+    assert lines[1].split() == ["ID", "KIND", "CREATED", "SIZE", "PARTS", "PATH"]
+    assert [line.split()[:2] + line.split()[3:] for line in lines[2:]] == [
+        ["3", "checkpoint", "1,510", "B", "2", "chk/chk-0000000003"],
+        ["4", "savepoint", "1,510", "B", "2", "chk/sp-0000000004"],
+    ]
+
+    as_json = json.loads(
+        actorflow("checkpoints", "list", "--checkpoint-dir", "chk", "--format", "json", cwd=project).stdout
+    )
+    assert [
+        (row["id"], row["kind"], row["size_bytes"], row["parts"]) for row in as_json["checkpoints"]
+    ] == [
+        (3, "checkpoint", 1510, 2),
+        (4, "savepoint", 1510, 2),
+    ]
+    assert as_json["checkpoints"][0]["metadata"] == {"flow": "demo"}
+    assert as_json["running"] is None
+
+
+def test_checkpoints_list_of_a_missing_directory_is_bad_usage(project: Path) -> None:
+    done = actorflow("checkpoints", "list", "--checkpoint-dir", "nowhere", cwd=project)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "actorflow: no such checkpoint directory: nowhere"
+    assert not (project / "nowhere").exists()
+
+
+def test_plan_does_not_create_the_checkpoint_directory(project: Path) -> None:
+    done = actorflow("plan", "tiny_flows.py", cwd=project, env={"ACTORFLOW_CHECKPOINT_DIR": "state"})
+    assert done.returncode == 0, done.stderr
+    assert not (project / "state").exists()
+
+
+# -- arguments for the flow ------------------------------------------------------------------------
+
+
+def test_arguments_actorflow_does_not_know_go_to_the_flow_function(project: Path) -> None:
+    done = actorflow(
+        "run", "tiny_flows.py:with_arguments", "--limit", "3", "--log-level", "info", "x", cwd=project
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["arg: --limit", "arg: 3", "arg: x"]
+    assert "INFO" in done.stderr  # --log-level was actorflow's, wherever it stood
+
+
+def test_after_a_double_dash_every_argument_is_the_flows(project: Path) -> None:
+    done = actorflow("run", "tiny_flows.py:with_arguments", "--", "--parallelism", "2", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["arg: --parallelism", "arg: 2"]
+
+
+def test_arguments_for_a_flow_object_are_bad_usage(project: Path) -> None:
+    done = actorflow("run", "tiny_flows.py", "--limit", "3", cwd=project)
+    assert done.returncode == 2
+    assert "tiny_flows.py takes no arguments (got --limit 3)" in done.stderr
+    assert done.stdout == ""
+
+
+def test_other_commands_take_no_unknown_arguments(project: Path) -> None:
+    done = actorflow("config", "--limit", "3", cwd=project)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --limit 3" in done.stderr

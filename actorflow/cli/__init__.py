@@ -1,1 +1,8 @@
-"""The command line: ``actorflow run <module:attr | path.py>``. The top layer."""
+"""The command line, the top layer: ``actorflow run | plan | config | savepoint | checkpoints``.
+
+``main`` parses and dispatches; ``target`` finds the flow a command names; ``config`` (with
+``parsing`` and ``show_config``) resolves the settings from flags, environment and a TOML file;
+``daemon`` runs a flow under ``signals``, ``control`` (savepoints of a running job), ``logs`` and
+``progress``; ``checkpoints`` lists a checkpoint directory and takes savepoints; ``plan_formats``
+draws the plan as text, dot or Mermaid. See docs/operations.md.
+"""

@@ -1,91 +1,181 @@
-"""``actorflow`` command line entry point.
+"""``actorflow``: run a flow as a daemon, print its plan, its settings, its checkpoints; savepoints.
 
-``actorflow run TARGET`` loads a flow and runs it to its end. ``TARGET`` is ``package.module:attr``
-or ``path/to/file.py[:attr]``; ``attr`` (default ``flow``) names a :class:`~actorflow.Flow`, or a
-function returning one (plain or async). Exit codes: 0 done, 1 the flow failed, 2 bad usage,
-130 interrupted, 141 stdout closed early.
+Commands::
+
+    actorflow run [settings] TARGET [ARGS]   run a flow until it ends or is stopped
+    actorflow plan TARGET [--format text|dot|mermaid]
+    actorflow config [settings] [--format toml|json]
+    actorflow savepoint [--checkpoint-dir DIR]
+    actorflow checkpoints list [--checkpoint-dir DIR] [--format text|json]
+
+``TARGET`` is ``package.module:attr`` or ``path/to/file.py[:attr]``; ``attr`` (default ``flow``)
+names a Flow or a function returning one; arguments actorflow does not know (or all after ``--``) go
+to that function as a list. Settings come from flags, then ``ACTORFLOW_*`` variables, then a TOML
+file (``--config FILE`` or ``$ACTORFLOW_CONFIG``); see docs/operations.md.
+
+Exit codes:
+
+- 0: the flow ran to its end, or stopped on SIGTERM / SIGINT after its final savepoint; for the
+  other commands, done.
+- 1: the flow failed (once its restart strategy gave up), or a savepoint could not be taken.
+- 2: bad usage: an unknown command or flag, a wrong setting, a target that is not a flow, a
+  checkpoint directory another job is using.
+- 130 / 143: stopped by SIGINT / SIGTERM without a savepoint: checkpointing is off, the final
+  savepoint failed, or a second signal stopped it at once.
+- 141: stdout was closed early (``actorflow run ... | head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
-import inspect
+import logging
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
-from actorflow.api.flow import Flow, new_event_loop
+from actorflow.api.flow import new_event_loop
+from actorflow.cli import config as settings
+from actorflow.cli.checkpoints import SavepointFailed, list_checkpoints, render_listing, take_savepoint
+from actorflow.cli.daemon import Daemon, apply_config
+from actorflow.cli.errors import UsageError
+from actorflow.cli.logs import configure_logging, set_job
+from actorflow.cli.plan_formats import FORMATS, render
+from actorflow.cli.progress import Progress, probes_of
+from actorflow.cli.show_config import render_json, render_toml
+from actorflow.cli.target import load_flow
 
-__all__ = ["UsageError", "load_flow", "main"]
+__all__ = ["UsageError", "build_parser", "load_flow", "main"]
+
+log = logging.getLogger("actorflow.cli")
+
+_SUMMARY, _, _REST = (__doc__ or "").replace("``", "").partition("\n")
+_EXIT_CODES = "exit codes:" + _REST.partition("Exit codes:")[2].replace("\n- ", "\n  ")
 
 
-class UsageError(Exception):
-    """The command line names something that cannot be run (exit code 2)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (the docker tests check the compose file's command lines with it)."""
+    parser = argparse.ArgumentParser(
+        prog="actorflow",
+        description=_SUMMARY,
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    target_help = "module:attr or path/to/file.py[:attr] (attr defaults to flow)"
+
+    # Arguments actorflow does not know are the flow's (see actorflow.cli.target): no abbreviations,
+    # so that a flow's --par is not taken for --parallelism.
+    run = commands.add_parser(
+        "run",
+        help="run a flow until it ends or is stopped (SIGTERM: savepoint, stop)",
+        usage="actorflow run [settings] TARGET [flow arguments] [-- more flow arguments]",
+        allow_abbrev=False,
+    )
+    run.add_argument("target", help=target_help)
+    settings.add_arguments(run)
+
+    plan = commands.add_parser(
+        "plan",
+        help="print the physical plan: chains, parallelism, partitioners",
+        usage="actorflow plan [--format text|dot|mermaid] [-p N] TARGET [flow arguments]",
+        allow_abbrev=False,
+    )
+    plan.add_argument("target", help=target_help)
+    plan.add_argument("--format", choices=FORMATS, default="text", help="text, Graphviz dot or Mermaid")
+    settings.add_arguments(plan, ["parallelism"])
+
+    show = commands.add_parser("config", help="print the effective settings and where each came from")
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
+    settings.add_arguments(show)
+
+    savepoint = commands.add_parser(
+        "savepoint", help="take a savepoint of the job on a checkpoint directory (running or stopped)"
+    )
+    settings.add_arguments(savepoint, ["checkpoint_dir"])
+    savepoint.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for a running job"
+    )
+
+    checkpoints = commands.add_parser("checkpoints", help="inspect a checkpoint directory")
+    actions = checkpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list the complete checkpoints and savepoints")
+    settings.add_arguments(listing, ["checkpoint_dir"])
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
 
 
-def _load_attribute(target: str) -> Any:
-    location, _, attribute = target.partition(":")
-    attribute = attribute or "flow"
-    if location.endswith(".py") or "/" in location:
-        path = Path(location)
-        if not path.is_file():
-            raise UsageError(f"no such file: {location}")
-        spec = importlib.util.spec_from_file_location(f"_actorflow_target_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"cannot load {location}")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.resolve().parent))
-        spec.loader.exec_module(module)
-    else:
+def _checkpoint_dir(config: settings.Config) -> Path:
+    if config.checkpoint_dir is None:
+        raise UsageError("which checkpoint directory? give --checkpoint-dir (or $ACTORFLOW_CHECKPOINT_DIR)")
+    return config.checkpoint_dir
+
+
+def _wants_progress(config: settings.Config) -> bool:
+    return config.progress == "always" or (config.progress == "auto" and sys.stderr.isatty())
+
+
+async def _run(target: str, arguments: list[str], config: settings.Config) -> int:
+    handler = configure_logging(config.log_format, config.log_level, None)
+    flow = await load_flow(target, arguments)
+    set_job(handler, flow.name)
+    apply_config(flow, config)
+    daemon = Daemon(flow, config, target)
+    if _wants_progress(config):
+        daemon.progress = Progress(flow.name, probes_of(flow), sys.stderr)
+        handler.before_emit = daemon.progress.clear
+    return await daemon.run()
+
+
+async def _plan(target: str, arguments: list[str], config: settings.Config, form: str) -> str:
+    flow = await load_flow(target, arguments)
+    # Only the parallelism shapes the plan; the other settings would touch the disk (a checkpoint
+    # directory is created when it is set).
+    apply_config(flow, settings.Config(parallelism=config.parallelism))
+    return render(flow.plan(), form, flow.name)
+
+
+def _command(arguments: argparse.Namespace) -> int:
+    config = settings.resolve(settings.flags_of(arguments), os.environ)
+    command = arguments.command
+    if command == "config":
+        print(render_json(config) if arguments.format == "json" else render_toml(config))
+        return 0
+    if command == "checkpoints":
+        print(render_listing(list_checkpoints(_checkpoint_dir(config)), arguments.format))
+        return 0
+    if command == "savepoint":
         try:
-            module = importlib.import_module(location)
-        except ModuleNotFoundError as error:
-            if error.name is None or not location.startswith(error.name):
-                raise
-            raise UsageError(f"no module named {error.name!r}") from None
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise UsageError(f"{location} has no attribute {attribute!r}") from None
-
-
-async def load_flow(target: str) -> Flow:
-    """Resolve ``TARGET`` to a flow: a Flow object, or a (possibly async) function returning one."""
-    found = _load_attribute(target)
-    if callable(found) and not isinstance(found, Flow):
-        found = found()
-        if inspect.isawaitable(found):
-            found = await found
-    if not isinstance(found, Flow):
-        raise UsageError(f"{target} is not a Flow (got {type(found).__name__})")
-    return found
-
-
-async def _run(target: str) -> None:
-    flow = await load_flow(target)
-    await flow.run()
+            outcome = take_savepoint(_checkpoint_dir(config), arguments.timeout)
+        except SavepointFailed as error:
+            print(f"actorflow: {error}", file=sys.stderr)
+            return 1
+        print(outcome.path)
+        print(f"savepoint {outcome.checkpoint_id}: {outcome.how}", file=sys.stderr)
+        return 0
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        if command == "plan":
+            print(runner.run(_plan(arguments.target, arguments.flow_arguments, config, arguments.format)))
+            return 0
+        try:
+            return runner.run(_run(arguments.target, arguments.flow_arguments, config))
+        except (UsageError, KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception:
+            log.error("job failed", exc_info=True)
+            return 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="actorflow", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a flow to its end")
-    run.add_argument("target", help="module:attr or path/to/file.py[:attr] (attr defaults to flow)")
-    plan = commands.add_parser("plan", help="print the physical plan of a flow")
-    plan.add_argument("target")
-    arguments = parser.parse_args(argv)
+    """Parse ``argv`` and run the command; returns the process exit code (see the module docstring)."""
+    parser = build_parser()
+    arguments, unknown = parser.parse_known_args(argv)
+    if unknown and arguments.command not in ("run", "plan"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    arguments.flow_arguments = unknown
     try:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            if arguments.command == "plan":
-                print(runner.run(load_flow(arguments.target)).plan().describe())
-            else:
-                runner.run(_run(arguments.target))
+        return _command(arguments)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -99,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         traceback.print_exc()
         return 1
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

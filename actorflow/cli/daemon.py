@@ -1,0 +1,268 @@
+"""``actorflow run``: a flow run until it ends or is stopped, with savepoints on request.
+
+- The settings (:mod:`actorflow.cli.config`) are applied to the loaded flow first: a setting given
+  by flag, environment or file **overrides** what the flow's code chose; a setting nobody gave
+  leaves the flow's own choice alone (:func:`apply_config`).
+- SIGTERM / SIGINT: a graceful stop, :meth:`Flow.stop() <actorflow.Flow.stop>` (a savepoint, its
+  commits, then every actor stops), exit 0. Without checkpointing there is nothing to save: the job
+  is cancelled and the exit code is 130 / 143. A second signal exits at once
+  (:mod:`actorflow.cli.signals`).
+- SIGUSR1, or ``actorflow savepoint`` (:mod:`actorflow.cli.control`): a savepoint, the job goes on.
+- ``http_port``: the HTTP endpoint of :mod:`actorflow.web` (dashboard, metrics, health, state)
+  serves while the flow runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from actorflow.api.flow import Flow
+from actorflow.checkpoint.filesystem import MANIFEST, FileSystemStorage
+from actorflow.checkpoint.storage import CheckpointInfo
+from actorflow.cli import parsing
+from actorflow.cli.config import Config
+from actorflow.cli.control import ControlDir
+from actorflow.cli.errors import UsageError
+from actorflow.cli.progress import Progress
+from actorflow.cli.signals import DaemonSignals, exit_code
+from actorflow.errors import CheckpointError
+
+__all__ = ["Daemon", "apply_config"]
+
+log = logging.getLogger("actorflow.daemon")
+
+
+def apply_config(flow: Flow, config: Config) -> None:
+    """Apply the settings that were given to ``flow``; raises :class:`UsageError` if they cannot be.
+
+    ``checkpoint_interval_ms`` and ``checkpoint_timeout_ms`` alone change the checkpointing the flow
+    enabled itself; with neither a ``checkpoint_dir`` nor a flow that checkpoints they are an error.
+    """
+    if config.parallelism is not None:
+        if config.parallelism > flow.max_parallelism:
+            raise UsageError(
+                f"parallelism {config.parallelism} is above max_parallelism {flow.max_parallelism}"
+            )
+        flow.parallelism = config.parallelism
+    given = [
+        key
+        for key in ("checkpoint_dir", "checkpoint_interval_ms", "checkpoint_timeout_ms")
+        if getattr(config, key) is not None
+    ]
+    if given:
+        storage = config.checkpoint_dir if config.checkpoint_dir is not None else flow.checkpoint_storage
+        if storage is None:
+            raise UsageError(
+                f"{' and '.join(given)} need a checkpoint directory: set checkpoint_dir "
+                "(--checkpoint-dir, $ACTORFLOW_CHECKPOINT_DIR) or enable checkpointing in the flow"
+            )
+        current = flow.checkpoint_config
+        flow.enable_checkpointing(
+            storage,
+            interval_ms=config.checkpoint_interval_ms or current.interval_ms,
+            timeout_ms=config.checkpoint_timeout_ms or current.timeout_ms,
+            min_pause_ms=current.min_pause_ms,
+        )
+    if config.restart_strategy is not None:
+        flow.set_restart_strategy(parsing.restart_strategy(config.restart_strategy))
+    if config.from_savepoint is not None:
+        if flow.checkpoint_storage is None:
+            raise UsageError("from_savepoint needs checkpointing: set checkpoint_dir too")
+        if not (config.from_savepoint / MANIFEST).is_file():
+            raise UsageError(f"{config.from_savepoint} is not a complete savepoint or checkpoint")
+
+
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class Daemon:
+    """Runs one flow under the daemon's signals, control folder and progress line."""
+
+    def __init__(self, flow: Flow, config: Config, target: str, progress: Progress | None = None) -> None:
+        self.flow = flow
+        self.config = config
+        self.target = target
+        self.progress = progress
+        storage = flow.checkpoint_storage
+        self._directory = storage.directory if isinstance(storage, FileSystemStorage) else None
+        self._control = ControlDir(self._directory) if self._directory is not None else None
+        self._outcome = "failed"
+        self._job = self._job_factory()
+
+    def _job_factory(self) -> Callable[[], Awaitable[None]]:
+        """What runs the flow: ``flow.run`` itself, or with the HTTP endpoint serving meanwhile.
+
+        ``actorflow.web`` is imported only when a port is asked for: it needs the ``web`` extra.
+        """
+        flow, config = self.flow, self.config
+        if config.http_port is None:
+            return lambda: flow.run(from_savepoint=config.from_savepoint)
+        try:
+            from actorflow.web import HttpConfig, run_with_http
+        except ImportError as error:
+            raise UsageError(
+                f"http_port needs the web extra (pip install 'actorflow[web]'): {error}"
+            ) from None
+        http = HttpConfig(port=config.http_port, host=config.http_host, token=config.http_token)
+        return lambda: run_with_http(flow, http, from_savepoint=config.from_savepoint)
+
+    async def run(self) -> int:
+        """Run the flow; returns the exit code (0: it ended, or stopped with a savepoint).
+
+        Raises the flow's failure (the command exits 1) and :class:`UsageError` if another job
+        uses the checkpoint directory.
+        """
+        loop = asyncio.get_running_loop()
+        stop: asyncio.Future[int] = loop.create_future()
+        doorbell = asyncio.Event()
+
+        def on_stop(signum: int) -> None:
+            if not stop.done():
+                stop.set_result(signum)
+
+        if self._control is not None:
+            self._control.acquire(
+                {
+                    "command": "run",
+                    "job": self.flow.name,
+                    "target": self.target,
+                    "started_ms": int(time.time() * 1000),
+                }
+            )
+        try:
+            with DaemonSignals(loop, on_stop, doorbell.set):
+                return await self._supervise(stop, doorbell)
+        finally:
+            if self._control is not None:
+                self._control.release()
+            if self.progress is not None:
+                self.progress.finish(self._outcome)
+
+    async def _supervise(self, stop: asyncio.Future[int], doorbell: asyncio.Event) -> int:
+        self._log_start()
+        job = asyncio.ensure_future(self._job())
+        helpers = [asyncio.ensure_future(self._serve_savepoints(doorbell))]
+        if self.progress is not None:
+            helpers.append(asyncio.ensure_future(self.progress.run()))
+        try:
+            first: set[asyncio.Future[Any]] = {job, stop}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if job.done():
+                job.result()  # the job's failure, if it failed
+                self._outcome = "done"
+                log.info("job %r is done", self.flow.name)
+                return 0
+            return await self._stop(job, stop.result())
+        finally:
+            # A job that ended has been looked at above; one still running is stopped here.
+            tasks = [*helpers] if job.done() else [*helpers, job]
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("while stopping job %r", self.flow.name)
+
+    async def _stop(self, job: asyncio.Future[None], signum: int) -> int:
+        name = _signal_name(signum)
+        if self.flow.checkpoint_storage is None:
+            log.warning(
+                "%s: stopping job %r without a savepoint (checkpointing is off)", name, self.flow.name
+            )
+            self._outcome = f"stopped by {name}, without a savepoint"
+            return exit_code(signum)
+        log.info(
+            "%s: stopping job %r with a final savepoint (%s again stops at once)",
+            name,
+            self.flow.name,
+            name,
+        )
+        stopping = asyncio.ensure_future(self.flow.stop())
+        either: set[asyncio.Future[Any]] = {stopping, job}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping.done():  # the job ended (or failed) first
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CheckpointError):
+                await stopping
+            job.result()
+            self._outcome = "done"
+            return 0
+        try:
+            info = stopping.result()
+        except CheckpointError as error:
+            log.warning(
+                "job %r: the final savepoint failed (%s); stopping without it: the next start resumes "
+                "from the newest complete checkpoint",
+                self.flow.name,
+                error,
+            )
+            self._outcome = f"stopped by {name}, the final savepoint failed"
+            return exit_code(signum)
+        await job  # returns once every actor has stopped
+        where = self._path_of(info)
+        log.info(
+            "job %r stopped with savepoint %d%s",
+            self.flow.name,
+            info.checkpoint_id,
+            f" at {where}" if where else "",
+        )
+        self._outcome = f"stopped with savepoint {info.checkpoint_id}"
+        return 0
+
+    async def _serve_savepoints(self, doorbell: asyncio.Event) -> None:
+        """Take a savepoint whenever the doorbell rings (SIGUSR1); answer the requests waiting."""
+        while True:
+            await doorbell.wait()
+            doorbell.clear()
+            requests = self._control.take_requests() if self._control is not None else []
+            answer: dict[str, Any]
+            try:
+                info = await self.flow.checkpoint("savepoint")
+            except CheckpointError as error:
+                log.warning("job %r: savepoint failed: %s", self.flow.name, error)
+                answer = {"ok": False, "error": str(error)}
+            else:
+                where = self._path_of(info)
+                log.info(
+                    "job %r: savepoint %d written%s",
+                    self.flow.name,
+                    info.checkpoint_id,
+                    f" to {where}" if where else "",
+                )
+                answer = {"ok": True, "checkpoint_id": info.checkpoint_id, "path": where}
+            if self._control is not None and requests:
+                await asyncio.to_thread(self._control.answer, requests, answer)
+
+    def _path_of(self, info: CheckpointInfo) -> str | None:
+        storage = self.flow.checkpoint_storage
+        if isinstance(storage, FileSystemStorage):
+            return str(storage.path_of(info.checkpoint_id, info.kind))
+        return None
+
+    def _log_start(self) -> None:
+        flow = self.flow
+        storage = flow.checkpoint_storage
+        if storage is None:
+            checkpoints = "no checkpoints"
+        else:
+            where = self._directory if self._directory is not None else type(storage).__name__
+            newest = storage.latest()
+            resume = (
+                f"resuming from {self.config.from_savepoint}"
+                if self.config.from_savepoint is not None
+                else f"newest complete: {newest.kind} {newest.checkpoint_id}"
+                if newest
+                else "none yet"
+            )
+            checkpoints = f"checkpoints in {where} ({resume})"
+        log.info("job %r starting: parallelism %d, %s", flow.name, flow.parallelism, checkpoints)
