@@ -165,3 +165,21 @@ async def test_checkpoints_are_triggered_periodically_with_a_minimum_pause() -> 
     with pytest.raises(asyncio.CancelledError):
         await periodic
     assert starts == [1_000, 2_400, 3_800]
+
+
+async def test_a_stopping_job_takes_its_savepoint_but_no_further_checkpoint() -> None:
+    coordinator, source, _, clock = make(CheckpointConfig(interval_ms=1_000))
+    periodic = asyncio.create_task(coordinator.run_periodic())
+    await _settle()
+    coordinator.stopping = True  # what Flow.stop() sets before its savepoint
+    savepoint = asyncio.create_task(coordinator.trigger("savepoint"))
+    checkpoint_id = await source.next_request()
+    clock.advance(1_000)  # the periodic timer is due while the savepoint is in flight
+    await _settle()
+    for actor in ("a", "b"):
+        coordinator.acknowledge(checkpoint_id, actor, {})
+    assert (await savepoint).kind == "savepoint"
+    await periodic  # it saw the stop and ended instead of triggering
+    assert source.requested == [checkpoint_id]
+    with pytest.raises(CheckpointError, match="stopping"):
+        await coordinator.trigger()

@@ -137,6 +137,9 @@ class Flow:
         ``run()`` returns normally; the next ``run()`` resumes from the savepoint. What the sources
         read after the savepoint is read again then (its effects were never committed).
         """
+        coordinator = self._coordinator
+        if coordinator is not None:
+            coordinator.stopping = True  # the savepoint is the last checkpoint of this run
         info = await self.checkpoint("savepoint")
         assert self._stop is not None
         self._stop.set()

@@ -131,6 +131,8 @@ class CheckpointCoordinator:
         self._pending: _Pending | None = None
         self._tasks: set[asyncio.Future[Any]] = set()  # referenced until done (asyncio keeps weak refs)
         self._sources_running = 0
+        #: Set by a graceful stop: no periodic checkpoint starts after the stop's savepoint.
+        self.stopping = False
         self._last_id = 0
         self._last_end_ms: int | None = None
 
@@ -207,6 +209,8 @@ class CheckpointCoordinator:
                 await asyncio.shield(self._pending.done)
         if not self.can_trigger:
             raise CheckpointError("cannot checkpoint: a source has ended (or there is none)")
+        if self.stopping and kind == "checkpoint":
+            raise CheckpointError("cannot checkpoint: the job is stopping after its savepoint")
         # Ids only grow: past the storage's (also across restarts) and past aborted ones.
         checkpoint_id = self._last_id = max(self.storage.next_id(), self._last_id + 1)
         done: asyncio.Future[CheckpointInfo] = asyncio.get_running_loop().create_future()
@@ -315,7 +319,7 @@ class CheckpointCoordinator:
             if self._last_end_ms is not None:
                 next_start = max(next_start, self._last_end_ms + self.config.min_pause_ms)
             await self.clock.sleep_until(next_start)
-            if not self.can_trigger:
+            if not self.can_trigger or self.stopping:
                 return
             started = self.clock.now()
             with contextlib.suppress(CheckpointError):
