@@ -4,11 +4,14 @@
 
     python -m benchmarks generate --events N --seed S --output FILE [--cards C]
     python -m benchmarks run --query q1|q2|q3 --engine actorflow|baseline \\
-        --input FILE --output FILE [--parallelism P]
-    python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...]
+        --input FILE --output FILE [--parallelism P] \\
+        [--checkpoint-dir DIR [--checkpoint-interval-ms N]]
+    python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...] \\
+        [--checkpoint-events N] [--checkpoint-queries Q ...] [--state-keys K]
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
 
-``kafka-run`` is internal: ``kafka`` runs each engine through it in a process of its own.
+``kafka-run`` is internal: ``kafka`` runs each engine through it in a process of its own; so is
+``state-run`` for the snapshot and restore times of ``report``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from benchmarks.runner import ENGINES, QUERIES
+from benchmarks.runner import CHECKPOINTING_ENGINES, ENGINES, QUERIES
 
 __all__ = ["main"]
 
@@ -58,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help="a file written by 'generate'")
     run.add_argument("--output", required=True, help="where to write the query's results")
     run.add_argument("--parallelism", type=_positive, default=1)
+    run.add_argument(
+        "--checkpoint-dir",
+        help="actorflow only: checkpoint into DIR and write the output exactly once; "
+        "running the same command again resumes from the newest complete checkpoint in DIR",
+    )
+    run.add_argument(
+        "--checkpoint-interval-ms",
+        type=_positive,
+        help="with --checkpoint-dir: take a checkpoint every N ms (default: only at the end)",
+    )
 
     report = commands.add_parser("report", help="run everything, print a Markdown table")
     report.add_argument("--events", type=_positive, default=200_000)
@@ -67,6 +80,33 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--queries", choices=QUERIES, nargs="+", default=list(QUERIES))
     report.add_argument("--engines", choices=sorted(ENGINES), nargs="+", default=["baseline", "actorflow"])
     report.add_argument("--timeout", type=float, default=1_800.0, help="seconds per run")
+    report.add_argument(
+        "--checkpoint-events",
+        type=_non_negative,
+        default=2_000_000,
+        help="events of the checkpoint overhead runs (0: skip that section)",
+    )
+    report.add_argument(
+        "--checkpoint-queries", choices=QUERIES, nargs="+", default=["q2", "q3"], help="of that section"
+    )
+    report.add_argument(
+        "--checkpoint-intervals-ms",
+        type=_positive,
+        nargs="+",
+        default=[10_000, 1_000],
+        help="the intervals compared with no checkpoints",
+    )
+    report.add_argument(
+        "--state-keys",
+        type=_non_negative,
+        default=1_000_000,
+        help="keys of the snapshot and restore measurement (0: skip it)",
+    )
+
+    state_run = commands.add_parser(
+        "state-run", help="internal: snapshot and restore N keys, one JSON line"
+    )
+    state_run.add_argument("--keys", type=_positive, required=True)
 
     kafka = commands.add_parser(
         "kafka", help="Q1 end to end through Kafka: actorflow beside a raw aiokafka loop"
@@ -92,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "generate":
         from benchmarks.generate import write
 
@@ -102,8 +143,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from benchmarks.runner import measure
 
-        measurement = measure(args.query, args.engine, args.input, args.output, args.parallelism)
+        if args.checkpoint_interval_ms is not None and args.checkpoint_dir is None:
+            parser.error("--checkpoint-interval-ms needs --checkpoint-dir")
+        if args.checkpoint_dir is not None and args.engine not in CHECKPOINTING_ENGINES:
+            parser.error(
+                f"--checkpoint-dir: engine {args.engine!r} does not take checkpoints "
+                f"(only {', '.join(CHECKPOINTING_ENGINES)})"
+            )
+        measurement = measure(
+            args.query,
+            args.engine,
+            args.input,
+            args.output,
+            args.parallelism,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_interval_ms=args.checkpoint_interval_ms,
+        )
         sys.stdout.buffer.write(orjson.dumps(measurement) + b"\n")
+        sys.stdout.flush()
+        return 0
+    if args.command == "state-run":
+        import tempfile
+
+        from benchmarks.state_snapshot import measure as measure_state
+
+        with tempfile.TemporaryDirectory(prefix="actorflow-state-") as directory:
+            numbers = measure_state(args.keys, directory)
+        sys.stdout.buffer.write(orjson.dumps(numbers) + b"\n")
         sys.stdout.flush()
         return 0
     if args.command == "kafka":
@@ -141,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         queries=tuple(args.queries),
         engines=tuple(args.engines),
         timeout=args.timeout,
+        checkpoint_events=args.checkpoint_events,
+        checkpoint_queries=tuple(args.checkpoint_queries),
+        checkpoint_intervals_ms=tuple(args.checkpoint_intervals_ms),
+        state_keys=args.state_keys,
     )
 
 

@@ -7,6 +7,11 @@ pattern.
 Engine contract (shared with ``benchmarks.baseline``)::
 
     run(query, input_path, output_path, parallelism) -> number of input events
+
+With ``checkpoint_dir`` the flow takes checkpoints into that directory (every
+``checkpoint_interval_ms``, and a final one at the end of the input), writes its output through the
+exactly-once file sink, and resumes from the newest complete checkpoint there: running the same call
+again after the process was killed completes the same output.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from actorflow import (
     WatermarkStrategy,
     WindowContext,
 )
+from actorflow.checkpoint.filesystem import FileSystemStorage
+from actorflow.checkpoint.storage import CheckpointStorage
+from actorflow.operators.base import OperatorContext
+from actorflow.operators.file_sink import ExactlyOnceJsonLinesSink, PartHandle
 
 __all__ = ["run"]
 
@@ -49,12 +58,12 @@ def _watermarks() -> WatermarkStrategy:
     return WatermarkStrategy.punctuated("ts", lag_ms=LAG_MS)
 
 
-def q1(flow: Flow, source: JsonLinesSource, output_path: str) -> None:
+def q1(flow: Flow, source: JsonLinesSource, output_path: str, exactly_once: bool = False) -> None:
     (
         flow.from_source(source, name="transactions")
         .filter(lambda r: r["amount"] > 100.0, name="large")
         .map(lambda r: {"tx_id": r["tx_id"], "card_id": r["card_id"], "amount": r["amount"]})
-        .sink_to_json_lines(output_path)
+        .sink_to_json_lines(output_path, exactly_once=exactly_once)
     )
 
 
@@ -123,7 +132,45 @@ class WindowFileSink(Sink):
         self._file.close()
 
 
-def q2(flow: Flow, source: JsonLinesSource, output_path: str) -> None:
+class ExactlyOnceWindowFileSink(ExactlyOnceJsonLinesSink):
+    """:class:`WindowFileSink` through the exactly-once file sink: windows as JSON lines, then
+    ``{"late": N}`` once, at the end of the input.
+
+    The late count is part of the sink's checkpointed state, so after a restore it counts on from
+    the restored checkpoint's position, like everything else. Whether the count line is already
+    written is checkpointed too: a run resumed from the final checkpoint (the process was killed
+    after it, before it exited) must not write it a second time.
+    """
+
+    def open(self, context: OperatorContext) -> None:
+        super().open(context)
+        self.late = 0
+        self._counted = False
+
+    def write_to(self, txn: Any, values: list[Any]) -> None:
+        windows = [value for value in values if value is not LATE]
+        self.late += len(values) - len(windows)
+        super().write_to(txn, windows)
+
+    def finish(self) -> None:
+        if not self._counted:
+            # Written into the open transaction: it commits with the final checkpoint (or, without
+            # checkpoints, in the commit at the end of the input below).
+            self._counted = True
+            self.write([{"late": self.late}])
+        super().finish()
+
+    def sink_state(self) -> dict[str, Any]:
+        return {**super().sink_state(), "late": self.late, "counted": self._counted}
+
+    def abort_leftovers(self, recovered: list[PartHandle], state: dict[str, Any] | None) -> None:
+        super().abort_leftovers(recovered, state)
+        if state is not None:
+            self.late = state["late"]
+            self._counted = state["counted"]
+
+
+def q2(flow: Flow, source: JsonLinesSource, output_path: str, exactly_once: bool = False) -> None:
     windows = (
         flow.from_source(source, name="transactions", watermarks=_watermarks())
         .key_by("card_id")
@@ -132,7 +179,8 @@ def q2(flow: Flow, source: JsonLinesSource, output_path: str) -> None:
         .aggregate(CountCents(), WindowRecord(), name="windows")
     )
     late = windows.get_side_output(LATE_RECORDS).map(lambda _: LATE, name="late")
-    windows.union(late).sink(WindowFileSink(output_path))
+    sink = ExactlyOnceWindowFileSink(output_path) if exactly_once else WindowFileSink(output_path)
+    windows.union(late).sink(sink, name="output")
 
 
 class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
@@ -162,22 +210,45 @@ class SmallThenLarge(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
             self.armed.clear()
 
 
-def q3(flow: Flow, source: JsonLinesSource, output_path: str) -> None:
+def q3(flow: Flow, source: JsonLinesSource, output_path: str, exactly_once: bool = False) -> None:
     (
         flow.from_source(source, name="transactions", watermarks=_watermarks())
         .key_by("card_id")
         .process(SmallThenLarge(), name="fraud")
-        .sink_to_json_lines(output_path)
+        .sink_to_json_lines(output_path, exactly_once=exactly_once)
     )
 
 
 QUERIES = {"q1": q1, "q2": q2, "q3": q3}
 
 
-def run(query: str, input_path: str, output_path: str, parallelism: int, *, batch_size: int = 1024) -> int:
-    """Build the flow for ``query``, run it to the end of the input, return the events read."""
+def run(
+    query: str,
+    input_path: str,
+    output_path: str,
+    parallelism: int,
+    *,
+    batch_size: int = 1024,
+    checkpoint_dir: str | None = None,
+    checkpoint_interval_ms: int | None = None,
+    storage: CheckpointStorage | None = None,
+) -> int:
+    """Build the flow for ``query``, run it to the end of the input, return the events read.
+
+    With ``checkpoint_dir`` (or a ready ``storage``, which the report uses to count what the
+    checkpoints cost) the flow checkpoints every ``checkpoint_interval_ms`` (None: only the final
+    checkpoint), writes through the exactly-once file sink and resumes from the newest complete
+    checkpoint it finds; the events returned are then those read by this run, after the resumed
+    position. Raises ``ValueError`` for an interval without a checkpoint directory.
+    """
+    if checkpoint_dir is not None and storage is None:
+        storage = FileSystemStorage(checkpoint_dir)
+    if checkpoint_interval_ms is not None and storage is None:
+        raise ValueError("a checkpoint interval needs a checkpoint directory")
     flow = Flow(query, parallelism=parallelism, batch_size=batch_size)
+    if storage is not None:
+        flow.enable_checkpointing(storage, interval_ms=checkpoint_interval_ms)
     source = JsonLinesSource(input_path)
-    QUERIES[query](flow, source, output_path)
+    QUERIES[query](flow, source, output_path, storage is not None)
     flow.execute()
     return source.records_read

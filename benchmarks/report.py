@@ -7,6 +7,10 @@ median events/s and the largest peak RSS. Every output is checked against the
 reference result (also computed in a subprocess, unmeasured) and every other
 engine's against the baseline's.
 A failed or wrong run is shown as such; the command then exits with status 1.
+
+Then the checkpoint sections (:mod:`benchmarks.checkpoint_report`): the overhead of checkpoints on
+Q2 and Q3 at each interval against none, on a longer input of its own, and the time to snapshot and
+to restore keyed state with many keys.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import generate, results
+from benchmarks import checkpoint_report, generate, results
 from benchmarks.runner import QUERIES, Measurement
 
 __all__ = ["Row", "machine_info", "main"]
@@ -169,8 +173,16 @@ def main(
     queries: tuple[str, ...] = QUERIES,
     engines: tuple[str, ...] = ("baseline", "actorflow"),
     timeout: float = 1_800.0,
+    checkpoint_events: int = 2_000_000,
+    checkpoint_queries: tuple[str, ...] = ("q2", "q3"),
+    checkpoint_intervals_ms: tuple[int, ...] = (10_000, 1_000),
+    state_keys: int = 1_000_000,
 ) -> int:
-    """Run the report and print it to stdout (progress goes to stderr); return the exit status."""
+    """Run the report and print it to stdout (progress goes to stderr); return the exit status.
+
+    ``checkpoint_events`` 0 skips the checkpoint overhead section, ``state_keys`` 0 the snapshot
+    and restore times.
+    """
     rows: list[Row] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as tmp:
@@ -201,10 +213,32 @@ def main(
                     output = _measure_row(row, data, workdir, repeat, timeout, checks)
                     if engine == "baseline":
                         baseline_output = output
+    overhead: list[checkpoint_report.OverheadRow] = []
+    if checkpoint_events and checkpoint_queries:
+        overhead = checkpoint_report.measure_overhead(
+            checkpoint_events, seed, repeat, checkpoint_queries, checkpoint_intervals_ms, timeout
+        )
+    state = checkpoint_report.measure_state(state_keys, repeat, timeout) if state_keys else None
     info = machine_info()
     print(f"Benchmark: {events:,} events, seed {seed}, median of {repeat} runs", *info, sep="\n")
     print()
     print(*_format_table(rows), sep="\n")
+    if overhead:
+        print()
+        print(f"Checkpoint overhead: {checkpoint_events:,} events, seed {seed}, median of {repeat} runs")
+        print()
+        print(*checkpoint_report.format_overhead(overhead), sep="\n")
+        problems += [
+            f"- {row.query} checkpoints {row.label}: "
+            + (f"failed: {row.error}" if row.error is not None else f"wrong result: {row.mismatch}")
+            for row in overhead
+            if row.error is not None or row.mismatch is not None
+        ]
+    if state is not None:
+        print()
+        print(*checkpoint_report.format_state(state), sep="\n")
+        if state.error is not None:
+            problems.append(f"- state with {state.keys:,} keys: failed: {state.error}")
     problems += [
         f"- {row.query} {row.engine} p={row.parallelism}: "
         + (f"failed: {row.error}" if row.error is not None else f"wrong result: {row.mismatch}")

@@ -245,7 +245,7 @@ def test_cli_generate_then_run_prints_one_measurement(tmp_path: Path) -> None:
     assert len(lines) == 1
     measurement = orjson.loads(lines[0])
     assert list(measurement) == [
-        "query", "engine", "events", "seconds", "events_per_s", "peak_rss_mb"
+        "query", "engine", "events", "seconds", "events_per_s", "peak_rss_mb", "cpu_seconds"
     ]  # fmt: skip
     assert measurement["query"] == "q2"
     assert measurement["engine"] == "baseline"
@@ -253,5 +253,6 @@ def test_cli_generate_then_run_prints_one_measurement(tmp_path: Path) -> None:
     assert measurement["seconds"] > 0
     assert measurement["events_per_s"] > 0
     assert measurement["peak_rss_mb"] > 1
+    assert 0 < measurement["cpu_seconds"] < measurement["seconds"] + 1
     reference.run("q2", str(source), str(tmp_path / "ref.jsonl"))
     assert results.equal("q2", str(output), str(tmp_path / "ref.jsonl"))

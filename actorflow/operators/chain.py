@@ -16,10 +16,17 @@ from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
-from actorflow.operators.snapshots import CheckpointHooks, dumps, part_name
+from actorflow.operators.snapshots import CheckpointHooks, dumps, part_name, watermark_owner
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
-from actorflow.runtime.messages import MAX_WATERMARK, Barrier, Batch, EndOfStream, StreamStatus
+from actorflow.runtime.messages import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    Barrier,
+    Batch,
+    EndOfStream,
+    StreamStatus,
+)
 from actorflow.runtime.metrics import ActorMetrics
 from actorflow.runtime.output import Output
 from actorflow.time.clock import Clock
@@ -294,7 +301,16 @@ class Chain:
 
 
 class SourceActor:
-    """Reads a source, stamps event time, and drives the chain behind it."""
+    """Reads a source, stamps event time, and drives the chain behind it.
+
+    With checkpoints, the watermark it has put out is checkpointed beside the source's position
+    (part ``watermark_owner(name)/index``), and a restore (``restore_watermark``) puts it out again
+    before the first record: the watermark generator starts afresh after a restore and would
+    otherwise judge the first records against no watermark at all, then against one computed from
+    the records read since, so a record late before the crash would be on time after it. Marks the
+    fresh generator makes at or below the restored watermark are dropped, so downstream sees the
+    watermarks of a run that never failed.
+    """
 
     def __init__(
         self,
@@ -305,6 +321,7 @@ class SourceActor:
         chain: Chain,
         *,
         restore: list[Any] | None = None,
+        restore_watermark: int | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -312,6 +329,9 @@ class SourceActor:
         self.strategy = strategy
         self.chain = chain
         self._restore = restore
+        self._restore_watermark = restore_watermark
+        #: The last watermark put out (kept only with checkpoints, which record it).
+        self._watermark = MIN_WATERMARK
         # Checkpoint ids whose barrier this source still has to put out, and a wake-up for them.
         self._barriers: list[int] = []
         self._barrier_requested = asyncio.Event()
@@ -327,19 +347,18 @@ class SourceActor:
         self._barrier_requested.clear()
         while self._barriers:
             checkpoint_id = self._barriers.pop(0)
-            position = self.source.snapshot_state(self.context)
-            extra = (
-                {}
-                if position is None
-                else {part_name(self.context.name, self.context.index): dumps(position)}
-            )
-            await self.chain.on_barrier(Barrier(checkpoint_id), extra)
+            await self.chain.on_barrier(Barrier(checkpoint_id), self._position_parts())
 
-    def _final_position(self) -> dict[str, bytes]:
-        position = self.source.snapshot_state(self.context)
-        return (
-            {} if position is None else {part_name(self.context.name, self.context.index): dumps(position)}
-        )
+    def _position_parts(self) -> dict[str, bytes]:
+        """The source's position and the watermark put out so far, as checkpoint parts."""
+        context = self.context
+        parts = {}
+        position = self.source.snapshot_state(context)
+        if position is not None:
+            parts[part_name(context.name, context.index)] = dumps(position)
+        # Also when it is still the minimum: the restore takes the lowest of all instances'.
+        parts[part_name(watermark_owner(context.name), context.index)] = dumps(self._watermark)
+        return parts
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
         """Tell the source (it may commit its positions now)."""
@@ -359,8 +378,15 @@ class SourceActor:
         reader = self.source.read(self.context)
         timeouts: AsyncGenerator[Any, None] | None = None
         completed = False
+        # Marks at or below it are the fresh generator catching up with the restored watermark.
+        floor = self._restore_watermark
+        if floor is not None and floor <= MIN_WATERMARK:
+            floor = None
         try:
             await chain.open()
+            if floor is not None:
+                self._watermark = floor
+                await chain.on_batch(Batch([], None, [(0, floor)]))
             if idle_timeout is not None or chain.wants_wakeups or hooks is not None:
                 timeouts = self._with_timeouts(reader, idle_timeout)
             batches = reader if timeouts is None else timeouts
@@ -377,6 +403,14 @@ class SourceActor:
                     batch = stamp(values, strategy, generator)
                 else:
                     batch = Batch(values)
+                if hooks is not None and batch.marks:
+                    if floor is not None:
+                        marks = [mark for mark in batch.marks if mark[1] > floor]
+                        batch = Batch(batch.values, batch.timestamps, marks)
+                        if marks:
+                            floor = None  # past it: the generator's marks only rise from here
+                    if batch.marks:
+                        self._watermark = batch.marks[-1][1]
                 await chain.on_batch(batch)
                 if self._barriers:
                     await self._emit_barriers()
@@ -384,7 +418,7 @@ class SourceActor:
             if hooks is not None:
                 await self._emit_barriers()  # requested ones go out before the end
                 hooks.source_finished()
-                extra = self._final_position()
+                extra = self._position_parts()
             await chain.on_batch(Batch([], None, [(0, MAX_WATERMARK)]))
             await chain.on_end(extra)
             completed = True

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +40,9 @@ from actorflow.operators.base import OperatorContext
 from actorflow.operators.two_phase import TwoPhaseCommitSink
 
 __all__ = ["ExactlyOnceJsonLinesSink", "PartHandle"]
+
+COPY_CHUNK = 1 << 20
+"""Bytes copied at a time from a part into the target when it is committed."""
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,16 @@ class ExactlyOnceJsonLinesSink(TwoPhaseCommitSink[_Part, PartHandle]):
                         "committed before this part: the file was changed outside the flow"
                     )
                 try:
-                    data = part.read_bytes()
+                    source = open(part, "rb")  # noqa: SIM115 - closed by the with below
                 except FileNotFoundError:
                     raise CheckpointError(
                         f"part {handle.name} of {self.path} is missing: it cannot be committed"
                     ) from None
-                target.truncate(handle.offset)
-                target.write(data)
+                with source:
+                    target.truncate(handle.offset)
+                    # Copied in chunks, not read whole: a part holds a checkpoint interval's output,
+                    # which may be far bigger than the memory the job otherwise needs.
+                    shutil.copyfileobj(source, target, COPY_CHUNK)
                 target.flush()
                 os.fsync(target.fileno())
         part.unlink(missing_ok=True)

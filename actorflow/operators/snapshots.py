@@ -19,12 +19,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckpointHooks", "dumps", "part_name", "snapshot_parts", "states_of"]
+__all__ = ["CheckpointHooks", "dumps", "part_name", "snapshot_parts", "states_of", "watermark_owner"]
 
 
 def part_name(operator: str, index: int) -> str:
     """The name of one operator instance's part of a checkpoint."""
     return f"{operator}/{index}"
+
+
+def watermark_owner(source: str) -> str:
+    """Whose parts hold the watermark each instance of ``source`` had put out at the checkpoint.
+
+    >>> part_name(watermark_owner("transactions"), 0)
+    'transactions@watermark/0'
+    """
+    return f"{source}@watermark"
 
 
 def dumps(state: Any) -> bytes:

@@ -17,7 +17,7 @@ from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import CheckpointHooks, states_of
+from actorflow.operators.snapshots import CheckpointHooks, states_of, watermark_owner
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
@@ -189,6 +189,14 @@ def deploy(
             restored[node.name] = states_of(node.name, restore)
         return restored[node.name]
 
+    def watermark(node: Node) -> int | None:
+        """The watermark a source put out at the checkpoint (the lowest of its instances': after
+        a change of parallelism an instance may read what any of them read)."""
+        if restore is None:
+            return None
+        saved = states_of(watermark_owner(node.name), restore)
+        return min(saved) if saved else None
+
     # inboxes[chain][instance] collects the mailboxes that feed that instance, in input order.
     inboxes: dict[ChainPlan, list[list[Mailbox]]] = {
         chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
@@ -275,7 +283,13 @@ def deploy(
                 assert head.source is not None
                 actors.append(
                     SourceActor(
-                        name, head.source, context(head), head.watermarks, runner, restore=states(head)
+                        name,
+                        head.source,
+                        context(head),
+                        head.watermarks,
+                        runner,
+                        restore=states(head),
+                        restore_watermark=watermark(head),
                     )
                 )
             else:
