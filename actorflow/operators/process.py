@@ -459,7 +459,7 @@ class KeyedProcessOperator(Operator):
         max_parallelism = self.context.max_parallelism
         groups: dict[int, dict[str, Any]] = {
             group: {"state": tables, "event": [], "processing": []}
-            for group, tables in self.backend.snapshot().items()
+            for group, tables in self.backend.snapshot(copy_values=False).items()
         }
         for domain, queue in (("event", self.event_timers), ("processing", self.processing_timers)):
             for time, keys in queue.snapshot():
@@ -478,7 +478,9 @@ class KeyedProcessOperator(Operator):
         owned = self.context.key_groups
         for state in states:
             groups = state["groups"]
-            self.backend.restore({group: part["state"] for group, part in groups.items()}, owned)
+            self.backend.restore(
+                {group: part["state"] for group, part in groups.items()}, owned, copy_values=False
+            )
             for group, part in groups.items():
                 if group in owned:
                     for time, key in part["event"]:

@@ -288,10 +288,12 @@ class KeyedStateBackend:
         """The keys that have an entry in state ``name`` (a copy: safe to change state meanwhile)."""
         return list(self._tables.get(name, ()))
 
-    def snapshot(self) -> dict[int, dict[str, dict[Any, Any]]]:
+    def snapshot(self, *, copy_values: bool = True) -> dict[int, dict[str, dict[Any, Any]]]:
         """A deep copy of all state, cut by key group: ``{key_group: {state: {key: value}}}``.
 
-        Later updates of the state never show in the snapshot.
+        Later updates of the state never show in the snapshot. ``copy_values=False`` shares the
+        values: for a caller that serialises the result before the state changes again (a
+        checkpoint pickles it at once, which is a copy already).
         """
         groups: dict[int, dict[str, dict[Any, Any]]] = {}
         max_parallelism = self.max_parallelism
@@ -299,11 +301,16 @@ class KeyedStateBackend:
             for key, value in table.items():
                 group = key_group(key, max_parallelism)
                 groups.setdefault(group, {}).setdefault(name, {})[key] = value
-        return copy.deepcopy(groups)
+        return copy.deepcopy(groups) if copy_values else groups
 
-    def restore(self, groups: dict[int, dict[str, dict[Any, Any]]], owned: range) -> None:
-        """Load the key groups in ``owned`` from a snapshot (others belong to other instances)."""
+    def restore(
+        self, groups: dict[int, dict[str, dict[Any, Any]]], owned: range, *, copy_values: bool = True
+    ) -> None:
+        """Load the key groups in ``owned`` from a snapshot (others belong to other instances).
+        ``copy_values=False`` takes the values over (they were just unpickled: nobody else has them)."""
         for group, tables in groups.items():
             if group in owned:
                 for name, entries in tables.items():
-                    self._tables.setdefault(name, {}).update(copy.deepcopy(entries))
+                    self._tables.setdefault(name, {}).update(
+                        copy.deepcopy(entries) if copy_values else entries
+                    )

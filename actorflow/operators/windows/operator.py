@@ -224,13 +224,14 @@ class WindowOperator(Operator):
         """(key, window) entries with contents, plus those with trigger state."""
         return sum(len(windows) for windows in self.windows.values()) + len(self.trigger_state)
 
-    def snapshot(self) -> dict[int, dict[str, Any]]:
+    def snapshot(self, *, copy_values: bool = True) -> dict[int, dict[str, Any]]:
         """A deep copy of the window state, cut by key group of the key: ``{group: {"windows":
         {key: {window: contents}}, "trigger_state": {(key, window): {...}}, "event_timers":
         [(time, (key, window))], "processing_timers": [...]}}``.
 
         The watermark and ``late_records`` are not part of it (the watermark is re-established by
-        the inputs; the late count is a metric). Later updates never show in the snapshot.
+        the inputs; the late count is a metric). Later updates never show in the snapshot, unless
+        ``copy_values=False``: for a checkpoint, which pickles it before the state changes again.
         """
         max_parallelism = self.context.max_parallelism
         groups: dict[int, dict[str, Any]] = {}
@@ -259,24 +260,25 @@ class WindowOperator(Operator):
                 for timer_scope in timer_scopes:
                     key = timer_scope[0]  # type: ignore[index]
                     part(key)[name].append((time, timer_scope))
-        return copy.deepcopy(groups)
+        return copy.deepcopy(groups) if copy_values else groups
 
     def snapshot_state(self) -> dict[int, dict[str, Any]] | None:
         """The checkpoint's state: :meth:`snapshot` (contents, trigger state and timers by key group
         of their key), or None when the operator holds none."""
-        return self.snapshot() or None
+        return self.snapshot(copy_values=False) or None
 
     def restore_state(self, states: list[Any]) -> None:
         """Load the key groups this instance owns from every instance's :meth:`snapshot_state`."""
-        for groups in states:
-            self.restore(groups, self.context.key_groups)
+        for groups in states:  # just unpickled: nobody else holds these objects
+            self.restore(groups, self.context.key_groups, copy_values=False)
 
-    def restore(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
+    def restore(self, groups: dict[int, dict[str, Any]], owned: range, *, copy_values: bool = True) -> None:
         """Load the key groups in ``owned`` from a :meth:`snapshot` (others belong to other instances)."""
         for group, parts in groups.items():
             if group not in owned:
                 continue
-            parts = copy.deepcopy(parts)
+            if copy_values:
+                parts = copy.deepcopy(parts)
             self.windows.update(parts["windows"])
             self.trigger_state.update(parts["trigger_state"])
             for time, scope in parts["event_timers"]:
