@@ -1,31 +1,58 @@
-"""KafkaSink: records to a Kafka topic (fixed, or chosen per record), at least once.
+"""KafkaSink: records to a Kafka topic (fixed, or chosen per record), at least once or exactly once.
 
 Each batch is handed to aiokafka's producer record by record (it batches and compresses them per
 partition as configured). The sink does not wait for the broker's acknowledgements batch by batch,
 which would stall the whole chain for a linger and a round trip each time: it keeps the pending
 acknowledgements, fails the job on the first one that fails, waits for all of them once
-``max_in_flight`` records are pending, and always before the end of its input (and on
-:meth:`KafkaSink.flush`). So every record the sink accepted is stored before the flow ends normally,
-or the job fails with the reason. The checkpoint issue adds transactions (exactly once).
+``max_in_flight`` records are pending, and always before the end of its input, at every checkpoint's
+barrier (and on :meth:`KafkaSink.flush`). So every record the sink accepted is stored before the
+flow ends normally or a checkpoint completes, or the job fails with the reason.
+
+``exactly_once=True`` writes through a Kafka transaction per checkpoint interval and commits it,
+together with the offsets of the :class:`~actorflow_kafka.KafkaSource` given as ``offsets_of``, when
+the checkpoint completes: ``read_committed`` readers see every result once, however often the job
+fails and restarts. The protocol, step by step:
+
+1. The sink opens with a transactional producer (``transactional_id``): starting it fences every
+   older producer with that id and aborts the transaction a crashed run left open. Then it begins
+   a transaction, and the records of the checkpoint interval go into it.
+2. At barrier ``n`` it flushes (every record acknowledged) and notes the source's snapshot of
+   barrier ``n``. The chain acknowledges the checkpoint and calls ``barrier_acknowledged(n)``, where
+   the sink waits, reading nothing (its mailboxes fill up and hold the flow back), for the outcome.
+3. Checkpoint ``n`` completes (its manifest is written): the sink adds the source's offsets of
+   ``n`` to the transaction (``send_offsets_to_transaction``, each offset with a digest of the
+   snapshot as metadata), commits, and begins the next transaction. Checkpoint ``n`` aborted: the
+   transaction stays open, and its records commit with the next checkpoint.
+4. On restart the source accepts only the checkpoint whose offsets and digest Kafka committed, so a
+   crash after a manifest and before its commit restores the checkpoint before, whose transaction
+   is the one Kafka has; the later transaction was aborted and its records are written again.
+5. At the end of the input the final checkpoint commits the last transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 
 from actorflow import Sink
+from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.time.watermarks import field_getter
 from actorflow_kafka.serde import Serializer, resolve_serializer
+from actorflow_kafka.source import KafkaSource
+from actorflow_kafka.transactions import TransactionLink, commit_metadata, owned_offsets
 
 __all__ = ["KafkaSink"]
+
+log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
@@ -38,14 +65,27 @@ class KafkaSink(Sink):
     same as Java clients use); ``value`` picks what is written (default: the whole record).
     ``headers`` is a function of the record returning ``[(name, bytes), ...]``.
     ``producer_options`` (linger_ms, max_batch_size, compression_type, acks, max_request_size,
-    enable_idempotence, SASL/SSL settings, client_id, ...) go to aiokafka untouched.
+    enable_idempotence, transaction_timeout_ms, SASL/SSL settings, client_id, ...) go to aiokafka
+    untouched.
 
     A missing topic fails the job when the sink opens (or when a record first names it), unless
     ``create_topics=True``, which creates it with ``partitions`` partitions.
 
+    ``exactly_once=True`` (the job must take checkpoints) writes each checkpoint interval's records
+    in a Kafka transaction and commits it with the offsets of ``offsets_of`` (a KafkaSource with a
+    ``group_id``) when the checkpoint completes; see the module docstring. ``transactional_id`` must
+    stay the same across restarts of the job and be used by no other running job (give each worker
+    process of a scaled-out job its own). Such a sink has one instance: one transaction per
+    checkpoint is what makes results and offsets commit atomically.
+
     >>> sink = KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", key="card_id")
     >>> sink.name
     'kafka:alerts'
+    >>> source = KafkaSource("payments", bootstrap_servers="127.0.0.1:9092", group_id="fraud")
+    >>> exact = KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", exactly_once=True,
+    ...                   transactional_id="fraud-alerts-0", offsets_of=source)
+    >>> exact.max_parallelism
+    1
     """
 
     is_async = True
@@ -65,10 +105,12 @@ class KafkaSink(Sink):
         replication_factor: int = 1,
         producer_options: Mapping[str, Any] | None = None,
         max_in_flight: int = 100_000,
+        exactly_once: bool = False,
+        transactional_id: str | None = None,
+        offsets_of: KafkaSource | None = None,
     ) -> None:
         super().__init__(f"kafka:{topic}" if isinstance(topic, str) else "kafka")
         self.max_in_flight = max_in_flight
-        self._pending: list[tuple[asyncio.Future[Any], str, int]] = []
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         self._key = field_getter(key) if key is not None else None
@@ -80,12 +122,40 @@ class KafkaSink(Sink):
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.producer_options = dict(producer_options or {})
+        self.exactly_once = exactly_once
+        self.transactional_id = transactional_id
+        self.offsets_of = offsets_of
+        self._link: TransactionLink | None = None
+        if exactly_once:
+            if not transactional_id:
+                raise ValueError(
+                    "exactly_once needs a transactional_id: the same across restarts of the job, "
+                    "used by no other running job"
+                )
+            if offsets_of is None:
+                raise ValueError(
+                    "exactly_once needs offsets_of=, the KafkaSource whose offsets commit with the "
+                    "results: on restart they tell which checkpoint's transaction Kafka has"
+                )
+            # One transaction per checkpoint: results and source offsets commit atomically.
+            self.max_parallelism = 1
+            self._link = TransactionLink(transactional_id, bootstrap_servers, self._producer_settings())
+            offsets_of._attach(self._link)
+        elif transactional_id is not None or offsets_of is not None:
+            raise ValueError("transactional_id and offsets_of go with exactly_once=True")
         self._producer: AIOKafkaProducer | None = None
-        self._pending = []
+        self._pending: list[tuple[asyncio.Future[Any], str, int]] = []
         self._known_topics: set[str] = set()
         # Shared by the per-instance copies the flow makes (shallow copies share these objects).
         self._written = [0]
+        self._committed = [0]
         self._instances: list[KafkaSink] = []
+        # Per instance and run (set in open_async): the exactly-once bookkeeping.
+        self._finished = False
+        self._barriers = 0
+        self._captured: dict[int, dict[str, Any]] = {}
+        self._outcomes: dict[int, asyncio.Future[bool]] = {}
+        self._commits: dict[int, asyncio.Future[None]] = {}
 
     def copy(self) -> KafkaSink:
         instance = copy.copy(self)
@@ -97,20 +167,65 @@ class KafkaSink(Sink):
         """Records the broker acknowledged, over every instance of this sink."""
         return self._written[0]
 
+    @property
+    def transactions_committed(self) -> int:
+        """Transactions committed (``exactly_once``), over every run of this sink."""
+        return self._committed[0]
+
+    def _producer_settings(self) -> dict[str, Any]:
+        if not self.exactly_once:
+            return dict(self.producer_options)
+        # A transactional producer is idempotent, which needs every replica's acknowledgement.
+        return {"acks": "all", **self.producer_options}
+
     async def open_async(self, context: OperatorContext) -> None:
         self.open(context)
         self._known_topics = set()
         self._pending = []  # this instance's own (copies share what __init__ made)
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self.producer_options)
+        self._finished = False
+        self._barriers = 0
+        self._captured = {}
+        self._outcomes = {}
+        self._commits = {}
+        if self.exactly_once:
+            if not context.checkpointing:
+                raise CheckpointError(
+                    "KafkaSink(exactly_once=True) commits on checkpoints: call flow.enable_checkpointing()"
+                )
+            await self._stop_leftovers()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                transactional_id=self.transactional_id,
+                **self._producer_settings(),
+            )
+        else:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self.producer_options)
+        # With a transactional id, starting fences every older producer with that id: a transaction
+        # a crashed run left open is aborted, one it was committing is finished first.
         await producer.start()
         self._producer = producer
         try:
             if isinstance(self.topic, str):
                 await self._ensure_topic(self.topic)
+            if self._link is not None:
+                await producer.begin_transaction()
+                self._link.set_ready()
         except BaseException:
             self._producer = None
             await producer.stop()
             raise
+
+    async def _stop_leftovers(self) -> None:
+        """Stop a producer an earlier run kept for its final commit, if that never came (the job
+        failed after this sink had finished): the producer started next fences it anyway."""
+        for instance in self._instances:
+            producer = instance._producer
+            if instance is not self and producer is not None:
+                instance._producer = None
+                with contextlib.suppress(KafkaError):
+                    await producer.stop()
+        if self.offsets_of is not None:
+            await self.offsets_of._close_lingering()
 
     async def _ensure_topic(self, topic: str) -> None:
         if topic in self._known_topics:
@@ -207,17 +322,164 @@ class KafkaSink(Sink):
 
     async def finish_async(self) -> None:
         await self.flush()
+        self._finished = True
 
-    async def close_async(self) -> None:
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    async def snapshot_state_async(self) -> None:
+        """At a barrier (and at the end): every record accepted so far is acknowledged. Exactly
+        once: note the source's snapshot of the same barrier, whose offsets this transaction
+        commits. The sink counts barriers; every source instance put every barrier out, in order,
+        with one snapshot each, and its final snapshot after the last one."""
+        if self._producer is not None:
+            await self.flush()
+        if self.exactly_once:
+            assert self.offsets_of is not None
+            if not self._finished:
+                self._barriers += 1
+                self._captured = self.offsets_of._states_at(self._barriers)
+            else:
+                self._captured = self.offsets_of._states_at(self._barriers + 1)
+        return None
+
+    async def barrier_acknowledged(self, checkpoint_id: int) -> None:
+        """Exactly once: wait for the checkpoint's outcome; once it is complete, commit (the actor
+        reads nothing meanwhile, so nothing after the barrier gets into this transaction)."""
+        if not self.exactly_once:
+            return
+        outcome = _future(self._outcomes, checkpoint_id)
+        try:
+            completed = await outcome
+        finally:
+            for older in [n for n in self._outcomes if n <= checkpoint_id]:
+                del self._outcomes[older]
+        if not completed:
+            return
+        done = _future(self._commits, checkpoint_id)
+        try:
+            await self._commit(final=False)
+        except Exception as error:
+            if not done.done():
+                done.set_exception(error)
+                done.exception()  # retrieved here: the job fails with it through this actor
+            raise
+        finally:
+            if not done.done():
+                done.set_result(None)  # committed, or the job is being cancelled meanwhile
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        if not self.exactly_once:
+            return
+        if self._finished:
+            # The final checkpoint (nothing else completes once the input has ended: the sink
+            # waited at every earlier barrier for its outcome). The actor is gone; commit here.
+            await self._commit(final=True)
+            return
+        outcome = _future(self._outcomes, checkpoint_id)
+        if not outcome.done():
+            outcome.set_result(True)
+        # Return once the actor committed: whoever waits for the checkpoint (flow.stop() before
+        # the consumers leave the group, the next checkpoint) finds its results visible.
+        done = _future(self._commits, checkpoint_id)
+        try:
+            await asyncio.shield(done)
+        finally:
+            del self._commits[checkpoint_id]
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if not self.exactly_once:
+            return
+        if self._finished:
+            await self._stop_transactional(abort=True)
+            return
+        outcome = _future(self._outcomes, checkpoint_id)
+        if not outcome.done():
+            outcome.set_result(False)  # the transaction stays open: it commits with the next one
+
+    async def _commit(self, *, final: bool) -> None:
+        producer = self._producer
+        source = self.offsets_of
+        assert producer is not None and source is not None and source.group_id is not None
+        states = self._captured
+        offsets = owned_offsets(states.values())
+        if not offsets and not final:
+            # The source read no partition at this barrier: no offset would carry this commit's
+            # digest, and a restart could not tell whether it happened. Its records commit with the
+            # next checkpoint that has offsets.
+            return
+        try:
+            if offsets:
+                metadata = commit_metadata(states.values())
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(t, p): (offset, metadata) for (t, p), offset in offsets.items()},
+                    source.group_id,
+                )
+            await producer.commit_transaction()
+            self._committed[0] += 1
+            source._transaction_committed(states)
+            if not final:
+                await producer.begin_transaction()
+        finally:
+            if final:
+                await self._stop_transactional(abort=False)
+
+    async def _stop_transactional(self, *, abort: bool) -> None:
+        """After the final checkpoint: stop the producer, and let the source's consumers, which
+        stayed in the group until the last offsets were committed, leave it."""
         producer, self._producer = self._producer, None
-        pending, self._pending = self._pending, []
         try:
             if producer is not None:
+                if abort:
+                    await _abort_quietly(producer)
+                await producer.stop()
+        finally:
+            if self._link is not None:
+                self._link.reset()
+            if self.offsets_of is not None:
+                await self.offsets_of._close_lingering()
+
+    async def close_async(self) -> None:
+        if self.exactly_once and self._finished and self._producer is not None:
+            return  # kept for the final checkpoint, which commits the last transaction and stops it
+        producer, self._producer = self._producer, None
+        pending, self._pending = self._pending, []
+        for done in self._commits.values():
+            if not done.done():
+                done.set_result(None)  # closed before committing: a restore finds out which one Kafka has
+        try:
+            if producer is not None:
+                if self.exactly_once:
+                    # A job that stops or fails leaves nothing open: read_committed readers of the
+                    # topic would otherwise wait for the transaction to time out.
+                    await _abort_quietly(producer)
                 await producer.stop()  # flushes what is pending first
         finally:
+            if self._link is not None:
+                self._link.reset()
             for future, _, _ in pending:
                 if future.done() and not future.cancelled():
                     future.exception()  # retrieved: the job already ends with a reason
+
+
+def _future(futures: dict[int, asyncio.Future[Any]], checkpoint_id: int) -> asyncio.Future[Any]:
+    """The future of ``checkpoint_id`` in ``futures``, made by whichever side gets there first."""
+    future = futures.get(checkpoint_id)
+    if future is None:
+        future = futures[checkpoint_id] = asyncio.get_running_loop().create_future()
+    return future
+
+
+async def _abort_quietly(producer: AIOKafkaProducer) -> None:
+    """Abort the producer's open transaction if it can be (a fenced or failed producer cannot: the
+    next run's producer aborts it then)."""
+    # aiokafka has no public accessor for the transaction's state, and asserts on an abort outside
+    # of a transaction (after a commit, before a begin, after a fatal error): look first.
+    state = getattr(getattr(producer, "_txn_manager", None), "state", None)
+    if getattr(state, "name", None) not in ("IN_TRANSACTION", "ABORTABLE_ERROR"):
+        return
+    with contextlib.suppress(KafkaError, TimeoutError):
+        async with asyncio.timeout(10):
+            await producer.abort_transaction()
 
 
 def _too_large(size: int, topic: str, error: BaseException) -> ValueError:

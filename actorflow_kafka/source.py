@@ -2,11 +2,24 @@
 
 Each instance of the source is one aiokafka consumer. With a ``group_id`` the instances (in this
 process and in every other process running the same flow) share the partitions through Kafka's group
-protocol, and a rebalance moves partitions between them: before a partition is taken away, the offset
-of the next record this consumer would read is committed, so the new owner goes on from there (the
-records already handed to the flow are still processed here). Without checkpoints that is
-at-least-once across a crash (the last commit is where a restart begins) and exactly once across a
-clean stop or a rebalance.
+protocol, and a rebalance moves partitions between them.
+
+**Without checkpoints**, before a partition is taken away the offset of the next record this consumer
+would read is committed, so the new owner goes on from there (the records already handed to the flow
+are still processed here), and a clean end commits every position. That is at-least-once across a
+crash (the last commit is where a restart begins) and exactly once across a clean stop or a rebalance.
+
+**With checkpoints** (``flow.enable_checkpointing``) the source's state is the next offset of every
+partition it reads (and each partition's watermark), taken when a barrier goes out; a restore starts
+every partition of the checkpoint exactly there. Offsets reach the group only for a completed
+checkpoint: the source commits them itself when the checkpoint completes, or, when an exactly-once
+:class:`~actorflow_kafka.KafkaSink` is linked to it (``offsets_of=``), the sink commits them inside
+its transaction, atomically with the results of that checkpoint. Nothing is committed at a revoke or
+at the end of the input. A revoked partition is *released* only once a checkpoint taken after the
+revoke (so holding the partition's last position) has been committed; meanwhile no more of its
+records go out, and the group's rebalance waits. Its next owner, here or in another process, then
+starts exactly where this one stopped, and every record is in exactly one consistent checkpoint.
+See ``docs/kafka.md`` for the whole protocol.
 
 Event time is kept **per partition**: each partition has its own watermark generator, and the
 source's watermark is the minimum over the partitions it reads, so a partition that lags behind holds
@@ -18,25 +31,87 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from actorflow import DeadLetter, Source
+from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.dead_letters import DeadLetterTopic
 from actorflow_kafka.records import KafkaRecord, kafka_timestamp
 from actorflow_kafka.serde import Deserializer, json_deserializer, resolve_deserializer
+from actorflow_kafka.transactions import TransactionLink, matches_commit, owned_offsets
 
 __all__ = ["KafkaSource", "Start"]
 
+log = logging.getLogger(__name__)
+
 Start = Literal["committed", "earliest", "latest"] | int
 DeadLetterTarget = DeadLetterTopic | Callable[[DeadLetter], Awaitable[None] | None]
+#: A partition in a checkpoint: ``(topic, partition)``, plain values so that pickles stay stable.
+Key = tuple[str, int]
+
+#: Admin client settings that may come from the consumer's ``client_options``.
+_ADMIN_OPTIONS = {
+    "client_id",
+    "request_timeout_ms",
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "sasl_kerberos_service_name",
+    "sasl_kerberos_domain_name",
+    "sasl_oauth_token_provider",
+}
+
+
+#: How long a transactional source waits for its sink's producer (a fenced predecessor's commit or
+#: abort is finished first, which takes a moment, not minutes).
+_SINK_START_TIMEOUT_S = 120
+
+
+def _key(tp: TopicPartition) -> Key:
+    return (tp.topic, tp.partition)
+
+
+@dataclass
+class _Run:
+    """What the instances of one run of the source share; a restart begins a new one."""
+
+    #: Unique per run: snapshot tokens (and so commit digests) never repeat across runs.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    parallelism: int = 1
+    #: ``("restore" | "read", instance)`` calls seen (see ``KafkaSource._touch_run``).
+    seen: set[tuple[str, int]] = field(default_factory=set)
+    #: Whether this run resumes from a checkpoint (committed offsets then come before ``start``).
+    resumed: bool = False
+    #: The restored checkpoint's positions and watermarks, and which restored partitions an instance
+    #: has taken (with how many snapshots that instance had taken then: see ``snapshot_state``).
+    restored: dict[TopicPartition, int] = field(default_factory=dict)
+    restored_watermarks: dict[TopicPartition, int] = field(default_factory=dict)
+    taken: dict[TopicPartition, int] = field(default_factory=dict)
+    #: Partitions that have begun in this run (a configured ``start`` applies only the first time).
+    started: set[TopicPartition] = field(default_factory=set)
+    #: Released partitions: ``(offset, watermark)``, so an instance here that gets one next keeps its
+    #: event time (only if it starts at that very offset: nobody else read it meanwhile).
+    released: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    #: Snapshots taken per instance, the newest one, and (with an exactly-once sink linked) every
+    #: snapshot not yet consumed by the sink, by ordinal.
+    counts: dict[int, int] = field(default_factory=dict)
+    latest: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ordered: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
 
 class KafkaSource(Source):
@@ -44,12 +119,19 @@ class KafkaSource(Source):
 
     ``start`` says where a partition without a committed offset (for the group) begins: "committed"
     (the default: committed offsets, else the earliest), "earliest", "latest", or an epoch-ms
-    timestamp. With "earliest", "latest" or a timestamp, every partition this source instance is
-    assigned for the first time starts there, committed or not.
+    timestamp. With "earliest", "latest" or a timestamp, every partition assigned for the first time
+    in a run starts there, committed or not (except when an exactly-once sink commits this source's
+    offsets: committed offsets are then the truth, and ``start`` applies to partitions without one).
+    A checkpoint being restored decides over both.
 
     ``bounded=True`` reads every partition of the topics up to the end offsets they had when the
     flow started, then ends the stream (a topic read like a file). Otherwise the source runs until
     :meth:`stop`.
+
+    ``release_timeout_ms`` (with checkpoints) bounds how long a revoked partition waits for a
+    checkpoint to commit its position; if none does, the job fails and restarts from its last
+    checkpoint rather than let the partition move with an unknown position (take checkpoints
+    periodically: ``enable_checkpointing(..., interval_ms=...)``).
 
     ``client_options`` go to aiokafka untouched (SASL, SSL, client id, fetch sizes...).
 
@@ -74,6 +156,7 @@ class KafkaSource(Source):
         max_parallelism: int = 64,
         poll_timeout_ms: int = 100,
         max_records: int | None = None,
+        release_timeout_ms: int = 30_000,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(topics, str):
@@ -97,9 +180,16 @@ class KafkaSource(Source):
         self.max_parallelism = max_parallelism
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records = max_records
+        self.release_timeout_ms = release_timeout_ms
         self.client_options = dict(client_options or {})
         self._stopping = asyncio.Event()
         self._readers: dict[int, _PartitionReader] = {}
+        # Readers that ended while an exactly-once sink still has to commit their last offsets:
+        # their consumers stay in the group until it has (see finish).
+        self._lingering: list[_PartitionReader] = []
+        self._run = _Run()
+        #: Set by an exactly-once KafkaSink that commits this source's offsets (``offsets_of=``).
+        self._link: TransactionLink | None = None
         #: Per instance: the offset of the next record to read, per partition (the source's state).
         self.positions: dict[int, dict[TopicPartition, int]] = {}
         #: Records handed to the flow, and records sent to the dead letters, over all instances.
@@ -110,8 +200,18 @@ class KafkaSource(Source):
         return f"KafkaSource({self.topics or self.pattern!r})"
 
     def stop(self) -> None:
-        """End the stream: every instance finishes the batch in hand, commits, and ends."""
+        """End the stream: every instance finishes the batch in hand and ends.
+
+        Without checkpoints each instance commits its positions first. With checkpoints the final
+        checkpoint holds them (an exactly-once sink commits them with its last transaction); to
+        commit a running job's positions and stop, use ``await flow.stop()`` (a savepoint).
+        """
         self._stopping.set()
+
+    @property
+    def releasing(self) -> set[TopicPartition]:
+        """Partitions revoked from an instance that wait for a checkpoint to commit their position."""
+        return {tp for reader in self._readers.values() for tp in reader.releasing}
 
     def snapshot(self) -> dict[tuple[str, int], int]:
         """The next offset to read for every partition this source reads (all instances)."""
@@ -121,9 +221,27 @@ class KafkaSource(Source):
             for tp, offset in positions.items()
         }
 
+    # -- running -------------------------------------------------------------------------------
+
+    def _touch_run(self, context: OperatorContext, call: str | None = None) -> _Run:
+        """The current run's shared state. Every run calls ``restore_state`` (when it resumes) and
+        then ``read`` once per instance: a call that an instance already made in this run, or a
+        restore after its read, starts a new run."""
+        run = self._run
+        if call is not None:
+            # restore_state comes before read in a run: a restore after a read starts a new one.
+            later = ("restore", "read") if call == "restore" else ("read",)
+            if any((kind, context.index) in run.seen for kind in later):
+                run = self._run = _Run(parallelism=context.parallelism)
+            if call == "read" and not any(kind == "read" for kind, _ in run.seen):
+                self._stopping.clear()  # a source stopped in an earlier run may run again
+            run.seen.add((call, context.index))
+            run.parallelism = context.parallelism
+        return run
+
     async def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
-        if not self._readers:
-            self._stopping.clear()  # a source stopped in an earlier run may run again
+        self._touch_run(context, "read")
+        await self._close_lingering()  # left by a run whose final checkpoint never came
         reader = _PartitionReader(self, context)
         self._readers[context.index] = reader
         await reader.open()
@@ -131,14 +249,183 @@ class KafkaSource(Source):
             yield batch
 
     async def finish(self, context: OperatorContext, *, completed: bool) -> None:
-        """Commit the positions if everything read went through (``completed``), then disconnect.
+        """Disconnect. Without checkpoints, commit the positions first if everything read went
+        through (``completed``); with checkpoints, completed checkpoints alone commit (see the
+        module docstring).
 
         A job that failed or was cancelled commits nothing: the next start reads again what this
         one may not have written.
         """
         reader = self._readers.pop(context.index, None)
+        if reader is None:
+            return
+        if completed and self._link is not None:
+            # The final checkpoint's transaction commits the last offsets after every actor has
+            # ended. Leaving the group before would let a partition's next owner start from the
+            # offsets committed before: the consumer stays until the sink has committed.
+            reader.ended = True
+            self._lingering.append(reader)
+            return
+        await reader.close(commit=completed and not context.checkpointing)
+
+    async def _close_lingering(self) -> None:
+        """Close the consumers kept for the final commit (it happened, or it never will)."""
+        lingering, self._lingering = self._lingering, []
+        # All at once: a consumer that leaves the group makes the others rebalance, and one still
+        # rejoining would wait for those that are leaving.
+        closing = await asyncio.gather(
+            *(reader.close(commit=False) for reader in lingering), return_exceptions=True
+        )
+        failures = [outcome for outcome in closing if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot_state(self, context: OperatorContext) -> dict[str, Any]:
+        """Instance ``context.index``'s position: ``{"offsets": {(topic, partition): next offset},
+        "watermarks": {...}, "pending": {...}, "token": ..., "seq": ...}``.
+
+        ``offsets`` are the partitions the instance reads (a partition being released included).
+        ``pending`` are partitions of the restored checkpoint that no instance had taken when this
+        snapshot was cut; they keep their restored position in the next checkpoint. ``token`` is
+        unique to this snapshot (the run, the instance, the snapshot's number ``seq``).
+        """
+        run = self._touch_run(context)
+        index = context.index
+        seq = run.counts[index] = run.counts.get(index, 0) + 1
+        reader = self._readers.get(index)
+        offsets: dict[Key, int] = {}
+        watermarks: dict[Key, int] = {}
         if reader is not None:
-            await reader.close(commit=completed)
+            offsets = {_key(tp): offset for tp, offset in reader.positions.items()}
+            watermarks = {
+                _key(tp): reader.watermarks[tp] for tp in reader.positions if tp in reader.watermarks
+            }
+        # A restored partition taken by an instance that had cut fewer than ``seq`` snapshots then
+        # is in that instance's snapshot number ``seq`` (it owned it by then); one taken later, or
+        # not at all, is not, so this snapshot keeps its restored position.
+        pending = {
+            _key(tp): offset
+            for tp, offset in run.restored.items()
+            if run.taken.get(tp, seq) >= seq and _key(tp) not in offsets
+        }
+        for tp, watermark in run.restored_watermarks.items():
+            if _key(tp) in pending:
+                watermarks[_key(tp)] = watermark
+        state = {
+            "offsets": offsets,
+            "watermarks": watermarks,
+            "pending": pending,
+            "token": f"{run.token}/{index}/{seq}",
+            "seq": seq,
+        }
+        run.latest[index] = state
+        if self._link is not None:
+            run.ordered.setdefault(index, {})[seq] = state
+        return state
+
+    def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
+        """Start the partitions of the checkpoint (every instance's, whichever instance reads a
+        partition now) at their positions then; others start as configured."""
+        run = self._touch_run(context, "restore")
+        run.resumed = True
+        restored: dict[TopicPartition, int] = {}
+        watermarks: dict[TopicPartition, int] = {}
+        for state in states:
+            for part in ("offsets", "pending"):
+                for (topic, partition), offset in state.get(part, {}).items():
+                    tp = TopicPartition(topic, partition)
+                    restored[tp] = max(offset, restored.get(tp, offset))
+            for (topic, partition), watermark in state.get("watermarks", {}).items():
+                tp = TopicPartition(topic, partition)
+                watermarks[tp] = max(watermark, watermarks.get(tp, watermark))
+        # Every instance gets the same states: the first call sets them, the others find them set.
+        if not run.taken:
+            run.restored = restored
+            run.restored_watermarks = watermarks
+
+    async def checkpoint_complete(self, context: OperatorContext, checkpoint_id: int) -> None:
+        """Commit the instance's offsets of the completed checkpoint to the group (unless an
+        exactly-once sink commits them inside its transaction)."""
+        reader = self._readers.get(context.index)
+        if self._link is not None or self.group_id is None or reader is None:
+            return
+        state = self._run.latest.get(context.index)
+        if state is not None:
+            await reader.commit_state(state)
+
+    async def accepts_restore(self, states: list[Any]) -> bool:
+        """With an exactly-once sink linked: whether this checkpoint's transaction is the one Kafka
+        committed last (its offsets and its digest are the group's committed ones). A crash between
+        a checkpoint and its commit so restores the checkpoint before, whose results Kafka has."""
+        link = self._link
+        if link is None:
+            return True
+        offsets = owned_offsets(states)
+        if not offsets:
+            return False  # no offsets were committed with it: nothing tells (see matches_commit)
+        # A commit of the crashed run may still be writing its markers: fence first, so that what
+        # the group says next is final.
+        await link.fence()
+        committed = await self._committed_offsets([TopicPartition(*key) for key in offsets])
+        accepted = matches_commit(states, committed)
+        if not accepted:
+            log.info("a checkpoint of %s is not the one Kafka committed: try an older one", self.describe())
+        return accepted
+
+    async def _committed_offsets(self, partitions: list[TopicPartition]) -> dict[Key, tuple[int, str]]:
+        assert self.group_id is not None
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers,
+            **{k: v for k, v in self.client_options.items() if k in _ADMIN_OPTIONS},
+        )
+        await admin.start()
+        try:
+            found = await admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
+        finally:
+            await admin.close()
+        return {
+            _key(tp): (int(meta.offset), str(meta.metadata or ""))
+            for tp, meta in found.items()
+            if meta.offset >= 0
+        }
+
+    # -- the exactly-once sink's side --------------------------------------------------------------
+
+    def _attach(self, link: TransactionLink) -> None:
+        if self.group_id is None:
+            raise ValueError("an exactly-once KafkaSink commits the offsets of a source with a group_id")
+        if self._link is not None:
+            raise ValueError(
+                f"{self.describe()} already has an exactly-once sink committing its offsets: "
+                "write several topics through one sink (topic= a function of the record)"
+            )
+        self._link = link
+
+    def _states_at(self, ordinal: int) -> dict[int, dict[str, Any]]:
+        """Every instance's ``ordinal``-th snapshot of this run: the one of the ``ordinal``-th
+        barrier (the sink counts the barriers it aligned; each instance put every barrier out, in
+        order, one snapshot each), or its final one after the last barrier. Older ones are dropped."""
+        run = self._run
+        found: dict[int, dict[str, Any]] = {}
+        for index in range(run.parallelism):
+            snapshots = run.ordered.get(index, {})
+            if ordinal not in snapshots:
+                raise CheckpointError(
+                    f"{self.describe()}[{index + 1}] has no snapshot for barrier {ordinal} of this run"
+                )
+            found[index] = snapshots[ordinal]
+            for older in [seq for seq in snapshots if seq < ordinal]:
+                del snapshots[older]
+        return found
+
+    def _transaction_committed(self, states: Mapping[int, Mapping[str, Any]]) -> None:
+        """The sink committed a transaction with these snapshots' offsets."""
+        for reader in [*self._readers.values(), *self._lingering]:
+            state = states.get(reader.context.index)
+            if state is not None:
+                reader.mark_committed(int(state["seq"]))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -158,24 +445,46 @@ class _PartitionReader:
     def __init__(self, source: KafkaSource, context: OperatorContext) -> None:
         self.source = source
         self.context = context
+        self.run = source._run
         self.strategy: WatermarkStrategy | None = context.watermarks
         self.kafka_time = self.strategy is not None and self.strategy.timestamp is kafka_timestamp
         self.consumer: AIOKafkaConsumer | None = None
-        self.positions: dict[TopicPartition, int] = source.positions.setdefault(context.index, {})
+        self.positions: dict[TopicPartition, int] = {}
+        source.positions[context.index] = self.positions
         self.generators: dict[TopicPartition, WatermarkGenerator] = {}
         self.watermarks: dict[TopicPartition, int] = {}
         self.last_record: dict[TopicPartition, int] = {}
         self.idle: set[TopicPartition] = set()
-        self.started: set[TopicPartition] = set()
         self.current = MIN_WATERMARK
         self.end_offsets: dict[TopicPartition, int] = {}
         self.dead_letter_topic: DeadLetterTopic | None = None
         self.dead_letter_callback: Callable[[DeadLetter], Awaitable[None] | None] | None = None
+        # Checkpoints: partitions being released, the newest snapshot whose offsets were committed,
+        # who waits for such a commit, and a failure to raise from the read loop.
+        self.releasing: set[TopicPartition] = set()
+        self.committed_seq = 0
+        self.closing = False
+        self.ended = False  # the instance has finished; its consumer lingers for the final commit
+        self.failure: BaseException | None = None
+        self._commit_waiters: list[asyncio.Future[None]] = []
+        # A restored or handed-over watermark not yet put out: the next batch starts with it.
+        self._floor_pending = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
         source = self.source
+        if source._link is not None:
+            # Committed offsets are the truth for a transactional source: read them only once the
+            # sink has fenced its transactional id (a commit in progress is then finished).
+            try:
+                async with asyncio.timeout(_SINK_START_TIMEOUT_S):
+                    await source._link.ready()
+            except TimeoutError:
+                raise CheckpointError(
+                    f"{source.describe()}: the exactly-once KafkaSink that commits its offsets "
+                    f"(offsets_of=) did not start within {_SINK_START_TIMEOUT_S} s: is it in the flow?"
+                ) from None
         consumer = AIOKafkaConsumer(
             bootstrap_servers=source.bootstrap_servers,
             group_id=source.group_id,
@@ -203,9 +512,11 @@ class _PartitionReader:
             consumer.subscribe(topics=source.topics, listener=_Rebalance(self))
 
     async def close(self, *, commit: bool) -> None:
+        self.closing = True
+        self._wake_commit_waiters()  # a release in progress gives up: the consumer is going
         consumer, self.consumer = self.consumer, None
         try:
-            if consumer is not None and commit and self.started:
+            if consumer is not None and commit and self.run.started:
                 await self._commit(consumer, set(self.positions))
         finally:
             try:
@@ -238,19 +549,44 @@ class _PartitionReader:
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         consumer = self.consumer
         assert consumer is not None
-        now = self.context.clock.now()
-        for tp in partitions:
+        run = self.run
+        for tp in sorted(partitions):
+            floor = MIN_WATERMARK
+            if tp in run.restored and tp not in run.taken:
+                # The restored checkpoint decides. Taken and positioned in one step (no await
+                # between): a snapshot sees the partition either pending or owned, never neither.
+                run.taken[tp] = run.counts.get(self.context.index, 0)
+                consumer.seek(tp, run.restored[tp])
+                self.positions[tp] = run.restored[tp]
+                floor = run.restored_watermarks.get(tp, MIN_WATERMARK)
+            else:
+                configured = tp not in run.started and self.source.start != "committed"
+                if configured and not await self._committed_is_truth(consumer, tp):
+                    # Seek to an explicit offset: aiokafka's own offset reset for a new assignment
+                    # may still be in flight, and seek() (unlike seek_to_end) wins over it.
+                    consumer.seek(tp, await self._start_offset(consumer, tp))
+                position = await consumer.position(tp)
+                if self.consumer is None or tp not in consumer.assignment():
+                    continue  # closed or revoked meanwhile
+                released = run.released.pop(tp, None)
+                if released is not None and released[0] == position:
+                    floor = released[1]
+                self.positions[tp] = position
+            run.started.add(tp)
             if self.strategy is not None:
                 self.generators[tp] = self.strategy.generator()
-                self.watermarks[tp] = MIN_WATERMARK
-                self.last_record[tp] = now
-            first_time = tp not in self.started
-            self.started.add(tp)
-            if first_time and self.source.start != "committed":
-                # Seek to an explicit offset: aiokafka's own offset reset for a new assignment
-                # may still be in flight, and seek() (unlike seek_to_end) wins over it.
-                consumer.seek(tp, await self._start_offset(consumer, tp))
-            self.positions[tp] = await consumer.position(tp)
+                self.watermarks[tp] = floor
+                self.last_record[tp] = self.context.clock.now()
+                if floor > MIN_WATERMARK:
+                    self._floor_pending = True
+
+    async def _committed_is_truth(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """Whether ``tp`` starts at its committed offset whatever ``start`` says: when an
+        exactly-once sink commits the offsets (the committed one is where its output ends), and
+        when the job resumes from a checkpoint (its checkpoints committed it)."""
+        if self.source._link is None and not self.run.resumed:
+            return False
+        return await consumer.committed(tp) is not None
 
     async def _start_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
         start = self.source.start
@@ -264,14 +600,96 @@ class _PartitionReader:
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         consumer = self.consumer
-        if consumer is not None:
-            await self._commit(consumer, partitions)
+        if not self.context.checkpointing:
+            if consumer is not None:
+                await self._commit(consumer, partitions)
+        else:
+            await self._release(partitions & set(self.positions))
         for tp in partitions:
-            self.positions.pop(tp, None)
+            position = self.positions.pop(tp, None)
+            watermark = self.watermarks.pop(tp, None)
+            if position is not None and watermark is not None:
+                self.run.released[tp] = (position, watermark)
             self.generators.pop(tp, None)
-            self.watermarks.pop(tp, None)
             self.last_record.pop(tp, None)
             self.idle.discard(tp)
+        self.releasing -= partitions
+
+    async def _release(self, partitions: set[TopicPartition]) -> None:
+        """Hold revoked partitions until a checkpoint cut after the revoke has committed their
+        position (no more of their records go out meanwhile), so the next owner starts there."""
+        if not partitions or self.closing:
+            return
+        self.releasing |= partitions
+        # The next snapshot holds their last positions; once the instance has ended, its final
+        # snapshot (taken before the end) does.
+        needed = self.run.counts.get(self.context.index, 0) + (0 if self.ended else 1)
+        timeout = self.source.release_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout):
+                await self._committed_through(needed)
+                if self.source._link is not None:
+                    await self._visible({tp: self.positions[tp] for tp in partitions})
+        except TimeoutError:
+            if not self.closing:
+                self.failure = CheckpointError(
+                    f"{self.context.label}: partitions {sorted(map(_key, partitions))} were revoked "
+                    f"but no checkpoint committed their position within {timeout:g} s; restarting "
+                    "from the last checkpoint (take checkpoints periodically: interval_ms=...)"
+                )
+
+    async def _committed_through(self, needed: int) -> None:
+        loop = asyncio.get_running_loop()
+        while self.committed_seq < needed and not self.closing:
+            waiter = loop.create_future()
+            self._commit_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._commit_waiters:
+                    self._commit_waiters.remove(waiter)
+
+    async def _visible(self, offsets: dict[TopicPartition, int]) -> None:
+        """Until the group shows ``offsets``: a transaction's offsets become visible a moment after
+        its commit returns (the broker writes the commit markers then)."""
+        consumer = self.consumer
+        while consumer is not None and not self.closing:
+            shown = {tp: await consumer.committed(tp) for tp in offsets}
+            if shown == offsets:
+                return
+            await asyncio.sleep(0.02)
+
+    def mark_committed(self, seq: int) -> None:
+        """This instance's snapshot ``seq`` (and those before it) had its offsets committed."""
+        if seq > self.committed_seq:
+            self.committed_seq = seq
+            self._wake_commit_waiters()
+
+    def _wake_commit_waiters(self) -> None:
+        for waiter in self._commit_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def commit_state(self, state: Mapping[str, Any]) -> None:
+        """Commit a completed checkpoint's offsets of the partitions this consumer still has."""
+        consumer = self.consumer
+        if consumer is None or self.closing:
+            return
+        assignment = consumer.assignment()
+        offsets = {
+            tp: offset
+            for (topic, partition), offset in state["offsets"].items()
+            if (tp := TopicPartition(topic, partition)) in assignment
+        }
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as error:
+                # The group moved on (a rebalance completed meanwhile): these partitions are
+                # someone else's now, and a later checkpoint commits what is still ours.
+                log.info("%s: commit of checkpointed offsets skipped: %s", self.context.label, error)
+                return
+        self.mark_committed(int(state["seq"]))
 
     async def _commit(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
         if self.source.group_id is None:
@@ -287,15 +705,51 @@ class _PartitionReader:
         assert consumer is not None
         stopping = self.source._stopping
         limit = self.source.max_records or self.context.batch_size
-        while not stopping.is_set():
-            if self.source.bounded and self._at_end():
-                return
-            fetched = await consumer.getmany(timeout_ms=self.source.poll_timeout_ms, max_records=limit)
-            batch = await self._decode(fetched)
-            if batch is not None:
-                yield batch
-            # getmany() returns prefetched records without suspending: give other tasks a turn.
-            await asyncio.sleep(0)
+        # getmany() waits out a rebalance whatever its timeout. With checkpoints a stop must not
+        # wait for the rebalance, which may itself wait for this job's last checkpoint (see
+        # _release): the poll races the stop then (a task per poll, so only then).
+        stopped = asyncio.ensure_future(stopping.wait()) if self.context.checkpointing else None
+        timeout_ms = self.source.poll_timeout_ms
+        try:
+            while not stopping.is_set():
+                if self.failure is not None:
+                    raise self.failure
+                if self.source.bounded and self._at_end():
+                    return
+                if stopped is None:
+                    fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=limit)
+                else:
+                    fetched = await self._poll(consumer, limit, stopped)
+                # No await between _decode's bookkeeping and the yield: a snapshot (cut between
+                # two batches) sees exactly the positions of the records that went out.
+                batch = await self._decode(fetched)
+                if self.failure is not None:
+                    raise self.failure
+                if batch is not None:
+                    yield batch
+                # getmany() returns prefetched records without suspending: let other tasks run.
+                await asyncio.sleep(0)
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer, limit: int, stopped: asyncio.Future[Any]
+    ) -> Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """The next records, or none once the source is stopped."""
+        poll = asyncio.ensure_future(
+            consumer.getmany(timeout_ms=self.source.poll_timeout_ms, max_records=limit)
+        )
+        try:
+            await asyncio.wait((poll, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not poll.done():
+                poll.cancel()
+                await asyncio.wait((poll,))
+        if poll.cancelled():
+            return {}
+        fetched: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]] = poll.result()
+        return fetched
 
     def _at_end(self) -> bool:
         return all(self.positions.get(tp, 0) >= end for tp, end in self.end_offsets.items())
@@ -303,20 +757,27 @@ class _PartitionReader:
     async def _decode(
         self, fetched: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]
     ) -> Batch | None:
+        # First decode (dead letters may be published: this awaits), then, without awaiting, move
+        # positions and watermarks: they only ever describe records handed to the flow.
+        decoded_parts = []
+        for tp, records in fetched.items():
+            if records:
+                decoded, kept = await self._decode_records(records)
+                decoded_parts.append((tp, records[-1].offset + 1, decoded, kept))
         values: list[Any] = []
         stamps: list[Any] = []
         marks: list[tuple[int, int]] = []
         strategy = self.strategy
         now = self.context.clock.now()
-        for tp, records in fetched.items():
-            if not records:
+        if self._floor_pending:
+            self._floor_pending = False
+            self._advance(0, marks)
+        for tp, next_offset, decoded, kept in decoded_parts:
+            if tp not in self.positions or tp in self.releasing:
+                # Revoked while these were fetched or decoded: the position committed for it
+                # excludes them, so the partition's next owner reads them instead.
                 continue
-            decoded, kept = await self._decode_records(records)
-            if tp not in self.positions:
-                # Revoked while these were fetched or decoded: the position committed on
-                # revocation excludes them, so the partition's new owner reads them instead.
-                continue
-            self.positions[tp] = records[-1].offset + 1
+            self.positions[tp] = next_offset
             self.source.records_read += len(decoded)
             if strategy is None:
                 values += decoded
@@ -330,9 +791,11 @@ class _PartitionReader:
             stamps += timestamps
             self.last_record[tp] = now
             self.idle.discard(tp)
+            floor = self.watermarks[tp]
             for position, watermark in self.generators[tp].on_batch(timestamps):
-                self.watermarks[tp] = watermark
-                self._advance(base + position, marks)
+                if watermark > floor:  # a restored watermark is never undercut
+                    self.watermarks[tp] = floor = watermark
+                    self._advance(base + position, marks)
         if strategy is not None and strategy.idle_timeout_ms is not None:
             timeout = strategy.idle_timeout_ms
             went_idle = {

@@ -6,8 +6,9 @@ owner goes on from there, and what a flow was already handed it still processes.
 promise that follows, on the output topic itself: every record is handled, and none twice, however
 often the partitions move, as long as every flow stops cleanly (``source.stop()`` or SIGTERM).
 
-Two tests, marked as expected failures, hold the source to at-least-once where a flow does not stop
-cleanly: a crash just after a rebalance, and a job that fails or is cancelled.
+Where a flow does not stop cleanly, the source must still be at-least-once: a crash just after a
+rebalance (with checkpoints, which commit nothing at a revoke; without them it is a known gap, marked
+as an expected failure), and a job that fails or is cancelled.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]  # aiokafk
 )
 
 from actorflow import Flow, WatermarkStrategy
+from actorflow.checkpoint.storage import MemoryStorage
 from actorflow_kafka import KafkaSink, KafkaSource, kafka_timestamp
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 
@@ -304,28 +306,47 @@ async def test_rebalance_while_running_loses_and_repeats_nothing(
     assert loop_errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN GAP until checkpoints (issue 5): on revoke, KafkaSource commits the positions of "
-    "records it has handed to the flow but the flow has not written yet; if the process dies "
-    "before writing them, they are lost. Checkpoint-driven commits close this.",
+@pytest.mark.parametrize(
+    "checkpoints",
+    [
+        True,
+        pytest.param(
+            False,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="KNOWN GAP without checkpoints: on revoke, KafkaSource commits the positions of "
+                "records it has handed to the flow but the flow has not written yet; if the process "
+                "dies before writing them, they are lost. With checkpoints a revoke commits nothing.",
+            ),
+        ),
+    ],
+    ids=["checkpoints", "no-checkpoints"],
 )
 @pytest.mark.timeout(60)
 async def test_a_crash_after_a_rebalance_loses_nothing(
-    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory, checkpoints: bool
 ) -> None:
     """At least once across a crash: A holds a batch it has not written (its sink hangs) when B
-    joins the group; then A dies. B must still get every record, those of A's batch included."""
+    joins the group; then A dies. B must still get every record, those of A's batch included.
+
+    With checkpoints, A commits nothing when its partitions are revoked: it holds them until a
+    checkpoint holding their position commits it, which cannot happen while its sink hangs, and
+    dies holding them; B starts where the group's committed offsets say (here, at the beginning).
+    """
     bootstrap = kafka_broker.bootstrap_servers
     topic = await kafka_topic(partitions=PARTITIONS)
     n = 400
     await produce(bootstrap, topic, range(n))
     group = f"crash-{uuid.uuid4().hex[:8]}"
 
-    def source() -> KafkaSource:
-        return KafkaSource(
+    def job(name: str) -> tuple[Flow, KafkaSource]:
+        flow = Flow(name)
+        if checkpoints:
+            flow.enable_checkpointing(MemoryStorage(), interval_ms=100)
+        source = KafkaSource(
             topic, bootstrap_servers=bootstrap, group_id=group, max_records=50, client_options=GROUP_OPTIONS
         )
+        return flow, source
 
     holding = asyncio.Event()
 
@@ -333,9 +354,9 @@ async def test_a_crash_after_a_rebalance_loses_nothing(
         holding.set()
         await asyncio.Event().wait()  # never written: the process will die first
 
-    flow_a, source_a = Flow("A"), source()
+    flow_a, source_a = job("A")
     flow_a.from_source(source_a).sink_to_callback(hang)
-    flow_b, source_b = Flow("B"), source()
+    flow_b, source_b = job("B")
     written_by_b = flow_b.from_source(source_b).map(lambda record: record["id"]).collect()
 
     a = asyncio.create_task(flow_a.run(), name="flow A")
@@ -343,7 +364,13 @@ async def test_a_crash_after_a_rebalance_loses_nothing(
     try:
         await eventually(holding.is_set, "A holds a batch", watch=[a])
         b = asyncio.create_task(flow_b.run(), name="flow B")
-        await eventually(lambda: bool(source_b.positions.get(0)), "B is assigned partitions", watch=[a, b])
+        if checkpoints:
+            # A's partitions are revoked: it holds them, waiting for a checkpoint that cannot come.
+            await eventually(lambda: bool(source_a.releasing), "A releases its partitions", watch=[a, b])
+        else:
+            await eventually(
+                lambda: bool(source_b.positions.get(0)), "B is assigned partitions", watch=[a, b]
+            )
 
         a.cancel()  # A dies with its batch unwritten; B gets A's partitions too
         with contextlib.suppress(asyncio.CancelledError):
