@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -183,3 +184,25 @@ async def test_a_stopping_job_takes_its_savepoint_but_no_further_checkpoint() ->
     assert source.requested == [checkpoint_id]
     with pytest.raises(CheckpointError, match="stopping"):
         await coordinator.trigger()
+
+
+class FailingCommit(Listener):
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        raise RuntimeError("the sink could not commit")
+
+
+async def test_a_failed_commit_reaches_the_trigger_and_keeps_the_checkpoint(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    coordinator, source, _, _ = make()
+    coordinator.add_participant(FailingCommit())
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    for actor in ("a", "b"):
+        coordinator.acknowledge(checkpoint_id, actor, {})
+    with pytest.raises(RuntimeError, match="could not commit"):
+        await triggered
+    # The manifest was written before the commit: the checkpoint stays, a restore commits again.
+    assert [info.checkpoint_id for info in coordinator.storage.completed()] == [checkpoint_id]
+    await _settle()
+    assert loop_errors == []

@@ -107,6 +107,8 @@ class _Pending:
     done: asyncio.Future[CheckpointInfo]
     writes: list[asyncio.Task[None]] = field(default_factory=list)
     size: int = 0
+    #: The manifest is written: the checkpoint exists and can no longer be aborted.
+    committed: bool = False
 
 
 class CheckpointCoordinator:
@@ -267,7 +269,9 @@ class CheckpointCoordinator:
             return
         if self._pending is not pending:
             return  # aborted (timed out) while the writes ran
-        self._pending = None
+        # Committed: no abort may touch it now, but it stays the pending one until every
+        # participant has heard, so no next checkpoint starts while sinks are still committing.
+        pending.committed = True
         end = self.clock.now()
         self._last_end_ms = end
         self.stats.completed += 1
@@ -278,13 +282,19 @@ class CheckpointCoordinator:
         try:
             for participant in self._participants:
                 await participant.checkpoint_complete(info.checkpoint_id)
+        except Exception as error:  # delivered to whoever waits for this checkpoint
+            pending.done.set_exception(error)
+            return
         except BaseException as error:
             pending.done.set_exception(error)
             raise
+        finally:
+            if self._pending is pending:
+                self._pending = None
         pending.done.set_result(info)
 
     async def _abort(self, pending: _Pending, reason: str) -> None:
-        if self._pending is not pending:
+        if self._pending is not pending or pending.committed:
             return
         self._pending = None
         self._last_end_ms = self.clock.now()
