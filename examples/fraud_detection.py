@@ -197,25 +197,35 @@ def build(
     return flow
 
 
-def build_kafka(bootstrap_servers: str, *, bounded: bool = False, parallelism: int = 1) -> Flow:
-    """Topics ``transactions`` and ``rules`` in, ``alerts`` out."""
+def build_kafka(
+    bootstrap_servers: str,
+    *,
+    bounded: bool = False,
+    parallelism: int = 1,
+    topics: tuple[str, str, str] = ("transactions", "rules", "alerts"),
+) -> Flow:
+    """Topics ``transactions`` and ``rules`` in, ``alerts`` out (``topics`` renames them)."""
+    transactions_topic, rules_topic, alerts_topic = topics
     from actorflow_kafka import KafkaSink, KafkaSource
 
     flow = Flow("fraud-detection", parallelism=parallelism)
     transactions = flow.from_source(
         KafkaSource(
-            "transactions", bootstrap_servers=bootstrap_servers, group_id="fraud-detection", bounded=bounded
+            transactions_topic,
+            bootstrap_servers=bootstrap_servers,
+            group_id="fraud-detection",
+            bounded=bounded,
         ),
         name="transactions",
         watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, "ts").with_idleness(10_000),
     )
     rules = flow.from_source(
-        KafkaSource("rules", bootstrap_servers=bootstrap_servers, start="earliest", bounded=bounded),
+        KafkaSource(rules_topic, bootstrap_servers=bootstrap_servers, start="earliest", bounded=bounded),
         name="rules",
         watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0).with_idleness(1_000),
     )
     detect(transactions, rules).sink(
-        KafkaSink("alerts", bootstrap_servers=bootstrap_servers, key="card_id")
+        KafkaSink(alerts_topic, bootstrap_servers=bootstrap_servers, key="card_id")
     )
     return flow
 
