@@ -46,6 +46,7 @@ from actorflow import Sink
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.time.watermarks import field_getter
+from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.serde import Serializer, resolve_serializer
 from actorflow_kafka.source import KafkaSource
 from actorflow_kafka.transactions import TransactionLink, commit_metadata, owned_offsets
@@ -245,7 +246,7 @@ class KafkaSink(Sink):
     async def _create(self, topic: str) -> None:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap_servers,
-            **{k: v for k, v in self.producer_options.items() if k in _ADMIN_OPTIONS},
+            **{k: v for k, v in self.producer_options.items() if k in ADMIN_OPTIONS},
         )
         await admin.start()
         try:
@@ -497,17 +498,3 @@ def _check(future: asyncio.Future[Any], topic: str, size: int) -> None:
     if isinstance(error, MessageSizeTooLargeError):
         raise _too_large(size, topic, error) from error
     raise error
-
-
-_ADMIN_OPTIONS = {
-    "client_id",
-    "request_timeout_ms",
-    "security_protocol",
-    "ssl_context",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-    "sasl_kerberos_service_name",
-    "sasl_kerberos_domain_name",
-    "sasl_oauth_token_provider",
-}

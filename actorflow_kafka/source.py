@@ -48,6 +48,7 @@ from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
+from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.dead_letters import DeadLetterTopic
 from actorflow_kafka.records import KafkaRecord, kafka_timestamp
 from actorflow_kafka.serde import Deserializer, json_deserializer, resolve_deserializer
@@ -61,20 +62,6 @@ Start = Literal["committed", "earliest", "latest"] | int
 DeadLetterTarget = DeadLetterTopic | Callable[[DeadLetter], Awaitable[None] | None]
 #: A partition in a checkpoint: ``(topic, partition)``, plain values so that pickles stay stable.
 Key = tuple[str, int]
-
-#: Admin client settings that may come from the consumer's ``client_options``.
-_ADMIN_OPTIONS = {
-    "client_id",
-    "request_timeout_ms",
-    "security_protocol",
-    "ssl_context",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-    "sasl_kerberos_service_name",
-    "sasl_kerberos_domain_name",
-    "sasl_oauth_token_provider",
-}
 
 
 #: How long a transactional source waits for its sink's producer (a fenced predecessor's commit or
@@ -378,7 +365,7 @@ class KafkaSource(Source):
         assert self.group_id is not None
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap_servers,
-            **{k: v for k, v in self.client_options.items() if k in _ADMIN_OPTIONS},
+            **{k: v for k, v in self.client_options.items() if k in ADMIN_OPTIONS},
         )
         await admin.start()
         try:
