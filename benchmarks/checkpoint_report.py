@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,13 +134,7 @@ def measure_overhead(
     rows: list[OverheadRow] = []
     with tempfile.TemporaryDirectory(prefix="actorflow-checkpoints-") as tmp:
         workdir = Path(tmp)
-        data = workdir / "transactions.jsonl"
-        started = time.perf_counter()
-        generate.write(events, seed, str(data))
-        print(
-            f"generated {events:,} events (seed {seed}) in {time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
-        )
+        data = generate.write_input(workdir, events, seed)
         for query in queries:
             expected = workdir / f"{query}-expected.jsonl"
             try:

@@ -26,7 +26,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypedDict
 
 import orjson
@@ -130,6 +133,18 @@ def generate(events: int, seed: int, cards: int = DEFAULT_CARDS) -> Iterator[Tra
             "amount": amount,
             "ts": START_TS + int(clock) - _delay(rng),
         }
+
+
+def write_input(workdir: Path, events: int, seed: int) -> Path:
+    """Write a report's input, ``workdir/transactions.jsonl``, saying on stderr how long it took."""
+    data = workdir / "transactions.jsonl"
+    started = time.perf_counter()
+    write(events, seed, str(data))
+    print(
+        f"generated {events:,} events (seed {seed}) in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return data
 
 
 def write(events: int, seed: int, output: str, cards: int = DEFAULT_CARDS) -> int:

@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,13 +186,7 @@ def main(
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as tmp:
         workdir = Path(tmp)
-        data = workdir / "transactions.jsonl"
-        started = time.perf_counter()
-        generate.write(events, seed, str(data))
-        print(
-            f"generated {events:,} events (seed {seed}) in {time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
-        )
+        data = generate.write_input(workdir, events, seed)
         for query in queries:
             expected = workdir / f"{query}-reference.jsonl"
             print(f"  {query} reference", file=sys.stderr, flush=True)
