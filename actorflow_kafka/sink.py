@@ -372,9 +372,12 @@ class KafkaSink(Sink):
         if not self.exactly_once:
             return
         if self._finished:
-            # The final checkpoint (nothing else completes once the input has ended: the sink
-            # waited at every earlier barrier for its outcome). The actor is gone; commit here.
-            await self._commit(final=True)
+            # The first checkpoint to complete after the input ended (the final one, or one that
+            # sources still running took: its part of this sink is the final state). The sink
+            # waited at every earlier barrier for its outcome, and the actor is gone: commit here,
+            # once.
+            if self._producer is not None:
+                await self._commit(final=True)
             return
         outcome = _future(self._outcomes, checkpoint_id)
         if not outcome.done():

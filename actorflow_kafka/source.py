@@ -99,6 +99,11 @@ class _Run:
     counts: dict[int, int] = field(default_factory=dict)
     latest: dict[int, dict[str, Any]] = field(default_factory=dict)
     ordered: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    #: Instances whose bounded input has ended, with the ordinal of their newest snapshot since:
+    #: the final one, which stands for every later barrier (checkpoints go on while other
+    #: instances or sources still run).
+    read_to_end: set[int] = field(default_factory=set)
+    ended: dict[int, int] = field(default_factory=dict)
 
 
 class KafkaSource(Source):
@@ -234,6 +239,7 @@ class KafkaSource(Source):
         await reader.open()
         async for batch in reader.batches():
             yield batch
+        self._run.read_to_end.add(context.index)
 
     async def finish(self, context: OperatorContext, *, completed: bool) -> None:
         """Disconnect. Without checkpoints, commit the positions first if everything read went
@@ -308,6 +314,8 @@ class KafkaSource(Source):
             "seq": seq,
         }
         run.latest[index] = state
+        if index in run.read_to_end:
+            run.ended[index] = seq
         if self._link is not None:
             run.ordered.setdefault(index, {})[seq] = state
         return state
@@ -393,17 +401,19 @@ class KafkaSource(Source):
     def _states_at(self, ordinal: int) -> dict[int, dict[str, Any]]:
         """Every instance's ``ordinal``-th snapshot of this run: the one of the ``ordinal``-th
         barrier (the sink counts the barriers it aligned; each instance put every barrier out, in
-        order, one snapshot each), or its final one after the last barrier. Older ones are dropped."""
+        order, one snapshot each, until its input ended), or its final one after its last barrier.
+        Older ones are dropped."""
         run = self._run
         found: dict[int, dict[str, Any]] = {}
         for index in range(run.parallelism):
             snapshots = run.ordered.get(index, {})
-            if ordinal not in snapshots:
+            wanted = min(ordinal, run.ended.get(index, ordinal))
+            if wanted not in snapshots:
                 raise CheckpointError(
                     f"{self.describe()}[{index + 1}] has no snapshot for barrier {ordinal} of this run"
                 )
-            found[index] = snapshots[ordinal]
-            for older in [seq for seq in snapshots if seq < ordinal]:
+            found[index] = snapshots[wanted]
+            for older in [seq for seq in snapshots if seq < wanted]:
                 del snapshots[older]
         return found
 

@@ -131,11 +131,69 @@ async def test_acknowledging_twice_is_an_error() -> None:
     await triggered
 
 
-async def test_no_checkpoint_starts_after_a_source_ended() -> None:
+async def test_no_checkpoint_starts_after_every_source_ended() -> None:
     coordinator, _, _, _ = make()
     coordinator.source_finished()
-    with pytest.raises(CheckpointError, match="a source has ended"):
+    with pytest.raises(CheckpointError, match="every source has ended"):
         await coordinator.trigger()
+
+
+class FinishedParticipant(Listener):
+    """A participant whose actor has finished (a chain sets ``finished`` at its end)."""
+
+    finished = True
+
+
+def make_two_sources(
+    storage: MemoryStorage | None = None,
+) -> tuple[CheckpointCoordinator, Source, Source, Listener, FinishedParticipant]:
+    coordinator = CheckpointCoordinator(storage or MemoryStorage(), CheckpointConfig(), ManualClock())
+    running, ended = Source(), Source()
+    coordinator.begin_run(["a", "b"], [running, ended])
+    live, finished = Listener(), FinishedParticipant()
+    coordinator.add_participant(live)
+    coordinator.add_participant(finished)
+    return coordinator, running, ended, live, finished
+
+
+async def test_after_one_source_ended_a_checkpoint_takes_the_final_state_of_finished_actors() -> None:
+    coordinator, running, _, live, finished = make_two_sources()
+    coordinator.source_finished()
+    coordinator.actor_finished("b", {"b/0": b"final"})
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await running.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": b"at the barrier"})
+    info = await triggered
+    loaded = coordinator.restore_point()
+    assert loaded is not None and loaded.parts == {"a/0": b"at the barrier", "b/0": b"final"}
+    # A finished sink commits what it pre-committed at its end when a checkpoint completes.
+    assert live.events == finished.events == [("complete", info.checkpoint_id)]
+
+
+async def test_an_actor_that_finishes_during_a_checkpoint_acknowledges_with_its_final_state() -> None:
+    coordinator, running, _, _, _ = make_two_sources()
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await running.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": b"1"})
+    await _settle()
+    assert not triggered.done()
+    coordinator.actor_finished("b", {"b/0": b"final"})  # no barrier reached it: its input ended
+    info = await triggered
+    assert info.checkpoint_id == checkpoint_id
+    loaded = coordinator.restore_point()
+    assert loaded is not None and loaded.parts == {"a/0": b"1", "b/0": b"final"}
+
+
+async def test_a_finished_participant_hears_only_the_final_checkpoints_abort() -> None:
+    coordinator, running, _, live, finished = make_two_sources()
+    coordinator.actor_finished("b", {"b/0": b"final"})
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await running.next_request()
+    coordinator.decline(checkpoint_id, "no")
+    with pytest.raises(CheckpointError, match="no"):
+        await triggered
+    # Its last transaction stays pending: it commits with the next completed checkpoint.
+    assert live.events == [("aborted", checkpoint_id)] and finished.events == []
 
 
 async def _settle() -> None:
@@ -206,3 +264,12 @@ async def test_a_failed_commit_reaches_the_trigger_and_keeps_the_checkpoint(
     assert [info.checkpoint_id for info in coordinator.storage.completed()] == [checkpoint_id]
     await _settle()
     assert loop_errors == []
+
+
+async def test_a_finished_participant_hears_when_the_final_checkpoint_fails() -> None:
+    coordinator, _, _, _, finished = make_two_sources(FailingStorage())
+    for actor in ("a", "b"):
+        coordinator.actor_finished(actor, {f"{actor}/0": b"final"})
+    with pytest.raises(CheckpointError, match="disk full"):
+        await coordinator.complete_final()
+    assert [event for event, _ in finished.events] == ["aborted"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from actorflow import (
 )
 from actorflow.checkpoint.restart import FixedDelayRestart
 from actorflow.checkpoint.storage import MemoryStorage
+from actorflow.operators.base import OperatorContext
 from actorflow.operators.sinks import CollectSink
+from actorflow.operators.sources import IterableSource
 from tests.faults import Faults, FaultySink, GatedSource
 
 N = 20_000
@@ -106,3 +110,59 @@ def test_a_failed_job_resumes_from_its_directory_on_the_next_run(tmp_path: Path)
     assert source._skip > 0
     assert sorted(out.values) == EXPECTED
     assert len(list(tmp_path.glob("chk-*"))) <= 3, "only the newest checkpoints are kept"
+
+
+class EndingSource(IterableSource):
+    """A short list that says when it has ended (its actor has reported its final state)."""
+
+    def __init__(self, items: list[int]) -> None:
+        super().__init__(items)
+        self.ended = asyncio.Event()
+
+    async def finish(self, context: OperatorContext, *, completed: bool) -> None:
+        await super().finish(context, completed=completed)
+        self.ended.set()
+
+
+class GatedAfter(GatedSource):
+    """A gated source whose checkpoints wait until ``other`` has ended."""
+
+    def __init__(self, items: list[int], flow: Flow, gates: list[int], other: EndingSource) -> None:
+        super().__init__(items, flow, gates)
+        self.other = other
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        async for batch in IterableSource.read(self, context):
+            yield batch
+            for gate in self.gates:
+                if gate not in self.passed and self._emitted >= gate:
+                    await self.other.ended.wait()
+                    await self.flow.checkpoint()
+                    self.passed.add(gate)
+
+
+async def test_checkpoints_go_on_after_one_source_ended_and_restore_exactly(parallelism: int) -> None:
+    # A rules-like source ends at once while the main one runs on: checkpoints still complete
+    # (the ended source and what it fed take part with their final state), and a restart from one
+    # neither reads the ended source again nor loses what it sent.
+    flow = Flow(parallelism=parallelism, batch_size=64)
+    flow.enable_checkpointing(MemoryStorage())
+    flow.set_restart_strategy(FixedDelayRestart(attempts=3))
+    faults = Faults(["process"])
+    small = EndingSource([N + i for i in range(500)])
+    main = faults.source = GatedAfter(list(range(N)), flow, [N // 2], small)
+    out = FaultySink(faults)
+    (
+        flow.from_source(main)
+        .union(flow.from_source(small))
+        .map(lambda n: n % KEYS)
+        .key_by(lambda n: n)
+        .process(CountAtEnd(faults))
+        .sink(out)
+    )
+    await flow.run()
+    assert faults.raised == ["process"] and flow.restarts == 1
+    assert main._skip > 0, "the restart began at the checkpoint"
+    assert small._skip == 500, "the ended source was restored at its end"
+    expected = Counter(n % KEYS for n in [*range(N), *(N + i for i in range(500))])
+    assert sorted(out.values) == sorted(expected.items())

@@ -86,6 +86,23 @@ FLOWS = textwrap.dedent(
     stuck = Flow("stuck")
     stuck.from_source(Ticker(), name="ticks").sink_to_callback(hang, name="hang")
 
+    class Rules(Source):
+        '''A short list that ends at once (like a rules file) and says so.'''
+
+        async def read(self, context):
+            yield [-1, -2]
+
+        async def finish(self, context, *, completed):
+            print("rules ended", file=sys.stderr, flush=True)
+
+
+    ruled = Flow("ruled")
+    (
+        ruled.from_source(Ticker(), name="ticks")
+        .union(ruled.from_source(Rules(), name="rules"))
+        .sink_to_json_lines("out.jsonl", exactly_once=True)
+    )
+
     transactions = Flow("transactions")
     transactions.from_json_lines("transactions.jsonl").map(
         lambda tx: tx["amount"], name="amounts"
@@ -285,6 +302,34 @@ def test_savepoint_and_listing_against_a_running_job(project: Path, daemons: lis
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.splitlines()[0] == f"{checkpoints}: no job running"
     assert len(savepoints(checkpoints)) == 2  # the one asked for and the final one
+
+
+def test_checkpoints_and_the_stop_savepoint_go_on_after_one_source_ended(
+    project: Path, daemons: list[Daemon]
+) -> None:
+    # The main example's shape: its rules come from a file that ends at once, its transactions
+    # never end. Checkpoints, savepoints and the stop's savepoint must not need every source.
+    checkpoints = project / "checkpoints"
+    args = ("flows.py:ruled", "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "50")
+    first = start(daemons, project, *args, "--log-level", "info")
+    first.wait_for("rules ended")
+    taken = actorflow(project, "savepoint", "--checkpoint-dir", str(checkpoints))
+    assert taken.returncode == 0, taken.stderr
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0, "".join(first.stderr)
+    assert any("stopped with savepoint" in line for line in first.stderr), "".join(first.stderr)
+    written = output_of(project)
+
+    second = start(daemons, project, *args)
+    second.wait_for("resumed at ")
+    second.wait_for("rules ended")
+    second.send(signal.SIGTERM)
+    assert second.wait() == 0, "".join(second.stderr)
+    after = output_of(project)
+    assert after[: len(written)] == written and len(after) > len(written)
+    ticks = [n for n in after if n >= 0]
+    assert ticks == list(range(len(ticks)))  # nothing lost, nothing twice
+    assert sorted(n for n in after if n < 0) == [-2, -1]  # the ended source was not read again
 
 
 def test_kill_usr1_takes_a_savepoint(project: Path, daemons: list[Daemon]) -> None:

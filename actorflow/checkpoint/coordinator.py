@@ -13,8 +13,15 @@ One coordinator serves one job run (Flink's asynchronous barrier snapshots):
    sinks commit their transactions, sources their offsets. A checkpoint that fails or does not complete
    within ``timeout_ms`` is aborted: its parts are deleted and participants are told.
 
-Checkpoints are only started while every source is still running: a source that has ended cannot
-put a barrier in its output. A source that ends with a barrier requested puts it out before its end.
+Checkpoints go on after some sources have ended, while at least one still runs (as in Flink since
+1.15): an actor that has *finished* (every input ended) takes part with the final state it reported
+(:meth:`CheckpointCoordinator.actor_finished`), and one that finishes while a checkpoint waits for it
+acknowledges with that final state. This is consistent because an input that ended delivered every
+record before its end, and alignment counts an ended input as aligned: whatever a finished actor
+sent is inside every downstream snapshot of the checkpoint. A source that ends with a barrier
+requested puts it out before its end. A finished participant hears of completions (a sink commits
+what it pre-committed at its end) but not of aborts: its last transaction stays pending and commits
+with the next checkpoint that completes, at the latest the final one.
 
 >>> import asyncio
 >>> from actorflow.checkpoint.storage import MemoryStorage
@@ -153,12 +160,17 @@ class CheckpointCoordinator:
         self._participants.append(participant)
 
     def source_finished(self) -> None:
-        """A source has ended: no new checkpoint can start in this run."""
+        """A source has ended: checkpoints go on while another one runs (module docstring)."""
         self._sources_running -= 1
 
     def actor_finished(self, actor: str, parts: dict[str, bytes]) -> None:
-        """``actor`` has ended; ``parts`` is its final state, for the final checkpoint."""
+        """``actor`` has ended; ``parts`` is its final state, for every later checkpoint. If the
+        checkpoint in progress waits for ``actor`` (no barrier will reach it), these parts are its
+        acknowledgement."""
         self._final[actor] = parts
+        pending = self._pending
+        if pending is not None and actor in pending.waiting:
+            self.acknowledge(pending.checkpoint_id, actor, parts)
 
     async def complete_final(self) -> CheckpointInfo:
         """After every actor ended: write the *final* checkpoint of their final states, then tell
@@ -179,19 +191,14 @@ class CheckpointCoordinator:
         pending = _Pending(checkpoint_id, "checkpoint", self.clock.now(), set(), done)
         self._pending = pending
         for parts in self._final.values():
-            for name, data in parts.items():
-                pending.size += len(data)
-                pending.writes.append(
-                    asyncio.ensure_future(
-                        asyncio.to_thread(self.storage.write_part, checkpoint_id, name, data)
-                    )
-                )
+            self._write(pending, parts)
         self._spawn(self._complete(pending, final=True))
         return await asyncio.shield(done)
 
     @property
     def can_trigger(self) -> bool:
-        return self._sources_running == len(self._sources) and bool(self._sources)
+        """Whether a checkpoint can start: some source still runs to put a barrier out."""
+        return self._sources_running > 0
 
     def restore_point(self) -> LoadedCheckpoint | None:
         """The newest intact complete checkpoint to restore, after removing incomplete leftovers."""
@@ -203,21 +210,25 @@ class CheckpointCoordinator:
     async def trigger(self, kind: str = "checkpoint") -> CheckpointInfo:
         """Take a checkpoint (or a savepoint) now and wait until it completes.
 
-        Waits for a checkpoint in progress first. Raises :class:`CheckpointError` if a source has
-        ended, or if the checkpoint fails or times out (it is aborted then).
+        Waits for a checkpoint in progress first. Raises :class:`CheckpointError` if every source
+        has ended, or if the checkpoint fails or times out (it is aborted then).
         """
         while self._pending is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._pending.done)
         if not self.can_trigger:
-            raise CheckpointError("cannot checkpoint: a source has ended (or there is none)")
+            raise CheckpointError("cannot checkpoint: every source has ended (or there is none)")
         if self.stopping and kind == "checkpoint":
             raise CheckpointError("cannot checkpoint: the job is stopping after its savepoint")
         # Ids only grow: past the storage's (also across restarts) and past aborted ones.
         checkpoint_id = self._last_id = max(self.storage.next_id(), self._last_id + 1)
         done: asyncio.Future[CheckpointInfo] = asyncio.get_running_loop().create_future()
-        pending = _Pending(checkpoint_id, kind, self.clock.now(), set(self._actors), done)
+        finished = self._final
+        waiting = {actor for actor in self._actors if actor not in finished}
+        pending = _Pending(checkpoint_id, kind, self.clock.now(), waiting, done)
         self._pending = pending
+        for parts in finished.values():
+            self._write(pending, parts)
         timeout = asyncio.ensure_future(self._expire(pending))
         try:
             for source in self._sources:
@@ -234,15 +245,21 @@ class CheckpointCoordinator:
         if actor not in pending.waiting:
             raise CheckpointError(f"{actor} acknowledged checkpoint {checkpoint_id} twice or uninvited")
         pending.waiting.discard(actor)
+        self._write(pending, parts)
+        if not pending.waiting:
+            self._spawn(self._complete(pending))
+
+    def _write(self, pending: _Pending, parts: dict[str, bytes]) -> None:
+        """Write ``parts`` into ``pending``'s checkpoint, in worker threads."""
         for name, data in parts.items():
             pending.size += len(data)
             pending.writes.append(
                 asyncio.ensure_future(
-                    asyncio.to_thread(self.storage.write_part, checkpoint_id, name, data, kind=pending.kind)
+                    asyncio.to_thread(
+                        self.storage.write_part, pending.checkpoint_id, name, data, kind=pending.kind
+                    )
                 )
             )
-        if not pending.waiting:
-            self._spawn(self._complete(pending))
 
     def decline(self, checkpoint_id: int, reason: str) -> None:
         """A participant cannot take part in ``checkpoint_id``: abort it."""
@@ -265,7 +282,7 @@ class CheckpointCoordinator:
                 self.storage.commit, pending.checkpoint_id, metadata, kind=pending.kind
             )
         except Exception as error:
-            await self._abort(pending, f"writing it failed: {error!r}")
+            await self._abort(pending, f"writing it failed: {error!r}", final=final)
             return
         if self._pending is not pending:
             return  # aborted (timed out) while the writes ran
@@ -293,7 +310,7 @@ class CheckpointCoordinator:
                 self._pending = None
         pending.done.set_result(info)
 
-    async def _abort(self, pending: _Pending, reason: str) -> None:
+    async def _abort(self, pending: _Pending, reason: str, *, final: bool = False) -> None:
         if self._pending is not pending or pending.committed:
             return
         self._pending = None
@@ -306,7 +323,10 @@ class CheckpointCoordinator:
         await asyncio.gather(*pending.writes, return_exceptions=True)
         await asyncio.to_thread(self.storage.abort, pending.checkpoint_id)
         for participant in self._participants:
-            await participant.checkpoint_aborted(pending.checkpoint_id)
+            # A finished participant's last transaction waits for the next completed checkpoint
+            # (the final one at the latest); only the final checkpoint's abort ends it.
+            if final or not getattr(participant, "finished", False):
+                await participant.checkpoint_aborted(pending.checkpoint_id)
         pending.done.set_exception(CheckpointError(f"checkpoint {pending.checkpoint_id} aborted: {reason}"))
 
     async def _expire(self, pending: _Pending) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
-from actorflow.operators.snapshots import CheckpointHooks, dumps, part_name, watermark_owner
+from actorflow.operators.snapshots import CheckpointHooks, dumps, ended_owner, part_name, watermark_owner
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
 from actorflow.runtime.messages import (
@@ -76,6 +76,9 @@ class Chain:
         self._any_async = any(op.is_async for op in operators)
         self._clock = clock
         self._opened = 0
+        #: Every input has ended and the final state went to the coordinator (checkpoints go on
+        #: while other sources run; this chain then only commits, see the coordinator).
+        self.finished = False
         #: Records in and out and the input's watermark, counted per batch (for metrics).
         self.metrics = ActorMetrics()
 
@@ -178,6 +181,7 @@ class Chain:
         if self.side_outputs:
             await self._send_sides(None)
         if self.hooks is not None:
+            self.finished = True
             self.hooks.finished(self.name, await self._snapshot(extra))
         await self._send_control(EndOfStream())
 
@@ -322,6 +326,7 @@ class SourceActor:
         *,
         restore: list[Any] | None = None,
         restore_watermark: int | None = None,
+        restore_ended: bool = False,
     ) -> None:
         self.name = name
         self.source = source
@@ -330,16 +335,26 @@ class SourceActor:
         self.chain = chain
         self._restore = restore
         self._restore_watermark = restore_watermark
+        #: Every instance had ended at the restored checkpoint: read nothing, end at once.
+        self._restore_ended = restore_ended
         #: The last watermark put out (kept only with checkpoints, which record it).
         self._watermark = MIN_WATERMARK
         # Checkpoint ids whose barrier this source still has to put out, and a wake-up for them.
         self._barriers: list[int] = []
         self._barrier_requested = asyncio.Event()
+        self._ended = False
         if chain.hooks is not None:
             chain.hooks.register(self)
 
     def request_barrier(self, checkpoint_id: int) -> None:
-        """Put barrier ``checkpoint_id`` out after the current batch (the coordinator asks)."""
+        """Put barrier ``checkpoint_id`` out after the current batch (the coordinator asks).
+
+        After the end of its input the source puts out no barrier: the chain's final state is its
+        acknowledgement (see
+        :meth:`~actorflow.checkpoint.coordinator.CheckpointCoordinator.actor_finished`).
+        """
+        if self._ended:
+            return
         self._barriers.append(checkpoint_id)
         self._barrier_requested.set()
 
@@ -375,7 +390,7 @@ class SourceActor:
         hooks = chain.hooks
         if self._restore is not None:
             self.source.restore_state(self.context, self._restore)
-        reader = self.source.read(self.context)
+        reader = _nothing() if self._restore_ended else self.source.read(self.context)
         timeouts: AsyncGenerator[Any, None] | None = None
         completed = False
         # Marks at or below it are the fresh generator catching up with the restored watermark.
@@ -417,8 +432,10 @@ class SourceActor:
             extra = None
             if hooks is not None:
                 await self._emit_barriers()  # requested ones go out before the end
+                self._ended = True
                 hooks.source_finished()
                 extra = self._position_parts()
+                extra[part_name(ended_owner(self.context.name), self.context.index)] = dumps(True)
             await chain.on_batch(Batch([], None, [(0, MAX_WATERMARK)]))
             await chain.on_end(extra)
             completed = True
@@ -493,6 +510,12 @@ class SourceActor:
 
 _IDLE: Any = object()
 _BARRIER: Any = object()
+
+
+async def _nothing() -> AsyncIterator[list[Any]]:
+    """The reader of a source restored as ended."""
+    return
+    yield  # an async generator that yields nothing
 
 
 def _first_of(waits: list[asyncio.Future[Any]]) -> asyncio.Future[None]:

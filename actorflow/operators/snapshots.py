@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckpointHooks", "dumps", "part_name", "snapshot_parts", "states_of", "watermark_owner"]
+__all__ = [
+    "CheckpointHooks",
+    "dumps",
+    "ended_at",
+    "ended_owner",
+    "part_name",
+    "snapshot_parts",
+    "states_of",
+    "watermark_owner",
+]
 
 
 def part_name(operator: str, index: int) -> str:
@@ -34,6 +43,27 @@ def watermark_owner(source: str) -> str:
     'transactions@watermark/0'
     """
     return f"{source}@watermark"
+
+
+def ended_owner(source: str) -> str:
+    """Whose parts mark the instances of ``source`` that had ended at the checkpoint.
+
+    >>> part_name(ended_owner("rules"), 0)
+    'rules@ended/0'
+    """
+    return f"{source}@ended"
+
+
+def ended_at(source: str, parts: dict[str, bytes]) -> bool:
+    """Whether every instance of ``source`` had ended at the checkpoint of ``parts``: a restore
+    then reads nothing from it again (as Flink restores finished tasks as finished).
+
+    >>> parts = {"rules@watermark/0": dumps(5), "rules@ended/0": dumps(True)}
+    >>> ended_at("rules", parts), ended_at("rules", {"rules@watermark/0": dumps(5)})
+    (True, False)
+    """
+    instances = len(states_of(watermark_owner(source), parts))
+    return instances > 0 and len(states_of(ended_owner(source), parts)) == instances
 
 
 def dumps(state: Any) -> bytes:

@@ -17,7 +17,7 @@ from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import CheckpointHooks, states_of, watermark_owner
+from actorflow.operators.snapshots import CheckpointHooks, ended_at, states_of, watermark_owner
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
@@ -290,6 +290,7 @@ def deploy(
                         runner,
                         restore=states(head),
                         restore_watermark=watermark(head),
+                        restore_ended=restore is not None and ended_at(head.name, restore),
                     )
                 )
             else:
