@@ -17,7 +17,9 @@ Where the transactions come from:
   ``--limit N`` transactions; rules from ``examples/data/live_rules.jsonl``; alerts printed;
 - ``FRAUD_INPUT=file.jsonl``: a JSON-lines file of transactions instead (``examples/data``);
 - with ``KAFKA_BOOTSTRAP_SERVERS`` set: the ``transactions`` topic in, rules from the ``rules`` topic,
-  alerts to the ``alerts`` topic (``examples/kafka_producer.py`` fills the input).
+  alerts to the ``alerts`` topic (created if missing); records of either input that are not JSON go
+  to ``transactions.dead``. ``examples/kafka_producer.py`` creates the topics and fills them, with
+  the bundled transactions or (``--generate``) a live stream.
 
 Run it::
 
@@ -204,9 +206,15 @@ def build_kafka(
     parallelism: int = 1,
     topics: tuple[str, str, str] = ("transactions", "rules", "alerts"),
 ) -> Flow:
-    """Topics ``transactions`` and ``rules`` in, ``alerts`` out (``topics`` renames them)."""
+    """Topics ``transactions`` and ``rules`` in, ``alerts`` out (``topics`` renames them).
+
+    A record of either input that cannot be decoded goes, bytes unchanged, to
+    ``<transactions>.dead``, with headers naming the error and the topic, partition and offset it
+    came from; the job goes on. (Without that, one bad record would fail the job at every restart.)
+    """
     transactions_topic, rules_topic, alerts_topic = topics
-    from actorflow_kafka import KafkaSink, KafkaSource
+    dead_letters = f"{transactions_topic}.dead"
+    from actorflow_kafka import DeadLetterTopic, KafkaSink, KafkaSource
 
     flow = Flow("fraud-detection", parallelism=parallelism)
     transactions = flow.from_source(
@@ -214,18 +222,25 @@ def build_kafka(
             transactions_topic,
             bootstrap_servers=bootstrap_servers,
             group_id="fraud-detection",
+            dead_letters=DeadLetterTopic(dead_letters),
             bounded=bounded,
         ),
         name="transactions",
         watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, "ts").with_idleness(10_000),
     )
     rules = flow.from_source(
-        KafkaSource(rules_topic, bootstrap_servers=bootstrap_servers, start="earliest", bounded=bounded),
+        KafkaSource(
+            rules_topic,
+            bootstrap_servers=bootstrap_servers,
+            start="earliest",
+            dead_letters=DeadLetterTopic(dead_letters),
+            bounded=bounded,
+        ),
         name="rules",
         watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0).with_idleness(1_000),
     )
     detect(transactions, rules).sink(
-        KafkaSink(alerts_topic, bootstrap_servers=bootstrap_servers, key="card_id")
+        KafkaSink(alerts_topic, bootstrap_servers=bootstrap_servers, key="card_id", create_topics=True)
     )
     return flow
 

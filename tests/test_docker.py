@@ -1,8 +1,10 @@
 """docker/: no Docker engine runs here, so check what can be checked without one.
 
-The compose file parses; Kafka is the official image in KRaft mode; every build context,
-Dockerfile, COPY source, script and example it names exists; the daemon's command line and its
-``ACTORFLOW_*`` settings are ones ``actorflow`` accepts; checkpoints are on a declared volume.
+The compose file parses; Kafka is the official image in KRaft mode, without topic auto-creation,
+and the topics service creates every topic the daemon's flow reads or writes; every build context,
+Dockerfile, COPY source, script and example it names exists; the producer's and the daemon's command
+lines and the daemon's ``ACTORFLOW_*`` settings are ones they accept; the generator runs for ever and
+nothing waits for it to end; checkpoints are on a declared volume.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import yaml
 
 from actorflow.cli.config import flags_of, resolve
 from actorflow.cli.main import build_parser
+from actorflow_kafka import DeadLetterTopic, KafkaSource
+from examples import fraud_detection, kafka_producer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
+#: The services built from the repository (the actorflow image); all reach Kafka at kafka:9092.
+OURS = ("topics", "generator", "fraud-detection")
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +65,10 @@ def exec_form(arguments: str) -> list[str]:
     return shlex.split(arguments)
 
 
-def test_the_compose_file_has_kafka_the_generator_and_the_daemon(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "generator", "fraud-detection"}
+def test_the_compose_file_has_kafka_the_topics_the_generator_and_the_daemon(
+    compose: dict[str, Any],
+) -> None:
+    assert set(compose["services"]) == {"kafka", *OURS}
 
 
 def test_kafka_is_the_official_image_in_kraft_mode(compose: dict[str, Any]) -> None:
@@ -76,13 +84,13 @@ def test_kafka_is_the_official_image_in_kraft_mode(compose: dict[str, Any]) -> N
     assert not any("ZOOKEEPER" in key for key in env)
     listeners = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert listeners["PLAINTEXT"] == "kafka:9092"
-    for service in ("generator", "fraud-detection"):
+    for service in OURS:
         assert compose["services"][service]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert compose["services"][service]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_every_build_context_and_dockerfile_exists(compose: dict[str, Any]) -> None:
-    for name in ("generator", "fraud-detection"):
+    for name in OURS:
         build = compose["services"][name]["build"]
         context = (DOCKER / build["context"]).resolve()
         assert context == ROOT
@@ -162,19 +170,67 @@ def test_the_daemon_runs_the_fraud_example_with_checkpoints_on_a_volume(compose:
     assert int(daemon["stop_grace_period"].rstrip("s")) >= 30  # time for the final savepoint
 
 
-def test_the_generator_runs_the_producer_with_flags_it_has(compose: dict[str, Any]) -> None:
-    generator = compose["services"]["generator"]
-    interpreter, script = generator["entrypoint"]
-    assert interpreter == "python"
-    assert (ROOT / script).is_file()
+def test_the_topics_and_the_generator_run_the_producer_with_a_command_it_accepts(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("topics", "generator"):
+        service = compose["services"][name]
+        interpreter, script = service["entrypoint"]
+        assert interpreter == "python"
+        assert script == "examples/kafka_producer.py"
+        kafka_producer.parse_args(service["command"])  # argparse exits on a bad command line
+    # The script runs as a script too (its imports work from examples/, as in the image).
     helped = subprocess.run(
         [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
-    for flag in (word for word in generator["command"] if word.startswith("--")):
-        assert flag in helped.stdout
-    assert compose["services"]["fraud-detection"]["depends_on"]["generator"]["condition"] == (
-        "service_completed_successfully"
+    assert "--generate" in helped.stdout
+    assert kafka_producer.parse_args(compose["services"]["topics"]["command"]).topics_only
+
+
+def test_the_generator_streams_for_ever_and_nothing_waits_for_its_end(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    generator = kafka_producer.parse_args(services["generator"]["command"])
+    assert generator.generate and generator.limit is None and generator.rate > 0
+    assert not generator.no_rules  # the run-time rules go to the rules topic
+    assert services["generator"]["restart"] == "on-failure"
+    for name in ("generator", "fraud-detection"):
+        depends = services[name]["depends_on"]
+        assert "generator" not in depends
+        assert depends["topics"]["condition"] == "service_completed_successfully"
+    assert services["topics"]["restart"] == "no"
+
+
+def _topics_of(flow_nodes: list[Any]) -> set[str]:
+    """Every topic the nodes' Kafka sources read or send dead letters to, and their sinks write."""
+    names: set[str] = set()
+    for node in flow_nodes:
+        if isinstance(node.source, KafkaSource):
+            names.update(node.source.topics)
+            if isinstance(node.source.dead_letters, DeadLetterTopic):
+                names.add(node.source.dead_letters.topic)
+        elif node.kind == "sink" and node.name.startswith("kafka:"):
+            names.add(node.name.removeprefix("kafka:"))
+    return names
+
+
+def test_the_topics_service_creates_every_topic_the_daemon_uses(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # The flow the daemon runs: the example's `flow` with the daemon's Kafka settings.
+    monkeypatch.setenv(
+        "KAFKA_BOOTSTRAP_SERVERS", services["fraud-detection"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"]
     )
+    daemon = fraud_detection.flow([])
+    used = _topics_of([node for chain in daemon.plan().chains for node in chain.nodes])
+    assert used == {"transactions", "rules", "alerts", "transactions.dead"}
+    arguments = kafka_producer.parse_args(services["topics"]["command"])
+    created = kafka_producer.Topics(
+        arguments.transactions_topic, arguments.rules_topic, arguments.alerts_topic
+    )
+    assert set(created.partitions()) == used
+    assert created.partitions()["transactions"] > 1  # several consumers can share the input
 
 
 def test_the_readme_uses_the_compose_file_and_its_services(compose: dict[str, Any]) -> None:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-
-from examples import (
-    dynamic_rules,
-    embedded,
-    fraud_detection,
-    generator,
-    kafka_fraud_detection,
-    kafka_producer,
+from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]  # aiokafka has no py.typed
+    AIOKafkaAdminClient,
 )
+
+from examples import dynamic_rules, embedded, fraud_detection, generator, kafka_producer
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
+from tests.kafka_helpers import Message, produce, produce_json, read_topic, values_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,10 +53,15 @@ def _run_script(name: str, *args: str, env: dict[str, str] | None = None) -> lis
     return done.stdout.splitlines()
 
 
+def _file_mode_alerts() -> list[str]:
+    """The main example's alerts over the bundled file, as it prints them."""
+    lines = _run_script("fraud_detection.py", env={"FRAUD_INPUT": str(fraud_detection.DEFAULT_INPUT)})
+    return sorted(line for line in lines if line.startswith("ALERT "))
+
+
 def _file_mode_small_then_large() -> list[str]:
     """The main example over the bundled file, its small-then-large alerts only."""
-    lines = _run_script("fraud_detection.py", env={"FRAUD_INPUT": str(fraud_detection.DEFAULT_INPUT)})
-    return sorted(line for line in lines if line.startswith("ALERT small-then-large "))
+    return [line for line in _file_mode_alerts() if line.startswith("ALERT small-then-large ")]
 
 
 def _fraud_reference(count: int) -> list[str]:
@@ -214,40 +221,9 @@ async def test_embedded_service_gets_the_same_alerts_as_the_file_flow() -> None:
     assert sorted(alerts) == _file_mode_small_then_large()
 
 
-async def test_kafka_example_writes_the_alerts_the_file_flow_prints(
-    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
-) -> None:
-    servers = kafka_broker.bootstrap_servers
-    transactions, alerts_topic, dead = (
-        await kafka_topic(partitions=4),
-        await kafka_topic(),
-        await kafka_topic(),
-    )
-    await kafka_producer.produce(servers, fraud_detection.DEFAULT_INPUT, topic=transactions)
-    flow = kafka_fraud_detection.build(
-        servers, bounded=True, transactions=transactions, alerts=alerts_topic, dead_letters=dead
-    )
-    await flow.run()
-
-    consumer = AIOKafkaConsumer(alerts_topic, bootstrap_servers=servers, auto_offset_reset="earliest")
-    await consumer.start()
-    alerts: list[dict[str, Any]] = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch:
-                break
-            alerts += [orjson.loads(r.value) for records in batch.values() for r in records]
-    finally:
-        await consumer.stop()
-    assert sorted(fraud_detection.describe(alert) for alert in alerts) == _file_mode_small_then_large()
-
-
 async def test_the_main_example_reads_and_writes_kafka_with_rules_from_a_topic(
     kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
 ) -> None:
-    from tests.kafka_helpers import produce_json, read_topic, values_of
-
     servers = kafka_broker.bootstrap_servers
     transactions, rules, alerts_topic = (
         await kafka_topic(partitions=3),
@@ -269,3 +245,202 @@ async def test_the_main_example_reads_and_writes_kafka_with_rules_from_a_topic(
     # Partitions interleave differently than the generator's order, but each card's transactions
     # stay in order (keyed by card), and every rule here depends only on a card's own order.
     assert got == expected
+
+
+@pytest.fixture
+async def example_topics(
+    kafka_broker: KafkaEndpoint, request: pytest.FixtureRequest
+) -> AsyncIterator[kafka_producer.Topics]:
+    """The main example's topics under fresh names; nothing creates them here, all go afterwards."""
+    prefix = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name).strip("-")[:80]
+    prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    topics = kafka_producer.Topics(f"{prefix}-transactions", f"{prefix}-rules", f"{prefix}-alerts")
+    yield topics
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics()) & set(topics.partitions())
+        if existing:
+            await admin.delete_topics(sorted(existing))
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(servers: str, topics: kafka_producer.Topics) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics.partitions()))
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
+
+
+def test_the_rules_move_to_the_start_of_a_live_stream() -> None:
+    on_file = kafka_producer.rules_from(generator.START_TS)
+    assert on_file == [orjson.loads(line) for line in fraud_detection.LIVE_RULES.read_text().splitlines()]
+    start = 1_800_000_000_000
+    moved = kafka_producer.rules_from(start)
+    # From the beginning stays from the beginning; 60 s into the bundled stream is 60 s into this one.
+    assert [rule["ts"] for rule in moved] == [0, start + 60_000]
+    assert [rule["ts"] for rule in on_file] == [0, generator.START_TS + 60_000]
+
+
+@pytest.mark.parametrize("rate", [10.0, 200.0, 5_000.0])
+def test_live_event_time_advances_at_the_rate(rate: float) -> None:
+    start = 1_800_000_000_000
+    txs = list(kafka_producer.live_transactions(start, rate, count=2_000))
+    # The built-in generator's transactions; only their event time differs.
+    assert [{**tx, "ts": 0} for tx in txs] == [
+        {**tx, "ts": 0} for tx in generator.transactions(count=2_000)
+    ]
+    step = 1_000 / rate
+    for index, tx in enumerate(txs):  # transaction i at i / rate s, at most three steps early
+        assert start + index * step - 3 * step - 1 <= tx["ts"] <= start + index * step + 1
+
+
+async def _start_producer(
+    servers: str, topics: kafka_producer.Topics, *args: str
+) -> asyncio.subprocess.Process:
+    """``examples/kafka_producer.py ARGS`` on ``topics``, started (stdout and stderr piped)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "examples/kafka_producer.py",
+        *("--bootstrap-servers", servers, "--transactions-topic", topics.transactions),
+        *("--rules-topic", topics.rules, "--alerts-topic", topics.alerts),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _finished(process: asyncio.subprocess.Process) -> str:
+    """What ``process`` printed, once it has exited 0."""
+    async with asyncio.timeout(45):
+        stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()
+
+
+async def _run_producer(servers: str, topics: kafka_producer.Topics, *args: str) -> str:
+    """``examples/kafka_producer.py ARGS`` on ``topics``, to its end; returns what it printed."""
+    return await _finished(await _start_producer(servers, topics, *args))
+
+
+async def test_the_producer_generates_a_live_stream_at_the_rate_from_the_wall_clock(
+    kafka_broker: KafkaEndpoint, example_topics: kafka_producer.Topics
+) -> None:
+    servers, topics = kafka_broker.bootstrap_servers, example_topics
+    count, rate = 600, 2_000.0
+    before = int(time.time() * 1000)
+    printed = await _run_producer(
+        servers, topics, "--generate", "--rate", str(rate), "--limit", str(count), "--seed", "3"
+    )
+    after = int(time.time() * 1000)
+    assert f"produced {count} transactions" in printed
+
+    # Every topic the example uses was missing, and is there now, with its partitions.
+    assert await _partition_counts(servers, topics) == topics.partitions()
+
+    records = await read_topic(servers, topics.transactions, at_least=count)
+    txs = values_of(records)
+    assert len(txs) == count
+    # The generator's transactions, keyed by card, in order within each partition.
+    reference = {tx["tx_id"]: tx for tx in kafka_producer.live_transactions(0, rate, seed=3, count=count)}
+    assert sorted(tx["tx_id"] for tx in txs) == sorted(reference)
+    assert all(r.key == tx["card_id"].encode() for r, tx in zip(records, txs, strict=True))
+    partition_of: dict[str, int] = {}
+    for r, tx in zip(records, txs, strict=True):
+        assert partition_of.setdefault(tx["card_id"], r.partition) == r.partition
+    for partition in {r.partition for r in records}:
+        ids = [tx["tx_id"] for r, tx in zip(records, txs, strict=True) if r.partition == partition]
+        assert ids == sorted(ids)
+    # Event time: the reference's, moved to a start taken from the wall clock during the run.
+    [start] = {tx["ts"] - reference[tx["tx_id"]]["ts"] for tx in txs}
+    assert before <= start <= after
+    assert [{**tx, "ts": 0} for tx in sorted(txs, key=lambda tx: tx["tx_id"])] == [
+        {**tx, "ts": 0} for tx in reference.values()
+    ]
+    # Paced by the wall clock (a record's timestamp is when it was sent): transaction i no sooner
+    # than i / rate s after the start, and its event time not ahead of when it was sent.
+    for r, tx in zip(records, txs, strict=True):
+        assert start + int(tx["tx_id"] * 1_000 / rate) <= r.timestamp
+        assert tx["ts"] <= r.timestamp + 1
+
+    # The run-time rules, moved to the stream's start; a second run adds none.
+    assert values_of(await read_topic(servers, topics.rules)) == kafka_producer.rules_from(start)
+    printed = await _run_producer(servers, topics, "--generate", "--limit", "5")
+    assert "already holds rules" in printed
+    assert values_of(await read_topic(servers, topics.rules)) == kafka_producer.rules_from(start)
+    assert len(await read_topic(servers, topics.transactions)) == count + 5
+
+
+async def test_the_live_producer_stops_on_sigterm_with_everything_sent(
+    kafka_broker: KafkaEndpoint, example_topics: kafka_producer.Topics
+) -> None:
+    servers, topics = kafka_broker.bootstrap_servers, example_topics
+    process = await _start_producer(servers, topics, "--generate", "--rate", "1000")  # no limit
+    try:  # wait until it streams: its topic exists, then holds 100 records
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await kafka_producer.holds_records(servers, topics.transactions):
+            assert loop.time() < deadline, "the producer sent nothing within 30 s"
+            await asyncio.sleep(0.05)
+        await read_topic(servers, topics.transactions, at_least=100)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    process.send_signal(signal.SIGTERM)  # what `docker stop` sends
+    printed = await _finished(process)
+    [sent] = re.findall(r"produced (\d+) transactions", printed)
+    txs = values_of(await read_topic(servers, topics.transactions))
+    assert sorted(tx["tx_id"] for tx in txs) == list(range(int(sent)))
+
+
+async def test_the_main_example_on_kafka_finds_what_it_finds_in_the_file(
+    kafka_broker: KafkaEndpoint, example_topics: kafka_producer.Topics
+) -> None:
+    servers, topics = kafka_broker.bootstrap_servers, example_topics
+    sent = await kafka_producer.produce(servers, topics=topics)  # creates the topics, puts the rules
+    assert sent == len(fraud_detection.DEFAULT_INPUT.read_text().splitlines())
+    flow = fraud_detection.build_kafka(
+        servers, bounded=True, topics=(topics.transactions, topics.rules, topics.alerts)
+    )
+    await flow.run()
+    alerts = values_of(await read_topic(servers, topics.alerts))
+    expected = _file_mode_alerts()
+    assert {line.split()[1] for line in expected} == {"small-then-large", "velocity", "amount-anomaly"}
+    assert sorted(fraud_detection.describe(alert) for alert in alerts) == expected
+
+
+async def test_the_main_example_sends_undecodable_records_to_the_dead_letter_topic(
+    kafka_broker: KafkaEndpoint, example_topics: kafka_producer.Topics
+) -> None:
+    servers, topics = kafka_broker.bootstrap_servers, example_topics
+    await kafka_producer.create_topics(servers, topics)
+    await produce_json(
+        servers, topics.rules, [{"id": "large", "kind": "amount_over", "limit": 5.0, "ts": 0}]
+    )
+    await produce(servers, topics.rules, [Message(b"not a rule")])
+    txs = list(generator.transactions(count=40))
+    await produce_json(servers, topics.transactions, txs[:20], key=lambda tx: tx["card_id"])
+    await produce(servers, topics.transactions, [Message(b"{broken", key=b"c1"), Message(b"\xff\xfe")])
+    await produce_json(servers, topics.transactions, txs[20:], key=lambda tx: tx["card_id"])
+    flow = fraud_detection.build_kafka(
+        servers, bounded=True, topics=(topics.transactions, topics.rules, topics.alerts)
+    )
+    await flow.run()  # the job goes on past them
+
+    dead = await read_topic(servers, topics.dead_letters, at_least=3)
+    by_value = {record.value: dict(record.headers) for record in dead}
+    assert set(by_value) == {b"not a rule", b"{broken", b"\xff\xfe"}
+    assert by_value[b"not a rule"]["actorflow.source.topic"] == topics.rules.encode()
+    assert by_value[b"{broken"]["actorflow.source.topic"] == topics.transactions.encode()
+    assert "actorflow.error" in by_value[b"\xff\xfe"]
+    # Every valid transaction was judged: the rule from the topic fires on each one over 5.00.
+    large = {
+        a["tx_id"] for a in values_of(await read_topic(servers, topics.alerts)) if a["rule"] == "large"
+    }
+    assert large == {tx["tx_id"] for tx in txs if tx["amount"] > 5.0}
