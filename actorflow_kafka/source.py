@@ -425,6 +425,18 @@ class KafkaSource(Source):
                 reader.mark_committed(int(state["seq"]))
 
 
+def _event_time(time_of: Callable[[Any], Any], value: Any) -> int | float:
+    """The event time ``time_of`` reads from ``value``; raises if there is none, or it is not a
+    number (epoch milliseconds)."""
+    try:
+        time = time_of(value)
+    except Exception as error:
+        raise ValueError(f"no event time in the record: {type(error).__name__}: {error}") from error
+    if type(time) is not int and type(time) is not float:  # a float is fine, if slower
+        raise TypeError(f"the event time must be a number (epoch ms), not {type(time).__name__}: {time!r}")
+    return time
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, reader: _PartitionReader) -> None:
         self._reader = reader
@@ -759,8 +771,8 @@ class _PartitionReader:
         decoded_parts = []
         for tp, records in fetched.items():
             if records:
-                decoded, kept = await self._decode_records(records)
-                decoded_parts.append((tp, records[-1].offset + 1, decoded, kept))
+                decoded, kept, times = await self._decode_records(records)
+                decoded_parts.append((tp, records[-1].offset + 1, decoded, kept, times))
         values: list[Any] = []
         stamps: list[Any] = []
         marks: list[tuple[int, int]] = []
@@ -769,7 +781,7 @@ class _PartitionReader:
         if self._floor_pending:
             self._floor_pending = False
             self._advance(0, marks)
-        for tp, next_offset, decoded, kept in decoded_parts:
+        for tp, next_offset, decoded, kept, times in decoded_parts:
             if tp not in self.positions or tp in self.releasing:
                 # Revoked while these were fetched or decoded: the position committed for it
                 # excludes them, so the partition's next owner reads them instead.
@@ -779,10 +791,7 @@ class _PartitionReader:
             if strategy is None:
                 values += decoded
                 continue
-            if self.kafka_time:
-                timestamps = [record.timestamp for record in kept]
-            else:
-                timestamps = list(map(strategy.timestamp, decoded))
+            timestamps = [record.timestamp for record in kept] if times is None else times
             base = len(values)
             values += decoded
             stamps += timestamps
@@ -821,21 +830,32 @@ class _PartitionReader:
 
     async def _decode_records(
         self, records: list[ConsumerRecord[Any, Any]]
-    ) -> tuple[list[Any], list[ConsumerRecord[Any, Any]]]:
-        """The decoded values, and the records they came from (dead letters left out)."""
+    ) -> tuple[list[Any], list[ConsumerRecord[Any, Any]], list[Any] | None]:
+        """The decoded values, the records they came from, and, when event time comes from the
+        values, their timestamps (None: from the records, or no event time). A record that cannot
+        be decoded, or whose value has no event time to read, is a dead letter and left out."""
         source = self.source
+        strategy = self.strategy
+        time_of = None if strategy is None or self.kafka_time else strategy.timestamp
         if not source.with_metadata:
             decode = orjson.loads if source._value is json_deserializer else source._value
             try:
                 # Fast path: one comprehension; any failure (a bad record, a tombstone for
-                # orjson) sends the whole poll through the record-by-record path below.
-                return [decode(record.value) for record in records], records
+                # orjson, a value without its time) sends the whole poll through the
+                # record-by-record path below.
+                values = [decode(record.value) for record in records]
+                if time_of is None:
+                    return values, records, None
+                stamps = list(map(time_of, values))
+                if all(type(time) is int for time in stamps):
+                    return values, records, stamps
             except Exception:
                 pass
         value_of = source._value
         key_of = source._key
-        values: list[Any] = []
+        values = []
         kept: list[ConsumerRecord[Any, Any]] = []
+        times: list[Any] = []
         for record in records:
             try:
                 value = value_of(record.value)
@@ -849,12 +869,14 @@ class _PartitionReader:
                         value,
                         tuple(record.headers or ()),
                     )
+                if time_of is not None:
+                    times.append(_event_time(time_of, value))
             except Exception as error:
                 await self._dead_letter(record, error)
                 continue
             values.append(value)
             kept.append(record)
-        return values, kept
+        return values, kept, None if time_of is None else times
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], error: Exception) -> None:
         origin = f"{record.topic}/{record.partition}@{record.offset}"

@@ -52,14 +52,18 @@ REJECTED: OutputTag[tuple[dict[str, Any], str]] = OutputTag("rejected")
 MAX_WINDOW_MS = 60_000
 
 
-def rule_problem(rule: dict[str, Any]) -> str | None:
+def rule_problem(rule: Any) -> str | None:
     """Why ``rule`` cannot be applied, or None if it can.
 
     >>> rule_problem({"id": "x", "kind": "amount_over", "limit": 10, "ts": 0}) is None
     True
     >>> rule_problem({"id": "x", "kind": "teleport", "ts": 0})
     "unknown kind 'teleport'"
+    >>> rule_problem(["x"])
+    'a rule is a JSON object'
     """
+    if not isinstance(rule, dict):
+        return "a rule is a JSON object"
     if not isinstance(rule.get("id"), str) or not isinstance(rule.get("ts"), int):
         return "a rule needs a string id and an integer ts"
     if rule.get("remove"):

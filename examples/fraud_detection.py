@@ -30,6 +30,7 @@ Run it::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -52,11 +53,13 @@ from actorflow import (
 )
 
 try:
-    from dynamic_rules import RULES, RuleEngine
+    from dynamic_rules import REJECTED, RULES, RuleEngine
     from generator import TransactionGenerator
 except ImportError:  # pragma: no cover - imported as examples.fraud_detection
-    from examples.dynamic_rules import RULES, RuleEngine
+    from examples.dynamic_rules import REJECTED, RULES, RuleEngine
     from examples.generator import TransactionGenerator
+
+log = logging.getLogger("fraud_detection")
 
 SMALL = 1.00
 LARGE = 500.00
@@ -170,11 +173,19 @@ def detect(
 ) -> DataStream[dict[str, Any]]:
     """Every rule over ``transactions`` (event time set), rules from ``rules``: one alert stream."""
     cards: KeyedStream[dict[str, Any], Any] = transactions.key_by("card_id")
+    engine = cards.connect(rules.broadcast(RULES)).process(RuleEngine(), name="rule-engine")
+    engine.get_side_output(REJECTED).sink_to_callback(report_rejected, name="rejected-rules")
     return cards.process(SmallThenLarge(), name="small-then-large").union(
         cards.process(Velocity(), name="velocity"),
         cards.process(AmountAnomaly(), name="amount-anomaly"),
-        cards.connect(rules.broadcast(RULES)).process(RuleEngine(), name="rule-engine"),
+        engine,
     )
+
+
+def report_rejected(rejected: tuple[dict[str, Any], str]) -> None:
+    """A rule the engine cannot apply stays out of force: say so in the log, with the reason."""
+    rule, problem = rejected
+    log.warning("rule rejected: %s: %s", problem, rule)
 
 
 def build(

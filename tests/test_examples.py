@@ -132,6 +132,22 @@ def test_fraud_detection_finds_what_a_plain_reference_finds(
     assert got == expected
 
 
+def test_fraud_detection_reports_rules_it_cannot_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = tmp_path / "rules.jsonl"
+    rules.write_bytes(
+        b'{"id": "large", "kind": "amount_over", "limit": 100.0, "ts": 0}\n'
+        b'{"id": "jump", "kind": "teleport", "ts": 0}\n'
+    )
+    monkeypatch.setattr(fraud_detection, "LIVE_RULES", rules)
+    with caplog.at_level("WARNING", logger="fraud_detection"):
+        fraud_detection.build(limit=200, rate=None).execute()
+    assert [record.getMessage() for record in caplog.records] == [
+        "rule rejected: unknown kind 'teleport': {'id': 'jump', 'kind': 'teleport', 'ts': 0}"
+    ]
+
+
 def test_fraud_detection_runs_from_the_command_line_with_a_limit() -> None:
     lines = _run_script("fraud_detection.py", "--limit", "3000", "--rate", "0")
     assert sorted(lines) == _fraud_reference(3_000)

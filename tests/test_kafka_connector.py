@@ -1050,3 +1050,41 @@ async def test_a_pattern_subscribes_to_every_matching_topic(
     flow.from_source(source).map(lambda r: r["n"]).sink_to_callback(seen.append)
     await run_until(flow, source, lambda: len(seen) >= 30, message=lambda: f"saw {sorted(seen)}")
     assert sorted(seen) == list(range(30))
+
+
+async def test_a_record_without_its_event_time_is_a_dead_letter(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    # A poison record must not fail the job at every restart: one that decodes but has no event
+    # time to read (field missing, not a number, not an object) goes to the dead letters too.
+    servers = kafka_broker.bootstrap_servers
+    topic = await kafka_topic(partitions=1)
+    values = [b'{"ts": 1}', b'{"n": 2}', b'{"ts": "soon"}', b"[3]", b'{"ts": 4}', b'{"ts": 5.5}']
+    await produce(servers, topic, [Message(value) for value in values])
+
+    flow = Flow("no-time")
+    letters: list[DeadLetter] = []
+    source = KafkaSource(topic, bootstrap_servers=servers, bounded=True, dead_letters=letters.append)
+    out = flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)).collect()
+    await flow.run()
+
+    assert out.values == [{"ts": 1}, {"ts": 4}, {"ts": 5.5}]
+    assert [letter.raw for letter in letters] == [b'{"n": 2}', b'{"ts": "soon"}', b"[3]"]
+    assert [letter.origin for letter in letters] == [f"{topic}/0@{n}" for n in (1, 2, 3)]
+    assert "no event time in the record: KeyError" in letters[0].error
+    assert "must be a number" in letters[1].error
+    assert source.dead_letter_count == 3
+
+
+async def test_a_record_without_its_event_time_fails_the_job_without_dead_letters(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    servers = kafka_broker.bootstrap_servers
+    topic = await kafka_topic(partitions=1)
+    await produce(servers, topic, [Message(b'{"ts": 1}'), Message(b'{"amount": 2}')])
+
+    flow = Flow("no-time-fails")
+    source = KafkaSource(topic, bootstrap_servers=servers, bounded=True)
+    flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)).collect()
+    with pytest.raises(ValueError, match=rf"{topic}/0@1\b.*no event time in the record"):
+        await flow.run()
