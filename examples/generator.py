@@ -23,6 +23,7 @@ from typing import Any
 
 from actorflow import Source
 from actorflow.operators.base import OperatorContext
+from actorflow.operators.sources import ReadProgress
 
 __all__ = ["TransactionGenerator", "transactions"]
 
@@ -70,6 +71,10 @@ class TransactionGenerator(Source):
 
     def snapshot_state(self, context: OperatorContext) -> int:
         return self._emitted
+
+    def read_progress(self) -> ReadProgress | None:
+        """Transactions sent of ``limit`` (None when unbounded): progress and ETA on a terminal."""
+        return None if self.limit is None else ReadProgress(self._emitted, self.limit)
 
     def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
         self._start = max(states, default=0)

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from actorflow import Flow
 from actorflow.cli.logs import configure_logging, set_job
-from actorflow.cli.progress import Progress, Reading
+from actorflow.cli.progress import Progress, Reading, probes_of
+from actorflow.operators.sources import ReadProgress
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSACTIONS = ROOT / "examples" / "data" / "transactions.jsonl"
@@ -504,7 +506,10 @@ def test_progress_rates_come_from_the_last_seconds_and_the_eta_from_bytes() -> N
     state = {"records": 0, "bytes": 0}
     progress = Progress(
         "job",
-        [lambda: Reading(state["records"]), lambda: Reading(None, state["bytes"], 10_000_000)],
+        [
+            lambda: Reading(state["records"]),
+            lambda: Reading(None, ReadProgress(state["bytes"], 10_000_000, "B")),
+        ],
         clock=clock,
     )
     # 10 s at 1,000 records and 100 kB a second, then 10 s at 4,000 and 400 kB.
@@ -516,6 +521,42 @@ def test_progress_rates_come_from_the_last_seconds_and_the_eta_from_bytes() -> N
     # The rate is over the last 5 s only; the ETA divides what is left by it: 5 MB at 400 kB/s.
     assert progress.line() == "job: 50,000 records, 4,000 rec/s, 50% of 10.0 MB, ETA 0:13"
     assert progress.summary("done") == "job: 50,000 records in 20.0 s (2,500 rec/s), done"
+
+
+def test_progress_takes_the_eta_of_the_input_that_takes_longest() -> None:
+    clock = FakeClock()
+    state = {"file": 0, "list": 0}
+    progress = Progress(
+        "job",
+        [
+            lambda: Reading(state["file"] // 100 + state["list"]),
+            lambda: Reading(None, ReadProgress(state["file"], 1_000_000, "B")),
+            lambda: Reading(None, ReadProgress(state["list"], 20_000)),
+        ],
+        clock=clock,
+    )
+    for second in range(1, 6):  # the file: 100 kB/s, done in 10 s; the list: 1,000/s, in 20 s
+        clock.now = 100.0 + second
+        state["file"] += 100_000
+        state["list"] += 1_000
+        progress.sample()
+    assert progress.line() == "job: 10,000 records, 2,000 rec/s, 25% of 20,000 records, ETA 0:15"
+
+
+def test_every_source_must_know_its_size_for_an_eta(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"n": 1}\n{"n": 2}\n')
+    sized = Flow("sized")
+    sized.from_json_lines(data).union(sized.from_iterable([1, 2, 3])).collect()
+    readings = [probe() for probe in probes_of(sized)]
+    assert [r.progress for r in readings] == [
+        None,
+        ReadProgress(0, data.stat().st_size, "B"),
+        ReadProgress(0, 3),
+    ]
+    unbounded = Flow("unbounded")
+    unbounded.from_json_lines(data).union(unbounded.from_iterable(iter([1, 2]))).collect()
+    assert [probe().progress for probe in probes_of(unbounded)] == [None]  # records only
 
 
 def test_progress_without_a_size_shows_no_share_and_draws_over_itself() -> None:

@@ -42,7 +42,7 @@ from actorflow.cli.daemon import Daemon, apply_config
 from actorflow.cli.errors import UsageError
 from actorflow.cli.logs import configure_logging, set_job
 from actorflow.cli.plan_formats import FORMATS, render
-from actorflow.cli.progress import Progress, probes_of
+from actorflow.cli.progress import ClearingStream, Progress, probes_of
 from actorflow.cli.show_config import render_json, render_toml
 from actorflow.cli.target import load_flow
 
@@ -123,8 +123,15 @@ async def _run(target: str, arguments: list[str], config: settings.Config) -> in
     apply_config(flow, config)
     daemon = Daemon(flow, config, target)
     if _wants_progress(config):
-        daemon.progress = Progress(flow.name, probes_of(flow), sys.stderr)
-        handler.before_emit = daemon.progress.clear
+        progress = daemon.progress = Progress(flow.name, probes_of(flow), sys.stderr)
+        handler.before_emit = progress.clear
+        if sys.stdout.isatty():  # printed records share the screen with the status line
+            stdout = sys.stdout
+            sys.stdout = ClearingStream(stdout, progress.clear)
+            try:
+                return await daemon.run()
+            finally:
+                sys.stdout = stdout
     return await daemon.run()
 
 

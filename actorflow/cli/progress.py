@@ -1,14 +1,16 @@
 """Progress of a job run from a terminal, and a one-line summary at its end (on stderr).
 
-Records are those the job's source actors read (``flow.metrics``). When every source is a JSON-lines
-file, the bytes read against the files' sizes give a percentage and an ETA; other sources (Kafka,
-generators, iterables, push) have no size to compare with.
+Records are those the job's source actors read (``flow.metrics``). When every source knows the size
+of its input (:meth:`~actorflow.operators.sources.Source.read_progress`: a JSON-lines file in
+bytes, a list or a generator with a limit in records), the line shows how much is read and an ETA:
+that of the source that will take longest, at its rate over the last seconds. An unbounded source
+(Kafka, push, a generator without a limit) has no size, and then no ETA is shown.
 
 The status line is redrawn in place (``\\r``) every half second; log lines wipe it before they are
 written (see :class:`~actorflow.cli.logs.LogHandler`) and the next tick draws it again.
 
 >>> clock = iter([0.0, 10.0]).__next__
->>> progress = Progress("demo", [lambda: Reading(500, 500, 2000)], clock=clock)
+>>> progress = Progress("demo", [lambda: Reading(500, ReadProgress(500, 2000, "B"))], clock=clock)
 >>> progress.sample()  # at t = 10 s: 500 records, a quarter of the file
 >>> progress.line()
 'demo: 500 records, 50 rec/s, 25% of 2.0 kB, ETA 0:30'
@@ -17,17 +19,17 @@ written (see :class:`~actorflow.cli.logs.LogHandler`) and the next tick draws it
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from actorflow.api.flow import Flow
-from actorflow.operators.base import OperatorContext
-from actorflow.operators.sources import JsonLinesSource
+from actorflow.operators.sources import ReadProgress, Source
 
-__all__ = ["Progress", "Reading", "probes_of"]
+__all__ = ["ClearingStream", "Progress", "Reading", "probes_of"]
 
 #: Rates are measured over this many recent seconds.
 WINDOW_S = 5.0
@@ -35,11 +37,11 @@ WINDOW_S = 5.0
 
 @dataclass(frozen=True)
 class Reading:
-    """What one source has read: records, and bytes of how many (None where unknown)."""
+    """What a probe saw: records read (None where it does not count them), and how much of one
+    sized input is read (None where it has no size)."""
 
     records: int | None
-    done_bytes: int | None = None
-    total_bytes: int | None = None
+    progress: ReadProgress | None = None
 
 
 Probe = Callable[[], Reading]
@@ -57,34 +59,29 @@ def _records_read(flow: Flow) -> Probe:
     return read
 
 
-def _bytes_read(source: JsonLinesSource) -> Probe | None:
-    """Bytes a JSON-lines source has read, of its file's size."""
-    try:
-        size = source.path.stat().st_size
-    except OSError:
-        return None
-    context = OperatorContext("progress")  # ignored: the position belongs to the source object
-
+def _read_of(source: Source) -> Probe:
     def read() -> Reading:
-        offset, _line = source.snapshot_state(context)
-        return Reading(None, offset, size)
+        return Reading(None, source.read_progress())
 
     return read
 
 
 def probes_of(flow: Flow) -> list[Probe]:
-    """The records ``flow``'s sources read, and, when every source reads a file of known size, the
-    bytes read (a share of one input says nothing when another has no end)."""
+    """The records ``flow``'s sources read and, when every source knows its input's size, how much
+    of each is read (a share of one input says nothing when another has no end)."""
     sources = [chain.head.source for chain in flow.plan().chains if chain.head.source is not None]
-    files = [_bytes_read(s) if isinstance(s, JsonLinesSource) else None for s in sources]
-    sized = [probe for probe in files if probe is not None]
-    return [_records_read(flow), *sized] if len(sized) == len(sources) else [_records_read(flow)]
+    if sources and all(source.read_progress() is not None for source in sources):
+        return [_records_read(flow), *map(_read_of, sources)]
+    return [_records_read(flow)]
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+def _size(count: float, unit: str) -> str:
+    """``count`` of ``unit``: bytes in kB, MB, GB; anything else counted with separators."""
+    if unit != "B":
+        return f"{count:,.0f} {unit}"
+    for prefix in ("", "k", "M", "G"):
+        if count < 1000 or prefix == "G":
+            return f"{count:.0f} B" if not prefix else f"{count:.1f} {prefix}B"
         count /= 1000
     raise AssertionError("unreachable")
 
@@ -111,9 +108,10 @@ class Progress:
         self._stream = stream
         self._clock = clock
         self._started = clock()
-        # (time, records, bytes) of recent samples, for the rates.
-        self._samples: deque[tuple[float, int, int]] = deque([(self._started, 0, 0)])
-        self._reading = Reading(None)
+        # (time, records, done of each sized input) of recent samples, for the rates.
+        self._samples: deque[tuple[float, int, tuple[int, ...]]] = deque([(self._started, 0, ())])
+        self._records: int | None = None
+        self._sized: list[ReadProgress] = []
         self._drawn = False
 
     def sample(self) -> None:
@@ -121,38 +119,47 @@ class Progress:
         now = self._clock()
         readings = [probe() for probe in self._probes]
         counted = [r.records for r in readings if r.records is not None]
-        records = sum(counted) if counted else None
-        sized = [r for r in readings if r.done_bytes is not None and r.total_bytes is not None]
-        done = sum(r.done_bytes or 0 for r in sized) if sized else None
-        total = sum(r.total_bytes or 0 for r in sized) if sized else None
-        self._reading = Reading(records, done, total)
-        self._samples.append((now, records or 0, done or 0))
+        self._records = sum(counted) if counted else None
+        self._sized = [r.progress for r in readings if r.progress is not None]
+        self._samples.append((now, self._records or 0, tuple(p.done for p in self._sized)))
         while len(self._samples) > 2 and now - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
 
-    def _rates(self) -> tuple[float, float]:
-        (then, records_then, bytes_then), (now, records_now, bytes_now) = (
+    def _rates(self) -> tuple[float, list[float]]:
+        """Records per second, and units per second of each sized input, over the recent samples."""
+        (then, records_then, done_then), (now, records_now, done_now) = (
             self._samples[0],
             self._samples[-1],
         )
         span = now - then
         if span <= 0:
-            return 0.0, 0.0
+            return 0.0, [0.0] * len(done_now)
+        if len(done_then) != len(done_now):
+            done_then = (0,) * len(done_now)  # the first sample: nothing was read before it
         # Never below zero: a restart starts the job's counters again.
-        return max(0.0, (records_now - records_then) / span), max(0.0, (bytes_now - bytes_then) / span)
+        return max(0.0, (records_now - records_then) / span), [
+            max(0.0, (new - old) / span) for new, old in zip(done_now, done_then, strict=True)
+        ]
 
     def line(self) -> str:
         """The status line for the last sample."""
-        reading = self._reading
-        parts = [f"{self._clock_since_start():.0f} s"] if reading.records is None else []
-        record_rate, byte_rate = self._rates()
-        if reading.records is not None:
-            parts += [f"{reading.records:,} records", f"{record_rate:,.0f} rec/s"]
-        if reading.done_bytes is not None and reading.total_bytes:
-            share = min(1.0, reading.done_bytes / reading.total_bytes)
-            parts.append(f"{share:.0%} of {_size(reading.total_bytes)}")
-            if byte_rate > 0:
-                parts.append(f"ETA {_clock_time((reading.total_bytes - reading.done_bytes) / byte_rate)}")
+        records = self._records
+        parts = [f"{self._clock_since_start():.0f} s"] if records is None else []
+        record_rate, rates = self._rates()
+        if records is not None:
+            parts += [f"{records:,} records", f"{record_rate:,.0f} rec/s"]
+        if self._sized:
+            # The input that will take longest decides: its share, its size, its ETA.
+            def left(pair: tuple[ReadProgress, float]) -> float:
+                progress, rate = pair
+                remaining = max(0, progress.total - progress.done)
+                return 0.0 if remaining == 0 else remaining / rate if rate > 0 else math.inf
+
+            slowest, rate = max(zip(self._sized, rates, strict=True), key=left)
+            parts.append(f"{slowest.share:.0%} of {_size(slowest.total, slowest.unit)}")
+            eta = left((slowest, rate))
+            if rate > 0 and eta < math.inf:
+                parts.append(f"ETA {_clock_time(eta)}")
         return f"{self.name}: " + ", ".join(parts)
 
     def _clock_since_start(self) -> float:
@@ -162,9 +169,9 @@ class Progress:
         """One line: records, time and the average rate, then ``outcome`` (e.g. "stopped")."""
         elapsed = self._clock_since_start()
         text = f"{self.name}: "
-        if self._reading.records is not None:
-            rate = self._reading.records / elapsed if elapsed > 0 else 0.0
-            text += f"{self._reading.records:,} records in {elapsed:.1f} s ({rate:,.0f} rec/s)"
+        if self._records is not None:
+            rate = self._records / elapsed if elapsed > 0 else 0.0
+            text += f"{self._records:,} records in {elapsed:.1f} s ({rate:,.0f} rec/s)"
         else:
             text += f"ran {elapsed:.1f} s"
         return f"{text}, {outcome}" if outcome else text
@@ -201,3 +208,28 @@ class Progress:
         self.clear()
         self._stream.write(self.summary(outcome) + "\n")
         self._stream.flush()
+
+
+class ClearingStream:
+    """A text stream that calls ``before_write`` first: standard output of a job printing to the
+    terminal its progress line is drawn on, so that a printed line never lands after the status.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> stream = ClearingStream(out, lambda: out.write("<clear>"))
+    >>> stream.write("record\\n")
+    7
+    >>> out.getvalue()
+    '<clear>record\\n'
+    """
+
+    def __init__(self, stream: TextIO, before_write: Callable[[], None]) -> None:
+        self._stream = stream
+        self._before_write = before_write
+
+    def write(self, text: str) -> int:
+        self._before_write()
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from dataclasses import dataclass
 from itertools import accumulate, islice
 from pathlib import Path
@@ -27,7 +27,25 @@ from actorflow.errors import BrokenResourceError, ClosedResourceError, StateErro
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
 
-__all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "Source"]
+__all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "ReadProgress", "Source"]
+
+
+@dataclass(frozen=True)
+class ReadProgress:
+    """``done`` of ``total`` read, in the source's own ``unit`` (``"B"`` for bytes, ``"records"``).
+
+    >>> ReadProgress(250, 1_000, "records").share
+    0.25
+    """
+
+    done: int
+    total: int
+    unit: str = "records"
+
+    @property
+    def share(self) -> float:
+        """The part read, from 0.0 to 1.0 (1.0 for an empty input)."""
+        return min(1.0, self.done / self.total) if self.total > 0 else 1.0
 
 
 class Source(ABC):
@@ -51,6 +69,11 @@ class Source(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def read_progress(self) -> ReadProgress | None:
+        """How much of a bounded input this source has read (all its instances), for progress
+        lines and ETAs; None when its size is unknown (unbounded, or not known in advance)."""
+        return None
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -106,6 +129,11 @@ class IterableSource(Source):
         """How many records went out (a restore skips them: the iterable must be re-iterable)."""
         return self._emitted
 
+    def read_progress(self) -> ReadProgress | None:
+        """Records out of the collection's length (None for an iterable without one)."""
+        items = self._items
+        return ReadProgress(self._emitted, len(items)) if isinstance(items, Sized) else None
+
     def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
         if states and iter(self._items) is self._items:
             raise StateError(
@@ -157,6 +185,14 @@ class JsonLinesSource(Source):
 
     def describe(self) -> str:
         return f"JsonLinesSource({self.path})"
+
+    def read_progress(self) -> ReadProgress | None:
+        """Bytes read of the file's size (None if it cannot be read)."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return None
+        return ReadProgress(self._position[0], size, "B")
 
     def snapshot_state(self, context: OperatorContext) -> tuple[int, int]:
         """``(byte offset, line number)`` just after the last record yielded."""
