@@ -613,6 +613,14 @@ async def test_dead_letters_take_failed_requests_and_the_job_goes_on(
     assert sorted(letter.record for letter in letters) == list(range(0, N, 5))
     assert all(isinstance(letter.error, LookupError) and letter.attempts == 2 for letter in letters)
     assert all(letter.operator.startswith("map_async[") for letter in letters)
+    # Counted per instance (what actorflow_dead_letters_total sums), and the operator's own
+    # records out leave them out: its results leave through wake-ups and its end of input too.
+    assert flow.metrics is not None
+    instances = [entry for entry in flow.metrics.actors if "map_async" in entry.operators]
+    assert sum(entry.operators["map_async"].dead_letter_count for entry in instances) == len(letters)
+    counts = [c for entry in instances for c in entry.operator_metrics() if c.name == "map_async"]
+    assert sum(c.records_in for c in counts) == N
+    assert sum(c.records_out for c in counts) == N - len(letters)
     await finished_cleanly(loop_errors)
 
 

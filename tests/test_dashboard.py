@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``).
 
 The browser loads the page from a running job and the test reads what the page drew: one SVG node
-per actor with its name, instance, rate and watermark; each node coloured by its input mailbox's
+per actor with its name, instance, rate and watermark, a line per operator where a chain has
+several, and every operator's counts in the node's tooltip; each node coloured by its input mailbox's
 fill, going red while a sink is stuck and green again once it drains; one point per checkpoint in
 the chart. Selenium drives the browser through the chromedriver that comes with Debian's chromium
 (never a downloaded browser). Its calls block, so they run in a worker thread while the event loop
@@ -43,6 +44,8 @@ return {
     fill: Number(g.dataset.fill),
     colour: g.querySelector("rect.box").getAttribute("fill"),
     texts: [...g.querySelectorAll("text")].map(t => t.textContent),
+    lines: [...g.querySelectorAll("text.operator")].map(t => [t.dataset.operator, t.textContent]),
+    tooltip: g.querySelector("title").textContent,
   })),
   channels: [...document.querySelectorAll("#mesh path.channel")]
     .map(p => [p.dataset.sender, p.dataset.receiver]),
@@ -118,6 +121,7 @@ async def test_the_dashboard_draws_the_live_mesh_and_the_checkpoint_history(brow
     (
         flow.from_source(source, name="transactions", watermarks=WatermarkStrategy.punctuated("ts"))
         .map(dict, name="parse")
+        .filter(lambda tx: tx["amount"] >= 0, name="valid")  # chained: "parse -> valid"
         .key_by(lambda tx: tx["card"])
         .process(Profile(), name="risk")
         .sink(CallbackSink(gate.receive), name="alerts", parallelism=1)
@@ -146,11 +150,22 @@ async def test_the_dashboard_draws_the_live_mesh_and_the_checkpoint_history(brow
         assert page["operators"] == ["risk"]
         for entry in flow.metrics.actors:
             drawn = actor(page, entry.name)
-            title, instance, rate, watermark = drawn["texts"]
+            title, instance, rate, watermark, *lines = drawn["texts"]
             assert (title, instance) == (entry.chain, f"{entry.index + 1}/{entry.parallelism}")
             assert rate.endswith("rec/s") and " in · " in rate
             assert watermark.startswith("wm ") and " · lag " in watermark, watermark
             assert (drawn["fill"], drawn["colour"]) == (0, GREEN)
+            operators = entry.operator_metrics()
+            for counts in operators:  # every operator's own numbers, in the tooltip
+                line = f"\n{counts.name}: {counts.records_in} in, {counts.records_out} out, wm "
+                assert line in drawn["tooltip"], drawn["tooltip"]
+            if entry.chain == "parse -> valid":  # several operators: a line each
+                assert [name for name, _ in drawn["lines"]] == ["parse", "valid"]
+                assert lines == [line for _, line in drawn["lines"]]
+                assert all(line.endswith(" rec/s") and " → " in line for line in lines), lines
+                assert [c.records_in for c in operators] == [4, 4]  # rebalanced: 12 records, 3 ways
+            else:
+                assert lines == drawn["lines"] == []
 
         # The sink gets stuck: it holds one record, and the two behind it fill its mailbox from the
         # card's risk instance (capacity 2). Old timestamps: no watermark moves, so no other

@@ -199,6 +199,41 @@ def test_state_is_scoped_to_the_current_key() -> None:
     assert value.value() == 2  # clearing alice's entry left bob's alone
 
 
+def test_states_of_reads_one_keys_entries_whatever_the_current_key() -> None:
+    backend = KeyedStateBackend()
+    value = backend.get_state(ValueStateDescriptor("v", default=0))
+    items = backend.get_list_state(ListStateDescriptor("l"))
+    table = backend.get_map_state(MapStateDescriptor("m"))
+    total = backend.get_reducing_state(ReducingStateDescriptor("r", add))
+    mean = backend.get_aggregating_state(AggregatingStateDescriptor("a", Mean()))
+    assert backend.states_of("alice") == {}  # before any key: nothing, and no StateError
+
+    backend.keys.current = "alice"
+    value.update(1)
+    items.add("a1")
+    table.put("from", "alice")
+    total.add(10)
+    mean.add(2.0)
+    backend.keys.current = ("bob", 2)
+    items.add("b1")
+    value.update(5)
+    value.clear()  # a cleared entry is no state
+
+    assert backend.states_of("alice") == {
+        "v": 1,
+        "l": ["a1"],
+        "m": {"from": "alice"},
+        "r": 10,
+        "a": (2.0, 1),
+    }
+    assert backend.states_of(("bob", 2)) == {"l": ["b1"]}
+    assert backend.states_of("carol") == {}
+    assert backend.keys.current == ("bob", 2)  # reading moved no key
+    backend.states_of("alice").clear()  # the dict is the caller's: state keeps its entries
+    backend.keys.current = NO_KEY
+    assert backend.states_of("alice")["v"] == 1
+
+
 def test_two_handles_on_the_same_descriptor_share_the_entries() -> None:
     backend = KeyedStateBackend()
     descriptor = ValueStateDescriptor("v", default=0)

@@ -13,10 +13,12 @@ import json
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actorflow import (
@@ -38,8 +40,10 @@ from actorflow.checkpoint.restart import FixedDelayRestart
 from actorflow.checkpoint.storage import MemoryStorage
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.sinks import Sink
+from actorflow.runtime.metrics import ActorEntry, ActorMetrics, JobMetrics
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group, operator_index
 from actorflow.web import HttpConfig, HttpServer, run_with_http, serve_http
+from actorflow.web.prometheus import FlowCollector
 from actorflow.web.queryable import to_json
 from actorflow.web.views import RateTracker
 
@@ -130,6 +134,17 @@ async def scrape(client: aiohttp.ClientSession, **headers: str) -> dict[tuple[st
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def collected(flow: Flow) -> dict[tuple[str, frozenset[Any]], float]:
+    """What ``/metrics`` would say about ``flow`` now, parsed as :func:`scrape` does, without a server."""
+    registry = CollectorRegistry()
+    registry.register(FlowCollector(flow))
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
         for sample in family.samples
     }
 
@@ -278,7 +293,7 @@ async def test_readiness_comes_back_after_a_restart_and_restarts_are_counted() -
 # -- metrics ------------------------------------------------------------------------------------
 
 
-async def test_metrics_count_records_per_actor_as_they_flow(parallelism: int) -> None:
+async def test_metrics_count_records_per_operator_as_they_flow(parallelism: int) -> None:
     arrivals = Arrivals()
     flow, source = payments_flow(parallelism, arrivals)
     async with running(flow) as (_, client, _job):
@@ -289,29 +304,66 @@ async def test_metrics_count_records_per_actor_as_they_flow(parallelism: int) ->
         assert all(name.startswith("actorflow_") for name, _ in samples)
         assert metric(samples, "actorflow_flow_info", flow="payments") == 1
         head = "transactions" if parallelism > 1 else "transactions -> parse -> risk -> alerts"
-        assert metric(samples, "actorflow_records_in_total", operator=head, instance="0") == 10
+        tail = "risk -> alerts" if parallelism > 1 else head
+        read = {"task": head, "operator": "transactions", "instance": "0"}
+        assert metric(samples, "actorflow_records_in_total", **read) == 10
+        assert metric(samples, "actorflow_records_out_total", **read) == 10
 
-        def total(name: str, operator: str) -> float:
-            return sum(
+        def total(name: str, operator: str, task: str) -> float:
+            """Summed over the operator's instances."""
+            found = [
                 value
                 for (sample, labels), value in samples.items()
-                if sample == name and ("operator", operator) in labels
-            )
+                if sample == name and ("operator", operator) in labels and ("task", task) in labels
+            ]
+            assert len(found) == (1 if task == head else parallelism), (name, operator, found)
+            return sum(found)
 
-        tail = "risk -> alerts" if parallelism > 1 else "transactions -> parse -> risk -> alerts"
-        assert total("actorflow_records_in_total", tail) == 10
-        if parallelism > 1:
-            assert total("actorflow_records_out_total", "parse") == 10
-            assert total("actorflow_records_in_total", "parse") == 10
+        for operator, task, records_out in (
+            ("parse", "parse" if parallelism > 1 else head, 10),
+            ("risk", tail, 10),
+            ("alerts", tail, 0),
+        ):
+            assert total("actorflow_records_in_total", operator, task) == 10
+            assert total("actorflow_records_out_total", operator, task) == records_out
         for n in range(5):
             await source.send({"card": "card-9", "amount": n})
         await arrivals.wait_for(15)
         samples = await scrape(client)
-        assert metric(samples, "actorflow_records_in_total", operator=head, instance="0") == 15
-        assert total("actorflow_records_in_total", tail) == 15
+        assert metric(samples, "actorflow_records_out_total", **read) == 15
+        assert total("actorflow_records_in_total", "alerts", tail) == 15
+        # Back-pressure stays per actor, mailboxes per channel.
+        assert metric(samples, "actorflow_backpressured_seconds_total", task=head, instance="0") == 0
         mailboxes = [labels for name, labels in samples if name == "actorflow_mailbox_capacity"]
         assert flow.metrics is not None
         assert len(mailboxes) == len(flow.metrics.channels) == (0 if parallelism == 1 else 3 + 9)
+        source.close()
+
+
+async def test_a_filter_in_a_chain_shows_in_its_own_counts() -> None:
+    arrivals = Arrivals()
+    flow = Flow("filtering")
+    source = PushSource()
+    (
+        flow.from_source(source, name="in")
+        .map(lambda n: n * 10, name="scale")
+        .filter(lambda n: n >= 50, name="large")
+        .sink_to_callback(arrivals, name="out")
+    )
+    async with running(flow) as (_, client, _job):
+        await source.send_all(range(8))
+        await arrivals.wait_for(3)
+        samples = await scrape(client)
+        task = "in -> scale -> large -> out"
+
+        def count(name: str, operator: str) -> float:
+            return metric(samples, name, task=task, operator=operator, instance="0")
+
+        assert count("actorflow_records_out_total", "scale") == count("actorflow_records_in_total", "large")
+        assert count("actorflow_records_in_total", "large") == 8
+        assert (
+            count("actorflow_records_out_total", "large") == 3 == count("actorflow_records_in_total", "out")
+        )
         source.close()
 
 
@@ -330,8 +382,9 @@ async def test_watermark_and_its_lag_per_actor() -> None:
         await source.send({"ts": 1_700_000_000_000})
         await arrivals.wait_for(1)
         samples = await scrape(client)
-        assert metric(samples, "actorflow_watermark_seconds", operator="in", instance="0") == 1_700_000_000
-        assert metric(samples, "actorflow_watermark_lag_seconds", operator="in", instance="0") == 60
+        source_labels = {"task": "in", "operator": "in", "instance": "0"}
+        assert metric(samples, "actorflow_watermark_seconds", **source_labels) == 1_700_000_000
+        assert metric(samples, "actorflow_watermark_lag_seconds", **source_labels) == 60
         # The instance that got the record has a watermark; both do once the watermark reaches them.
         await until(
             lambda: all(
@@ -343,12 +396,10 @@ async def test_watermark_and_its_lag_per_actor() -> None:
         clock.advance(30_000)
         samples = await scrape(client)
         for instance in ("0", "1"):
-            assert (
-                metric(
-                    samples, "actorflow_watermark_lag_seconds", operator="pass -> out", instance=instance
-                )
-                == 90
-            )
+            for operator in ("pass", "out"):
+                labels = {"task": "pass -> out", "operator": operator, "instance": instance}
+                assert metric(samples, "actorflow_watermark_seconds", **labels) == 1_700_000_000
+                assert metric(samples, "actorflow_watermark_lag_seconds", **labels) == 90
         source.close()
 
 
@@ -373,14 +424,12 @@ async def test_mailbox_fill_and_backpressure_time_while_a_sink_is_stuck() -> Non
         labels = {"sender": channel.sender, "receiver": channel.receiver}
         assert metric(samples, "actorflow_mailbox_fill_ratio", **labels) == 1.0
         assert metric(samples, "actorflow_mailbox_size", **labels) == 2
-        blocked = metric(
-            samples, "actorflow_backpressured_seconds_total", operator="in -> work", instance="0"
-        )
+        blocked = metric(samples, "actorflow_backpressured_seconds_total", task="in -> work", instance="0")
         assert blocked > 0  # counted while the wait is still going on
         assert metric(samples, "actorflow_mailbox_blocked_seconds_total", **labels) == pytest.approx(
             blocked, abs=0.05
         )
-        assert metric(samples, "actorflow_backpressured_seconds_total", operator="out", instance="0") == 0
+        assert metric(samples, "actorflow_backpressured_seconds_total", task="out", instance="0") == 0
         status, graph = await get_json(client, "/api/graph")
         assert status == 200
         assert {a["name"]: a["fill"] for a in graph["actors"]} == {"in -> work[1/1]": 0.0, "out[1/1]": 1.0}
@@ -390,7 +439,7 @@ async def test_mailbox_fill_and_backpressure_time_while_a_sink_is_stuck() -> Non
         later = await scrape(client)
         assert metric(later, "actorflow_mailbox_fill_ratio", **labels) == 0.0
         assert (
-            metric(later, "actorflow_backpressured_seconds_total", operator="in -> work", instance="0")
+            metric(later, "actorflow_backpressured_seconds_total", task="in -> work", instance="0")
             >= blocked
         )
         source.close()
@@ -418,6 +467,21 @@ async def test_checkpoint_metrics_and_history() -> None:
         size = metric(samples, "actorflow_checkpoint_last_size_bytes")
         assert size == flow.checkpoint_stats.history[-1][3] > 0
         assert metric(samples, "actorflow_checkpoint_last_duration_seconds") >= 0
+        sizes = [size for _, _, _, size in flow.checkpoint_stats.history]
+        durations = [duration / 1000 for _, _, duration, _ in flow.checkpoint_stats.history]
+        assert metric(samples, "actorflow_checkpoint_size_bytes_count") == 2
+        assert metric(samples, "actorflow_checkpoint_size_bytes_sum") == sum(sizes)
+        assert metric(samples, "actorflow_checkpoint_size_bytes_bucket", le="+Inf") == 2
+        assert metric(samples, "actorflow_checkpoint_duration_seconds_count") == 2
+        assert metric(samples, "actorflow_checkpoint_duration_seconds_sum") == pytest.approx(sum(durations))
+        for name, observed in (
+            ("actorflow_checkpoint_size_bytes_bucket", sizes),
+            ("actorflow_checkpoint_duration_seconds_bucket", durations),
+        ):
+            for (sample, labels), value in samples.items():
+                if sample == name:
+                    bound = float(dict(labels)["le"])
+                    assert value == sum(1 for seen in observed if seen <= bound), (name, bound)
         status, data = await get_json(client, "/api/checkpoints")
         assert status == 200
         assert [(h["id"], h["kind"]) for h in data["history"]] == [
@@ -426,6 +490,43 @@ async def test_checkpoint_metrics_and_history() -> None:
         ]
         assert data["completed"] == 2
         source.close()
+
+
+def test_checkpoint_histograms_count_every_checkpoint_not_only_the_recent_history() -> None:
+    flow = Flow("many-checkpoints")
+    stats = flow.checkpoint_stats
+    for checkpoint_id in range(1, 151):
+        # Checkpoints 1-100 take 20 ms and write 2 KiB; 101-150 take 3 s and write 2 MiB.
+        slow = checkpoint_id > 100
+        stats.record_completed(
+            checkpoint_id,
+            "checkpoint",
+            duration_ms=3_000 if slow else 20,
+            size=(2 << 20) if slow else (2 << 10),
+        )
+    assert len(stats.history) == 100
+    samples = collected(flow)
+    durations = {
+        float(dict(labels)["le"]): value
+        for (name, labels), value in samples.items()
+        if name == "actorflow_checkpoint_duration_seconds_bucket"
+    }
+    assert durations[0.01] == 0 and durations[0.05] == 100 and durations[2.5] == 100
+    assert durations[5.0] == 150 and durations[float("inf")] == 150
+    assert list(durations.values()) == sorted(durations.values())  # cumulative
+    assert metric(samples, "actorflow_checkpoint_duration_seconds_sum") == pytest.approx(
+        100 * 0.02 + 50 * 3
+    )
+    sizes = {
+        float(dict(labels)["le"]): value
+        for (name, labels), value in samples.items()
+        if name == "actorflow_checkpoint_size_bytes_bucket"
+    }
+    assert sizes[1024.0] == 0 and sizes[4096.0] == 100 and sizes[float(1 << 20)] == 100
+    assert sizes[float(4 << 20)] == 150 and sizes[float("inf")] == 150
+    assert metric(samples, "actorflow_checkpoint_size_bytes_count") == 150
+    assert metric(samples, "actorflow_checkpoint_last_duration_seconds") == 3
+    assert metric(samples, "actorflow_checkpoints_completed_total") == 150
 
 
 class DecodingSource(PushSource):
@@ -444,10 +545,65 @@ async def test_dead_letters_of_a_source_are_exported() -> None:
     async with running(flow) as (_, client, _job):
         await source.send(1)
         await arrivals.wait_for(1)
-        assert metric(await scrape(client), "actorflow_dead_letters_total", source="kafka-ish") == 0
+        assert metric(await scrape(client), "actorflow_dead_letters_total", operator="kafka-ish") == 0
         source.dead_letter_count = 3
-        assert metric(await scrape(client), "actorflow_dead_letters_total", source="kafka-ish") == 3
+        assert metric(await scrape(client), "actorflow_dead_letters_total", operator="kafka-ish") == 3
         source.close()
+
+
+async def test_dead_letters_of_sources_and_operators_are_one_family(
+    tmp_path: Path, parallelism: int
+) -> None:
+    lines = tmp_path / "in.jsonl"
+    lines.write_text('{"n": 1}\nnot json\n{"n": 2}\n{"n": 3}\n{"n": 4}\n{oops\n')
+
+    async def lookup(record: dict[str, int]) -> int:
+        if record["n"] % 2:
+            raise LookupError(record["n"])
+        return record["n"]
+
+    letters: list[Any] = []
+    flow = Flow("letters", parallelism=parallelism)
+    (
+        flow.from_json_lines(lines, name="lines", dead_letters=letters.append)
+        .map_async(lookup, dead_letters=letters.append, name="lookup")
+        .collect(name="out")
+    )
+    await flow.run()
+    assert len(letters) == 2 + 2
+    samples = collected(flow)
+    # Summed over the operator's instances; the source's count is the source's own.
+    assert metric(samples, "actorflow_dead_letters_total", operator="lines") == 2
+    assert metric(samples, "actorflow_dead_letters_total", operator="lookup") == 2
+    assert [labels for name, labels in samples if name == "actorflow_dead_letters_total"] == [
+        frozenset({("operator", "lines")}),
+        frozenset({("operator", "lookup")}),
+    ]
+
+
+def test_the_kafka_sources_dead_letters_are_exported() -> None:
+    from actorflow_kafka import KafkaSource  # constructing one connects to nothing
+
+    kafka = KafkaSource("payments", bootstrap_servers="127.0.0.1:9", group_id="g")
+    flow = Flow("kafka-letters")
+    job = JobMetrics()
+    for index in range(2):  # one source object reads for both instances: its count is counted once
+        job.add_actor(
+            ActorEntry(
+                f"payments[{index + 1}/2]",
+                "payments",
+                index,
+                2,
+                ActorMetrics(),
+                "source",
+                {},
+                ("payments", kafka),
+            )
+        )
+    flow.metrics = job
+    kafka.dead_letter_count = 5
+    samples = collected(flow)
+    assert metric(samples, "actorflow_dead_letters_total", operator="payments") == 5
 
 
 # -- the JSON API -------------------------------------------------------------------------------
@@ -481,6 +637,18 @@ async def test_api_graph_describes_the_mesh_with_columns_and_live_numbers() -> N
         )
         assert actors["transactions[1/1]"]["records_out"] == 6
         assert sum(actors[f"risk -> alerts[{i}/3]"]["records_in"] for i in (1, 2, 3)) == 6
+        # Every actor lists its operators (a source actor: the source) with their own numbers.
+        assert [
+            (op["name"], op["records_in"], op["records_out"])
+            for op in actors["transactions[1/1]"]["operators"]
+        ] == [("transactions", 6, 6)]
+        for i in (1, 2, 3):
+            risk, alerts = actors[f"risk -> alerts[{i}/3]"]["operators"]
+            assert (risk["name"], alerts["name"]) == ("risk", "alerts")
+            assert risk["records_out"] == alerts["records_in"] == risk["records_in"]
+            assert alerts["records_out"] == 0
+            assert {"rate_in", "rate_out", "watermark", "watermark_lag_ms", "ended"} <= set(risk)
+        assert sum(actors[f"risk -> alerts[{i}/3]"]["operators"][0]["records_in"] for i in (1, 2, 3)) == 6
         assert actors["risk -> alerts[2/3]"]["kind"] == "sink"
         assert actors["transactions[1/1]"]["kind"] == "source"
         assert len(graph["channels"]) == 3 + 9

@@ -55,6 +55,7 @@ __all__ = [
     "CheckpointConfig",
     "CheckpointCoordinator",
     "CheckpointStats",
+    "Histogram",
     "Participant",
 ]
 
@@ -95,14 +96,77 @@ class CheckpointConfig:
 
 
 @dataclass
+class Histogram:
+    """Observed values counted into buckets the way Prometheus keeps a histogram: cumulatively.
+
+    ``counts[i]`` is how many values were at most ``bounds[i]`` (so the counts never decrease);
+    ``count`` and ``total`` are the number and the sum of all of them (``count`` is the ``+Inf``
+    bucket). Raises ValueError unless ``bounds`` rise strictly.
+
+    >>> sizes = Histogram((1_000, 10_000))
+    >>> for size in (500, 2_000, 50_000):
+    ...     sizes.observe(size)
+    >>> sizes.counts, sizes.count, sizes.total
+    ([1, 2], 3, 52500.0)
+    """
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(init=False, default_factory=list)
+    count: int = 0
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if any(low >= high for low, high in zip(self.bounds, self.bounds[1:], strict=False)):
+            raise ValueError(f"histogram bounds must rise strictly, not {self.bounds}")
+        self.counts = [0] * len(self.bounds)
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        counts = self.counts
+        for index, bound in enumerate(self.bounds):
+            if value <= bound:
+                counts[index] += 1
+
+
+#: Bucket bounds of checkpoint durations, in ms: 10 ms to 10 minutes.
+DURATION_BUCKETS_MS = (10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 600_000)
+#: Bucket bounds of checkpoint sizes, in bytes: powers of 4 from 1 KiB to 4 GiB.
+SIZE_BUCKETS_BYTES = tuple(1 << shift for shift in range(10, 33, 2))
+#: How many recent checkpoints ``CheckpointStats.history`` keeps.
+HISTORY_LENGTH = 100
+
+
+@dataclass
 class CheckpointStats:
-    """Counters and the history of recent checkpoints, for metrics and the dashboard."""
+    """Counters and the history of recent checkpoints, for metrics and the dashboard.
+
+    ``history`` keeps the last :data:`HISTORY_LENGTH` completed checkpoints; the histograms
+    ``durations_ms`` and ``sizes`` count every one completed since the stats were made (one
+    ``Flow.run``, restarts included), so they can back Prometheus histograms.
+
+    >>> stats = CheckpointStats()
+    >>> stats.record_completed(1, "checkpoint", duration_ms=80, size=3_000)
+    >>> stats.completed, stats.history, stats.durations_ms.count, stats.sizes.total
+    (1, [(1, 'checkpoint', 80, 3000)], 1, 3000.0)
+    """
 
     completed: int = 0
     failed: int = 0
     #: ``(checkpoint id, kind, duration ms, bytes)`` of the most recent completed checkpoints.
     history: list[tuple[int, str, int, int]] = field(default_factory=list)
     last_failure: str | None = None
+    #: Durations of completed checkpoints (and savepoints), in ms.
+    durations_ms: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS_MS))
+    #: Bytes written by completed checkpoints (and savepoints).
+    sizes: Histogram = field(default_factory=lambda: Histogram(SIZE_BUCKETS_BYTES))
+
+    def record_completed(self, checkpoint_id: int, kind: str, *, duration_ms: int, size: int) -> None:
+        """Count a completed checkpoint into the counter, the recent history and the histograms."""
+        self.completed += 1
+        self.history = [*self.history[1 - HISTORY_LENGTH :], (checkpoint_id, kind, duration_ms, size)]
+        self.durations_ms.observe(duration_ms)
+        self.sizes.observe(size)
 
 
 @dataclass(eq=False)
@@ -291,11 +355,9 @@ class CheckpointCoordinator:
         pending.committed = True
         end = self.clock.now()
         self._last_end_ms = end
-        self.stats.completed += 1
-        self.stats.history = [
-            *self.stats.history[-99:],
-            (info.checkpoint_id, info.kind, end - pending.started_ms, pending.size),
-        ]
+        self.stats.record_completed(
+            info.checkpoint_id, info.kind, duration_ms=end - pending.started_ms, size=pending.size
+        )
         try:
             for participant in self._participants:
                 await participant.checkpoint_complete(info.checkpoint_id)

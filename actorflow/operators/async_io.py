@@ -26,8 +26,9 @@ starts one *request*: a task running ``await fn(record)``, retried on failure, b
 - **Failure.** A request that still fails after its retries fails the job with the function's own
   exception, noted with the record and the number of attempts (and, by the chain, the operator).
   A request that runs out of time fails it with a :class:`TimeoutError` naming the record. Both can
-  instead go to a ``dead_letters`` callback (the record is dropped), and a timeout to an
-  ``on_timeout`` fallback (Flink's ``AsyncFunction.timeout``).
+  instead go to a ``dead_letters`` callback (the record is dropped; each instance counts them in
+  ``dead_letter_count``, which metrics export), and a timeout to an ``on_timeout`` fallback
+  (Flink's ``AsyncFunction.timeout``).
 - **Cancellation.** Closing the operator (at the end, after a failure, or when the job is
   cancelled) cancels every request still running and waits for them.
 
@@ -265,6 +266,8 @@ class AsyncMapOperator(Operator):
         self._waiters: list[asyncio.Future[None]] = []
         self._ready = False  # something can be emitted (or a failure raised) right now
         self._failure: Exception | None = None
+        #: Records this instance handed to ``dead_letters`` (a metric: ``actorflow_dead_letters_total``).
+        self.dead_letter_count = 0
 
     @property
     def in_flight(self) -> int:
@@ -545,6 +548,7 @@ class AsyncMapOperator(Operator):
             )
             self._fail(callback_error)
             return
+        self.dead_letter_count += 1
         request.emit = False
         self._complete(request)
 

@@ -79,8 +79,11 @@ class Chain:
         #: Every input has ended and the final state went to the coordinator (checkpoints go on
         #: while other sources run; this chain then only commits, see the coordinator).
         self.finished = False
-        #: Records in and out and the input's watermark, counted per batch (for metrics).
-        self.metrics = ActorMetrics()
+        #: Records into each operator and out of the last, and the watermarks that came with them,
+        #: counted per batch and operator (for metrics; see ActorMetrics for what each slot means).
+        self.metrics = ActorMetrics([context.name for context in contexts])
+        self._records = self.metrics.records
+        self._watermarks = self.metrics.watermarks
 
     @property
     def has_processing_timers(self) -> bool:
@@ -107,19 +110,14 @@ class Chain:
         self.metrics.opened = True
 
     async def on_batch(self, batch: Batch) -> None:
-        metrics = self.metrics
-        metrics.records_in += len(batch.values)
-        if batch.marks:
-            metrics.watermark = batch.marks[-1][1]
-        await self._push(batch, 0)
+        await self._push(batch, 0)  # counts the batch as the first operator's input
         if self._timer_operators:
             await self._fire_processing_timers()
 
     async def on_input(self, batch: Batch, input: int) -> None:
-        metrics = self.metrics
-        metrics.records_in += len(batch.values)
+        self._records[0] += len(batch.values)
         if batch.marks:
-            metrics.watermark = batch.marks[-1][1]
+            self._watermarks[0] = batch.marks[-1][1]
         head = self.operators[0]
         try:
             out = head.process_input(batch, input)
@@ -239,28 +237,46 @@ class Chain:
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _push(self, batch: Batch | None, start: int) -> None:
+    async def _push(self, batch: Batch, start: int) -> None:
+        """Run ``batch`` through the operators from ``start`` on and send what comes out.
+
+        ``batch`` is the input of operator ``start``: the chain's input for ``start == 0``, else
+        output of operator ``start - 1`` (its timers, wake-ups, end of input, or a two-input head's
+        result), and is counted as such.
+        """
         operators = self.operators
+        records = self._records
+        watermarks = self._watermarks
+        out: Batch | None = batch
         try:
             if self._any_async:
                 for index in range(start, len(operators)):
+                    records[index] += len(batch.values)
+                    if batch.marks:
+                        watermarks[index] = batch.marks[-1][1]
                     operator = operators[index]
                     if operator.is_async:
-                        batch = await operator.process_async(batch)  # type: ignore[arg-type]
+                        out = await operator.process_async(batch)
                     else:
-                        batch = operator.process(batch)  # type: ignore[arg-type]
-                    if batch is None:
+                        out = operator.process(batch)
+                    if out is None:
                         return
+                    batch = out
             else:
                 for index in range(start, len(operators)):
-                    batch = operators[index].process(batch)  # type: ignore[arg-type]
-                    if batch is None:
+                    records[index] += len(batch.values)
+                    if batch.marks:
+                        watermarks[index] = batch.marks[-1][1]
+                    out = operators[index].process(batch)
+                    if out is None:
                         return
+                    batch = out
         except Exception as error:
             _locate(error, self.contexts[index].label)
             raise
-        assert batch is not None
-        self.metrics.records_out += len(batch.values)
+        records[-1] += len(batch.values)
+        if batch.marks:
+            watermarks[-1] = batch.marks[-1][1]
         for output in self.outputs:
             await output.send(batch)
         if self.side_outputs:

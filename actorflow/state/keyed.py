@@ -288,6 +288,27 @@ class KeyedStateBackend:
         """The keys that have an entry in state ``name`` (a copy: safe to change state meanwhile)."""
         return list(self._tables.get(name, ()))
 
+    def states_of(self, key: Hashable) -> dict[str, Any]:
+        """Every state that has an entry for ``key``, by state name: for reading one key from
+        outside the operator (queryable state), whatever the current key is.
+
+        The dict is new, the values are the live ones (a list or dict in state is the object the
+        operator updates): read or copy them before the operator runs again. Costs one dict
+        lookup per state name; a key without any entry gives ``{}``.
+
+        >>> backend = KeyedStateBackend()
+        >>> count = backend.get_state(ValueStateDescriptor("count", default=0))
+        >>> seen = backend.get_list_state(ListStateDescriptor("seen"))
+        >>> backend.keys.current = "card-1"
+        >>> count.update(2)
+        >>> seen.add(40)
+        >>> backend.keys.current = "card-2"
+        >>> count.update(1)
+        >>> backend.states_of("card-1"), backend.states_of("card-2"), backend.states_of("card-3")
+        ({'count': 2, 'seen': [40]}, {'count': 1}, {})
+        """
+        return {name: table[key] for name, table in self._tables.items() if key in table}
+
     def snapshot(self, *, copy_values: bool = True) -> dict[int, dict[str, dict[Any, Any]]]:
         """A deep copy of all state, cut by key group: ``{key_group: {state: {key: value}}}``.
 

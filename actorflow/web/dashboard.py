@@ -6,8 +6,11 @@ is kept in a Python string so that it ships inside the package with no data-file
 token, open the page as ``/?token=...``: the script sends it on as a bearer token.
 
 What a test or a person finds in the document: ``svg#mesh`` holds one ``g.actor`` per actor
-(``data-name``, ``data-fill``; its ``rect.box`` coloured from green, empty mailboxes, to red, full)
-and one ``path.channel`` per mailbox; ``svg#checkpoints`` one ``circle.cp-point`` per checkpoint.
+(``data-name``, ``data-fill``; its ``rect.box`` coloured from green, empty mailboxes, to red, full;
+for a chain of several operators, a source included, one ``text.operator`` line per operator, with
+``data-operator`` and its rates in and out; its ``title`` tooltip lists every operator's counts and
+watermark) and one ``path.channel`` per mailbox; ``svg#checkpoints`` one ``circle.cp-point`` per
+checkpoint.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const interval = Math.max(200, Number(params.get("interval")) || 1000);
 const SVG = "http://www.w3.org/2000/svg";
-const NODE_W = 220, NODE_H = 74, COL_GAP = 90, ROW_GAP = 14, CHAIN_GAP = 26, PAD = 12;
+const NODE_W = 220, NODE_H = 74, OP_H = 15, COL_GAP = 90, ROW_GAP = 14, CHAIN_GAP = 26, PAD = 12;
 
 function get(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
@@ -164,6 +167,15 @@ function watermarkLine(actor) {
 
 function clip(label, chars) { return label.length > chars ? label.slice(0, chars - 1) + "…" : label; }
 
+// A line per operator only where the chain has several: one operator's numbers are the actor's.
+function operatorLines(chain) { return chain.operators.length > 1 ? chain.operators.length : 0; }
+function nodeHeight(chain) { return NODE_H + OP_H * operatorLines(chain); }
+
+function operatorWatermark(op) {
+  if (op.ended) return "end of input";
+  return op.watermark === null ? "no watermark" : `wm ${eventTime(op.watermark)}`;
+}
+
 let topology = "";
 const nodes = new Map();
 const edges = [];
@@ -178,7 +190,9 @@ function layout(graph) {
   const heights = new Map();
   for (const [depth, chains] of columns) {
     let height = 0;
-    for (const chain of chains) height += chain.parallelism * (NODE_H + ROW_GAP) - ROW_GAP + CHAIN_GAP;
+    for (const chain of chains) {
+      height += chain.parallelism * (nodeHeight(chain) + ROW_GAP) - ROW_GAP + CHAIN_GAP;
+    }
     heights.set(depth, height - CHAIN_GAP);
   }
   const total = Math.max(NODE_H, ...heights.values());
@@ -186,9 +200,11 @@ function layout(graph) {
   for (const [depth, chains] of columns) {
     let y = PAD + (total - heights.get(depth)) / 2;
     for (const chain of chains) {
+      const h = nodeHeight(chain);
       for (let i = 0; i < chain.parallelism; i++) {
-        place.set(`${chain.name}#${i}`, { x: PAD + depth * (NODE_W + COL_GAP), y });
-        y += NODE_H + ROW_GAP;
+        const x = PAD + depth * (NODE_W + COL_GAP);
+        place.set(`${chain.name}#${i}`, { x, y, h, lines: operatorLines(chain) });
+        y += h + ROW_GAP;
       }
       y += CHAIN_GAP - ROW_GAP;
     }
@@ -209,7 +225,7 @@ function build(graph) {
   const edgeLayer = el("g", {}, svg);
   for (const channel of graph.channels) {
     const from = at.get(channel.sender), to = at.get(channel.receiver);
-    const x1 = from.x + NODE_W, y1 = from.y + NODE_H / 2, x2 = to.x, y2 = to.y + NODE_H / 2;
+    const x1 = from.x + NODE_W, y1 = from.y + from.h / 2, x2 = to.x, y2 = to.y + to.h / 2;
     const bend = (x2 - x1) / 2;
     const path = el("path", {
       class: "channel", "data-sender": channel.sender, "data-receiver": channel.receiver,
@@ -219,18 +235,24 @@ function build(graph) {
     edges.push(path);
   }
   for (const actor of graph.actors) {
-    const { x, y } = at.get(actor.name);
+    const { x, y, h, lines } = at.get(actor.name);
     const g = el("g", { class: "actor", "data-name": actor.name, transform: `translate(${x},${y})` }, svg);
     el("title", {}, g);
-    const box = el("rect", { class: "box", width: NODE_W, height: NODE_H, rx: 7 }, g);
+    const box = el("rect", { class: "box", width: NODE_W, height: h, rx: 7 }, g);
     text(g, 10, 18, "title", clip(actor.chain, 26));
     text(g, NODE_W - 10, 18, "sub instance", `${actor.instance + 1}/${actor.parallelism}`)
       .setAttribute("text-anchor", "end");
     const rate = text(g, 10, 37, "sub rate", "");
     const wm = text(g, 10, 54, "sub watermark", "");
-    el("rect", { class: "meter", x: 10, y: 62, width: NODE_W - 20, height: 5, rx: 2.5 }, g);
-    const bar = el("rect", { class: "meter-bar", x: 10, y: 62, width: 0, height: 5, rx: 2.5 }, g);
-    nodes.set(actor.name, { g, box, rate, wm, bar });
+    const ops = [];
+    for (let i = 0; i < lines; i++) {
+      const line = text(g, 16, 54 + OP_H * (i + 1), "sub operator", "");
+      line.setAttribute("data-operator", actor.operators[i].name);
+      ops.push(line);
+    }
+    el("rect", { class: "meter", x: 10, y: h - 12, width: NODE_W - 20, height: 5, rx: 2.5 }, g);
+    const bar = el("rect", { class: "meter-bar", x: 10, y: h - 12, width: 0, height: 5, rx: 2.5 }, g);
+    nodes.set(actor.name, { g, box, rate, wm, bar, ops });
   }
 }
 
@@ -252,8 +274,14 @@ function update(graph) {
     node.wm.textContent = watermarkLine(actor);
     node.bar.setAttribute("width", (NODE_W - 20) * Math.min(1, actor.fill));
     node.bar.setAttribute("fill", edgeColour(actor.fill));
+    node.ops.forEach((line, i) => {
+      const op = actor.operators[i];
+      line.textContent = `${clip(op.name, 14)}: ${number(op.rate_in)} → ${number(op.rate_out)} rec/s`;
+    });
     node.g.firstChild.textContent = `${actor.name}\n${actor.records_in} records in, ` +
-      `${actor.records_out} out\ninput mailbox fill ${(actor.fill * 100).toFixed(0)}%`;
+      `${actor.records_out} out\ninput mailbox fill ${(actor.fill * 100).toFixed(0)}%` +
+      actor.operators.map(op => `\n${op.name}: ${op.records_in} in, ${op.records_out} out, ` +
+        operatorWatermark(op)).join("");
   }
   graph.channels.forEach((channel, i) => {
     const path = edges[i];

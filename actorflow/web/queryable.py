@@ -120,10 +120,8 @@ def lookup(job: JobMetrics, operator_name: str, key: Hashable) -> dict[str, Any]
             for window, contents in sorted(windows.items())
         ]
         return found
-    # The backend keeps one dict per state name; reading them directly costs one lookup per state
-    # (its handles only read the *current* key, which belongs to the operator's own loop).
-    tables: dict[str, dict[Any, Any]] = operator.backend._tables
-    state = {name: table[key] for name, table in tables.items() if key in table}
+    # Not through state handles: they read the *current* key, which belongs to the operator's loop.
+    state = operator.backend.states_of(key)
     if not state:
         raise StateNotFound(f"no state for key {key!r} in {where}")
     found["state"] = state

@@ -6,7 +6,8 @@
 ``GET /readyz``         readiness: 200 once every actor has opened and restored its state while
                         the job runs, else 503 with the status
 ``GET /metrics``        Prometheus text format (:mod:`actorflow.web.prometheus`)
-``GET /api/graph``      the actor mesh with rates, fills and watermarks (:func:`graph_view`)
+``GET /api/graph``      the actor mesh with rates, fills and watermarks, per actor and per
+                        operator (:func:`graph_view`)
 ``GET /api/checkpoints`` checkpoint counts and history (:func:`checkpoints_view`)
 ``GET /state/OP/KEY``   the keyed state of ``KEY`` in operator ``OP`` as JSON; ``?type=int``,
                         ``float`` or ``json`` for keys that are not strings (404: no such operator

@@ -3,7 +3,8 @@
 Everything is read from the flow's :class:`~actorflow.runtime.metrics.JobMetrics` on the event loop,
 between two batches. Rates are differences of counters between two looks, at least
 ``min_interval`` seconds apart (:class:`RateTracker`), so every client sees the same rates however
-often it polls.
+often it polls. Each actor carries its operators (the source first, for a source actor) with their
+own counts, rates and input watermarks.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from typing import Any
 
 from actorflow.api.flow import Flow
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK
-from actorflow.runtime.metrics import ActorEntry, JobMetrics
+from actorflow.runtime.metrics import ActorEntry, JobMetrics, OperatorMetrics
 from actorflow.web.queryable import keyed_operators
 
-__all__ = ["RateTracker", "checkpoints_view", "graph_view", "status_of"]
+__all__ = [
+    "RateTracker",
+    "checkpoints_view",
+    "dead_letter_counts",
+    "graph_view",
+    "status_of",
+    "visible_watermark",
+]
 
 
 def status_of(job: JobMetrics | None) -> str:
@@ -32,10 +40,34 @@ def status_of(job: JobMetrics | None) -> str:
     return "starting"
 
 
+def visible_watermark(watermark: int) -> int | None:
+    """``watermark`` in ms, or None for none yet (``MIN_WATERMARK``) and after the end (+inf)."""
+    return None if watermark in (MIN_WATERMARK, MAX_WATERMARK) else watermark
+
+
 def watermark_of(entry: ActorEntry) -> int | None:
     """The actor's input watermark in ms, or None before the first one and after the last (+inf)."""
-    watermark = entry.metrics.watermark
-    return None if watermark in (MIN_WATERMARK, MAX_WATERMARK) else watermark
+    return visible_watermark(entry.metrics.watermark)
+
+
+def dead_letter_counts(job: JobMetrics) -> dict[str, int]:
+    """Records sent to dead letters, per source or operator name, for those that count them (a
+    ``dead_letter_count`` attribute: JSON-lines and Kafka sources, ``map_async`` with
+    ``dead_letters``). A source's count is its own (one source object serves all its instances);
+    an operator's is the sum over its instances."""
+    counts: dict[str, int] = {}
+    sources: set[str] = set()
+    for entry in job.actors:
+        if entry.source is not None and entry.source[0] not in sources:
+            sources.add(entry.source[0])
+            count = getattr(entry.source[1], "dead_letter_count", None)
+            if isinstance(count, int):
+                counts[entry.source[0]] = count
+        for name, operator in entry.operators.items():
+            count = getattr(operator, "dead_letter_count", None)
+            if isinstance(count, int):
+                counts[name] = counts.get(name, 0) + count
+    return counts
 
 
 def backpressure_seconds(job: JobMetrics, entry: ActorEntry) -> float:
@@ -107,14 +139,18 @@ def graph_view(flow: Flow, rates: RateTracker, now: float) -> dict[str, Any]:
     }
     if job is None:
         return view
-    counters = {
-        entry.name: (
+    counters: dict[str, tuple[float, ...]] = {}
+    operators_of = {}
+    for entry in job.actors:
+        counters[entry.name] = (
             float(entry.metrics.records_in),
             float(entry.metrics.records_out),
             backpressure_seconds(job, entry),
         )
-        for entry in job.actors
-    }
+        operators_of[entry.name] = entry.operator_metrics()
+        for counts in operators_of[entry.name]:
+            # A newline never occurs in an actor's name: the key cannot clash with an actor's.
+            counters[f"{entry.name}\n{counts.name}"] = (float(counts.records_in), float(counts.records_out))
     rate = rates.update(now, counters)
     clock_now = flow.clock.now()
     chains: dict[str, dict[str, Any]] = {}
@@ -150,6 +186,10 @@ def graph_view(flow: Flow, rates: RateTracker, now: float) -> dict[str, Any]:
                 "watermark": watermark,
                 "watermark_lag_ms": None if watermark is None else clock_now - watermark,
                 "ended": metrics.watermark == MAX_WATERMARK,
+                "operators": [
+                    _operator_view(counts, rate[f"{entry.name}\n{counts.name}"], clock_now)
+                    for counts in operators_of[entry.name]
+                ],
             }
         )
     view["chains"] = list(chains.values())
@@ -166,6 +206,20 @@ def graph_view(flow: Flow, rates: RateTracker, now: float) -> dict[str, Any]:
         )
     view["queryable"] = keyed_operators(job)
     return view
+
+
+def _operator_view(counts: OperatorMetrics, rate: tuple[float, ...], clock_now: int) -> dict[str, Any]:
+    watermark = visible_watermark(counts.watermark)
+    return {
+        "name": counts.name,
+        "records_in": counts.records_in,
+        "records_out": counts.records_out,
+        "rate_in": round(rate[0], 3),
+        "rate_out": round(rate[1], 3),
+        "watermark": watermark,
+        "watermark_lag_ms": None if watermark is None else clock_now - watermark,
+        "ended": counts.watermark == MAX_WATERMARK,
+    }
 
 
 def checkpoints_view(flow: Flow) -> dict[str, Any]:
