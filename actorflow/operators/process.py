@@ -40,7 +40,7 @@ from actorflow.state.keyed import (
     ReducingState,
     ValueState,
 )
-from actorflow.state.keygroups import key_group
+from actorflow.state.keygroups import KeyGroups
 from actorflow.time.clock import Clock
 from actorflow.time.timers import TimerQueue
 
@@ -456,21 +456,18 @@ class KeyedProcessOperator(Operator):
         """Keyed state and both timer queues, cut by key group:
         ``{"groups": {group: {"state": {name: {key: value}}, "event": [...], "processing": [...]}}}``.
         """
-        max_parallelism = self.context.max_parallelism
+        group_of = KeyGroups(self.context.max_parallelism)  # each key hashed once
         groups: dict[int, dict[str, Any]] = {
             group: {"state": tables, "event": [], "processing": []}
-            for group, tables in self.backend.snapshot(copy_values=False).items()
+            for group, tables in self.backend.snapshot(copy_values=False, groups_of=group_of).items()
         }
         for domain, queue in (("event", self.event_timers), ("processing", self.processing_timers)):
-            for time, keys in queue.snapshot():
+            for time, keys in queue.slots():
                 for key in keys:
-                    part = groups.get(key_group(key, max_parallelism))
+                    group = group_of[key]
+                    part = groups.get(group)
                     if part is None:
-                        part = groups[key_group(key, max_parallelism)] = {
-                            "state": {},
-                            "event": [],
-                            "processing": [],
-                        }
+                        part = groups[group] = {"state": {}, "event": [], "processing": []}
                     part[domain].append((time, key))
         return {"groups": groups}
 
@@ -481,12 +478,9 @@ class KeyedProcessOperator(Operator):
             self.backend.restore(
                 {group: part["state"] for group, part in groups.items()}, owned, copy_values=False
             )
-            for group, part in groups.items():
-                if group in owned:
-                    for time, key in part["event"]:
-                        self.event_timers.add(time, key)
-                    for time, key in part["processing"]:
-                        self.processing_timers.add(time, key)
+            mine = [part for group, part in groups.items() if group in owned]
+            self.event_timers.add_all(timer for part in mine for timer in part["event"])
+            self.processing_timers.add_all(timer for part in mine for timer in part["processing"])
 
     def close(self) -> None:
         self.function.close()

@@ -21,7 +21,7 @@ from actorflow.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
-from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group
+from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, KeyGroups
 
 __all__ = [
     "AggregatingState",
@@ -309,19 +309,27 @@ class KeyedStateBackend:
         """
         return {name: table[key] for name, table in self._tables.items() if key in table}
 
-    def snapshot(self, *, copy_values: bool = True) -> dict[int, dict[str, dict[Any, Any]]]:
+    def snapshot(
+        self, *, copy_values: bool = True, groups_of: KeyGroups | None = None
+    ) -> dict[int, dict[str, dict[Any, Any]]]:
         """A deep copy of all state, cut by key group: ``{key_group: {state: {key: value}}}``.
 
         Later updates of the state never show in the snapshot. ``copy_values=False`` shares the
         values: for a caller that serialises the result before the state changes again (a
-        checkpoint pickles it at once, which is a copy already).
+        checkpoint pickles it at once, which is a copy already). ``groups_of`` is a memo of key
+        groups to share with the caller (timers are cut by the same keys).
         """
         groups: dict[int, dict[str, dict[Any, Any]]] = {}
-        max_parallelism = self.max_parallelism
+        group_of = KeyGroups(self.max_parallelism) if groups_of is None else groups_of
         for name, table in self._tables.items():
+            by_group: dict[int, dict[Any, Any]] = {}
             for key, value in table.items():
-                group = key_group(key, max_parallelism)
-                groups.setdefault(group, {}).setdefault(name, {})[key] = value
+                group = group_of[key]
+                entries = by_group.get(group)
+                if entries is None:
+                    entries = by_group[group] = {}
+                    groups.setdefault(group, {})[name] = entries
+                entries[key] = value
         return copy.deepcopy(groups) if copy_values else groups
 
     def restore(

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_PARALLELISM",
+    "KeyGroups",
     "key_group",
     "key_group_range",
     "operator_index",
@@ -68,6 +69,26 @@ def stable_hash(key: Any) -> int:
 def key_group(key: Any, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> int:
     """The key group of ``key``: ``stable_hash(key) % max_parallelism``."""
     return stable_hash(key) % max_parallelism
+
+
+class KeyGroups(dict[Any, int]):
+    """Key to key group, each key hashed once: one snapshot cuts every state and timer of a key
+    by the same group, and a dict hit costs far less than a hash.
+
+    >>> groups = KeyGroups(128)
+    >>> groups["card-1"] == key_group("card-1", 128), len(groups)
+    (True, 1)
+    """
+
+    __slots__ = ("max_parallelism",)
+
+    def __init__(self, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> None:
+        super().__init__()
+        self.max_parallelism = max_parallelism
+
+    def __missing__(self, key: Any) -> int:
+        group = self[key] = stable_hash(key) % self.max_parallelism
+        return group
 
 
 def operator_index(group: int, max_parallelism: int, parallelism: int) -> int:

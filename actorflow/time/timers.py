@@ -7,7 +7,7 @@ one dict lookup. Keys registered for the same time fire in registration order.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 
 from sortedcontainers import SortedDict
 
@@ -86,10 +86,38 @@ class TimerQueue:
         """All timers as ``[(time, [keys...]), ...]`` in time order."""
         return [(time, list(keys)) for time, keys in self._times.items()]
 
+    def slots(self) -> Iterable[tuple[int, Iterable[Hashable]]]:
+        """Every time with its keys, in time order, without a copy: read it before the queue
+        changes (a snapshot cuts it at once)."""
+        return self._times.items()  # type: ignore[no-any-return]
+
     def restore(self, timers: list[tuple[int, list[Hashable]]]) -> None:
-        for time, keys in timers:
-            for key in keys:
-                self.add(time, key)
+        self.add_all((time, key) for time, keys in timers for key in keys)
+
+    def add_all(self, timers: Iterable[tuple[int, Hashable]]) -> None:
+        """Register many timers at once (a restore): the new times are sorted once, not
+        inserted one by one.
+
+        >>> queue = TimerQueue()
+        >>> queue.add(20, "a")
+        True
+        >>> queue.add_all([(10, "b"), (20, "c"), (20, "a"), (30, "d")])
+        >>> queue.snapshot(), queue.next_time
+        ([(10, ['b']), (20, ['a', 'c']), (30, ['d'])], 10)
+        """
+        times = self._times
+        new: dict[int, dict[Hashable, None]] = {}
+        for time, key in timers:
+            keys = times.get(time)
+            if keys is None:
+                keys = new.get(time)
+                if keys is None:
+                    new[time] = {key: None}
+                    continue
+            keys[key] = None
+        if new:
+            times.update(new)
+            self._refresh()
 
     def _refresh(self) -> None:
         times = self._times

@@ -59,7 +59,7 @@ from actorflow.operators.windows.triggers import (
     TriggerResult,
 )
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
-from actorflow.state.keygroups import key_group
+from actorflow.state.keygroups import KeyGroups
 from actorflow.time.timers import TimerQueue
 
 __all__ = ["WindowOperator", "check_window_setup"]
@@ -233,11 +233,11 @@ class WindowOperator(Operator):
         the inputs; the late count is a metric). Later updates never show in the snapshot, unless
         ``copy_values=False``: for a checkpoint, which pickles it before the state changes again.
         """
-        max_parallelism = self.context.max_parallelism
+        group_of = KeyGroups(self.context.max_parallelism)  # each key hashed once
         groups: dict[int, dict[str, Any]] = {}
 
         def part(key: Hashable) -> dict[str, Any]:
-            group = key_group(key, max_parallelism)
+            group = group_of[key]
             found = groups.get(group)
             if found is None:
                 found = groups[group] = {
