@@ -131,6 +131,7 @@ async def take(out: Path, seconds: float, rate: float) -> None:
                 watermarks=WatermarkStrategy.bounded_out_of_orderness(200, "ts"),
             )
             .map(lambda tx: {**tx, "amount": float(tx["amount"])}, name="parse")
+            .filter(lambda tx: tx["amount"] > 1.0, name="valid")
             .key_by(lambda tx: tx["card"])
             .process(RiskProfile(), name="risk")
             .sink(CallbackSink(alert), name="alerts", parallelism=1)
