@@ -40,7 +40,7 @@ from actorflow.state.keyed import (
     ReducingState,
     ValueState,
 )
-from actorflow.state.keygroups import KeyGroups
+from actorflow.state.keygroups import KeyGroupFilter
 from actorflow.time.clock import Clock
 from actorflow.time.timers import TimerQueue
 
@@ -453,34 +453,50 @@ class KeyedProcessOperator(Operator):
         return Batch(out_values, out_timestamps)
 
     def snapshot_state(self) -> dict[str, Any]:
-        """Keyed state and both timer queues, cut by key group:
-        ``{"groups": {group: {"state": {name: {key: value}}, "event": [...], "processing": [...]}}}``.
+        """Keyed state and both timer queues as they are, with the key groups this instance owns:
+        ``{"key_groups": (start, stop), "state": {name: {key: value}}, "event": ([times], [keys]),
+        "processing": (...)}`` (see :meth:`~actorflow.time.timers.TimerQueue.export`).
+
+        Not cut by key group: at the same parallelism a restore takes each instance's part whole,
+        and only a change of parallelism hashes keys (a restore is rare, a checkpoint frequent).
+        Nothing is copied: the chain pickles it at once, before the state changes again.
         """
-        group_of = KeyGroups(self.context.max_parallelism)  # each key hashed once
-        groups: dict[int, dict[str, Any]] = {
-            group: {"state": tables, "event": [], "processing": []}
-            for group, tables in self.backend.snapshot(copy_values=False, groups_of=group_of).items()
+        owned = self.context.key_groups
+        return {
+            "key_groups": (owned.start, owned.stop),
+            "state": self.backend.tables(),
+            "event": self.event_timers.export(),
+            "processing": self.processing_timers.export(),
         }
-        for domain, queue in (("event", self.event_timers), ("processing", self.processing_timers)):
-            for time, keys in queue.slots():
-                for key in keys:
-                    group = group_of[key]
-                    part = groups.get(group)
-                    if part is None:
-                        part = groups[group] = {"state": {}, "event": [], "processing": []}
-                    part[domain].append((time, key))
-        return {"groups": groups}
 
     def restore_state(self, states: list[Any]) -> None:
         owned = self.context.key_groups
-        for state in states:
-            groups = state["groups"]
-            self.backend.restore(
-                {group: part["state"] for group, part in groups.items()}, owned, copy_values=False
-            )
-            mine = [part for group, part in groups.items() if group in owned]
-            self.event_timers.add_all(timer for part in mine for timer in part["event"])
-            self.processing_timers.add_all(timer for part in mine for timer in part["processing"])
+        max_parallelism = self.context.max_parallelism
+        for state in states:  # just unpickled: nobody else holds these objects
+            if "groups" in state:  # cut by key group (the format before session 3)
+                self._restore_groups(state["groups"], owned)
+                continue
+            keep = KeyGroupFilter(range(*state["key_groups"]), owned, max_parallelism)
+            if keep.takes_none:
+                continue
+            self.backend.load_tables(state["state"], keep)
+            for queue, saved in (
+                (self.event_timers, state["event"]),
+                (self.processing_timers, state["processing"]),
+            ):
+                times, keys = saved
+                if keep.takes_all:
+                    queue.add_all(zip(times, keys, strict=True))
+                else:
+                    queue.add_all(timer for timer in zip(times, keys, strict=True) if keep(timer[1]))
+
+    def _restore_groups(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
+        self.backend.restore(
+            {group: part["state"] for group, part in groups.items()}, owned, copy_values=False
+        )
+        mine = [part for group, part in groups.items() if group in owned]
+        self.event_timers.add_all(timer for part in mine for timer in part["event"])
+        self.processing_timers.add_all(timer for part in mine for timer in part["processing"])
 
     def close(self) -> None:
         self.function.close()

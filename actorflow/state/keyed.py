@@ -21,7 +21,7 @@ from actorflow.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
-from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, KeyGroups
+from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, KeyGroupFilter, KeyGroups
 
 __all__ = [
     "AggregatingState",
@@ -331,6 +331,30 @@ class KeyedStateBackend:
                     groups.setdefault(group, {})[name] = entries
                 entries[key] = value
         return copy.deepcopy(groups) if copy_values else groups
+
+    def tables(self) -> dict[str, dict[Any, Any]]:
+        """Every state's live table, ``{state name: {key: value}}``, neither copied nor cut by key
+        group: for a checkpoint, which pickles it before the state changes again."""
+        return self._tables
+
+    def load_tables(self, tables: dict[str, dict[Any, Any]], keep: KeyGroupFilter | None = None) -> None:
+        """Take over the entries of a checkpoint's :meth:`tables` (just unpickled: nobody else holds
+        them), only those ``keep`` accepts unless it is None or takes all.
+
+        >>> saved = KeyedStateBackend()
+        >>> saved.keys.current = "a"
+        >>> saved.get_state(ValueStateDescriptor("n")).update(1)
+        >>> restored = KeyedStateBackend()
+        >>> restored.load_tables(saved.tables())
+        >>> restored.states_of("a")
+        {'n': 1}
+        """
+        for name, entries in tables.items():
+            table = self._tables.setdefault(name, {})
+            if keep is None or keep.takes_all:
+                table.update(entries)
+            elif not keep.takes_none:
+                table.update({key: value for key, value in entries.items() if keep(key)})
 
     def restore(
         self, groups: dict[int, dict[str, dict[Any, Any]]], owned: range, *, copy_values: bool = True

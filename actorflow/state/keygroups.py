@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_PARALLELISM",
+    "KeyGroupFilter",
     "KeyGroups",
     "key_group",
     "key_group_range",
@@ -89,6 +90,37 @@ class KeyGroups(dict[Any, int]):
     def __missing__(self, key: Any) -> int:
         group = self[key] = stable_hash(key) % self.max_parallelism
         return group
+
+
+class KeyGroupFilter:
+    """Which keys of a checkpointed instance a restoring instance takes: the instance owned the key
+    groups ``saved`` then, the restoring one owns ``owned`` now.
+
+    At the same parallelism every instance takes its own part whole (``takes_all``) and skips the
+    others' (``takes_none``), hashing nothing; after a change of parallelism the ranges overlap
+    in part, and then the filter is called per key (each hashed once).
+
+    >>> same = KeyGroupFilter(range(0, 64), range(0, 64), 128)
+    >>> same.takes_all, same.takes_none
+    (True, False)
+    >>> KeyGroupFilter(range(64, 128), range(0, 64), 128).takes_none
+    True
+    >>> half = KeyGroupFilter(range(0, 128), range(0, 64), 128)
+    >>> half.takes_all or half.takes_none, half("card-1") == (key_group("card-1", 128) < 64)
+    (False, True)
+    """
+
+    __slots__ = ("_groups", "_owned", "takes_all", "takes_none")
+
+    def __init__(self, saved: range, owned: range, max_parallelism: int) -> None:
+        self.takes_all = owned.start <= saved.start and saved.stop <= owned.stop
+        self.takes_none = not self.takes_all and (saved.stop <= owned.start or owned.stop <= saved.start)
+        self._groups = KeyGroups(max_parallelism)
+        self._owned = owned
+
+    def __call__(self, key: Any) -> bool:
+        """Whether ``key`` belongs to the restoring instance."""
+        return self._groups[key] in self._owned
 
 
 def operator_index(group: int, max_parallelism: int, parallelism: int) -> int:

@@ -59,7 +59,7 @@ from actorflow.operators.windows.triggers import (
     TriggerResult,
 )
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
-from actorflow.state.keygroups import KeyGroups
+from actorflow.state.keygroups import KeyGroupFilter, KeyGroups
 from actorflow.time.timers import TimerQueue
 
 __all__ = ["WindowOperator", "check_window_setup"]
@@ -262,15 +262,54 @@ class WindowOperator(Operator):
                     part(key)[name].append((time, timer_scope))
         return copy.deepcopy(groups) if copy_values else groups
 
-    def snapshot_state(self) -> dict[int, dict[str, Any]] | None:
-        """The checkpoint's state: :meth:`snapshot` (contents, trigger state and timers by key group
-        of their key), or None when the operator holds none."""
-        return self.snapshot(copy_values=False) or None
+    def snapshot_state(self) -> dict[str, Any] | None:
+        """The checkpoint's state, as it is, with the key groups this instance owns (None when the
+        operator holds none): ``{"key_groups": (start, stop), "windows": {key: {window:
+        contents}}, "trigger_state": {(key, window): {...}}, "event_timers": ([times], [(key,
+        window)]), "processing_timers": (...)}``.
+
+        Not copied and not cut by key group: the chain pickles it at once, and a restore at the
+        same parallelism takes each instance's part whole (only a rescale hashes keys).
+        """
+        timers = (self.event_timers.next_time, self.processing_timers.next_time)
+        if not (self.windows or self.trigger_state) and timers == (None, None):
+            return None
+        owned = self.context.key_groups
+        return {
+            "key_groups": (owned.start, owned.stop),
+            "windows": self.windows,
+            "trigger_state": self.trigger_state,
+            "event_timers": self.event_timers.export(),
+            "processing_timers": self.processing_timers.export(),
+        }
 
     def restore_state(self, states: list[Any]) -> None:
-        """Load the key groups this instance owns from every instance's :meth:`snapshot_state`."""
-        for groups in states:  # just unpickled: nobody else holds these objects
-            self.restore(groups, self.context.key_groups, copy_values=False)
+        """Load the keys this instance owns from every instance's :meth:`snapshot_state`."""
+        owned = self.context.key_groups
+        for state in states:  # just unpickled: nobody else holds these objects
+            if "key_groups" not in state:  # cut by key group (the format before session 3)
+                self.restore(state, owned, copy_values=False)
+                continue
+            keep = KeyGroupFilter(range(*state["key_groups"]), owned, self.context.max_parallelism)
+            if keep.takes_none:
+                continue
+            everything = keep.takes_all
+            windows = state["windows"]
+            trigger_state = state["trigger_state"]
+            if everything:
+                self.windows.update(windows)
+                self.trigger_state.update(trigger_state)
+            else:
+                self.windows.update({key: per_key for key, per_key in windows.items() if keep(key)})
+                self.trigger_state.update(
+                    {scope: value for scope, value in trigger_state.items() if keep(scope[0])}
+                )
+            for queue, saved in (
+                (self.event_timers, state["event_timers"]),
+                (self.processing_timers, state["processing_timers"]),
+            ):
+                timers = zip(*saved, strict=True)
+                queue.add_all(timers if everything else (t for t in timers if keep(t[1][0])))
 
     def restore(self, groups: dict[int, dict[str, Any]], owned: range, *, copy_values: bool = True) -> None:
         """Load the key groups in ``owned`` from a :meth:`snapshot` (others belong to other instances)."""
@@ -281,10 +320,8 @@ class WindowOperator(Operator):
                 parts = copy.deepcopy(parts)
             self.windows.update(parts["windows"])
             self.trigger_state.update(parts["trigger_state"])
-            for time, scope in parts["event_timers"]:
-                self.event_timers.add(time, scope)
-            for time, scope in parts["processing_timers"]:
-                self.processing_timers.add(time, scope)
+            self.event_timers.add_all(parts["event_timers"])
+            self.processing_timers.add_all(parts["processing_timers"])
 
     def process(self, batch: Batch) -> Batch:
         if self._tumbling:
