@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,31 @@ def test_every_record_reaches_the_file_once(tmp_path: Path, parallelism: int, pl
     assert leftovers(target) == []
 
 
+class ThreadRecordingSink(ExactlyOnceJsonLinesSink):
+    """Notes the thread every commit runs in."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.threads: list[threading.Thread] = []
+
+    def commit(self, handle: PartHandle) -> None:
+        self.threads.append(threading.current_thread())
+        super().commit(handle)
+
+
+def test_commits_run_off_the_event_loop_so_the_job_goes_on_during_fsync(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    flow = Flow(batch_size=50)
+    flow.enable_checkpointing(MemoryStorage())
+    source = GatedSource(list(range(N)), flow, gates=[N // 2])
+    sink = ThreadRecordingSink(target)
+    flow.from_source(source).sink(sink)
+    flow.execute()
+    assert read(target) == list(range(N))
+    # The checkpoint's commit and the final one (a run's sink is a shallow copy: the list is shared).
+    assert len(sink.threads) == 2 and threading.main_thread() not in sink.threads
+
+
 def test_without_checkpoints_the_file_is_written_at_the_end(tmp_path: Path) -> None:
     target = tmp_path / "out.jsonl"
     target.write_text("old content\n")
@@ -136,6 +162,41 @@ def test_a_missing_part_is_an_error_not_a_silent_loss(tmp_path: Path) -> None:
     sink.open(OperatorContext("sink", checkpointing=True))
     with pytest.raises(CheckpointError, match="missing"):
         sink.commit(PartHandle(".out.jsonl.part-00000000", 0, 10))
+
+
+def test_a_part_shorter_than_pre_committed_is_an_error(tmp_path: Path) -> None:
+    from actorflow.operators.base import OperatorContext
+
+    target = tmp_path / "out.jsonl"
+    (tmp_path / ".out.jsonl.part-00000000").write_bytes(b"1\n")
+    sink = ExactlyOnceJsonLinesSink(target)
+    sink.open(OperatorContext("sink", checkpointing=True))
+    with pytest.raises(CheckpointError, match="shorter than the 10 bytes"):
+        sink.commit(PartHandle(".out.jsonl.part-00000000", 0, 10))
+
+
+@pytest.mark.parametrize("in_kernel", [True, False], ids=["copy_file_range", "through the process"])
+def test_a_commit_appends_the_part_whole_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_kernel: bool
+) -> None:
+    from actorflow.operators.base import OperatorContext
+
+    if not in_kernel:  # as on a system or file system without it
+
+        def refuse(*args: Any) -> int:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr("os.copy_file_range", refuse)
+    target = tmp_path / "out.jsonl"
+    target.write_bytes(b"0\n")
+    body = b"".join(b"%d\n" % n for n in range(1, 300_000))
+    (tmp_path / ".out.jsonl.part-00000001").write_bytes(body)
+    sink = ExactlyOnceJsonLinesSink(target)
+    sink.open(OperatorContext("sink", checkpointing=True))
+    sink.commit(PartHandle(".out.jsonl.part-00000001", 2, len(body)))
+    assert target.read_bytes() == b"0\n" + body
+    sink.commit(PartHandle(".out.jsonl.part-00000001", 2, len(body)))  # again: nothing changes
+    assert target.read_bytes() == b"0\n" + body
 
 
 def test_checkpoints_in_a_directory_survive_a_new_flow_object(tmp_path: Path) -> None:

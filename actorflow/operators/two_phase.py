@@ -20,8 +20,9 @@ Subclasses implement :meth:`~TwoPhaseCommitSink.begin`, :meth:`~TwoPhaseCommitSi
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.sinks import Sink
@@ -34,6 +35,11 @@ HANDLE = TypeVar("HANDLE")
 
 class TwoPhaseCommitSink(Sink, Generic[TXN, HANDLE]):
     """The transaction bookkeeping of an exactly-once sink (see the module docstring)."""
+
+    #: Commit in a worker thread, so the event loop (the job) goes on while a commit blocks on
+    #: I/O such as ``fsync``. Only for a :meth:`commit` that shares nothing with the other methods
+    #: but its handle: the next transaction is written meanwhile.
+    commit_in_thread: ClassVar[bool] = False
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -91,14 +97,19 @@ class TwoPhaseCommitSink(Sink, Generic[TXN, HANDLE]):
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
         pending, self._pending = self._pending, []
-        for handle in pending:
+        if self.commit_in_thread:
+            await asyncio.to_thread(self._commit_all, pending)
+        else:
+            self._commit_all(pending)
+
+    def _commit_all(self, handles: list[HANDLE]) -> None:
+        for handle in handles:
             self.commit(handle)
 
     def restore_state(self, states: list[Any]) -> None:
         # A transactional sink has one instance per restored state (files: one instance).
         recovered: list[HANDLE] = [handle for state in states for handle in state["pending"]]
-        for handle in recovered:
-            self.commit(handle)
+        self._commit_all(recovered)
         sink_states = [state["sink"] for state in states if state.get("sink") is not None]
         self.abort_leftovers(recovered, sink_states[0] if sink_states else None)
         self._recovered = True
@@ -108,8 +119,7 @@ class TwoPhaseCommitSink(Sink, Generic[TXN, HANDLE]):
             # No checkpoints: the end of the input is the one commit point.
             self._pre_commit_current()
             pending, self._pending = self._pending, []
-            for handle in pending:
-                self.commit(handle)
+            self._commit_all(pending)
 
     def close(self) -> None:
         # Pre-committed handles stay pending: a restore commits them or cleans them up.
