@@ -39,6 +39,7 @@ from actorflow.operators.broadcast import (
     KeyedBroadcastProcessFunction,
 )
 from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
+from actorflow.operators.failures import FailedRecord
 from actorflow.operators.joins import (
     CoGroupFunction,
     FlatJoinFunction,
@@ -129,6 +130,7 @@ __all__ = [
     "DeadLetter",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
+    "FailedRecord",
     "FailedRequest",
     "FlatJoinFunction",
     "Flow",

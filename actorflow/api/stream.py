@@ -17,6 +17,7 @@ from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
 from actorflow.operators.async_io import AsyncMapOperator, AsyncMapSpec, FailedRequest
 from actorflow.operators.base import Operator
+from actorflow.operators.failures import FailedRecord
 from actorflow.operators.file_sink import ExactlyOnceJsonLinesSink
 from actorflow.operators.process import (
     KeyedProcessFunction,
@@ -48,6 +49,11 @@ __all__ = ["DataStream", "KeyedStream"]
 T = TypeVar("T")
 U = TypeVar("U")
 K = TypeVar("K")
+
+
+def _error_tag(errors: object) -> None:
+    if errors is not None and not isinstance(errors, OutputTag):
+        raise PlanError(f"errors= takes an OutputTag, got {errors!r}")
 
 
 def _plain(fn: Callable[..., Any], what: str) -> None:
@@ -114,11 +120,19 @@ class DataStream(Generic[T]):
     # -- transformations -----------------------------------------------------------------------
 
     def map(
-        self, fn: Callable[[T], U], *, name: str | None = None, parallelism: int | None = None
+        self,
+        fn: Callable[[T], U],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+        errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Apply ``fn`` to every record."""
+        """Apply ``fn`` to every record. An exception in ``fn`` fails the job, unless ``errors``
+        is given: then the record goes to that side output as a
+        :class:`~actorflow.operators.failures.FailedRecord` (read it with ``get_side_output``)."""
         _plain(fn, "map")
-        node = self._add("map", name, lambda: MapOperator(node.name, fn), parallelism)
+        _error_tag(errors)
+        node = self._add("map", name, lambda: MapOperator(node.name, fn, errors), parallelism)
         return self._follow(node)
 
     def filter(
@@ -127,10 +141,12 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[T]:
-        """Keep the records for which ``predicate`` is true."""
+        """Keep the records for which ``predicate`` is true (``errors``: as for :meth:`map`)."""
         _plain(predicate, "filter")
-        node = self._add("filter", name, lambda: FilterOperator(node.name, predicate), parallelism)
+        _error_tag(errors)
+        node = self._add("filter", name, lambda: FilterOperator(node.name, predicate, errors), parallelism)
         return self._follow(node)
 
     def flat_map(
@@ -139,10 +155,13 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Replace every record by the records of the iterable ``fn`` returns for it."""
+        """Replace every record by the records of the iterable ``fn`` returns for it (``errors``:
+        as for :meth:`map`)."""
         _plain(fn, "flat_map")
-        node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn), parallelism)
+        _error_tag(errors)
+        node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn, errors), parallelism)
         return self._follow(node)
 
     @overload
@@ -256,12 +275,15 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Run a :class:`ProcessFunction` (a fresh copy per instance) over every record."""
+        """Run a :class:`ProcessFunction` (a fresh copy per instance) over every record
+        (``errors``: records ``process_element`` raises on, as for :meth:`map`)."""
+        _error_tag(errors)
         node = self._add(
             "process",
             name,
-            lambda: ProcessOperator(node.name, copy.deepcopy(function)),
+            lambda: ProcessOperator(node.name, copy.deepcopy(function), errors),
             parallelism,
         )
         return self._follow(node)
@@ -463,15 +485,19 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Run a :class:`KeyedProcessFunction` with keyed state and timers for each key."""
+        """Run a :class:`KeyedProcessFunction` with keyed state and timers for each key
+        (``errors``: records ``process_element`` raises on go there, as for :meth:`map`; an
+        exception in ``on_timer`` still fails the job)."""
         if not isinstance(function, KeyedProcessFunction):
             raise PlanError("a keyed stream's process() takes a KeyedProcessFunction")
+        _error_tag(errors)
         key = self.key
         node = self._add(
             "process",
             name,
-            lambda: KeyedProcessOperator(node.name, copy.deepcopy(function), key),
+            lambda: KeyedProcessOperator(node.name, copy.deepcopy(function), key, errors),
             parallelism,
         )
         return self._follow(node)

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
+from actorflow.operators.failures import guarded
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.state.descriptors import (
@@ -258,9 +259,15 @@ class _StampedAppend:
 class ProcessOperator(Operator):
     """Runs a :class:`ProcessFunction` over every record."""
 
-    def __init__(self, name: str, function: ProcessFunction[Any, Any]) -> None:
+    def __init__(
+        self, name: str, function: ProcessFunction[Any, Any], errors: OutputTag[Any] | None = None
+    ) -> None:
         super().__init__(name)
         self.function = function
+        #: Where records ``process_element`` raises on go (None: the job fails).
+        self.errors = errors
+        if errors is not None:  # a metric only where records can fail over
+            self.dead_letter_count = 0
         self._timers: TimerService | None = None
 
     def open(self, context: OperatorContext) -> None:
@@ -270,6 +277,8 @@ class ProcessOperator(Operator):
         self._out = Collector()
         #: The per-record user call; a two-input operator re-points it per input.
         self._element: Callable[[Any, Context, Collector], None] = self._element_of(0)
+        if self.errors is not None:
+            self._element = guarded(self, self._element, self.errors)
         self.function.open(RuntimeContext(context, None))
 
     def _make_context(self, timers: TimerService, keys: Any) -> Context:
@@ -324,11 +333,19 @@ class KeyedProcessOperator(Operator):
     has_processing_timers = True
 
     def __init__(
-        self, name: str, function: KeyedProcessFunction[Any, Any], key_of: Callable[[Any], Any]
+        self,
+        name: str,
+        function: KeyedProcessFunction[Any, Any],
+        key_of: Callable[[Any], Any],
+        errors: OutputTag[Any] | None = None,
     ) -> None:
         super().__init__(name)
         self.function = function
         self.key_of = key_of
+        #: Where records ``process_element`` raises on go (None: the job fails).
+        self.errors = errors
+        if errors is not None:  # a metric only where records can fail over
+            self.dead_letter_count = 0
         self.backend = KeyedStateBackend()
         self.event_timers = TimerQueue()
         self.processing_timers = TimerQueue()
@@ -345,6 +362,8 @@ class KeyedProcessOperator(Operator):
         self._out = Collector()
         #: The per-record user call; a two-input operator re-points it (and ``key_of``) per input.
         self._element: Callable[[Any, Context, Collector], None] = self._element_of(0)
+        if self.errors is not None:
+            self._element = guarded(self, self._element, self.errors)
         self.function.open(RuntimeContext(context, self.backend))
 
     def _make_context(self, timers: TimerService, keys: Any) -> Context:

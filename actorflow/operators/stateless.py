@@ -11,6 +11,8 @@ from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.batches import expand, select
+from actorflow.operators.failures import route_failure
+from actorflow.operators.side_outputs import OutputTag
 from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 
@@ -25,43 +27,109 @@ class PassThroughOperator(Operator):
 
 
 class MapOperator(Operator):
-    """``fn`` applied to every record; timestamps and watermarks stay where they are."""
+    """``fn`` applied to every record; timestamps and watermarks stay where they are. With
+    ``errors``, a record ``fn`` raises on goes to that side output (see
+    :mod:`~actorflow.operators.failures`)."""
 
-    def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, name: str, fn: Callable[[Any], Any], errors: OutputTag[Any] | None = None) -> None:
         super().__init__(name)
         self.fn = fn
+        self.errors = errors
+        if errors is not None:  # a metric only where records can fail over
+            self.dead_letter_count = 0
 
     def process(self, batch: Batch) -> Batch:
         fn = self.fn
+        if self.errors is not None:
+            return self._guarded(batch)
         return Batch([fn(value) for value in batch.values], batch.timestamps, batch.marks)
+
+    def _guarded(self, batch: Batch) -> Batch:
+        fn = self.fn
+        out: list[Any] = []
+        keep: list[bool] = []
+        timestamps = batch.timestamps
+        for position, value in enumerate(batch.values):
+            try:
+                out.append(fn(value))
+            except Exception as error:
+                route_failure(self, self.errors, value, error, _at(timestamps, position))  # type: ignore[arg-type]
+                out.append(None)
+                keep.append(False)
+            else:
+                keep.append(True)
+        mapped = Batch(out, timestamps, batch.marks)
+        return mapped if all(keep) else select(mapped, keep)
 
 
 class FilterOperator(Operator):
-    """The records for which ``predicate`` is true."""
+    """The records for which ``predicate`` is true. With ``errors``, a record ``predicate`` raises
+    on goes to that side output."""
 
-    def __init__(self, name: str, predicate: Callable[[Any], bool]) -> None:
+    def __init__(
+        self, name: str, predicate: Callable[[Any], bool], errors: OutputTag[Any] | None = None
+    ) -> None:
         super().__init__(name)
         self.predicate = predicate
+        self.errors = errors
+        if errors is not None:  # a metric only where records can fail over
+            self.dead_letter_count = 0
 
     def process(self, batch: Batch) -> Batch:
         predicate = self.predicate
+        if self.errors is not None:
+            return select(batch, self._guarded(batch))
         if batch.timestamps is None and not batch.marks:
             return Batch([value for value in batch.values if predicate(value)])
         return select(batch, [bool(predicate(value)) for value in batch.values])
 
+    def _guarded(self, batch: Batch) -> list[bool]:
+        predicate = self.predicate
+        keep: list[bool] = []
+        for position, value in enumerate(batch.values):
+            try:
+                keep.append(bool(predicate(value)))
+            except Exception as error:
+                route_failure(self, self.errors, value, error, _at(batch.timestamps, position))  # type: ignore[arg-type]
+                keep.append(False)
+        return keep
+
 
 class FlatMapOperator(Operator):
-    """Every record replaced by the records of the iterable ``fn`` returns for it."""
+    """Every record replaced by the records of the iterable ``fn`` returns for it. With ``errors``,
+    a record ``fn`` (or iterating its result) raises on goes to that side output, with no output."""
 
-    def __init__(self, name: str, fn: Callable[[Any], Iterable[Any]]) -> None:
+    def __init__(
+        self, name: str, fn: Callable[[Any], Iterable[Any]], errors: OutputTag[Any] | None = None
+    ) -> None:
         super().__init__(name)
         self.fn = fn
+        self.errors = errors
+        if errors is not None:  # a metric only where records can fail over
+            self.dead_letter_count = 0
 
     def process(self, batch: Batch) -> Batch:
         fn = self.fn
+        if self.errors is not None:
+            return expand(batch, self._guarded(batch))
         if batch.timestamps is None and not batch.marks:
             return Batch([out for value in batch.values for out in fn(value)])
         return expand(batch, [list(fn(value)) for value in batch.values])
+
+    def _guarded(self, batch: Batch) -> list[list[Any]]:
+        fn = self.fn
+        outputs: list[list[Any]] = []
+        for position, value in enumerate(batch.values):
+            try:
+                outputs.append(list(fn(value)))
+            except Exception as error:
+                route_failure(self, self.errors, value, error, _at(batch.timestamps, position))  # type: ignore[arg-type]
+                outputs.append([])
+        return outputs
+
+
+def _at(timestamps: list[Any] | None, position: int) -> int | None:
+    return None if timestamps is None else timestamps[position]
 
 
 class TimestampOperator(Operator):
