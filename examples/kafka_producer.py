@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,23 +213,33 @@ async def produce(
 
     The file's transactions are on the generator's clock, so the rules go out unchanged.
     """
-    await create_topics(bootstrap_servers, topics)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
-    await producer.start()
     sent = 0
-    try:
-        if rules is not None:
-            await _send_rules(producer, bootstrap_servers, topics.rules, rules_from(START_TS, rules))
+    async with _producer(bootstrap_servers, topics, rules, START_TS) as producer:
         for _ in range(repeat):
             with path.open("rb") as lines:
                 for line in lines:
                     tx = orjson.loads(line)
                     await producer.send(topics.transactions, line.rstrip(b"\n"), key=tx["card_id"].encode())
                     sent += 1
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def _producer(
+    bootstrap_servers: str, topics: Topics, rules: Path | None, start_ts: int
+) -> AsyncIterator[AIOKafkaProducer]:
+    """The topics created, the rules (moved to ``start_ts``) on an empty rules topic, and a
+    producer to send the transactions with, flushed and stopped at the end."""
+    await create_topics(bootstrap_servers, topics)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        if rules is not None:
+            await _send_rules(producer, bootstrap_servers, topics.rules, rules_from(start_ts, rules))
+        yield producer
         await producer.flush()
     finally:
         await producer.stop()
-    return sent
 
 
 async def generate(
@@ -251,14 +262,9 @@ async def generate(
     """
     if rate <= 0:
         raise ValueError("rate must be positive: event time follows the wall clock")
-    await create_topics(bootstrap_servers, topics)
     start_ts = int(time.time() * 1000)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
-    await producer.start()
     sent = 0
-    try:
-        if rules is not None:
-            await _send_rules(producer, bootstrap_servers, topics.rules, rules_from(start_ts, rules))
+    async with _producer(bootstrap_servers, topics, rules, start_ts) as producer:
         loop = asyncio.get_running_loop()
         began = loop.time()
         for tx in live_transactions(start_ts, rate, seed=seed, count=limit):
@@ -269,9 +275,6 @@ async def generate(
                 await asyncio.sleep(ahead)  # the rate limit; a late producer catches up without sleeping
             await producer.send(topics.transactions, orjson.dumps(tx), key=tx["card_id"].encode())
             sent += 1
-        await producer.flush()
-    finally:
-        await producer.stop()
     return sent
 
 
