@@ -47,7 +47,7 @@ from actorflow import DeadLetter, Source
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
-from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
+from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy, event_time
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.dead_letters import DeadLetterTopic
 from actorflow_kafka.records import KafkaRecord, kafka_timestamp
@@ -423,18 +423,6 @@ class KafkaSource(Source):
             state = states.get(reader.context.index)
             if state is not None:
                 reader.mark_committed(int(state["seq"]))
-
-
-def _event_time(time_of: Callable[[Any], Any], value: Any) -> int | float:
-    """The event time ``time_of`` reads from ``value``; raises if there is none, or it is not a
-    number (epoch milliseconds)."""
-    try:
-        time = time_of(value)
-    except Exception as error:
-        raise ValueError(f"no event time in the record: {type(error).__name__}: {error}") from error
-    if type(time) is not int and type(time) is not float:  # a float is fine, if slower
-        raise TypeError(f"the event time must be a number (epoch ms), not {type(time).__name__}: {time!r}")
-    return time
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -870,7 +858,7 @@ class _PartitionReader:
                         tuple(record.headers or ()),
                     )
                 if time_of is not None:
-                    times.append(_event_time(time_of, value))
+                    times.append(event_time(time_of, value))
             except Exception as error:
                 await self._dead_letter(record, error)
                 continue

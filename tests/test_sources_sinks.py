@@ -16,6 +16,7 @@ from actorflow import (
     Flow,
     JsonLinesSource,
     PushSource,
+    WatermarkStrategy,
     WouldBlock,
 )
 
@@ -121,6 +122,37 @@ async def test_dead_letters_receive_bad_lines_and_good_ones_flow_on(
         (b'{"id": \xff}', f"{path}:7"),
     ]
     assert all(isinstance(d.error, str) and d.error for d in dead)
+
+
+async def test_a_line_without_its_event_time_is_a_dead_letter_with_file_and_line(
+    tmp_path: Path, parallelism: int
+) -> None:
+    lines = [b'{"ts": 1}\n', b'{"n": 2}\n', b'{"ts": "soon"}\n', b"[3]\n", b'{"ts": 4}\n']
+    path = write_lines(tmp_path / "times.jsonl", lines)
+    dead: list[DeadLetter] = []
+    flow = Flow(parallelism=parallelism, batch_size=2)
+    source = JsonLinesSource(path, dead_letters=dead.append)
+    by_ts = WatermarkStrategy.punctuated("ts", lag_ms=0)
+    out = flow.from_source(source, watermarks=by_ts).map(lambda r: r).collect()
+    await flow.run()
+    assert sorted(r["ts"] for r in out.values) == [1, 4]
+    assert [(d.raw, d.origin) for d in dead] == [
+        (b'{"n": 2}', f"{path}:2"),
+        (b'{"ts": "soon"}', f"{path}:3"),
+        (b"[3]", f"{path}:4"),
+    ]
+    assert dead[0].error == "no event time in the record: KeyError: 'ts'"
+    assert "must be a number" in dead[1].error
+    assert source.dead_letter_count == 3
+
+
+async def test_a_line_without_its_event_time_fails_the_job_naming_file_and_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "times.jsonl", [b'{"ts": 1}\n', b'{"amount": 2}\n'])
+    flow = Flow()
+    by_ts = WatermarkStrategy.punctuated("ts", lag_ms=0)
+    flow.from_source(JsonLinesSource(path), watermarks=by_ts).collect()
+    with pytest.raises(ValueError, match=rf"{path}:2: no event time in the record"):
+        await flow.run()
 
 
 async def test_json_lines_sink_round_trips_through_the_json_lines_source(

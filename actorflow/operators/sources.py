@@ -26,6 +26,7 @@ import orjson
 from actorflow.errors import BrokenResourceError, ClosedResourceError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
+from actorflow.time.watermarks import event_time
 
 __all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "ReadProgress", "Source"]
 
@@ -161,8 +162,9 @@ class IterableSource(Source):
 class JsonLinesSource(Source):
     """One JSON value per line of a file; blank lines are skipped.
 
-    A line that is not valid JSON fails the job naming the file and line, unless ``dead_letters``
-    is given: then it receives a :class:`DeadLetter` and the job goes on.
+    A line that is not valid JSON, or (with a watermark strategy) has no event time to read, fails
+    the job naming the file and line, unless ``dead_letters`` is given: then it receives a
+    :class:`DeadLetter` and the job goes on.
     """
 
     def __init__(
@@ -201,9 +203,14 @@ class JsonLinesSource(Source):
     def restore_state(self, context: OperatorContext, states: list[Any]) -> None:
         self._start = (int(states[0][0]), int(states[0][1])) if states else (0, 0)
 
-    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
         loads = orjson.loads
         size = context.batch_size
+        # With event time, the source reads it while decoding, so that a line without it is a
+        # dead letter (file and line) like one that is not JSON, rather than a failed job.
+        strategy = context.watermarks
+        time_of = None if strategy is None else strategy.timestamp
+        generator = None if strategy is None else strategy.generator()
         offset, line_number = self._position = self._start
         with self.path.open("rb") as file:
             file.seek(offset)
@@ -213,39 +220,57 @@ class JsonLinesSource(Source):
                     return
                 ends = list(accumulate(map(len, lines)))  # byte offset after each line
                 line_of: list[int] | None = None  # the line of each record, when not one per line
+                times: list[Any] | None = None
                 try:
-                    # Fast path: every line is a JSON value. A blank or bad line raises, and the
-                    # slow path below sorts the chunk out line by line.
+                    # Fast path: every line is a JSON value (with its event time). A blank or bad
+                    # line raises, and the slow path below sorts the chunk out line by line.
                     records = [loads(line) for line in lines]
-                except orjson.JSONDecodeError:
-                    records, line_of = self._decode_slowly(lines, line_number)
+                    if time_of is not None:
+                        times = list(map(time_of, records))
+                        if not all(type(time) is int for time in times):
+                            raise TypeError("an event time that is not an int")
+                except Exception:
+                    records, line_of, times = self._decode_slowly(lines, line_number, time_of)
                 self.records_read += len(records)
                 for start in range(0, len(records), size):
                     end = min(start + size, len(records))
                     last = end - 1 if line_of is None else line_of[end - 1]
                     self._position = (offset + ends[last], line_number + last + 1)
-                    yield records[start:end]
+                    if times is None or generator is None:
+                        yield records[start:end]
+                    else:
+                        stamps = times[start:end]
+                        yield Batch(records[start:end], stamps, generator.on_batch(stamps))
                 offset += ends[-1]
                 line_number += len(lines)
                 self._position = (offset, line_number)
                 await asyncio.sleep(0)
 
-    def _decode_slowly(self, lines: list[bytes], first_line: int) -> tuple[list[Any], list[int]]:
+    def _decode_slowly(
+        self, lines: list[bytes], first_line: int, time_of: Callable[[Any], Any] | None
+    ) -> tuple[list[Any], list[int], list[Any] | None]:
         records = []
         line_of = []
+        times: list[Any] = []
         for index, line in enumerate(lines):
             if line.isspace():
                 continue
             try:
-                records.append(orjson.loads(line))
-                line_of.append(index)
-            except orjson.JSONDecodeError as error:
+                record = orjson.loads(line)
+                if time_of is not None:
+                    times.append(event_time(time_of, record))
+            except (orjson.JSONDecodeError, ValueError, TypeError) as error:
                 origin = f"{self.path}:{first_line + index + 1}"
+                not_json = isinstance(error, orjson.JSONDecodeError)
+                reason = f"not valid JSON ({error})" if not_json else str(error)
                 if self._dead_letters is None:
-                    raise ValueError(f"{origin}: not valid JSON ({error})") from error
+                    raise ValueError(f"{origin}: {reason}") from error
                 self.dead_letter_count += 1
-                self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, str(error)))
-        return records, line_of
+                self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, reason))
+                continue
+            records.append(record)
+            line_of.append(index)
+        return records, line_of, None if time_of is None else times
 
 
 class PushSource(Source):

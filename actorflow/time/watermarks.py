@@ -24,6 +24,7 @@ from actorflow.runtime.messages import MIN_WATERMARK
 
 __all__ = [
     "BoundedOutOfOrdernessGenerator",
+    "event_time",
     "field_getter",
     "PunctuatedGenerator",
     "TimestampAssigner",
@@ -45,6 +46,27 @@ def field_getter(selector: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
     if not callable(selector):
         raise TypeError(f"expected a function or a field name, got {selector!r}")
     return selector
+
+
+def event_time(timestamp: TimestampAssigner, value: Any) -> int | float:
+    """The event time ``timestamp`` reads from ``value``, checked: raises ValueError if there is
+    none (a field missing, not a mapping) and TypeError if it is not a number (epoch ms). Sources
+    call it to send such a record to their dead letters rather than fail the job with it.
+
+    >>> event_time(field_getter("ts"), {"ts": 5})
+    5
+    >>> event_time(field_getter("ts"), {"n": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: no event time in the record: KeyError: 'ts'
+    """
+    try:
+        time = timestamp(value)
+    except Exception as error:
+        raise ValueError(f"no event time in the record: {type(error).__name__}: {error}") from error
+    if type(time) is not int and type(time) is not float:  # a float is fine, if slower
+        raise TypeError(f"the event time must be a number (epoch ms), not {type(time).__name__}: {time!r}")
+    return time
 
 
 class WatermarkGenerator(ABC):
