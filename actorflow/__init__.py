@@ -94,6 +94,7 @@ from actorflow.state.descriptors import (
     ListStateDescriptor,
     MapStateDescriptor,
     ReducingStateDescriptor,
+    StateTtl,
     ValueStateDescriptor,
 )
 from actorflow.state.keyed import AggregatingState, ListState, MapState, ReducingState, ValueState
@@ -172,6 +173,7 @@ __all__ = [
     "SlidingProcessingTimeWindows",
     "Source",
     "StateError",
+    "StateTtl",
     "SystemClock",
     "TimeDomain",
     "TimeWindow",

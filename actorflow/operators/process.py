@@ -353,7 +353,7 @@ class KeyedProcessOperator(Operator):
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
-        self.backend = KeyedStateBackend(context.max_parallelism)
+        self.backend = KeyedStateBackend(context.max_parallelism, context.clock)
         self.event_timers = TimerQueue()
         self.processing_timers = TimerQueue()
         keys = self.backend.keys

@@ -19,6 +19,7 @@ __all__ = [
     "MapStateDescriptor",
     "ReducingStateDescriptor",
     "StateDescriptor",
+    "StateTtl",
     "ValueStateDescriptor",
 ]
 
@@ -73,20 +74,47 @@ class StateDescriptor:
 
 
 @dataclass(frozen=True)
+class StateTtl:
+    """Time to live of a key's state, in processing time (the operator's clock), as Flink's
+    ``StateTtlConfig``: a key's entry expires ``ttl_ms`` after it was last written (or also read,
+    with ``refresh_on_read``), and an expired entry is never returned. It applies to the key's
+    whole entry: a value, a whole list, a whole map (Flink expires list elements and map entries
+    one by one). Expired entries are removed when read, when a checkpoint is taken, and every so
+    many writes.
+
+    >>> StateTtl(60_000).ttl_ms
+    60000
+    """
+
+    ttl_ms: int
+    refresh_on_read: bool = False
+
+    def __post_init__(self) -> None:
+        if type(self.ttl_ms) is not int or self.ttl_ms < 1:
+            raise ValueError(f"a state's ttl_ms must be a positive int, not {self.ttl_ms!r}")
+
+
+@dataclass(frozen=True)
 class ValueStateDescriptor(StateDescriptor, Generic[T]):
-    """One value per key; ``default`` is returned while nothing was stored (keep it immutable)."""
+    """One value per key; ``default`` is returned while nothing was stored (keep it immutable).
+    ``ttl``: see :class:`StateTtl`."""
 
     default: Any = None
+    ttl: StateTtl | None = None
 
 
 @dataclass(frozen=True)
 class ListStateDescriptor(StateDescriptor, Generic[T]):
-    """A list of values per key."""
+    """A list of values per key (``ttl``: see :class:`StateTtl`)."""
+
+    ttl: StateTtl | None = None
 
 
 @dataclass(frozen=True)
 class MapStateDescriptor(StateDescriptor):
-    """A dict per key."""
+    """A dict per key (``ttl``: see :class:`StateTtl`)."""
+
+    ttl: StateTtl | None = None
 
 
 @dataclass(frozen=True)

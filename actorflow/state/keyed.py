@@ -22,6 +22,7 @@ from actorflow.state.descriptors import (
     ValueStateDescriptor,
 )
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, KeyGroupFilter, KeyGroups
+from actorflow.time.clock import Clock, SystemClock
 
 __all__ = [
     "AggregatingState",
@@ -250,11 +251,15 @@ class KeyedStateBackend:
     1
     """
 
-    def __init__(self, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> None:
+    def __init__(self, max_parallelism: int = DEFAULT_MAX_PARALLELISM, clock: Clock | None = None) -> None:
         self.keys = KeyContext()
         self.max_parallelism = max_parallelism
+        #: The processing time TTL states expire by (the operator's clock).
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._tables: dict[str, dict[Any, Any]] = {}
         self._descriptors: dict[str, StateDescriptor] = {}
+        #: The names of the states with a time to live: their entries are ``(value, expires_at)``.
+        self._ttl: set[str] = set()
 
     def _table(self, descriptor: StateDescriptor) -> dict[Any, Any]:
         known = self._descriptors.get(descriptor.name)
@@ -266,13 +271,33 @@ class KeyedStateBackend:
         return self._tables.setdefault(descriptor.name, {})
 
     def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]:
-        return ValueState(descriptor.name, self.keys, self._table(descriptor), descriptor.default)
+        table = self._table(descriptor)
+        if descriptor.ttl is not None:
+            from actorflow.state.ttl import TtlValueState  # it builds on this module
+
+            self._ttl.add(descriptor.name)
+            return TtlValueState(
+                descriptor.name, self.keys, table, descriptor.default, self.clock, descriptor.ttl
+            )
+        return ValueState(descriptor.name, self.keys, table, descriptor.default)
 
     def get_list_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]:
-        return ListState(descriptor.name, self.keys, self._table(descriptor))
+        table = self._table(descriptor)
+        if descriptor.ttl is not None:
+            from actorflow.state.ttl import TtlListState
+
+            self._ttl.add(descriptor.name)
+            return TtlListState(descriptor.name, self.keys, table, self.clock, descriptor.ttl)
+        return ListState(descriptor.name, self.keys, table)
 
     def get_map_state(self, descriptor: MapStateDescriptor) -> MapState:
-        return MapState(descriptor.name, self.keys, self._table(descriptor))
+        table = self._table(descriptor)
+        if descriptor.ttl is not None:
+            from actorflow.state.ttl import TtlMapState
+
+            self._ttl.add(descriptor.name)
+            return TtlMapState(descriptor.name, self.keys, table, self.clock, descriptor.ttl)
+        return MapState(descriptor.name, self.keys, table)
 
     def get_reducing_state(self, descriptor: ReducingStateDescriptor[T]) -> ReducingState[T]:
         return ReducingState(descriptor.name, self.keys, self._table(descriptor), descriptor.reduce)
@@ -307,7 +332,14 @@ class KeyedStateBackend:
         >>> backend.states_of("card-1"), backend.states_of("card-2"), backend.states_of("card-3")
         ({'count': 2, 'seen': [40]}, {'count': 1}, {})
         """
-        return {name: table[key] for name, table in self._tables.items() if key in table}
+        found = {name: table[key] for name, table in self._tables.items() if key in table}
+        if self._ttl:
+            now = self.clock.now()
+            for name in self._ttl & found.keys():
+                value, expires_at = found.pop(name)
+                if expires_at > now:
+                    found[name] = value
+        return found
 
     def snapshot(
         self, *, copy_values: bool = True, groups_of: KeyGroups | None = None
@@ -334,7 +366,14 @@ class KeyedStateBackend:
 
     def tables(self) -> dict[str, dict[Any, Any]]:
         """Every state's live table, ``{state name: {key: value}}``, neither copied nor cut by key
-        group: for a checkpoint, which pickles it before the state changes again."""
+        group: for a checkpoint, which pickles it before the state changes again. Expired entries
+        of TTL states are removed first (their entries are ``(value, expires_at)``)."""
+        if self._ttl:
+            from actorflow.state.ttl import purge_expired
+
+            now = self.clock.now()
+            for name in self._ttl:
+                purge_expired(self._tables[name], now)
         return self._tables
 
     def load_tables(self, tables: dict[str, dict[Any, Any]], keep: KeyGroupFilter | None = None) -> None:
