@@ -40,7 +40,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced, TopicAlreadyExistsError
 
 from actorflow import Sink
 from actorflow.errors import CheckpointError
@@ -297,7 +297,7 @@ class KafkaSink(Sink):
         for future, topic, size in pending:
             if not future.done():
                 break
-            _check(future, topic, size)
+            _check(future, topic, size, self.transactional_id)
             done += 1
         del pending[:done]
         self._written[0] += done
@@ -318,7 +318,7 @@ class KafkaSink(Sink):
         if pending:
             await asyncio.wait([future for future, _, _ in pending])
         for future, topic, size in pending:
-            _check(future, topic, size)
+            _check(future, topic, size, self.transactional_id)
         self._written[0] += len(pending)
 
     async def finish_async(self) -> None:
@@ -423,6 +423,9 @@ class KafkaSink(Sink):
             source._transaction_committed(states)
             if not final:
                 await producer.begin_transaction()
+        except ProducerFenced as error:
+            _explain_fenced(error, self.transactional_id)
+            raise
         finally:
             if final:
                 await self._stop_transactional(abort=False)
@@ -493,11 +496,26 @@ def _too_large(size: int, topic: str, error: BaseException) -> ValueError:
     )
 
 
-def _check(future: asyncio.Future[Any], topic: str, size: int) -> None:
-    """Raise the producer's error for one record, explained when it is about its size."""
+def _check(future: asyncio.Future[Any], topic: str, size: int, transactional_id: str | None) -> None:
+    """Raise the producer's error for one record, explained when it is about its size or a
+    fenced transactional producer."""
     error = future.exception()
     if error is None:
         return
     if isinstance(error, MessageSizeTooLargeError):
         raise _too_large(size, topic, error) from error
+    if isinstance(error, ProducerFenced):
+        _explain_fenced(error, transactional_id)
     raise error
+
+
+def _explain_fenced(error: BaseException, transactional_id: str | None) -> None:
+    if not getattr(error, "_actorflow_explained", False):
+        error._actorflow_explained = True  # type: ignore[attr-defined]
+        error.add_note(
+            f"actorflow: another producer started with transactional_id {transactional_id!r} and "
+            "fenced this one: a second job, or another worker process of this one, uses the same "
+            "id. Give every running job, and every worker process of a scaled-out job, its own "
+            "transactional_id (stable across its restarts). A restart of this job fences the old "
+            "run the same way; then this error belongs to the run that was replaced."
+        )

@@ -893,3 +893,18 @@ async def test_exactly_once_needs_checkpoints_a_transactional_id_and_a_source_wi
     ).copy()
     with pytest.raises(CheckpointError, match="enable_checkpointing"):
         await sink.open_async(OperatorContext("sink", checkpointing=False))
+
+
+async def test_a_fenced_producer_says_which_transactional_id_and_what_to_do() -> None:
+    # Two running jobs (or worker processes) given one transactional id fence each other: the
+    # fenced one must say why and what to change, not just "ProducerFenced".
+    from aiokafka.errors import ProducerFenced
+
+    from actorflow_kafka.sink import _check
+
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failed.set_exception(ProducerFenced())
+    with pytest.raises(ProducerFenced) as raised:
+        _check(failed, "alerts", 10, "fraud-alerts-0")
+    notes = "".join(raised.value.__notes__)
+    assert "transactional_id 'fraud-alerts-0'" in notes and "its own transactional_id" in notes
