@@ -29,7 +29,7 @@ from collections.abc import Hashable, Iterable
 from typing import Any, TypeVar
 
 from actorflow.state.descriptors import StateTtl
-from actorflow.state.keyed import NO_KEY, KeyContext, ListState, MapState, ValueState, _no_key
+from actorflow.state.keyed import KeyContext, ListState, MapState, ValueState, _Handle
 from actorflow.time.clock import Clock
 
 __all__ = ["TtlListState", "TtlMapState", "TtlValueState", "purge_expired"]
@@ -55,28 +55,25 @@ def purge_expired(table: dict[Any, tuple[Any, int]], now: int) -> int:
     return len(expired)
 
 
-class _Ttl:
+class _Ttl(_Handle):
     """What every TTL handle shares: the clock, the config, and the write count for purges."""
 
     _clock: Clock
     _ttl: StateTtl
     _writes: int
     _purge_at: int
-    _table: dict[Any, Any]
-    _keys: KeyContext
-    _name: str
+
+    def __init__(
+        self, name: str, keys: KeyContext, table: dict[Any, Any], clock: Clock, ttl: StateTtl
+    ) -> None:
+        super().__init__(name, keys, table)
+        self._setup(clock, ttl)
 
     def _setup(self, clock: Clock, ttl: StateTtl) -> None:
         self._clock = clock
         self._ttl = ttl
         self._writes = 0
         self._purge_at = PURGE_EVERY
-
-    def _current(self) -> Any:
-        key = self._keys.current
-        if key is NO_KEY:
-            raise _no_key(self._name)
-        return key
 
     def _live(self, key: Any) -> Any:
         """The key's stored value if it has not expired (refreshed on read if so configured),
@@ -111,35 +108,29 @@ class TtlValueState(_Ttl, ValueState[T]):
     def __init__(
         self, name: str, keys: KeyContext, table: dict[Any, Any], default: Any, clock: Clock, ttl: StateTtl
     ) -> None:
-        super().__init__(name, keys, table, default)
+        ValueState.__init__(self, name, keys, table, default)
         self._setup(clock, ttl)
 
     def value(self) -> T:
-        value = self._live(self._current())
+        value = self._live(self._key())
         return self._default if value is None else value  # type: ignore[no-any-return]
 
     def update(self, value: T) -> None:
-        self._write(self._current(), value)
+        self._write(self._key(), value)
 
 
 class TtlListState(_Ttl, ListState[T]):
     """A :class:`~actorflow.state.keyed.ListState` whose whole list expires; every write (add,
     add_all, update) gives it ``ttl_ms`` again."""
 
-    def __init__(
-        self, name: str, keys: KeyContext, table: dict[Any, Any], clock: Clock, ttl: StateTtl
-    ) -> None:
-        super().__init__(name, keys, table)
-        self._setup(clock, ttl)
-
     def get(self) -> list[T]:
-        return list(self._live(self._current()) or ())
+        return list(self._live(self._key()) or ())
 
     def add(self, value: T) -> None:
         self.add_all((value,))
 
     def add_all(self, values: Iterable[T]) -> None:
-        key = self._current()
+        key = self._key()
         items = list(values)
         if items:
             entry = self._live(key)
@@ -149,7 +140,7 @@ class TtlListState(_Ttl, ListState[T]):
             self._write(key, entry)
 
     def update(self, values: Iterable[T]) -> None:
-        key = self._current()
+        key = self._key()
         items = list(values)
         if items:
             self._write(key, items)
@@ -161,14 +152,8 @@ class TtlMapState(_Ttl, MapState):
     """A :class:`~actorflow.state.keyed.MapState` whose whole map expires; every write (put,
     put_all, remove) gives it ``ttl_ms`` again."""
 
-    def __init__(
-        self, name: str, keys: KeyContext, table: dict[Any, Any], clock: Clock, ttl: StateTtl
-    ) -> None:
-        super().__init__(name, keys, table)
-        self._setup(clock, ttl)
-
     def _entry(self) -> dict[Any, Any]:
-        return self._live(self._current()) or {}
+        return self._live(self._key()) or {}
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         return self._entry().get(key, default)
@@ -177,14 +162,14 @@ class TtlMapState(_Ttl, MapState):
         self.put_all({key: value})
 
     def put_all(self, items: dict[Any, Any]) -> None:
-        current = self._current()
+        current = self._key()
         if items:
             entry = self._live(current) or {}
             entry.update(items)
             self._write(current, entry)
 
     def remove(self, key: Hashable) -> None:
-        current = self._current()
+        current = self._key()
         entry = self._live(current)
         if entry is not None:
             entry.pop(key, None)
