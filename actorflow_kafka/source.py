@@ -30,28 +30,25 @@ strategy's idleness timeout stops holding the others back until it has records a
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
-from actorflow import DeadLetter, Source
+from actorflow import Source
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
-from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy, event_time
+from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
-from actorflow_kafka.dead_letters import DeadLetterTopic
-from actorflow_kafka.records import KafkaRecord, kafka_timestamp
-from actorflow_kafka.serde import Deserializer, json_deserializer, resolve_deserializer
+from actorflow_kafka.decoding import DeadLetterTarget, RecordDecoder
+from actorflow_kafka.serde import Deserializer, resolve_deserializer
 from actorflow_kafka.transactions import TransactionLink, matches_commit, owned_offsets
 
 __all__ = ["KafkaSource", "Start"]
@@ -59,7 +56,6 @@ __all__ = ["KafkaSource", "Start"]
 log = logging.getLogger(__name__)
 
 Start = Literal["committed", "earliest", "latest"] | int
-DeadLetterTarget = DeadLetterTopic | Callable[[DeadLetter], Awaitable[None] | None]
 #: A partition in a checkpoint: ``(topic, partition)``, plain values so that pickles stay stable.
 Key = tuple[str, int]
 
@@ -190,6 +186,9 @@ class KafkaSource(Source):
 
     def describe(self) -> str:
         return f"KafkaSource({self.topics or self.pattern!r})"
+
+    def _count_dead_letter(self) -> None:
+        self.dead_letter_count += 1
 
     def stop(self) -> None:
         """End the stream: every instance finishes the batch in hand and ends.
@@ -444,7 +443,14 @@ class _PartitionReader:
         self.context = context
         self.run = source._run
         self.strategy: WatermarkStrategy | None = context.watermarks
-        self.kafka_time = self.strategy is not None and self.strategy.timestamp is kafka_timestamp
+        self.decoder = RecordDecoder(
+            value=source._value,
+            key=source._key,
+            with_metadata=source.with_metadata,
+            strategy=self.strategy,
+            dead_letters=source.dead_letters,
+            on_dead_letter=source._count_dead_letter,
+        )
         self.consumer: AIOKafkaConsumer | None = None
         self.positions: dict[TopicPartition, int] = {}
         source.positions[context.index] = self.positions
@@ -454,8 +460,6 @@ class _PartitionReader:
         self.idle: set[TopicPartition] = set()
         self.current = MIN_WATERMARK
         self.end_offsets: dict[TopicPartition, int] = {}
-        self.dead_letter_topic: DeadLetterTopic | None = None
-        self.dead_letter_callback: Callable[[DeadLetter], Awaitable[None] | None] | None = None
         # Checkpoints: partitions being released, the newest snapshot whose offsets were committed,
         # who waits for such a commit, and a failure to raise from the read loop.
         self.releasing: set[TopicPartition] = set()
@@ -491,11 +495,7 @@ class _PartitionReader:
         )
         self.consumer = consumer
         await consumer.start()
-        if isinstance(source.dead_letters, DeadLetterTopic):
-            self.dead_letter_topic = source.dead_letters
-            await source.dead_letters.start(source.bootstrap_servers, source.client_options)
-        elif source.dead_letters is not None:
-            self.dead_letter_callback = source.dead_letters
+        await self.decoder.open(source.bootstrap_servers, source.client_options)
         if source.bounded or source.group_id is None:
             partitions = await self._partitions_of(source.topics)
             mine = partitions[self.context.index :: self.context.parallelism]
@@ -520,8 +520,7 @@ class _PartitionReader:
                 if consumer is not None:
                     await consumer.stop()
             finally:
-                if self.dead_letter_topic is not None:
-                    await self.dead_letter_topic.stop()
+                await self.decoder.close()
 
     async def _partitions_of(self, topics: list[str]) -> list[TopicPartition]:
         assert self.consumer is not None
@@ -759,7 +758,7 @@ class _PartitionReader:
         decoded_parts = []
         for tp, records in fetched.items():
             if records:
-                decoded, kept, times = await self._decode_records(records)
+                decoded, kept, times = await self.decoder.decode(records)
                 decoded_parts.append((tp, records[-1].offset + 1, decoded, kept, times))
         values: list[Any] = []
         stamps: list[Any] = []
@@ -815,69 +814,3 @@ class _PartitionReader:
                 marks[-1] = (position, merged)
             else:
                 marks.append((position, merged))
-
-    async def _decode_records(
-        self, records: list[ConsumerRecord[Any, Any]]
-    ) -> tuple[list[Any], list[ConsumerRecord[Any, Any]], list[Any] | None]:
-        """The decoded values, the records they came from, and, when event time comes from the
-        values, their timestamps (None: from the records, or no event time). A record that cannot
-        be decoded, or whose value has no event time to read, is a dead letter and left out."""
-        source = self.source
-        strategy = self.strategy
-        time_of = None if strategy is None or self.kafka_time else strategy.timestamp
-        if not source.with_metadata:
-            decode = orjson.loads if source._value is json_deserializer else source._value
-            try:
-                # Fast path: one comprehension; any failure (a bad record, a tombstone for
-                # orjson, a value without its time) sends the whole poll through the
-                # record-by-record path below.
-                values = [decode(record.value) for record in records]
-                if time_of is None:
-                    return values, records, None
-                stamps = list(map(time_of, values))
-                if all(type(time) is int for time in stamps):
-                    return values, records, stamps
-            except Exception:
-                pass
-        value_of = source._value
-        key_of = source._key
-        values = []
-        kept: list[ConsumerRecord[Any, Any]] = []
-        times: list[Any] = []
-        for record in records:
-            try:
-                value = value_of(record.value)
-                if source.with_metadata:
-                    value = KafkaRecord(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.timestamp,
-                        key_of(record.key),
-                        value,
-                        tuple(record.headers or ()),
-                    )
-                if time_of is not None:
-                    times.append(event_time(time_of, value))
-            except Exception as error:
-                await self._dead_letter(record, error)
-                continue
-            values.append(value)
-            kept.append(record)
-        return values, kept, None if time_of is None else times
-
-    async def _dead_letter(self, record: ConsumerRecord[Any, Any], error: Exception) -> None:
-        origin = f"{record.topic}/{record.partition}@{record.offset}"
-        if self.dead_letter_topic is not None:
-            await self.dead_letter_topic.publish(record, error)
-        elif self.dead_letter_callback is not None:
-            letter = DeadLetter(record.value or b"", origin, f"{type(error).__name__}: {error}")
-            outcome = self.dead_letter_callback(letter)
-            if inspect.isawaitable(outcome):
-                await outcome
-        else:
-            raise ValueError(
-                f"cannot decode the Kafka record at {origin}: {type(error).__name__}: {error} "
-                "(give the source dead_letters= to keep the job running)"
-            ) from error
-        self.source.dead_letter_count += 1
