@@ -18,6 +18,7 @@ it behind ``ACTORFLOW_`` (``ACTORFLOW_CHECKPOINT_DIR``); the flag has dashes
 from __future__ import annotations
 
 import argparse
+import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -40,6 +41,16 @@ def _restart_spec(value: str) -> str:
 
 def _path(value: str) -> Path:
     return Path(parsing.text(value))
+
+
+def _workers(value: str) -> int:
+    """A number of worker processes, or ``auto``: one per core."""
+    if value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        return parsing.integer(1)(value)
+    except ValueError as error:
+        raise ValueError(f"{error} (or auto)") from None
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,13 @@ OPTIONS: tuple[Option, ...] = (
         "the flow's own",
         metavar="N",
         short="-p",
+    ),
+    Option(
+        "workers",
+        _workers,
+        "run N worker processes of the flow on this machine, supervised (auto: one per core)",
+        default=1,
+        metavar="N|auto",
     ),
     Option(
         "checkpoint_dir",
@@ -164,6 +182,7 @@ class Config:
     ``file PATH`` or ``default``). A None value means not set: the flow keeps its own."""
 
     parallelism: int | None = None
+    workers: int = 1
     checkpoint_dir: Path | None = None
     checkpoint_interval_ms: int | None = None
     checkpoint_timeout_ms: int | None = None

@@ -45,6 +45,7 @@ from actorflow.cli.plan_formats import FORMATS, render
 from actorflow.cli.progress import ClearingStream, Progress, probes_of
 from actorflow.cli.show_config import render_json, render_toml
 from actorflow.cli.target import load_flow
+from actorflow.cli.workers import needs_supervisor, supervise
 
 __all__ = ["UsageError", "build_parser", "load_flow", "main"]
 
@@ -161,6 +162,8 @@ def _command(arguments: argparse.Namespace) -> int:
         print(outcome.path)
         print(f"savepoint {outcome.checkpoint_id}: {outcome.how}", file=sys.stderr)
         return 0
+    if command == "run" and needs_supervisor(config):
+        return supervise(arguments.argv, config)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         if command == "plan":
             print(runner.run(_plan(arguments.target, arguments.flow_arguments, config, arguments.format)))
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and arguments.command not in ("run", "plan"):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     arguments.flow_arguments = unknown
+    arguments.argv = sys.argv[1:] if argv is None else argv  # a supervisor's workers get the same
     try:
         return _command(arguments)
     except KeyboardInterrupt:
