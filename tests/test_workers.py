@@ -64,6 +64,12 @@ FLOWS = textwrap.dedent(
         return flow
 
 
+    def printing():
+        flow = Flow("printing")
+        flow.from_source(Forever(), name="forever").print()
+        return flow
+
+
     def saving():
         '''Each worker checkpoints into a directory of its own.'''
         return forever().enable_checkpointing(f"state-{worker_index()}")
@@ -314,6 +320,22 @@ def test_bad_usage_in_every_worker_prints_its_one_line(project: Path) -> None:
     done = actorflow(project, "run", "--workers", "3", "missing.py")
     assert done.returncode == 2
     assert done.stderr == "actorflow: no such file: missing.py\n"
+
+
+def test_stdout_closed_early_stops_the_workers_with_141(project: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actorflow", "run", "--workers", "2", "flows.py:printing"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == b"1\n"
+    process.stdout.close()  # as ``| head -1`` does
+    assert process.wait(timeout=DEADLINE_S) == 141
+    assert b"Traceback" not in process.stderr.read()
+    process.stderr.close()
 
 
 def test_killing_the_supervisor_stops_its_workers(supervisors: Callable[..., Supervisor]) -> None:

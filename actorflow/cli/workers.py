@@ -39,7 +39,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from actorflow.cli.config import Config
@@ -177,7 +177,12 @@ class _Worker:
 
 
 def _how(code: int) -> str:
-    return f"died of {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+    if code >= 0:
+        return f"exited {code}"
+    try:
+        return f"died of {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name of its own
+        return f"died of signal {-code}"
 
 
 def _die_with(parent: int) -> Callable[[], None] | None:
@@ -196,22 +201,14 @@ def _die_with(parent: int) -> Callable[[], None] | None:
 
 
 class Supervisor:
-    """Keeps ``count`` workers ``command`` running (see the module docstring); :meth:`run` returns the
-    supervisor's exit code."""
+    """Keeps a worker ``command`` running per port in ``ports`` (None: no HTTP; see the module
+    docstring); :meth:`run` returns the supervisor's exit code."""
 
     def __init__(
-        self,
-        command: Sequence[str],
-        ports: Sequence[int | None],
-        *,
-        host: str = "127.0.0.1",
-        environ: Mapping[str, str] = os.environ,
-        backoff: Callable[[], Backoff] = Backoff,
+        self, command: Sequence[str], ports: Sequence[int | None], *, host: str = "127.0.0.1"
     ) -> None:
         self.command = list(command)
         self.host = host
-        self._environ = environ
-        self._backoff = backoff
         self._workers = [_Worker(index, port) for index, port in enumerate(ports)]
         self._stopping = asyncio.Event()
         self._signal: int | None = None
@@ -231,7 +228,7 @@ class Supervisor:
 
     async def _keep(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
-        backoff = self._backoff()
+        backoff = Backoff()
         while True:
             started = loop.time()
             try:
@@ -256,7 +253,7 @@ class Supervisor:
 
     async def _run_once(self, worker: _Worker) -> int:
         """Start ``worker``, pass its output on until it ends; its exit code (negative: a signal)."""
-        environ = {**self._environ, INDEX_ENV: str(worker.index), COUNT_ENV: str(len(self._workers))}
+        environ = {**os.environ, INDEX_ENV: str(worker.index), COUNT_ENV: str(len(self._workers))}
         if worker.port is not None:
             environ[PORT_ENV] = str(worker.port)
         process = worker.process = await asyncio.create_subprocess_exec(
@@ -288,16 +285,16 @@ class Supervisor:
         return code
 
     def _settle(self, worker: _Worker, pid: int, code: int) -> None:
-        """Record how ``worker`` ended for good (no restart)."""
+        """Record how ``worker`` ended for good (no restart). Its last line is printed once: workers
+        stopped after a bad usage may have said the same before their end."""
+        said = self._say(worker, once=True)
         if code == 2:
             worker.outcome = Outcome.BAD_USAGE
-            said = self._say(worker, once=True)
             stopping = "" if self._stopping.is_set() else "; stopping the others"
             level = logging.INFO if said else logging.ERROR
             log.log(level, "worker %d (pid %d) exited 2 (bad usage)%s", worker.index, pid, stopping)
             self._stop(verdict=2)
             return
-        self._say(worker)
         if code == 0:
             worker.outcome = Outcome.DONE
         elif code in (exit_code(signal.SIGTERM), exit_code(signal.SIGINT), -signal.SIGTERM, -signal.SIGINT):
