@@ -39,6 +39,10 @@ class OperatorContext:
     #: Whether the job takes checkpoints: a transactional sink commits on checkpoints then, and at
     #: the end of its input otherwise.
     checkpointing: bool = False
+    #: Whether keyed operators snapshot incrementally: ``snapshot_state()`` returns ``{"changes":
+    #: {key: entry or None}}`` with only the keys changed since the previous snapshot (a task whose
+    #: state goes to a changelog), and ``restore_state`` takes such states.
+    incremental: bool = False
 
     @property
     def key_groups(self) -> range:

@@ -341,6 +341,44 @@ class KeyedStateBackend:
                     found[name] = value
         return found
 
+    def entry_of(self, key: Hashable) -> dict[str, Any]:
+        """Every state's entry for ``key`` as stored, ``{state name: value}`` (a TTL state's is
+        ``(value, expires_at)``): for an incremental snapshot, which :meth:`load_entries` takes
+        back. An expired TTL entry is removed and left out. The values are the live ones (the
+        caller pickles them at once); one dict lookup per state name.
+
+        >>> backend = KeyedStateBackend()
+        >>> backend.keys.current = "a"
+        >>> backend.get_state(ValueStateDescriptor("n")).update(1)
+        >>> backend.entry_of("a"), backend.entry_of("b")
+        ({'n': 1}, {})
+        """
+        found = {name: table[key] for name, table in self._tables.items() if key in table}
+        if self._ttl and found:
+            now = self.clock.now()
+            for name in self._ttl & found.keys():
+                if found[name][1] <= now:
+                    del found[name]
+                    del self._tables[name][key]
+        return found
+
+    def load_entries(self, entries: Iterable[tuple[Hashable, dict[str, Any]]]) -> None:
+        """Take over ``(key, entry)`` pairs of :meth:`entry_of` (just unpickled: nobody else holds
+        them): each named state's entry for the key is set (nothing else is removed).
+
+        >>> restored = KeyedStateBackend()
+        >>> restored.load_entries([("a", {"n": 1})])
+        >>> restored.states_of("a")
+        {'n': 1}
+        """
+        tables = self._tables
+        for key, entry in entries:
+            for name, value in entry.items():
+                table = tables.get(name)
+                if table is None:
+                    table = tables[name] = {}
+                table[key] = value
+
     def snapshot(
         self, *, copy_values: bool = True, groups_of: KeyGroups | None = None
     ) -> dict[int, dict[str, dict[Any, Any]]]:

@@ -3,15 +3,22 @@
 One queue per time domain of a keyed operator. Times are kept in a sorted dict (sortedcontainers), so
 finding the next due time is cheap and registering a timer at a time that already has timers costs
 one dict lookup. Keys registered for the same time fire in registration order.
+
+:class:`IndexedTimerQueue` adds, as an opt-in, an index from key to its timers (for incremental
+snapshots, which export the timers of the keys that changed): a plain queue pays nothing for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from operator import itemgetter
+from typing import Any
 
 from sortedcontainers import SortedDict
 
-__all__ = ["TimerQueue"]
+__all__ = ["IndexedTimerQueue", "TimerQueue"]
+
+_time_and_sequence = itemgetter(0, 1)
 
 
 class TimerQueue:
@@ -103,6 +110,19 @@ class TimerQueue:
     def restore(self, timers: list[tuple[int, list[Hashable]]]) -> None:
         self.add_all((time, key) for time, keys in timers for key in keys)
 
+    def add_sequenced(self, timers: Iterable[tuple[int, int, Hashable]]) -> None:
+        """Register ``(time, sequence, key)`` timers (exported by
+        :meth:`IndexedTimerQueue.timers_of`, of any keys and snapshots) in the order they were
+        registered: sorted by time, then sequence. Into an empty queue (a restore), in one call,
+        keys of one time then fire as they would have.
+
+        >>> queue = TimerQueue()
+        >>> queue.add_sequenced([(20, 5, "late"), (10, 9, "b"), (20, 1, "early")])
+        >>> queue.snapshot()
+        [(10, ['b']), (20, ['early', 'late'])]
+        """
+        self.add_all((time, key) for time, _, key in sorted(timers, key=_time_and_sequence))
+
     def add_all(self, timers: Iterable[tuple[int, Hashable]]) -> None:
         """Register many timers at once (a restore): the new times are sorted once, not
         inserted one by one.
@@ -131,3 +151,152 @@ class TimerQueue:
     def _refresh(self) -> None:
         times = self._times
         self.next_time = times.keys()[0] if times else None
+
+
+class IndexedTimerQueue(TimerQueue):
+    """A :class:`TimerQueue` that also keeps, per index key, its timers, so :meth:`timers_of` costs
+    the key's timers, not the queue's: for incremental snapshots.
+
+    The index key of a timer's key is ``index_of(key)``, or the key itself when ``index_of`` is
+    None (a keyed process function's timers; a window operator's are ``(key, window)`` and are
+    indexed by ``key``). Every timer gets a sequence number when it is registered, exported with
+    it, so :meth:`add_sequenced` restores the order in which keys of one time fire. Every add,
+    remove, firing and restore puts the timer's index key into ``changed`` (a set the owner reads
+    and clears at each snapshot).
+
+    >>> changed = set()
+    >>> queue = IndexedTimerQueue(itemgetter(0), changed)
+    >>> queue.add(20, ("a", 1)), queue.add(10, ("b", 1)), queue.add(30, ("a", 2))
+    (True, True, True)
+    >>> queue.timers_of("a"), sorted(changed)
+    ([(20, ('a', 1), 0), (30, ('a', 2), 2)], ['a', 'b'])
+    >>> changed.clear()
+    >>> list(queue.pop_due(20)), queue.timers_of("a"), sorted(changed)
+    ([(10, ('b', 1)), (20, ('a', 1))], [(30, ('a', 2), 2)], ['a', 'b'])
+    """
+
+    __slots__ = ("_by_key", "_index_of", "_sequence", "changed")
+
+    def __init__(
+        self, index_of: Callable[[Any], Hashable] | None = None, changed: set[Hashable] | None = None
+    ) -> None:
+        super().__init__()
+        self._index_of = index_of
+        #: ``{index key: {(time, key): sequence}}``: exactly the timers of the queue.
+        self._by_key: dict[Hashable, dict[tuple[int, Hashable], int]] = {}
+        self._sequence = 0
+        #: The index keys whose timers changed since the owner last cleared the set.
+        self.changed: set[Hashable] = changed if changed is not None else set()
+
+    def _index(self, key: Hashable) -> Hashable:
+        index_of = self._index_of
+        return key if index_of is None else index_of(key)
+
+    # add and pop_due repeat the plain queue's code with the index kept alongside: they run per
+    # timer, and a call to the base method would cost as much as the index.
+
+    def add(self, time: int, key: Hashable) -> bool:
+        times = self._times
+        keys = times.get(time)
+        if keys is None:
+            times[time] = {key: None}
+            next_time = self.next_time
+            if next_time is None or time < next_time:
+                self.next_time = time
+        elif key in keys:
+            return False
+        else:
+            keys[key] = None
+        index_of = self._index_of
+        index = key if index_of is None else index_of(key)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        timers = self._by_key.get(index)
+        if timers is None:
+            self._by_key[index] = {(time, key): sequence}
+        else:
+            timers[(time, key)] = sequence
+        self.changed.add(index)
+        return True
+
+    def remove(self, time: int, key: Hashable) -> bool:
+        if not super().remove(time, key):
+            return False
+        index_of = self._index_of
+        index = key if index_of is None else index_of(key)
+        timers = self._by_key[index]
+        del timers[(time, key)]
+        if not timers:
+            del self._by_key[index]
+        self.changed.add(index)
+        return True
+
+    def pop_due(self, limit: int) -> Iterator[tuple[int, Hashable]]:
+        times = self._times
+        by_key = self._by_key
+        index_of = self._index_of
+        changed = self.changed
+        while self.next_time is not None and self.next_time <= limit:
+            time = self.next_time
+            keys = times[time]
+            for key in list(keys):
+                if key in keys:
+                    del keys[key]
+                    # Unindexed before it fires: the firing may register the same timer again.
+                    index = key if index_of is None else index_of(key)
+                    timers = by_key[index]
+                    del timers[(time, key)]
+                    if not timers:
+                        del by_key[index]
+                    changed.add(index)
+                    yield time, key
+            if not keys and times.get(time) is keys:
+                del times[time]
+                self._refresh()
+
+    def add_all(self, timers: Iterable[tuple[int, Hashable]]) -> None:
+        by_key = self._by_key
+        new: list[tuple[int, Hashable]] = []
+        for time, key in timers:
+            index = self._index(key)
+            indexed = by_key.get(index)
+            if indexed is None:
+                indexed = by_key[index] = {}
+            elif (time, key) in indexed:
+                continue
+            indexed[(time, key)] = self._sequence
+            self._sequence += 1
+            self.changed.add(index)
+            new.append((time, key))
+        super().add_all(new)
+
+    def add_sequenced(self, timers: Iterable[tuple[int, int, Hashable]]) -> None:
+        """As :meth:`TimerQueue.add_sequenced`, keeping the given sequence numbers (later
+        registrations get higher ones), so a timer keeps its place across any number of restores."""
+        by_key = self._by_key
+        new: list[tuple[int, Hashable]] = []
+        last = self._sequence - 1
+        for time, sequence, key in sorted(timers, key=_time_and_sequence):
+            index = self._index(key)
+            indexed = by_key.get(index)
+            if indexed is None:
+                indexed = by_key[index] = {}
+            elif (time, key) in indexed:
+                continue
+            indexed[(time, key)] = sequence
+            last = max(last, sequence)
+            self.changed.add(index)
+            new.append((time, key))
+        self._sequence = last + 1
+        TimerQueue.add_all(self, new)
+
+    def timers_of(self, index: Hashable) -> list[tuple[int, Any, int]]:
+        """The timers of index key ``index`` as ``[(time, key, sequence), ...]``; ``[]`` if none."""
+        timers = self._by_key.get(index)
+        if timers is None:
+            return []
+        return [(time, key, sequence) for (time, key), sequence in timers.items()]
+
+    def indexed_keys(self) -> list[Hashable]:
+        """Every index key that has a timer."""
+        return list(self._by_key)
