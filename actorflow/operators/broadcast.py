@@ -74,7 +74,7 @@ class BroadcastContext(Context):
     Writable while a broadcast record is processed, read-only (a mapping proxy) otherwise.
     """
 
-    __slots__ = ("_backend", "_state", "_writable")
+    __slots__ = ("_backend", "_changed", "_state", "_writable")
 
     def __init__(
         self,
@@ -88,6 +88,8 @@ class BroadcastContext(Context):
         self._state = state
         self._backend = backend
         self._writable = False
+        #: The operator's changed keys in incremental mode: keys reached by apply_to_keyed_state.
+        self._changed: set[Any] | None = None
 
     def get_broadcast_state(self, descriptor: MapStateDescriptor) -> MutableMapping[Any, Any]:
         """The broadcast state named by ``descriptor`` (one of those given to ``broadcast()``).
@@ -124,8 +126,11 @@ class BroadcastContext(Context):
                 f"apply_to_keyed_state() supports value, list and map state, not {descriptor!r}"
             )
         keys = backend.keys
+        reached = backend.keys_in(descriptor.name)
+        if self._changed is not None:
+            self._changed.update(reached)  # the function may change or clear any of them
         try:
-            for key in backend.keys_in(descriptor.name):
+            for key in reached:
                 keys.current = key
                 function(key, handle)
         finally:
@@ -224,9 +229,13 @@ class KeyedBroadcastProcessOperator(KeyedProcessOperator):
         self._keys_of = (key_of, _no_key)
         #: The broadcast state of this instance: ``{descriptor name: dict}``.
         self.broadcast_state = _fresh_state(descriptors)
+        #: Incremental mode: whether broadcast records came since the last snapshot.
+        self._broadcast_changed = False
 
     def _make_context(self, timers: TimerService, keys: Any) -> Context:
-        return BroadcastContext(timers, keys, self.emit_side, self.broadcast_state, self.backend)
+        ctx = BroadcastContext(timers, keys, self.emit_side, self.broadcast_state, self.backend)
+        ctx._changed = self.changed_keys
+        return ctx
 
     def _element_of(self, input: int) -> Callable[[Any, Context, Collector], None]:
         function: Any = self.function
@@ -238,16 +247,27 @@ class KeyedBroadcastProcessOperator(KeyedProcessOperator):
     def process_input(self, batch: Batch, input: int) -> Batch:
         self._element = self._element_of(input)
         self.key_of = self._keys_of[input]
+        if input == 1 and batch.values:
+            self._broadcast_changed = True
         return _with_writable(self._ctx, input == 1, self.process, batch)  # type: ignore[arg-type]
 
     def snapshot_state(self) -> dict[str, Any]:
+        """The keyed snapshot (full or incremental) plus ``"broadcast"``: the whole broadcast
+        state (small, and the same on every instance). An incremental snapshot has it only when
+        broadcast records came since the previous one (or after a restore from a full snapshot)."""
         state = super().snapshot_state()
-        state["broadcast"] = self.broadcast_state
+        if "changes" not in state or self._broadcast_changed:
+            state["broadcast"] = self.broadcast_state
+            self._broadcast_changed = False
         return state
 
     def restore_state(self, states: list[Any]) -> None:
+        """As :meth:`KeyedProcessOperator.restore_state`; the broadcast state is the last one in
+        ``states`` (incremental states without broadcast records left it out)."""
         super().restore_state(states)
-        _restore_broadcast(self.broadcast_state, states)
+        _restore_broadcast(self.broadcast_state, [state for state in states if "broadcast" in state][-1:])
+        if self.changed_keys is not None and states and "changes" not in states[0]:
+            self._broadcast_changed = True  # a changelog started from a full snapshot needs it
 
     def _fire(self, queue: TimerQueue, limit: int, domain: TimeDomain) -> None:
         # Timers see read-only broadcast state, also when a broadcast batch's watermark fires them.

@@ -43,7 +43,7 @@ from actorflow.state.keyed import (
 )
 from actorflow.state.keygroups import KeyGroupFilter
 from actorflow.time.clock import Clock
-from actorflow.time.timers import TimerQueue
+from actorflow.time.timers import IndexedTimerQueue, TimerQueue
 
 __all__ = [
     "Context",
@@ -349,13 +349,24 @@ class KeyedProcessOperator(Operator):
         self.backend = KeyedStateBackend()
         self.event_timers = TimerQueue()
         self.processing_timers = TimerQueue()
+        #: Incremental snapshots only (``context.incremental``): the keys changed since the last
+        #: snapshot. None otherwise, so the per-batch check is all the tracking costs.
+        self.changed_keys: set[Hashable] | None = None
         self._stamped = False
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self.backend = KeyedStateBackend(context.max_parallelism, context.clock)
-        self.event_timers = TimerQueue()
-        self.processing_timers = TimerQueue()
+        if context.incremental:
+            # Timer changes (a timer set, deleted or fired, from any path) mark their key in the
+            # queues themselves; records are marked per batch in process().
+            self.changed_keys = changed = set[Hashable]()
+            self.event_timers = IndexedTimerQueue(None, changed)
+            self.processing_timers = IndexedTimerQueue(None, changed)
+        else:
+            self.changed_keys = None
+            self.event_timers = TimerQueue()
+            self.processing_timers = TimerQueue()
         keys = self.backend.keys
         self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
         self._ctx = self._make_context(self.timers, keys)
@@ -411,6 +422,8 @@ class KeyedProcessOperator(Operator):
                     ctx.timestamp = timestamp
                     process(value, ctx, out)
             keys.current = NO_KEY
+            if self.changed_keys is not None:
+                self.changed_keys.update(map(key_of, values))
             return Batch(out_values, out_timestamps)
         out_marks: list[tuple[int, int]] = []
         advance = self._advance
@@ -429,6 +442,8 @@ class KeyedProcessOperator(Operator):
         for _, watermark in marks[mark_index:]:
             advance(watermark, out_values, out_marks)
         keys.current = NO_KEY
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(key_of, values))
         return Batch(out_values, out_timestamps, out_marks)
 
     def _advance(self, watermark: int, out_values: list[Any], out_marks: list[tuple[int, int]]) -> None:
@@ -479,7 +494,17 @@ class KeyedProcessOperator(Operator):
         Not cut by key group: at the same parallelism a restore takes each instance's part whole,
         and only a change of parallelism hashes keys (a restore is rare, a checkpoint frequent).
         Nothing is copied: the chain pickles it at once, before the state changes again.
+
+        With ``context.incremental``: ``{"changes": {key: entry or None}}`` for the keys changed
+        since the previous snapshot only (a record, a timer, a broadcast's
+        ``apply_to_keyed_state``), costing those keys, not the state. An entry is ``{"state":
+        {name: value}, "event": [(time, sequence)], "processing": [(time, sequence)]}`` (values as
+        stored: a TTL state's is ``(value, expires_at)``; the sequence orders timers of one time);
+        None means the key holds nothing any more. The watermark is not part of it (as in a full
+        snapshot: the inputs bring it again).
         """
+        if self.changed_keys is not None:
+            return {"changes": self._changes(self.changed_keys)}
         owned = self.context.key_groups
         return {
             "key_groups": (owned.start, owned.stop),
@@ -488,7 +513,63 @@ class KeyedProcessOperator(Operator):
             "processing": self.processing_timers.export(),
         }
 
+    def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
+        changed.discard(NO_KEY)  # the key of a broadcast input's records
+        entry_of = self.backend.entry_of
+        event: IndexedTimerQueue = self.event_timers  # type: ignore[assignment]
+        processing: IndexedTimerQueue = self.processing_timers  # type: ignore[assignment]
+        changes: dict[Hashable, dict[str, Any] | None] = {}
+        for key in changed:
+            state = entry_of(key)
+            event_timers = [(time, sequence) for time, _, sequence in event.timers_of(key)]
+            processing_timers = [(time, sequence) for time, _, sequence in processing.timers_of(key)]
+            if state or event_timers or processing_timers:
+                changes[key] = {"state": state, "event": event_timers, "processing": processing_timers}
+            else:
+                changes[key] = None
+        changed.clear()
+        return changes
+
     def restore_state(self, states: list[Any]) -> None:
+        """Load every instance's :meth:`snapshot_state`: full states (this instance keeps the key
+        groups it owns), or incremental ones (``{"changes": ...}``, applied in order: a later entry
+        of a key replaces an earlier one, None removes it; taken whole, not filtered by key group:
+        the caller hands this instance its own keys). A list mixes neither kind with the other
+        (:class:`StateError`).
+
+        In incremental mode, keys restored from full states count as changed (the next snapshot
+        holds them all, so a changelog started from a checkpoint is complete); keys restored from
+        changes do not (the changelog has them).
+        """
+        changes = [state["changes"] for state in states if "changes" in state]
+        if changes:
+            if len(changes) != len(states):
+                raise StateError(
+                    f"operator {self.name!r}: a restore takes full snapshots or incremental changes, "
+                    "not both"
+                )
+            self._restore_changes(changes)
+            return
+        self._restore_full(states)
+        if self.changed_keys is not None:  # timers marked their keys as the queues took them
+            self.changed_keys.update(key for table in self.backend.tables().values() for key in table)
+
+    def _restore_changes(self, changes: list[dict[Hashable, dict[str, Any] | None]]) -> None:
+        latest: dict[Hashable, dict[str, Any] | None] = {}
+        for part in changes:
+            latest.update(part)
+        entries = [(key, entry) for key, entry in latest.items() if entry is not None]
+        self.backend.load_entries((key, entry["state"]) for key, entry in entries)
+        self.event_timers.add_sequenced(
+            (time, sequence, key) for key, entry in entries for time, sequence in entry["event"]
+        )
+        self.processing_timers.add_sequenced(
+            (time, sequence, key) for key, entry in entries for time, sequence in entry["processing"]
+        )
+        if self.changed_keys is not None:
+            self.changed_keys.clear()
+
+    def _restore_full(self, states: list[Any]) -> None:
         owned = self.context.key_groups
         max_parallelism = self.context.max_parallelism
         for state in states:  # just unpickled: nobody else holds these objects

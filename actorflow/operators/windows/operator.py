@@ -33,7 +33,8 @@ window") to avoid copying state in RocksDB; on the heap, contents are merged dir
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from actorflow.errors import PlanError, StateError
@@ -60,11 +61,14 @@ from actorflow.operators.windows.triggers import (
 )
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
 from actorflow.state.keygroups import KeyGroupFilter, KeyGroups
-from actorflow.time.timers import TimerQueue
+from actorflow.time.timers import IndexedTimerQueue, TimerQueue
 
 __all__ = ["WindowOperator", "check_window_setup"]
 
 CONTINUE = TriggerResult.CONTINUE
+
+#: The index key of a window timer's ``(key, window)``: the key.
+_key_of_scope = itemgetter(0)
 
 
 class _Scope(OnMergeContext):
@@ -127,6 +131,28 @@ class _Scope(OnMergeContext):
             state.pop(name, None)
             if not state:
                 del self.operator.trigger_state[scope]
+
+
+class _IndexedScope(_Scope):
+    """The scope of an incremental operator: notes which windows of a key got trigger state, so a
+    snapshot finds a key's trigger state without scanning everyone's."""
+
+    __slots__ = ()
+
+    def set_state(self, name: str, value: Any) -> None:
+        super().set_state(name, value)
+        index = self.operator.trigger_windows
+        assert index is not None
+        windows = index.get(self.key)
+        if windows is None:
+            index[self.key] = {self.window: None}
+        else:
+            windows[self.window] = None
+
+
+def _timers_of(queue: IndexedTimerQueue, key: Hashable) -> list[tuple[int, TimeWindow, int]]:
+    """``key``'s timers as ``[(time, window, sequence)]`` (the queue's keys are ``(key, window)``)."""
+    return [(time, scope[1], sequence) for time, scope, sequence in queue.timers_of(key)]
 
 
 def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
@@ -208,12 +234,25 @@ class WindowOperator(Operator):
     def _reset(self) -> None:
         self.windows: dict[Hashable, dict[TimeWindow, Any]] = {}
         self.trigger_state: dict[tuple[Hashable, TimeWindow], dict[str, Any]] = {}
-        self.event_timers = TimerQueue()
-        self.processing_timers = TimerQueue()
         self.watermark = MIN_WATERMARK
         self.late_records = 0
-        self._scope = _Scope(self)
         self._out = _Out()
+        #: Incremental snapshots only (``context.incremental``): the keys changed since the last
+        #: snapshot, and per key the windows that may have trigger state (a superset: pruned when
+        #: the key is snapshotted). None otherwise, so the per-batch check is all they cost.
+        self.changed_keys: set[Hashable] | None = None
+        self.trigger_windows: dict[Hashable, dict[TimeWindow, None]] | None = None
+        if self.context.incremental:
+            # Timer changes (set, deleted, fired) mark their key in the queues themselves.
+            self.changed_keys = changed = set[Hashable]()
+            self.trigger_windows = {}
+            self.event_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
+            self.processing_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
+            self._scope: _Scope = _IndexedScope(self)
+        else:
+            self.event_timers = TimerQueue()
+            self.processing_timers = TimerQueue()
+            self._scope = _Scope(self)
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -270,7 +309,15 @@ class WindowOperator(Operator):
 
         Not copied and not cut by key group: the chain pickles it at once, and a restore at the
         same parallelism takes each instance's part whole (only a rescale hashes keys).
+
+        With ``context.incremental``: ``{"changes": {key: entry or None}}`` for the keys changed
+        since the previous snapshot only (a record, a timer), costing those keys, not the state
+        (never None). An entry is ``{"windows": {window: contents}, "trigger_state": {window:
+        {...}}, "event": [(time, window, sequence)], "processing": [...]}`` (the sequence orders
+        timers of one time); None means the key holds nothing any more.
         """
+        if self.changed_keys is not None:
+            return {"changes": self._changes(self.changed_keys)}
         timers = (self.event_timers.next_time, self.processing_timers.next_time)
         if not (self.windows or self.trigger_state) and timers == (None, None):
             return None
@@ -283,8 +330,97 @@ class WindowOperator(Operator):
             "processing_timers": self.processing_timers.export(),
         }
 
+    def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
+        windows = self.windows
+        trigger_state = self.trigger_state
+        trigger_windows = self.trigger_windows
+        assert trigger_windows is not None
+        event: IndexedTimerQueue = self.event_timers  # type: ignore[assignment]
+        processing: IndexedTimerQueue = self.processing_timers  # type: ignore[assignment]
+        changes: dict[Hashable, dict[str, Any] | None] = {}
+        for key in changed:
+            per_key = windows.get(key)
+            triggers: dict[TimeWindow, dict[str, Any]] = {}
+            candidates = trigger_windows.pop(key, None)
+            if candidates is not None:
+                for window in candidates:
+                    found = trigger_state.get((key, window))
+                    if found is not None:
+                        triggers[window] = found
+                if triggers:
+                    trigger_windows[key] = dict.fromkeys(triggers)
+            event_timers = _timers_of(event, key)
+            processing_timers = _timers_of(processing, key)
+            if per_key or triggers or event_timers or processing_timers:
+                changes[key] = {
+                    "windows": per_key if per_key is not None else {},
+                    "trigger_state": triggers,
+                    "event": event_timers,
+                    "processing": processing_timers,
+                }
+            else:
+                changes[key] = None
+        changed.clear()
+        return changes
+
     def restore_state(self, states: list[Any]) -> None:
-        """Load the keys this instance owns from every instance's :meth:`snapshot_state`."""
+        """Load every instance's :meth:`snapshot_state`: full states (this instance keeps the keys
+        it owns), or incremental ones (``{"changes": ...}``, applied in order: a later entry of a
+        key replaces an earlier one, None removes it; taken whole, not filtered by key group: the
+        caller hands this instance its own keys). A list mixes neither kind with the other
+        (:class:`StateError`).
+
+        In incremental mode, keys restored from full states count as changed (the next snapshot
+        holds them all); keys restored from changes do not.
+        """
+        changes = [state["changes"] for state in states if "changes" in state]
+        if changes:
+            if len(changes) != len(states):
+                raise StateError(
+                    f"operator {self.name!r}: a restore takes full snapshots or incremental changes, "
+                    "not both"
+                )
+            self._restore_changes(changes)
+            return
+        self._restore_full(states)
+        if self.changed_keys is not None:  # timers marked their keys as the queues took them
+            self.changed_keys.update(self.windows)
+            self._index_trigger_state(self.trigger_state)
+
+    def _index_trigger_state(self, scopes: Iterable[tuple[Hashable, TimeWindow]]) -> None:
+        index = self.trigger_windows
+        changed = self.changed_keys
+        assert index is not None and changed is not None
+        for key, window in scopes:
+            index.setdefault(key, {})[window] = None
+            changed.add(key)
+
+    def _restore_changes(self, changes: list[dict[Hashable, dict[str, Any] | None]]) -> None:
+        latest: dict[Hashable, dict[str, Any] | None] = {}
+        for part in changes:
+            latest.update(part)
+        windows = self.windows
+        trigger_state = self.trigger_state
+        event: list[tuple[int, int, Hashable]] = []
+        processing: list[tuple[int, int, Hashable]] = []
+        for key, entry in latest.items():
+            if entry is None:
+                continue
+            if entry["windows"]:
+                windows[key] = entry["windows"]
+            for window, found in entry["trigger_state"].items():
+                trigger_state[(key, window)] = found
+            event.extend((time, sequence, (key, window)) for time, window, sequence in entry["event"])
+            processing.extend(
+                (time, sequence, (key, window)) for time, window, sequence in entry["processing"]
+            )
+        self.event_timers.add_sequenced(event)
+        self.processing_timers.add_sequenced(processing)
+        if self.changed_keys is not None:
+            self._index_trigger_state(trigger_state)
+            self.changed_keys.clear()
+
+    def _restore_full(self, states: list[Any]) -> None:
         owned = self.context.key_groups
         for state in states:  # just unpickled: nobody else holds these objects
             if "key_groups" not in state:  # cut by key group (the format before session 3)
@@ -414,6 +550,8 @@ class WindowOperator(Operator):
                     self.emit_side(self.late_data, value, timestamp)
         for _, watermark in marks[mark_index:]:
             self._advance(watermark, out_marks)
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(key_of, values))
         return Batch(out.values, out.timestamps, out_marks or None)
 
     def _process_tumbling(self, batch: Batch) -> Batch:
@@ -508,6 +646,8 @@ class WindowOperator(Operator):
                     add_timer(last + lateness, (key, window))
         for _, mark in marks[mark_index:]:
             self._advance(mark, out_marks)
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(key_of, values))
         return Batch(out.values, out.timestamps, out_marks or None)
 
     def _fire_tumbling(self, limit: int) -> None:
