@@ -296,7 +296,3 @@ class IndexedTimerQueue(TimerQueue):
         if timers is None:
             return []
         return [(time, key, sequence) for (time, key), sequence in timers.items()]
-
-    def indexed_keys(self) -> list[Hashable]:
-        """Every index key that has a timer."""
-        return list(self._by_key)
