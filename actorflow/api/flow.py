@@ -17,7 +17,7 @@ from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
 from actorflow.operators.snapshots import states_of
-from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source
+from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
 from actorflow.runtime.job import run_actors
@@ -191,9 +191,21 @@ class Flow:
 
     # -- running -------------------------------------------------------------------------------
 
-    def plan(self) -> PhysicalPlan:
-        """Compile the flow: chains, their parallelism and the partitioners between them."""
-        return compile_graph(self._graph, self.parallelism)
+    def plan(self, *, one_instance: bool = False) -> PhysicalPlan:
+        """Compile the flow: chains, their parallelism and the partitioners between them.
+
+        ``one_instance``: every operator at one instance, as a partition task runs the flow.
+        """
+        return compile_graph(self._graph, self.parallelism, one_instance=one_instance)
+
+    def _task_runner(self) -> TaskRunner | None:
+        """What runs the flow when a source asks to run it as partition tasks, else None."""
+        for node in self._graph.nodes:
+            if node.kind == "source" and node.source is not None:
+                runner = node.source.task_runner(self)
+                if runner is not None:
+                    return runner
+        return None
 
     async def run(self, *, from_savepoint: str | os.PathLike[str] | None = None) -> None:
         """Run the flow in the running event loop until every source has ended (or :meth:`stop`).
@@ -205,6 +217,14 @@ class Flow:
         """
         if self._running:
             raise PlanError(f"flow {self.name!r} is already running")
+        tasks = self._task_runner()
+        if tasks is not None:
+            self._running = True
+            try:
+                await tasks.run()
+            finally:
+                self._running = False
+            return
         plan = self.plan()
         savepoint = FileSystemStorage.load_path(from_savepoint) if from_savepoint is not None else None
         if savepoint is not None and self._storage is None:

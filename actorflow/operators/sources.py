@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from dataclasses import dataclass
 from itertools import accumulate, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -28,7 +28,22 @@ from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
 from actorflow.time.watermarks import event_time
 
-__all__ = ["DeadLetter", "IterableSource", "JsonLinesSource", "PushSource", "ReadProgress", "Source"]
+__all__ = [
+    "DeadLetter",
+    "IterableSource",
+    "JsonLinesSource",
+    "PushSource",
+    "ReadProgress",
+    "Source",
+    "TaskRunner",
+]
+
+
+class TaskRunner(Protocol):
+    """Runs a flow as partition tasks (see :meth:`Source.task_runner`)."""
+
+    async def run(self) -> None:
+        """Run until the source is stopped; raises what failed."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,11 @@ class Source(ABC):
 
     async def checkpoint_complete(self, context: OperatorContext, checkpoint_id: int) -> None:  # noqa: B027
         """Checkpoint ``checkpoint_id`` is complete (a source may commit its positions now)."""
+
+    def task_runner(self, flow: Any) -> TaskRunner | None:
+        """What runs ``flow`` instead of the in-process runtime, when this source splits the job
+        into partition tasks (a Kafka source with ``tasks=True``); None for every other source."""
+        return None
 
     async def accepts_restore(self, states: list[Any]) -> bool:
         """Whether the job may resume from a checkpoint in which this source's instances had

@@ -9,6 +9,7 @@ becomes one bounded mailbox.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import CheckpointHooks, ended_at, states_of, watermark_owner
+from actorflow.operators.sources import Source
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
 from actorflow.runtime.actor import Actor, Runnable
@@ -89,13 +91,21 @@ def _describe_input(plan: InputPlan) -> str:
     return text
 
 
-def compile_graph(graph: LogicalGraph, default_parallelism: int) -> PhysicalPlan:
-    """Decide each node's parallelism and partitioners, and fuse nodes into chains."""
+def compile_graph(
+    graph: LogicalGraph, default_parallelism: int, *, one_instance: bool = False
+) -> PhysicalPlan:
+    """Decide each node's parallelism and partitioners, and fuse nodes into chains.
+
+    ``one_instance`` gives every node one instance, whatever it asked for: the plan of one
+    partition task, whose parallelism is the number of partitions (see ``actorflow_kafka.tasks``).
+    """
     if default_parallelism < 1:
         raise PlanError("parallelism must be at least 1")
     if not graph.nodes:
         raise PlanError("the flow is empty: add a source and a sink")
-    parallelism = {node: _parallelism(node, default_parallelism) for node in graph.nodes}
+    parallelism = {
+        node: 1 if one_instance else _parallelism(node, default_parallelism) for node in graph.nodes
+    }
     consumers = {node: graph.consumers(node) for node in graph.nodes}
     for node in graph.nodes:
         if node.kind != "source" and not node.inputs:
@@ -165,12 +175,17 @@ def deploy(
     checkpoints: CheckpointCoordinator | None = None,
     restore: dict[str, bytes] | None = None,
     metrics: JobMetrics | None = None,
+    sources: Mapping[str, Source] | None = None,
+    incremental: bool = False,
 ) -> list[Runnable]:
     """Create the actors of one run: fresh operators per instance, a mailbox per edge.
 
     With ``checkpoints``, every actor snapshots at barriers and reports to the coordinator;
     ``restore`` (a checkpoint's parts) gives every operator and source its state back;
     ``metrics`` is filled with every actor and channel created (for metrics and queryable state).
+    ``sources`` reads another source for a source node of that name (a partition task reads its
+    partition's feed instead of the flow's Kafka source); ``incremental`` makes keyed operators
+    snapshot only the keys changed since their previous snapshot (``OperatorContext.incremental``).
     """
     hooks = None
     if checkpoints is not None:
@@ -250,6 +265,7 @@ def deploy(
                     batch_size,
                     node.watermarks,
                     checkpoints is not None,
+                    incremental,
                 )
 
             head = chain.head
@@ -280,11 +296,14 @@ def deploy(
                     )
                 )
             if head.kind == "source":
-                assert head.source is not None
+                source = sources.get(head.name) if sources is not None else None
+                if source is None:
+                    source = head.source
+                assert source is not None
                 actors.append(
                     SourceActor(
                         name,
-                        head.source,
+                        source,
                         context(head),
                         head.watermarks,
                         runner,
