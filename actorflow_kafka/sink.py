@@ -49,6 +49,7 @@ from actorflow.time.watermarks import field_getter
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.serde import Serializer, resolve_serializer
 from actorflow_kafka.source import KafkaSource
+from actorflow_kafka.tasks.transaction import TaskTransaction, current_transaction
 from actorflow_kafka.transactions import TransactionLink, commit_metadata, owned_offsets
 
 __all__ = ["KafkaSink"]
@@ -157,6 +158,8 @@ class KafkaSink(Sink):
         self._captured: dict[int, dict[str, Any]] = {}
         self._outcomes: dict[int, asyncio.Future[bool]] = {}
         self._commits: dict[int, asyncio.Future[None]] = {}
+        #: Inside a partition task: the task's transaction, which this instance writes into.
+        self._task: TaskTransaction | None = None
 
     def copy(self) -> KafkaSink:
         instance = copy.copy(self)
@@ -188,6 +191,14 @@ class KafkaSink(Sink):
         self._captured = {}
         self._outcomes = {}
         self._commits = {}
+        self._task = current_transaction()
+        if self._task is not None:
+            # A partition task: write into its transaction, which it commits with its state
+            # changes and offsets (see actorflow_kafka.tasks.transaction).
+            self._producer = self._task.producer
+            if isinstance(self.topic, str):
+                await self._ensure_topic(self.topic)
+            return
         if self.exactly_once:
             if not context.checkpointing:
                 raise CheckpointError(
@@ -283,6 +294,8 @@ class KafkaSink(Sink):
             except MessageSizeTooLargeError as error:
                 raise _too_large(size, topic, error) from error
             sends.append((future, topic, size))
+        if self._task is not None:
+            self._task.written += len(sends)
         pending = self._pending
         pending += sends
         if len(pending) >= self.max_in_flight:
@@ -334,7 +347,7 @@ class KafkaSink(Sink):
         with one snapshot each, and its final snapshot after the last one."""
         if self._producer is not None:
             await self.flush()
-        if self.exactly_once:
+        if self.exactly_once and self._task is None:
             assert self.offsets_of is not None
             if not self._finished:
                 self._barriers += 1
@@ -345,7 +358,11 @@ class KafkaSink(Sink):
 
     async def barrier_acknowledged(self, checkpoint_id: int) -> None:
         """Exactly once: wait for the checkpoint's outcome; once it is complete, commit (the actor
-        reads nothing meanwhile, so nothing after the barrier gets into this transaction)."""
+        reads nothing meanwhile, so nothing after the barrier gets into this transaction). In a
+        partition task, wait for the task's commit (or abort) of the checkpoint."""
+        if self._task is not None:
+            await self._task.outcome(checkpoint_id)
+            return
         if not self.exactly_once:
             return
         outcome = _future(self._outcomes, checkpoint_id)
@@ -369,7 +386,7 @@ class KafkaSink(Sink):
                 done.set_result(None)  # committed, or the job is being cancelled meanwhile
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
-        if not self.exactly_once:
+        if not self.exactly_once or self._task is not None:
             return
         if self._finished:
             # The first checkpoint to complete after the input ended (the final one, or one that
@@ -391,7 +408,7 @@ class KafkaSink(Sink):
             del self._commits[checkpoint_id]
 
     async def checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if not self.exactly_once:
+        if not self.exactly_once or self._task is not None:
             return
         if self._finished:
             await self._stop_transactional(abort=True)
@@ -446,6 +463,13 @@ class KafkaSink(Sink):
                 await self.offsets_of._close_lingering()
 
     async def close_async(self) -> None:
+        if self._task is not None:  # the task's producer: the task stops it
+            self._task = self._producer = None
+            for future, _, _ in self._pending:
+                if future.done() and not future.cancelled():
+                    future.exception()
+            self._pending = []
+            return
         if self.exactly_once and self._finished and self._producer is not None:
             return  # kept for the final checkpoint, which commits the last transaction and stops it
         producer, self._producer = self._producer, None

@@ -44,6 +44,7 @@ from aiokafka.structs import ConsumerRecord
 from actorflow import Source
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
+from actorflow.operators.sources import TaskRunner
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
@@ -123,6 +124,14 @@ class KafkaSource(Source):
 
     ``client_options`` go to aiokafka untouched (SASL, SSL, client id, fetch sizes...).
 
+    ``tasks=True`` runs the flow as **partition tasks** (:mod:`actorflow_kafka.tasks`): one task per
+    partition of the topic that this worker is assigned, each with its own keyed state, timers and
+    event time, kept in compacted changelog topics ``<group_id>-<operator>-changelog``, so that a
+    partition's state moves with it to whichever worker (process, machine) the group gives it.
+    Every ``commit_interval_ms`` each task commits its results, its state changes and its offset
+    in one Kafka transaction of its own (``producer_options`` go to that producer; changelog
+    topics get ``replication_factor``). Checkpoint settings of the flow do not apply then.
+
     >>> source = KafkaSource("transactions", bootstrap_servers="127.0.0.1:9092", group_id="fraud")
     >>> source.describe()
     "KafkaSource(['transactions'])"
@@ -146,6 +155,10 @@ class KafkaSource(Source):
         max_records: int | None = None,
         release_timeout_ms: int = 30_000,
         client_options: Mapping[str, Any] | None = None,
+        tasks: bool = False,
+        commit_interval_ms: int = 1_000,
+        producer_options: Mapping[str, Any] | None = None,
+        replication_factor: int = 1,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]
@@ -170,6 +183,14 @@ class KafkaSource(Source):
         self.max_records = max_records
         self.release_timeout_ms = release_timeout_ms
         self.client_options = dict(client_options or {})
+        if tasks and (group_id is None or bounded):
+            raise ValueError("tasks=True needs a group_id, and an unbounded source")
+        if commit_interval_ms < 1:
+            raise ValueError("commit_interval_ms must be at least 1")
+        self.tasks = tasks
+        self.commit_interval_ms = commit_interval_ms
+        self.producer_options = dict(producer_options or {})
+        self.replication_factor = replication_factor
         self._stopping = asyncio.Event()
         self._readers: dict[int, _PartitionReader] = {}
         # Readers that ended while an exactly-once sink still has to commit their last offsets:
@@ -189,6 +210,16 @@ class KafkaSource(Source):
 
     def _count_dead_letter(self) -> None:
         self.dead_letter_count += 1
+
+    def task_runner(self, flow: Any) -> TaskRunner | None:
+        """With ``tasks=True``: the runner of ``flow`` as partition tasks (one per partition this
+        worker is assigned, state in changelog topics, output exactly once); see
+        :mod:`actorflow_kafka.tasks`."""
+        if not self.tasks:
+            return None
+        from actorflow_kafka.tasks.job import TaskJob  # it builds on this module
+
+        return TaskJob(self, flow)
 
     def stop(self) -> None:
         """End the stream: every instance finishes the batch in hand and ends.

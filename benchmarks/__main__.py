@@ -9,6 +9,8 @@
     python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...] \\
         [--checkpoint-events N] [--checkpoint-queries Q ...] [--state-keys K]
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
+    python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
+        --output-topic OUT --group G [--state-dir DIR] [--checkpoint-interval-ms N]
 
 ``kafka-run`` is internal: ``kafka`` runs each engine through it in a process of its own; so is
 ``state-run`` for the snapshot and restore times of ``report``.
@@ -120,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     kafka.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
 
+    commands.add_parser(
+        "worker",
+        help="one worker process of Q2 or Q3 from Kafka to Kafka, as partition tasks, until SIGTERM",
+        add_help=False,  # its own parser (benchmarks/worker.py) takes the arguments
+    )
+
     kafka_run = commands.add_parser("kafka-run", help="internal: one engine of 'kafka', one JSON line")
     kafka_run.add_argument("--engine", choices=["actorflow", "loop"], required=True)
     kafka_run.add_argument("--bootstrap-servers", required=True)
@@ -132,8 +140,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; return the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["worker"]:
+        from benchmarks.worker import main as worker
+
+        return worker(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command == "generate":
         from benchmarks.generate import write
 

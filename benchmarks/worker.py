@@ -1,0 +1,103 @@
+"""One worker process of Q2 or Q3 over Kafka, run as partition tasks (``python -m benchmarks worker``).
+
+Reads JSON transactions keyed by ``card_id`` from ``--input-topic``, runs Q2 (per-card tumbling
+10 s windows: ``{"card_id", "window_start", "window_end", "count", "sum_cents"}``, late records
+dropped) or Q3 (the fraud pattern: ``{"card_id", "small_tx_id", "large_tx_id"}``) with event time
+per input partition (the watermark after each record is that partition's ``max ts - 2000``), and
+writes the results to ``--output-topic`` exactly once. Every worker started with the same
+``--group`` shares the partitions; a partition's state moves with it through its changelog
+topics, so ``--state-dir`` may be empty or absent (nothing is kept on local disk). Runs until
+SIGTERM or SIGINT, then commits and exits 0.
+
+It prints, flushed at once: ``ready`` when it starts and ``stopped`` after a graceful stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from actorflow import Flow, TumblingEventTimeWindows, WatermarkStrategy
+from actorflow.api.flow import new_event_loop
+from actorflow.api.stream import KeyedStream
+from actorflow_kafka import KafkaSink, KafkaSource
+from benchmarks.actorflow_engine import LAG_MS, CountCents, SmallThenLarge, WindowRecord
+
+__all__ = ["build", "main", "parse_args"]
+
+WINDOW_MS = 10_000
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks worker", description="One worker of Q2 or Q3 from Kafka to Kafka."
+    )
+    parser.add_argument("--query", choices=("q2", "q3"), required=True)
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--input-topic", required=True)
+    parser.add_argument("--output-topic", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--state-dir", help="unused: a worker keeps no state on local disk")
+    parser.add_argument("--checkpoint-interval-ms", type=int, default=1_000)
+    parser.add_argument("--max-records", type=int, default=1_000, help="most records per poll")
+    parser.add_argument(
+        "--heartbeat-interval-ms", type=int, default=3_000, help="of the consumer (rebalances notice)"
+    )
+    parser.add_argument(
+        "--session-timeout-ms", type=int, default=10_000, help="of the consumer (a dead worker's notice)"
+    )
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> tuple[Flow, KafkaSource]:
+    """The worker's flow and its source (``source.stop()`` stops it gracefully)."""
+    source = KafkaSource(
+        args.input_topic,
+        bootstrap_servers=args.bootstrap_servers,
+        group_id=args.group,
+        tasks=True,
+        commit_interval_ms=args.checkpoint_interval_ms,
+        max_records=args.max_records,
+        client_options={
+            "heartbeat_interval_ms": args.heartbeat_interval_ms,
+            "session_timeout_ms": args.session_timeout_ms,
+        },
+    )
+    flow = Flow(f"{args.query}-worker", batch_size=args.max_records)
+    transactions: KeyedStream[dict[str, Any], Any] = flow.from_source(
+        source, name="transactions", watermarks=WatermarkStrategy.punctuated("ts", lag_ms=LAG_MS)
+    ).key_by("card_id")
+    sink = KafkaSink(args.output_topic, bootstrap_servers=args.bootstrap_servers, key="card_id")
+    if args.query == "q2":
+        results = transactions.window(TumblingEventTimeWindows.of(WINDOW_MS)).aggregate(
+            CountCents(), WindowRecord(), name="windows"
+        )
+    else:
+        results = transactions.process(SmallThenLarge(), name="fraud")
+    results.sink(sink, name="output")
+    return flow, source
+
+
+async def run(args: argparse.Namespace) -> None:
+    flow, source = build(args)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, source.stop)
+    print("ready", flush=True)
+    await flow.run()
+    print("stopped", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

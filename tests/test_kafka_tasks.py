@@ -1,0 +1,324 @@
+"""Partition tasks against the real broker: state that follows Kafka partitions between workers.
+
+A flow whose ``KafkaSource`` has ``tasks=True`` runs one task per input partition, with keyed state,
+timers and event time of that partition alone, kept in changelog topics, and output exactly once.
+Every test compares what a ``read_committed`` reader sees with the plain reference implementation
+(``benchmarks/reference.py``) run on each partition's records separately: results must not depend
+on how many workers run, nor on when partitions move between them.
+
+The workers are ``python -m benchmarks worker`` (Q2 and Q3 of the benchmark), in this process or as
+processes of their own, stopped with SIGTERM or killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import (  # type: ignore[import-untyped, unused-ignore]  # aiokafka has no py.typed
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    TopicPartition,
+)
+
+from actorflow.errors import PlanError
+from benchmarks import reference
+from benchmarks.generate import generate
+from benchmarks.worker import build, parse_args
+from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW_MS = 10_000
+LAG_MS = 2_000
+
+
+# -- topics ------------------------------------------------------------------------------------------
+
+
+async def produce(bootstrap: str, topic: str, values: Sequence[dict[str, Any]]) -> None:
+    """Write ``values`` as JSON keyed by ``card_id`` (Kafka's partitioner keeps a card on one partition)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, orjson.dumps(value), key=value["card_id"].encode())
+            for value in values
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def read_partitions(bootstrap: str, topic: str, *, committed: bool = True) -> dict[int, list[Any]]:
+    """Every value of every partition of ``topic`` up to its end, in offset order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed else "read_uncommitted",
+    )
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: dict[int, list[Any]] = {tp.partition: [] for tp in partitions}
+        async with asyncio.timeout(30):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                    found[tp.partition] += [orjson.loads(r.value) for r in records if r.offset < ends[tp]]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def read_output(bootstrap: str, topic: str) -> list[Any]:
+    """What a ``read_committed`` reader of ``topic`` sees now."""
+    return [value for values in (await read_partitions(bootstrap, topic)).values() for value in values]
+
+
+async def wait_for_output(
+    bootstrap: str, topic: str, count: int, *, within: float, alive: Callable[[], None]
+) -> list[Any]:
+    """Read ``topic`` until it holds ``count`` committed records; ``alive()`` raises if a worker died."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        values = await read_output(bootstrap, topic)
+        if len(values) >= count:
+            return values
+        alive()
+        if loop.time() >= deadline:
+            raise AssertionError(f"{len(values)} of {count} results after {within} s")
+        await asyncio.sleep(0.2)
+
+
+# -- the reference, per partition ---------------------------------------------------------------------
+
+
+def expected_q3(per_partition: dict[int, list[Any]]) -> list[Any]:
+    return [alert for records in per_partition.values() for alert in reference.q3(records)]
+
+
+def expected_q2(per_partition: dict[int, list[Any]]) -> list[Any]:
+    """The windows each partition's watermark (``max ts - 2000`` of that partition) has fired."""
+    fired = []
+    for records in per_partition.values():
+        if not records:
+            continue
+        watermark = max(r["ts"] for r in records) - LAG_MS
+        windows, _ = reference.q2(records)
+        fired += [w for w in windows if w["window_end"] - 1 <= watermark]
+    return fired
+
+
+def key(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def difference(results: list[Any], expected: list[Any]) -> str:
+    """ "" when ``results`` are ``expected`` exactly (as multisets), else what is missing or extra."""
+    got, wanted = collections.Counter(map(key, results)), collections.Counter(map(key, expected))
+    if got == wanted:
+        return ""
+    missing = [e.decode() for e in (wanted - got).elements()]
+    extra = [e.decode() for e in (got - wanted).elements()]
+    return f"{len(missing)} missing {missing[:5]}, {len(extra)} extra (duplicates?) {extra[:5]}"
+
+
+def worker_args(bootstrap: str, query: str, source: str, output: str, group: str) -> list[str]:
+    return [
+        *("--query", query),
+        *("--bootstrap-servers", bootstrap),
+        *("--input-topic", source),
+        *("--output-topic", output),
+        *("--group", group),
+        *("--checkpoint-interval-ms", "200"),
+        *("--max-records", "200"),
+        *("--heartbeat-interval-ms", "250"),
+        *("--session-timeout-ms", "6000"),  # the broker's least: a killed worker's partitions move
+    ]
+
+
+# -- in this process -----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def in_process(argv: list[str]) -> AsyncIterator[Callable[[], None]]:
+    """Run one worker in this process while the block runs; then stop it gracefully."""
+    flow, source = build(parse_args(argv))
+    job = asyncio.ensure_future(flow.run())
+
+    def alive() -> None:
+        if job.done():
+            job.result()
+            raise AssertionError("the worker ended on its own")
+
+    try:
+        yield alive
+    finally:
+        source.stop()
+        await asyncio.wait_for(job, 60)
+
+
+@pytest.mark.parametrize("query", ["q2", "q3"])
+@pytest.mark.timeout(120)
+async def test_one_worker_gives_the_per_partition_reference(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory, query: str
+) -> None:
+    """Each partition is a task with its own event time: Q2's windows are exactly those each
+    partition's watermark fired, whatever order the consumer fetches partitions in."""
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=2)
+    await produce(bootstrap, source, [dict(tx) for tx in generate(6_000, seed=3, cards=300)])
+    per_partition = await read_partitions(bootstrap, source)
+    expected = expected_q2(per_partition) if query == "q2" else expected_q3(per_partition)
+    assert expected
+    async with in_process(
+        worker_args(bootstrap, query, source, output, f"g-{uuid.uuid4().hex[:8]}")
+    ) as alive:
+        await wait_for_output(bootstrap, output, len(expected), within=60, alive=alive)
+    results = await read_output(bootstrap, output)
+    assert not difference(results, expected)
+
+
+def test_a_task_flow_reads_one_kafka_source_only() -> None:
+    from actorflow import Flow
+    from actorflow_kafka import KafkaSource
+
+    flow = Flow("two-sources")
+    kafka = KafkaSource("t", bootstrap_servers="127.0.0.1:1", group_id="g", tasks=True)
+    flow.from_source(kafka).union(flow.from_iterable([1])).print()
+    with pytest.raises(PlanError, match="one source"):
+        asyncio.run(flow.run())
+
+
+# -- worker processes ------------------------------------------------------------------------------------
+
+
+class Worker:
+    """``python -m benchmarks worker`` as a process of its own."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.argv = argv
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "benchmarks",
+                "worker",
+                *self.argv,
+                cwd=ROOT,
+                stdout=out,
+                stderr=out,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+
+    def alive(self) -> None:
+        if self.process is not None and self.process.returncode is not None:
+            raise AssertionError(f"a worker exited with {self.process.returncode}:\n{self.report()}")
+
+    def report(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+        return await asyncio.wait_for(self.process.wait(), 60)
+
+
+@contextlib.asynccontextmanager
+async def processes() -> AsyncIterator[list[Worker]]:
+    started: list[Worker] = []
+    try:
+        yield started
+    finally:
+        for worker in started:
+            if worker.process is not None and worker.process.returncode is None:
+                worker.process.kill()
+                await worker.process.wait()
+
+
+SCENARIOS = {
+    # seed: (query, events)
+    11: ("q3", 12_000),
+    12: ("q2", 12_000),
+}
+
+
+@pytest.mark.asyncio(loop_factories=["uvloop"])  # the test drives processes: one loop is enough
+@pytest.mark.parametrize("seed", sorted(SCENARIOS))
+@pytest.mark.timeout(240)
+async def test_workers_join_leave_and_die_and_every_result_is_there_once(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory, tmp_path: Path, seed: int
+) -> None:
+    """Three workers of one job on a 4-partition topic while the input arrives in parts: a fourth
+    joins, one stops with SIGTERM, one is killed with SIGKILL and replaced by a fresh one. The
+    output a read_committed reader sees is the per-partition reference, one for one."""
+    query, events = SCENARIOS[seed]
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=3)
+    transactions = [dict(tx) for tx in generate(events, seed=seed, cards=500)]
+    chunks = [transactions[i * events // 5 : (i + 1) * events // 5] for i in range(5)]
+    argv = worker_args(bootstrap, query, source, output, f"g-{uuid.uuid4().hex[:8]}")
+    async with processes() as workers:
+
+        def alive() -> None:
+            for worker in workers:
+                if worker not in stopped:
+                    worker.alive()
+
+        stopped: list[Worker] = []
+
+        async def start(name: str) -> Worker:
+            worker = Worker(argv, tmp_path / f"{name}.log")
+            workers.append(worker)
+            await worker.start()
+            return worker
+
+        async def settle() -> None:
+            """Until the committed output covers the reference of what was produced so far."""
+            per_partition = await read_partitions(bootstrap, source)
+            expected = expected_q2(per_partition) if query == "q2" else expected_q3(per_partition)
+            await wait_for_output(bootstrap, output, len(expected), within=60, alive=alive)
+
+        first = [await start(f"worker-{i}") for i in range(3)]
+        await produce(bootstrap, source, chunks[0])
+        await settle()
+        await start("joins")
+        await produce(bootstrap, source, chunks[1])
+        await settle()
+        assert await first[0].stop(signal.SIGTERM) == 0, first[0].report()
+        stopped.append(first[0])
+        await produce(bootstrap, source, chunks[2])
+        await first[1].stop(signal.SIGKILL)
+        stopped.append(first[1])
+        await start("replaces-the-killed-one")
+        await produce(bootstrap, source, chunks[3])
+        await settle()
+        await produce(bootstrap, source, chunks[4])
+        await settle()
+        for worker in workers:
+            if worker not in stopped:
+                assert await worker.stop(signal.SIGTERM) == 0, worker.report()
+    per_partition = await read_partitions(bootstrap, source)
+    expected = expected_q2(per_partition) if query == "q2" else expected_q3(per_partition)
+    assert not difference(await read_output(bootstrap, output), expected)
