@@ -542,3 +542,107 @@ def test_other_commands_take_no_unknown_arguments(project: Path) -> None:
     done = actorflow("config", "--limit", "3", cwd=project)
     assert done.returncode == 2
     assert "unrecognized arguments: --limit 3" in done.stderr
+
+
+# -- a new user's first targets (issue 12, items 1 to 3) -------------------------------------------
+
+SCRIPT = textwrap.dedent(
+    """
+    from actorflow import Flow
+
+    job = Flow("script", parallelism=2)
+    job.from_iterable(range(5)).map(lambda n: n * 10, name="times-ten").print(prefix="out: ")
+    job.execute()  # as the README's flow: run when the file is run with python
+    """
+)
+
+
+def test_a_file_that_executes_its_flow_when_imported_runs_once_under_the_command(project: Path) -> None:
+    (project / "script.py").write_text(SCRIPT.replace("job", "flow"))
+    done = actorflow("run", "script.py", "-p", "1", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == EXPECTED  # once, not twice, and in order: the command's -p 1
+    assert done.stderr == ""
+    planned = actorflow("plan", "script.py", "-p", "3", cwd=project)
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.splitlines() == [
+        "[source] x1",
+        "[times-ten -> print] x3 <- rebalance from [source]",
+    ]
+    # Run with python, the file still runs its flow itself.
+    alone = subprocess.run(
+        [sys.executable, "script.py"], cwd=project, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert sorted(alone.stdout.splitlines()) == EXPECTED
+
+
+def test_the_one_flow_a_file_executes_is_its_target_whatever_its_name(project: Path) -> None:
+    (project / "script.py").write_text(SCRIPT)
+    done = actorflow("run", "script.py", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == EXPECTED
+    (project / "two.py").write_text(SCRIPT + SCRIPT.replace("job", "other"))
+    two = actorflow("run", "two.py", cwd=project)
+    assert two.returncode == 2
+    assert two.stderr == (
+        "actorflow: two.py has no attribute 'flow' (it executes 2 flows: name the one to run)\n"
+    )
+    assert actorflow("run", "two.py:other", cwd=project).returncode == 0
+
+
+def test_a_main_function_that_executes_a_flow_stands_for_it(project: Path) -> None:
+    (project / "with_main.py").write_text(
+        SCRIPT.replace("job = ", "def main():\n    job = ").replace("\njob.", "\n    job.")
+    )
+    done = actorflow("run", "with_main.py:main", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == EXPECTED
+
+
+def test_execute_inside_a_running_event_loop_says_to_await_run() -> None:
+    import asyncio
+
+    from actorflow.errors import PlanError
+
+    async def main() -> None:
+        flow = Flow("inside")
+        flow.from_iterable([1]).collect()
+        with pytest.raises(PlanError, match=r"cannot run inside a running event loop; await flow.run\(\)"):
+            flow.execute()
+
+    asyncio.run(main())
+
+
+def test_the_readme_guards_its_execute() -> None:
+    readme = (ROOT / "README.md").read_text()
+    flow_section = readme.partition("## A flow")[2].partition("\n## ")[0]
+    assert 'if __name__ == "__main__":\n    flow.execute()' in flow_section
+
+
+def test_a_module_in_the_working_directory_runs_also_without_it_on_the_path(project: Path) -> None:
+    # ``-P`` keeps the working directory off sys.path, as the installed console script does.
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "actorflow", "run", "tiny_flows:flow"],
+        cwd=project, capture_output=True, text=True, timeout=30, check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == EXPECTED
+
+
+def test_version() -> None:
+    import actorflow as package
+
+    done = actorflow("--version", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"actorflow {package.__version__}\n"
+
+
+def test_a_function_that_is_not_a_flow_is_bad_usage_in_one_line() -> None:
+    done = actorflow("run", "examples/windowed_count.py:describe", cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "actorflow: examples/windowed_count.py:describe is not a Flow or a function that returns one: "
+        "describe() cannot be called with no arguments (missing a required argument: 'result')\n"
+    )

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,11 +27,15 @@ from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
 
-__all__ = ["Flow", "new_event_loop"]
+__all__ = ["Flow", "deferring_execute", "new_event_loop"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Set while a command (``actorflow run|plan``) imports a flow's file: execute() then hands the flow
+# over instead of running it (see deferring_execute).
+_deferred: ContextVar[list[Flow] | None] = ContextVar("actorflow_deferred_execute", default=None)
 
 
 class Flow:
@@ -325,9 +330,48 @@ class Flow:
                     await task
 
     def execute(self) -> None:
-        """Run the flow to its end in a new event loop (uvloop when installed)."""
+        """Run the flow to its end in a new event loop (uvloop when installed).
+
+        Inside :func:`deferring_execute` (while ``actorflow run`` or ``actorflow plan`` imports
+        the flow's file) it only hands the flow to the command, which runs it once, with its own
+        settings. Raises :class:`PlanError` when called from a running event loop: await
+        :meth:`run` there.
+        """
+        deferred = _deferred.get()
+        if deferred is not None:
+            deferred.append(self)
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise PlanError(
+                f"flow {self.name!r}: execute() cannot run inside a running event loop; await flow.run()"
+            )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(self.run())
+
+
+@contextlib.contextmanager
+def deferring_execute() -> Iterator[list[Flow]]:
+    """While the block runs, :meth:`Flow.execute` runs nothing: it appends its flow to the list
+    this yields and returns at once, so a file that ends in ``flow.execute()`` can be imported
+    by a command that runs the flow itself.
+
+    >>> with deferring_execute() as executed:
+    ...     flow = Flow("deferred")
+    ...     doubled = flow.from_iterable([1, 2]).map(lambda n: n * 2).collect()
+    ...     flow.execute()
+    >>> [f.name for f in executed], doubled.values
+    (['deferred'], [])
+    """
+    executed: list[Flow] = []
+    token = _deferred.set(executed)
+    try:
+        yield executed
+    finally:
+        _deferred.reset(token)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -2,6 +2,7 @@
 
 Commands::
 
+    actorflow --version                      the version of actorflow
     actorflow run [settings] TARGET [ARGS]   run a flow until it ends or is stopped
     actorflow plan TARGET [--format text|dot|mermaid]
     actorflow config [settings] [--format toml|json]
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import sys
@@ -55,6 +57,14 @@ _SUMMARY, _, _REST = (__doc__ or "").replace("``", "").partition("\n")
 _EXIT_CODES = "exit codes:" + _REST.partition("Exit codes:")[2].replace("\n- ", "\n  ")
 
 
+def _version() -> str:
+    # The installed distribution's (the package itself is above this layer: it imports everything).
+    try:
+        return importlib.metadata.version("actorflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command (the docker tests check the compose file's command lines with it)."""
     parser = argparse.ArgumentParser(
@@ -63,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"actorflow {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     target_help = "module:attr or path/to/file.py[:attr] (attr defaults to flow)"
 
