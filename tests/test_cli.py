@@ -120,12 +120,26 @@ def test_the_console_script_runs_a_file(project: Path) -> None:
     assert done.stdout.splitlines() == EXPECTED
 
 
-def test_a_failing_flow_exits_1_with_the_traceback(project: Path) -> None:
+def _line_of(text: str, source: str) -> int:
+    return next(number for number, line in enumerate(source.splitlines(), 1) if text in line)
+
+
+def test_a_failing_flow_exits_1_with_one_line_naming_operator_record_and_cause(project: Path) -> None:
     done = actorflow("run", "tiny_flows:failing", cwd=project)
     assert done.returncode == 1
+    line = _line_of("1 // (n - 3)", FLOWS)
+    assert done.stderr == (
+        "actorflow: operator divide[1/1] failed on record 3: ZeroDivisionError: integer division or "
+        f"modulo by zero (tiny_flows.py:{line})\n"
+    )
+
+
+def test_the_traceback_of_a_failure_comes_at_log_level_debug_before_the_line(project: Path) -> None:
+    done = actorflow("run", "tiny_flows:failing", "--log-level", "debug", cwd=project)
+    assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
-    assert "ZeroDivisionError" in done.stderr
-    assert "divide[" in done.stderr  # the note naming the operator instance
+    assert "actorflow: raised in operator divide[1/1] on record 3" in done.stderr  # the note
+    assert done.stderr.splitlines()[-1].startswith("actorflow: operator divide[1/1] failed on record 3: ")
 
 
 def test_a_missing_attribute_exits_with_a_clear_message(project: Path) -> None:
@@ -645,4 +659,86 @@ def test_a_function_that_is_not_a_flow_is_bad_usage_in_one_line() -> None:
     assert done.stderr == (
         "actorflow: examples/windowed_count.py:describe is not a Flow or a function that returns one: "
         "describe() cannot be called with no arguments (missing a required argument: 'result')\n"
+    )
+
+
+# -- errors a user reads (issue 12, items 4 and 5) -------------------------------------------------
+
+READER = textwrap.dedent(
+    """
+    from actorflow import Flow, WatermarkStrategy
+
+    flow = Flow("reader")
+    (
+        flow.from_json_lines(
+            "input.jsonl", watermarks=WatermarkStrategy.bounded_out_of_orderness(0, lambda tx: tx["ts"])
+        )
+        .map(lambda tx: tx["amount"] * 2, name="double")
+        .print()
+    )
+    """
+)
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> Path:
+    (tmp_path / "reader.py").write_text(READER)
+    return tmp_path
+
+
+def test_a_bad_line_ends_the_run_with_file_line_and_cause_only(reader: Path) -> None:
+    good = [f'{{"ts": {n}, "amount": {n}}}\n' for n in range(5)]
+    (reader / "input.jsonl").write_text("".join(good) + '{"ts": 5, "amount": \n' + good[0])
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert done.stderr == "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)\n"
+    debug = actorflow("run", "reader.py", "--log-level", "debug", cwd=reader)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "During handling of the above exception" not in debug.stderr  # no chained fast-path error
+    assert debug.stderr.splitlines()[-1] == (
+        "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)"
+    )
+
+
+def test_a_byte_that_is_not_utf8_is_named_as_such(reader: Path) -> None:
+    (reader / "input.jsonl").write_bytes(b'{"ts": 1, "amount": 1}\n{"ts": 2, "note": "caf\xe9"}\n')
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert done.stderr == "actorflow: input.jsonl:2: not UTF-8 at byte 23 of the line (b'\\xe9')\n"
+
+
+def test_a_missing_field_names_the_record(reader: Path) -> None:
+    (reader / "input.jsonl").write_text('{"ts": 1, "amount": 1}\n{"ts": 2, "amont": 5}\n')
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    line = _line_of('tx["amount"] * 2', READER)
+    assert done.stderr == (
+        "actorflow: operator double[1/1] failed on record {'ts': 2, 'amont': 5}: KeyError: 'amount' "
+        f"(reader.py:{line})\n"
+    )
+
+
+def test_a_missing_input_file_is_bad_usage_before_the_job_starts(reader: Path) -> None:
+    done = actorflow("run", "reader.py", "--checkpoint-dir", "state", cwd=reader)
+    assert done.returncode == 2
+    assert done.stderr == "actorflow: input.jsonl: no such file\n"
+    assert not (reader / "state" / "daemon").exists()  # nothing started
+
+
+def test_an_empty_input_says_0_records(reader: Path) -> None:
+    (reader / "input.jsonl").write_text("")
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 0, done.stderr
+    assert "input.jsonl: 0 records (the file is empty)" in done.stderr
+
+
+def test_an_event_time_beyond_64_bits_is_a_clear_error(reader: Path) -> None:
+    (reader / "input.jsonl").write_text(
+        '{"ts": 1, "amount": 1}\n{"ts": 123456789012345678901234, "amount": 2}\n'
+    )
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "actorflow: input.jsonl:2: the event time 1.2345678901234569e+23 is out of range "
+        "(epoch ms within 64 bits)\n"
     )

@@ -196,6 +196,14 @@ class Flow:
 
     # -- running -------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """Raises :class:`~actorflow.errors.InputError` if a source cannot read its input at all
+        (a missing file); :meth:`run` calls it before any actor starts."""
+        for node in self._graph.nodes:
+            if node.kind == "source":
+                assert node.source is not None
+                node.source.check()
+
     def plan(self) -> PhysicalPlan:
         """Compile the flow: chains, their parallelism and the partitioners between them."""
         return compile_graph(self._graph, self.parallelism)
@@ -204,13 +212,16 @@ class Flow:
         """Run the flow in the running event loop until every source has ended (or :meth:`stop`).
 
         With checkpoints enabled, resumes from ``from_savepoint`` (a savepoint or checkpoint
-        directory) or else from the newest complete checkpoint in the storage. Raises the first
+        directory) or else from the newest complete checkpoint in the storage. Raises
+        :class:`~actorflow.errors.InputError` before it starts if an input cannot be read (see
+        :meth:`check_inputs`), and otherwise the first
         exception a user function raised (with a note naming the operator), after every actor
         has stopped, once the restart strategy gives up.
         """
         if self._running:
             raise PlanError(f"flow {self.name!r} is already running")
         plan = self.plan()
+        self.check_inputs()
         savepoint = FileSystemStorage.load_path(from_savepoint) if from_savepoint is not None else None
         if savepoint is not None and self._storage is None:
             raise PlanError("from_savepoint needs enable_checkpointing()")
