@@ -82,12 +82,21 @@ def actorflow(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def lifecycle(stderr: str) -> list[str]:
+    """The messages of the NOTICE lines of ``stderr`` (the job's life cycle), in order."""
+    return [line.partition("actorflow.daemon: ")[2] for line in stderr.splitlines() if " NOTICE " in line]
+
+
 def test_run_a_file(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     done = actorflow("run", str(project / "tiny_flows.py"), cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == EXPECTED
-    assert done.stderr == ""
+    assert lifecycle(done.stderr) == [
+        "started tiny (no checkpoints, parallelism 1)",
+        "tiny done: 5 records read",
+    ]
+    assert len(done.stderr.splitlines()) == 2
 
 
 def test_run_a_file_with_an_attribute(project: Path) -> None:
@@ -120,6 +129,15 @@ def test_the_console_script_runs_a_file(project: Path) -> None:
     assert done.stdout.splitlines() == EXPECTED
 
 
+def cause_of(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line of a failed run's stderr, checking that only life-cycle lines came before it
+    and no traceback at all."""
+    assert "Traceback" not in done.stderr, done.stderr
+    *before, last = done.stderr.splitlines()
+    assert all(" NOTICE " in line for line in before), done.stderr
+    return last + "\n"
+
+
 def _line_of(text: str, source: str) -> int:
     return next(number for number, line in enumerate(source.splitlines(), 1) if text in line)
 
@@ -128,7 +146,7 @@ def test_a_failing_flow_exits_1_with_one_line_naming_operator_record_and_cause(p
     done = actorflow("run", "tiny_flows:failing", cwd=project)
     assert done.returncode == 1
     line = _line_of("1 // (n - 3)", FLOWS)
-    assert done.stderr == (
+    assert cause_of(done) == (
         "actorflow: operator divide[1/1] failed on record 3: ZeroDivisionError: integer division or "
         f"modulo by zero (tiny_flows.py:{line})\n"
     )
@@ -221,7 +239,7 @@ def test_each_setting_comes_from_the_first_of_flag_env_file_default(tmp_path: Pa
     assert (config.log_format, config.origins["log_format"]) == ("json", f"file {config_file}")
     assert config.restart_strategy == "fixed:3:1s"
     # An empty variable counts as unset.
-    assert (config.log_level, config.origins["log_level"]) == ("warning", "default")
+    assert (config.log_level, config.origins["log_level"]) == ("notice", "default")
     assert (config.checkpoint_dir, config.origins["checkpoint_dir"]) == (None, "default")
     assert config.config_file == config_file and config.origins["config_file"] == "flag --config"
 
@@ -375,7 +393,7 @@ def test_config_as_toml_can_be_read_back(project: Path) -> None:
     saved.write_text(done.stdout)
     assert tomllib.loads(done.stdout)["restart_strategy"] == "fixed:2:1s"
     again = resolve({"config": str(saved)}, {})
-    assert (again.parallelism, again.restart_strategy, again.log_level) == (3, "fixed:2:1s", "warning")
+    assert (again.parallelism, again.restart_strategy, again.log_level) == (3, "fixed:2:1s", "notice")
 
 
 def test_a_wrong_setting_exits_2(project: Path) -> None:
@@ -532,11 +550,11 @@ def test_plan_does_not_create_the_checkpoint_directory(project: Path) -> None:
 
 def test_arguments_actorflow_does_not_know_go_to_the_flow_function(project: Path) -> None:
     done = actorflow(
-        "run", "tiny_flows.py:with_arguments", "--limit", "3", "--log-level", "info", "x", cwd=project
+        "run", "tiny_flows.py:with_arguments", "--limit", "3", "--log-level", "warning", "x", cwd=project
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["arg: --limit", "arg: 3", "arg: x"]
-    assert "INFO" in done.stderr  # --log-level was actorflow's, wherever it stood
+    assert done.stderr == ""  # --log-level was actorflow's, wherever it stood: no life-cycle lines
 
 
 def test_after_a_double_dash_every_argument_is_the_flows(project: Path) -> None:
@@ -576,7 +594,10 @@ def test_a_file_that_executes_its_flow_when_imported_runs_once_under_the_command
     done = actorflow("run", "script.py", "-p", "1", cwd=project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == EXPECTED  # once, not twice, and in order: the command's -p 1
-    assert done.stderr == ""
+    assert lifecycle(done.stderr) == [
+        "started script (no checkpoints, parallelism 1)",
+        "script done: 5 records read",
+    ]
     planned = actorflow("plan", "script.py", "-p", "3", cwd=project)
     assert planned.returncode == 0, planned.stderr
     assert planned.stdout.splitlines() == [
@@ -691,7 +712,9 @@ def test_a_bad_line_ends_the_run_with_file_line_and_cause_only(reader: Path) -> 
     (reader / "input.jsonl").write_text("".join(good) + '{"ts": 5, "amount": \n' + good[0])
     done = actorflow("run", "reader.py", cwd=reader)
     assert done.returncode == 1
-    assert done.stderr == "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)\n"
+    assert (
+        cause_of(done) == "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)\n"
+    )
     debug = actorflow("run", "reader.py", "--log-level", "debug", cwd=reader)
     assert "Traceback (most recent call last)" in debug.stderr
     assert "During handling of the above exception" not in debug.stderr  # no chained fast-path error
@@ -704,7 +727,7 @@ def test_a_byte_that_is_not_utf8_is_named_as_such(reader: Path) -> None:
     (reader / "input.jsonl").write_bytes(b'{"ts": 1, "amount": 1}\n{"ts": 2, "note": "caf\xe9"}\n')
     done = actorflow("run", "reader.py", cwd=reader)
     assert done.returncode == 1
-    assert done.stderr == "actorflow: input.jsonl:2: not UTF-8 at byte 23 of the line (b'\\xe9')\n"
+    assert cause_of(done) == "actorflow: input.jsonl:2: not UTF-8 at byte 23 of the line (b'\\xe9')\n"
 
 
 def test_a_missing_field_names_the_record(reader: Path) -> None:
@@ -712,7 +735,7 @@ def test_a_missing_field_names_the_record(reader: Path) -> None:
     done = actorflow("run", "reader.py", cwd=reader)
     assert done.returncode == 1
     line = _line_of('tx["amount"] * 2', READER)
-    assert done.stderr == (
+    assert cause_of(done) == (
         "actorflow: operator double[1/1] failed on record {'ts': 2, 'amont': 5}: KeyError: 'amount' "
         f"(reader.py:{line})\n"
     )
@@ -738,7 +761,7 @@ def test_an_event_time_beyond_64_bits_is_a_clear_error(reader: Path) -> None:
     )
     done = actorflow("run", "reader.py", cwd=reader)
     assert done.returncode == 1
-    assert done.stderr == (
+    assert cause_of(done) == (
         "actorflow: input.jsonl:2: the event time 1.2345678901234569e+23 is out of range "
         "(epoch ms within 64 bits)\n"
     )

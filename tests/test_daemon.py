@@ -428,8 +428,11 @@ def test_a_failure_is_logged_as_json_with_its_traceback(project: Path) -> None:
     )
     done = actorflow(project, "run", "failing.py", "--log-format", "json")
     assert done.returncode == 1
-    [record] = [json.loads(line) for line in done.stderr.splitlines()]
-    assert record["job"] == "failing" and record["level"] == "ERROR"
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [r["level"] for r in records] == ["NOTICE", "ERROR"]  # started, failed
+    record = records[-1]
+    assert record["job"] == "failing"
+    assert record["message"].startswith("operator divide[1/1] failed on record 3: ZeroDivisionError: ")
     assert "ZeroDivisionError" in record["exception"]
     assert "raised in operator divide[1/1]" in record["exception"]
 
@@ -451,14 +454,96 @@ def test_a_bounded_job_shows_progress_and_a_summary_when_asked(project: Path, ho
     size = (project / "transactions.jsonl").stat().st_size
     # The first frame is drawn at the start, before anything was read.
     assert frames[1].startswith(f"transactions: 0 records, 0 rec/s, 0% of {size / 1000:.1f} kB")
-    summary = frames[-1].split("\x1b[K")[-1].rstrip("\n")
+    summary = stderr.splitlines()[-1]
     assert re.match(r"^transactions: 5,000 records in \d+\.\d s \([\d,]+ rec/s\), done$", summary), summary
 
 
 def test_no_progress_when_stderr_is_not_a_terminal(project: Path) -> None:
     done = actorflow(project, "run", "flows.py:transactions")
     assert done.returncode == 0
+    assert "\r" not in done.stderr
+    assert [line.split(" actorflow.daemon: ")[1] for line in done.stderr.splitlines()] == [
+        "started transactions (no checkpoints, parallelism 1)",
+        "transactions done: 5,000 records read",
+    ]
+
+
+# -- the life cycle at the default log level (issue 12, item 7) ------------------------------------
+
+
+def notices(lines: list[str]) -> list[str]:
+    """The messages of the NOTICE lines (the life cycle) among ``lines``."""
+    return [line.split(" actorflow.daemon: ")[1].strip() for line in lines if " NOTICE " in line]
+
+
+def test_the_life_cycle_is_logged_at_the_default_level(project: Path, daemons: list[Daemon]) -> None:
+    checkpoints = project / "checkpoints"
+    first = start(daemons, project, "flows.py:ticker", "--checkpoint-dir", "checkpoints")
+    first.wait_for("reading from 0")
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0, "".join(first.stderr)
+    sp = checkpoints / "sp-0000000001"
+    assert notices(first.stderr) == [
+        "started ticker (from the beginning, checkpoints in checkpoints, parallelism 1)",
+        "SIGTERM: stopping job 'ticker' with a final savepoint (SIGTERM again stops at once)",
+        f"job 'ticker' stopped with savepoint 1 at {Path('checkpoints') / sp.name}",
+    ]
+    second = start(daemons, project, "flows.py:ticker", "--checkpoint-dir", "checkpoints", "-p", "2")
+    second.wait_for("reading from")
+    second.send(signal.SIGINT)
+    assert second.wait() == 0, "".join(second.stderr)
+    assert notices(second.stderr)[0] == "started ticker (resumed from savepoint 1, parallelism 2)"
+
+
+def test_a_finished_bounded_job_says_there_is_nothing_to_do(project: Path) -> None:
+    args = ("run", "flows.py:transactions", "--checkpoint-dir", "checkpoints")
+    first = actorflow(project, *args)
+    assert first.returncode == 0, first.stderr
+    assert notices(first.stderr.splitlines())[-1] == "transactions done: 5,000 records read"
+    again = actorflow(project, *args)
+    assert again.returncode == 0, again.stderr
+    assert notices(again.stderr.splitlines()) == [
+        f"transactions: nothing to do: the input ended in checkpoint 1 at "
+        f"{Path('checkpoints') / 'chk-0000000001'} (to read it again, start with another checkpoint "
+        "directory)"
+    ]
+
+
+def test_the_log_level_warning_keeps_a_healthy_run_quiet(project: Path) -> None:
+    done = actorflow(project, "run", "flows.py:transactions", "--log-level", "warning")
+    assert done.returncode == 0
     assert done.stderr == ""
+
+
+# -- progress counts per source (issue 12, item 9) -------------------------------------------------
+
+
+def test_progress_counts_each_source_apart(project: Path) -> None:
+    (project / "two.py").write_text(
+        textwrap.dedent(
+            """
+            from actorflow import Flow
+
+            flow = Flow("two")
+            main = flow.from_iterable(range(2_000), name="numbers")
+            main.union(flow.from_iterable([-1, -2], name="rules")).sink_to_callback(lambda n: None)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "actorflow", "run", "two.py", "--progress", "always"],
+        cwd=project, capture_output=True, timeout=60, check=False, env=environment(),
+    )  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    frames = [frame.split("\x1b[K")[0] for frame in stderr.split("\r")]
+    first = next(frame for frame in frames if frame.startswith("two: "))
+    assert first.startswith("two: 0 numbers + 0 rules, 0 rec/s, 0% of 2,000 numbers"), first
+    summary = next(line for line in stderr.splitlines() if " in " in line and line.endswith(", done"))
+    assert re.fullmatch(r"two: 2,000 numbers \+ 2 rules in \d+\.\d s \([\d,]+ rec/s\), done", summary), (
+        summary
+    )
+    assert notices(stderr.splitlines())[-1] == "two done: 2,000 numbers + 2 rules read"
 
 
 def test_the_http_endpoint_serves_while_the_daemon_runs(project: Path, daemons: list[Daemon]) -> None:

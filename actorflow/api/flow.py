@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
-from actorflow.operators.snapshots import states_of
+from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
@@ -27,11 +28,23 @@ from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
 
-__all__ = ["Flow", "deferring_execute", "new_event_loop"]
+__all__ = ["Flow", "RunStart", "deferring_execute", "new_event_loop"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a start of the job's actors begins from, told to :attr:`Flow.start_listeners`."""
+
+    #: The checkpoint or savepoint restored, or None (the beginning of the input).
+    restored: CheckpointInfo | None
+    #: 0 for the first start of :meth:`Flow.run`, n for its n-th restart after a failure.
+    restart: int
+    #: Every source had ended in the restored checkpoint: nothing is left to read.
+    input_ended: bool
 
 # Set while a command (``actorflow run|plan``) imports a flow's file: execute() then hands the flow
 # over instead of running it (see deferring_execute).
@@ -85,6 +98,9 @@ class Flow:
         self.metrics: JobMetrics | None = None
         #: Checkpoints of the running (or last) job, across its restarts.
         self.checkpoint_stats = CheckpointStats()
+        #: Called with a :class:`RunStart` each time :meth:`run` deploys the actors (the first
+        #: start and every restart), once the checkpoint to restore is chosen (the daemon logs it).
+        self.start_listeners: list[Callable[[RunStart], None]] = []
 
     # -- checkpoints and restarts --------------------------------------------------------------
 
@@ -237,6 +253,7 @@ class Flow:
                     if restore is None or (savepoint is not None and self.restarts == 0):
                         restore = savepoint or restore
                     self._check_compatible(restore)
+                self._tell_start(restore)
                 self.metrics = JobMetrics()
                 actors = deploy(
                     plan,
@@ -268,6 +285,13 @@ class Flow:
         finally:
             self._running = False
             self._coordinator = None
+
+    def _tell_start(self, restore: LoadedCheckpoint | None) -> None:
+        sources = [node.name for node in self._graph.nodes if node.kind == "source"]
+        ended = restore is not None and all(ended_at(name, restore.parts) for name in sources)
+        start = RunStart(restore.info if restore is not None else None, self.restarts, ended)
+        for listener in self.start_listeners:
+            listener(start)
 
     def _new_coordinator(self) -> CheckpointCoordinator | None:
         if self._storage is None:

@@ -147,10 +147,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "log_level",
-        parsing.choice("debug", "info", "warning", "error"),
-        "the least important log lines shown",
-        default="warning",
-        metavar="debug|info|warning|error",
+        parsing.choice("debug", "info", "notice", "warning", "error"),
+        "the least important log lines shown (notice: the job's life cycle, warnings, errors)",
+        default="notice",
+        metavar="debug|info|notice|warning|error",
     ),
     Option(
         "progress",
@@ -189,7 +189,7 @@ class Config:
     restart_strategy: str | None = None
     from_savepoint: Path | None = None
     log_format: str = "text"
-    log_level: str = "warning"
+    log_level: str = "notice"
     progress: str = "auto"
     http_host: str = "127.0.0.1"
     http_port: int | None = None
