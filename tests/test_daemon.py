@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -693,3 +694,41 @@ def test_log_lines_name_the_actor_task_they_come_from() -> None:
         ("inside", "demo", "map -> print[2/3]"),
         ("after", "renamed", None),  # no event loop at all
     ]
+
+
+# -- damaged checkpoints never strand a job (issue 12, items 13 and 14) ----------------------------
+
+
+def _damage_max_parallelism(manifest: Path) -> None:
+    document = json.loads(manifest.read_text())
+    document["metadata"]["max_parallelism"] = 64  # still JSON, still a number: only the seal tells
+    manifest.write_text(json.dumps(document))
+
+
+def _truncate(manifest: Path) -> None:
+    manifest.write_bytes(manifest.read_bytes()[:40])
+
+
+@pytest.mark.parametrize("damage", [_damage_max_parallelism, _truncate], ids=["changed", "truncated"])
+def test_a_damaged_newest_savepoint_is_skipped_kept_and_the_one_before_is_used(
+    project: Path, daemons: list[Daemon], damage: Any
+) -> None:
+    args = ("flows.py:ticker", "--checkpoint-dir", "checkpoints")
+    for _ in range(2):  # savepoints 1 and 2
+        daemon = start(daemons, project, *args)
+        daemon.wait_for("reading from")
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait() == 0, "".join(daemon.stderr)
+    newest = project / "checkpoints" / "sp-0000000002"
+    damage(newest / "MANIFEST.json")
+    damaged = (newest / "MANIFEST.json").read_bytes()
+
+    third = start(daemons, project, *args)
+    third.wait_for("started ticker (resumed from savepoint 1, parallelism 1)")
+    third.send(signal.SIGTERM)
+    assert third.wait() == 0, "".join(third.stderr)
+    skipped = [line for line in third.stderr if "skipping savepoint 2: " in line]
+    assert skipped and "(kept: delete it by hand)" in skipped[0], "".join(third.stderr)
+    assert (newest / "MANIFEST.json").read_bytes() == damaged  # kept as it was, for a human to look at
+    listed = actorflow(project, "checkpoints", "list", "--checkpoint-dir", "checkpoints")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == ["1", "3"]

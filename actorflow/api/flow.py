@@ -46,6 +46,7 @@ class RunStart:
     #: Every source had ended in the restored checkpoint: nothing is left to read.
     input_ended: bool
 
+
 # Set while a command (``actorflow run|plan``) imports a flow's file: execute() then hands the flow
 # over instead of running it (see deferring_execute).
 _deferred: ContextVar[list[Flow] | None] = ContextVar("actorflow_deferred_execute", default=None)

@@ -97,6 +97,12 @@ _NOT_USER = tuple(
 )
 
 
+def _is_user(filename: str) -> bool:
+    """A frame of the user's code: a Python file that exists (not ``<string>``, not a compiled
+    extension's ``uvloop/loop.pyx``) outside actorflow and the standard library."""
+    return not filename.startswith(_NOT_USER) and filename.endswith(".py") and os.path.isfile(filename)
+
+
 def failing_record(error: BaseException, values: Sequence[Any]) -> tuple[bool, Any]:
     """``(True, record)`` if ``error`` was raised in a user function called with one of ``values``
     (the batch the failing operator had in hand), else ``(False, None)``.
@@ -114,7 +120,7 @@ def failing_record(error: BaseException, values: Sequence[Any]) -> tuple[bool, A
     while entry is not None:
         frame = entry.tb_frame
         code = frame.f_code
-        if not code.co_filename.startswith(_NOT_USER):
+        if _is_user(code.co_filename):
             count = code.co_argcount + code.co_kwonlyargcount
             for name in code.co_varnames[:count]:
                 argument = frame.f_locals.get(name)
@@ -133,7 +139,7 @@ def user_location(error: BaseException) -> str | None:
     entry = error.__traceback__
     while entry is not None:
         code = entry.tb_frame.f_code
-        if not code.co_filename.startswith(_NOT_USER) and not code.co_filename.startswith("<"):
+        if _is_user(code.co_filename):
             found = (code.co_filename, entry.tb_lineno)
         entry = entry.tb_next
     if found is None:
