@@ -222,7 +222,7 @@ class CheckpointStorage(ABC):
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if any(info.checkpoint_id == checkpoint_id for info in self.completed()):
+        if any(info.checkpoint_id == checkpoint_id for info in self._read_manifests()[0]):
             raise CheckpointError(f"checkpoint {checkpoint_id} is already complete")
         info = CheckpointInfo(
             checkpoint_id,
@@ -336,7 +336,7 @@ class CheckpointStorage(ABC):
         return dropped
 
     def _prune(self) -> None:
-        checkpoints = [info for info in self.completed() if info.kind == "checkpoint"]
+        checkpoints = [info for info in self._read_manifests()[0] if info.kind == "checkpoint"]
         for info in checkpoints[: -self.retain]:
             self._drop(info.checkpoint_id)
 
