@@ -765,3 +765,53 @@ def test_an_event_time_beyond_64_bits_is_a_clear_error(reader: Path) -> None:
         "actorflow: input.jsonl:2: the event time 1.2345678901234569e+23 is out of range "
         "(epoch ms within 64 bits)\n"
     )
+
+
+# -- the examples that need an extra say which (issue 12, item 11) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("example", "missing", "message"),
+    [
+        ("web_service", "aiohttp", "examples/web_service.py needs aiohttp: pip install 'actorflow[web]'"),
+        (
+            "analytics",
+            "aiohttp",
+            "examples/analytics.py needs aiohttp and prometheus-client: pip install 'actorflow[web]'",
+        ),
+        ("etl", "aiokafka", "examples/etl.py needs aiokafka: pip install 'actorflow[kafka]'"),
+    ],
+)
+def test_an_example_without_its_extra_prints_the_install_command(
+    example: str, missing: str, message: str
+) -> None:
+    # As if the package were not installed: importing it fails, as in a fresh environment.
+    script = (
+        f"import runpy, sys; sys.modules[{missing!r}] = None; sys.path.insert(0, 'examples'); "
+        f"sys.argv = ['examples/{example}.py']; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == message + "\n"
+
+
+def test_http_port_without_the_web_extra_is_bad_usage_naming_it(project: Path) -> None:
+    script = (
+        "import sys; sys.modules['aiohttp'] = None; from actorflow.cli.main import main; "
+        "sys.exit(main(['run', 'tiny_flows.py', '--http-port', '0']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("actorflow: http_port needs the web extra (pip install 'actorflow[web]')")
+
+
+def test_the_readme_says_the_dashboard_needs_the_web_extra() -> None:
+    readme = (ROOT / "README.md").read_text()
+    daemon_section = readme.partition("## Running it as a daemon")[2].partition("\n## ")[0]
+    assert "pip install 'actorflow[web]'" in daemon_section
