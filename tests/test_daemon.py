@@ -732,3 +732,40 @@ def test_a_damaged_newest_savepoint_is_skipped_kept_and_the_one_before_is_used(
     assert (newest / "MANIFEST.json").read_bytes() == damaged  # kept as it was, for a human to look at
     listed = actorflow(project, "checkpoints", "list", "--checkpoint-dir", "checkpoints")
     assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == ["1", "3"]
+
+
+# -- the HTTP endpoint answers only to its own names (issue 12, item 12) ---------------------------
+
+
+def _status(url: str, **headers: str) -> int:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+def test_the_daemons_http_endpoint_refuses_other_host_names(project: Path, daemons: list[Daemon]) -> None:
+    daemon = start(
+        daemons,
+        project,
+        "flows.py:ticker",
+        "--http-port",
+        "0",
+        "--log-level",
+        "info",
+        env={"ACTORFLOW_HTTP_ALLOWED_HOSTS": "flow.internal, other.internal"},
+    )
+    found = re.search(r"dashboard of flow 'ticker' at (http://\S+/)", daemon.wait_for("dashboard of flow"))
+    assert found is not None
+    url = found.group(1)
+    daemon.wait_for("reading from 0")
+    assert _status(url + "metrics") == 200
+    assert _status(url + "metrics", Host="rebound.attacker.example") == 403
+    assert _status(url + "state/shout/1?type=int", Host="rebound.attacker.example") == 403
+    assert _status(url + "metrics", Host="other.internal:8081") == 200
+    assert _status(url + "healthz", Host="rebound.attacker.example") == 200
+    daemon.send(signal.SIGTERM)
+    assert daemon.wait() == 143  # no checkpoints: cancelled

@@ -171,6 +171,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="TOKEN",
         secret=True,
     ),
+    Option(
+        "http_allowed_hosts",
+        parsing.text,
+        "names (comma-separated, * for any) the HTTP server answers to besides localhost, "
+        "addresses and http_host",
+        "localhost, IP addresses and http_host only",
+        metavar="NAMES",
+    ),
 )
 
 _BY_KEY = {option.key: option for option in OPTIONS}
@@ -194,6 +202,7 @@ class Config:
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     http_token: str | None = None
+    http_allowed_hosts: str | None = None
     config_file: Path | None = None
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -118,7 +118,13 @@ class Daemon:
             raise UsageError(
                 f"http_port needs the web extra (pip install 'actorflow[web]'): {error}"
             ) from None
-        http = HttpConfig(port=config.http_port, host=config.http_host, token=config.http_token)
+        names = (config.http_allowed_hosts or "").split(",")
+        http = HttpConfig(
+            port=config.http_port,
+            host=config.http_host,
+            token=config.http_token,
+            allowed_hosts=tuple(name.strip() for name in names if name.strip()),
+        )
         return lambda: run_with_http(flow, http, from_savepoint=config.from_savepoint)
 
     async def run(self) -> int:
