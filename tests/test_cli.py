@@ -815,3 +815,34 @@ def test_the_readme_says_the_dashboard_needs_the_web_extra() -> None:
     readme = (ROOT / "README.md").read_text()
     daemon_section = readme.partition("## Running it as a daemon")[2].partition("\n## ")[0]
     assert "pip install 'actorflow[web]'" in daemon_section
+
+
+# -- docs that say what is true (issue 12, item 15) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "stale"),
+    [
+        ("docs/kafka.md", "does not handle SIGTERM yet"),
+        ("README.md", "per key\n  group"),
+        ("README.md", "cut by key group"),
+        ("docs/architecture.md", "shared/"),
+        ("docs/architecture.md", "DESIGN.md"),
+        ("docs/architecture.md", "BENCHMARK.md"),
+        ("docs/architecture.md", "issue"),
+        ("docs/architecture.md", "to 1.5 s"),
+        ("README.md", "The others read `examples/data/transactions.jsonl`"),
+    ],
+)
+def test_the_docs_no_longer_say(document: str, stale: str) -> None:
+    assert stale not in (ROOT / document).read_text()
+
+
+def test_the_readme_runs_with_actorflow_run_only_the_examples_that_can() -> None:
+    readme = (ROOT / "README.md").read_text()
+    said = readme.partition("## Examples")[2].partition("\n## ")[0]
+    runnable = re.search(r"\n(.*?) read\n`examples/data/transactions.jsonl`", said)
+    assert runnable is not None
+    for name in re.findall(r"`(\w+)\.py`", runnable.group(1)):
+        assert actorflow("plan", f"examples/{name}.py", cwd=ROOT).returncode == 0, name
+    assert actorflow("plan", "examples/analytics.py", cwd=ROOT).returncode == 2  # a program of its own
