@@ -61,7 +61,7 @@ def counted(records: int | None, by_source: Sequence[tuple[str, int]] = ()) -> s
     """
     if len(by_source) > 1:
         return " + ".join(f"{count:,} {name}" for name, count in by_source)
-    return f"{records or 0:,} records"
+    return f"{records or 0:,} record{'' if records == 1 else 's'}"
 
 
 def records_read(flow: Flow) -> Probe:
