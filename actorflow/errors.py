@@ -7,6 +7,8 @@
     ├── StateError                 keyed state used outside a keyed context, or misused
     ├── CheckpointError            a checkpoint could not be written, found or restored
     │   └── CorruptCheckpointError a stored checkpoint fails its checksum or is incomplete
+    ├── InputError                 a source's input cannot be read: a missing file, a line that is
+    │                              not UTF-8, not JSON or without its event time (also a ValueError)
     ├── ClosedResourceError        you used something after closing it (a push source, a mailbox)
     ├── BrokenResourceError        the other side failed or went away (the job a push source feeds)
     └── WouldBlock                 a non-blocking put found the mailbox full (flow control, not a fault)
@@ -23,6 +25,7 @@ __all__ = [
     "CheckpointError",
     "ClosedResourceError",
     "CorruptCheckpointError",
+    "InputError",
     "PlanError",
     "StateError",
     "WouldBlock",
@@ -47,6 +50,11 @@ class CheckpointError(ActorflowError):
 
 class CorruptCheckpointError(CheckpointError):
     """A stored checkpoint is damaged: a part is missing, or its checksum does not match."""
+
+
+class InputError(ActorflowError, ValueError):
+    """A source cannot read its input, or a record of it; the message names where
+    (``transactions.jsonl:6: not valid JSON (...)``)."""
 
 
 class ClosedResourceError(ActorflowError):

@@ -36,7 +36,13 @@ from actorflow import (
     WatermarkStrategy,
     WindowContext,
 )
-from actorflow.web import HttpConfig, serve_http
+
+try:
+    from actorflow.web import HttpConfig, serve_http
+except ImportError:  # pragma: no cover - the web extra is in the dev extra
+    raise SystemExit(
+        "examples/analytics.py needs aiohttp and prometheus-client: pip install 'actorflow[web]'"
+    ) from None
 
 try:
     from generator import TransactionGenerator

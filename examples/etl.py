@@ -24,7 +24,11 @@ import os
 from typing import Any
 
 from actorflow import Collector, Context, DataStream, Flow, OutputTag, ProcessFunction
-from actorflow_kafka import DeadLetterTopic, KafkaSink, KafkaSource
+
+try:
+    from actorflow_kafka import DeadLetterTopic, KafkaSink, KafkaSource
+except ImportError:  # pragma: no cover - the kafka extra is in the dev extra
+    raise SystemExit("examples/etl.py needs aiokafka: pip install 'actorflow[kafka]'") from None
 
 INVALID: OutputTag[dict[str, Any]] = OutputTag("invalid")
 REQUIRED = {"payment_id": int, "merchant_id": str, "amount": (int, float), "ts": int}

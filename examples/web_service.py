@@ -24,9 +24,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from actorflow import Flow, PushSource, WatermarkStrategy
+
+try:
+    from aiohttp import web
+except ImportError:  # pragma: no cover - the web extra is in the dev extra
+    raise SystemExit("examples/web_service.py needs aiohttp: pip install 'actorflow[web]'") from None
 
 try:
     from fraud_detection import SmallThenLarge, describe

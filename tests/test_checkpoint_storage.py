@@ -194,3 +194,98 @@ def test_load_latest_is_the_newest_intact_committed_checkpoint(
     intact = [i for i in kept if i not in damaged]
     loaded = storage.load_latest()
     assert (loaded.info.checkpoint_id if loaded else None) == (intact[-1] if intact else None)
+
+
+# -- damaged manifests (issue 12, items 13 and 14) -------------------------------------------------
+
+
+def test_every_single_bit_flip_of_a_manifest_falls_back_to_the_previous_checkpoint() -> None:
+    storage = MemoryStorage()
+    for checkpoint_id in (1, 2):
+        write(storage, checkpoint_id)
+        storage.commit(checkpoint_id, {"flow": "demo", "max_parallelism": 128})
+    manifest = storage._manifest_bytes[2]
+    for bit in range(len(manifest) * 8):
+        flipped = bytearray(manifest)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        storage._manifest_bytes[2] = bytes(flipped)
+        loaded = storage.load_latest()  # never raises, never takes the damaged one
+        assert loaded is not None and loaded.info.checkpoint_id == 1, (bit, bytes(flipped))
+        assert [info.checkpoint_id for info in storage.completed()] == [1]
+        assert set(storage.damaged()) == {2}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda m: {**m, "kind": "checkpoinu"}, "its SHA-256 does not match"),
+        (
+            lambda m: {**m, "metadata": {**m["metadata"], "max_parallelism": 64}},
+            "its SHA-256 does not match",
+        ),
+        (lambda m: {**m, "parts": {"source[1/1]": None}}, "its SHA-256 does not match"),
+        # Without the manifest's own checksum (as written before it existed) the schema still says.
+        (lambda m: {k: v for k, v in m.items() if k != "manifest_sha256"} | {"kind": "x"}, "kind 'x'"),
+        (
+            lambda m: (
+                {k: v for k, v in m.items() if k != "manifest_sha256"}
+                | {"parts": {"source[1/1]": {"sise": 3, "sha256": "0" * 64}}}
+            ),
+            "part 'source[1/1]'",
+        ),
+        (lambda m: {k: v for k, v in m.items() if k != "manifest_sha256"} | {"checkpoint_id": 7}, "names"),
+    ],
+)
+def test_a_manifest_that_is_json_but_damaged_is_skipped_saying_why(
+    tmp_path: Path, change: Callable[[dict[str, object]], dict[str, object]], problem: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    import json
+
+    storage = FileSystemStorage(tmp_path)
+    for checkpoint_id in (1, 2):
+        write(storage, checkpoint_id)
+        storage.commit(checkpoint_id, {"max_parallelism": 128})
+    path = storage.path_of(2) / MANIFEST
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    loaded = storage.load_latest()
+    assert loaded is not None and loaded.info.checkpoint_id == 1
+    assert problem in str(storage.damaged()[2])
+    assert any("skipping checkpoint 2: damaged manifest" in r.getMessage() for r in caplog.records)
+
+
+def test_a_manifest_written_before_its_checksum_existed_still_loads(tmp_path: Path) -> None:
+    import json
+
+    storage = FileSystemStorage(tmp_path)
+    write(storage, 1)
+    storage.commit(1)
+    path = storage.path_of(1) / MANIFEST
+    old = json.loads(path.read_text())
+    del old["manifest_sha256"]
+    path.write_text(json.dumps(old))
+    loaded = storage.load_latest()
+    assert loaded is not None and loaded.parts["source[1/1]"] == b"offset 1"
+
+
+def test_clean_never_deletes_a_savepoint_whose_manifest_is_damaged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = FileSystemStorage(tmp_path)
+    for checkpoint_id, kind in ((1, "checkpoint"), (2, "savepoint"), (3, "checkpoint")):
+        write(storage, checkpoint_id, kind=kind)
+        storage.commit(checkpoint_id, kind=kind)
+    write(storage, 4)  # a crash before its manifest
+    (storage.path_of(2, "savepoint") / MANIFEST).write_text('{"kind": "savepoint", "checkpoint_id": 2')
+    (storage.path_of(3) / MANIFEST).write_text("{not json")
+    again = FileSystemStorage(tmp_path)  # the next start
+    assert again.clean() == [3, 4]  # the damaged checkpoint and the leftovers; not the savepoint
+    assert (tmp_path / "sp-0000000002" / MANIFEST).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chk-0000000001", "sp-0000000002"]
+    assert "savepoint 2 is damaged (unreadable manifest: " in caplog.text
+    assert "kept, not used; delete it by hand" in caplog.text
+    assert [info.checkpoint_id for info in again.completed()] == [1]
+    assert (
+        "skipping savepoint 2: unreadable manifest" in caplog.text
+        and "(kept: delete it by hand)" in caplog.text
+    )

@@ -82,12 +82,21 @@ def actorflow(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def lifecycle(stderr: str) -> list[str]:
+    """The messages of the NOTICE lines of ``stderr`` (the job's life cycle), in order."""
+    return [line.partition("actorflow.daemon: ")[2] for line in stderr.splitlines() if " NOTICE " in line]
+
+
 def test_run_a_file(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     done = actorflow("run", str(project / "tiny_flows.py"), cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == EXPECTED
-    assert done.stderr == ""
+    assert lifecycle(done.stderr) == [
+        "started tiny (no checkpoints, parallelism 1)",
+        "tiny done: 5 records read",
+    ]
+    assert len(done.stderr.splitlines()) == 2
 
 
 def test_run_a_file_with_an_attribute(project: Path) -> None:
@@ -120,12 +129,35 @@ def test_the_console_script_runs_a_file(project: Path) -> None:
     assert done.stdout.splitlines() == EXPECTED
 
 
-def test_a_failing_flow_exits_1_with_the_traceback(project: Path) -> None:
+def cause_of(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line of a failed run's stderr, checking that only life-cycle lines came before it
+    and no traceback at all."""
+    assert "Traceback" not in done.stderr, done.stderr
+    *before, last = done.stderr.splitlines()
+    assert all(" NOTICE " in line for line in before), done.stderr
+    return last + "\n"
+
+
+def _line_of(text: str, source: str) -> int:
+    return next(number for number, line in enumerate(source.splitlines(), 1) if text in line)
+
+
+def test_a_failing_flow_exits_1_with_one_line_naming_operator_record_and_cause(project: Path) -> None:
     done = actorflow("run", "tiny_flows:failing", cwd=project)
     assert done.returncode == 1
+    line = _line_of("1 // (n - 3)", FLOWS)
+    assert cause_of(done) == (
+        "actorflow: operator divide[1/1] failed on record 3: ZeroDivisionError: integer division or "
+        f"modulo by zero (tiny_flows.py:{line})\n"
+    )
+
+
+def test_the_traceback_of_a_failure_comes_at_log_level_debug_before_the_line(project: Path) -> None:
+    done = actorflow("run", "tiny_flows:failing", "--log-level", "debug", cwd=project)
+    assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
-    assert "ZeroDivisionError" in done.stderr
-    assert "divide[" in done.stderr  # the note naming the operator instance
+    assert "actorflow: raised in operator divide[1/1] on record 3" in done.stderr  # the note
+    assert done.stderr.splitlines()[-1].startswith("actorflow: operator divide[1/1] failed on record 3: ")
 
 
 def test_a_missing_attribute_exits_with_a_clear_message(project: Path) -> None:
@@ -207,7 +239,7 @@ def test_each_setting_comes_from_the_first_of_flag_env_file_default(tmp_path: Pa
     assert (config.log_format, config.origins["log_format"]) == ("json", f"file {config_file}")
     assert config.restart_strategy == "fixed:3:1s"
     # An empty variable counts as unset.
-    assert (config.log_level, config.origins["log_level"]) == ("warning", "default")
+    assert (config.log_level, config.origins["log_level"]) == ("notice", "default")
     assert (config.checkpoint_dir, config.origins["checkpoint_dir"]) == (None, "default")
     assert config.config_file == config_file and config.origins["config_file"] == "flag --config"
 
@@ -361,7 +393,7 @@ def test_config_as_toml_can_be_read_back(project: Path) -> None:
     saved.write_text(done.stdout)
     assert tomllib.loads(done.stdout)["restart_strategy"] == "fixed:2:1s"
     again = resolve({"config": str(saved)}, {})
-    assert (again.parallelism, again.restart_strategy, again.log_level) == (3, "fixed:2:1s", "warning")
+    assert (again.parallelism, again.restart_strategy, again.log_level) == (3, "fixed:2:1s", "notice")
 
 
 def test_a_wrong_setting_exits_2(project: Path) -> None:
@@ -518,11 +550,11 @@ def test_plan_does_not_create_the_checkpoint_directory(project: Path) -> None:
 
 def test_arguments_actorflow_does_not_know_go_to_the_flow_function(project: Path) -> None:
     done = actorflow(
-        "run", "tiny_flows.py:with_arguments", "--limit", "3", "--log-level", "info", "x", cwd=project
+        "run", "tiny_flows.py:with_arguments", "--limit", "3", "--log-level", "warning", "x", cwd=project
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["arg: --limit", "arg: 3", "arg: x"]
-    assert "INFO" in done.stderr  # --log-level was actorflow's, wherever it stood
+    assert done.stderr == ""  # --log-level was actorflow's, wherever it stood: no life-cycle lines
 
 
 def test_after_a_double_dash_every_argument_is_the_flows(project: Path) -> None:
@@ -542,3 +574,275 @@ def test_other_commands_take_no_unknown_arguments(project: Path) -> None:
     done = actorflow("config", "--limit", "3", cwd=project)
     assert done.returncode == 2
     assert "unrecognized arguments: --limit 3" in done.stderr
+
+
+# -- a new user's first targets (issue 12, items 1 to 3) -------------------------------------------
+
+SCRIPT = textwrap.dedent(
+    """
+    from actorflow import Flow
+
+    job = Flow("script", parallelism=2)
+    job.from_iterable(range(5)).map(lambda n: n * 10, name="times-ten").print(prefix="out: ")
+    job.execute()  # as the README's flow: run when the file is run with python
+    """
+)
+
+
+def test_a_file_that_executes_its_flow_when_imported_runs_once_under_the_command(project: Path) -> None:
+    (project / "script.py").write_text(SCRIPT.replace("job", "flow"))
+    done = actorflow("run", "script.py", "-p", "1", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == EXPECTED  # once, not twice, and in order: the command's -p 1
+    assert lifecycle(done.stderr) == [
+        "started script (no checkpoints, parallelism 1)",
+        "script done: 5 records read",
+    ]
+    planned = actorflow("plan", "script.py", "-p", "3", cwd=project)
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.splitlines() == [
+        "[source] x1",
+        "[times-ten -> print] x3 <- rebalance from [source]",
+    ]
+    # Run with python, the file still runs its flow itself.
+    alone = subprocess.run(
+        [sys.executable, "script.py"], cwd=project, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert sorted(alone.stdout.splitlines()) == EXPECTED
+
+
+def test_the_one_flow_a_file_executes_is_its_target_whatever_its_name(project: Path) -> None:
+    (project / "script.py").write_text(SCRIPT)
+    done = actorflow("run", "script.py", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == EXPECTED
+    (project / "two.py").write_text(SCRIPT + SCRIPT.replace("job", "other"))
+    two = actorflow("run", "two.py", cwd=project)
+    assert two.returncode == 2
+    assert two.stderr == (
+        "actorflow: two.py has no attribute 'flow' (it executes 2 flows: name the one to run)\n"
+    )
+    assert actorflow("run", "two.py:other", cwd=project).returncode == 0
+
+
+def test_a_main_function_that_executes_a_flow_stands_for_it(project: Path) -> None:
+    (project / "with_main.py").write_text(
+        SCRIPT.replace("job = ", "def main():\n    job = ").replace("\njob.", "\n    job.")
+    )
+    done = actorflow("run", "with_main.py:main", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == EXPECTED
+
+
+def test_execute_inside_a_running_event_loop_says_to_await_run() -> None:
+    import asyncio
+
+    from actorflow.errors import PlanError
+
+    async def main() -> None:
+        flow = Flow("inside")
+        flow.from_iterable([1]).collect()
+        with pytest.raises(PlanError, match=r"cannot run inside a running event loop; await flow.run\(\)"):
+            flow.execute()
+
+    asyncio.run(main())
+
+
+def test_the_readme_guards_its_execute() -> None:
+    readme = (ROOT / "README.md").read_text()
+    flow_section = readme.partition("## A flow")[2].partition("\n## ")[0]
+    assert 'if __name__ == "__main__":\n    flow.execute()' in flow_section
+
+
+def test_a_module_in_the_working_directory_runs_also_without_it_on_the_path(project: Path) -> None:
+    # ``-P`` keeps the working directory off sys.path, as the installed console script does.
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "actorflow", "run", "tiny_flows:flow"],
+        cwd=project, capture_output=True, text=True, timeout=30, check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == EXPECTED
+
+
+def test_version() -> None:
+    import actorflow as package
+
+    done = actorflow("--version", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"actorflow {package.__version__}\n"
+
+
+def test_a_function_that_is_not_a_flow_is_bad_usage_in_one_line() -> None:
+    done = actorflow("run", "examples/windowed_count.py:describe", cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "actorflow: examples/windowed_count.py:describe is not a Flow or a function that returns one: "
+        "describe() cannot be called with no arguments (missing a required argument: 'result')\n"
+    )
+
+
+# -- errors a user reads (issue 12, items 4 and 5) -------------------------------------------------
+
+READER = textwrap.dedent(
+    """
+    from actorflow import Flow, WatermarkStrategy
+
+    flow = Flow("reader")
+    (
+        flow.from_json_lines(
+            "input.jsonl", watermarks=WatermarkStrategy.bounded_out_of_orderness(0, lambda tx: tx["ts"])
+        )
+        .map(lambda tx: tx["amount"] * 2, name="double")
+        .print()
+    )
+    """
+)
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> Path:
+    (tmp_path / "reader.py").write_text(READER)
+    return tmp_path
+
+
+def test_a_bad_line_ends_the_run_with_file_line_and_cause_only(reader: Path) -> None:
+    good = [f'{{"ts": {n}, "amount": {n}}}\n' for n in range(5)]
+    (reader / "input.jsonl").write_text("".join(good) + '{"ts": 5, "amount": \n' + good[0])
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert (
+        cause_of(done) == "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)\n"
+    )
+    debug = actorflow("run", "reader.py", "--log-level", "debug", cwd=reader)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "During handling of the above exception" not in debug.stderr  # no chained fast-path error
+    assert debug.stderr.splitlines()[-1] == (
+        "actorflow: input.jsonl:6: not valid JSON (unexpected end of data at column 22)"
+    )
+
+
+def test_a_byte_that_is_not_utf8_is_named_as_such(reader: Path) -> None:
+    (reader / "input.jsonl").write_bytes(b'{"ts": 1, "amount": 1}\n{"ts": 2, "note": "caf\xe9"}\n')
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert cause_of(done) == "actorflow: input.jsonl:2: not UTF-8 at byte 23 of the line (b'\\xe9')\n"
+
+
+def test_a_missing_field_names_the_record(reader: Path) -> None:
+    (reader / "input.jsonl").write_text('{"ts": 1, "amount": 1}\n{"ts": 2, "amont": 5}\n')
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    line = _line_of('tx["amount"] * 2', READER)
+    assert cause_of(done) == (
+        "actorflow: operator double[1/1] failed on record {'ts': 2, 'amont': 5}: KeyError: 'amount' "
+        f"(reader.py:{line})\n"
+    )
+
+
+def test_a_missing_input_file_is_bad_usage_before_the_job_starts(reader: Path) -> None:
+    done = actorflow("run", "reader.py", "--checkpoint-dir", "state", cwd=reader)
+    assert done.returncode == 2
+    assert done.stderr == "actorflow: input.jsonl: no such file\n"
+    assert not (reader / "state" / "daemon").exists()  # nothing started
+
+
+def test_an_empty_input_says_0_records(reader: Path) -> None:
+    (reader / "input.jsonl").write_text("")
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 0, done.stderr
+    assert "input.jsonl: 0 records (the file is empty)" in done.stderr
+
+
+def test_an_event_time_beyond_64_bits_is_a_clear_error(reader: Path) -> None:
+    (reader / "input.jsonl").write_text(
+        '{"ts": 1, "amount": 1}\n{"ts": 123456789012345678901234, "amount": 2}\n'
+    )
+    done = actorflow("run", "reader.py", cwd=reader)
+    assert done.returncode == 1
+    assert cause_of(done) == (
+        "actorflow: input.jsonl:2: the event time 1.2345678901234569e+23 is out of range "
+        "(epoch ms within 64 bits)\n"
+    )
+
+
+# -- the examples that need an extra say which (issue 12, item 11) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("example", "missing", "message"),
+    [
+        ("web_service", "aiohttp", "examples/web_service.py needs aiohttp: pip install 'actorflow[web]'"),
+        (
+            "analytics",
+            "aiohttp",
+            "examples/analytics.py needs aiohttp and prometheus-client: pip install 'actorflow[web]'",
+        ),
+        ("etl", "aiokafka", "examples/etl.py needs aiokafka: pip install 'actorflow[kafka]'"),
+    ],
+)
+def test_an_example_without_its_extra_prints_the_install_command(
+    example: str, missing: str, message: str
+) -> None:
+    # As if the package were not installed: importing it fails, as in a fresh environment.
+    script = (
+        f"import runpy, sys; sys.modules[{missing!r}] = None; sys.path.insert(0, 'examples'); "
+        f"sys.argv = ['examples/{example}.py']; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == message + "\n"
+
+
+def test_http_port_without_the_web_extra_is_bad_usage_naming_it(project: Path) -> None:
+    script = (
+        "import sys; sys.modules['aiohttp'] = None; from actorflow.cli.main import main; "
+        "sys.exit(main(['run', 'tiny_flows.py', '--http-port', '0']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=30,
+        check=False, env=environment(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("actorflow: http_port needs the web extra (pip install 'actorflow[web]')")
+
+
+def test_the_readme_says_the_dashboard_needs_the_web_extra() -> None:
+    readme = (ROOT / "README.md").read_text()
+    daemon_section = readme.partition("## Running it as a daemon")[2].partition("\n## ")[0]
+    assert "pip install 'actorflow[web]'" in daemon_section
+
+
+# -- docs that say what is true (issue 12, item 15) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "stale"),
+    [
+        ("docs/kafka.md", "does not handle SIGTERM yet"),
+        ("README.md", "per key\n  group"),
+        ("README.md", "cut by key group"),
+        ("docs/architecture.md", "shared/"),
+        ("docs/architecture.md", "DESIGN.md"),
+        ("docs/architecture.md", "BENCHMARK.md"),
+        ("docs/architecture.md", "issue"),
+        ("docs/architecture.md", "to 1.5 s"),
+        ("README.md", "The others read `examples/data/transactions.jsonl`"),
+    ],
+)
+def test_the_docs_no_longer_say(document: str, stale: str) -> None:
+    assert stale not in (ROOT / document).read_text()
+
+
+def test_the_readme_runs_with_actorflow_run_only_the_examples_that_can() -> None:
+    readme = (ROOT / "README.md").read_text()
+    said = readme.partition("## Examples")[2].partition("\n## ")[0]
+    runnable = re.search(r"\n(.*?) read\n`examples/data/transactions.jsonl`", said)
+    assert runnable is not None
+    for name in re.findall(r"`(\w+)\.py`", runnable.group(1)):
+        assert actorflow("plan", f"examples/{name}.py", cwd=ROOT).returncode == 0, name
+    assert actorflow("plan", "examples/analytics.py", cwd=ROOT).returncode == 2  # a program of its own

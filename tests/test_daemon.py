@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -428,8 +429,11 @@ def test_a_failure_is_logged_as_json_with_its_traceback(project: Path) -> None:
     )
     done = actorflow(project, "run", "failing.py", "--log-format", "json")
     assert done.returncode == 1
-    [record] = [json.loads(line) for line in done.stderr.splitlines()]
-    assert record["job"] == "failing" and record["level"] == "ERROR"
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [r["level"] for r in records] == ["NOTICE", "ERROR"]  # started, failed
+    record = records[-1]
+    assert record["job"] == "failing"
+    assert record["message"].startswith("operator divide[1/1] failed on record 3: ZeroDivisionError: ")
     assert "ZeroDivisionError" in record["exception"]
     assert "raised in operator divide[1/1]" in record["exception"]
 
@@ -451,14 +455,96 @@ def test_a_bounded_job_shows_progress_and_a_summary_when_asked(project: Path, ho
     size = (project / "transactions.jsonl").stat().st_size
     # The first frame is drawn at the start, before anything was read.
     assert frames[1].startswith(f"transactions: 0 records, 0 rec/s, 0% of {size / 1000:.1f} kB")
-    summary = frames[-1].split("\x1b[K")[-1].rstrip("\n")
+    summary = stderr.splitlines()[-1]
     assert re.match(r"^transactions: 5,000 records in \d+\.\d s \([\d,]+ rec/s\), done$", summary), summary
 
 
 def test_no_progress_when_stderr_is_not_a_terminal(project: Path) -> None:
     done = actorflow(project, "run", "flows.py:transactions")
     assert done.returncode == 0
+    assert "\r" not in done.stderr
+    assert [line.split(" actorflow.daemon: ")[1] for line in done.stderr.splitlines()] == [
+        "started transactions (no checkpoints, parallelism 1)",
+        "transactions done: 5,000 records read",
+    ]
+
+
+# -- the life cycle at the default log level (issue 12, item 7) ------------------------------------
+
+
+def notices(lines: list[str]) -> list[str]:
+    """The messages of the NOTICE lines (the life cycle) among ``lines``."""
+    return [line.split(" actorflow.daemon: ")[1].strip() for line in lines if " NOTICE " in line]
+
+
+def test_the_life_cycle_is_logged_at_the_default_level(project: Path, daemons: list[Daemon]) -> None:
+    checkpoints = project / "checkpoints"
+    first = start(daemons, project, "flows.py:ticker", "--checkpoint-dir", "checkpoints")
+    first.wait_for("reading from 0")
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0, "".join(first.stderr)
+    sp = checkpoints / "sp-0000000001"
+    assert notices(first.stderr) == [
+        "started ticker (from the beginning, checkpoints in checkpoints, parallelism 1)",
+        "SIGTERM: stopping job 'ticker' with a final savepoint (SIGTERM again stops at once)",
+        f"job 'ticker' stopped with savepoint 1 at {Path('checkpoints') / sp.name}",
+    ]
+    second = start(daemons, project, "flows.py:ticker", "--checkpoint-dir", "checkpoints", "-p", "2")
+    second.wait_for("reading from")
+    second.send(signal.SIGINT)
+    assert second.wait() == 0, "".join(second.stderr)
+    assert notices(second.stderr)[0] == "started ticker (resumed from savepoint 1, parallelism 2)"
+
+
+def test_a_finished_bounded_job_says_there_is_nothing_to_do(project: Path) -> None:
+    args = ("run", "flows.py:transactions", "--checkpoint-dir", "checkpoints")
+    first = actorflow(project, *args)
+    assert first.returncode == 0, first.stderr
+    assert notices(first.stderr.splitlines())[-1] == "transactions done: 5,000 records read"
+    again = actorflow(project, *args)
+    assert again.returncode == 0, again.stderr
+    assert notices(again.stderr.splitlines()) == [
+        f"transactions: nothing to do: the input ended in checkpoint 1 at "
+        f"{Path('checkpoints') / 'chk-0000000001'} (to read it again, start with another checkpoint "
+        "directory)"
+    ]
+
+
+def test_the_log_level_warning_keeps_a_healthy_run_quiet(project: Path) -> None:
+    done = actorflow(project, "run", "flows.py:transactions", "--log-level", "warning")
+    assert done.returncode == 0
     assert done.stderr == ""
+
+
+# -- progress counts per source (issue 12, item 9) -------------------------------------------------
+
+
+def test_progress_counts_each_source_apart(project: Path) -> None:
+    (project / "two.py").write_text(
+        textwrap.dedent(
+            """
+            from actorflow import Flow
+
+            flow = Flow("two")
+            main = flow.from_iterable(range(2_000), name="numbers")
+            main.union(flow.from_iterable([-1, -2], name="rules")).sink_to_callback(lambda n: None)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "actorflow", "run", "two.py", "--progress", "always"],
+        cwd=project, capture_output=True, timeout=60, check=False, env=environment(),
+    )  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    frames = [frame.split("\x1b[K")[0] for frame in stderr.split("\r")]
+    first = next(frame for frame in frames if frame.startswith("two: "))
+    assert first.startswith("two: 0 numbers + 0 rules, 0 rec/s, 0% of 2,000 numbers"), first
+    summary = next(line for line in stderr.splitlines() if " in " in line and line.endswith(", done"))
+    assert re.fullmatch(r"two: 2,000 numbers \+ 2 rules in \d+\.\d s \([\d,]+ rec/s\), done", summary), (
+        summary
+    )
+    assert notices(stderr.splitlines())[-1] == "two done: 2,000 numbers + 2 rules read"
 
 
 def test_the_http_endpoint_serves_while_the_daemon_runs(project: Path, daemons: list[Daemon]) -> None:
@@ -608,3 +694,78 @@ def test_log_lines_name_the_actor_task_they_come_from() -> None:
         ("inside", "demo", "map -> print[2/3]"),
         ("after", "renamed", None),  # no event loop at all
     ]
+
+
+# -- damaged checkpoints never strand a job (issue 12, items 13 and 14) ----------------------------
+
+
+def _damage_max_parallelism(manifest: Path) -> None:
+    document = json.loads(manifest.read_text())
+    document["metadata"]["max_parallelism"] = 64  # still JSON, still a number: only the seal tells
+    manifest.write_text(json.dumps(document))
+
+
+def _truncate(manifest: Path) -> None:
+    manifest.write_bytes(manifest.read_bytes()[:40])
+
+
+@pytest.mark.parametrize("damage", [_damage_max_parallelism, _truncate], ids=["changed", "truncated"])
+def test_a_damaged_newest_savepoint_is_skipped_kept_and_the_one_before_is_used(
+    project: Path, daemons: list[Daemon], damage: Any
+) -> None:
+    args = ("flows.py:ticker", "--checkpoint-dir", "checkpoints")
+    for _ in range(2):  # savepoints 1 and 2
+        daemon = start(daemons, project, *args)
+        daemon.wait_for("reading from")
+        daemon.send(signal.SIGTERM)
+        assert daemon.wait() == 0, "".join(daemon.stderr)
+    newest = project / "checkpoints" / "sp-0000000002"
+    damage(newest / "MANIFEST.json")
+    damaged = (newest / "MANIFEST.json").read_bytes()
+
+    third = start(daemons, project, *args)
+    third.wait_for("started ticker (resumed from savepoint 1, parallelism 1)")
+    third.send(signal.SIGTERM)
+    assert third.wait() == 0, "".join(third.stderr)
+    skipped = [line for line in third.stderr if "skipping savepoint 2: " in line]
+    assert skipped and "(kept: delete it by hand)" in skipped[0], "".join(third.stderr)
+    assert (newest / "MANIFEST.json").read_bytes() == damaged  # kept as it was, for a human to look at
+    listed = actorflow(project, "checkpoints", "list", "--checkpoint-dir", "checkpoints")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == ["1", "3"]
+
+
+# -- the HTTP endpoint answers only to its own names (issue 12, item 12) ---------------------------
+
+
+def _status(url: str, **headers: str) -> int:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+def test_the_daemons_http_endpoint_refuses_other_host_names(project: Path, daemons: list[Daemon]) -> None:
+    daemon = start(
+        daemons,
+        project,
+        "flows.py:ticker",
+        "--http-port",
+        "0",
+        "--log-level",
+        "info",
+        env={"ACTORFLOW_HTTP_ALLOWED_HOSTS": "flow.internal, other.internal"},
+    )
+    found = re.search(r"dashboard of flow 'ticker' at (http://\S+/)", daemon.wait_for("dashboard of flow"))
+    assert found is not None
+    url = found.group(1)
+    daemon.wait_for("reading from 0")
+    assert _status(url + "metrics") == 200
+    assert _status(url + "metrics", Host="rebound.attacker.example") == 403
+    assert _status(url + "state/shout/1?type=int", Host="rebound.attacker.example") == 403
+    assert _status(url + "metrics", Host="other.internal:8081") == 200
+    assert _status(url + "healthz", Host="rebound.attacker.example") == 200
+    daemon.send(signal.SIGTERM)
+    assert daemon.wait() == 143  # no checkpoints: cancelled

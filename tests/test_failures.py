@@ -131,6 +131,22 @@ async def test_a_user_error_fails_the_run_with_that_error(
     assert loop_errors == []
 
 
+@pytest.mark.parametrize("where", WHERE)
+async def test_the_note_names_the_record_a_user_function_failed_on(where: str, parallelism: int) -> None:
+    error = ValueError(f"boom in {where}")
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    build(where, flow, error)
+    with pytest.raises(ValueError) as caught:
+        await flow.run()
+    [note] = [note for note in caught.value.__notes__ if f"{NAME}[" in note]
+    if where in ("source", "on_timer"):  # no record in hand: the operator only
+        assert note.endswith("]") and "record" not in note, note
+        assert not hasattr(caught.value, "_actorflow_record")
+    else:
+        assert note.endswith(" on record {'k': 2, 'ts': 17, 'id': 17}"), note
+        assert caught.value._actorflow_record == "{'k': 2, 'ts': 17, 'id': 17}"  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("where", ["source", "map", "on_timer", "async_sink"])
 def test_execute_raises_the_same_error(where: str, parallelism: int) -> None:
     error = ValueError(f"boom in {where}")

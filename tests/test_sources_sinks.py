@@ -14,6 +14,7 @@ from actorflow import (
     ClosedResourceError,
     DeadLetter,
     Flow,
+    InputError,
     JsonLinesSource,
     PushSource,
     WatermarkStrategy,
@@ -153,6 +154,53 @@ async def test_a_line_without_its_event_time_fails_the_job_naming_file_and_line(
     flow.from_source(JsonLinesSource(path), watermarks=by_ts).collect()
     with pytest.raises(ValueError, match=rf"{path}:2: no event time in the record"):
         await flow.run()
+
+
+async def test_an_event_time_beyond_64_bits_is_a_dead_letter(tmp_path: Path) -> None:
+    # 2**63 + 5 is still an int to orjson (the fast path), 2**70 arrives as a float.
+    lines = [
+        b'{"ts": 1}\n',
+        f'{{"ts": {2**63 + 5}}}\n'.encode(),
+        f'{{"ts": {2**70}}}\n'.encode(),
+        b'{"ts": 4}\n',
+    ]
+    path = write_lines(tmp_path / "times.jsonl", lines)
+    dead: list[DeadLetter] = []
+    flow = Flow()
+    source = JsonLinesSource(path, dead_letters=dead.append)
+    out = flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)).collect()
+    await flow.run()
+    assert [r["ts"] for r in out.values] == [1, 4]
+    assert [(d.origin, d.error) for d in dead] == [
+        (f"{path}:2", f"the event time {2**63 + 5} is out of range (epoch ms within 64 bits)"),
+        (f"{path}:3", f"the event time {float(2**70)!r} is out of range (epoch ms within 64 bits)"),
+    ]
+
+
+async def test_a_missing_file_fails_the_run_before_any_actor_starts(tmp_path: Path) -> None:
+    seen: list[int] = []
+    flow = Flow()
+    flow.from_iterable([1, 2]).sink_to_callback(seen.append)
+    flow.from_json_lines(tmp_path / "missing.jsonl").collect()
+    with pytest.raises(InputError, match=r"missing.jsonl: no such file$"):
+        await flow.run()
+    assert seen == []  # the other source never ran
+
+
+async def test_bad_lines_raise_input_errors_that_say_what_is_wrong_where(tmp_path: Path) -> None:
+    cases = [
+        (b'{"id": 1}\n{"id": \xff}\n', "bad.jsonl:2: not UTF-8 at byte 8 of the line (b'\\xff')"),
+        (b'\n\n{"id": 1,\n', "bad.jsonl:3: not valid JSON (unexpected end of data at column 11)"),
+        (b'{"id": 1} x\n', "bad.jsonl:1: not valid JSON (unexpected content after document at column 11)"),
+    ]
+    for content, message in cases:
+        path = write_lines(tmp_path / "bad.jsonl", [content])
+        flow = Flow()
+        flow.from_json_lines(path).collect()
+        with pytest.raises(InputError) as caught:
+            await flow.run()
+        assert str(caught.value) == f"{tmp_path}/{message}"
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 async def test_json_lines_sink_round_trips_through_the_json_lines_source(

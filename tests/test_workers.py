@@ -235,7 +235,12 @@ def test_each_worker_gets_its_own_index_and_a_bounded_flow_ends_with_exit_0(proj
     seen = sorted(ast.literal_eval(line) for line in done.stdout.splitlines())
     assert [entry[:4] for entry in seen] == [(i, 3, str(i), "3") for i in range(3)]
     assert len({entry[4] for entry in seen}) == 3  # three processes
-    assert done.stderr == ""  # a healthy run is quiet at the default log level
+    # A healthy run says only its life cycle at the default log level: each worker its start and end.
+    lines = [line.partition(" actorflow.daemon: ")[2] for line in done.stderr.splitlines()]
+    assert (
+        sorted(lines)
+        == ["bounded done: 1 record read"] * 3 + ["started bounded (no checkpoints, parallelism 1)"] * 3
+    ), done.stderr
 
 
 def test_workers_can_be_asked_for_by_the_environment_and_auto_is_one_per_core(project: Path) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +18,7 @@ from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
-from actorflow.operators.snapshots import states_of
+from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
@@ -26,11 +28,28 @@ from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
 
-__all__ = ["Flow", "new_event_loop"]
+__all__ = ["Flow", "RunStart", "deferring_execute", "new_event_loop"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a start of the job's actors begins from, told to :attr:`Flow.start_listeners`."""
+
+    #: The checkpoint or savepoint restored, or None (the beginning of the input).
+    restored: CheckpointInfo | None
+    #: 0 for the first start of :meth:`Flow.run`, n for its n-th restart after a failure.
+    restart: int
+    #: Every source had ended in the restored checkpoint: nothing is left to read.
+    input_ended: bool
+
+
+# Set while a command (``actorflow run|plan``) imports a flow's file: execute() then hands the flow
+# over instead of running it (see deferring_execute).
+_deferred: ContextVar[list[Flow] | None] = ContextVar("actorflow_deferred_execute", default=None)
 
 
 class Flow:
@@ -80,6 +99,9 @@ class Flow:
         self.metrics: JobMetrics | None = None
         #: Checkpoints of the running (or last) job, across its restarts.
         self.checkpoint_stats = CheckpointStats()
+        #: Called with a :class:`RunStart` each time :meth:`run` deploys the actors (the first
+        #: start and every restart), once the checkpoint to restore is chosen (the daemon logs it).
+        self.start_listeners: list[Callable[[RunStart], None]] = []
 
     # -- checkpoints and restarts --------------------------------------------------------------
 
@@ -191,6 +213,14 @@ class Flow:
 
     # -- running -------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """Raises :class:`~actorflow.errors.InputError` if a source cannot read its input at all
+        (a missing file); :meth:`run` calls it before any actor starts."""
+        for node in self._graph.nodes:
+            if node.kind == "source":
+                assert node.source is not None
+                node.source.check()
+
     def plan(self, *, one_instance: bool = False) -> PhysicalPlan:
         """Compile the flow: chains, their parallelism and the partitioners between them.
 
@@ -211,7 +241,9 @@ class Flow:
         """Run the flow in the running event loop until every source has ended (or :meth:`stop`).
 
         With checkpoints enabled, resumes from ``from_savepoint`` (a savepoint or checkpoint
-        directory) or else from the newest complete checkpoint in the storage. Raises the first
+        directory) or else from the newest complete checkpoint in the storage. Raises
+        :class:`~actorflow.errors.InputError` before it starts if an input cannot be read (see
+        :meth:`check_inputs`), and otherwise the first
         exception a user function raised (with a note naming the operator), after every actor
         has stopped, once the restart strategy gives up.
         """
@@ -226,6 +258,7 @@ class Flow:
                 self._running = False
             return
         plan = self.plan()
+        self.check_inputs()
         savepoint = FileSystemStorage.load_path(from_savepoint) if from_savepoint is not None else None
         if savepoint is not None and self._storage is None:
             raise PlanError("from_savepoint needs enable_checkpointing()")
@@ -241,6 +274,7 @@ class Flow:
                     if restore is None or (savepoint is not None and self.restarts == 0):
                         restore = savepoint or restore
                     self._check_compatible(restore)
+                self._tell_start(restore)
                 self.metrics = JobMetrics()
                 actors = deploy(
                     plan,
@@ -272,6 +306,13 @@ class Flow:
         finally:
             self._running = False
             self._coordinator = None
+
+    def _tell_start(self, restore: LoadedCheckpoint | None) -> None:
+        sources = [node.name for node in self._graph.nodes if node.kind == "source"]
+        ended = restore is not None and all(ended_at(name, restore.parts) for name in sources)
+        start = RunStart(restore.info if restore is not None else None, self.restarts, ended)
+        for listener in self.start_listeners:
+            listener(start)
 
     def _new_coordinator(self) -> CheckpointCoordinator | None:
         if self._storage is None:
@@ -345,9 +386,48 @@ class Flow:
                     await task
 
     def execute(self) -> None:
-        """Run the flow to its end in a new event loop (uvloop when installed)."""
+        """Run the flow to its end in a new event loop (uvloop when installed).
+
+        Inside :func:`deferring_execute` (while ``actorflow run`` or ``actorflow plan`` imports
+        the flow's file) it only hands the flow to the command, which runs it once, with its own
+        settings. Raises :class:`PlanError` when called from a running event loop: await
+        :meth:`run` there.
+        """
+        deferred = _deferred.get()
+        if deferred is not None:
+            deferred.append(self)
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise PlanError(
+                f"flow {self.name!r}: execute() cannot run inside a running event loop; await flow.run()"
+            )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(self.run())
+
+
+@contextlib.contextmanager
+def deferring_execute() -> Iterator[list[Flow]]:
+    """While the block runs, :meth:`Flow.execute` runs nothing: it appends its flow to the list
+    this yields and returns at once, so a file that ends in ``flow.execute()`` can be imported
+    by a command that runs the flow itself.
+
+    >>> with deferring_execute() as executed:
+    ...     flow = Flow("deferred")
+    ...     doubled = flow.from_iterable([1, 2]).map(lambda n: n * 2).collect()
+    ...     flow.execute()
+    >>> [f.name for f in executed], doubled.values
+    (['deferred'], [])
+    """
+    executed: list[Flow] = []
+    token = _deferred.set(executed)
+    try:
+        yield executed
+    finally:
+        _deferred.reset(token)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -88,6 +88,12 @@ class FileSystemStorage(CheckpointStorage):
             info = CheckpointInfo.from_json(manifest.read_bytes())
         except OSError as error:
             raise CorruptCheckpointError(f"{directory} has no readable manifest: {error}") from error
+        except CorruptCheckpointError as error:
+            raise CorruptCheckpointError(f"{directory}: {error}") from None
+        if info.checkpoint_id != int(match.group(2)) or _PREFIX[info.kind] != match.group(1):
+            raise CorruptCheckpointError(
+                f"{directory}: damaged manifest: it names {info.kind} {info.checkpoint_id}"
+            )
         return storage.load(info)
 
     # -- primitives ----------------------------------------------------------------------------
@@ -119,17 +125,23 @@ class FileSystemStorage(CheckpointStorage):
         directory.mkdir(exist_ok=True)
         write_atomically(directory / MANIFEST, info.to_json())
 
-    def _manifests(self) -> list[bytes | CorruptCheckpointError]:
-        manifests: list[bytes | CorruptCheckpointError] = []
-        for directory in self._directories().values():
+    def _manifests(self) -> dict[int, bytes | CorruptCheckpointError]:
+        manifests: dict[int, bytes | CorruptCheckpointError] = {}
+        for checkpoint_id, directory in self._directories().items():
             path = directory / MANIFEST
             if not path.exists():
                 continue  # incomplete: not a checkpoint (yet)
             try:
-                manifests.append(path.read_bytes())
+                manifests[checkpoint_id] = path.read_bytes()
             except OSError as error:
-                manifests.append(CorruptCheckpointError(f"{path} is unreadable: {error}"))
+                manifests[checkpoint_id] = CorruptCheckpointError(f"{path} is unreadable: {error}")
         return manifests
+
+    def _kind_of(self, checkpoint_id: int) -> str | None:
+        directory = self._directories().get(checkpoint_id)
+        if directory is None:
+            return None
+        return "savepoint" if directory.name.startswith(_PREFIX["savepoint"]) else "checkpoint"
 
     def _drop(self, checkpoint_id: int) -> None:
         directory = self._directories().get(checkpoint_id)

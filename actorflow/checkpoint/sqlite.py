@@ -78,10 +78,10 @@ class SqliteStorage(CheckpointStorage):
     def _put_manifest(self, info: CheckpointInfo) -> None:
         self._write("INSERT INTO manifests VALUES (?, ?)", info.checkpoint_id, info.to_json())
 
-    def _manifests(self) -> list[bytes | CorruptCheckpointError]:
+    def _manifests(self) -> dict[int, bytes | CorruptCheckpointError]:
         with self._lock:
-            rows = self._db.execute("SELECT manifest FROM manifests").fetchall()
-        return [bytes(row[0]) for row in rows]
+            rows = self._db.execute("SELECT checkpoint_id, manifest FROM manifests").fetchall()
+        return {int(row[0]): bytes(row[1]) for row in rows}
 
     def _drop(self, checkpoint_id: int) -> None:
         with self._lock:

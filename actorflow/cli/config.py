@@ -147,10 +147,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "log_level",
-        parsing.choice("debug", "info", "warning", "error"),
-        "the least important log lines shown",
-        default="warning",
-        metavar="debug|info|warning|error",
+        parsing.choice("debug", "info", "notice", "warning", "error"),
+        "the least important log lines shown (notice: the job's life cycle, warnings, errors)",
+        default="notice",
+        metavar="debug|info|notice|warning|error",
     ),
     Option(
         "progress",
@@ -171,6 +171,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="TOKEN",
         secret=True,
     ),
+    Option(
+        "http_allowed_hosts",
+        parsing.text,
+        "names (comma-separated, * for any) the HTTP server answers to besides localhost, "
+        "addresses and http_host",
+        "localhost, IP addresses and http_host only",
+        metavar="NAMES",
+    ),
 )
 
 _BY_KEY = {option.key: option for option in OPTIONS}
@@ -189,11 +197,12 @@ class Config:
     restart_strategy: str | None = None
     from_savepoint: Path | None = None
     log_format: str = "text"
-    log_level: str = "warning"
+    log_level: str = "notice"
     progress: str = "auto"
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     http_token: str | None = None
+    http_allowed_hosts: str | None = None
     config_file: Path | None = None
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -10,6 +10,10 @@
 - SIGUSR1, or ``actorflow savepoint`` (:mod:`actorflow.cli.control`): a savepoint, the job goes on.
 - ``http_port``: the HTTP endpoint of :mod:`actorflow.web` (dashboard, metrics, health, state)
   serves while the flow runs.
+- The job's life cycle is logged at ``NOTICE`` (shown by default), one line each: ``started
+  fraud-detection (resumed from savepoint 19, parallelism 2)``, ``restarted ...``, ``nothing to
+  do: the input ended in checkpoint 7``, ``SIGTERM: stopping ...``, ``... stopped with savepoint
+  22``, ``fraud-detection done: 20,000 transactions + 2 rules read``.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actorflow.api.flow import Flow
+from actorflow.api.flow import Flow, RunStart
 from actorflow.checkpoint.filesystem import MANIFEST, FileSystemStorage
 from actorflow.checkpoint.storage import CheckpointInfo
 from actorflow.cli import parsing
 from actorflow.cli.config import Config
 from actorflow.cli.control import ControlDir
 from actorflow.cli.errors import UsageError
-from actorflow.cli.progress import Progress
+from actorflow.cli.logs import NOTICE
+from actorflow.cli.progress import Progress, counted, records_read
 from actorflow.cli.signals import DaemonSignals, exit_code
 from actorflow.errors import CheckpointError
 
@@ -95,6 +100,9 @@ class Daemon:
         self._control = ControlDir(self._directory) if self._directory is not None else None
         self._outcome = "failed"
         self._job = self._job_factory()
+        self._records = records_read(flow)
+        self._nothing_to_do = False
+        flow.start_listeners.append(self._log_start)
 
     def _job_factory(self) -> Callable[[], Awaitable[None]]:
         """What runs the flow: ``flow.run`` itself, or with the HTTP endpoint serving meanwhile.
@@ -110,7 +118,13 @@ class Daemon:
             raise UsageError(
                 f"http_port needs the web extra (pip install 'actorflow[web]'): {error}"
             ) from None
-        http = HttpConfig(port=config.http_port, host=config.http_host, token=config.http_token)
+        names = (config.http_allowed_hosts or "").split(",")
+        http = HttpConfig(
+            port=config.http_port,
+            host=config.http_host,
+            token=config.http_token,
+            allowed_hosts=tuple(name.strip() for name in names if name.strip()),
+        )
         return lambda: run_with_http(flow, http, from_savepoint=config.from_savepoint)
 
     async def run(self) -> int:
@@ -146,7 +160,6 @@ class Daemon:
                 self.progress.finish(self._outcome)
 
     async def _supervise(self, stop: asyncio.Future[int], doorbell: asyncio.Event) -> int:
-        self._log_start()
         job = asyncio.ensure_future(self._job())
         helpers = [asyncio.ensure_future(self._serve_savepoints(doorbell))]
         if self.progress is not None:
@@ -157,7 +170,10 @@ class Daemon:
             if job.done():
                 job.result()  # the job's failure, if it failed
                 self._outcome = "done"
-                log.info("job %r is done", self.flow.name)
+                if not self._nothing_to_do:
+                    reading = self._records()
+                    read = counted(reading.records, reading.by_source)
+                    log.log(NOTICE, "%s done: %s read", self.flow.name, read)
                 return 0
             return await self._stop(job, stop.result())
         finally:
@@ -181,7 +197,8 @@ class Daemon:
             )
             self._outcome = f"stopped by {name}, without a savepoint"
             return exit_code(signum)
-        log.info(
+        log.log(
+            NOTICE,
             "%s: stopping job %r with a final savepoint (%s again stops at once)",
             name,
             self.flow.name,
@@ -210,7 +227,8 @@ class Daemon:
             return exit_code(signum)
         await job  # returns once every actor has stopped
         where = self._path_of(info)
-        log.info(
+        log.log(
+            NOTICE,
             "job %r stopped with savepoint %d%s",
             self.flow.name,
             info.checkpoint_id,
@@ -233,7 +251,8 @@ class Daemon:
                 answer = {"ok": False, "error": str(error)}
             else:
                 where = self._path_of(info)
-                log.info(
+                log.log(
+                    NOTICE,
                     "job %r: savepoint %d written%s",
                     self.flow.name,
                     info.checkpoint_id,
@@ -249,20 +268,33 @@ class Daemon:
             return str(storage.path_of(info.checkpoint_id, info.kind))
         return None
 
-    def _log_start(self) -> None:
+    def _log_start(self, start: RunStart) -> None:
+        """One line per start of the job's actors (see the module docstring)."""
         flow = self.flow
-        storage = flow.checkpoint_storage
-        if storage is None:
-            checkpoints = "no checkpoints"
+        restored = start.restored
+        if restored is not None:
+            where = self._path_of(restored)
+            named = f"{restored.kind} {restored.checkpoint_id}"
+            if start.input_ended:
+                self._nothing_to_do = True
+                log.log(
+                    NOTICE,
+                    "%s: nothing to do: the input ended in %s%s (to read it again, start with another "
+                    "checkpoint directory)",
+                    flow.name,
+                    named,
+                    f" at {where}" if where else "",
+                )
+                return
+            how = f"resumed from {named}"
+        elif flow.checkpoint_storage is None:
+            how = "no checkpoints"
         else:
-            where = self._directory if self._directory is not None else type(storage).__name__
-            newest = storage.latest()
-            resume = (
-                f"resuming from {self.config.from_savepoint}"
-                if self.config.from_savepoint is not None
-                else f"newest complete: {newest.kind} {newest.checkpoint_id}"
-                if newest
-                else "none yet"
+            stored = (
+                self._directory if self._directory is not None else type(flow.checkpoint_storage).__name__
             )
-            checkpoints = f"checkpoints in {where} ({resume})"
-        log.info("job %r starting: parallelism %d, %s", flow.name, flow.parallelism, checkpoints)
+            how = f"from the beginning, checkpoints in {stored}"
+        if start.restart:
+            log.log(NOTICE, "restarted %s (restart %d, %s)", flow.name, start.restart, how)
+        else:
+            log.log(NOTICE, "started %s (%s, parallelism %d)", flow.name, how, flow.parallelism)

@@ -10,6 +10,8 @@ Text::
 
     2024-05-01 12:00:00,123 WARNING [fraud-detection | small-then-large[1/2]] mylogger: message
 
+The default level is ``notice`` (:data:`NOTICE`): warnings, errors and the daemon's life cycle.
+
 JSON (``--log-format json``): ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
 ``job``, ``operator`` (null outside actors), ``pid``, and ``exception`` (the traceback, with notes)
 when there is one.
@@ -26,7 +28,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-__all__ = ["ContextFilter", "JsonFormatter", "LogHandler", "TextFormatter", "configure_logging", "set_job"]
+__all__ = [
+    "NOTICE",
+    "ContextFilter",
+    "JsonFormatter",
+    "LogHandler",
+    "TextFormatter",
+    "configure_logging",
+    "set_job",
+]
+
+#: Between INFO and WARNING, as syslog's notice: the job's life cycle (started, resumed, stopped,
+#: done), shown at the default level, where libraries' INFO chatter (aiohttp's access log, Kafka
+#: clients' group protocol) is not.
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
 
 # Actor tasks are named after their chain instance, "name[i/p]"; other tasks are not actors.
 _ACTOR_TASK = re.compile(r"\[\d+/\d+\]$")

@@ -2,6 +2,7 @@
 
 Commands::
 
+    actorflow --version                      the version of actorflow
     actorflow run [settings] TARGET [ARGS]   run a flow until it ends or is stopped
     actorflow plan TARGET [--format text|dot|mermaid]
     actorflow config [settings] [--format toml|json]
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import sys
@@ -40,12 +42,14 @@ from actorflow.cli import config as settings
 from actorflow.cli.checkpoints import SavepointFailed, list_checkpoints, render_listing, take_savepoint
 from actorflow.cli.daemon import Daemon, apply_config
 from actorflow.cli.errors import UsageError
-from actorflow.cli.logs import configure_logging, set_job
+from actorflow.cli.failures import report_failure
+from actorflow.cli.logs import LogHandler, configure_logging, set_job
 from actorflow.cli.plan_formats import FORMATS, render
 from actorflow.cli.progress import ClearingStream, Progress, probes_of
 from actorflow.cli.show_config import render_json, render_toml
 from actorflow.cli.target import load_flow
 from actorflow.cli.workers import needs_supervisor, supervise
+from actorflow.errors import InputError
 
 __all__ = ["UsageError", "build_parser", "load_flow", "main"]
 
@@ -53,6 +57,14 @@ log = logging.getLogger("actorflow.cli")
 
 _SUMMARY, _, _REST = (__doc__ or "").replace("``", "").partition("\n")
 _EXIT_CODES = "exit codes:" + _REST.partition("Exit codes:")[2].replace("\n- ", "\n  ")
+
+
+def _version() -> str:
+    # The installed distribution's (the package itself is above this layer: it imports everything).
+    try:
+        return importlib.metadata.version("actorflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"actorflow {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     target_help = "module:attr or path/to/file.py[:attr] (attr defaults to flow)"
 
@@ -117,11 +130,14 @@ def _wants_progress(config: settings.Config) -> bool:
     return config.progress == "always" or (config.progress == "auto" and sys.stderr.isatty())
 
 
-async def _run(target: str, arguments: list[str], config: settings.Config) -> int:
-    handler = configure_logging(config.log_format, config.log_level, None)
+async def _run(target: str, arguments: list[str], config: settings.Config, handler: LogHandler) -> int:
     flow = await load_flow(target, arguments)
     set_job(handler, flow.name)
     apply_config(flow, config)
+    try:
+        flow.check_inputs()  # a missing file is bad usage, before anything starts
+    except InputError as error:
+        raise UsageError(str(error)) from None
     daemon = Daemon(flow, config, target)
     if _wants_progress(config):
         progress = daemon.progress = Progress(flow.name, probes_of(flow), sys.stderr)
@@ -164,16 +180,18 @@ def _command(arguments: argparse.Namespace) -> int:
         return 0
     if command == "run" and needs_supervisor(config):
         return supervise(arguments.argv, config)
+    handler = configure_logging(config.log_format, config.log_level, None)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        if command == "plan":
-            print(runner.run(_plan(arguments.target, arguments.flow_arguments, config, arguments.format)))
-            return 0
         try:
-            return runner.run(_run(arguments.target, arguments.flow_arguments, config))
+            target, flow_arguments = arguments.target, arguments.flow_arguments
+            if command == "plan":
+                print(runner.run(_plan(target, flow_arguments, config, arguments.format)))
+                return 0
+            return runner.run(_run(target, flow_arguments, config, handler))
         except (UsageError, KeyboardInterrupt, BrokenPipeError):
             raise
-        except Exception:
-            log.error("job failed", exc_info=True)
+        except Exception as error:
+            report_failure(error, config)  # one line; the traceback at --log-level debug
             return 1
 
 

@@ -1,6 +1,8 @@
 """Progress of a job run from a terminal, and a one-line summary at its end (on stderr).
 
-Records are those the job's source actors read (``flow.metrics``). When every source knows the size
+Records are those the job's source actors read (``flow.metrics``), counted per source when there
+are several (``12,000 transactions + 2 rules``: a rules file is not part of the transactions whose
+share is shown). When every source knows the size
 of its input (:meth:`~actorflow.operators.sources.Source.read_progress`: a JSON-lines file in
 bytes, a list or a generator with a limit in records), the line shows how much is read and an ETA:
 that of the source that will take longest, at its rate over the last seconds. An unbounded source
@@ -29,7 +31,7 @@ from typing import Any, TextIO
 from actorflow.api.flow import Flow
 from actorflow.operators.sources import ReadProgress, Source
 
-__all__ = ["ClearingStream", "Progress", "Reading", "probes_of"]
+__all__ = ["ClearingStream", "Progress", "Reading", "counted", "probes_of", "records_read"]
 
 #: Rates are measured over this many recent seconds.
 WINDOW_S = 5.0
@@ -38,30 +40,50 @@ WINDOW_S = 5.0
 @dataclass(frozen=True)
 class Reading:
     """What a probe saw: records read (None where it does not count them), and how much of one
-    sized input is read (None where it has no size)."""
+    sized input is read (None where it has no size); ``by_source`` the records of each source
+    (name, count), ``source`` the name of the sized input."""
 
     records: int | None
     progress: ReadProgress | None = None
+    by_source: tuple[tuple[str, int], ...] = ()
+    source: str = ""
 
 
 Probe = Callable[[], Reading]
 
 
-def _records_read(flow: Flow) -> Probe:
+def counted(records: int | None, by_source: Sequence[tuple[str, int]] = ()) -> str:
+    """``12,000 records``, or per source when there are several: ``12,000 transactions + 2 rules``
+    (by the sources' names).
+
+    >>> counted(12_002, [("transactions", 12_000), ("rules", 2)]), counted(7, [("numbers", 7)])
+    ('12,000 transactions + 2 rules', '7 records')
+    """
+    if len(by_source) > 1:
+        return " + ".join(f"{count:,} {name}" for name, count in by_source)
+    return f"{records or 0:,} record{'' if records == 1 else 's'}"
+
+
+def records_read(flow: Flow) -> Probe:
     """Records every source actor of the current run has read (the job's metrics count them)."""
+
+    names = [chain.head.name for chain in flow.plan().chains if chain.head.source is not None]
 
     def read() -> Reading:
         job = flow.metrics
-        if job is None:  # not deployed yet
-            return Reading(0)
-        return Reading(sum(entry.metrics.records_in for entry in job.actors if entry.kind == "source"))
+        counts = dict.fromkeys(names, 0)
+        if job is not None:  # deployed
+            for entry in job.actors:
+                if entry.source is not None:
+                    counts[entry.source[0]] = counts.get(entry.source[0], 0) + entry.metrics.records_in
+        return Reading(sum(counts.values()), by_source=tuple(counts.items()))
 
     return read
 
 
-def _read_of(source: Source) -> Probe:
+def _read_of(name: str, source: Source) -> Probe:
     def read() -> Reading:
-        return Reading(None, source.read_progress())
+        return Reading(None, source.read_progress(), source=name)
 
     return read
 
@@ -69,10 +91,11 @@ def _read_of(source: Source) -> Probe:
 def probes_of(flow: Flow) -> list[Probe]:
     """The records ``flow``'s sources read and, when every source knows its input's size, how much
     of each is read (a share of one input says nothing when another has no end)."""
-    sources = [chain.head.source for chain in flow.plan().chains if chain.head.source is not None]
-    if sources and all(source.read_progress() is not None for source in sources):
-        return [_records_read(flow), *map(_read_of, sources)]
-    return [_records_read(flow)]
+    heads = [chain.head for chain in flow.plan().chains if chain.head.source is not None]
+    sources = [(head.name, head.source) for head in heads if head.source is not None]
+    if sources and all(source.read_progress() is not None for _, source in sources):
+        return [records_read(flow), *(_read_of(name, source) for name, source in sources)]
+    return [records_read(flow)]
 
 
 def _size(count: float, unit: str) -> str:
@@ -111,7 +134,9 @@ class Progress:
         # (time, records, done of each sized input) of recent samples, for the rates.
         self._samples: deque[tuple[float, int, tuple[int, ...]]] = deque([(self._started, 0, ())])
         self._records: int | None = None
+        self._by_source: tuple[tuple[str, int], ...] = ()
         self._sized: list[ReadProgress] = []
+        self._sized_names: list[str] = []
         self._drawn = False
 
     def sample(self) -> None:
@@ -120,7 +145,9 @@ class Progress:
         readings = [probe() for probe in self._probes]
         counted = [r.records for r in readings if r.records is not None]
         self._records = sum(counted) if counted else None
+        self._by_source = tuple(pair for r in readings for pair in r.by_source)
         self._sized = [r.progress for r in readings if r.progress is not None]
+        self._sized_names = [r.source for r in readings if r.progress is not None]
         self._samples.append((now, self._records or 0, tuple(p.done for p in self._sized)))
         while len(self._samples) > 2 and now - self._samples[1][0] >= WINDOW_S:
             self._samples.popleft()
@@ -147,7 +174,7 @@ class Progress:
         parts = [f"{self._clock_since_start():.0f} s"] if records is None else []
         record_rate, rates = self._rates()
         if records is not None:
-            parts += [f"{records:,} records", f"{record_rate:,.0f} rec/s"]
+            parts += [counted(records, self._by_source), f"{record_rate:,.0f} rec/s"]
         if self._sized:
             # The input that will take longest decides: its share, its size, its ETA.
             def left(pair: tuple[ReadProgress, float]) -> float:
@@ -156,7 +183,11 @@ class Progress:
                 return 0.0 if remaining == 0 else remaining / rate if rate > 0 else math.inf
 
             slowest, rate = max(zip(self._sized, rates, strict=True), key=left)
-            parts.append(f"{slowest.share:.0%} of {_size(slowest.total, slowest.unit)}")
+            name = self._sized_names[self._sized.index(slowest)]
+            size = _size(slowest.total, slowest.unit)
+            if name and len(self._sized) > 1:  # say which input the share is of
+                size = f"{slowest.total:,} {name}" if slowest.unit == "records" else f"{name} ({size})"
+            parts.append(f"{slowest.share:.0%} of {size}")
             eta = left((slowest, rate))
             if rate > 0 and eta < math.inf:
                 parts.append(f"ETA {_clock_time(eta)}")
@@ -171,7 +202,7 @@ class Progress:
         text = f"{self.name}: "
         if self._records is not None:
             rate = self._records / elapsed if elapsed > 0 else 0.0
-            text += f"{self._records:,} records in {elapsed:.1f} s ({rate:,.0f} rec/s)"
+            text += f"{counted(self._records, self._by_source)} in {elapsed:.1f} s ({rate:,.0f} rec/s)"
         else:
             text += f"ran {elapsed:.1f} s"
         return f"{text}, {outcome}" if outcome else text

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
+from actorflow.operators.failures import failing_record, shorten
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.operators.snapshots import CheckpointHooks, dumps, ended_owner, part_name, watermark_owner
 from actorflow.operators.sources import Source
@@ -35,10 +36,22 @@ from actorflow.time.watermarks import WatermarkStrategy
 __all__ = ["Chain", "SourceActor"]
 
 
-def _locate(error: BaseException, label: str) -> None:
-    if not getattr(error, "_actorflow_located", False):
+def _locate(error: BaseException, label: str, values: list[Any] | None = None) -> None:
+    """Note on ``error`` the operator instance it was raised in and, when the operator had a batch
+    in hand (``values``), the record a user function failed on; the command line reads the
+    attributes ``_actorflow_operator`` and ``_actorflow_record`` (a shortened repr) for its one
+    line."""
+    if getattr(error, "_actorflow_located", False):
+        return
+    error._actorflow_located = True  # type: ignore[attr-defined]
+    error._actorflow_operator = label  # type: ignore[attr-defined]
+    found, record = failing_record(error, values) if values else (False, None)
+    if found:
+        shown = shorten(record)
+        error._actorflow_record = shown  # type: ignore[attr-defined]
+        error.add_note(f"actorflow: raised in operator {label} on record {shown}")
+    else:
         error.add_note(f"actorflow: raised in operator {label}")
-        error._actorflow_located = True  # type: ignore[attr-defined]
 
 
 class Chain:
@@ -122,7 +135,7 @@ class Chain:
         try:
             out = head.process_input(batch, input)
         except Exception as error:
-            _locate(error, self.contexts[0].label)
+            _locate(error, self.contexts[0].label, batch.values)
             raise
         if out is not None:
             await self._push(out, 1)
@@ -272,13 +285,17 @@ class Chain:
                         return
                     batch = out
         except Exception as error:
-            _locate(error, self.contexts[index].label)
+            _locate(error, self.contexts[index].label, batch.values)
             raise
         records[-1] += len(batch.values)
         if batch.marks:
             watermarks[-1] = batch.marks[-1][1]
-        for output in self.outputs:
-            await output.send(batch)
+        try:
+            for output in self.outputs:
+                await output.send(batch)  # a key selector of the next operators runs here
+        except Exception as error:
+            _locate(error, self.contexts[-1].label if self.contexts else self.name, batch.values)
+            raise
         if self.side_outputs:
             await self._send_sides(batch.marks[-1][1] if batch.marks else None)
 

@@ -21,13 +21,17 @@ exception in ``on_timer`` still fails the job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sysconfig
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from actorflow.operators.side_outputs import OutputTag
 
-__all__ = ["FailedRecord", "guarded", "route_failure"]
+__all__ = ["FailedRecord", "failing_record", "guarded", "route_failure", "shorten", "user_location"]
 
 T = TypeVar("T")
 
@@ -74,3 +78,73 @@ def guarded(operator: Any, element: Element, errors: OutputTag[FailedRecord[Any]
             route_failure(operator, errors, value, error, ctx.timestamp)
 
     return call
+
+
+def shorten(value: Any, limit: int = 100) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a log line.
+
+    >>> shorten({"tx_id": 5, "note": "x" * 200}, 30)
+    "{'tx_id': 5, 'note': 'xxxx..."
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Frames of actorflow itself and of the standard library are not the user's function.
+_NOT_USER = tuple(
+    str(Path(directory).resolve()) + os.sep
+    for directory in {str(Path(__file__).resolve().parents[1]), sysconfig.get_paths()["stdlib"]}
+)
+
+
+def _is_user(filename: str) -> bool:
+    """A frame of the user's code: a Python file that exists (not ``<string>``, not a compiled
+    extension's ``uvloop/loop.pyx``) outside actorflow and the standard library."""
+    return not filename.startswith(_NOT_USER) and filename.endswith(".py") and os.path.isfile(filename)
+
+
+def failing_record(error: BaseException, values: Sequence[Any]) -> tuple[bool, Any]:
+    """``(True, record)`` if ``error`` was raised in a user function called with one of ``values``
+    (the batch the failing operator had in hand), else ``(False, None)``.
+
+    Nothing on the per-record path keeps track of the current record (the stateless operators are
+    one comprehension each); the failure itself tells: the first frame of the traceback that is
+    neither actorflow's nor the standard library's is the user function the operator called, and
+    one of its arguments *is* (identity, not equality) the record. A builtin called as the function
+    has no frame: then no record is named.
+    """
+    if not values:
+        return False, None
+    batch = {id(value) for value in values}
+    entry = error.__traceback__
+    while entry is not None:
+        frame = entry.tb_frame
+        code = frame.f_code
+        if _is_user(code.co_filename):
+            count = code.co_argcount + code.co_kwonlyargcount
+            for name in code.co_varnames[:count]:
+                argument = frame.f_locals.get(name)
+                if id(argument) in batch:
+                    return True, argument
+            return False, None
+        entry = entry.tb_next
+    return False, None
+
+
+def user_location(error: BaseException) -> str | None:
+    """``file:line`` of the innermost frame of ``error``'s traceback outside actorflow and the
+    standard library (the user's code that raised), or None; a path under the working directory
+    is given relative to it."""
+    found = None
+    entry = error.__traceback__
+    while entry is not None:
+        code = entry.tb_frame.f_code
+        if _is_user(code.co_filename):
+            found = (code.co_filename, entry.tb_lineno)
+        entry = entry.tb_next
+    if found is None:
+        return None
+    path = Path(found[0])
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(Path.cwd())
+    return f"{path}:{found[1]}"

@@ -13,6 +13,7 @@ yielding: the flow then sends the final +infinity watermark and end of stream. S
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sized
@@ -23,10 +24,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from actorflow.errors import BrokenResourceError, ClosedResourceError, StateError, WouldBlock
+from actorflow.errors import BrokenResourceError, ClosedResourceError, InputError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
-from actorflow.time.watermarks import event_time
+from actorflow.time.watermarks import EVENT_TIME_LIMIT, event_time
 
 __all__ = [
     "DeadLetter",
@@ -44,6 +45,9 @@ class TaskRunner(Protocol):
 
     async def run(self) -> None:
         """Run until the source is stopped; raises what failed."""
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,11 @@ class Source(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def check(self) -> None:  # noqa: B027
+        """Raise :class:`~actorflow.errors.InputError` if the input cannot be read at all (a
+        missing file). :meth:`Flow.run <actorflow.Flow.run>` calls it before any actor starts, and
+        ``actorflow run`` makes it bad usage (exit 2). Default: nothing to check."""
 
     def read_progress(self) -> ReadProgress | None:
         """How much of a bounded input this source has read (all its instances), for progress
@@ -182,9 +191,11 @@ class IterableSource(Source):
 class JsonLinesSource(Source):
     """One JSON value per line of a file; blank lines are skipped.
 
-    A line that is not valid JSON, or (with a watermark strategy) has no event time to read, fails
-    the job naming the file and line, unless ``dead_letters`` is given: then it receives a
-    :class:`DeadLetter` and the job goes on.
+    A line that is not UTF-8, not valid JSON, or (with a watermark strategy) has no event time to
+    read (or one beyond 64 bits), fails the job with an :class:`~actorflow.errors.InputError`
+    naming the file and line, unless ``dead_letters`` is given: then it receives a
+    :class:`DeadLetter` and the job goes on. A missing file fails before the job starts
+    (:meth:`check`); a file without records logs a warning (``0 records``).
     """
 
     def __init__(
@@ -207,6 +218,16 @@ class JsonLinesSource(Source):
 
     def describe(self) -> str:
         return f"JsonLinesSource({self.path})"
+
+    def check(self) -> None:
+        """Raises :class:`InputError` if the file cannot be opened (``transactions.jsonl: no such
+        file``)."""
+        try:
+            self.path.open("rb").close()
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no such file") from None
+        except OSError as error:
+            raise InputError(f"{self.path}: cannot read it ({error.strerror or error})") from None
 
     def read_progress(self) -> ReadProgress | None:
         """Bytes read of the file's size (None if it cannot be read)."""
@@ -237,6 +258,9 @@ class JsonLinesSource(Source):
             while True:
                 lines = file.readlines(self._chunk_bytes)
                 if not lines:
+                    if self._start == (0, 0) and self.records_read == 0:
+                        empty = " (the file is empty)" if offset == 0 else ""
+                        log.warning("%s: 0 records%s", self.path, empty)
                     return
                 ends = list(accumulate(map(len, lines)))  # byte offset after each line
                 line_of: list[int] | None = None  # the line of each record, when not one per line
@@ -247,8 +271,10 @@ class JsonLinesSource(Source):
                     records = [loads(line) for line in lines]
                     if time_of is not None:
                         times = list(map(time_of, records))
-                        if not all(type(time) is int for time in times):
-                            raise TypeError("an event time that is not an int")
+                        if not all(type(time) is int for time in times) or not (
+                            min(times) > -EVENT_TIME_LIMIT and max(times) < EVENT_TIME_LIMIT
+                        ):
+                            raise TypeError("an event time that is not an int, or out of range")
                 except Exception:
                     records, line_of, times = self._decode_slowly(lines, line_number, time_of)
                 self.records_read += len(records)
@@ -281,16 +307,27 @@ class JsonLinesSource(Source):
                     times.append(event_time(time_of, record))
             except (orjson.JSONDecodeError, ValueError, TypeError) as error:
                 origin = f"{self.path}:{first_line + index + 1}"
-                not_json = isinstance(error, orjson.JSONDecodeError)
-                reason = f"not valid JSON ({error})" if not_json else str(error)
+                reason = (
+                    _why_not_json(line, error) if isinstance(error, orjson.JSONDecodeError) else str(error)
+                )
                 if self._dead_letters is None:
-                    raise ValueError(f"{origin}: {reason}") from error
+                    raise InputError(f"{origin}: {reason}") from None
                 self.dead_letter_count += 1
                 self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, reason))
                 continue
             records.append(record)
             line_of.append(index)
         return records, line_of, None if time_of is None else times
+
+
+def _why_not_json(line: bytes, error: orjson.JSONDecodeError) -> str:
+    """What is wrong with a line orjson refused, placed within the line (orjson's own line and
+    column count from the start of the text it was given: always line 1 or 2 here)."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8 at byte {bad.start + 1} of the line ({line[bad.start : bad.start + 1]!r})"
+    return f"not valid JSON ({error.msg} at column {error.pos + 1})"
 
 
 class PushSource(Source):

@@ -24,6 +24,7 @@ from actorflow.runtime.messages import MIN_WATERMARK
 
 __all__ = [
     "BoundedOutOfOrdernessGenerator",
+    "EVENT_TIME_LIMIT",
     "event_time",
     "field_getter",
     "PunctuatedGenerator",
@@ -59,6 +60,10 @@ def event_time(timestamp: TimestampAssigner, value: Any) -> int | float:
     Traceback (most recent call last):
     ...
     ValueError: no event time in the record: KeyError: 'ts'
+    >>> event_time(field_getter("ts"), {"ts": 2**70})
+    Traceback (most recent call last):
+    ...
+    ValueError: the event time 1180591620717411303424 is out of range (epoch ms within 64 bits)
     """
     try:
         time = timestamp(value)
@@ -66,7 +71,14 @@ def event_time(timestamp: TimestampAssigner, value: Any) -> int | float:
         raise ValueError(f"no event time in the record: {type(error).__name__}: {error}") from error
     if type(time) is not int and type(time) is not float:  # a float is fine, if slower
         raise TypeError(f"the event time must be a number (epoch ms), not {type(time).__name__}: {time!r}")
+    if not -EVENT_TIME_LIMIT < time < EVENT_TIME_LIMIT:
+        raise ValueError(f"the event time {time!r} is out of range (epoch ms within 64 bits)")
     return time
+
+
+#: Event times (epoch ms) lie strictly between minus and plus this: 64-bit integers, as watermarks.
+#: A JSON integer beyond 64 bits is decoded as a float, so the check also catches those.
+EVENT_TIME_LIMIT = 2**63 - 1
 
 
 class WatermarkGenerator(ABC):

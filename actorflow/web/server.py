@@ -42,8 +42,10 @@ __all__ = ["HttpServer", "create_app", "run_with_http", "serve_http"]
 
 log = logging.getLogger(__name__)
 
-#: Paths anyone may read, token or not: a liveness probe carries no credentials.
+#: Paths anyone may read, token or not, by any name: a liveness probe carries no credentials.
 OPEN_PATHS = frozenset({"/healthz"})
+#: The one path that takes the token in the URL (``/?token=...``: how a browser opens the page).
+TOKEN_IN_URL_PATHS = frozenset({"/"})
 
 _FLOW: web.AppKey[Flow] = web.AppKey("flow", Flow)
 _REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
@@ -79,7 +81,7 @@ def _auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer":
-                given = request.query.get("token", "")
+                given = request.query.get("token", "") if request.path in TOKEN_IN_URL_PATHS else ""
             # Constant time: the comparison does not tell how much of a guess was right.
             if not hmac.compare_digest(given.strip().encode(), expected):
                 return web.json_response(
@@ -90,6 +92,25 @@ def _auth_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]
         return await handler(request)
 
     return check_token
+
+
+def _host_middleware(config: HttpConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def check_host(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        host = request.headers.get("Host", "")
+        if request.path not in OPEN_PATHS and not config.allows(host):
+            return web.json_response(
+                {
+                    "error": f"this server does not answer to the name {host!r}: use localhost or "
+                    "its address, or add the name to http_allowed_hosts"
+                },
+                status=403,
+            )
+        return await handler(request)
+
+    return check_host
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -143,7 +164,9 @@ def create_app(flow: Flow, config: HttpConfig | None = None) -> web.Application:
     For embedding its routes in an application of your own; :func:`serve_http` runs it.
     """
     config = config if config is not None else HttpConfig()
-    middlewares = [_auth_middleware(config.token)] if config.token is not None else []
+    middlewares = [_host_middleware(config)]
+    if config.token is not None:
+        middlewares.append(_auth_middleware(config.token))
     app = web.Application(middlewares=middlewares)
     app[_FLOW] = flow
     # A registry of its own: only this flow's families, no process or platform collectors (their
