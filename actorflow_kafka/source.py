@@ -191,6 +191,8 @@ class KafkaSource(Source):
         self.commit_interval_ms = commit_interval_ms
         self.producer_options = dict(producer_options or {})
         self.replication_factor = replication_factor
+        #: With ``tasks=True``: the runner of the current (or last) run, for its statistics.
+        self.task_job: Any = None
         self._stopping = asyncio.Event()
         self._readers: dict[int, _PartitionReader] = {}
         # Readers that ended while an exactly-once sink still has to commit their last offsets:
@@ -219,7 +221,8 @@ class KafkaSource(Source):
             return None
         from actorflow_kafka.tasks.job import TaskJob  # it builds on this module
 
-        return TaskJob(self, flow)
+        job = self.task_job = TaskJob(self, flow)
+        return job
 
     def stop(self) -> None:
         """End the stream: every instance finishes the batch in hand and ends.

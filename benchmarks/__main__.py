@@ -9,6 +9,7 @@
     python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...] \\
         [--checkpoint-events N] [--checkpoint-queries Q ...] [--state-keys K]
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
+    python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
         --output-topic OUT --group G [--state-dir DIR] [--checkpoint-interval-ms N]
 
@@ -122,6 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     kafka.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
 
+    scale = commands.add_parser(
+        "scale", help="Q2 and Q3 over Kafka with 1 and with 2 worker processes (partition tasks)"
+    )
+    scale.add_argument("--events", type=_positive, default=400_000)
+    scale.add_argument("--partitions", type=_positive, default=4, help="of the input topic")
+    scale.add_argument("--seed", type=int, default=1)
+    scale.add_argument("--queries", choices=("q2", "q3"), nargs="+", default=["q2", "q3"])
+    scale.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+
     commands.add_parser(
         "worker",
         help="one worker process of Q2 or Q3 from Kafka to Kafka, as partition tasks, until SIGTERM",
@@ -194,6 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             repeat=args.repeat,
             linger_ms=args.linger_ms,
+            timeout=args.timeout,
+        )
+    if args.command == "scale":
+        from benchmarks.scale import main as scale
+
+        return scale(
+            events=args.events,
+            partitions=args.partitions,
+            seed=args.seed,
+            queries=tuple(args.queries),
             timeout=args.timeout,
         )
     if args.command == "kafka-run":

@@ -9,17 +9,22 @@ writes the results to ``--output-topic`` exactly once. Every worker started with
 topics, so ``--state-dir`` may be empty or absent (nothing is kept on local disk). Runs until
 SIGTERM or SIGINT, then commits and exits 0.
 
-It prints, flushed at once: ``ready`` when it starts and ``stopped`` after a graceful stop.
+It prints, flushed at once: ``ready`` when it starts and, after a graceful stop, one JSON line with
+its statistics: ``{"records", "first_record_ms", "last_commit_ms", "peak_rss_kib"}`` (the records it
+handed to its tasks, when the first one was, when a task last committed records it had read).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from actorflow import Flow, TumblingEventTimeWindows, WatermarkStrategy
 from actorflow.api.flow import new_event_loop
@@ -89,7 +94,14 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, source.stop)
     print("ready", flush=True)
     await flow.run()
-    print("stopped", flush=True)
+    job = source.task_job
+    stats = {
+        "records": job.records_read,
+        "first_record_ms": job.first_record_ms,
+        "last_commit_ms": job.last_commit_ms,
+        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+    print(orjson.dumps(stats).decode(), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

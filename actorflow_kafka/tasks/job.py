@@ -90,6 +90,11 @@ class TaskJob:
         self._creating: dict[str, asyncio.Future[None]] = {}
         #: Counts the rebalance callbacks' starts and ends: records fetched across one are stale.
         self._generation = 0
+        #: Records handed to tasks, when the first one was (the flow clock's ms), and when a task
+        #: last committed records it had read: the worker's throughput, for benchmarks.
+        self.records_read = 0
+        self.first_record_ms: int | None = None
+        self.last_commit_ms: int | None = None
         self._failure: BaseException | None = None
         self.watermarks = flow_watermarks(plan, self.source_name)
 
@@ -221,7 +226,10 @@ class TaskJob:
                     if task is not None and records:
                         task.fetched = records[-1].offset + 1
                         batches.append((task, records))
+                if batches and self.first_record_ms is None:
+                    self.first_record_ms = self.clock.now()
                 for task, records in batches:
+                    self.records_read += len(records)
                     values, kept, times = await decoder.decode(records)
                     if times is None and decoder.kafka_time:
                         times = [record.timestamp for record in kept]

@@ -254,10 +254,13 @@ class PartitionTask:
         if sends:
             await asyncio.gather(*sends)
             self.changelog_records += len(sends)
+        moved = offset is not None and offset != self._offset
         if offset is not None:
             await producer.send_offsets_to_transaction({self.tp: offset}, job.group_id)
             self._offset = offset
         await producer.commit_transaction()
+        if moved:
+            job.last_commit_ms = job.clock.now()
         transaction.written = 0
         self.commits += 1
         # The next transaction is open before the sinks, released now, write again.
