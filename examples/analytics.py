@@ -91,11 +91,12 @@ class Latest(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
             out.collect(window)
 
 
-def build(*, limit: int | None = None, rate: float | None = 1_000.0) -> Flow:
+def build(*, limit: int | None = None, rate: float | None = 1_000.0, start_ts: int | None = None) -> Flow:
+    """The flow; the generator's event time starts at ``start_ts`` (None: now)."""
     flow = Flow("analytics")
     (
         flow.from_source(
-            TransactionGenerator(limit=limit, rate=rate),
+            TransactionGenerator(limit=limit, rate=rate, start_ts=start_ts),
             name="transactions",
             watermarks=WatermarkStrategy.bounded_out_of_orderness(100, "ts"),
         )

@@ -14,7 +14,8 @@ Four rules, per card:
 Where the transactions come from:
 
 - by default a built-in generator (``examples/generator.py``): rate-limited, unbounded until
-  ``--limit N`` transactions; rules from ``examples/data/live_rules.jsonl``; alerts printed;
+  ``--limit N`` transactions, event time from now (``--start-ts MS`` for another start); rules from
+  ``examples/data/live_rules.jsonl``, moved to the generator's start; alerts printed;
 - ``FRAUD_INPUT=file.jsonl``: a JSON-lines file of transactions instead (``examples/data``);
 - with ``KAFKA_BOOTSTRAP_SERVERS`` set: the ``transactions`` topic in, rules from the ``rules`` topic,
   alerts to the ``alerts`` topic (created if missing); records of either input that are not JSON go
@@ -37,6 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from actorflow import (
     Collector,
     Context,
@@ -54,10 +57,10 @@ from actorflow import (
 
 try:
     from dynamic_rules import REJECTED, RULES, RuleEngine
-    from generator import TransactionGenerator
+    from generator import TransactionGenerator, on_clock
 except ImportError:  # pragma: no cover - imported as examples.fraud_detection
     from examples.dynamic_rules import REJECTED, RULES, RuleEngine
-    from examples.generator import TransactionGenerator
+    from examples.generator import TransactionGenerator, on_clock
 
 log = logging.getLogger("fraud_detection")
 
@@ -194,18 +197,27 @@ def build(
     rate: float | None = 1_000.0,
     path: str | Path | None = None,
     parallelism: int = 1,
+    start_ts: int | None = None,
 ) -> Flow:
-    """The example on embedded defaults: the generator (or the file ``path``), alerts printed."""
+    """The example on embedded defaults: the generator (or the file ``path``), alerts printed.
+
+    The generator's event time starts at ``start_ts`` (None: now), and the rules of
+    ``LIVE_RULES`` move with it; the file's transactions and the rules file share one clock.
+    """
     flow = Flow("fraud-detection", parallelism=parallelism)
     by_ts = WatermarkStrategy.bounded_out_of_orderness(5_000 if path else 100, "ts")
+    by_rule_ts = WatermarkStrategy.punctuated("ts", lag_ms=0)
     if path is not None:
         transactions = flow.from_json_lines(path, name="transactions", watermarks=by_ts)
+        rules = flow.from_json_lines(LIVE_RULES, name="rules", watermarks=by_rule_ts)
     else:
-        generator = TransactionGenerator(limit=limit, rate=rate)
+        generator = TransactionGenerator(limit=limit, rate=rate, start_ts=start_ts)
         transactions = flow.from_source(generator, name="transactions", watermarks=by_ts)
-    rules = flow.from_json_lines(
-        LIVE_RULES, name="rules", watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)
-    )
+        # The rules file is on the bundled clock: move it to the generator's start. (Restored, the
+        # generator keeps the start in its checkpoint, and the rules engine the rules in its own.)
+        lines = LIVE_RULES.read_bytes().splitlines()
+        moved = [on_clock(orjson.loads(line), generator.start_ts) for line in lines if line.strip()]
+        rules = flow.from_iterable(moved, name="rules", watermarks=by_rule_ts)
     detect(transactions, rules).map(describe, name="describe").print()
     return flow
 
@@ -262,6 +274,9 @@ def flow(argv: Sequence[str] | None = None) -> Flow:
     parser.add_argument("--limit", type=int, default=None, help="stop after N transactions")
     parser.add_argument("--rate", type=float, default=1_000.0, help="transactions per second (0: no limit)")
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument(
+        "--start-ts", type=int, default=None, help="first event time, epoch ms (default: now)"
+    )
     args = parser.parse_args([] if argv is None else argv)
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if servers:
@@ -271,6 +286,7 @@ def flow(argv: Sequence[str] | None = None) -> Flow:
         rate=args.rate or None,
         path=os.environ.get("FRAUD_INPUT"),
         parallelism=args.parallelism,
+        start_ts=args.start_ts,
     )
 
 

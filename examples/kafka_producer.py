@@ -47,9 +47,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 try:
-    from generator import START_TS, transactions
+    from generator import START_TS, on_clock, transactions
 except ImportError:  # pragma: no cover - imported as examples.kafka_producer
-    from examples.generator import START_TS, transactions
+    from examples.generator import START_TS, on_clock, transactions
 
 DATA = Path(__file__).parent / "data"
 TRANSACTIONS = DATA / "transactions.jsonl"
@@ -136,15 +136,7 @@ def rules_from(start_ts: int, path: Path = LIVE_RULES) -> list[dict[str, Any]]:
     [(8000.0, 0), (5000.0, 2000000060000)]
     """
     rules = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-    return [
-        {**rule, "ts": start_ts + rule["ts"] - START_TS} if _on_generator_clock(rule) else rule
-        for rule in rules
-    ]
-
-
-def _on_generator_clock(rule: dict[str, Any]) -> bool:
-    ts = rule.get("ts")  # a rule without an integer ts goes out as it is, for the engine to reject
-    return isinstance(ts, int) and ts >= START_TS
+    return [on_clock(rule, start_ts) for rule in rules]
 
 
 def live_transactions(

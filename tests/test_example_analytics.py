@@ -28,7 +28,7 @@ def last_windows() -> dict[str, dict[str, Any]]:
 
 
 async def test_every_cards_last_window_is_queryable(capsys: Any) -> None:
-    flow = analytics.build(limit=COUNT, rate=None)
+    flow = analytics.build(limit=COUNT, rate=None, start_ts=generator.START_TS)
     expected = last_windows()
     async with serve_http(flow, HttpConfig(port=0)) as server, aiohttp.ClientSession() as session:
         await flow.run()

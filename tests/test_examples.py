@@ -175,6 +175,46 @@ def test_the_generator_is_rate_limited_on_the_flow_clock() -> None:
     assert asyncio.run(scenario()) == [10, 10]
 
 
+def test_the_generator_starts_its_event_time_now_and_keeps_its_start_across_a_restore() -> None:
+    from actorflow import ManualClock
+    from actorflow.operators.base import OperatorContext
+
+    async def first(source: generator.TransactionGenerator) -> list[dict[str, Any]]:
+        reader = source.read(OperatorContext("generator", clock=ManualClock(0), batch_size=5))
+        batch = await anext(reader)
+        await reader.aclose()
+        return batch
+
+    before = time.time_ns() // 1_000_000
+    source = generator.TransactionGenerator(limit=10, rate=None)
+    after = time.time_ns() // 1_000_000
+    assert before <= source.start_ts <= after
+    txs = asyncio.run(first(source))
+    assert txs == list(generator.transactions(count=5, start_ts=source.start_ts))
+    context = OperatorContext("generator", clock=ManualClock(0))
+
+    # Restored a minute later, the source goes on on the clock it started with.
+    restored = generator.TransactionGenerator(limit=10, rate=None)
+    restored.restore_state(context, [source.snapshot_state(context)])
+    assert restored.start_ts == source.start_ts
+    assert (
+        asyncio.run(first(restored)) == list(generator.transactions(count=10, start_ts=source.start_ts))[5:]
+    )
+    # A checkpoint from before the start was kept (a plain count) was on the fixed clock.
+    old = generator.TransactionGenerator(limit=10, rate=None)
+    old.restore_state(context, [5])
+    assert asyncio.run(first(old)) == list(generator.transactions(count=10))[5:]
+
+
+def test_fraud_detection_moves_the_rules_to_the_generators_start() -> None:
+    # The large-amount limit tightens from 8,000 to 5,000 60 s into the stream: with a start of
+    # its own, the generator takes the rules file with it, and finds what the bundled clock finds.
+    later = generator.START_TS + 86_400_000 * 400
+    lines = _run_example("fraud_detection.py", "--limit", "12000", "--rate", "0", "--start-ts", str(later))
+    assert sorted(lines) == _fraud_reference(12_000)
+    assert any(line.startswith("ALERT large ") for line in lines)
+
+
 def test_windowed_count_prints_windows_and_late_records() -> None:
     lines = _run_example("windowed_count.py")
     assert any(" tx, " in line for line in lines)

@@ -147,8 +147,13 @@ function bytes(value) {
 }
 
 function eventTime(ms) {
-  // Epoch milliseconds read as a UTC time of day; small numbers (tests, synthetic time) as they are.
-  return ms > 1e11 ? new Date(ms).toISOString().slice(11, 23) : String(ms);
+  // Epoch milliseconds in UTC: a time of day when it is today's, else the date too (a replayed or
+  // synthetic stream); small numbers (tests, counters as time) as they are.
+  if (ms <= 1e11) return String(ms);
+  const iso = new Date(ms).toISOString();
+  return iso.slice(0, 10) === new Date().toISOString().slice(0, 10)
+    ? iso.slice(11, 23)
+    : iso.slice(0, 10) + " " + iso.slice(11, 19);
 }
 
 function duration(ms) {
