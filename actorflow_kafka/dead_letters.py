@@ -50,11 +50,14 @@ class DeadLetterTopic:
         topic: str,
         *,
         bootstrap_servers: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
         producer_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
-        self._options = dict(producer_options or {})
+        # On top of the source's client options: this topic's own (its cluster's connection, as
+        # for every client: client_options), then its producer's (producer_options).
+        self._options = {**(client_options or {}), **(producer_options or {})}
         self._producer: AIOKafkaProducer | None = None
         self._users = 0
         self._starting = asyncio.Lock()

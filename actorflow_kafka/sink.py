@@ -66,9 +66,12 @@ class KafkaSink(Sink):
     picks the record's key, which decides its partition (Kafka's default murmur2 partitioner, the
     same as Java clients use); ``value`` picks what is written (default: the whole record).
     ``headers`` is a function of the record returning ``[(name, bytes), ...]``.
-    ``producer_options`` (linger_ms, max_batch_size, compression_type, acks, max_request_size,
-    enable_idempotence, transaction_timeout_ms, SASL/SSL settings, client_id, ...) go to aiokafka
-    untouched.
+    Options go to aiokafka untouched, as everywhere in actorflow_kafka: ``client_options`` to
+    every client the sink makes (the connection: SASL/SSL settings, client_id, ...; the same
+    keyword as the source's), ``producer_options`` to its producer only, on top (linger_ms,
+    max_batch_size, compression_type, acks, max_request_size, enable_idempotence,
+    transaction_timeout_ms, ...). Connection settings given in ``producer_options``, as before
+    ``client_options`` existed, still work.
 
     A missing topic fails the job when the sink opens (or when a record first names it), unless
     ``create_topics=True``, which creates it with ``partitions`` partitions.
@@ -105,6 +108,7 @@ class KafkaSink(Sink):
         create_topics: bool = False,
         partitions: int = 1,
         replication_factor: int = 1,
+        client_options: Mapping[str, Any] | None = None,
         producer_options: Mapping[str, Any] | None = None,
         max_in_flight: int = 100_000,
         exactly_once: bool = False,
@@ -123,7 +127,9 @@ class KafkaSink(Sink):
         self.create_topics = create_topics
         self.partitions = partitions
         self.replication_factor = replication_factor
-        self.producer_options = dict(producer_options or {})
+        self.client_options = dict(client_options or {})
+        #: What the producer gets: the client's options, then the producer's own.
+        self.producer_options = {**self.client_options, **(producer_options or {})}
         self.exactly_once = exactly_once
         self.transactional_id = transactional_id
         self.offsets_of = offsets_of

@@ -23,6 +23,7 @@ from actorflow import (
     MAX_WATERMARK,
     Collector,
     Context,
+    FailedRecord,
     FailedRequest,
     Flow,
     ManualClock,
@@ -509,6 +510,8 @@ async def test_a_timed_out_request_can_fall_back_or_go_to_dead_letters(
         assert sorted(letter.record for letter in letters) == [1, 3, 5]
         assert all(isinstance(letter.error, TimeoutError) for letter in letters)
         assert all(letter.operator.startswith(f"{NAME}[") and letter.attempts == 1 for letter in letters)
+        # One vocabulary: a failed request is a FailedRecord, its record also its value.
+        assert all(isinstance(letter, FailedRecord) and letter.value == letter.record for letter in letters)
     assert gate.cancelled == 3
     await finished_cleanly(loop_errors)
 

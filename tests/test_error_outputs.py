@@ -1,4 +1,4 @@
-"""Records a user function fails on: to an error output (``errors=``) instead of a failed job."""
+"""Records a user function fails on: to a dead-letter output (``dead_letters=``) instead of a failed job."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def failed(n: int) -> bool:
 def test_map_filter_and_flat_map_send_failed_records_to_the_error_output(parallelism: int) -> None:
     flow = Flow(parallelism=parallelism, batch_size=64)
     numbers = flow.from_iterable(range(N))
-    mapped = numbers.map(inverse, name="inverse", errors=ERRORS)
-    kept = numbers.filter(lambda n: inverse(n) > 0.2, name="small", errors=ERRORS)
-    spread = numbers.flat_map(lambda n: [n] * int(inverse(n) * 2), name="spread", errors=ERRORS)
+    mapped = numbers.map(inverse, name="inverse", dead_letters=ERRORS)
+    kept = numbers.filter(lambda n: inverse(n) > 0.2, name="small", dead_letters=ERRORS)
+    spread = numbers.flat_map(lambda n: [n] * int(inverse(n) * 2), name="spread", dead_letters=ERRORS)
     outputs = {stream: stream.collect() for stream in (mapped, kept, spread)}
     errors = {
         name: s.get_side_output(ERRORS).collect()
@@ -81,7 +81,7 @@ class RunningTotal(KeyedProcessFunction[int, int]):
 def test_a_keyed_process_function_goes_on_after_a_failed_record_with_its_state(parallelism: int) -> None:
     flow = Flow(parallelism=parallelism, batch_size=50)
     records = flow.from_iterable(range(N), watermarks=WatermarkStrategy.punctuated(lambda n: n))
-    totals = records.key_by(lambda n: n % 5).process(RunningTotal(), name="totals", errors=ERRORS)
+    totals = records.key_by(lambda n: n % 5).process(RunningTotal(), name="totals", dead_letters=ERRORS)
     out = totals.collect()
     bad = totals.get_side_output(ERRORS).collect()
     flow.execute()
@@ -110,7 +110,7 @@ def test_failed_records_keep_their_time_and_watermarks_stay_right(parallelism: i
     # exactly the records that went through, and the failed ones keep their event time.
     flow = Flow(parallelism=parallelism, batch_size=32)
     records = flow.from_iterable(range(N), watermarks=WatermarkStrategy.punctuated(lambda n: n * 10))
-    halved = records.process(Halve(), name="halve", errors=ERRORS)
+    halved = records.process(Halve(), name="halve", dead_letters=ERRORS)
     counts = (
         halved.map(lambda n: 1)
         .key_by(lambda one: 0)
@@ -127,7 +127,7 @@ def test_failed_records_keep_their_time_and_watermarks_stay_right(parallelism: i
 
 def test_an_error_output_nobody_reads_fails_the_job_instead_of_losing_records() -> None:
     flow = Flow()
-    flow.from_iterable([1, 7, 2]).map(inverse, errors=ERRORS).collect()
+    flow.from_iterable([1, 7, 2]).map(inverse, dead_letters=ERRORS).collect()
     with pytest.raises(ZeroDivisionError) as raised:
         flow.execute()
     assert any("nothing reads get_side_output()" in note for note in raised.value.__notes__)
@@ -140,6 +140,35 @@ def test_without_an_error_output_a_failure_fails_the_job() -> None:
         flow.execute()
 
 
-def test_errors_takes_an_output_tag() -> None:
+def test_dead_letters_takes_an_output_tag() -> None:
+    with pytest.raises(PlanError, match="dead_letters= takes an OutputTag"):
+        Flow().from_iterable([1]).map(inverse, dead_letters="errors")  # type: ignore[arg-type]
     with pytest.raises(PlanError, match="errors= takes an OutputTag"):
         Flow().from_iterable([1]).map(inverse, errors="errors")  # type: ignore[arg-type]
+
+
+def test_errors_is_the_former_name_of_dead_letters_and_still_works_for_a_release() -> None:
+    flow = Flow()
+    numbers = flow.from_iterable([1, 7, 2])
+    streams = [
+        numbers.map(inverse, errors=ERRORS),
+        numbers.filter(lambda n: inverse(n) > 0, errors=ERRORS),
+        numbers.flat_map(lambda n: [inverse(n)], errors=ERRORS),
+        numbers.process(Inverse(), errors=ERRORS),
+        numbers.key_by(lambda n: n % 2).process(KeyedInverse(), errors=ERRORS),
+    ]
+    failures = [stream.get_side_output(ERRORS).collect() for stream in streams]
+    flow.execute()
+    assert [[f.value for f in sink.values] for sink in failures] == [[7]] * 5
+    with pytest.raises(PlanError, match="give dead_letters= only"):
+        numbers.map(inverse, dead_letters=ERRORS, errors=ERRORS)
+
+
+class Inverse(ProcessFunction[int, float]):
+    def process_element(self, value: int, ctx: Context, out: Collector) -> None:
+        out.collect(inverse(value))
+
+
+class KeyedInverse(KeyedProcessFunction[int, float]):
+    def process_element(self, value: int, ctx: Context, out: Collector) -> None:
+        out.collect(inverse(value))

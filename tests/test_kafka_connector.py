@@ -1088,3 +1088,24 @@ async def test_a_record_without_its_event_time_fails_the_job_without_dead_letter
     flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0)).collect()
     with pytest.raises(ValueError, match=rf"{topic}/0@1\b.*no event time in the record"):
         await flow.run()
+
+
+def test_client_options_go_to_every_client_and_producer_options_to_the_producer_on_top() -> None:
+    # One story throughout actorflow_kafka: client_options for every client an object makes (the
+    # connection), producer_options for its producer only; the old producer_options alone still work.
+    sink = KafkaSink(
+        "alerts",
+        bootstrap_servers="127.0.0.1:9092",
+        client_options={"client_id": "fraud", "security_protocol": "PLAINTEXT"},
+        producer_options={"linger_ms": 5, "client_id": "fraud-alerts"},
+    )
+    assert sink.client_options == {"client_id": "fraud", "security_protocol": "PLAINTEXT"}
+    assert sink.producer_options == {
+        "client_id": "fraud-alerts",
+        "security_protocol": "PLAINTEXT",
+        "linger_ms": 5,
+    }
+    old = KafkaSink("alerts", bootstrap_servers="127.0.0.1:9092", producer_options={"linger_ms": 5})
+    assert old.producer_options == {"linger_ms": 5}
+    dead = DeadLetterTopic("dead", client_options={"client_id": "x"}, producer_options={"linger_ms": 1})
+    assert dead._options == {"client_id": "x", "linger_ms": 1}

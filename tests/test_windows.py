@@ -27,6 +27,7 @@ from actorflow import (
     Collector,
     ContinuousEventTimeTrigger,
     CountTrigger,
+    EventTimeTrigger,
     Flow,
     GlobalWindows,
     ManualClock,
@@ -91,7 +92,7 @@ class SumAll(ProcessWindowFunction[Record, Result, Any]):
     """Sees every element; checks the context's watermark is past the window (event time)."""
 
     def process(self, key: Any, context: WindowContext, elements: list[Record], out: Collector) -> None:
-        assert context.current_watermark >= context.window.max_timestamp
+        assert context.current_watermark() >= context.window.max_timestamp
         total = sum(e["v"] for e in elements)
         out.collect((key, context.window.start, context.window.end, total, len(elements)))
 
@@ -238,6 +239,43 @@ def test_sliding_event_time_windows_match_the_reference(parallelism: int, data: 
         batch_size=data.draw(st.integers(1, 6), label="batch_size"),
     )
     assert Counter(got) == expected
+
+
+def test_current_watermark_is_called_in_window_and_trigger_contexts_and_the_old_form_still_reads() -> None:
+    # One form, as a timer service's: current_watermark(). The 0.1 form (a number, no call) reads
+    # the same value for a release.
+    seen: list[tuple[str, int, int]] = []
+
+    class Reads(ProcessWindowFunction[Record, Any, Any]):
+        def process(self, key: Any, context: WindowContext, elements: list[Record], out: Collector) -> None:
+            seen.append(("window", context.current_watermark(), context.current_watermark + 0))
+            out.collect(key)
+
+    class ReadingTrigger(EventTimeTrigger):
+        def on_element(self, element: Any, timestamp: int | None, window: TimeWindow, ctx: Any) -> Any:
+            seen.append(("trigger", ctx.current_watermark(), ctx.current_watermark + 0))
+            return super().on_element(element, timestamp, window, ctx)
+
+    flow = Flow()
+    records = [{"k": 1, "v": 1, "ts": ts} for ts in (5, 15, 25)]
+    fired = (
+        flow.from_iterable(records, watermarks=WatermarkStrategy.punctuated("ts"))
+        .key_by("k")
+        .window(TumblingEventTimeWindows.of(10))
+        .trigger(ReadingTrigger())
+        .process(Reads())
+        .collect()
+    )
+    flow.execute()
+    assert fired.values == [1, 1, 1]
+    assert seen == [
+        ("trigger", MIN_WATERMARK, MIN_WATERMARK),  # before the first mark
+        ("trigger", 5, 5),
+        ("window", 15, 15),  # [0, 10) fires when the watermark passes 9
+        ("trigger", 15, 15),
+        ("window", 25, 25),
+        ("window", MAX_WATERMARK, MAX_WATERMARK),
+    ]
 
 
 def test_the_reference_itself_on_a_hand_checked_stream() -> None:

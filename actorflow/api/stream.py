@@ -51,9 +51,14 @@ U = TypeVar("U")
 K = TypeVar("K")
 
 
-def _error_tag(errors: object) -> None:
-    if errors is not None and not isinstance(errors, OutputTag):
-        raise PlanError(f"errors= takes an OutputTag, got {errors!r}")
+def _dead_letter_tag(dead_letters: object, errors: object) -> Any:
+    """The side output given as ``dead_letters=`` or, under its former name, ``errors=``."""
+    if dead_letters is not None and errors is not None:
+        raise PlanError("give dead_letters= only (errors= is its former name)")
+    keyword, tag = ("errors", errors) if errors is not None else ("dead_letters", dead_letters)
+    if tag is not None and not isinstance(tag, OutputTag):
+        raise PlanError(f"{keyword}= takes an OutputTag, got {tag!r}")
+    return tag
 
 
 def _plain(fn: Callable[..., Any], what: str) -> None:
@@ -125,13 +130,15 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
         errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Apply ``fn`` to every record. An exception in ``fn`` fails the job, unless ``errors``
-        is given: then the record goes to that side output as a
-        :class:`~actorflow.operators.failures.FailedRecord` (read it with ``get_side_output``)."""
+        """Apply ``fn`` to every record. An exception in ``fn`` fails the job, unless
+        ``dead_letters`` is given: then the record goes to that side output as a
+        :class:`~actorflow.operators.failures.FailedRecord` (read it with ``get_side_output``).
+        ``errors=`` is the former name of ``dead_letters=`` (kept for this release)."""
         _plain(fn, "map")
-        _error_tag(errors)
+        errors = _dead_letter_tag(dead_letters, errors)
         node = self._add("map", name, lambda: MapOperator(node.name, fn, errors), parallelism)
         return self._follow(node)
 
@@ -141,11 +148,12 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
         errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[T]:
-        """Keep the records for which ``predicate`` is true (``errors``: as for :meth:`map`)."""
+        """Keep the records for which ``predicate`` is true (``dead_letters``: as for :meth:`map`)."""
         _plain(predicate, "filter")
-        _error_tag(errors)
+        errors = _dead_letter_tag(dead_letters, errors)
         node = self._add("filter", name, lambda: FilterOperator(node.name, predicate, errors), parallelism)
         return self._follow(node)
 
@@ -155,12 +163,13 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
         errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Replace every record by the records of the iterable ``fn`` returns for it (``errors``:
+        """Replace every record by the records of the iterable ``fn`` returns for it (``dead_letters``:
         as for :meth:`map`)."""
         _plain(fn, "flat_map")
-        _error_tag(errors)
+        errors = _dead_letter_tag(dead_letters, errors)
         node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn, errors), parallelism)
         return self._follow(node)
 
@@ -275,11 +284,12 @@ class DataStream(Generic[T]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
         errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
         """Run a :class:`ProcessFunction` (a fresh copy per instance) over every record
-        (``errors``: records ``process_element`` raises on, as for :meth:`map`)."""
-        _error_tag(errors)
+        (``dead_letters``: records ``process_element`` raises on, as for :meth:`map`)."""
+        errors = _dead_letter_tag(dead_letters, errors)
         node = self._add(
             "process",
             name,
@@ -485,14 +495,15 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         *,
         name: str | None = None,
         parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
         errors: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
         """Run a :class:`KeyedProcessFunction` with keyed state and timers for each key
-        (``errors``: records ``process_element`` raises on go there, as for :meth:`map`; an
+        (``dead_letters``: records ``process_element`` raises on go there, as for :meth:`map`; an
         exception in ``on_timer`` still fails the job)."""
         if not isinstance(function, KeyedProcessFunction):
             raise PlanError("a keyed stream's process() takes a KeyedProcessFunction")
-        _error_tag(errors)
+        errors = _dead_letter_tag(dead_letters, errors)
         key = self.key
         node = self._add(
             "process",

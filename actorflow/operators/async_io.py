@@ -50,28 +50,28 @@ from typing import Any
 
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator
+from actorflow.operators.failures import FailedRecord
 from actorflow.runtime.messages import Batch
 from actorflow.time.clock import Clock
 
 __all__ = ["AsyncMapOperator", "AsyncMapSpec", "FailedRequest"]
 
 
-@dataclass(frozen=True)
-class FailedRequest:
-    """A record whose request failed for good, as handed to a ``dead_letters`` callback.
+class FailedRequest(FailedRecord[Any]):
+    """A record whose request failed for good: the :class:`FailedRecord` a ``dead_letters``
+    callback of ``map_async`` receives. The name, and this constructor's order of arguments, are
+    kept for this release; use :class:`FailedRecord` (``value``, ``record`` or ``attempts``).
 
     ``error`` is what the last attempt raised, or a :class:`TimeoutError` when the request ran out
     of time; ``attempts`` counts the calls of ``fn`` made for it; ``operator`` names the instance.
 
     >>> failed = FailedRequest({"id": 7}, TimeoutError("slow"), attempts=2, operator="lookup[1/1]")
-    >>> failed.record, failed.attempts
-    ({'id': 7}, 2)
+    >>> failed.record, failed.attempts, isinstance(failed, FailedRecord)
+    ({'id': 7}, 2, True)
     """
 
-    record: Any
-    error: Exception
-    attempts: int
-    operator: str
+    def __init__(self, record: Any, error: Exception, attempts: int, operator: str) -> None:
+        super().__init__(record, error, operator, attempts)
 
 
 def _is_coroutine_function(fn: object) -> bool:

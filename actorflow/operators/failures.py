@@ -31,18 +31,36 @@ from typing import Any, Generic, TypeVar
 
 from actorflow.operators.side_outputs import OutputTag
 
-__all__ = ["FailedRecord", "failing_record", "guarded", "route_failure", "shorten", "user_location"]
+__all__ = [
+    "FailedRecord",
+    "call_each",
+    "failing_record",
+    "guarded",
+    "route_failure",
+    "shorten",
+    "user_location",
+]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class FailedRecord(Generic[T]):
-    """A record ``operator`` (``name[i/p]``) could not process, and what its function raised."""
+    """A record ``operator`` (``name[i/p]``) could not process, and what its function raised: a
+    dead letter of ``map``, ``filter``, ``flat_map``, ``process`` and ``map_async``.
+
+    ``attempts`` counts the calls made for it (``map_async`` retries; 1 elsewhere); ``record``
+    is another name of ``value``.
+    """
 
     value: T
     error: Exception
     operator: str
+    attempts: int = 1
+
+    @property
+    def record(self) -> T:
+        return self.value
 
     def describe(self) -> str:
         """``"<operator>: <ExceptionType>: <message>"``, for a log line or a JSON field."""
@@ -63,6 +81,28 @@ def route_failure(
     operator.dead_letter_count += 1
     operator.emit_side(errors, FailedRecord(value, error, operator.context.label), timestamp)
 
+
+def call_each(
+    operator: Any, fn: Callable[[Any], Any], values: list[Any], timestamps: list[Any] | None
+) -> list[Any]:
+    """``[fn(value) for value in values]``, except that a value ``fn`` raises on goes to
+    ``operator.errors`` (:func:`route_failure`, with its timestamp) and its result is
+    :data:`FAILED`: the guarded loop of map, filter and flat map."""
+    errors = operator.errors
+    results: list[Any] = []
+    for position, value in enumerate(values):
+        try:
+            results.append(fn(value))
+        except Exception as error:
+            route_failure(
+                operator, errors, value, error, None if timestamps is None else timestamps[position]
+            )
+            results.append(FAILED)
+    return results
+
+
+#: The result :func:`call_each` gives for a record its function raised on.
+FAILED: Any = object()
 
 Element = Callable[[Any, Any, Any], None]
 

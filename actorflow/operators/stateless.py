@@ -11,7 +11,7 @@ from typing import Any
 
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.batches import expand, select
-from actorflow.operators.failures import route_failure
+from actorflow.operators.failures import FAILED, call_each
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
@@ -45,20 +45,9 @@ class MapOperator(Operator):
         return Batch([fn(value) for value in batch.values], batch.timestamps, batch.marks)
 
     def _guarded(self, batch: Batch) -> Batch:
-        fn = self.fn
-        out: list[Any] = []
-        keep: list[bool] = []
-        timestamps = batch.timestamps
-        for position, value in enumerate(batch.values):
-            try:
-                out.append(fn(value))
-            except Exception as error:
-                route_failure(self, self.errors, value, error, _at(timestamps, position))  # type: ignore[arg-type]
-                out.append(None)
-                keep.append(False)
-            else:
-                keep.append(True)
-        mapped = Batch(out, timestamps, batch.marks)
+        out = call_each(self, self.fn, batch.values, batch.timestamps)
+        keep = [result is not FAILED for result in out]
+        mapped = Batch(out, batch.timestamps, batch.marks)
         return mapped if all(keep) else select(mapped, keep)
 
 
@@ -85,14 +74,8 @@ class FilterOperator(Operator):
 
     def _guarded(self, batch: Batch) -> list[bool]:
         predicate = self.predicate
-        keep: list[bool] = []
-        for position, value in enumerate(batch.values):
-            try:
-                keep.append(bool(predicate(value)))
-            except Exception as error:
-                route_failure(self, self.errors, value, error, _at(batch.timestamps, position))  # type: ignore[arg-type]
-                keep.append(False)
-        return keep
+        kept = call_each(self, lambda value: bool(predicate(value)), batch.values, batch.timestamps)
+        return [result is True for result in kept]
 
 
 class FlatMapOperator(Operator):
@@ -118,18 +101,8 @@ class FlatMapOperator(Operator):
 
     def _guarded(self, batch: Batch) -> list[list[Any]]:
         fn = self.fn
-        outputs: list[list[Any]] = []
-        for position, value in enumerate(batch.values):
-            try:
-                outputs.append(list(fn(value)))
-            except Exception as error:
-                route_failure(self, self.errors, value, error, _at(batch.timestamps, position))  # type: ignore[arg-type]
-                outputs.append([])
-        return outputs
-
-
-def _at(timestamps: list[Any] | None, position: int) -> int | None:
-    return None if timestamps is None else timestamps[position]
+        outputs = call_each(self, lambda value: list(fn(value)), batch.values, batch.timestamps)
+        return [[] if output is FAILED else output for output in outputs]
 
 
 class TimestampOperator(Operator):

@@ -36,6 +36,7 @@ __all__ = [
     "ProcessWindowFunction",
     "ReduceContents",
     "WindowContents",
+    "Watermark",
     "WindowContext",
 ]
 
@@ -60,20 +61,40 @@ class _Empty:
 EMPTY: Final[Any] = _Empty()
 
 
+class Watermark(int):
+    """An event time read from a window or trigger context: call it (``ctx.current_watermark()``),
+    as a timer service's. Reading it without the call, as a number (the form of 0.1), still works
+    for this release only.
+
+    >>> w = Watermark(5)
+    >>> (w(), w + 1)
+    (5, 6)
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> int:
+        return int(self)
+
+
 class WindowContext:
     """What a :class:`ProcessWindowFunction` knows about the window that fires.
 
     One object is reused for every firing of an operator instance: read it, do not keep it.
     """
 
-    __slots__ = ("_clock", "current_watermark", "window")
+    __slots__ = ("_clock", "_watermark", "window")
 
     def __init__(self, clock: Clock, window: TimeWindow) -> None:
         self._clock = clock
         #: The window that fires.
         self.window = window
-        #: The operator's event time when the window fires.
-        self.current_watermark = MIN_WATERMARK
+        self._watermark = MIN_WATERMARK  # set by the operator before each firing
+
+    @property
+    def current_watermark(self) -> Watermark:
+        """``current_watermark()``: the operator's event time when the window fires."""
+        return Watermark(self._watermark)
 
     def current_processing_time(self) -> int:
         """The clock's time in epoch milliseconds."""

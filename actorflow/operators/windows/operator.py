@@ -50,6 +50,7 @@ from actorflow.operators.windows.assigners import (
 from actorflow.operators.windows.functions import (
     EMPTY,
     AggregateContents,
+    Watermark,
     WindowContents,
     WindowContext,
 )
@@ -99,8 +100,8 @@ class _Scope(OnMergeContext):
             self.set_state(name, combined)
 
     @property
-    def current_watermark(self) -> int:
-        return self.operator.watermark
+    def current_watermark(self) -> Watermark:
+        return Watermark(self.operator.watermark)
 
     def current_processing_time(self) -> int:
         return self.operator.context.clock.now()
@@ -659,7 +660,7 @@ class WindowOperator(Operator):
         values = out.values
         timestamps = out.timestamps
         context = self._window_context
-        context.current_watermark = self.watermark
+        context._watermark = self.watermark
         emit_contents = self.contents.emit
         # An aggregate's result goes straight to the window function or the output.
         get_result = None
@@ -742,7 +743,7 @@ class WindowOperator(Operator):
     def _emit(self, key: Hashable, window: TimeWindow, contents: Any) -> None:
         context = self._window_context
         context.window = window
-        context.current_watermark = self.watermark
+        context._watermark = self.watermark
         out = self._out
         self.contents.emit(key, context, contents, out)
         out.stamp(window.end - 1)

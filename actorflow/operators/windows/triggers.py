@@ -25,6 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import PlanError
+from actorflow.operators.windows.functions import Watermark
 
 if TYPE_CHECKING:
     from actorflow.operators.windows.assigners import TimeWindow
@@ -65,8 +66,12 @@ class TriggerContext(ABC):
 
     @property
     @abstractmethod
-    def current_watermark(self) -> int:
-        """The operator's event time (the last watermark it received)."""
+    def current_watermark(self) -> Watermark:
+        """``current_watermark()``: the operator's event time (the last watermark it received).
+
+        A property whose value is called (:class:`~actorflow.operators.windows.functions.Watermark`)
+        so that triggers written for 0.1, which read it without the call, go on working for a release.
+        """
 
     @abstractmethod
     def current_processing_time(self) -> int:
@@ -156,7 +161,7 @@ class EventTimeTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
     ) -> TriggerResult:
         max_timestamp = window.end - 1
-        if max_timestamp <= ctx.current_watermark:
+        if max_timestamp <= ctx.current_watermark():
             return TriggerResult.FIRE  # a late record inside the allowed lateness
         ctx.register_event_time_timer(max_timestamp)
         return TriggerResult.CONTINUE
@@ -173,7 +178,7 @@ class EventTimeTrigger(Trigger):
     def on_merge(self, window: TimeWindow, ctx: OnMergeContext) -> None:
         # The merged window's end was not reached yet: it fires when it is. If it was (a late record
         # within the allowed lateness), on_element fires it at once instead.
-        if window.end - 1 > ctx.current_watermark:
+        if window.end - 1 > ctx.current_watermark():
             ctx.register_event_time_timer(window.end - 1)
 
     def __repr__(self) -> str:
@@ -281,7 +286,7 @@ class ContinuousEventTimeTrigger(Trigger):
         self, element: Any, timestamp: int | None, window: TimeWindow, ctx: TriggerContext
     ) -> TriggerResult:
         max_timestamp = window.end - 1
-        if max_timestamp <= ctx.current_watermark:
+        if max_timestamp <= ctx.current_watermark():
             return TriggerResult.FIRE  # a late record inside the allowed lateness
         ctx.register_event_time_timer(max_timestamp)
         if ctx.get_state("next") is None and timestamp is not None:
@@ -316,7 +321,7 @@ class ContinuousEventTimeTrigger(Trigger):
         following = ctx.get_state("next")
         if following is not None:
             ctx.register_event_time_timer(following)
-        if window.end - 1 > ctx.current_watermark:
+        if window.end - 1 > ctx.current_watermark():
             ctx.register_event_time_timer(window.end - 1)
 
     def __repr__(self) -> str:
