@@ -65,6 +65,9 @@ FLOWS = textwrap.dedent(
                 yield batch
                 await asyncio.sleep(0.002)
 
+        async def finish(self, context, *, completed):
+            print(f"ticks ended at {self.position} (completed: {completed})", file=sys.stderr, flush=True)
+
 
     def shout(n):
         if n == 25:
@@ -104,6 +107,14 @@ FLOWS = textwrap.dedent(
         ruled.from_source(Ticker(), name="ticks")
         .union(ruled.from_source(Rules(), name="rules"))
         .sink_to_json_lines("out.jsonl", exactly_once=True)
+    )
+
+    drained = Flow("drained", parallelism=2)  # the sink in actors of its own: records in flight
+    (
+        drained.from_source(Ticker(), name="ticks")
+        .rebalance()
+        .map(shout, name="shout")
+        .sink_to_json_lines("out.jsonl")
     )
 
     transactions = Flow("transactions")
@@ -263,12 +274,34 @@ def test_a_second_signal_exits_at_once(
     assert savepoints(checkpoints) == []
 
 
-def test_without_checkpoints_a_stop_signal_cancels_the_job(project: Path, daemons: list[Daemon]) -> None:
-    daemon = start(daemons, project, "flows.py:ticker")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_without_checkpoints_a_stop_signal_drains_the_job_and_exits_0(
+    project: Path, daemons: list[Daemon], signum: int
+) -> None:
+    daemon = start(daemons, project, "flows.py:drained")
     daemon.wait_for("reading from 0")
+    daemon.send(signum)
+    name = signal.Signals(signum).name
+    line = daemon.wait_for("draining")
+    assert line.split(" actorflow.daemon: ")[1].strip() == (
+        f"{name}: draining job 'drained': its sources stop, what they read is finished and written "
+        f"(no checkpoints to save; {name} again stops at once)"
+    )
+    ended = re.search(r"ticks ended at (\d+) \(completed: True\)", daemon.wait_for("ticks ended at"))
+    assert ended is not None
+    assert daemon.wait() == 0, "".join(daemon.stderr)
+    assert "job 'drained' drained: " in "".join(daemon.stderr)
+    # Every record the source read went through and was flushed: none lost on the way.
+    assert sorted(output_of(project)) == list(range(int(ended.group(1))))
+
+
+def test_a_second_signal_stops_a_draining_job_at_once(project: Path, daemons: list[Daemon]) -> None:
+    daemon = start(daemons, project, "flows.py:stuck")
+    daemon.wait_for("the sink hangs at 20")
     daemon.send(signal.SIGTERM)
-    assert daemon.wait() == 143
-    assert any("without a savepoint" in line for line in daemon.stderr)
+    daemon.wait_for("draining")  # the stuck sink never lets the drain finish
+    daemon.send(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 143, "".join(daemon.stderr)
 
 
 def test_savepoint_and_listing_against_a_running_job(project: Path, daemons: list[Daemon]) -> None:
@@ -768,4 +801,4 @@ def test_the_daemons_http_endpoint_refuses_other_host_names(project: Path, daemo
     assert _status(url + "metrics", Host="other.internal:8081") == 200
     assert _status(url + "healthz", Host="rebound.attacker.example") == 200
     daemon.send(signal.SIGTERM)
-    assert daemon.wait() == 143  # no checkpoints: cancelled
+    assert daemon.wait() == 0  # no checkpoints: drained

@@ -18,6 +18,7 @@ from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
+from actorflow.operators.chain import SourceActor
 from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
 from actorflow.plan.graph import LogicalGraph
@@ -93,6 +94,8 @@ class Flow:
         self._restart: RestartStrategy = NoRestart()
         self._coordinator: CheckpointCoordinator | None = None
         self._stop: asyncio.Event | None = None
+        self._actors: list[Any] = []
+        self._draining = False
         #: How many times the running (or last) job restarted after a failure.
         self.restarts = 0
         #: The actors and channels of the current (or last) run, for metrics; None before a run.
@@ -166,6 +169,24 @@ class Flow:
         assert self._stop is not None
         self._stop.set()
         return info
+
+    def drain(self) -> None:
+        """End the running flow as if every input had ended now: sources read no more (each
+        after the batch it has in hand), what they read goes through every operator (timers and
+        windows fire at the end of input, as at the end of a file), sinks flush, and a source
+        commits its position (Kafka without checkpoints). ``run()`` then returns normally.
+
+        The graceful stop without checkpoints (``actorflow run`` on SIGTERM): nothing read is
+        lost and nothing is read twice. With checkpoints, :meth:`stop` (a savepoint) is the one
+        to use: a drain ends the input, so a restored job would find it ended.
+        """
+        self._draining = True
+        for node in self._graph.nodes:
+            if node.kind == "source" and node.source is not None:
+                node.source.stop()  # partition tasks too: their runner ends when its source stops
+        for actor in self._actors:
+            if isinstance(actor, SourceActor):
+                actor.drain()
 
     # -- sources -------------------------------------------------------------------------------
 
@@ -263,6 +284,7 @@ class Flow:
         if savepoint is not None and self._storage is None:
             raise PlanError("from_savepoint needs enable_checkpointing()")
         self._running = True
+        self._draining = False
         self.restarts = 0
         self.checkpoint_stats = CheckpointStats()
         try:
@@ -286,6 +308,9 @@ class Flow:
                     restore=restore.parts if restore is not None else None,
                     metrics=self.metrics,
                 )
+                self._actors = actors
+                if self._draining:  # asked while starting or restarting
+                    self.drain()
                 try:
                     await self._run_once(actors, coordinator)
                     return
@@ -306,6 +331,7 @@ class Flow:
         finally:
             self._running = False
             self._coordinator = None
+            self._actors = []
 
     def _tell_start(self, restore: LoadedCheckpoint | None) -> None:
         sources = [node.name for node in self._graph.nodes if node.kind == "source"]

@@ -5,15 +5,16 @@
   leaves the flow's own choice alone (:func:`apply_config`).
 - SIGTERM / SIGINT: a graceful stop, :meth:`Flow.stop() <actorflow.Flow.stop>` (a savepoint, its
   commits, then every actor stops), exit 0. Without checkpointing there is nothing to save: the job
-  is cancelled and the exit code is 130 / 143. A second signal exits at once
-  (:mod:`actorflow.cli.signals`).
+  drains (:meth:`Flow.drain() <actorflow.Flow.drain>`: sources stop, what they read is finished,
+  sinks flush, Kafka commits), exit 0. A second signal exits at once (:mod:`actorflow.cli.signals`).
 - SIGUSR1, or ``actorflow savepoint`` (:mod:`actorflow.cli.control`): a savepoint, the job goes on.
 - ``http_port``: the HTTP endpoint of :mod:`actorflow.web` (dashboard, metrics, health, state)
   serves while the flow runs.
 - The job's life cycle is logged at ``NOTICE`` (shown by default), one line each: ``started
   fraud-detection (resumed from savepoint 19, parallelism 2)``, ``restarted ...``, ``nothing to
   do: the input ended in checkpoint 7``, ``SIGTERM: stopping ...``, ``... stopped with savepoint
-  22``, ``fraud-detection done: 20,000 transactions + 2 rules read``.
+  22``, ``SIGTERM: draining ...``, ``... drained: 1,200 records read``, ``fraud-detection done:
+  20,000 transactions + 2 rules read``.
 """
 
 from __future__ import annotations
@@ -192,11 +193,7 @@ class Daemon:
     async def _stop(self, job: asyncio.Future[None], signum: int) -> int:
         name = _signal_name(signum)
         if self.flow.checkpoint_storage is None:
-            log.warning(
-                "%s: stopping job %r without a savepoint (checkpointing is off)", name, self.flow.name
-            )
-            self._outcome = f"stopped by {name}, without a savepoint"
-            return exit_code(signum)
+            return await self._drain(job, name)
         log.log(
             NOTICE,
             "%s: stopping job %r with a final savepoint (%s again stops at once)",
@@ -235,6 +232,29 @@ class Daemon:
             f" at {where}" if where else "",
         )
         self._outcome = f"stopped with savepoint {info.checkpoint_id}"
+        return 0
+
+    async def _drain(self, job: asyncio.Future[None], name: str) -> int:
+        """The graceful stop without checkpoints: nothing to save, so nothing read may be lost.
+        The sources stop, what they read goes through, sinks flush, sources commit (Kafka); exit
+        0. (Cancelling instead would drop what is in flight, and a Kafka source would not commit
+        what was processed: the next start would process it again.) A failure while draining
+        fails the job (exit 1); a second signal stops at once."""
+        log.log(
+            NOTICE,
+            "%s: draining job %r: its sources stop, what they read is finished and written "
+            "(no checkpoints to save; %s again stops at once)",
+            name,
+            self.flow.name,
+            name,
+        )
+        self.flow.drain()
+        await job
+        reading = self._records()
+        log.log(
+            NOTICE, "job %r drained: %s read", self.flow.name, counted(reading.records, reading.by_source)
+        )
+        self._outcome = f"drained on {name}"
         return 0
 
     async def _serve_savepoints(self, doorbell: asyncio.Event) -> None:

@@ -376,8 +376,15 @@ class SourceActor:
         self._barriers: list[int] = []
         self._barrier_requested = asyncio.Event()
         self._ended = False
+        self._draining = False
         if chain.hooks is not None:
             chain.hooks.register(self)
+
+    def drain(self) -> None:
+        """Read no more: after the batch in hand (or at once, if the source's read ends when
+        told to stop), end the input as if it had ended, so that what was read goes through."""
+        self._draining = True
+        self.source.stop()
 
     def request_barrier(self, checkpoint_id: int) -> None:
         """Put barrier ``checkpoint_id`` out after the current batch (the coordinator asks).
@@ -423,7 +430,8 @@ class SourceActor:
         hooks = chain.hooks
         if self._restore is not None:
             self.source.restore_state(self.context, self._restore)
-        reader = _nothing() if self._restore_ended else self.source.read(self.context)
+        # Drained before it started (a stop while the job was starting): nothing to read.
+        reader = _nothing() if self._restore_ended or self._draining else self.source.read(self.context)
         timeouts: AsyncGenerator[Any, None] | None = None
         completed = False
         # Marks at or below it are the fresh generator catching up with the restored watermark.
@@ -462,6 +470,8 @@ class SourceActor:
                 await chain.on_batch(batch)
                 if self._barriers:
                     await self._emit_barriers()
+                if self._draining:
+                    break
             extra = None
             if hooks is not None:
                 await self._emit_barriers()  # requested ones go out before the end

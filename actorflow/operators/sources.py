@@ -90,6 +90,11 @@ class Source(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    def stop(self) -> None:  # noqa: B027
+        """End the input soon, as if it had ended (a drain: ``Flow.drain()``, the daemon's SIGTERM
+        without checkpoints). Between two batches the flow stops reading anyway; a source whose
+        :meth:`read` can wait long for its next records ends that wait here. Default: nothing."""
+
     def check(self) -> None:  # noqa: B027
         """Raise :class:`~actorflow.errors.InputError` if the input cannot be read at all (a
         missing file). :meth:`Flow.run <actorflow.Flow.run>` calls it before any actor starts, and
@@ -391,6 +396,10 @@ class PushSource(Source):
         """End the stream: the flow finishes the buffered records, then ends this input."""
         self._closed = True
         self._wake_reader()
+
+    def stop(self) -> None:
+        """A drain closes the stream (:meth:`close`)."""
+        self.close()
 
     def _wake_reader(self) -> None:
         reader = self._reader
