@@ -171,6 +171,8 @@ class _Worker:
     index: int
     port: int | None
     process: asyncio.subprocess.Process | None = None
+    #: A pidfd of ``process`` while it runs (Linux), the way :meth:`Supervisor._send` signals it.
+    pidfd: int | None = None
     outcome: Outcome | None = None
     #: Its last stderr line while it starts with ``actorflow: ``: what it said before exiting.
     last_word: bytes | None = None
@@ -198,6 +200,18 @@ def _die_with(parent: int) -> Callable[[], None] | None:
             os._exit(exit_code(signal.SIGTERM))
 
     return in_child
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of child ``pid`` (Linux 5.3+), or None where there are none or it has been reaped.
+
+    A signal sent through it reaches that process or none: never one that got the pid after it."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # reaped already (ProcessLookupError), or a kernel without pidfds
+        return None
 
 
 class Supervisor:
@@ -265,24 +279,32 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=_die_with(os.getpid()),
         )
-        if self._stopping.is_set():  # the stop began while it was starting
-            process.send_signal(signal.SIGTERM)
-        where = ""
-        if worker.port is not None:
-            where = f"; HTTP on {self.host}:{worker.port}" if worker.port else "; HTTP on a free port"
-        log.info("worker %d (pid %d) started%s", worker.index, process.pid, where)
-        assert process.stdout is not None and process.stderr is not None
-        pumps = asyncio.gather(self._pass_stdout(process.stdout), self._pass_stderr(process.stderr, worker))
-        code = await process.wait()
+        worker.pidfd = _pidfd(process.pid)
         try:
-            await asyncio.wait_for(pumps, _DRAIN_S)
-        except TimeoutError:
-            log.warning(
-                "worker %d (pid %d) ended, but something still writes to its output",
-                worker.index,
-                process.pid,
+            if self._stopping.is_set():  # the stop began while it was starting
+                self._send(worker, signal.SIGTERM)
+            where = ""
+            if worker.port is not None:
+                where = f"; HTTP on {self.host}:{worker.port}" if worker.port else "; HTTP on a free port"
+            log.info("worker %d (pid %d) started%s", worker.index, process.pid, where)
+            assert process.stdout is not None and process.stderr is not None
+            pumps = asyncio.gather(
+                self._pass_stdout(process.stdout), self._pass_stderr(process.stderr, worker)
             )
-        return code
+            code = await process.wait()
+            try:
+                await asyncio.wait_for(pumps, _DRAIN_S)
+            except TimeoutError:
+                log.warning(
+                    "worker %d (pid %d) ended, but something still writes to its output",
+                    worker.index,
+                    process.pid,
+                )
+            return code
+        finally:
+            pidfd, worker.pidfd = worker.pidfd, None  # None before closed: see _kill_now
+            if pidfd is not None:
+                os.close(pidfd)
 
     def _settle(self, worker: _Worker, pid: int, code: int) -> None:
         """Record how ``worker`` ended for good (no restart). Its last line is printed once: workers
@@ -334,16 +356,31 @@ class Supervisor:
 
     def _signal_workers(self, signum: int) -> None:
         for worker in self._workers:
-            if worker.process is not None and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signum)
+            self._send(worker, signum)
+
+    @staticmethod
+    def _send(worker: _Worker, signum: int) -> None:
+        """Send ``signum`` to ``worker``'s process unless it is known to have ended.
+
+        Not with ``Process.send_signal``: that polls the process first (``waitpid(pid, WNOHANG)``),
+        which reaps a worker that has just exited before asyncio's child watcher does; the watcher
+        then finds no child and reports exit code 255, and a worker that exited 2 (or 0) passes for
+        a failed one. Here the process is left to the watcher: a signal to a process that has exited
+        but is not yet reaped is harmless, and through a pidfd none can reach another process that
+        got the pid after it was reaped."""
+        process, pidfd = worker.process, worker.pidfd
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if pidfd is not None and sys.platform == "linux":
+                signal.pidfd_send_signal(pidfd, signum)
+            else:
+                os.kill(process.pid, signum)
 
     def _kill_now(self, code: int) -> None:
         """The second stop signal, in the signal handler: kill every worker, exit ``code``."""
         for worker in self._workers:
-            if worker.process is not None and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.process.pid, signal.SIGKILL)
+            self._send(worker, signal.SIGKILL)
         os._exit(code)
 
     def _exit_code(self) -> int:
@@ -394,10 +431,19 @@ class Supervisor:
 
     async def _pass_stderr(self, stream: asyncio.StreamReader, worker: _Worker) -> None:
         """Pass stderr on line by line, holding back a line ``actorflow: ...`` until the next one: if
-        it is the last (the worker exits 2 after it), :meth:`_settle` decides whether to print it."""
+        it is the last (the worker exits 2 after it), :meth:`_settle` decides whether to print it.
+
+        A last line without its end of line is a line all the same: ``print()`` writes the end of
+        line on its own, and a worker stopped between the two writes (the others are stopped when
+        one exits 2) leaves ``actorflow: ...`` without it, to be printed once like the others."""
         worker.last_word = None
         pending = b""
-        while chunk := await stream.read(_CHUNK):
+        while True:
+            chunk = await stream.read(_CHUNK)
+            if not chunk:  # the end: what is left is its last line
+                if not pending:
+                    break
+                chunk = b"\n"
             *lines, pending = (pending + chunk).split(b"\n")
             out: list[bytes] = []
             for line in lines:
@@ -415,8 +461,6 @@ class Supervisor:
                 out.append(pending)
                 pending = b""
             self._write(2, b"".join(out))
-        if pending:
-            self._write(2, pending)
 
 
 def supervise(argv: Sequence[str], config: Config) -> int:
