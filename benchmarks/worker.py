@@ -7,7 +7,7 @@ per input partition (the watermark after each record is that partition's ``max t
 writes the results to ``--output-topic`` exactly once. Every worker started with the same
 ``--group`` shares the partitions; a partition's state moves with it through its changelog
 topics, so ``--state-dir`` may be empty or absent (nothing is kept on local disk). Runs until
-SIGTERM or SIGINT, then commits and exits 0.
+SIGTERM or SIGINT, then commits and exits 0; SIGUSR2 prints where its asyncio tasks wait.
 
 It prints, flushed at once: ``ready`` when it starts and, after a graceful stop, one JSON line with
 its statistics: ``{"records", "first_record_ms", "last_commit_ms", "peak_rss_kib"}`` (the records it
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import resource
 import signal
 import sys
@@ -55,6 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--session-timeout-ms", type=int, default=10_000, help="of the consumer (a dead worker's notice)"
     )
+    parser.add_argument("--log-level", default="WARNING", help="of the worker's log on stderr")
     return parser.parse_args(argv)
 
 
@@ -92,6 +94,7 @@ async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, source.stop)
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
     print("ready", flush=True)
     await flow.run()
     job = source.task_job
@@ -104,8 +107,26 @@ async def run(args: argparse.Namespace) -> None:
     print(orjson.dumps(stats).decode(), flush=True)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR2: where every asyncio task of the worker waits, on stderr (to find a hang)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                print(f"    {code.co_filename}:{frame.f_lineno} {code.co_name}", file=sys.stderr)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    level = logging.getLevelName(args.log_level.upper())
+    for name in ("actorflow", "actorflow_kafka", "aiokafka.consumer.group_coordinator"):
+        logging.getLogger(name).setLevel(level)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(run(args))
     return 0

@@ -30,6 +30,7 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]  # aiokafk
     AIOKafkaProducer,
     TopicPartition,
 )
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 
 from actorflow.errors import PlanError
 from benchmarks import reference
@@ -148,6 +149,7 @@ def worker_args(bootstrap: str, query: str, source: str, output: str, group: str
         *("--max-records", "200"),
         *("--heartbeat-interval-ms", "250"),
         *("--session-timeout-ms", "6000"),  # the broker's least: a killed worker's partitions move
+        *("--log-level", "DEBUG"),
     ]
 
 
@@ -192,6 +194,35 @@ async def test_one_worker_gives_the_per_partition_reference(
         await wait_for_output(bootstrap, output, len(expected), within=60, alive=alive)
     results = await read_output(bootstrap, output)
     assert not difference(results, expected)
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_gets_back_partitions_it_gave_away(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    """Worker A owns every partition; B joins (A keeps half: the other half's tasks close) and
+    leaves again (A takes them all back: new tasks, restored from the changelog, not the closed
+    ones); every result once."""
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=2)
+    transactions = [dict(tx) for tx in generate(6_000, seed=7, cards=300)]
+    argv = worker_args(bootstrap, "q3", source, output, f"g-{uuid.uuid4().hex[:8]}")
+
+    async def settle(alive: Callable[[], None]) -> None:
+        expected = expected_q3(await read_partitions(bootstrap, source))
+        await wait_for_output(bootstrap, output, len(expected), within=60, alive=alive)
+
+    async with in_process(argv) as a:
+        await produce(bootstrap, source, transactions[:2_000])
+        await settle(a)
+        async with in_process(argv) as b:
+            await produce(bootstrap, source, transactions[2_000:4_000])
+            await settle(lambda: (a(), b()))
+        await produce(bootstrap, source, transactions[4_000:])
+        await settle(a)
+    expected = expected_q3(await read_partitions(bootstrap, source))
+    assert not difference(await read_output(bootstrap, output), expected)
 
 
 def test_a_task_flow_reads_one_kafka_source_only() -> None:
@@ -322,3 +353,117 @@ async def test_workers_join_leave_and_die_and_every_result_is_there_once(
     per_partition = await read_partitions(bootstrap, source)
     expected = expected_q2(per_partition) if query == "q2" else expected_q3(per_partition)
     assert not difference(await read_output(bootstrap, output), expected)
+
+
+# -- state in the changelog ------------------------------------------------------------------------------
+
+
+async def changelog_records(bootstrap: str, group: str, operator: str) -> int:
+    """How many committed records the changelog topic of ``operator`` holds now."""
+    topic = f"{group}-{operator}-changelog"
+    return sum(len(values) for values in (await read_partitions_raw(bootstrap, topic)).values())
+
+
+async def read_partitions_raw(bootstrap: str, topic: str) -> dict[int, list[Any]]:
+    """Every committed record (key, value) of every partition of ``topic``, in offset order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: dict[int, list[Any]] = {tp.partition: [] for tp in partitions}
+        async with asyncio.timeout(30):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                    found[tp.partition] += [(r.key, r.value) for r in records if r.offset < ends[tp]]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def all_committed(bootstrap: str, group: str, topic: str, alive: Callable[[], None]) -> None:
+    """Until the group's committed offsets reach the end of every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while True:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            if all(tp in committed and committed[tp].offset >= end for tp, end in ends.items()):
+                return
+            alive()
+            if loop.time() > deadline:
+                raise AssertionError(f"committed {committed}, the ends are {ends}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_commit_writes_the_changed_keys_and_a_new_worker_restores_them(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    """After 300 cards' windows, records of two cards cost a few changelog records, not 300; and a
+    worker started afterwards goes on with the windows' contents from the changelog alone (it
+    reads no input before its committed offset)."""
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    argv = worker_args(bootstrap, "q2", source, output, group)
+    start = 1_700_000_000_000
+    cards = [f"c{n:03}" for n in range(300)]
+    # Every card, once, all in the window [start, start + 10 s): 300 keys of state.
+    await produce(
+        bootstrap,
+        source,
+        [{"tx_id": n, "card_id": c, "amount": 1.0, "ts": start + n} for n, c in enumerate(cards)],
+    )
+    async with in_process(argv) as alive:
+        await all_committed(bootstrap, group, source, alive)
+        before = await changelog_records(bootstrap, group, "windows")
+        assert before >= len(cards)  # every key was written at least once
+        # Two cards, 20 records each, still in the same window: two keys change.
+        await produce(
+            bootstrap,
+            source,
+            [
+                {"tx_id": 1_000 + n, "card_id": cards[n % 2], "amount": 1.0, "ts": start + 500 + n}
+                for n in range(40)
+            ],
+        )
+        await all_committed(bootstrap, group, source, alive)
+        written = await changelog_records(bootstrap, group, "windows") - before
+    # At most a record per changed key per commit (the 40 records may span a couple of commits).
+    assert 1 <= written <= 2 * 4, f"{written} changelog records for 2 changed keys"
+    # A fresh worker: card 0's window holds 1 + 20 records in the changelog; one more, then a record
+    # of card 0 far ahead (same partition) moves that partition's watermark past the window.
+    await produce(
+        bootstrap,
+        source,
+        [
+            {"tx_id": 2_000, "card_id": cards[0], "amount": 2.5, "ts": start + 900},
+            {"tx_id": 2_001, "card_id": cards[0], "amount": 1.0, "ts": start + 60_000},
+        ],
+    )
+    async with in_process(argv) as alive:
+        windows = await wait_for_output(bootstrap, output, 1, within=60, alive=alive)
+    first = [w for w in windows if w["card_id"] == cards[0] and w["window_start"] == start]
+    assert first == [
+        {"card_id": cards[0], "window_start": start, "window_end": start + WINDOW_MS, "count": 22,
+         "sum_cents": 21 * 100 + 250}
+    ]  # fmt: skip

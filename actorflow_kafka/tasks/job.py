@@ -88,6 +88,8 @@ class TaskJob:
         self._partitions = 0
         self._known_topics: set[str] = set()
         self._creating: dict[str, asyncio.Future[None]] = {}
+        #: Set once the worker stops: rebalances start no task any more.
+        self._closed = False
         #: Counts the rebalance callbacks' starts and ends: records fetched across one are stale.
         self._generation = 0
         #: Records handed to tasks, when the first one was (the flow clock's ms), and when a task
@@ -186,11 +188,15 @@ class TaskJob:
             await self._poll_loop(consumer, decoder)
             graceful = True
         finally:
+            # From here on a rebalance starts no task (the group may still assign some to this
+            # worker until it has left): what is running commits (if graceful) and closes.
+            self._closed = True
             try:
                 await self._close_all(commit=graceful)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+                await self._close_all(commit=False)  # suspended by a rebalance meanwhile
                 with contextlib.suppress(Exception):
                     await admin.close()
                 await decoder.close()
@@ -271,6 +277,7 @@ class TaskJob:
         """Before the group re-forms: every task of ``partitions`` commits and waits."""
         self._generation += 1
         tasks = {tp: self.tasks.pop(tp) for tp in partitions if tp in self.tasks}
+        log.debug("%s: revoked %s", self.group_id, _names(tasks))
         outcomes = await asyncio.gather(
             *(task.suspend() for task in tasks.values()), return_exceptions=True
         )
@@ -293,8 +300,11 @@ class TaskJob:
             self._generation += 1
 
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
-        gone = {tp: task for tp, task in self._suspended.items() if tp not in partitions}
-        await asyncio.gather(*(task.close(commit=False) for task in gone.values()))
+        log.debug("%s: assigned %s", self.group_id, _names(partitions))
+        if self._closed:  # stopping: the partitions go to the group's other members
+            partitions = set()
+        gone = [self._suspended.pop(tp) for tp in list(self._suspended) if tp not in partitions]
+        await asyncio.gather(*(task.close(commit=False) for task in gone))
         for tp in partitions:
             task = self._suspended.pop(tp, None)
             if task is not None:
@@ -332,6 +342,10 @@ class TaskJob:
         if start == "latest":
             return int((await consumer.end_offsets([tp]))[tp])
         return int((await consumer.beginning_offsets([tp]))[tp])
+
+
+def _names(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(partitions)) or "nothing"
 
 
 def flow_watermarks(plan: Any, source_name: str) -> Any:

@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
 from actorflow.checkpoint.storage import MemoryStorage
@@ -56,6 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["PartitionTask"]
 
 log = logging.getLogger(__name__)
+
+#: How long closing a task waits for its producer's abort and stop (a fenced one may not answer).
+_STOP_TIMEOUT_S = 10
 
 
 class _TaskStorage(MemoryStorage):
@@ -125,9 +127,9 @@ class PartitionTask:
             transactional_id=self.transactional_id,
             **job.producer_options,
         )
-        await producer.start()  # fences the previous owner; its open transaction is aborted
         self.transaction = TaskTransaction(producer, self.transactional_id)
         try:
+            await producer.start()  # fences the previous owner; its open transaction is aborted
             offset = int(await start_offset(self.tp))
             self.feed.position = self.fetched = self._offset = offset
             parts = await self._restored_parts()
@@ -301,7 +303,9 @@ class PartitionTask:
             raise failure
         assert coordinator is not None
         self._suspended = True
+        log.debug("%s: suspending (commit)", self.label)
         await coordinator.trigger()
+        log.debug("%s: suspended", self.label)
 
     def resume(self) -> int:
         """Go on after a rebalance that gave the partition back; returns the offset to fetch from
@@ -326,6 +330,7 @@ class PartitionTask:
                 )
         self._stop_periodic()
         self._closing = True
+        log.debug("%s: closing", self.label)
         self.feed.close()
         if self._run is not None:
             self._run.cancel()
@@ -345,9 +350,14 @@ class PartitionTask:
             return
         producer = transaction.producer
         try:
-            # Empty after a commit; or what the task did since its last commit, never to be seen.
-            with contextlib.suppress(Exception):
-                await producer.abort_transaction()
+            # What the task did since its last commit is never to be seen. An empty transaction
+            # needs no abort, and must not wait for one: the partition's next owner may have
+            # fenced this producer already, and a fenced producer's abort never ends.
+            if transaction.written:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(_STOP_TIMEOUT_S):
+                        await producer.abort_transaction()
         finally:
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_STOP_TIMEOUT_S):
+                    await producer.stop()
