@@ -10,6 +10,7 @@
         [--checkpoint-events N] [--checkpoint-queries Q ...] [--state-keys K]
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
     python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
+    python -m benchmarks changelog-restore [--keys N]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
         --output-topic OUT --group G [--state-dir DIR] [--checkpoint-interval-ms N]
 
@@ -132,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--queries", choices=("q2", "q3"), nargs="+", default=["q2", "q3"])
     scale.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
 
+    restore = commands.add_parser(
+        "changelog-restore", help="a partition task's restore of N keys from its changelog topic"
+    )
+    restore.add_argument("--keys", type=_positive, default=1_000_000)
+
     commands.add_parser(
         "worker",
         help="one worker process of Q2 or Q3 from Kafka to Kafka, as partition tasks, until SIGTERM",
@@ -206,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             linger_ms=args.linger_ms,
             timeout=args.timeout,
         )
+    if args.command == "changelog-restore":
+        from benchmarks.changelog_restore import main as changelog_restore
+
+        return changelog_restore(keys=args.keys)
     if args.command == "scale":
         from benchmarks.scale import main as scale
 
