@@ -7,8 +7,8 @@ one-partition compacted changelog topic as a task's commit does (one record per 
 transaction). Then it times a task's restore, phase by phase:
 
 * read: :func:`~actorflow_kafka.tasks.changelog.read_partition` (``read_committed``, to the end);
-* decode: :func:`~actorflow_kafka.tasks.changelog.restored_part` (a record per key into the part);
-* restore: unpickling the part and ``restore_state()`` into a freshly opened operator.
+* decode: :func:`~actorflow_kafka.tasks.changelog.restored_state` (a record per key into the state);
+* restore: ``restore_state()`` into a freshly opened operator.
 
 The restored operator is checked against the filled one (same keys, same timers). It uses
 ``$KAFKA_BOOTSTRAP_SERVERS``, else starts the project's own broker. Prints one JSON line.
@@ -17,7 +17,6 @@ The restored operator is checked against the filled one (same keys, same timers)
 from __future__ import annotations
 
 import asyncio
-import pickle
 import sys
 import time
 import uuid
@@ -29,8 +28,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.process import KeyedProcessOperator
+from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.messages import Batch
-from actorflow_kafka.tasks.changelog import changelog_records, dumps, read_partition, restored_part
+from actorflow_kafka.tasks.changelog import changelog_records, dumps, read_partition, restored_state
 from benchmarks.kafka import _bootstrap_servers, create_topics, delete_topics
 from benchmarks.state_snapshot import ArmPerKey
 
@@ -86,13 +86,16 @@ async def measure(bootstrap: str, keys: int) -> dict[str, Any]:
         started = time.perf_counter()
         entries = await read_partition(bootstrap, TopicPartition(topic, 0), {})
         read_ms = _ms(started)
+        # As a task does: decoding and restore_state (the chain's) with the collector paused.
         started = time.perf_counter()
-        restored_bytes = restored_part(entries)
+        with paused_gc():
+            state = restored_state(entries)
         decode_ms = _ms(started)
-        assert restored_bytes is not None
+        assert state is not None
         started = time.perf_counter()
         restored = _operator()
-        restored.restore_state([pickle.loads(restored_bytes)])
+        with paused_gc():
+            restored.restore_state([state])
         restore_ms = _ms(started)
     finally:
         await delete_topics(bootstrap, [topic])

@@ -1,16 +1,16 @@
 """``python -m benchmarks scale``: Q2 and Q3 over Kafka with 1 and with 2 worker processes.
 
-The input (``--events`` seeded transactions, keyed by card) is loaded into a topic of
-``--partitions`` partitions first. Then, per query and per number of workers, that many
-``python -m benchmarks worker`` processes run the query as partition tasks with a fresh consumer
-group, into a fresh output topic, until the group's committed offsets reach the end of the input
+Per query and per number of workers, that many ``python -m benchmarks worker`` processes start
+with a fresh consumer group on a fresh, empty input topic of ``--partitions`` partitions; once the
+group is stable (every worker has its partitions), the input (``--events`` seeded transactions,
+keyed by card) is loaded, and the workers run until the group's committed offsets reach its end
 (every task committed its last records, so every result is visible to ``read_committed``
 readers); then they are stopped with SIGTERM and each prints its statistics.
 
 Events per second = the input's events / (the last commit of records in any worker - the first
-record any worker read): interpreter start-up, joining the group and the initial rebalances before
-the first record are left out, a rebalance after it is not (two workers joining one after the other
-is part of scaling out). The output is compared with the plain reference run per partition
+record any worker read): interpreter start-up, joining the group and the rebalances before the
+input arrives are left out; the workers read while the input is being loaded (which runs in this
+process, on the same cores). The output is compared with the plain reference run per partition
 (``benchmarks/reference.py``). It uses ``$KAFKA_BOOTSTRAP_SERVERS``, else starts the project's own
 broker, which shares the machine's cores with the workers.
 """
@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -91,12 +91,28 @@ async def _all_committed(bootstrap: str, group: str, ends: dict[TopicPartition, 
     return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
 
 
+async def _group_stable(bootstrap: str, group: str, members: int) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for found in described:
+        for entry in found.to_object().get("groups", []):
+            if entry.get("state") == "Stable" and len(entry.get("members", [])) == members:
+                return True
+    return False
+
+
 async def _run(
-    bootstrap: str, query: str, workers: int, source: str, ends: dict[TopicPartition, int], limit_s: float
+    bootstrap: str, query: str, workers: int, events: int, partitions: int, seed: int, limit_s: float
 ) -> dict[str, Any]:
+    """One run: the workers join the group on an empty topic, then the input is loaded."""
+    source = f"scale-{query}-{workers}-in-{uuid.uuid4().hex[:8]}"
     output = f"scale-{query}-{workers}-out-{uuid.uuid4().hex[:8]}"
     group = f"scale-{query}-{workers}-{uuid.uuid4().hex[:8]}"
-    await create_topics(bootstrap, [output], len(ends))
+    await create_topics(bootstrap, [source, output], partitions)
     argv = [
         *("--query", query),
         *("--bootstrap-servers", bootstrap),
@@ -118,13 +134,21 @@ async def _run(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit_s
-        while not await _all_committed(bootstrap, group, ends):
-            failed = [p.returncode for p in processes if p.returncode is not None]
-            if failed:
-                raise RuntimeError(f"a worker exited with {failed[0]}")
-            if loop.time() > deadline:
-                raise RuntimeError(f"{query} with {workers} workers: not done after {limit_s:g} s")
-            await asyncio.sleep(0.2)
+
+        async def until(done: Callable[[], Awaitable[bool]], what: str) -> None:
+            while not await done():
+                failed = [p.returncode for p in processes if p.returncode is not None]
+                if failed:
+                    raise RuntimeError(f"a worker exited with {failed[0]}")
+                if loop.time() > deadline:
+                    raise RuntimeError(f"{query} with {workers} workers: {what} after {limit_s:g} s")
+                await asyncio.sleep(0.2)
+
+        await until(lambda: _group_stable(bootstrap, group, workers), "the group is not stable")
+        await preload(bootstrap, source, events, seed)
+        per_partition = await _read_partitions(bootstrap, source)
+        ends = {TopicPartition(source, p): len(values) for p, values in per_partition.items()}
+        await until(lambda: _all_committed(bootstrap, group, ends), "not done")
         for process in processes:
             process.send_signal(signal.SIGTERM)
         outputs = [await process.communicate() for process in processes]
@@ -137,55 +161,46 @@ async def _run(
     first = min(s["first_record_ms"] for s in stats if s["first_record_ms"] is not None)
     last = max(s["last_commit_ms"] for s in stats if s["last_commit_ms"] is not None)
     results = [v for values in (await _read_partitions(bootstrap, output)).values() for v in values]
-    await delete_topics(bootstrap, [output])
+    await delete_topics(bootstrap, [source, output])
     return {
         "seconds": (last - first) / 1000,
         "records": sum(s["records"] for s in stats),
         "peak_rss_mib": max(s["peak_rss_kib"] for s in stats) / 1024,
+        "worker_cpu_s": sum(s["cpu_s"] for s in stats),
         "results": results,
+        "expected": expected(query, per_partition),
     }
 
 
 async def _main(
     bootstrap: str, events: int, partitions: int, seed: int, queries: Sequence[str], limit_s: float
 ) -> int:
-    source = f"scale-in-{uuid.uuid4().hex[:8]}"
-    await create_topics(bootstrap, [source], partitions)
-    try:
-        await preload(bootstrap, source, events, seed)
-        per_partition = await _read_partitions(bootstrap, source)
-        ends = {TopicPartition(source, p): len(values) for p, values in per_partition.items()}
-        print(f"{events:,} events in {partitions} partitions", file=sys.stderr, flush=True)
-        print(
-            "| query | 1 worker (events/s) | 2 workers (events/s) | ratio | peak RSS per worker | equal |"
-        )
-        print("|---|---:|---:|---:|---:|---|")
-        status = 0
-        for query in queries:
-            wanted = _multiset(expected(query, per_partition))
-            rates: list[float] = []
-            rss: list[float] = []
-            equal = True
-            for workers in (1, 2):
-                run = await _run(bootstrap, query, workers, source, ends, limit_s)
-                rates.append(events / run["seconds"])
-                rss.append(run["peak_rss_mib"])
-                equal = equal and _multiset(run["results"]) == wanted
-                print(
-                    f"{query}, {workers} worker(s): {rates[-1]:,.0f} events/s, {run['records']:,} records "
-                    f"read, equal={equal}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    print(f"{events:,} events in {partitions} partitions", file=sys.stderr, flush=True)
+    print("| query | 1 worker (events/s) | 2 workers (events/s) | ratio | peak RSS | equal |")
+    print("|---|---:|---:|---:|---:|---|")
+    status = 0
+    for query in queries:
+        rates: list[float] = []
+        rss: list[float] = []
+        equal = True
+        for workers in (1, 2):
+            run = await _run(bootstrap, query, workers, events, partitions, seed, limit_s)
+            rates.append(events / run["seconds"])
+            rss.append(run["peak_rss_mib"])
+            equal = equal and _multiset(run["results"]) == _multiset(run["expected"])
             print(
-                f"| {query} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f} "
-                f"| {max(rss):.0f} MiB | {'yes' if equal else 'NO'} |",
+                f"{query}, {workers} worker(s): {rates[-1]:,.0f} events/s over {run['seconds']:.2f} s, "
+                f"workers' CPU {run['worker_cpu_s']:.2f} s, {run['records']:,} records read, equal={equal}",
+                file=sys.stderr,
                 flush=True,
             )
-            status = status or (0 if equal else 1)
-        return status
-    finally:
-        await delete_topics(bootstrap, [source])
+        print(
+            f"| {query} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f} "
+            f"| {max(rss):.0f} MiB | {'yes' if equal else 'NO'} |",
+            flush=True,
+        )
+        status = status or (0 if equal else 1)
+    return status
 
 
 def main(

@@ -20,6 +20,7 @@ from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.operators.snapshots import CheckpointHooks, dumps, ended_owner, part_name, watermark_owner
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
+from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.messages import (
     MAX_WATERMARK,
     MIN_WATERMARK,
@@ -115,7 +116,8 @@ class Chain:
                 await operator.open_async(context)
                 self._opened += 1
                 if self._restore is not None:
-                    operator.restore_state(self._restore[index])
+                    with paused_gc():  # a restore builds the state's containers in bulk
+                        operator.restore_state(self._restore[index])
             except Exception as error:
                 _locate(error, context.label)
                 raise

@@ -15,12 +15,14 @@ restore, every instance of an operator gets the states of *all* its instances at
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "CheckpointHooks",
+    "Loaded",
+    "Part",
     "dumps",
     "ended_at",
     "ended_owner",
@@ -54,7 +56,7 @@ def ended_owner(source: str) -> str:
     return f"{source}@ended"
 
 
-def ended_at(source: str, parts: dict[str, bytes]) -> bool:
+def ended_at(source: str, parts: Mapping[str, Part]) -> bool:
     """Whether every instance of ``source`` had ended at the checkpoint of ``parts``: a restore
     then reads nothing from it again (as Flink restores finished tasks as finished).
 
@@ -71,14 +73,33 @@ def dumps(state: Any) -> bytes:
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def states_of(operator: str, parts: dict[str, bytes]) -> list[Any]:
+class Loaded:
+    """A part that is already a state object, not its pickle: a restore built from something else
+    than a checkpoint's bytes (a partition task's changelog) hands it over without pickling it
+    only to unpickle it again.
+
+    >>> states_of("window", {"window/0": Loaded({"a": 1})})
+    [{'a': 1}]
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+
+#: A part of a checkpoint being restored: its bytes, or the state itself.
+Part = bytes | Loaded
+
+
+def states_of(operator: str, parts: Mapping[str, Part]) -> list[Any]:
     """The states every instance of ``operator`` had at the checkpoint, in instance order (the
     instances that had none left out)."""
     found = []
     for name, data in parts.items():
         owner, _, index = name.rpartition("/")
         if owner == operator:
-            state = pickle.loads(data)
+            state = data.state if isinstance(data, Loaded) else pickle.loads(data)
             if state is not None:
                 found.append((int(index), state))
     return [state for _, state in sorted(found, key=lambda pair: pair[0])]

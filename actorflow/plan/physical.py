@@ -18,7 +18,7 @@ from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import CheckpointHooks, ended_at, states_of, watermark_owner
+from actorflow.operators.snapshots import CheckpointHooks, Part, ended_at, states_of, watermark_owner
 from actorflow.operators.sources import Source
 from actorflow.plan.graph import LogicalGraph, Node
 from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
@@ -173,7 +173,7 @@ def deploy(
     mailbox_capacity: int,
     max_parallelism: int,
     checkpoints: CheckpointCoordinator | None = None,
-    restore: dict[str, bytes] | None = None,
+    restore: Mapping[str, Part] | None = None,
     metrics: JobMetrics | None = None,
     sources: Mapping[str, Source] | None = None,
     incremental: bool = False,

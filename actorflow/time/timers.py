@@ -284,7 +284,8 @@ class IndexedTimerQueue(TimerQueue):
             elif (time, key) in indexed:
                 continue
             indexed[(time, key)] = sequence
-            last = max(last, sequence)
+            if sequence > last:
+                last = sequence
             self.changed.add(index)
             new.append((time, key))
         self._sequence = last + 1

@@ -9,8 +9,9 @@ per live key, whatever the task's history.
 
 Record keys say what a record holds:
 
-- ``b"k" + pickle(key)``: one key of a keyed operator (its entry from
-  ``snapshot_state()["changes"]``, pickled; no value: the key has no state any more);
+- ``b"k" + pickle(key)``: one key of a keyed operator; the value is ``pickle((key, entry))`` with
+  its entry from ``snapshot_state()["changes"]`` (the key again, so that a restore unpickles one
+  object per record); no value: the key has no state any more;
 - ``b"s"``: the whole state of an operator that keeps state of another kind (async I/O's requests
   in flight, a keyed operator that cannot snapshot incrementally), as the checkpoint part;
 - ``b"f" + pickle(name)``: another field of an incremental snapshot (a keyed broadcast operator's
@@ -44,7 +45,7 @@ __all__ = [
     "decode_key",
     "encode_key",
     "read_partition",
-    "restored_part",
+    "restored_state",
 ]
 
 KEYED = b"k"
@@ -83,19 +84,19 @@ def changelog_records(part: bytes) -> Iterator[tuple[bytes, bytes | None]]:
         yield STATE, part
         return
     for key, entry in changes.items():
-        yield encode_key(key), None if entry is None else dumps(entry)
+        yield encode_key(key), None if entry is None else dumps((key, entry))
     for name, value in state.items():
         if name != "changes":
             yield FIELD + pickle.dumps(name, protocol=5), dumps(value)
 
 
-def restored_part(entries: Mapping[bytes, bytes]) -> bytes | None:
-    """The checkpoint part that gives an operator back what its changelog holds (the newest record
-    per key, tombstones left out), or None if it holds nothing."""
+def restored_state(entries: Mapping[bytes, bytes]) -> Any:
+    """The state that gives an operator back what its changelog holds (the newest record per key,
+    tombstones left out), or None if it holds nothing."""
     whole = entries.get(STATE)
     if whole is not None:
-        return whole
-    changes = {decode_key(key): pickle.loads(value) for key, value in entries.items() if key[:1] == KEYED}
+        return pickle.loads(whole)
+    changes = dict(map(pickle.loads, [value for key, value in entries.items() if key[:1] == KEYED]))
     fields = {
         pickle.loads(key[len(FIELD) :]): pickle.loads(value)
         for key, value in entries.items()
@@ -103,7 +104,7 @@ def restored_part(entries: Mapping[bytes, bytes]) -> bytes | None:
     }
     if not changes and not fields:
         return None
-    return dumps({**fields, "changes": changes})
+    return {**fields, "changes": changes}
 
 
 async def read_partition(

@@ -36,15 +36,16 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
 from actorflow.checkpoint.storage import MemoryStorage
 from actorflow.errors import CheckpointError
-from actorflow.operators.snapshots import ended_owner, part_name, watermark_owner
+from actorflow.operators.snapshots import Loaded, Part, ended_owner, part_name, watermark_owner
 from actorflow.plan.physical import deploy
+from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.job import run_actors
 from actorflow_kafka.tasks.changelog import (
     WATERMARK,
     changelog_records,
     changelog_topic,
     read_partition,
-    restored_part,
+    restored_state,
 )
 from actorflow_kafka.tasks.feed import PartitionFeed
 from actorflow_kafka.tasks.transaction import TaskTransaction, reset_transaction, set_transaction
@@ -141,10 +142,10 @@ class PartitionTask:
         log.debug("%s started at offset %d (%d state parts restored)", self.label, offset, len(parts))
         return offset
 
-    async def _restored_parts(self) -> dict[str, bytes]:
+    async def _restored_parts(self) -> dict[str, Part]:
         """The checkpoint parts that give every operator its state back from the changelogs."""
         job = self.job
-        parts: dict[str, bytes] = {}
+        parts: dict[str, Part] = {}
         existing = await job.existing_topics()
         names = [name for name in job.state_names if changelog_topic(job.group_id, name) in existing]
         reads = await asyncio.gather(
@@ -164,12 +165,13 @@ class PartitionTask:
                     parts[part_name(watermark_owner(name), 0)] = self._watermark = watermark
                 continue
             self._stored[name] = set(entries)
-            part = restored_part(entries)
-            if part is not None:
-                parts[part_name(name, 0)] = part
+            with paused_gc():
+                state = restored_state(entries)
+            if state is not None:
+                parts[part_name(name, 0)] = Loaded(state)
         return parts
 
-    def _deploy(self, parts: dict[str, bytes]) -> None:
+    def _deploy(self, parts: dict[str, Part]) -> None:
         job = self.job
         coordinator = CheckpointCoordinator(
             self.storage, CheckpointConfig(job.commit_interval_ms, job.commit_timeout_ms), job.clock
@@ -245,7 +247,8 @@ class PartitionTask:
                     records: Any = [(WATERMARK, data)]
                     topic = changelog_topic(job.group_id, job.source_name)
                 else:
-                    records = self._worth_writing(owner, changelog_records(data))
+                    with paused_gc():
+                        records = self._worth_writing(owner, changelog_records(data))
                     topic = changelog_topic(job.group_id, owner)
                 await job.ensure_changelog(topic)
                 for key, value in records:
