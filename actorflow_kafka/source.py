@@ -30,6 +30,7 @@ strategy's idleness timeout stops holding the others back until it has records a
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -223,6 +224,25 @@ class KafkaSource(Source):
 
         job = self.task_job = TaskJob(self, flow)
         return job
+
+    def task_copy(self) -> KafkaSource:
+        """A copy of this (non-task) source for one partition task, which reads the topic whole
+        as a side input: the same settings, none of the running state."""
+        if self.tasks or self.group_id is not None or self.bounded:
+            raise ValueError(
+                f"{self.describe()}: a side input of partition tasks reads its topic whole: give it "
+                "no group_id (and not bounded)"
+            )
+        copied = copy.copy(self)
+        copied._stopping = asyncio.Event()
+        copied._readers = {}
+        copied._lingering = []
+        copied._run = _Run()
+        copied._link = None
+        copied.positions = {}
+        copied.records_read = 0
+        copied.dead_letter_count = 0
+        return copied
 
     def stop(self) -> None:
         """End the stream: every instance finishes the batch in hand and ends.

@@ -228,8 +228,16 @@ def build_kafka(
     bounded: bool = False,
     parallelism: int = 1,
     topics: tuple[str, str, str] = ("transactions", "rules", "alerts"),
+    group: str = "fraud-detection",
 ) -> Flow:
     """Topics ``transactions`` and ``rules`` in, ``alerts`` out (``topics`` renames them).
+
+    Unbounded, the flow runs as partition tasks (``tasks=True``): each partition of
+    ``transactions`` is a task with its cards' state, timers and event time, kept in changelog
+    topics, and every task reads the whole ``rules`` topic as broadcast state; start it in as many
+    workers as you like (``actorflow run examples/fraud_detection.py --workers 2``), here or on
+    other machines with the same ``group``, and they share the partitions. Bounded (tests), it runs
+    in one process.
 
     A record of either input that cannot be decoded goes, bytes unchanged, to
     ``<transactions>.dead``, with headers naming the error and the topic, partition and offset it
@@ -244,9 +252,10 @@ def build_kafka(
         KafkaSource(
             transactions_topic,
             bootstrap_servers=bootstrap_servers,
-            group_id="fraud-detection",
+            group_id=group,
             dead_letters=DeadLetterTopic(dead_letters),
             bounded=bounded,
+            tasks=not bounded,
         ),
         name="transactions",
         watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, "ts").with_idleness(10_000),
@@ -277,10 +286,17 @@ def flow(argv: Sequence[str] | None = None) -> Flow:
     parser.add_argument(
         "--start-ts", type=int, default=None, help="first event time, epoch ms (default: now)"
     )
+    parser.add_argument(
+        "--topics", default="transactions,rules,alerts", help="Kafka mode: the three topics' names"
+    )
+    parser.add_argument("--group", default="fraud-detection", help="Kafka mode: the consumer group")
     args = parser.parse_args([] if argv is None else argv)
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if servers:
-        return build_kafka(servers, parallelism=args.parallelism)
+        transactions, rules, alerts = args.topics.split(",")
+        return build_kafka(
+            servers, parallelism=args.parallelism, topics=(transactions, rules, alerts), group=args.group
+        )
     return build(
         limit=args.limit,
         rate=args.rate or None,

@@ -19,6 +19,12 @@ import pytest
 from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]  # aiokafka has no py.typed
     AIOKafkaAdminClient,
 )
+from aiokafka.coordinator.protocol import (  # type: ignore[import-untyped, unused-ignore]
+    ConsumerProtocolMemberAssignment,
+)
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    GroupCoordinatorNotAvailableError,
+)
 
 from examples import dynamic_rules, embedded, fraud_detection, generator, kafka_producer
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
@@ -497,3 +503,83 @@ async def test_the_main_example_sends_undecodable_records_to_the_dead_letter_top
         a["tx_id"] for a in values_of(await read_topic(servers, topics.alerts)) if a["rule"] == "large"
     }
     assert large == {tx["tx_id"] for tx in txs if tx["amount"] > 5.0}
+
+
+async def _members_partitions(servers: str, group: str) -> list[int]:
+    """How many partitions each member of ``group`` has, once the group is stable ([] before)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    except GroupCoordinatorNotAvailableError:
+        return []  # the group does not exist yet
+    finally:
+        await admin.close()
+    counts = []
+    for response in described:
+        for entry in response.to_object().get("groups", []):
+            if entry.get("state") != "Stable":
+                return []
+            for member in entry.get("members", []):
+                assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+                counts.append(sum(len(partitions) for _, partitions in assignment.assignment))
+    return counts
+
+
+@pytest.mark.asyncio(loop_factories=["uvloop"])  # the test drives processes: one loop is enough
+@pytest.mark.timeout(180)
+async def test_the_main_example_on_kafka_runs_in_two_workers_that_share_the_partitions(
+    kafka_broker: KafkaEndpoint, example_topics: kafka_producer.Topics, tmp_path: Path
+) -> None:
+    """``actorflow run examples/fraud_detection.py --workers 2``: the two workers join one group and
+    each runs the tasks of some of the transactions topic's partitions (every task reads the rules
+    topic whole); the alerts are the file's: the small-then-large ones, which need no watermark,
+    all of them, the others as far as event time went; none twice."""
+    servers, topics = kafka_broker.bootstrap_servers, example_topics
+    await kafka_producer.create_topics(servers, topics)
+    group = f"fraud-{uuid.uuid4().hex[:8]}"
+    log = (tmp_path / "workers.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "actorflow", "run", "--workers", "2", "--log-level", "info",
+        "examples/fraud_detection.py",
+        "--topics", f"{topics.transactions},{topics.rules},{topics.alerts}", "--group", group,
+        cwd=ROOT, stdout=log, stderr=log,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    expected = _file_mode_alerts()
+    wanted = {line for line in expected if " small-then-large " in line}
+    assert wanted
+    try:
+        deadline = time.monotonic() + 120
+
+        def alive() -> None:
+            assert process.returncode is None, (tmp_path / "workers.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "workers.log").read_text()[-3000:]
+
+        # Both workers in the group, with two partitions each, before any input arrives.
+        while sorted(await _members_partitions(servers, group)) != [2, 2]:
+            alive()
+            await asyncio.sleep(0.2)
+        await kafka_producer.produce(servers, topics=topics)  # the rules, then the transactions
+        while True:
+            described = {
+                fraud_detection.describe(alert)
+                for alert in values_of(await read_topic(servers, topics.alerts))
+            }
+            if wanted <= described:
+                break
+            alive()
+            await asyncio.sleep(0.5)
+        assert sorted(await _members_partitions(servers, group)) == [2, 2]  # nobody took over
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+    alerts = sorted(
+        fraud_detection.describe(alert) for alert in values_of(await read_topic(servers, topics.alerts))
+    )
+    assert len(alerts) == len(set(alerts)), "an alert was written twice"
+    assert set(alerts) <= set(expected)

@@ -225,14 +225,14 @@ async def test_a_worker_gets_back_partitions_it_gave_away(
     assert not difference(await read_output(bootstrap, output), expected)
 
 
-def test_a_task_flow_reads_one_kafka_source_only() -> None:
+def test_beside_its_partitioned_topic_a_task_flow_reads_only_kafka_topics_whole() -> None:
     from actorflow import Flow
     from actorflow_kafka import KafkaSource
 
     flow = Flow("two-sources")
     kafka = KafkaSource("t", bootstrap_servers="127.0.0.1:1", group_id="g", tasks=True)
     flow.from_source(kafka).union(flow.from_iterable([1])).print()
-    with pytest.raises(PlanError, match="one source"):
+    with pytest.raises(PlanError, match="only Kafka topics every task reads whole"):
         asyncio.run(flow.run())
 
 

@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from actorflow.errors import PlanError
+from actorflow.operators.snapshots import ended_owner, watermark_owner
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.decoding import RecordDecoder
 from actorflow_kafka.tasks.task import PartitionTask
@@ -56,14 +57,23 @@ class TaskJob:
             raise PlanError("a flow run as partition tasks reads one named topic (not a pattern)")
         plan = flow.plan(one_instance=True)
         heads = [chain.head for chain in plan.chains if chain.head.kind == "source"]
-        if len(heads) != 1 or heads[0].source is not source:
-            raise PlanError(
-                "a flow run as partition tasks reads one source, its KafkaSource: other sources "
-                "(a rules topic, a file) are not supported in partition tasks yet"
-            )
+        main = [head for head in heads if head.source is source]
+        side = [head for head in heads if head.source is not source]
+        for head in side:
+            if not callable(getattr(head.source, "task_copy", None)):
+                raise PlanError(
+                    f"source {head.name!r}: a flow run as partition tasks reads one partitioned Kafka "
+                    "topic, and beside it only Kafka topics every task reads whole (a KafkaSource "
+                    "without group_id: rules as broadcast state, for instance)"
+                )
+            head.source.task_copy()  # raises now, naming the source, if it cannot be a side input
+        if len(main) != 1:
+            raise PlanError("a flow run as partition tasks reads its partitioned KafkaSource once")
         self.source = source
         self.plan = plan
-        self.source_name: str = heads[0].name
+        self.source_name: str = main[0].name
+        #: Sources every task reads whole (its own copy each): ``{node name: source}``.
+        self.side_inputs: dict[str, Any] = {head.name: head.source for head in side}
         #: Every operator that may keep state: each has a changelog topic once it wrote some.
         self.state_names = [node.name for chain in plan.chains for node in chain.nodes]
         self.topic: str = source.topics[0]
@@ -99,6 +109,14 @@ class TaskJob:
         self.last_commit_ms: int | None = None
         self._failure: BaseException | None = None
         self.watermarks = flow_watermarks(plan, self.source_name)
+
+    def source_of(self, owner: str) -> str | None:
+        """The source whose watermark or end part ``owner`` names (``transactions@watermark``),
+        or None for an operator's own part."""
+        for source in (self.source_name, *self.side_inputs):
+            if owner in (watermark_owner(source), ended_owner(source)):
+                return source
+        return None
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -237,6 +255,7 @@ class TaskJob:
                 for task, records in batches:
                     self.records_read += len(records)
                     values, kept, times = await decoder.decode(records)
+                    self.source.records_read += len(values)  # the daemon's progress reads it
                     if times is None and decoder.kafka_time:
                         times = [record.timestamp for record in kept]
                     await task.put(values, times, records[-1].offset + 1)

@@ -95,9 +95,9 @@ class PartitionTask:
         self._periodic: asyncio.Future[None] | None = None
         self._closing = False
         self._suspended = False
-        #: The input offset and the watermark (pickled) the last commit wrote.
+        #: The input offset and the sources' watermarks (pickled) the last commits wrote.
         self._offset = 0
-        self._watermark: bytes | None = None
+        self._watermarks: dict[str, bytes] = {}
         #: Per operator, the record keys its changelog partition holds (tombstones of others are
         #: not written).
         self._stored: dict[str, set[bytes]] = {}
@@ -159,10 +159,10 @@ class PartitionTask:
             )
         )
         for name, entries in zip(names, reads, strict=True):
+            watermark = entries.pop(WATERMARK, None)
+            if watermark is not None:  # a source's
+                parts[part_name(watermark_owner(name), 0)] = self._watermarks[name] = watermark
             if name == job.source_name:
-                watermark = entries.get(WATERMARK)
-                if watermark is not None:
-                    parts[part_name(watermark_owner(name), 0)] = self._watermark = watermark
                 continue
             self._stored[name] = set(entries)
             with paused_gc():
@@ -186,7 +186,10 @@ class PartitionTask:
             max_parallelism=job.max_parallelism,
             checkpoints=coordinator,
             restore=parts or None,
-            sources={job.source_name: self.feed},
+            sources={
+                job.source_name: self.feed,
+                **{name: source.task_copy() for name, source in job.side_inputs.items()},
+            },
             incremental=True,
         )
         token = set_transaction(self.transaction)  # the actors' tasks copy it: sinks find it
@@ -236,16 +239,17 @@ class PartitionTask:
             for name, data in parts.items():
                 owner = name.rpartition("/")[0]
                 if owner == job.source_name:
-                    offset = pickle.loads(data)
+                    offset = pickle.loads(data)  # the group's committed offset holds it
                     continue
-                if owner == ended_owner(job.source_name):
+                source = job.source_of(owner)
+                if source is not None and owner == ended_owner(source):
                     continue
-                if owner == watermark_owner(job.source_name):
-                    if data == self._watermark:
+                if source is not None:  # a source's watermark, in that source's changelog
+                    if data == self._watermarks.get(source):
                         continue  # event time stood still: the changelog has it
-                    self._watermark = data
+                    self._watermarks[source] = data
                     records: Any = [(WATERMARK, data)]
-                    topic = changelog_topic(job.group_id, job.source_name)
+                    topic = changelog_topic(job.group_id, source)
                 else:
                     with paused_gc():
                         records = self._worth_writing(owner, changelog_records(data))
