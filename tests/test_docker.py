@@ -143,7 +143,9 @@ def test_the_build_context_keeps_what_the_dockerfile_copies() -> None:
         assert kept not in ignored
 
 
-def test_the_daemon_runs_the_fraud_example_with_checkpoints_on_a_volume(compose: dict[str, Any]) -> None:
+def test_the_daemon_runs_the_fraud_example_in_two_workers_with_state_in_kafka(
+    compose: dict[str, Any],
+) -> None:
     daemon = compose["services"]["fraud-detection"]
     command = daemon["command"]
     arguments = build_parser().parse_args(command)
@@ -157,17 +159,17 @@ def test_the_daemon_runs_the_fraud_example_with_checkpoints_on_a_volume(compose:
         key.startswith("ACTORFLOW_") or key == "KAFKA_BOOTSTRAP_SERVERS" for key in daemon["environment"]
     )
     config = resolve(flags_of(arguments), environ)  # every setting is known and valid
+    assert config.workers == 2
     assert config.http_port == 8081 and config.http_host == "0.0.0.0"
     assert config.log_format == "json"
-    assert config.checkpoint_interval_ms == 10_000
-
-    mounts = dict(volume.split(":", 1) for volume in daemon["volumes"])
-    assert mounts["checkpoints"] == str(config.checkpoint_dir)
-    assert "checkpoints" in compose["volumes"]
+    # Partition tasks keep their state in Kafka: no checkpoint directory, which two workers could
+    # not share anyway.
+    assert config.checkpoint_dir is None
+    assert "volumes" not in daemon
     published = [port.rsplit(":", 2) for port in daemon["ports"]]
-    assert [container for *_, container in published] == ["8081"]
+    assert [container for *_, container in published] == ["8081", "8082"]  # worker i on 8081 + i
     assert "8081/healthz" in " ".join(daemon["healthcheck"]["test"])
-    assert int(daemon["stop_grace_period"].rstrip("s")) >= 30  # time for the final savepoint
+    assert int(daemon["stop_grace_period"].rstrip("s")) >= 30  # time for the tasks' last commits
 
 
 def test_the_topics_and_the_generator_run_the_producer_with_a_command_it_accepts(
