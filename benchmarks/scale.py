@@ -33,14 +33,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 from benchmarks import reference
 from benchmarks.kafka import _bootstrap_servers, create_topics, delete_topics, preload
 
-__all__ = ["main"]
+__all__ = ["expected", "main", "read_partitions"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAG_MS = 2_000
+#: How long reading a topic back may take.
+_READ_TIMEOUT_S = 120
 
 
-async def _read_partitions(bootstrap: str, topic: str) -> dict[int, list[Any]]:
-    """Every value of every partition of ``topic`` up to its (last stable) end, in offset order."""
+async def read_partitions(
+    bootstrap: str, topic: str, decode: Callable[[Any], Any] = lambda record: orjson.loads(record.value)
+) -> dict[int, list[Any]]:
+    """``decode(record)`` of every record of every partition of ``topic`` up to its last stable
+    offset, in offset order (``read_committed``: what a transactional reader sees)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
@@ -52,10 +57,11 @@ async def _read_partitions(bootstrap: str, topic: str) -> dict[int, list[Any]]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found: dict[int, list[Any]] = {tp.partition: [] for tp in partitions}
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            fetched = await consumer.getmany(timeout_ms=500, max_records=50_000)
-            for tp, records in fetched.items():
-                found[tp.partition] += [orjson.loads(r.value) for r in records if r.offset < ends[tp]]
+        async with asyncio.timeout(_READ_TIMEOUT_S):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=50_000)
+                for tp, records in fetched.items():
+                    found[tp.partition] += [decode(r) for r in records if r.offset < ends[tp]]
         return found
     finally:
         await consumer.stop()
@@ -146,7 +152,7 @@ async def _run(
 
         await until(lambda: _group_stable(bootstrap, group, workers), "the group is not stable")
         await preload(bootstrap, source, events, seed)
-        per_partition = await _read_partitions(bootstrap, source)
+        per_partition = await read_partitions(bootstrap, source)
         ends = {TopicPartition(source, p): len(values) for p, values in per_partition.items()}
         await until(lambda: _all_committed(bootstrap, group, ends), "not done")
         for process in processes:
@@ -160,7 +166,7 @@ async def _run(
     stats = [orjson.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     first = min(s["first_record_ms"] for s in stats if s["first_record_ms"] is not None)
     last = max(s["last_commit_ms"] for s in stats if s["last_commit_ms"] is not None)
-    results = [v for values in (await _read_partitions(bootstrap, output)).values() for v in values]
+    results = [v for values in (await read_partitions(bootstrap, output)).values() for v in values]
     await delete_topics(bootstrap, [source, output])
     return {
         "seconds": (last - first) / 1000,

@@ -33,14 +33,13 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]  # aiokafk
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 
 from actorflow.errors import PlanError
-from benchmarks import reference
 from benchmarks.generate import generate
+from benchmarks.scale import expected, read_partitions
 from benchmarks.worker import build, parse_args
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW_MS = 10_000
-LAG_MS = 2_000
 
 
 # -- topics ------------------------------------------------------------------------------------------
@@ -58,30 +57,6 @@ async def produce(bootstrap: str, topic: str, values: Sequence[dict[str, Any]]) 
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
-
-
-async def read_partitions(bootstrap: str, topic: str, *, committed: bool = True) -> dict[int, list[Any]]:
-    """Every value of every partition of ``topic`` up to its end, in offset order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed" if committed else "read_uncommitted",
-    )
-    await consumer.start()
-    try:
-        metadata = await consumer._client.fetch_all_metadata()
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: dict[int, list[Any]] = {tp.partition: [] for tp in partitions}
-        async with asyncio.timeout(30):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    found[tp.partition] += [orjson.loads(r.value) for r in records if r.offset < ends[tp]]
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def read_output(bootstrap: str, topic: str) -> list[Any]:
@@ -109,19 +84,12 @@ async def wait_for_output(
 
 
 def expected_q3(per_partition: dict[int, list[Any]]) -> list[Any]:
-    return [alert for records in per_partition.values() for alert in reference.q3(records)]
+    return expected("q3", per_partition)
 
 
 def expected_q2(per_partition: dict[int, list[Any]]) -> list[Any]:
     """The windows each partition's watermark (``max ts - 2000`` of that partition) has fired."""
-    fired = []
-    for records in per_partition.values():
-        if not records:
-            continue
-        watermark = max(r["ts"] for r in records) - LAG_MS
-        windows, _ = reference.q2(records)
-        fired += [w for w in windows if w["window_end"] - 1 <= watermark]
-    return fired
+    return expected("q2", per_partition)
 
 
 def key(record: dict[str, Any]) -> bytes:
@@ -361,29 +329,8 @@ async def test_workers_join_leave_and_die_and_every_result_is_there_once(
 async def changelog_records(bootstrap: str, group: str, operator: str) -> int:
     """How many committed records the changelog topic of ``operator`` holds now."""
     topic = f"{group}-{operator}-changelog"
-    return sum(len(values) for values in (await read_partitions_raw(bootstrap, topic)).values())
-
-
-async def read_partitions_raw(bootstrap: str, topic: str) -> dict[int, list[Any]]:
-    """Every committed record (key, value) of every partition of ``topic``, in offset order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        metadata = await consumer._client.fetch_all_metadata()
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic))]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: dict[int, list[Any]] = {tp.partition: [] for tp in partitions}
-        async with asyncio.timeout(30):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                    found[tp.partition] += [(r.key, r.value) for r in records if r.offset < ends[tp]]
-        return found
-    finally:
-        await consumer.stop()
+    raw = await read_partitions(bootstrap, topic, lambda record: (record.key, record.value))
+    return sum(len(values) for values in raw.values())
 
 
 async def all_committed(bootstrap: str, group: str, topic: str, alive: Callable[[], None]) -> None:
