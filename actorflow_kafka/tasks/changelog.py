@@ -53,6 +53,9 @@ STATE = b"s"
 FIELD = b"f"
 WATERMARK = b"w"
 
+#: How much one fetch of a restore may bring from its partition.
+_RESTORE_FETCH_BYTES = 16 << 20
+
 _NOT_IN_TOPIC_NAMES = re.compile(r"[^a-zA-Z0-9._-]")
 
 
@@ -116,7 +119,9 @@ async def read_partition(
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
         isolation_level="read_committed",
-        **client_options,
+        # A restore reads one partition to its end as fast as it can: big fetches (aiokafka's
+        # default is 1 MiB per partition and request).
+        **{"max_partition_fetch_bytes": _RESTORE_FETCH_BYTES, **client_options},
     )
     await consumer.start()
     entries: dict[bytes, bytes] = {}
