@@ -47,6 +47,7 @@ from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.time.watermarks import field_getter
 from actorflow_kafka.admin import ADMIN_OPTIONS
+from actorflow_kafka.connection import start_client
 from actorflow_kafka.serde import Serializer, resolve_serializer
 from actorflow_kafka.source import KafkaSource
 from actorflow_kafka.tasks.transaction import TaskTransaction, current_transaction
@@ -220,7 +221,7 @@ class KafkaSink(Sink):
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self.producer_options)
         # With a transactional id, starting fences every older producer with that id: a transaction
         # a crashed run left open is aborted, one it was committing is finished first.
-        await producer.start()
+        await start_client(producer, self.bootstrap_servers)
         self._producer = producer
         try:
             if isinstance(self.topic, str):

@@ -49,6 +49,7 @@ from actorflow.operators.sources import TaskRunner
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
+from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import DeadLetterTarget, RecordDecoder
 from actorflow_kafka.serde import Deserializer, resolve_deserializer
 from actorflow_kafka.transactions import TransactionLink, matches_commit, owned_offsets
@@ -548,7 +549,7 @@ class _PartitionReader:
             **source.client_options,
         )
         self.consumer = consumer
-        await consumer.start()
+        await start_client(consumer, source.bootstrap_servers)
         await self.decoder.open(source.bootstrap_servers, source.client_options)
         if source.bounded or source.group_id is None:
             partitions = await self._partitions_of(source.topics)

@@ -31,6 +31,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from actorflow.errors import PlanError
 from actorflow.operators.snapshots import ended_owner, watermark_owner
 from actorflow_kafka.admin import ADMIN_OPTIONS
+from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import RecordDecoder
 from actorflow_kafka.tasks.task import PartitionTask
 
@@ -193,7 +194,7 @@ class TaskJob:
         self._consumer = consumer
         self._admin = admin
         graceful = False
-        await consumer.start()
+        await start_client(consumer, self.bootstrap_servers)
         try:
             await admin.start()
             await decoder.open(self.bootstrap_servers, self.client_options)

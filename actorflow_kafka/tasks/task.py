@@ -40,6 +40,7 @@ from actorflow.operators.snapshots import Loaded, Part, ended_owner, part_name, 
 from actorflow.plan.physical import deploy
 from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.job import run_actors
+from actorflow_kafka.connection import start_client
 from actorflow_kafka.tasks.changelog import (
     WATERMARK,
     changelog_records,
@@ -130,7 +131,8 @@ class PartitionTask:
         )
         self.transaction = TaskTransaction(producer, self.transactional_id)
         try:
-            await producer.start()  # fences the previous owner; its open transaction is aborted
+            # fences the previous owner; its open transaction is aborted
+            await start_client(producer, job.bootstrap_servers)
             offset = int(await start_offset(self.tp))
             self.feed.position = self.fetched = self._offset = offset
             parts = await self._restored_parts()
