@@ -24,6 +24,7 @@ from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.failures import guarded
 from actorflow.operators.side_outputs import OutputTag
+from actorflow.operators.snapshots import incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.state.descriptors import (
     AggregatingStateDescriptor,
@@ -541,13 +542,8 @@ class KeyedProcessOperator(Operator):
         holds them all, so a changelog started from a checkpoint is complete); keys restored from
         changes do not (the changelog has them).
         """
-        changes = [state["changes"] for state in states if "changes" in state]
-        if changes:
-            if len(changes) != len(states):
-                raise StateError(
-                    f"operator {self.name!r}: a restore takes full snapshots or incremental changes, "
-                    "not both"
-                )
+        changes = incremental_changes(self.name, states)
+        if changes is not None:
             self._restore_changes(changes)
             return
         self._restore_full(states)

@@ -19,8 +19,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actorflow.errors import StateError
+
 __all__ = [
     "CheckpointHooks",
+    "incremental_changes",
     "Loaded",
     "Part",
     "dumps",
@@ -103,6 +106,23 @@ def states_of(operator: str, parts: Mapping[str, Part]) -> list[Any]:
             if state is not None:
                 found.append((int(index), state))
     return [state for _, state in sorted(found, key=lambda pair: pair[0])]
+
+
+def incremental_changes(operator: str, states: list[Any]) -> list[Any] | None:
+    """The ``changes`` of ``states`` when they are incremental snapshots (``{"changes": ...}``),
+    None when they are full ones; raises :class:`~actorflow.errors.StateError` for a mix.
+
+    >>> incremental_changes("w", [{"changes": {"a": 1}}]), incremental_changes("w", [{"key_groups": 0}])
+    ([{'a': 1}], None)
+    """
+    changes = [state["changes"] for state in states if "changes" in state]
+    if not changes:
+        return None
+    if len(changes) != len(states):
+        raise StateError(
+            f"operator {operator!r}: a restore takes full snapshots or incremental changes, not both"
+        )
+    return changes
 
 
 def snapshot_parts(named_states: Iterable[tuple[str, Any]]) -> dict[str, bytes]:

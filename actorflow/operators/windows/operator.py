@@ -40,6 +40,7 @@ from typing import Any
 from actorflow.errors import PlanError, StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.side_outputs import OutputTag
+from actorflow.operators.snapshots import incremental_changes
 from actorflow.operators.windows.assigners import (
     GLOBAL_WINDOW,
     MergingWindowAssigner,
@@ -374,13 +375,8 @@ class WindowOperator(Operator):
         In incremental mode, keys restored from full states count as changed (the next snapshot
         holds them all); keys restored from changes do not.
         """
-        changes = [state["changes"] for state in states if "changes" in state]
-        if changes:
-            if len(changes) != len(states):
-                raise StateError(
-                    f"operator {self.name!r}: a restore takes full snapshots or incremental changes, "
-                    "not both"
-                )
+        changes = incremental_changes(self.name, states)
+        if changes is not None:
             self._restore_changes(changes)
             return
         self._restore_full(states)
