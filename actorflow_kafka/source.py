@@ -51,6 +51,7 @@ from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import DeadLetterTarget, RecordDecoder
+from actorflow_kafka.polling import unless_stopped
 from actorflow_kafka.serde import Deserializer, resolve_deserializer
 from actorflow_kafka.transactions import TransactionLink, matches_commit, owned_offsets
 
@@ -788,19 +789,10 @@ class _PartitionReader:
         self, consumer: AIOKafkaConsumer, limit: int, stopped: asyncio.Future[Any]
     ) -> Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         """The next records, or none once the source is stopped."""
-        poll = asyncio.ensure_future(
-            consumer.getmany(timeout_ms=self.source.poll_timeout_ms, max_records=limit)
+        fetched: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]] | None = await unless_stopped(
+            consumer.getmany(timeout_ms=self.source.poll_timeout_ms, max_records=limit), stopped
         )
-        try:
-            await asyncio.wait((poll, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not poll.done():
-                poll.cancel()
-                await asyncio.wait((poll,))
-        if poll.cancelled():
-            return {}
-        fetched: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]] = poll.result()
-        return fetched
+        return {} if fetched is None else fetched
 
     def _at_end(self) -> bool:
         return all(self.positions.get(tp, 0) >= end for tp, end in self.end_offsets.items())

@@ -33,6 +33,7 @@ from actorflow.operators.snapshots import ended_owner, watermark_owner
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import RecordDecoder
+from actorflow_kafka.polling import unless_stopped
 from actorflow_kafka.tasks.task import PartitionTask
 
 __all__ = ["TaskJob"]
@@ -227,16 +228,10 @@ class TaskJob:
         try:
             while not stopping.is_set():
                 self._raise_failure()
-                poll = asyncio.ensure_future(self._fetch(consumer))
-                try:
-                    await asyncio.wait((poll, stopped), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not poll.done():
-                        poll.cancel()
-                        await asyncio.wait((poll,))
-                if poll.cancelled():
+                polled = await unless_stopped(self._fetch(consumer), stopped)
+                if polled is None:
                     break
-                fetched, generation = poll.result()
+                fetched, generation = polled
                 if generation != self._generation:
                     # A rebalance ran between the fetch and now: it positioned every partition it
                     # kept or gave (a seek), so what was fetched before is fetched again.
