@@ -1,4 +1,4 @@
-"""Starting a Kafka client when the brokers may not be up yet, and aiokafka's start-up noise.
+"""Starting a Kafka client when the brokers may not be up yet.
 
 :func:`start_client` starts an aiokafka consumer, producer or admin client, retrying with backoff while
 no bootstrap server can be reached, for ``$ACTORFLOW_KAFKA_CONNECT_TIMEOUT`` seconds (default
@@ -7,9 +7,9 @@ whose message is the one line ``actorflow run`` ends with::
 
     actorflow: cannot reach Kafka at 127.0.0.1:9092 after 30 s: connection refused
 
-Importing this module also demotes two expected aiokafka ERROR lines to DEBUG: "Group Coordinator
-Request failed" (the group coordinator is not known yet on every normal start of a consumer group),
-and "Unable connect to ..." while :func:`start_client` retries (it says once itself that it waits).
+While it retries, aiokafka's failed connections are demoted to DEBUG (this says once itself that it
+waits); once started, the client is watched, so that an outage later is one line when a broker
+becomes unreachable and one when it is back (see :mod:`actorflow_kafka.outages`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 
 from actorflow.errors import InputError
+from actorflow_kafka import outages
 
 __all__ = ["CONNECT_TIMEOUT_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "KafkaUnreachable", "start_client"]
 
@@ -34,9 +35,6 @@ DEFAULT_CONNECT_TIMEOUT_S = 30.0
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 2.0
 _PROBE_TIMEOUT_S = 2.0
-
-# Clients in start_client now: their "Unable connect to" lines are expected (see _ExpectedNoise).
-_starting = 0
 
 
 class KafkaUnreachable(InputError):
@@ -61,20 +59,20 @@ async def start_client(client: Any, bootstrap_servers: str | list[str]) -> None:
     """Start ``client`` (an aiokafka consumer, producer or admin client), waiting for Kafka to be
     reachable; if it is not within :func:`connect_timeout`, close ``client`` and raise
     :class:`KafkaUnreachable`. ``client`` is closed as well when this is cancelled."""
-    global _starting
     servers = bootstrap_servers if isinstance(bootstrap_servers, str) else ",".join(bootstrap_servers)
     backoff = _FIRST_BACKOFF_S
     warned = False
     started = False
-    _starting += 1
+    outages.watch(client)  # its cluster metadata names the brokers in the outage lines
     try:
         timeout = connect_timeout()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    await client.start()
+                with outages.starting():
+                    async with asyncio.timeout_at(deadline):
+                        await client.start()
                 started = True
                 if warned:
                     log.warning("reached Kafka at %s", servers)
@@ -92,7 +90,6 @@ async def start_client(client: Any, bootstrap_servers: str | list[str]) -> None:
                 await asyncio.sleep(min(backoff, left))
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
     finally:
-        _starting -= 1
         if not started:
             await (client.stop() if hasattr(client, "stop") else client.close())
 
@@ -104,30 +101,9 @@ async def _reason(servers: str, error: BaseException) -> str:
     try:
         async with asyncio.timeout(_PROBE_TIMEOUT_S):
             _, writer = await asyncio.open_connection(host.strip("[]") or "localhost", int(port or 9092))
-    except ConnectionRefusedError:
-        return "connection refused"
-    except TimeoutError:
-        return "no answer"
-    except (OSError, ValueError) as probe:
-        return (getattr(probe, "strerror", None) or str(probe)).lower()
+    except (OSError, TimeoutError) as probe:
+        return outages.describe_error(probe)
+    except ValueError as probe:
+        return str(probe).lower()
     writer.close()
     return str(error) or type(error).__name__  # it accepts connections but does not speak Kafka
-
-
-class _ExpectedNoise(logging.Filter):
-    """Demotes aiokafka's expected ERROR lines (see the module docstring) to DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.msg if isinstance(record.msg, str) else ""
-        expected = message.startswith("Group Coordinator Request failed") or (
-            _starting > 0 and message.startswith("Unable connect to")
-        )
-        if not expected or record.levelno <= logging.DEBUG:
-            return True
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-
-
-_noise = _ExpectedNoise()
-for _name in ("aiokafka", "aiokafka.consumer.group_coordinator"):
-    logging.getLogger(_name).addFilter(_noise)

@@ -1,8 +1,10 @@
-"""Kafka that cannot be reached, and aiokafka's expected start-up noise (issue 12, item 6)."""
+"""Kafka that cannot be reached, aiokafka's expected start-up noise, and outages (issue 12, item 6)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import socket
 import textwrap
 import time
@@ -14,7 +16,7 @@ import pytest
 from actorflow import Flow
 from actorflow_kafka import KafkaSink, KafkaSource
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
-from tests.kafka_helpers import produce_json, read_topic, run_until
+from tests.kafka_helpers import eventually, produce_json, read_topic, run_until, running
 from tests.test_cli import actorflow
 
 FLOW = """\
@@ -112,3 +114,73 @@ async def test_a_normal_start_logs_no_error_from_aiokafka(
     assert len(await read_topic(servers, output, at_least=20)) == 20
     loud = [r for r in caplog.records if r.name.startswith("aiokafka") and r.levelno >= logging.ERROR]
     assert not loud, [r.getMessage() for r in loud]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.asyncio(loop_factories=["uvloop"])  # the run-time loop, whose errors name no address
+async def test_an_outage_is_one_line_when_kafka_goes_and_one_when_it_is_back(
+    kafka_broker: KafkaEndpoint,
+    kafka_topic: TopicFactory,
+    caplog: pytest.LogCaptureFixture,
+    loop_errors: list[dict[str, object]],
+) -> None:
+    if not kafka_broker.restartable:
+        pytest.skip("the broker at $KAFKA_BOOTSTRAP_SERVERS is not ours to restart")
+    servers = kafka_broker.bootstrap_servers
+    topic = await kafka_topic(partitions=2)
+    output = await kafka_topic(partitions=1)
+    await produce_json(servers, topic, ({"n": n} for n in range(10)))
+    seen: list[int] = []
+    flow = Flow("outage")
+    source = KafkaSource(topic, bootstrap_servers=servers, group_id=f"outage-{uuid.uuid4().hex[:8]}")
+    stream = flow.from_source(source).map(lambda r: r["n"])
+    stream.sink_to_callback(seen.append)
+    stream.map(lambda n: {"n": n}).sink(KafkaSink(output, bootstrap_servers=servers))
+
+    def said(word: str) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "actorflow_kafka.outages" and f" {word} " in r.getMessage()
+        ]
+
+    # DEBUG for aiokafka, to count the lines it logged (demoted) during the outage.
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.DEBUG, logger="aiokafka"):
+        async with running(flow, source) as job:
+            await job.until(lambda: len(seen) >= 10)
+            caplog.clear()
+            restart = asyncio.ensure_future(asyncio.to_thread(kafka_broker.restart))
+            # Said while the broker is down (the restart waits until it answers again).
+            await eventually(lambda: bool(said("unreachable")) or restart.done(), within=60)
+            assert not restart.done(), "the broker was back before the outage was reported"
+            await restart
+            await produce_json(servers, topic, ({"n": n} for n in range(10, 20)))
+            await job.until(lambda: len(seen) >= 20 and bool(said("back")), within=30)
+    assert sorted(seen) == list(range(20))
+
+    outage_lines = [r.getMessage() for r in caplog.records if r.name == "actorflow_kafka.outages"]
+    assert len(outage_lines) == 2, outage_lines
+    assert re.fullmatch(
+        rf"Kafka at {re.escape(servers)} unreachable since \d\d:\d\d:\d\d \(connection refused\)",
+        outage_lines[0],
+    ), outage_lines
+    assert re.fullmatch(rf"Kafka at {re.escape(servers)} back after \d+(\.\d)? s", outage_lines[1])
+    aiokafka_lines = [r for r in caplog.records if r.name.startswith("aiokafka")]
+    failures = [r for r in aiokafka_lines if r.getMessage().startswith("Unable connect to")]
+    assert len(failures) >= 5, "aiokafka retried throughout the outage (the flood is still there)"
+    loud = [r for r in aiokafka_lines if r.levelno >= logging.WARNING]
+    assert not loud, [r.getMessage() for r in loud]  # ... but at DEBUG
+    assert not loop_errors
+
+
+def test_a_failure_to_reach_a_broker_that_cannot_be_named_is_let_through_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import actorflow_kafka.outages  # noqa: F401  # installs the filter (as importing actorflow_kafka does)
+
+    client = logging.getLogger("aiokafka")
+    node = f"unknown-{uuid.uuid4().hex[:8]}"  # no client's metadata knows it, no address in the error
+    with caplog.at_level(logging.INFO):
+        for _ in range(5):
+            client.error("Unable connect to node with id %s: %s", node, TimeoutError())
+    assert [(r.name, r.levelname) for r in caplog.records] == [("aiokafka", "ERROR")]
