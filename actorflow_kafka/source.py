@@ -33,7 +33,7 @@ import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,6 +134,9 @@ class KafkaSource(Source):
     Every ``commit_interval_ms`` each task commits its results, its state changes and its offset
     in one Kafka transaction of its own (``producer_options`` go to that producer; changelog
     topics get ``replication_factor``). Checkpoint settings of the flow do not apply then.
+    ``partitioned_by`` names the field (or is the function) the topic's records are partitioned by
+    (the producer's Kafka key is its value): a ``key_by`` on it runs in the input's tasks; every
+    other ``key_by`` goes through a repartition topic (:mod:`actorflow_kafka.tasks.stages`).
 
     >>> source = KafkaSource("transactions", bootstrap_servers="127.0.0.1:9092", group_id="fraud")
     >>> source.describe()
@@ -162,6 +165,7 @@ class KafkaSource(Source):
         commit_interval_ms: int = 1_000,
         producer_options: Mapping[str, Any] | None = None,
         replication_factor: int = 1,
+        partitioned_by: str | Callable[[Any], Any] | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]
@@ -194,6 +198,7 @@ class KafkaSource(Source):
         self.commit_interval_ms = commit_interval_ms
         self.producer_options = dict(producer_options or {})
         self.replication_factor = replication_factor
+        self.partitioned_by = partitioned_by
         #: With ``tasks=True``: the runner of the current (or last) run, for its statistics.
         self.task_job: Any = None
         self._stopping = asyncio.Event()

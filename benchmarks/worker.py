@@ -60,6 +60,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--session-timeout-ms", type=int, default=10_000, help="of the consumer (a dead worker's notice)"
     )
+    parser.add_argument(
+        "--partitioned-by",
+        default="card_id",
+        help="the field the input topic is keyed by; another than card_id goes through a repartition",
+    )
     parser.add_argument("--log-level", default="WARNING", help="of the worker's log on stderr")
     return parser.parse_args(argv)
 
@@ -71,6 +76,7 @@ def build(args: argparse.Namespace) -> tuple[Flow, KafkaSource]:
         bootstrap_servers=args.bootstrap_servers,
         group_id=args.group,
         tasks=True,
+        partitioned_by=args.partitioned_by,
         commit_interval_ms=args.checkpoint_interval_ms,
         max_records=args.max_records,
         client_options={

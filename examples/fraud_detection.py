@@ -256,6 +256,7 @@ def build_kafka(
             dead_letters=DeadLetterTopic(dead_letters),
             bounded=bounded,
             tasks=not bounded,
+            partitioned_by="card_id",  # the topic's records are keyed by card: no repartition
         ),
         name="transactions",
         watermarks=WatermarkStrategy.bounded_out_of_orderness(5_000, "ts").with_idleness(10_000),

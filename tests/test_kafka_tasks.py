@@ -33,8 +33,9 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]  # aiokafk
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 
 from actorflow.errors import PlanError
+from benchmarks import reference
 from benchmarks.generate import generate
-from benchmarks.scale import expected, read_partitions
+from benchmarks.scale import LAG_MS, expected, read_partitions
 from benchmarks.worker import build, parse_args
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 
@@ -45,13 +46,21 @@ WINDOW_MS = 10_000
 # -- topics ------------------------------------------------------------------------------------------
 
 
-async def produce(bootstrap: str, topic: str, values: Sequence[dict[str, Any]]) -> None:
-    """Write ``values`` as JSON keyed by ``card_id`` (Kafka's partitioner keeps a card on one partition)."""
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[dict[str, Any]],
+    *,
+    key: str = "card_id",
+    partition: int | None = None,
+) -> None:
+    """Write ``values`` as JSON keyed by field ``key`` (Kafka's partitioner keeps a key's records on
+    one partition), or all to ``partition``."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         sent = [
-            await producer.send(topic, orjson.dumps(value), key=value["card_id"].encode())
+            await producer.send(topic, orjson.dumps(value), key=value[key].encode(), partition=partition)
             for value in values
         ]
         await asyncio.gather(*sent)
@@ -202,6 +211,60 @@ def test_beside_its_partitioned_topic_a_task_flow_reads_only_kafka_topics_whole(
     flow.from_source(kafka).union(flow.from_iterable([1])).print()
     with pytest.raises(PlanError, match="only Kafka topics every task reads whole"):
         asyncio.run(flow.run())
+
+
+def test_a_key_by_on_the_declared_partitioning_stays_in_the_input_tasks_and_others_repartition() -> None:
+    from actorflow import Flow, TumblingEventTimeWindows
+    from actorflow_kafka import KafkaSource
+    from actorflow_kafka.tasks.stages import cut_stages
+
+    def stages(partitioned_by: str | None) -> list[tuple[str, str]]:
+        flow = Flow("f")
+        kafka = KafkaSource(
+            "tx", bootstrap_servers="127.0.0.1:1", group_id="g", tasks=True, partitioned_by=partitioned_by
+        )
+        minute = TumblingEventTimeWindows.of(60_000)
+        (
+            flow.from_source(kafka, name="tx")
+            .key_by("card_id").window(minute).reduce(max, name="per-card")
+            .key_by("card_id").window(minute).reduce(max, name="again-per-card")
+            .print(name="out")
+        )  # fmt: skip
+        return [(stage.topic, stage.plan.describe()) for stage in cut_stages(flow.graph, kafka, "g")]
+
+    assert stages("card_id") == [("tx", "[tx -> per-card -> again-per-card -> out] x1")]
+    assert (
+        stages("merchant_id")
+        == stages(None)
+        == [
+            ("tx", "[tx -> per-card.repartition] x1"),
+            ("g-per-card-repartition", "[per-card.in -> per-card -> again-per-card -> out] x1"),
+        ]
+    )
+
+
+def test_a_task_flow_refuses_what_it_cannot_repartition() -> None:
+    from actorflow import Flow, TumblingEventTimeWindows
+    from actorflow_kafka import KafkaSource
+    from actorflow_kafka.tasks.stages import cut_stages
+
+    minute = TumblingEventTimeWindows.of(60_000)
+    flow = Flow("f")
+    kafka = KafkaSource("tx", bootstrap_servers="127.0.0.1:1", group_id="g", tasks=True)
+    tx = flow.from_source(kafka, name="tx")
+    tx.key_by("card_id").union(tx.key_by("merchant_id")).key_by("card_id").window(minute).reduce(
+        max
+    ).print()
+    with pytest.raises(PlanError, match="one input per operator"):
+        cut_stages(flow.graph, kafka, "g")
+
+    flow = Flow("f")
+    kafka = KafkaSource("tx", bootstrap_servers="127.0.0.1:1", group_id="g", tasks=True)
+    rules = flow.from_source(KafkaSource("rules", bootstrap_servers="127.0.0.1:1"), name="rules")
+    tx = flow.from_source(kafka, name="tx").union(rules).map(dict)
+    tx.key_by("card_id").window(minute).reduce(max).union(rules).print()
+    with pytest.raises(PlanError, match="'rules' feeds operators on both sides of a repartition"):
+        cut_stages(flow.graph, kafka, "g")
 
 
 # -- worker processes ------------------------------------------------------------------------------------
@@ -414,3 +477,106 @@ async def test_a_commit_writes_the_changed_keys_and_a_new_worker_restores_them(
         {"card_id": cards[0], "window_start": start, "window_end": start + WINDOW_MS, "count": 22,
          "sum_cents": 21 * 100 + 250}
     ]  # fmt: skip
+
+
+# -- repartition topics ------------------------------------------------------------------------------------
+
+
+def expected_repartitioned_q2(per_partition: dict[int, list[Any]]) -> list[Any]:
+    """Q2 keyed by card over an input partitioned by merchant: the windows of all records (none
+    is late: each partition's times only rise) that the stage after the repartition has fired, at
+    the minimum over the input partitions' watermarks."""
+    records = sorted((r for values in per_partition.values() for r in values), key=lambda r: r["ts"])
+    if not all(per_partition.values()):
+        return []
+    watermark = min(max(r["ts"] for r in values) for values in per_partition.values()) - LAG_MS
+    windows, late = reference.q2(records)
+    assert late == 0
+    return [w for w in windows if w["window_end"] - 1 <= watermark]
+
+
+@pytest.mark.timeout(180)
+async def test_a_repartitioned_flow_gives_the_reference_while_workers_join_and_leave(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    """Input keyed by merchant, windows keyed by card: the card's records go through the
+    repartition topic to the tasks of a second stage. Workers join and leave while the input
+    arrives; the committed output is the reference's windows, one for one."""
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    transactions = sorted((dict(tx) for tx in generate(8_000, seed=5, cards=200)), key=lambda r: r["ts"])
+    chunks = [transactions[i * 2_000 : (i + 1) * 2_000] for i in range(4)]
+    argv = [*worker_args(bootstrap, "q2", source, output, group), "--partitioned-by", "merchant_id"]
+
+    async def settle(*alive: Callable[[], None]) -> None:
+        expected = expected_repartitioned_q2(await read_partitions(bootstrap, source))
+        await wait_for_output(
+            bootstrap, output, len(expected), within=60, alive=lambda: [a() for a in alive]
+        )
+
+    async with in_process(argv) as a:
+        async with in_process(argv) as b:
+            await produce(bootstrap, source, chunks[0], key="merchant_id")
+            await settle(a, b)
+            async with in_process(argv) as c:
+                await produce(bootstrap, source, chunks[1], key="merchant_id")
+                await settle(a, b, c)
+            await produce(bootstrap, source, chunks[2], key="merchant_id")
+            await settle(a, b)
+        await produce(bootstrap, source, chunks[3], key="merchant_id")
+        await settle(a)
+    expected = expected_repartitioned_q2(await read_partitions(bootstrap, source))
+    assert len(expected) > 50
+    assert not difference(await read_output(bootstrap, output), expected)
+    assert await changelog_records(bootstrap, group, "windows") > 0
+    # What the second stage consumed was deleted from the repartition topic.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(f"{group}-windows-repartition", p) for p in range(4)]
+        assert any((await consumer.beginning_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_after_a_repartition_lateness_is_judged_by_the_slowest_input_partition(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    """The stage after a repartition topic has the minimum of the input partitions' watermarks: a
+    record behind its own partition's watermark but not behind that minimum is on time there; one
+    behind the minimum is late (dropped by the window)."""
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    argv = [*worker_args(bootstrap, "q2", source, output, group), "--partitioned-by", "merchant_id"]
+    t = 1_700_000_000_000
+
+    def tx(n: int, card: str, ts: int) -> dict[str, Any]:
+        return {"tx_id": n, "card_id": card, "merchant_id": "m1", "amount": 1.0, "ts": t + ts}
+
+    def window(card: str, start: int) -> dict[str, Any]:
+        return {"card_id": card, "window_start": t + start, "window_end": t + start + WINDOW_MS,
+                "count": 1, "sum_cents": 100}  # fmt: skip
+
+    async with in_process(argv) as alive:
+        # Partitions 0-2 reach 30 s (watermark 28 s), partition 3 only 15 s (watermark 13 s): the
+        # second stage's watermark is 13 s, which closes card a's window [0, 10 s).
+        await produce(bootstrap, source, [tx(0, "a", 1_000), tx(1, "x", 30_000)], key="merchant_id",
+                      partition=0)  # fmt: skip
+        for partition in (1, 2):
+            await produce(bootstrap, source, [tx(1 + partition, "x", 30_000)], partition=partition)
+        await produce(bootstrap, source, [tx(4, "x", 15_000)], partition=3)
+        assert await wait_for_output(bootstrap, output, 1, within=60, alive=alive) == [window("a", 0)]
+        # Behind partition 0's watermark (28 s) both; behind the minimum (13 s) only the first.
+        await produce(bootstrap, source, [tx(5, "b", 5_000), tx(6, "b", 12_000)], partition=0)
+        # Once committed, they are in the repartition topic before anything partition 3 sends next
+        # (the partitions of a topic have no order between them).
+        await all_committed(bootstrap, group, source, alive)
+        # Partition 3 moves on: the minimum is 28 s, windows [10 s, 20 s) fire.
+        await produce(bootstrap, source, [tx(7, "z", 40_000)], partition=3)
+        results = await wait_for_output(bootstrap, output, 3, within=60, alive=alive)
+    assert not difference(results, [window("a", 0), window("x", 10_000), window("b", 10_000)])

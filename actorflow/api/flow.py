@@ -242,6 +242,12 @@ class Flow:
                 assert node.source is not None
                 node.source.check()
 
+    @property
+    def graph(self) -> LogicalGraph:
+        """The operators as wired, before planning (for runners that plan the flow themselves,
+        as partition tasks do)."""
+        return self._graph
+
     def plan(self, *, one_instance: bool = False) -> PhysicalPlan:
         """Compile the flow: chains, their parallelism and the partitioners between them.
 

@@ -16,7 +16,8 @@ Record keys say what a record holds:
   in flight, a keyed operator that cannot snapshot incrementally), as the checkpoint part;
 - ``b"f" + pickle(name)``: another field of an incremental snapshot (a keyed broadcast operator's
   broadcast state), written when the snapshot has it;
-- ``b"w"`` (in the source's topic): the watermark the task's source had put out.
+- ``b"w"`` (in the source's topic): the watermark the task's source had put out;
+- ``b"u"`` (in the source's topic, for a repartition topic's task): the upstream tasks' watermarks.
 
 >>> changelog_topic("fraud", "small-then-large")
 'fraud-small-then-large-changelog'
@@ -39,19 +40,23 @@ __all__ = [
     "FIELD",
     "KEYED",
     "STATE",
+    "UPSTREAM",
     "WATERMARK",
     "changelog_records",
     "changelog_topic",
     "decode_key",
+    "dumps",
     "encode_key",
     "read_partition",
     "restored_state",
+    "topic_name",
 ]
 
 KEYED = b"k"
 STATE = b"s"
 FIELD = b"f"
 WATERMARK = b"w"
+UPSTREAM = b"u"
 
 #: How much one fetch of a restore may bring from its partition.
 _RESTORE_FETCH_BYTES = 16 << 20
@@ -59,10 +64,14 @@ _RESTORE_FETCH_BYTES = 16 << 20
 _NOT_IN_TOPIC_NAMES = re.compile(r"[^a-zA-Z0-9._-]")
 
 
+def topic_name(text: str) -> str:
+    """``text`` as a topic name: characters a topic name cannot have become ``_``."""
+    return _NOT_IN_TOPIC_NAMES.sub("_", text)
+
+
 def changelog_topic(group: str, operator: str) -> str:
-    """The changelog topic of ``operator`` in the job of consumer group ``group`` (characters a
-    topic name cannot have become ``_``)."""
-    return _NOT_IN_TOPIC_NAMES.sub("_", f"{group}-{operator}-changelog")
+    """The changelog topic of ``operator`` in the job of consumer group ``group``."""
+    return topic_name(f"{group}-{operator}-changelog")
 
 
 def encode_key(key: Any) -> bytes:

@@ -25,15 +25,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from actorflow.errors import PlanError
-from actorflow.operators.snapshots import ended_owner, watermark_owner
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import RecordDecoder
 from actorflow_kafka.polling import unless_stopped
+from actorflow_kafka.tasks import repartition
+from actorflow_kafka.tasks.stages import Stage, cut_stages
 from actorflow_kafka.tasks.task import PartitionTask
 
 __all__ = ["TaskJob"]
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 _REBALANCE_TIMEOUT_MS = 120_000
 #: How long a new changelog topic may take to get a leader for every partition.
 _TOPIC_READY_S = 30
+#: How often at most the consumed records of a repartition topic's partition are deleted.
+_PURGE_INTERVAL_S = 10.0
 
 
 class TaskJob:
@@ -57,27 +60,19 @@ class TaskJob:
             raise PlanError("a flow run as partition tasks needs the KafkaSource's group_id")
         if source.pattern is not None or len(source.topics) != 1:
             raise PlanError("a flow run as partition tasks reads one named topic (not a pattern)")
-        plan = flow.plan(one_instance=True)
-        heads = [chain.head for chain in plan.chains if chain.head.kind == "source"]
-        main = [head for head in heads if head.source is source]
-        side = [head for head in heads if head.source is not source]
-        for head in side:
-            if not callable(getattr(head.source, "task_copy", None)):
-                raise PlanError(
-                    f"source {head.name!r}: a flow run as partition tasks reads one partitioned Kafka "
-                    "topic, and beside it only Kafka topics every task reads whole (a KafkaSource "
-                    "without group_id: rules as broadcast state, for instance)"
-                )
-            head.source.task_copy()  # raises now, naming the source, if it cannot be a side input
-        if len(main) != 1:
-            raise PlanError("a flow run as partition tasks reads its partitioned KafkaSource once")
+        stages = cut_stages(flow.graph, source, source.group_id)
+        for stage in stages:
+            for name, side in stage.side_inputs.items():
+                if not callable(getattr(side, "task_copy", None)):
+                    raise PlanError(
+                        f"source {name!r}: a flow run as partition tasks reads one partitioned "
+                        "Kafka topic, and beside it only Kafka topics every task reads whole (a "
+                        "KafkaSource without group_id: rules as broadcast state, for instance)"
+                    )
+                side.task_copy()  # raises now, naming the source, if it cannot be a side input
         self.source = source
-        self.plan = plan
-        self.source_name: str = main[0].name
-        #: Sources every task reads whole (its own copy each): ``{node name: source}``.
-        self.side_inputs: dict[str, Any] = {head.name: head.source for head in side}
-        #: Every operator that may keep state: each has a changelog topic once it wrote some.
-        self.state_names = [node.name for chain in plan.chains for node in chain.nodes]
+        #: The stages by the topic their tasks read: the input topic's first, then repartitions.
+        self.stages: dict[str, Stage] = {stage.topic: stage for stage in stages}
         self.topic: str = source.topics[0]
         self.group_id: str = source.group_id
         self.bootstrap_servers: str = source.bootstrap_servers
@@ -97,7 +92,8 @@ class TaskJob:
         self._suspended: dict[TopicPartition, PartitionTask] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
-        self._partitions = 0
+        #: Partitions of the input topic, and so of every changelog and repartition topic.
+        self.partitions = 0
         self._known_topics: set[str] = set()
         self._creating: dict[str, asyncio.Future[None]] = {}
         #: Set once the worker stops: rebalances start no task any more.
@@ -110,15 +106,10 @@ class TaskJob:
         self.first_record_ms: int | None = None
         self.last_commit_ms: int | None = None
         self._failure: BaseException | None = None
-        self.watermarks = flow_watermarks(plan, self.source_name)
-
-    def source_of(self, owner: str) -> str | None:
-        """The source whose watermark or end part ``owner`` names (``transactions@watermark``),
-        or None for an operator's own part."""
-        for source in (self.source_name, *self.side_inputs):
-            if owner in (watermark_owner(source), ended_owner(source)):
-                return source
-        return None
+        #: When each repartition partition was last purged, and the purges under way.
+        self._purged: dict[TopicPartition, float] = {}
+        self._purges: set[asyncio.Future[None]] = set()
+        self.watermarks = flow_watermarks(stages[0].plan, stages[0].source_name)
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -131,13 +122,17 @@ class TaskJob:
         return topics
 
     async def ensure_changelog(self, topic: str) -> None:
-        """Create ``topic`` (compacted, a partition per input partition) unless it exists, and wait
-        until every partition has a leader (the tasks of this worker share one creation)."""
+        """Create changelog ``topic`` unless it exists (see :meth:`ensure_topic`)."""
+        await self.ensure_topic(topic, compacted=True)
+
+    async def ensure_topic(self, topic: str, *, compacted: bool) -> None:
+        """Create ``topic`` (a partition per input partition) unless it exists, and wait until
+        every partition has a leader (the tasks of this worker share one creation)."""
         if topic in self._known_topics:
             return
         creating = self._creating.get(topic)
         if creating is None:
-            creating = self._creating[topic] = asyncio.ensure_future(self._create(topic))
+            creating = self._creating[topic] = asyncio.ensure_future(self._create(topic, compacted))
         try:
             await asyncio.shield(creating)
         finally:
@@ -145,13 +140,15 @@ class TaskJob:
                 self._creating.pop(topic, None)
         self._known_topics.add(topic)
 
-    async def _create(self, topic: str) -> None:
+    async def _create(self, topic: str, compacted: bool) -> None:
         admin = self._admin
         assert admin is not None
-        config = {"cleanup.policy": "compact"}
+        # A repartition topic keeps its records until the next stage has consumed them (they are
+        # deleted then, see purge): a stopped job finds its records there however long it stood.
+        config = {"cleanup.policy": "compact"} if compacted else {"retention.ms": "-1"}
         with contextlib.suppress(TopicAlreadyExistsError):  # another worker made it
             await admin.create_topics(
-                [NewTopic(topic, self._partitions, self.replication_factor, topic_configs=config)]
+                [NewTopic(topic, self.partitions, self.replication_factor, topic_configs=config)]
             )
         # Producing before the partitions have leaders only earns retries: wait for them.
         loop = asyncio.get_running_loop()
@@ -159,11 +156,29 @@ class TaskJob:
         while True:
             found = (await admin.describe_topics([topic]) or [{}])[0]
             led = [p for p in found.get("partitions", ()) if p.get("leader", -1) >= 0]
-            if found.get("error_code", 0) == 0 and len(led) >= self._partitions:
+            if found.get("error_code", 0) == 0 and len(led) >= self.partitions:
                 return
             if loop.time() >= deadline:
                 raise TimeoutError(f"changelog topic {topic!r} has no leader after {_TOPIC_READY_S} s")
             await asyncio.sleep(0.05)
+
+    def purge(self, tp: TopicPartition, offset: int) -> None:
+        """The records of repartition partition ``tp`` before ``offset`` are consumed for good (the
+        group committed ``offset``): delete them, at most every ``_PURGE_INTERVAL_S`` per partition,
+        in the background, as Kafka Streams purges its repartition topics."""
+        now = asyncio.get_running_loop().time()
+        if self._admin is None or now < self._purged.get(tp, -_PURGE_INTERVAL_S) + _PURGE_INTERVAL_S:
+            return
+        self._purged[tp] = now
+        purge = asyncio.ensure_future(self._purge(self._admin, tp, offset))
+        self._purges.add(purge)
+        purge.add_done_callback(self._purges.discard)
+
+    async def _purge(self, admin: AIOKafkaAdminClient, tp: TopicPartition, offset: int) -> None:
+        try:
+            await admin.delete_records({tp: RecordsToDelete(offset)}, timeout_ms=10_000)
+        except Exception as error:  # the next commit tries again; the records are merely kept
+            log.debug("deleting %s-%d before %d failed: %r", tp.topic, tp.partition, offset, error)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -203,8 +218,11 @@ class TaskJob:
             partitions = metadata.partitions_for_topic(self.topic)
             if not partitions:
                 raise LookupError(f"Kafka topic {self.topic!r} does not exist")
-            self._partitions = len(partitions)
-            consumer.subscribe(topics=[self.topic], listener=_Listener(self))
+            self.partitions = len(partitions)
+            for topic in self.stages:
+                if topic != self.topic:
+                    await self.ensure_topic(topic, compacted=False)
+            consumer.subscribe(topics=list(self.stages), listener=_Listener(self))
             await self._poll_loop(consumer, decoder)
             graceful = True
         finally:
@@ -217,6 +235,8 @@ class TaskJob:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
                 await self._close_all(commit=False)  # suspended by a rebalance meanwhile
+                for purge in list(self._purges):
+                    purge.cancel()
                 with contextlib.suppress(Exception):
                     await admin.close()
                 await decoder.close()
@@ -249,12 +269,15 @@ class TaskJob:
                 if batches and self.first_record_ms is None:
                     self.first_record_ms = self.clock.now()
                 for task, records in batches:
+                    if task.stage.repartitioned:
+                        await task.put(*repartition.decode(records), records[-1].offset + 1)
+                        continue
                     self.records_read += len(records)
                     values, kept, times = await decoder.decode(records)
                     self.source.records_read += len(values)  # the daemon's progress reads it
                     if times is None and decoder.kafka_time:
                         times = [record.timestamp for record in kept]
-                    await task.put(values, times, records[-1].offset + 1)
+                    await task.put(values, times, None, records[-1].offset + 1)
                 # getmany() returns prefetched records without suspending: let the tasks run.
                 await asyncio.sleep(0)
             self._raise_failure()
@@ -325,7 +348,11 @@ class TaskJob:
             if task is not None:
                 consumer.seek(tp, task.resume())
                 self.tasks[tp] = task
-        new = [PartitionTask(self, tp) for tp in sorted(partitions) if tp not in self.tasks]
+        new = [
+            PartitionTask(self, self.stages[tp.topic], tp)
+            for tp in sorted(partitions)
+            if tp not in self.tasks
+        ]
         outcomes = await asyncio.gather(
             *(task.start(self._start_offset) for task in new), return_exceptions=True
         )

@@ -42,17 +42,21 @@ from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.job import run_actors
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.tasks.changelog import (
+    UPSTREAM,
     WATERMARK,
     changelog_records,
     changelog_topic,
+    dumps,
     read_partition,
     restored_state,
 )
 from actorflow_kafka.tasks.feed import PartitionFeed
+from actorflow_kafka.tasks.repartition import UpstreamWatermarks
 from actorflow_kafka.tasks.transaction import TaskTransaction, reset_transaction, set_transaction
 
 if TYPE_CHECKING:
     from actorflow_kafka.tasks.job import TaskJob
+    from actorflow_kafka.tasks.stages import Stage
 
 __all__ = ["PartitionTask"]
 
@@ -82,13 +86,16 @@ class _TaskStorage(MemoryStorage):
 
 
 class PartitionTask:
-    """The task of input partition ``tp`` in ``job``; :meth:`start`, then :meth:`close`."""
+    """The task of partition ``tp`` of ``stage``'s topic in ``job``; :meth:`start`, then
+    :meth:`close`."""
 
-    def __init__(self, job: TaskJob, tp: TopicPartition) -> None:
+    def __init__(self, job: TaskJob, stage: Stage, tp: TopicPartition) -> None:
         self.job = job
+        self.stage = stage
         self.tp = tp
         self.transactional_id = f"{job.group_id}-{tp.topic}-{tp.partition}"
-        self.feed = PartitionFeed(0, capacity=job.feed_capacity)
+        upstream = UpstreamWatermarks(job.partitions) if stage.repartitioned else None
+        self.feed = PartitionFeed(0, capacity=job.feed_capacity, upstream=upstream)
         self.storage = _TaskStorage()
         self.coordinator: CheckpointCoordinator | None = None
         self.transaction: TaskTransaction | None = None
@@ -96,9 +103,11 @@ class PartitionTask:
         self._periodic: asyncio.Future[None] | None = None
         self._closing = False
         self._suspended = False
-        #: The input offset and the sources' watermarks (pickled) the last commits wrote.
+        #: The input offset, the sources' watermarks (pickled) and the upstream tasks' watermarks
+        #: the last commits wrote.
         self._offset = 0
         self._watermarks: dict[str, bytes] = {}
+        self._upstream: dict[int, int] | None = None
         #: Per operator, the record keys its changelog partition holds (tombstones of others are
         #: not written).
         self._stored: dict[str, set[bytes]] = {}
@@ -129,7 +138,7 @@ class PartitionTask:
             transactional_id=self.transactional_id,
             **job.producer_options,
         )
-        self.transaction = TaskTransaction(producer, self.transactional_id)
+        self.transaction = TaskTransaction(producer, self.transactional_id, self.tp.partition)
         try:
             # fences the previous owner; its open transaction is aborted
             await start_client(producer, job.bootstrap_servers)
@@ -147,9 +156,10 @@ class PartitionTask:
     async def _restored_parts(self) -> dict[str, Part]:
         """The checkpoint parts that give every operator its state back from the changelogs."""
         job = self.job
+        stage = self.stage
         parts: dict[str, Part] = {}
         existing = await job.existing_topics()
-        names = [name for name in job.state_names if changelog_topic(job.group_id, name) in existing]
+        names = [name for name in stage.state_names if changelog_topic(job.group_id, name) in existing]
         reads = await asyncio.gather(
             *(
                 read_partition(
@@ -164,7 +174,11 @@ class PartitionTask:
             watermark = entries.pop(WATERMARK, None)
             if watermark is not None:  # a source's
                 parts[part_name(watermark_owner(name), 0)] = self._watermarks[name] = watermark
-            if name == job.source_name:
+            upstream = entries.pop(UPSTREAM, None)
+            if upstream is not None and self.feed.upstream is not None:
+                self._upstream = pickle.loads(upstream)
+                self.feed.upstream = UpstreamWatermarks(job.partitions, self._upstream)
+            if name == stage.source_name:
                 continue
             self._stored[name] = set(entries)
             with paused_gc():
@@ -180,8 +194,9 @@ class PartitionTask:
         )
         coordinator.add_participant(self)  # first: commits before the sinks hear of it
         self.coordinator = coordinator
+        stage = self.stage
         actors = deploy(
-            job.plan,
+            stage.plan,
             clock=job.clock,
             batch_size=job.batch_size,
             mailbox_capacity=job.mailbox_capacity,
@@ -189,8 +204,8 @@ class PartitionTask:
             checkpoints=coordinator,
             restore=parts or None,
             sources={
-                job.source_name: self.feed,
-                **{name: source.task_copy() for name, source in job.side_inputs.items()},
+                stage.source_name: self.feed,
+                **{name: source.task_copy() for name, source in stage.side_inputs.items()},
             },
             incremental=True,
         )
@@ -214,10 +229,17 @@ class PartitionTask:
             return CheckpointError(f"{self.label} ended while its partition was still assigned")
         return None
 
-    async def put(self, values: list[Any], timestamps: list[int] | None, next_offset: int) -> None:
-        """Hand records of the partition to the task (waits while its feed is full)."""
+    async def put(
+        self,
+        values: list[Any],
+        timestamps: list[int] | None,
+        updates: list[tuple[int, int, int]] | None,
+        next_offset: int,
+    ) -> None:
+        """Hand records of the partition to the task, and the upstream tasks' watermarks among
+        them for a repartition topic (waits while its feed is full)."""
         if not self._closing:
-            await self.feed.put(values, timestamps, next_offset)
+            await self.feed.put(values, timestamps, next_offset, updates)
 
     # -- the coordinator's participant: commit --------------------------------------------------
 
@@ -235,15 +257,27 @@ class PartitionTask:
     async def _commit(self, transaction: TaskTransaction, checkpoint_id: int) -> None:
         producer = transaction.producer
         job = self.job
+        stage = self.stage
         offset: int | None = None
         sends = []
         for parts in self.storage.take_through(checkpoint_id):
             for name, data in parts.items():
                 owner = name.rpartition("/")[0]
-                if owner == job.source_name:
-                    offset = pickle.loads(data)  # the group's committed offset holds it
+                if owner == stage.source_name:
+                    # The offset goes to the group's committed offsets; the upstream tasks'
+                    # watermarks (a repartition topic's) to the source's changelog.
+                    offset, upstream = pickle.loads(data)
+                    if upstream is not None and upstream != self._upstream:
+                        self._upstream = upstream
+                        topic = changelog_topic(job.group_id, owner)
+                        await job.ensure_changelog(topic)
+                        sends.append(
+                            await producer.send(
+                                topic, dumps(upstream), key=UPSTREAM, partition=self.tp.partition
+                            )
+                        )
                     continue
-                source = job.source_of(owner)
+                source = stage.source_of(owner)
                 if source is not None and owner == ended_owner(source):
                     continue
                 if source is not None:  # a source's watermark, in that source's changelog
@@ -272,6 +306,8 @@ class PartitionTask:
         await producer.commit_transaction()
         if moved:
             job.last_commit_ms = job.clock.now()
+            if self.stage.repartitioned:
+                job.purge(self.tp, self._offset)
         transaction.written = 0
         self.commits += 1
         # The next transaction is open before the sinks, released now, write again.

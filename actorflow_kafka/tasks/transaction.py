@@ -29,6 +29,8 @@ class TaskTransaction:
 
     producer: AIOKafkaProducer
     transactional_id: str
+    #: The task's partition (of the topic its stage reads).
+    partition: int = 0
     #: Records the task's sinks wrote into the open transaction (none: a commit may be skipped).
     written: int = 0
     _outcomes: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
