@@ -19,6 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from actorflow_kafka.connection import start_client
+
 __all__ = ["ERROR_HEADER", "DeadLetterTopic", "dead_letter_headers"]
 
 ERROR_HEADER = "actorflow.error"
@@ -78,11 +80,9 @@ class DeadLetterTopic:
                     acks="all",
                     **options,
                 )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
+                # Waits for Kafka like every client of the connector (it closes the producer if
+                # Kafka stays unreachable).
+                await start_client(producer, self.bootstrap_servers or bootstrap_servers)
                 self._producer = producer
             self._users += 1
 

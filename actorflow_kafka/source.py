@@ -435,7 +435,7 @@ class KafkaSource(Source):
             bootstrap_servers=self.bootstrap_servers,
             **{k: v for k, v in self.client_options.items() if k in ADMIN_OPTIONS},
         )
-        await admin.start()
+        await start_client(admin, self.bootstrap_servers)
         try:
             found = await admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
         finally:

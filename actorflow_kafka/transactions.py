@@ -30,6 +30,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from actorflow_kafka.connection import start_client
+
 __all__ = ["TransactionLink", "commit_metadata", "matches_commit", "owned_offsets"]
 
 Key = tuple[str, int]
@@ -115,5 +117,5 @@ class TransactionLink:
             transactional_id=self.transactional_id,
             **self.producer_options,
         )
-        await producer.start()
+        await start_client(producer, self.bootstrap_servers)  # closes it if Kafka stays unreachable
         await producer.stop()

@@ -9,12 +9,15 @@ import socket
 import textwrap
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from actorflow import Flow
-from actorflow_kafka import KafkaSink, KafkaSource
+from actorflow_kafka import DeadLetterTopic, KafkaSink, KafkaSource
+from actorflow_kafka.connection import KafkaUnreachable
+from actorflow_kafka.transactions import TransactionLink
 from tests.kafka_fixtures import KafkaEndpoint, TopicFactory
 from tests.kafka_helpers import eventually, produce_json, read_topic, run_until, running
 from tests.test_cli import actorflow
@@ -59,6 +62,36 @@ def test_unreachable_kafka_fails_the_run_with_one_line_after_the_connect_timeout
     assert "Unclosed" not in done.stderr  # the clients were closed
     assert " ERROR " not in done.stderr  # aiokafka's retries are not the user's concern
     assert took >= 1.0  # it waited for the broker before giving up
+
+
+def _dead_letter_producer(servers: str) -> Awaitable[None]:
+    return DeadLetterTopic("dead").start(servers, {})
+
+
+def _committed_offsets_admin(servers: str) -> Awaitable[object]:
+    return KafkaSource("in", bootstrap_servers=servers, group_id="g")._committed_offsets([])
+
+
+def _fencing_producer(servers: str) -> Awaitable[None]:
+    return TransactionLink("sink-1", servers, {}).fence()
+
+
+@pytest.mark.parametrize(
+    "start", [_dead_letter_producer, _committed_offsets_admin, _fencing_producer], ids=lambda f: f.__name__
+)
+async def test_every_client_waits_for_kafka_then_fails_with_one_line(
+    start: Callable[[str], Awaitable[object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These clients used to fail at once with aiokafka's error (and the fencing producer was left
+    # unclosed: a ResourceWarning, an error here).
+    monkeypatch.setenv("ACTORFLOW_KAFKA_CONNECT_TIMEOUT", "0.5")
+    servers = f"127.0.0.1:{_closed_port()}"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(KafkaUnreachable) as raised:
+        await start(servers)
+    assert str(raised.value) == f"cannot reach Kafka at {servers} after 0.5 s: connection refused"
+    assert loop.time() - started >= 0.5  # it waited for the broker before giving up
 
 
 def test_a_wrong_connect_timeout_names_itself(tmp_path: Path) -> None:
