@@ -139,8 +139,9 @@ class Operator:
 
         Called after barrier alignment, between two batches. The result is serialised (pickled)
         before the operator sees another record, so it may hand out its live objects. A keyed
-        operator returns its state cut by key group (``{key group: ...}``) so a restore can give
-        key groups to a different number of instances.
+        operator returns its live state whole, with the range of key groups the instance owns; it
+        is not cut by key group: a restore at another parallelism hashes the keys of the parts
+        that overlap its own range (see docs/architecture.md, "Key groups at restore time").
         """
         return None
 

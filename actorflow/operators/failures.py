@@ -1,19 +1,19 @@
-"""Records a user function failed on: sent to an error output instead of failing the job.
+"""Records a user function failed on: sent to dead letters instead of failing the job.
 
 By default an exception in a user function fails the job (and the restart strategy applies). Given
-``errors=OutputTag(...)``, ``map``, ``filter``, ``flat_map`` and ``process`` send each record their
-function raised on to that side output as a :class:`FailedRecord` (the record, the exception, the
-operator instance) and go on with the next record; the stream of those is
-``get_side_output(tag)``, and each is counted in the operator's ``dead_letter_count`` (the
-``actorflow_dead_letters_total`` metric). An error output nothing reads would lose records
-silently, so a failure then fails the job after all, saying so. Timers are not records: an
-exception in ``on_timer`` still fails the job.
+``dead_letters=OutputTag(...)`` (``errors=``, its former name, still works for this release),
+``map``, ``filter``, ``flat_map`` and ``process`` send each record their function raised on to that
+side output as a :class:`FailedRecord` (the record, the exception, the operator instance) and go on
+with the next record; the stream of those is ``get_side_output(tag)``, and each is counted in the
+operator's ``dead_letter_count`` (the ``actorflow_dead_letters_total`` metric). A dead-letter output
+nothing reads would lose records silently, so a failure then fails the job after all, saying so.
+Timers are not records: an exception in ``on_timer`` still fails the job.
 
 >>> from actorflow import Flow, OutputTag
->>> errors = OutputTag("errors")
+>>> dead = OutputTag("dead")
 >>> flow = Flow()
->>> ratios = flow.from_iterable([4, 0, 2]).map(lambda n: 8 // n, errors=errors)
->>> good, bad = ratios.collect(), ratios.get_side_output(errors).collect()
+>>> ratios = flow.from_iterable([4, 0, 2]).map(lambda n: 8 // n, dead_letters=dead)
+>>> good, bad = ratios.collect(), ratios.get_side_output(dead).collect()
 >>> flow.execute()
 >>> good.values, [(f.value, type(f.error).__name__, f.operator) for f in bad.values]
 ([2, 4], [(0, 'ZeroDivisionError', 'map[1/1]')])
@@ -74,7 +74,7 @@ def route_failure(
     (with a note) when nothing reads that output."""
     if errors not in operator.side_outputs.tags:
         error.add_note(
-            f"actorflow: {operator.context.label} has errors={errors!r}, but nothing reads "
+            f"actorflow: {operator.context.label} has dead_letters={errors!r}, but nothing reads "
             "get_side_output() of it: the failed record would be lost, so the job fails instead"
         )
         raise error
