@@ -213,6 +213,69 @@ def test_beside_its_partitioned_topic_a_task_flow_reads_only_kafka_topics_whole(
         asyncio.run(flow.run())
 
 
+@pytest.mark.timeout(120)
+async def test_a_worker_s_metrics_show_its_tasks_as_instances_per_partition(
+    kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory
+) -> None:
+    """``/metrics`` (and the dashboard, which reads the same) of a task worker: each operator of
+    each stage once per partition task the worker runs, instance = partition, counting its records."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from actorflow.web.prometheus import FlowCollector
+
+    bootstrap = kafka_broker.bootstrap_servers
+    source = await kafka_topic(partitions=4)
+    output = await kafka_topic(partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    argv = [*worker_args(bootstrap, "q2", source, output, group), "--partitioned-by", "merchant_id"]
+    transactions = [dict(tx) for tx in generate(2_000, seed=9, cards=50)]
+    await produce(bootstrap, source, transactions, key="merchant_id")
+    flow, kafka = build(parse_args(argv))
+    job = asyncio.ensure_future(flow.run())
+
+    def alive() -> None:
+        if job.done():
+            job.result()
+
+    def scrape() -> dict[tuple[str, str, str], float]:
+        """``{(sample, operator, instance): value}`` of ``/metrics`` now."""
+        registry = CollectorRegistry()
+        registry.register(FlowCollector(flow))
+        return {
+            (
+                sample.name,
+                sample.labels.get("operator", ""),
+                sample.labels.get("instance", ""),
+            ): sample.value
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples
+        }
+
+    def into(samples: dict[tuple[str, str, str], float], operator: str) -> dict[str, float]:
+        return {
+            i: v
+            for (name, o, i), v in samples.items()
+            if name == "actorflow_records_in_total" and o == operator
+        }
+
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while sum(into(samples := scrape(), "windows").values()) < len(transactions):
+            alive()
+            assert loop.time() < deadline, into(samples, "windows")
+            await asyncio.sleep(0.1)
+    finally:
+        kafka.stop()
+        await asyncio.wait_for(job, 60)
+    assert samples[("actorflow_ready", "", "")] == 1.0
+    for operator in ("transactions", "windows.in", "windows"):
+        counts = into(samples, operator)
+        assert set(counts) == {"0", "1", "2", "3"}, counts
+        assert sum(counts.values()) == len(transactions)
+
+
 def test_a_key_by_on_the_declared_partitioning_stays_in_the_input_tasks_and_others_repartition() -> None:
     from actorflow import Flow, TumblingEventTimeWindows
     from actorflow_kafka import KafkaSource

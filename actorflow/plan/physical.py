@@ -177,6 +177,7 @@ def deploy(
     metrics: JobMetrics | None = None,
     sources: Mapping[str, Source] | None = None,
     incremental: bool = False,
+    instance: tuple[int, int] | None = None,
 ) -> list[Runnable]:
     """Create the actors of one run: fresh operators per instance, a mailbox per edge.
 
@@ -186,7 +187,14 @@ def deploy(
     ``sources`` reads another source for a source node of that name (a partition task reads its
     partition's feed instead of the flow's Kafka source); ``incremental`` makes keyed operators
     snapshot only the keys changed since their previous snapshot (``OperatorContext.incremental``).
+    ``instance`` ``(i, n)`` names and counts a plan of one instance per chain as instance ``i`` of
+    ``n`` in actor names and ``metrics`` (a partition task is partition ``i`` of ``n``); its
+    operators still own every key group.
     """
+
+    def actor_name(chain: ChainPlan, index: int) -> str:
+        return _actor_name(chain, index) if instance is None else _actor_name(chain, *instance)
+
     hooks = None
     if checkpoints is not None:
         hooks = CheckpointHooks(
@@ -234,15 +242,14 @@ def deploy(
                 receivers = [sender] if one_to_one else list(range(chain.parallelism))
                 boxes = []
                 for receiver in receivers:
+                    shown = (sender, receiver) if instance is None else (instance[0], instance[0])
                     box = Mailbox(
                         mailbox_capacity,
-                        name=f"{upstream.name}[{sender + 1}] => {chain.name}[{receiver + 1}]",
+                        name=f"{upstream.name}[{shown[0] + 1}] => {chain.name}[{shown[1] + 1}]",
                     )
                     inboxes[chain][receiver].append(box)
                     if metrics is not None:
-                        metrics.add_channel(
-                            _actor_name(upstream, sender), _actor_name(chain, receiver), box
-                        )
+                        metrics.add_channel(actor_name(upstream, sender), actor_name(chain, receiver), box)
                     input_of[chain][receiver].append(edge.input)
                     boxes.append(box)
                 router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
@@ -271,7 +278,7 @@ def deploy(
             head = chain.head
             body = chain.nodes[1:] if head.kind == "source" else chain.nodes
             operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
-            name = _actor_name(chain, index)
+            name = actor_name(chain, index)
             runner = Chain(
                 operators,
                 [context(node) for node in body],
@@ -287,8 +294,7 @@ def deploy(
                     ActorEntry(
                         name,
                         chain.name,
-                        index,
-                        chain.parallelism,
+                        *((index, chain.parallelism) if instance is None else instance),
                         runner.metrics,
                         _kind(chain),
                         {node.name: operator for node, operator in zip(body, operators, strict=True)},
@@ -325,8 +331,8 @@ def deploy(
     return actors
 
 
-def _actor_name(chain: ChainPlan, index: int) -> str:
-    return f"{chain.name}[{index + 1}/{chain.parallelism}]"
+def _actor_name(chain: ChainPlan, index: int, parallelism: int | None = None) -> str:
+    return f"{chain.name}[{index + 1}/{parallelism or chain.parallelism}]"
 
 
 def _kind(chain: ChainPlan) -> str:

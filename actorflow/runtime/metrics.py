@@ -170,6 +170,13 @@ class JobMetrics:
         self._outputs.setdefault(sender, []).append(channel)
         self._inputs.setdefault(receiver, []).append(channel)
 
+    def extend(self, other: JobMetrics) -> None:
+        """Add the actors and channels of ``other`` (the runs of several partition tasks shown as
+        one job)."""
+        self.actors += other.actors
+        for channel in other.channels:
+            self.add_channel(channel.sender, channel.receiver, channel.mailbox)
+
     def inputs_of(self, actor: str) -> list[Channel]:
         """The channels ``actor`` reads."""
         return self._inputs.get(actor, [])

@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import TopicAlreadyExistsError
 
 from actorflow.errors import PlanError
+from actorflow.runtime.metrics import JobMetrics
 from actorflow_kafka.admin import ADMIN_OPTIONS
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.decoding import RecordDecoder
@@ -71,6 +72,7 @@ class TaskJob:
                     )
                 side.task_copy()  # raises now, naming the source, if it cannot be a side input
         self.source = source
+        self.flow = flow
         #: The stages by the topic their tasks read: the input topic's first, then repartitions.
         self.stages: dict[str, Stage] = {stage.topic: stage for stage in stages}
         self.topic: str = source.topics[0]
@@ -110,6 +112,14 @@ class TaskJob:
         self._purged: dict[TopicPartition, float] = {}
         self._purges: set[asyncio.Future[None]] = set()
         self.watermarks = flow_watermarks(stages[0].plan, stages[0].source_name)
+
+    def show_tasks(self) -> None:
+        """Make the flow's metrics (dashboard, ``/metrics``) show the tasks running now: each
+        operator as one instance per partition of its stage, those of this worker."""
+        metrics = JobMetrics()
+        for tp in sorted(self.tasks, key=lambda tp: (tp.topic != self.topic, tp)):
+            metrics.extend(self.tasks[tp].metrics)
+        self.flow.metrics = metrics
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -362,6 +372,7 @@ class TaskJob:
                 continue
             consumer.seek(task.tp, outcome)
             self.tasks[task.tp] = task
+        self.show_tasks()
         if new:
             log.info(
                 "%s: tasks %s",

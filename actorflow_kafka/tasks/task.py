@@ -40,6 +40,7 @@ from actorflow.operators.snapshots import Loaded, Part, ended_owner, part_name, 
 from actorflow.plan.physical import deploy
 from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.job import run_actors
+from actorflow.runtime.metrics import JobMetrics
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.tasks.changelog import (
     UPSTREAM,
@@ -97,6 +98,8 @@ class PartitionTask:
         upstream = UpstreamWatermarks(job.partitions) if stage.repartitioned else None
         self.feed = PartitionFeed(0, capacity=job.feed_capacity, upstream=upstream)
         self.storage = _TaskStorage()
+        #: The task's actors and channels, for the worker's dashboard and metrics.
+        self.metrics = JobMetrics()
         self.coordinator: CheckpointCoordinator | None = None
         self.transaction: TaskTransaction | None = None
         self._run: asyncio.Future[None] | None = None
@@ -203,6 +206,8 @@ class PartitionTask:
             max_parallelism=job.max_parallelism,
             checkpoints=coordinator,
             restore=parts or None,
+            metrics=self.metrics,
+            instance=(self.tp.partition, job.partitions),
             sources={
                 stage.source_name: self.feed,
                 **{name: source.task_copy() for name, source in stage.side_inputs.items()},
