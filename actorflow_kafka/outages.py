@@ -26,8 +26,8 @@ Which lines are expected, and so demoted:
 - lines whose error says a connection dropped or a node is not connected
   (``KafkaConnectionError``, ``NodeNotReadyError``): aiokafka reconnects by itself, and a
   reconnect that fails is a connection failure above;
-- while a broker is down: the group coordinator marked dead, an expired heartbeat session, requests
-  that timed out;
+- while a broker is down, and for half a minute after it is back: the group coordinator marked
+  dead or not available, an expired heartbeat session or membership, requests that timed out;
 - "Group Coordinator Request failed", which every normal start of a consumer group logs (the
   coordinator is not known yet), and "Unable to update metadata from ...", which sums up failures
   that have lines of their own;
@@ -69,8 +69,17 @@ _DURING_OUTAGE = (*_DISCONNECTED, RequestTimedOutError, OSError, TimeoutError)
 #: aiokafka's messages (format strings) that are always expected: the first comes with every start of
 #: a consumer group; the second sums up failures that have their own lines.
 _ALWAYS = ("Group Coordinator Request failed", "Unable to update metadata from")
-#: aiokafka's messages (format strings) expected while a broker is down.
-_OUTAGE_MESSAGES = ("Marking the coordinator dead", "Heartbeat session expired")
+#: aiokafka's messages (format strings) expected while a broker is down, and for
+#: :data:`_AFTER_OUTAGE_S` after it is back: the group coordinator it hosted moves or reloads, and a
+#: consumer whose session expired meanwhile joins its group again.
+_OUTAGE_MESSAGES = (
+    "Marking the coordinator dead",
+    "Heartbeat session expired",
+    "Heartbeat failed for group %s: coordinator",
+    "Heartbeat failed for group %s: generation id",
+    "Heartbeat failed: local member_id was not recognized",
+)
+_AFTER_OUTAGE_S = 30.0
 # asyncio's connection errors name the address (uvloop's do not): "... ('127.0.0.1', 9092)".
 _ADDRESS_IN_ERROR = re.compile(r"\('([^']+)', (\d+)\)")
 
@@ -124,8 +133,10 @@ class _Outage:
         return f"{self.host}:{self.port}"
 
 
-# Brokers down now, by address. Touched only from event loop threads (where aiokafka logs).
+# Brokers down now, by address, and until when (monotonic) the last one that was down has just come
+# back. Touched only from event loop threads (where aiokafka logs).
 _down: dict[str, _Outage] = {}
+_settling_until = 0.0
 # When a failure to connect to a node that cannot be named was last let through, per node.
 _unnamed: dict[str, float] = {}
 
@@ -163,6 +174,7 @@ async def _watch(outage: _Outage) -> None:
     (with the probe's own reason: aiokafka's errors do not always name one), and then a success
     says it is back; a first probe that succeeds says nothing (a dropped connection, not an outage).
     """
+    global _settling_until
     interval = _FIRST_PROBE_INTERVAL_S
     announced = False
     try:
@@ -181,6 +193,7 @@ async def _watch(outage: _Outage) -> None:
                 continue
             writer.close()
             break
+        _settling_until = time.monotonic() + _AFTER_OUTAGE_S
         if announced:
             took = _duration(time.monotonic() - outage.started)
             log.warning("Kafka at %s back after %s", outage.address, took)
@@ -217,7 +230,7 @@ def _expected(record: logging.LogRecord) -> bool:
         return True
     if message.startswith(_ALWAYS) or isinstance(error, _DISCONNECTED):
         return True
-    if _down or _starting:
+    if _down or _starting or time.monotonic() < _settling_until:
         return message.startswith(_OUTAGE_MESSAGES) or isinstance(error, _DURING_OUTAGE)
     return False
 

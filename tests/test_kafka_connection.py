@@ -217,3 +217,38 @@ def test_a_failure_to_reach_a_broker_that_cannot_be_named_is_let_through_once_a_
         for _ in range(5):
             client.error("Unable connect to node with id %s: %s", node, TimeoutError())
     assert [(r.name, r.levelname) for r in caplog.records] == [("aiokafka", "ERROR")]
+
+
+async def test_a_broker_down_then_back_is_two_lines_and_the_group_churn_after_it_is_demoted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import actorflow_kafka.outages  # noqa: F401  # installs the filter (as importing actorflow_kafka does)
+
+    client = logging.getLogger("aiokafka")
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "actorflow_kafka.outages"]
+
+    with socket.socket() as sock, caplog.at_level(logging.INFO):
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        host, port = sock.getsockname()
+        # A node no client's metadata knows: the address comes from the error, as asyncio words it.
+        refused = ConnectionRefusedError(111, f"Connect call failed ('{host}', {port})")
+        for _ in range(20):
+            client.error("Unable connect to node with id %s: %s", 4242, refused)
+        await eventually(lambda: len(said()) == 1)
+        server = await asyncio.start_server(lambda _reader, writer: writer.close(), sock=sock)
+        async with server:
+            await eventually(lambda: len(said()) == 2)
+        coordinator.warning(
+            "Heartbeat failed for group %s: coordinator (node %s) is either not started or not valid",
+            "g",
+            4242,
+        )
+        coordinator.warning("Marking the coordinator dead (node %s)for group %s.", 4242, "g")
+    assert re.fullmatch(
+        rf"Kafka at 127\.0\.0\.1:{port} unreachable since \d\d:\d\d:\d\d \(connection refused\)", said()[0]
+    )
+    assert re.fullmatch(rf"Kafka at 127\.0\.0\.1:{port} back after \d\.\d s", said()[1])
+    assert [r for r in caplog.records if r.name.startswith("aiokafka")] == []
