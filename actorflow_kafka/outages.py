@@ -192,6 +192,8 @@ async def _watch(outage: _Outage) -> None:
                 interval = min(interval * 2, _MAX_PROBE_INTERVAL_S)
                 continue
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
             break
         _settling_until = time.monotonic() + _AFTER_OUTAGE_S
         if announced:
