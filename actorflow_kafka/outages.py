@@ -90,7 +90,14 @@ _clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def describe_error(error: BaseException) -> str:
-    """Why a connection failed, in a few words: ``"connection refused"``, ``"no answer"``, ..."""
+    """Why a connection failed, in a few words, as the outage lines and start_client's say it.
+
+    >>> import errno
+    >>> describe_error(ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('::1', 9092)"))
+    'connection refused'
+    >>> describe_error(TimeoutError())
+    'no answer'
+    """
     if isinstance(error, TimeoutError):
         return "no answer"
     if isinstance(error, socket.gaierror) and error.strerror:
