@@ -21,6 +21,7 @@ This module only re-exports the public names.
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.flow import Flow
 from actorflow.api.joins import CoGroupedStreams, IntervalJoin, IntervalJoined, JoinedStreams
+from actorflow.api.patterns import PatternStream
 from actorflow.api.stream import DataStream, KeyedStream
 from actorflow.api.windowed import WindowedStream
 from actorflow.errors import (
@@ -40,6 +41,12 @@ from actorflow.operators.broadcast import (
     BroadcastContext,
     BroadcastProcessFunction,
     KeyedBroadcastProcessFunction,
+)
+from actorflow.operators.cep import (
+    AfterMatchSkip,
+    Pattern,
+    PatternContext,
+    PatternProcessFunction,
 )
 from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
 from actorflow.operators.failures import FailedRecord
@@ -107,9 +114,8 @@ from actorflow.time.watermarks import WatermarkStrategy
 __version__ = "0.1.0"
 
 __all__ = [
-    "MAX_WATERMARK",
-    "MIN_WATERMARK",
     "ActorflowError",
+    "AfterMatchSkip",
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",
@@ -155,12 +161,18 @@ __all__ = [
     "KeyedStream",
     "ListState",
     "ListStateDescriptor",
+    "MAX_WATERMARK",
+    "MIN_WATERMARK",
     "ManualClock",
     "MapState",
     "MapStateDescriptor",
     "MergingWindowAssigner",
     "OnMergeContext",
     "OutputTag",
+    "Pattern",
+    "PatternContext",
+    "PatternProcessFunction",
+    "PatternStream",
     "PlanError",
     "PrintSink",
     "ProcessFunction",

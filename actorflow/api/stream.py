@@ -43,6 +43,8 @@ from actorflow.time.watermarks import WatermarkStrategy, field_getter
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
     from actorflow.api.joins import CoGroupedStreams, IntervalJoin, JoinedStreams
+    from actorflow.api.patterns import PatternStream
+    from actorflow.operators.cep import AfterMatchSkip, Pattern
 
 __all__ = ["DataStream", "KeyedStream"]
 
@@ -353,6 +355,19 @@ class DataStream(Generic[T]):
         _plain(selector, "key_by")
         return KeyedStream(self._flow, self._with(Hash(selector)), selector, chainable=self._chainable)
 
+    def pattern(
+        self,
+        pattern: Pattern[Any],
+        *,
+        skip: AfterMatchSkip | None = None,
+        late: OutputTag[T] | None = None,
+    ) -> PatternStream[T]:
+        """Find ``pattern`` in the whole stream (one instance, as Flink runs a pattern on a
+        stream that is not keyed); see :meth:`KeyedStream.pattern`."""
+        from actorflow.api.patterns import PatternStream
+
+        return PatternStream(self.key_by(_whole_stream), pattern, skip, late, parallelism=1)
+
     def window_all(self, assigner: WindowAssigner) -> WindowedStream[T, None]:
         """Cut the whole stream (not each key) into windows; runs in a single instance, as Flink's
         ``windowAll``. The window function sees ``None`` as the key."""
@@ -520,6 +535,24 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         :class:`~actorflow.operators.windows.assigners.WindowAssigner`.
         """
         return WindowedStream(self, assigner)
+
+    def pattern(
+        self,
+        pattern: Pattern[Any],
+        *,
+        skip: AfterMatchSkip | None = None,
+        late: OutputTag[T] | None = None,
+    ) -> PatternStream[T]:
+        """Find ``pattern`` in each key's events (complex event processing, Flink's CEP): finish
+        with ``.select(fn)``, ``.flat_select(fn)`` or ``.process(PatternProcessFunction)``.
+
+        ``skip`` is the after-match skip strategy (default: no skip). With event time, events go
+        through the pattern in timestamp order once the watermark has passed them; a late event
+        goes to ``late`` if given, else it is dropped and counted. Raises :class:`PlanError` for
+        a pattern that cannot work."""
+        from actorflow.api.patterns import PatternStream  # patterns.py builds on this module
+
+        return PatternStream(self, pattern, skip, late)
 
     def interval_join(self, other: KeyedStream[U, Any]) -> IntervalJoin[T, U]:
         """Interval join with the keyed stream ``other``: ``.between(lower, upper).process(fn)``

@@ -1,0 +1,137 @@
+"""Pattern streams: ``keyed.pattern(pattern)``, then ``select``, ``flat_select`` or ``process``.
+
+>>> from actorflow import Flow, Pattern
+>>> flow = Flow("cep")
+>>> events = flow.from_iterable([{"card": "c", "amount": 0.5}, {"card": "c", "amount": 900.0}])
+>>> pattern = (Pattern.begin("small").where(lambda tx: tx["amount"] < 1)
+...            .next("large").where(lambda tx: tx["amount"] > 500))
+>>> found = events.key_by("card").pattern(pattern).select(
+...     lambda match: (match["small"][0]["amount"], match["large"][0]["amount"])).collect()
+>>> flow.execute()
+>>> found.values
+[(0.5, 900.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from actorflow.errors import PlanError
+from actorflow.operators.base import Collector
+from actorflow.operators.cep import (
+    NFA,
+    AfterMatchSkip,
+    CepFunction,
+    Pattern,
+    PatternContext,
+    PatternProcessFunction,
+)
+from actorflow.operators.side_outputs import OutputTag
+
+if TYPE_CHECKING:
+    from actorflow.api.stream import DataStream, KeyedStream
+
+__all__ = ["PatternStream"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+Events = dict[str, list[Any]]
+
+
+class PatternStream(Generic[T]):
+    """A keyed stream and a pattern; finish it with :meth:`select`, :meth:`flat_select` or
+    :meth:`process` (each a keyed operator, one per key group as usual)."""
+
+    def __init__(
+        self,
+        keyed: KeyedStream[T, Any],
+        pattern: Pattern[Any],
+        skip: AfterMatchSkip | None,
+        late: OutputTag[T] | None,
+        parallelism: int | None = None,
+    ) -> None:
+        if not isinstance(pattern, Pattern):
+            raise PlanError(f"pattern() takes a Pattern, not {pattern!r}")
+        self._keyed = keyed
+        self._nfa = NFA(pattern, skip)  # refuses a pattern that cannot work, now
+        self._late = late
+        self._parallelism = parallelism
+
+    def select(
+        self,
+        function: Callable[[Events], U],
+        *,
+        timed_out: OutputTag[Any] | None = None,
+        on_timeout: Callable[[Events, int], Any] | None = None,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """One result per match: ``function(match)``, ``match`` mapping each stage name to its
+        events. With ``timed_out``, each partial match that timed out goes there as
+        ``on_timeout(partial match, timeout time)`` (default: the partial match itself)."""
+
+        def on_match(match: Events, ctx: PatternContext, out: Collector) -> None:
+            out.collect(function(match))
+
+        return self._build(on_match, timed_out, on_timeout, name)
+
+    def flat_select(
+        self,
+        function: Callable[[Events], Iterable[U]],
+        *,
+        timed_out: OutputTag[Any] | None = None,
+        on_timeout: Callable[[Events, int], Any] | None = None,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """Any number of results per match: every item of ``function(match)``."""
+
+        def on_match(match: Events, ctx: PatternContext, out: Collector) -> None:
+            for result in function(match):
+                out.collect(result)
+
+        return self._build(on_match, timed_out, on_timeout, name)
+
+    def process(
+        self,
+        function: PatternProcessFunction[T, U],
+        *,
+        timed_out: bool = False,
+        name: str | None = None,
+    ) -> DataStream[U]:
+        """Run ``function.process_match`` per match (and ``process_timed_out_match`` per timed
+        out partial match, with ``timed_out=True``), with a context for side outputs."""
+        if not isinstance(function, PatternProcessFunction):
+            raise PlanError("a pattern stream's process() takes a PatternProcessFunction")
+        return self._add(
+            CepFunction(
+                self._nfa,
+                function.process_match,
+                function.process_timed_out_match if timed_out else None,
+                late=self._late,
+                opened=function.open,
+            ),
+            name,
+        )
+
+    def _build(
+        self,
+        on_match: Callable[[Events, PatternContext, Collector], None],
+        timed_out: OutputTag[Any] | None,
+        on_timeout: Callable[[Events, int], Any] | None,
+        name: str | None,
+    ) -> DataStream[Any]:
+        if on_timeout is not None and timed_out is None:
+            raise PlanError("on_timeout goes with timed_out=OutputTag(...), where its results go")
+        handle_timeout = None
+        if timed_out is not None:
+            tag = timed_out
+            convert = on_timeout
+
+            def handle_timeout(match: Events, ctx: PatternContext, out: Collector) -> None:
+                ctx.output(tag, match if convert is None else convert(match, ctx.timestamp or 0))
+
+        return self._add(CepFunction(self._nfa, on_match, handle_timeout, late=self._late), name)
+
+    def _add(self, function: CepFunction, name: str | None) -> DataStream[Any]:
+        return self._keyed.process(function, name=name or "pattern", parallelism=self._parallelism)

@@ -1,0 +1,425 @@
+"""The automaton a pattern compiles to, run over one key's events in order.
+
+A **partial match** is a position in the pattern: the stage it is in and how many events that stage
+has taken, plus the events taken so far. Each event moves every partial match of the key:
+
+- **take**: the stage's condition holds and it can take more: a new partial match with the event;
+  once the stage has its minimum it also **proceeds** at once (an epsilon move) to a partial match
+  waiting at the next stage (past optional stages too), or completes the match after the last one;
+- **ignore**: the partial match stays as it is, if the contiguity there allows it: strict never,
+  relaxed when it did not take the event, non-deterministic always;
+- otherwise it is dropped.
+
+Every event may also begin a new partial match at the first stage. Negated stages become guards:
+``not_next`` on the first event after the previous stage, ``not_followed_by`` on every event while
+the next stage waits; at the end of a pattern with ``within``, ``not_followed_by`` completes the
+match when the time is up.
+
+The events a partial match took form a chain of shared nodes ``(stage name, event, seq, ts,
+previous node)``: a partial match that branches shares its prefix with its sibling instead of
+copying it (Flink's shared buffer, by structure), so memory grows with the events that can still
+be part of a match, and a pickle of a key's state keeps the sharing.
+
+>>> from actorflow.operators.cep.pattern import Pattern
+>>> nfa = NFA(Pattern.begin("a").where(lambda e: e == "a").next("b").where(lambda e: e == "b"))
+>>> state = NFAState()
+>>> [nfa.process(state, event, 0)[0] for event in ["a", "c", "a", "b"]]
+[[], [], [], [Match({'a': ['a'], 'b': ['b']})]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actorflow.operators.cep.pattern import (
+    AfterMatchSkip,
+    Condition,
+    Contiguity,
+    Pattern,
+    PatternContext,
+    Stage,
+    condition_arity,
+)
+from actorflow.operators.failures import shorten
+
+__all__ = ["NFA", "Match", "NFAState", "Partial"]
+
+#: ``(stage name, event, seq, ts, previous node or None)``.
+Node = tuple[str, Any, int, int, Any]
+#: ``test(event, partial)``.
+Test = Callable[[Any, "Partial"], bool]
+
+_STRICT, _RELAXED, _ANY = Contiguity.STRICT, Contiguity.RELAXED, Contiguity.ANY
+
+
+class Partial:
+    """A partial match: at stage ``stage`` having taken ``count`` events there."""
+
+    __slots__ = ("count", "fresh", "greedy", "node", "stage", "start_seq", "start_ts")
+
+    def __init__(
+        self, stage: int, count: int, node: Node, start_ts: int, start_seq: int, greedy: int = -1
+    ) -> None:
+        self.stage = stage
+        self.count = count
+        self.node = node
+        self.start_ts = start_ts
+        self.start_seq = start_seq
+        #: No event came since this partial match was made (``not_next`` looks at that event).
+        self.fresh = True
+        #: The greedy looping stage this one proceeded from (its events are not for this stage).
+        self.greedy = greedy
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy) = state
+
+    def events(self) -> dict[str, list[Any]]:
+        return _events(self.node)
+
+
+class NFAState:
+    """One key's matching state: its partial matches and the sequence number of its next event."""
+
+    __slots__ = ("partials", "seq")
+
+    def __init__(self) -> None:
+        self.partials: list[Partial] = []
+        self.seq = 0
+
+    def __getstate__(self) -> tuple[list[Partial], int]:
+        return self.partials, self.seq
+
+    def __setstate__(self, state: tuple[list[Partial], int]) -> None:
+        self.partials, self.seq = state
+
+
+@dataclass(eq=False)
+class Match:
+    """A complete (or timed-out partial) match: each stage's events in order, and when it began."""
+
+    events: dict[str, list[Any]]
+    start_ts: int = 0
+    start_seq: int = 0
+    #: Sequence numbers of its events, first to last (for skip strategies and ordering).
+    seqs: tuple[int, ...] = ()
+    #: Per stage name, the sequence numbers of its events.
+    stage_seqs: dict[str, list[int]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Match({self.events!r})"
+
+
+def _events(node: Node | None) -> dict[str, list[Any]]:
+    chain = []
+    while node is not None:
+        chain.append(node)
+        node = node[4]
+    events: dict[str, list[Any]] = {}
+    for name, event, _, _, _ in reversed(chain):
+        events.setdefault(name, []).append(event)
+    return events
+
+
+def _match(node: Node, start_ts: int, start_seq: int) -> Match:
+    chain = []
+    current: Node | None = node
+    while current is not None:
+        chain.append(current)
+        current = current[4]
+    chain.reverse()
+    events: dict[str, list[Any]] = {}
+    stage_seqs: dict[str, list[int]] = {}
+    for name, event, seq, _, _ in chain:
+        events.setdefault(name, []).append(event)
+        stage_seqs.setdefault(name, []).append(seq)
+    return Match(events, start_ts, start_seq, tuple(n[2] for n in chain), stage_seqs)
+
+
+def _compile(tree: Any, stage: str) -> tuple[Test, bool]:
+    """``tree`` (a condition, or ("and"|"or", left, right)) as ``test(event, partial)``, and
+    whether it is iterative (reads the partial match)."""
+    if tree is None:
+        return (lambda event, partial: True), False
+    if callable(tree):
+        condition: Condition = tree
+        if condition_arity(condition) == 1:
+            return (lambda event, partial: bool(condition(event))), False
+
+        def iterative(event: Any, partial: Partial) -> bool:
+            return bool(condition(event, PatternContext(partial.events() if partial else {})))
+
+        return iterative, True
+    kind, left_tree, right_tree = tree
+    left, left_iterative = _compile(left_tree, stage)
+    right, right_iterative = _compile(right_tree, stage)
+    if kind == "and":
+        return (lambda event, partial: left(event, partial) and right(event, partial)), (
+            left_iterative or right_iterative
+        )
+    return (lambda event, partial: left(event, partial) or right(event, partial)), (
+        left_iterative or right_iterative
+    )
+
+
+class _Step:
+    """A stage as the automaton runs it."""
+
+    __slots__ = (
+        "contiguity",
+        "entry",
+        "greedy",
+        "guards",
+        "inner",
+        "max",
+        "min",
+        "name",
+        "not_next",
+        "optional",
+        "test",
+        "until",
+    )
+
+    def __init__(self, stage: Stage, guards: list[Test], not_next: Test | None) -> None:
+        self.name = stage.name
+        self.test = _guarded(_compile(stage.condition, stage.name)[0], stage.name, "condition")
+        self.until = (
+            None
+            if stage.until is None
+            else _guarded(_compile(stage.until, stage.name)[0], stage.name, "until condition")
+        )
+        self.min = 0 if stage.optional else stage.min
+        self.max = stage.max
+        self.optional = stage.optional
+        self.greedy = stage.greedy
+        self.contiguity = stage.contiguity
+        self.inner = stage.inner
+        #: Waiting for the stage's first event: its contiguity, made non-deterministic by
+        #: allow_combinations() (any later matching event may begin the loop, as in Flink).
+        self.entry = _ANY if stage.inner is _ANY and stage.contiguity is _RELAXED else stage.contiguity
+        self.guards = guards
+        self.not_next = not_next
+
+
+def _guarded(test: Test, stage: str, what: str) -> Test:
+    def checked(event: Any, partial: Partial) -> bool:
+        try:
+            return test(event, partial)
+        except Exception as error:
+            error.add_note(
+                f"actorflow: raised in the {what} of pattern stage {stage!r} on {shorten(event)}"
+            )
+            raise
+
+    return checked
+
+
+class NFA:
+    """The compiled form of ``pattern`` with its skip strategy; one per operator instance, its
+    state (:class:`NFAState`) per key."""
+
+    def __init__(self, pattern: Pattern[Any], skip: AfterMatchSkip | None = None) -> None:
+        pattern.validate()
+        self.pattern = pattern
+        self.skip = skip or AfterMatchSkip.no_skip()
+        if self.skip.name is not None and self.skip.name not in pattern.names():
+            raise_plan(f"the skip strategy names stage {self.skip.name!r}, which the pattern has not")
+        self.window = pattern.window_ms
+        steps: list[_Step] = []
+        guards: list[Test] = []
+        not_next: Test | None = None
+        for stage in pattern.flat():
+            if stage.negated:
+                test = _guarded(_compile(stage.condition, stage.name)[0], stage.name, "condition")
+                if stage.contiguity is _STRICT:
+                    not_next = test
+                else:
+                    guards.append(test)
+                continue
+            steps.append(_Step(stage, guards, not_next))
+            guards, not_next = [], None
+        self.steps = steps
+        #: A negation after the last stage: the match completes when it is over.
+        self.final_guards = guards
+        self.final_not_next = not_next
+        self._final = len(steps)
+
+    # -- one event -----------------------------------------------------------------------------
+
+    def process(self, state: NFAState, event: Any, ts: int) -> tuple[list[Match], list[Match]]:
+        """Move ``state`` by ``event`` (event time ``ts``, after every earlier event of the key):
+        returns the completed matches and the partial matches that timed out, in order."""
+        matches, timed_out = self.advance(state, ts)
+        seq = state.seq
+        state.seq = seq + 1
+        kept: list[Partial] = []
+        completed: list[Match] = []
+        for partial in state.partials:
+            self._step(partial, event, seq, ts, kept, completed)
+        fresh = Partial(0, 0, None, ts, seq)  # type: ignore[arg-type]
+        self._take(fresh, event, seq, ts, kept, completed, first=True)
+        state.partials = kept
+        if completed:
+            matches += self._emit(state, completed)
+        return matches, timed_out
+
+    def advance(self, state: NFAState, now: int) -> tuple[list[Match], list[Match]]:
+        """Time is ``now``: partial matches that began ``within`` or longer ago time out; a
+        pending final ``not_followed_by`` completes. Returns (matches, timed out)."""
+        window = self.window
+        if window is None or not state.partials:
+            return [], []
+        kept = []
+        completed: list[Match] = []
+        timed_out: list[Match] = []
+        reported: set[int] = set()  # a loop and its proceeded twin share their events: once
+        for partial in state.partials:
+            if now - partial.start_ts < window:
+                kept.append(partial)
+            elif partial.stage == self._final:
+                if self.final_guards:  # nothing it forbids came in time: a match
+                    completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+            elif id(partial.node) not in reported:
+                reported.add(id(partial.node))
+                timed_out.append(_match(partial.node, partial.start_ts, partial.start_seq))
+        state.partials = kept
+        matches = self._emit(state, completed) if completed else []
+        return matches, timed_out
+
+    def next_timeout(self, state: NFAState) -> int | None:
+        """When the earliest partial match of ``state`` times out, or None."""
+        if self.window is None or not state.partials:
+            return None
+        return min(partial.start_ts for partial in state.partials) + self.window
+
+    def _step(
+        self, partial: Partial, event: Any, seq: int, ts: int, kept: list[Partial], completed: list[Match]
+    ) -> None:
+        stage = partial.stage
+        fresh = partial.fresh
+        if stage == self._final:  # waiting for the final negation to be over
+            if fresh and self.final_not_next is not None:
+                if not self.final_not_next(event, partial):
+                    completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+                return
+            if any(guard(event, partial) for guard in self.final_guards):
+                return
+            partial.fresh = False
+            kept.append(partial)
+            return
+        step = self.steps[stage]
+        count = partial.count
+        if count == 0:
+            if step.guards and any(guard(event, partial) for guard in step.guards):
+                return
+            if fresh and step.not_next is not None and step.not_next(event, partial):
+                return
+            contiguity = step.entry
+        else:
+            if step.until is not None and step.until(event, partial):
+                return
+            contiguity = step.inner
+        taken = self._take(partial, event, seq, ts, kept, completed)
+        if contiguity is _ANY or (contiguity is _RELAXED and not taken):
+            partial.fresh = False
+            kept.append(partial)
+
+    def _take(
+        self,
+        partial: Partial,
+        event: Any,
+        seq: int,
+        ts: int,
+        kept: list[Partial],
+        completed: list[Match],
+        *,
+        first: bool = False,
+    ) -> bool:
+        """Let ``partial`` take ``event`` at its stage if it can (and, for a fresh start, at the
+        stages an optional first stage lets it reach); returns whether it took it."""
+        index = partial.stage
+        steps = self.steps
+        while True:
+            step = steps[index]
+            count = partial.count if index == partial.stage else 0
+            can = (step.max is None or count < step.max) and step.test(event, partial)
+            if can and partial.greedy >= 0 and count == 0 and steps[partial.greedy].test(event, partial):
+                can = False  # the greedy loop before takes it
+            if can:
+                node = (step.name, event, seq, ts, partial.node)
+                start_ts, start_seq = (
+                    (ts, seq) if partial.node is None else (partial.start_ts, partial.start_seq)
+                )
+                taken = Partial(index, count + 1, node, start_ts, start_seq)
+                self._arrive(taken, kept, completed)
+                return True
+            # A fresh start may skip an optional first stage.
+            if first and step.optional and index + 1 < len(steps):
+                index += 1
+                continue
+            return False
+
+    def _arrive(self, partial: Partial, kept: list[Partial], completed: list[Match]) -> None:
+        """``partial`` took an event: keep it if its stage can take more, and proceed if it has
+        its minimum."""
+        step = self.steps[partial.stage]
+        count = partial.count
+        if step.max is None or count < step.max:
+            kept.append(partial)
+        if count < step.min:
+            return
+        greedy = partial.stage if step.greedy else -1
+        index = partial.stage + 1
+        steps = self.steps
+        while index < len(steps):
+            waiting = Partial(index, 0, partial.node, partial.start_ts, partial.start_seq, greedy)
+            kept.append(waiting)
+            if not steps[index].optional:
+                return
+            index += 1
+        # Past the last stage: complete, unless a final negation must be over first.
+        if self.final_not_next is not None or self.final_guards:
+            kept.append(Partial(self._final, 0, partial.node, partial.start_ts, partial.start_seq))
+            return
+        if self.window is not None and partial.node[3] - partial.start_ts >= self.window:
+            return
+        completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+
+    # -- after a match -------------------------------------------------------------------------
+
+    def _emit(self, state: NFAState, completed: list[Match]) -> list[Match]:
+        """The matches of one step in order, each pruning what its skip strategy discards."""
+        completed.sort(key=lambda match: (match.start_seq, match.seqs))
+        skip = self.skip
+        if skip.kind == "no_skip":
+            return completed
+        emitted: list[Match] = []
+        for match in completed:
+            if emitted and any(_discarded(match.start_seq, earlier, skip) for earlier in emitted):
+                continue
+            emitted.append(match)
+            state.partials = [p for p in state.partials if not _discarded(p.start_seq, match, skip)]
+        return emitted
+
+
+def _discarded(start_seq: int, match: Match, skip: AfterMatchSkip) -> bool:
+    """Whether a partial match that began at event ``start_seq`` is discarded by ``match``."""
+    kind = skip.kind
+    if kind == "skip_to_next":
+        return start_seq == match.start_seq
+    if kind == "skip_past_last_event":
+        return start_seq <= match.seqs[-1]
+    seqs = (match.stage_seqs or {}).get(skip.name or "")
+    if not seqs:
+        return False
+    return start_seq < (seqs[0] if kind == "skip_to_first" else seqs[-1])
+
+
+def raise_plan(message: str) -> None:
+    from actorflow.errors import PlanError
+
+    raise PlanError(message)

@@ -1,0 +1,315 @@
+"""Patterns (CEP): the cases of Flink's CEP documentation, the operator's time handling, and the
+checks at plan time. docs/cep.md defines the semantics these tests hold the automaton to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actorflow import AfterMatchSkip, Flow, OutputTag, Pattern, PatternProcessFunction, WatermarkStrategy
+from actorflow.errors import PlanError
+from actorflow.operators.cep import NFA, NFAState
+
+
+def is_(prefix: str) -> Any:
+    return lambda event: event.startswith(prefix)
+
+
+def run(pattern: Pattern[Any], events: list[str], skip: AfterMatchSkip | None = None) -> list[str]:
+    """The matches of ``pattern`` over ``events`` (one key, in order), each as its events joined."""
+    nfa = NFA(pattern, skip)
+    state = NFAState()
+    found = []
+    for ts, event in enumerate(events):
+        matches, _ = nfa.process(state, event, ts)
+        found += [
+            " ".join(e for name in match for e in match[name]) for match in (m.events for m in matches)
+        ]
+    return found
+
+
+# -- contiguity ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("append", "expected"),
+    [
+        ("next", []),
+        ("followed_by", ["a b1"]),
+        ("followed_by_any", ["a b1", "a b2"]),
+    ],
+)
+def test_the_three_contiguities_of_flinks_documentation(append: str, expected: list[str]) -> None:
+    """``a b`` over ``a c b1 b2``."""
+    pattern = getattr(Pattern.begin("a").where(is_("a")), append)("b").where(is_("b"))
+    assert run(pattern, ["a", "c", "b1", "b2"]) == expected
+
+
+def c_a_b(inner: str | None) -> Pattern[Any]:
+    pattern = Pattern.begin("start").where(is_("C")).followed_by("middle").where(is_("A")).one_or_more()
+    if inner is not None:
+        pattern = getattr(pattern, inner)()
+    return pattern.followed_by("end1").where(is_("B"))
+
+
+INPUT = ["C", "D", "A1", "A2", "A3", "D", "A4", "B"]
+
+
+def test_a_relaxed_loop_emits_every_length_it_reached() -> None:
+    assert sorted(run(c_a_b(None), INPUT)) == ["C A1 A2 A3 A4 B", "C A1 A2 A3 B", "C A1 A2 B", "C A1 B"]
+
+
+def test_consecutive_ends_the_loop_at_the_first_other_event() -> None:
+    assert sorted(run(c_a_b("consecutive"), INPUT)) == ["C A1 A2 A3 B", "C A1 A2 B", "C A1 B"]
+
+
+def test_allow_combinations_gives_every_subset() -> None:
+    found = run(c_a_b("allow_combinations"), INPUT)
+    assert len(found) == len(set(found)) == 15
+    assert {"C A1 A3 B", "C A2 A4 B", "C A4 B", "C A1 A2 A3 A4 B"} <= set(found)
+
+
+# -- quantifiers -----------------------------------------------------------------------------------
+
+
+def test_times_takes_exactly_n_and_a_range_each_count() -> None:
+    two = Pattern.begin("a").where(is_("a")).times(2).next("b").where(is_("b"))
+    assert run(two, ["a1", "a2", "a3", "b"]) == ["a2 a3 b"]
+    some = Pattern.begin("a").where(is_("a")).times(1, 2).consecutive().next("b").where(is_("b"))
+    assert sorted(run(some, ["a1", "a2", "b"])) == ["a1 a2 b", "a2 b"]
+
+
+def test_a_trailing_loop_emits_at_each_event_it_takes() -> None:
+    pattern = Pattern.begin("a").where(is_("a")).followed_by("b").where(is_("b")).one_or_more()
+    assert run(pattern, ["a", "b1", "b2"]) == ["a b1", "a b1 b2"]
+
+
+def test_an_optional_stage_may_be_skipped_or_taken() -> None:
+    pattern = (
+        Pattern.begin("a").where(is_("a")).next("b").where(is_("b")).optional().next("c").where(is_("c"))
+    )
+    assert run(pattern, ["a", "c"]) == ["a c"]
+    assert run(pattern, ["a", "b", "c"]) == ["a b c"]
+
+
+def test_times_or_more_and_until() -> None:
+    pattern = Pattern.begin("a").where(is_("a")).times_or_more(2).consecutive().next("x").where(is_("x"))
+    assert sorted(run(pattern, ["a1", "a2", "a3", "x"])) == ["a1 a2 a3 x", "a2 a3 x"]
+    stopped = (
+        Pattern.begin("a").where(is_("a")).one_or_more().until(is_("stop")).followed_by("x").where(is_("x"))
+    )
+    # "stop" ends a1's loop: a2 cannot join it, but begins a loop of its own.
+    assert sorted(run(stopped, ["a1", "stop", "a2", "x"])) == ["a1 x", "a2 x"]
+
+
+def test_greedy_keeps_events_for_the_loop() -> None:
+    lazy = Pattern.begin("a").where(is_("a")).one_or_more().next("b").where(lambda e: e in ("a2", "b"))
+    assert sorted(run(lazy, ["a1", "a2", "b"])) == ["a1 a2", "a1 a2 b", "a2 b"]
+    greedy = (
+        Pattern.begin("a")
+        .where(is_("a"))
+        .one_or_more()
+        .greedy()
+        .next("b")
+        .where(lambda e: e in ("a2", "b"))
+    )
+    assert sorted(run(greedy, ["a1", "a2", "b"])) == ["a1 a2 b", "a2 b"]
+
+
+def test_an_iterative_condition_sees_the_events_taken_before() -> None:
+    rising = (
+        Pattern.begin("low").where(lambda e: e < 10)
+        .followed_by("higher").where(lambda e, ctx: e > sum(ctx.events("low")) + sum(ctx.events("higher")))
+        .one_or_more().consecutive()
+    )  # fmt: skip
+    nfa = NFA(rising)
+    state = NFAState()
+    found = [[m.events for m in nfa.process(state, e, 0)[0]] for e in [2, 3, 6, 20]]
+    assert found == [
+        [],
+        [{"low": [2], "higher": [3]}],
+        [{"low": [2], "higher": [3, 6]}, {"low": [3], "higher": [6]}],
+        [{"low": [2], "higher": [3, 6, 20]}, {"low": [3], "higher": [6, 20]}, {"low": [6], "higher": [20]}],
+    ]
+
+
+# -- negation and time -----------------------------------------------------------------------------
+
+
+def test_not_next_and_not_followed_by() -> None:
+    not_next = (
+        Pattern.begin("a").where(is_("a")).not_next("x").where(is_("x")).followed_by("b").where(is_("b"))
+    )
+    assert run(not_next, ["a1", "x", "b"]) == []
+    assert run(not_next, ["a1", "c", "x", "b"]) == ["a1 b"]
+    not_followed = (
+        Pattern.begin("a")
+        .where(is_("a"))
+        .not_followed_by("x")
+        .where(is_("x"))
+        .followed_by("b")
+        .where(is_("b"))
+    )
+    assert run(not_followed, ["a1", "c", "x", "b"]) == []
+    assert run(not_followed, ["a1", "c", "b"]) == ["a1 b"]
+
+
+def test_within_times_out_partial_matches_and_ends_a_trailing_negation() -> None:
+    pattern = Pattern.begin("a").where(is_("a")).followed_by("b").where(is_("b")).within(10)
+    nfa = NFA(pattern)
+    state = NFAState()
+    assert nfa.process(state, "a", 0) == ([], [])
+    matches, timed_out = nfa.process(state, "b", 10)
+    assert matches == [] and [m.events for m in timed_out] == [{"a": ["a"]}]
+    silent = Pattern.begin("a").where(is_("a")).not_followed_by("x").where(is_("x")).within(10)
+    nfa = NFA(silent)
+    quiet, noisy = NFAState(), NFAState()
+    nfa.process(quiet, "a", 0)
+    nfa.process(noisy, "a", 0)
+    nfa.process(noisy, "x", 5)
+    assert [m.events for m in nfa.advance(quiet, 10)[0]] == [{"a": ["a"]}]
+    assert nfa.advance(noisy, 10) == ([], [])
+
+
+# -- skip strategies (the table of Flink's documentation, with ``b+ next c``) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("skip", "expected"),
+    [
+        (AfterMatchSkip.no_skip(), ["b1 b2 b3 c", "b2 b3 c", "b3 c"]),
+        (AfterMatchSkip.skip_to_next(), ["b1 b2 b3 c", "b2 b3 c", "b3 c"]),
+        (AfterMatchSkip.skip_past_last_event(), ["b1 b2 b3 c"]),
+        (AfterMatchSkip.skip_to_first("b"), ["b1 b2 b3 c", "b2 b3 c", "b3 c"]),
+        (AfterMatchSkip.skip_to_last("b"), ["b1 b2 b3 c", "b3 c"]),
+    ],
+)
+def test_skip_strategies(skip: AfterMatchSkip, expected: list[str]) -> None:
+    pattern = Pattern.begin("b").where(is_("b")).one_or_more().next("c").where(is_("c"))
+    assert run(pattern, ["b1", "b2", "b3", "c"], skip) == expected
+
+
+def test_skip_to_next_drops_what_began_with_the_same_event() -> None:
+    pattern = Pattern.begin("a").where(is_("a")).followed_by("b").where(is_("b")).one_or_more()
+    assert run(pattern, ["a", "b1", "b2", "b3"], AfterMatchSkip.skip_to_next()) == ["a b1"]
+
+
+# -- refused at plan time --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Pattern(), "empty"),
+        (lambda: Pattern.begin("a").followed_by("a"), "used twice"),
+        (lambda: Pattern.begin("a").not_followed_by("x"), "within"),
+        (lambda: Pattern.begin("a").optional().not_next("x"), "optional"),
+        (lambda: Pattern.begin("a").consecutive(), "goes with"),
+        (lambda: Pattern.begin("a").times(2).one_or_more(), "quantifier already"),
+    ],
+)
+def test_patterns_that_cannot_work_are_refused(build: Any, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        NFA(build())
+
+
+def test_a_skip_strategy_must_name_a_stage_of_the_pattern() -> None:
+    with pytest.raises(PlanError, match="'z'"):
+        NFA(Pattern.begin("a"), AfterMatchSkip.skip_to_last("z"))
+
+
+def test_a_failing_condition_names_its_stage() -> None:
+    nfa = NFA(Pattern.begin("big").where(lambda tx: tx["amount"] > 5))
+    with pytest.raises(KeyError) as raised:
+        nfa.process(NFAState(), {"amt": 1}, 0)
+    assert "pattern stage 'big'" in "\n".join(raised.value.__notes__)
+
+
+# -- in a flow: event time, lateness, timeouts -----------------------------------------------------
+
+
+def tx(n: int, card: str, amount: float, ts: int) -> dict[str, Any]:
+    return {"tx_id": n, "card_id": card, "amount": amount, "ts": ts}
+
+
+SMALL_THEN_LARGE = (
+    Pattern.begin("small").where(lambda t: t["amount"] < 1)
+    .next("large").where(lambda t: t["amount"] > 500)
+    .within(60_000)
+)  # fmt: skip
+
+
+def test_a_keyed_pattern_sees_each_key_in_event_time_order_and_drops_late_events() -> None:
+    """Out of order within the bound: sorted by time per card before matching. The late event
+    (behind the watermark) goes to the late output, not into a match."""
+    events = [
+        tx(1, "c1", 900.0, 2_000),  # arrives before the small one it follows in event time
+        tx(0, "c1", 0.5, 1_000),
+        tx(2, "c2", 0.5, 1_500),
+        tx(3, "c2", 700.0, 3_000),
+        tx(4, "c1", 0.2, 20_000),  # moves the watermark to 10 s
+        tx(5, "c1", 999.0, 5_000),  # late
+    ]
+    flow = Flow("cep")
+    late: OutputTag[dict[str, Any]] = OutputTag("late")
+    matches = (
+        flow.from_iterable(events, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=10_000))
+        .key_by("card_id")
+        .pattern(SMALL_THEN_LARGE, late=late, skip=AfterMatchSkip.skip_past_last_event())
+        .select(lambda m: (m["small"][0]["tx_id"], m["large"][0]["tx_id"]))
+    )
+    found = matches.collect()
+    dropped = matches.get_side_output(late).collect()
+    flow.execute()
+    assert sorted(found.values) == [(0, 1), (2, 3)]
+    assert [e["tx_id"] for e in dropped.values] == [5]
+
+
+class Report(PatternProcessFunction[dict[str, Any], str]):
+    def process_match(self, match: dict[str, list[Any]], ctx: Any, out: Any) -> None:
+        out.collect(f"match {match['small'][0]['tx_id']} at {ctx.timestamp}")
+
+    def process_timed_out_match(self, match: dict[str, list[Any]], ctx: Any, out: Any) -> None:
+        ctx.output(TIMEOUTS, f"timeout {match['small'][0]['tx_id']} at {ctx.timestamp}")
+
+
+TIMEOUTS: OutputTag[str] = OutputTag("timeouts")
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_timed_out_partial_matches_reach_their_side_output(parallelism: int) -> None:
+    events = [
+        tx(0, "a", 0.5, 0),
+        tx(1, "b", 0.5, 1_000),
+        tx(2, "b", 800.0, 2_000),
+        tx(3, "z", 5.0, 100_000),
+    ]
+    flow = Flow("cep", parallelism=parallelism)
+    results = (
+        flow.from_iterable(events, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0))
+        .key_by("card_id")
+        .pattern(SMALL_THEN_LARGE)
+        .process(Report(), timed_out=True)
+    )
+    found = results.collect()
+    timeouts = results.get_side_output(TIMEOUTS).collect()
+    flow.execute()
+    assert found.values == ["match 1 at 2000"]
+    assert timeouts.values == ["timeout 0 at 60000"]
+
+
+def test_select_with_timed_out_and_a_stream_that_is_not_keyed() -> None:
+    events = [tx(0, "a", 0.5, 0), tx(1, "b", 900.0, 1_000), tx(2, "c", 0.1, 5_000)]
+    flow = Flow("cep", parallelism=2)
+    timeouts: OutputTag[Any] = OutputTag("t")
+    results = (
+        flow.from_iterable(events, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0))
+        .pattern(SMALL_THEN_LARGE)
+        .select(lambda m: m["large"][0]["tx_id"], timed_out=timeouts, on_timeout=lambda m, t: (m, t))
+    )
+    found = results.collect()
+    timed_out = results.get_side_output(timeouts).collect()
+    flow.execute()
+    assert found.values == [1]  # across cards: the stream is not keyed
+    assert timed_out.values == [({"small": [events[2]]}, 65_000)]
