@@ -266,7 +266,7 @@ class KafkaSink(Sink):
             bootstrap_servers=self.bootstrap_servers,
             **{k: v for k, v in self.producer_options.items() if k in ADMIN_OPTIONS},
         )
-        await admin.start()
+        await start_client(admin, self.bootstrap_servers)
         try:
             await admin.create_topics([NewTopic(topic, self.partitions, self.replication_factor)])
         except TopicAlreadyExistsError:

@@ -36,6 +36,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from actorflow_kafka.connection import start_client
+
 __all__ = [
     "FIELD",
     "KEYED",
@@ -132,7 +134,7 @@ async def read_partition(
         # default is 1 MiB per partition and request).
         **{"max_partition_fetch_bytes": _RESTORE_FETCH_BYTES, **client_options},
     )
-    await consumer.start()
+    await start_client(consumer, bootstrap_servers)
     entries: dict[bytes, bytes] = {}
     try:
         consumer.assign([tp])

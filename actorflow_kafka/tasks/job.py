@@ -222,7 +222,7 @@ class TaskJob:
         graceful = False
         await start_client(consumer, self.bootstrap_servers)
         try:
-            await admin.start()
+            await start_client(admin, self.bootstrap_servers)
             await decoder.open(self.bootstrap_servers, self.client_options)
             metadata = await consumer._client.fetch_all_metadata()
             partitions = metadata.partitions_for_topic(self.topic)
