@@ -3,7 +3,9 @@
 Four rules, per card:
 
 - **small then large**: a purchase under 1.00 (a fraudster testing a stolen card) directly followed,
-  within a minute of event time, by one over 500.00 (keyed state and an event-time timer);
+  within a minute of event time, by one over 500.00 (keyed state and an event-time timer; or, with
+  ``--cep``, the same rule as a pattern, which takes each card's transactions in event-time order
+  rather than as they arrive: see ``small_then_large_pattern``);
 - **velocity**: more than 6 transactions within 2 seconds (the card's recent timestamps in keyed
   state), one alert per burst;
 - **amount anomaly**: a purchase over 8 times the card's average so far, once it has 5 purchases;
@@ -26,6 +28,7 @@ Run it::
 
     actorflow run examples/fraud_detection.py --limit 20000
     python3 examples/fraud_detection.py --limit 20000 --rate 0     # as fast as it goes
+    python3 examples/fraud_detection.py --limit 20000 --cep        # small-then-large as a pattern
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import orjson
 
 from actorflow import (
+    AfterMatchSkip,
     Collector,
     Context,
     DataStream,
@@ -49,6 +53,7 @@ from actorflow import (
     KeyedStream,
     ListState,
     ListStateDescriptor,
+    Pattern,
     RuntimeContext,
     ValueState,
     ValueStateDescriptor,
@@ -171,14 +176,47 @@ def describe(alert: dict[str, Any]) -> str:
     return f"{head}: rule {rule} (tx {alert['tx_id']})"
 
 
+def small_then_large_pattern() -> Pattern[dict[str, Any]]:
+    """The small-then-large rule as a pattern: a purchase under SMALL, the card's very next one
+    over LARGE, at most SPAN_MS later (``within`` is exclusive)."""
+    return (
+        Pattern.begin("small").where(lambda tx: tx["amount"] < SMALL)
+        .next("large").where(lambda tx: tx["amount"] > LARGE)
+        .within(SPAN_MS + 1)
+    )  # fmt: skip
+
+
+def small_then_large_alert(match: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The alert of one small-then-large match, as :class:`SmallThenLarge` writes it."""
+    small, large = match["small"][0], match["large"][0]
+    return {
+        "rule": "small-then-large",
+        "card_id": large["card_id"],
+        "small_tx_id": small["tx_id"],
+        "small_amount": small["amount"],
+        "large_tx_id": large["tx_id"],
+        "large_amount": large["amount"],
+        "seconds_apart": (large["ts"] - small["ts"]) / 1000,
+    }
+
+
 def detect(
-    transactions: DataStream[dict[str, Any]], rules: DataStream[dict[str, Any]]
+    transactions: DataStream[dict[str, Any]], rules: DataStream[dict[str, Any]], *, cep: bool = False
 ) -> DataStream[dict[str, Any]]:
-    """Every rule over ``transactions`` (event time set), rules from ``rules``: one alert stream."""
+    """Every rule over ``transactions`` (event time set), rules from ``rules``: one alert stream.
+    ``cep``: the small-then-large rule as a pattern (event-time order) instead of a process
+    function (arrival order)."""
     cards: KeyedStream[dict[str, Any], Any] = transactions.key_by("card_id")
     engine = cards.connect(rules.broadcast(RULES)).process(RuleEngine(), name="rule-engine")
     engine.get_side_output(REJECTED).sink_to_callback(report_rejected, name="rejected-rules")
-    return cards.process(SmallThenLarge(), name="small-then-large").union(
+    if cep:
+        small_then_large = (
+            cards.pattern(small_then_large_pattern(), skip=AfterMatchSkip.skip_past_last_event())
+            .select(small_then_large_alert, name="small-then-large")
+        )  # fmt: skip
+    else:
+        small_then_large = cards.process(SmallThenLarge(), name="small-then-large")
+    return small_then_large.union(
         cards.process(Velocity(), name="velocity"),
         cards.process(AmountAnomaly(), name="amount-anomaly"),
         engine,
@@ -198,6 +236,7 @@ def build(
     path: str | Path | None = None,
     parallelism: int = 1,
     start_ts: int | None = None,
+    cep: bool = False,
 ) -> Flow:
     """The example on embedded defaults: the generator (or the file ``path``), alerts printed.
 
@@ -218,7 +257,7 @@ def build(
         lines = LIVE_RULES.read_bytes().splitlines()
         moved = [on_clock(orjson.loads(line), generator.start_ts) for line in lines if line.strip()]
         rules = flow.from_iterable(moved, name="rules", watermarks=by_rule_ts)
-    detect(transactions, rules).map(describe, name="describe").print()
+    detect(transactions, rules, cep=cep).map(describe, name="describe").print()
     return flow
 
 
@@ -291,6 +330,9 @@ def flow(argv: Sequence[str] | None = None) -> Flow:
         "--topics", default="transactions,rules,alerts", help="Kafka mode: the three topics' names"
     )
     parser.add_argument("--group", default="fraud-detection", help="Kafka mode: the consumer group")
+    parser.add_argument(
+        "--cep", action="store_true", help="small-then-large as a pattern, in event-time order"
+    )
     args = parser.parse_args([] if argv is None else argv)
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if servers:
@@ -304,6 +346,7 @@ def flow(argv: Sequence[str] | None = None) -> Flow:
         path=os.environ.get("FRAUD_INPUT"),
         parallelism=args.parallelism,
         start_ts=args.start_ts,
+        cep=args.cep,
     )
 
 
