@@ -3,13 +3,16 @@ checks at plan time. docs/cep.md defines the semantics these tests hold the auto
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from actorflow import AfterMatchSkip, Flow, OutputTag, Pattern, PatternProcessFunction, WatermarkStrategy
 from actorflow.errors import PlanError
 from actorflow.operators.cep import NFA, NFAState
+from tests.faults import StoppingSource
 
 
 def is_(prefix: str) -> Any:
@@ -313,3 +316,52 @@ def test_select_with_timed_out_and_a_stream_that_is_not_keyed() -> None:
     flow.execute()
     assert found.values == [1]  # across cards: the stream is not keyed
     assert timed_out.values == [({"small": [events[2]]}, 65_000)]
+
+
+# -- state: savepoints, rescaling -----------------------------------------------------------------
+
+
+def test_partial_matches_resume_from_a_savepoint_at_another_parallelism(tmp_path: Path) -> None:
+    """Stopped with a savepoint at parallelism 1 while partial matches are open, resumed at 3,
+    stopped again, finished at 1: the matches (and timeouts) of a run without stops."""
+    n, keys = 6_000, 23
+
+    def build(parallelism: int, checkpoints: Path, target: Path, stop_at: int | None) -> tuple[Flow, Any]:
+        flow = Flow("cep-rescale", parallelism=parallelism, batch_size=40)
+        flow.enable_checkpointing(checkpoints)
+        records = [{"k": i % keys, "v": (i * 7) % 10, "ts": i} for i in range(n)]
+        source = StoppingSource(records, flow, stop_at)
+        pattern = (
+            Pattern.begin("a").where(lambda r: r["v"] < 2)
+            .followed_by("b").where(lambda r: 2 <= r["v"] < 5).one_or_more()
+            .followed_by("c").where(lambda r: r["v"] >= 8)
+            .within(400)
+        )  # fmt: skip
+        timeouts: OutputTag[Any] = OutputTag("timeouts")
+        matches = (
+            flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0))
+            .key_by("k")
+            .pattern(pattern, skip=AfterMatchSkip.skip_to_next())
+            .select(
+                lambda m: ["match", [[r["ts"] for r in m[s]] for s in ("a", "b", "c")]],
+                timed_out=timeouts,
+                on_timeout=lambda m, t: ["timeout", t, [r["ts"] for r in m["a"]]],
+            )
+        )
+        matches.union(matches.get_side_output(timeouts)).sink_to_json_lines(target, exactly_once=True)
+        return flow, source
+
+    reference = tmp_path / "reference.jsonl"
+    build(1, tmp_path / "reference-checkpoints", reference, None)[0].execute()
+    target = tmp_path / "out.jsonl"
+    for parallelism, stop_at in ((1, n // 3), (3, 2 * n // 3), (1, None)):
+        flow, source = build(parallelism, tmp_path / "checkpoints", target, stop_at)
+        flow.execute()
+        assert source.stopped == (stop_at is not None)
+
+    def lines(path: Path) -> list[Any]:
+        return sorted(orjson.loads(line) for line in path.read_bytes().splitlines())
+
+    found = lines(reference)
+    assert {line[0] for line in found} == {"match", "timeout"}
+    assert lines(target) == found
