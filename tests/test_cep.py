@@ -12,6 +12,7 @@ import pytest
 from actorflow import AfterMatchSkip, Flow, OutputTag, Pattern, PatternProcessFunction, WatermarkStrategy
 from actorflow.errors import PlanError
 from actorflow.operators.cep import NFA, NFAState
+from actorflow.operators.failures import FailedRecord
 from tests.faults import StoppingSource
 
 
@@ -135,6 +136,19 @@ def test_an_iterative_condition_sees_the_events_taken_before() -> None:
         [{"low": [2], "higher": [3, 6]}, {"low": [3], "higher": [6]}],
         [{"low": [2], "higher": [3, 6, 20]}, {"low": [3], "higher": [6, 20]}, {"low": [6], "higher": [20]}],
     ]
+
+
+def test_or_and_a_group_pattern() -> None:
+    either = Pattern.begin("x").where(is_("a")).or_(is_("b")).next("c").where(is_("c"))
+    assert run(either, ["a", "c", "b", "c", "d", "c"]) == ["a c", "b c"]
+    pair = Pattern.begin("g1").where(is_("a")).next("g2").where(is_("b"))
+    relaxed = Pattern.begin("s").where(is_("s")).followed_by(pair)
+    # The group's first stage took the first a (relaxed): the x after it ends that partial match.
+    assert run(relaxed, ["s", "x", "a", "x", "a", "b"]) == []
+    assert run(relaxed, ["s", "x", "a", "b"]) == ["s a b"]
+    any_pair = Pattern.begin("s").where(is_("s")).followed_by_any(pair)
+    assert run(any_pair, ["s", "x", "a", "x", "a", "b"]) == ["s a b"]
+    assert any_pair.names() == ["s", "g1", "g2"]
 
 
 # -- negation and time -----------------------------------------------------------------------------
@@ -365,3 +379,27 @@ def test_partial_matches_resume_from_a_savepoint_at_another_parallelism(tmp_path
     found = lines(reference)
     assert {line[0] for line in found} == {"match", "timeout"}
     assert lines(target) == found
+
+
+def test_an_event_a_condition_raises_on_goes_to_the_dead_letters_and_matching_goes_on() -> None:
+    """With dead_letters, the event a condition raises on (here: no amount) becomes a
+    FailedRecord naming the operator, the pattern stage and the error; the partial matches stay
+    as they were, so the next events still match."""
+    events = [tx(0, "c", 0.5, 1_000), {"tx_id": 1, "card_id": "c", "ts": 2_000}, tx(2, "c", 900.0, 3_000)]
+    flow = Flow("cep")
+    dead: OutputTag[FailedRecord[Any]] = OutputTag("dead")
+    found = (
+        flow.from_iterable(events, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=0))
+        .key_by("card_id")
+        .pattern(Pattern.begin("small").where(lambda t: t["amount"] < 1)
+                 .followed_by("large").where(lambda t: t["amount"] > 500))
+        .select(lambda m: (m["small"][0]["tx_id"], m["large"][0]["tx_id"]), dead_letters=dead)
+    )  # fmt: skip
+    matches = found.collect()
+    failed = found.get_side_output(dead).collect()
+    flow.execute()
+    assert matches.values == [(0, 2)]
+    [letter] = failed.values
+    assert letter.value["tx_id"] == 1 and isinstance(letter.error, KeyError)
+    assert letter.operator.startswith("pattern")
+    assert "pattern stage 'large'" in "\n".join(letter.error.__notes__)

@@ -27,6 +27,7 @@ from actorflow.operators.cep import (
     PatternContext,
     PatternProcessFunction,
 )
+from actorflow.operators.failures import FailedRecord
 from actorflow.operators.side_outputs import OutputTag
 
 if TYPE_CHECKING:
@@ -66,15 +67,19 @@ class PatternStream(Generic[T]):
         timed_out: OutputTag[Any] | None = None,
         on_timeout: Callable[[Events, int], Any] | None = None,
         name: str | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
         """One result per match: ``function(match)``, ``match`` mapping each stage name to its
         events. With ``timed_out``, each partial match that timed out goes there as
-        ``on_timeout(partial match, timeout time)`` (default: the partial match itself)."""
+        ``on_timeout(partial match, timeout time)`` (default: the partial match itself). With
+        ``dead_letters``, an event a condition raises on goes there as a
+        :class:`~actorflow.FailedRecord` (and leaves the partial matches as they were) instead of
+        failing the job."""
 
         def on_match(match: Events, ctx: PatternContext, out: Collector) -> None:
             out.collect(function(match))
 
-        return self._build(on_match, timed_out, on_timeout, name)
+        return self._build(on_match, timed_out, on_timeout, name, dead_letters)
 
     def flat_select(
         self,
@@ -83,14 +88,16 @@ class PatternStream(Generic[T]):
         timed_out: OutputTag[Any] | None = None,
         on_timeout: Callable[[Events, int], Any] | None = None,
         name: str | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
-        """Any number of results per match: every item of ``function(match)``."""
+        """Any number of results per match: every item of ``function(match)`` (otherwise as
+        :meth:`select`)."""
 
         def on_match(match: Events, ctx: PatternContext, out: Collector) -> None:
             for result in function(match):
                 out.collect(result)
 
-        return self._build(on_match, timed_out, on_timeout, name)
+        return self._build(on_match, timed_out, on_timeout, name, dead_letters)
 
     def process(
         self,
@@ -98,9 +105,11 @@ class PatternStream(Generic[T]):
         *,
         timed_out: bool = False,
         name: str | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
     ) -> DataStream[U]:
         """Run ``function.process_match`` per match (and ``process_timed_out_match`` per timed
-        out partial match, with ``timed_out=True``), with a context for side outputs."""
+        out partial match, with ``timed_out=True``), with a context for side outputs;
+        ``dead_letters`` as for :meth:`select`."""
         if not isinstance(function, PatternProcessFunction):
             raise PlanError("a pattern stream's process() takes a PatternProcessFunction")
         return self._add(
@@ -112,6 +121,7 @@ class PatternStream(Generic[T]):
                 opened=function.open,
             ),
             name,
+            dead_letters,
         )
 
     def _build(
@@ -120,6 +130,7 @@ class PatternStream(Generic[T]):
         timed_out: OutputTag[Any] | None,
         on_timeout: Callable[[Events, int], Any] | None,
         name: str | None,
+        dead_letters: OutputTag[Any] | None,
     ) -> DataStream[Any]:
         if on_timeout is not None and timed_out is None:
             raise PlanError("on_timeout goes with timed_out=OutputTag(...), where its results go")
@@ -131,7 +142,13 @@ class PatternStream(Generic[T]):
             def handle_timeout(match: Events, ctx: PatternContext, out: Collector) -> None:
                 ctx.output(tag, match if convert is None else convert(match, ctx.timestamp or 0))
 
-        return self._add(CepFunction(self._nfa, on_match, handle_timeout, late=self._late), name)
+        return self._add(
+            CepFunction(self._nfa, on_match, handle_timeout, late=self._late), name, dead_letters
+        )
 
-    def _add(self, function: CepFunction, name: str | None) -> DataStream[Any]:
-        return self._keyed.process(function, name=name or "pattern", parallelism=self._parallelism)
+    def _add(
+        self, function: CepFunction, name: str | None, dead_letters: OutputTag[Any] | None
+    ) -> DataStream[Any]:
+        return self._keyed.process(
+            function, name=name or "pattern", parallelism=self._parallelism, dead_letters=dead_letters
+        )

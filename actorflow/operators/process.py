@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
-from actorflow.operators.failures import guarded
+from actorflow.operators.failures import guarded, route_failure
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
@@ -72,9 +72,19 @@ class TimeDomain(Enum):
 class RuntimeContext:
     """What a function gets in ``open``: where it runs, and (keyed only) its state."""
 
-    def __init__(self, operator: OperatorContext, backend: KeyedStateBackend | None) -> None:
+    def __init__(
+        self,
+        operator: OperatorContext,
+        backend: KeyedStateBackend | None,
+        failed: Callable[[Any, Exception, int | None], None] | None = None,
+    ) -> None:
         self.operator = operator
         self._backend = backend
+        #: Sends a record the function could not process to the operator's dead letters:
+        #: ``failed(record, error, timestamp)``; None when the operator has none (then raise).
+        #: For failures outside ``process_element`` (which the operator guards itself), such as
+        #: records a function buffered and processes in ``on_timer``.
+        self.failed = failed
 
     @property
     def index(self) -> int:
@@ -374,9 +384,15 @@ class KeyedProcessOperator(Operator):
         self._out = Collector()
         #: The per-record user call; a two-input operator re-points it (and ``key_of``) per input.
         self._element: Callable[[Any, Context, Collector], None] = self._element_of(0)
+        failed = None
         if self.errors is not None:
             self._element = guarded(self, self._element, self.errors)
-        self.function.open(RuntimeContext(context, self.backend))
+            errors = self.errors
+
+            def failed(value: Any, error: Exception, timestamp: int | None) -> None:
+                route_failure(self, errors, value, error, timestamp)
+
+        self.function.open(RuntimeContext(context, self.backend, failed))
 
     def _make_context(self, timers: TimerService, keys: Any) -> Context:
         return Context(timers, keys, self.emit_side)

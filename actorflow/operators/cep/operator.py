@@ -89,6 +89,8 @@ class CepFunction(KeyedProcessFunction[Any, Any]):
         self.late_events = 0
 
     def open(self, ctx: RuntimeContext) -> None:
+        #: Where an event a condition raised on goes (the operator's dead letters), or None.
+        self.failed = ctx.failed
         # [NFAState, {ts: [events in arrival order]}] per key.
         self.state: ValueState[list[Any] | None] = ctx.get_state(ValueStateDescriptor("pattern"))
         if self.opened is not None:
@@ -139,8 +141,20 @@ class CepFunction(KeyedProcessFunction[Any, Any]):
         self, nfa_state: NFAState, events: Iterable[Any], ts: int, ctx: Context, out: Collector
     ) -> None:
         process = self.nfa.process
+        failed = self.failed
         for event in events:
-            matches, timed_out = process(nfa_state, event, ts)
+            if failed is None:
+                matches, timed_out = process(nfa_state, event, ts)
+            else:
+                # Time first, on its own: what times out is reported even if the event fails.
+                matches, timed_out = self.nfa.advance(nfa_state, ts)
+                if matches or timed_out:
+                    self._hand_over(matches, timed_out, ts, ctx, out)
+                try:
+                    matches, timed_out = process(nfa_state, event, ts)
+                except Exception as error:  # the event leaves the partial matches as they were
+                    failed(event, error, ts)
+                    continue
             if matches or timed_out:
                 self._hand_over(matches, timed_out, ts, ctx, out)
 
