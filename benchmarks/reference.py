@@ -1,4 +1,4 @@
-"""Reference implementation of the three queries: simple and obviously correct, not fast.
+"""Reference implementation of the four queries: simple and obviously correct, not fast.
 
 It reads the input with the standard ``json`` module (independent of ``orjson``),
 keeps the whole input in memory and follows ``shared/BENCHMARK.md`` line by line.
@@ -14,6 +14,8 @@ Tests check the baseline against it, and ``report`` checks every engine against 
 [{'card_id': 'c1', 'small_tx_id': 0, 'large_tx_id': 1}]
 >>> q2(txs)
 ([{'card_id': 'c1', 'window_start': 0, 'window_end': 10000, 'count': 2, 'sum_cents': 90050}], 0)
+>>> q4(txs)
+([{'card_id': 'c1', 'small_tx_id': 0, 'large_tx_id': 1}], 0)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["q1", "q2", "q3", "read", "run", "watermarks_before"]
+__all__ = ["q1", "q2", "q3", "q4", "read", "run", "watermarks_before"]
 
 Record = Mapping[str, Any]
 
@@ -120,6 +122,64 @@ def q3(txs: Iterable[Record]) -> list[dict[str, Any]]:
     return alerts
 
 
+def q4(txs: Sequence[Record]) -> tuple[list[dict[str, Any]], int]:
+    """Q4: the fraud pattern in event-time order (CEP); return ``(matches, late count)``.
+
+    A literal simulation of the watermark. A record with ``ts <= W_{i-1}`` is late: counted and
+    dropped. The others wait in ``waiting``, sorted by ``(ts, arrival index)``, until the watermark
+    reaches their ``ts`` (after their own record or a later one, or at the end of input, when it is
+    +inf); they leave it in that order, which is every card's event-time order, equal ``ts`` in
+    arrival order. Each card's events go through a two-stage automaton: ``partial`` holds the A
+    of the card's partial match (a tx below 1.00 waiting for the card's next event). That next
+    event B ends it in every case (strict contiguity): a match if ``B.amount > 500.00`` and
+    ``B.ts - A.ts < 60000``; none if ``B.ts - A.ts >= 60000`` (the partial match has timed out)
+    or B is not large. After a match, matching resumes after B; otherwise B may begin a partial
+    match itself. (A timeout reached by the watermark alone, with no next event yet, removes
+    nothing that could still match: the next event's own check comes to the same.)
+
+    Out of order, the small tx 1 comes before the large tx 0 in event time, and tx 2 is late
+    (``2500 <= W_1 = 5000 - 2000``):
+
+    >>> txs = [
+    ...     {"tx_id": 0, "card_id": "c1", "merchant_id": "m0001", "amount": 900.0, "ts": 5_000},
+    ...     {"tx_id": 1, "card_id": "c1", "merchant_id": "m0002", "amount": 0.5, "ts": 4_000},
+    ...     {"tx_id": 2, "card_id": "c1", "merchant_id": "m0003", "amount": 12.0, "ts": 2_500},
+    ... ]
+    >>> q4(txs)
+    ([{'card_id': 'c1', 'small_tx_id': 1, 'large_tx_id': 0}], 1)
+    >>> q3(txs)  # arrival order instead: no alert
+    []
+    """
+    waiting: list[tuple[int, int, Record]] = []
+    partial: dict[str, Record] = {}
+    matches: list[dict[str, Any]] = []
+    late = 0
+
+    def match_next(tx: Record) -> None:
+        card = tx["card_id"]
+        small = partial.pop(card, None)  # the card's next event ends its partial match
+        if small is not None and tx["amount"] > 500.0 and tx["ts"] - small["ts"] < FRAUD_WINDOW_MS:
+            matches.append({"card_id": card, "small_tx_id": small["tx_id"], "large_tx_id": tx["tx_id"]})
+            return  # matching resumes after B
+        if tx["amount"] < 1.0:
+            partial[card] = tx
+
+    def release(watermark: float) -> None:
+        while waiting and waiting[0][0] <= watermark:
+            match_next(waiting.pop(0)[2])
+
+    max_ts = -math.inf
+    for index, (tx, watermark) in enumerate(zip(txs, watermarks_before(txs), strict=True)):
+        if tx["ts"] <= watermark:
+            late += 1
+        else:
+            bisect.insort(waiting, (tx["ts"], index, tx))  # index is unique: tx is never compared
+        max_ts = max(max_ts, tx["ts"])
+        release(max_ts - BOUND_MS)
+    release(math.inf)
+    return matches, late
+
+
 def run(query: str, input_path: str, output_path: str, parallelism: int = 1) -> int:
     """Engine contract: run ``query`` over ``input_path``, write JSON lines, return events.
 
@@ -134,8 +194,11 @@ def run(query: str, input_path: str, output_path: str, parallelism: int = 1) -> 
         lines = [*windows, {"late": late}]
     elif query == "q3":
         lines = q3(txs)
+    elif query == "q4":
+        matches, late = q4(txs)
+        lines = [*matches, {"late": late}]
     else:
-        raise ValueError(f"unknown query {query!r}; expected q1, q2 or q3")
+        raise ValueError(f"unknown query {query!r}; expected q1, q2, q3 or q4")
     with open(output_path, "w", encoding="utf-8") as out:
         out.writelines(json.dumps(line) + "\n" for line in lines)
     return len(txs)

@@ -6,6 +6,7 @@ Output order is not part of any query's result, so results compare as multisets:
 * Q2: the sorted ``(card_id, window_start, window_end, count, sum_cents)`` tuples,
   plus the number of late records from the ``{"late": N}`` line.
 * Q3: the sorted ``(card_id, small_tx_id, large_tx_id)`` tuples.
+* Q4: as Q3, plus the number of late events from the ``{"late": N}`` line.
 
 A line with missing or extra fields makes the file invalid (``ValueError``).
 """
@@ -18,14 +19,18 @@ from typing import Any
 
 import orjson
 
-__all__ = ["FIELDS", "Result", "compare", "equal", "load"]
+__all__ = ["FIELDS", "LATE_COUNTED", "Result", "compare", "equal", "load"]
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "q1": ("tx_id", "card_id", "amount"),
     "q2": ("card_id", "window_start", "window_end", "count", "sum_cents"),
     "q3": ("card_id", "small_tx_id", "large_tx_id"),
+    "q4": ("card_id", "small_tx_id", "large_tx_id"),
 }
 """The fields of one result record, per query."""
+
+LATE_COUNTED = ("q2", "q4")
+"""The queries whose output ends with ``{"late": N}``."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Result:
     records: tuple[tuple[Any, ...], ...]
     """Result records as tuples of ``FIELDS[query]``, sorted."""
     late: int | None = None
-    """Q2 only: the number of late records."""
+    """Q2 and Q4 only: the number of late records."""
 
 
 def load(query: str, path: str) -> Result:
@@ -61,7 +66,7 @@ def load(query: str, path: str) -> Result:
                 raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{number}: not a JSON object")
-            if query == "q2" and record.keys() == {"late"}:
+            if query in LATE_COUNTED and record.keys() == {"late"}:
                 if late is not None:
                     raise ValueError(f"{path}:{number}: a second late count")
                 late = record["late"]
@@ -69,7 +74,7 @@ def load(query: str, path: str) -> Result:
             if record.keys() != keys:
                 raise ValueError(f"{path}:{number}: fields {sorted(record)}, expected {sorted(keys)}")
             records.append(tuple(record[field] for field in fields))
-    if query == "q2" and late is None:
+    if query in LATE_COUNTED and late is None:
         raise ValueError(f"{path}: no {{'late': N}} line")
     try:
         records.sort()
