@@ -3,7 +3,7 @@
 ::
 
     python -m benchmarks generate --events N --seed S --output FILE [--cards C]
-    python -m benchmarks run --query q1|q2|q3 --engine actorflow|baseline \\
+    python -m benchmarks run --query q1|q2|q3|q4 --engine actorflow|baseline \\
         --input FILE --output FILE [--parallelism P] \\
         [--checkpoint-dir DIR [--checkpoint-interval-ms N]]
     python -m benchmarks report [--events N] [--seed S] [--repeat R] [--parallelism P ...] \\

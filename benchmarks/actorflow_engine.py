@@ -2,7 +2,8 @@
 
 Nothing here is tuned for the benchmark: it is the code a user would write. Q2 uses the window API
 (tumbling event-time windows, an aggregate function, late records to a side output); Q3 is the fraud
-pattern.
+pattern as a keyed process function; Q4 the fraud pattern in event-time order through the Pattern
+API (late events to a side output).
 
 Engine contract (shared with ``benchmarks.baseline``)::
 
@@ -21,13 +22,16 @@ from typing import Any
 import orjson
 
 from actorflow import (
+    AfterMatchSkip,
     AggregateFunction,
     Collector,
     Context,
+    DataStream,
     Flow,
     JsonLinesSource,
     KeyedProcessFunction,
     OutputTag,
+    Pattern,
     ProcessWindowFunction,
     RuntimeContext,
     Sink,
@@ -48,9 +52,9 @@ LAG_MS = 2_000
 WINDOW_MS = 10_000
 FRAUD_SPAN_MS = 60_000
 
-#: What Q2's late records become on their way to the sink, so the sink can count them.
+#: What Q2's and Q4's late records become on their way to the sink, so the sink can count them.
 LATE = "late"
-#: The side output of Q2's late records.
+#: The side output of Q2's and Q4's late records.
 LATE_RECORDS: OutputTag[dict[str, Any]] = OutputTag("late")
 
 
@@ -103,7 +107,8 @@ class WindowRecord(ProcessWindowFunction[list[int], dict[str, Any], Any]):
 
 
 class WindowFileSink(Sink):
-    """Writes windows as JSON lines, counts late markers, ends with ``{"late": N}``."""
+    """Writes windows (Q2) or matches (Q4) as JSON lines, counts late markers, ends with
+    ``{"late": N}``."""
 
     max_parallelism = 1
 
@@ -219,7 +224,40 @@ def q3(flow: Flow, source: JsonLinesSource, output_path: str, exactly_once: bool
     )
 
 
-QUERIES = {"q1": q1, "q2": q2, "q3": q3}
+#: Q4's pattern: a transaction under 1.00 whose card's next event (in event time) is over 500.00,
+#: less than 60 s later.
+SMALL_THEN_LARGE = (
+    Pattern.begin("small")
+    .where(lambda tx: tx["amount"] < 1.0)
+    .next("large")
+    .where(lambda tx: tx["amount"] > 500.0)
+    .within(FRAUD_SPAN_MS)
+)
+
+
+def alert(match: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Q4's result record of one match."""
+    small = match["small"][0]
+    return {
+        "card_id": small["card_id"],
+        "small_tx_id": small["tx_id"],
+        "large_tx_id": match["large"][0]["tx_id"],
+    }
+
+
+def q4(flow: Flow, source: JsonLinesSource, output_path: str, exactly_once: bool = False) -> None:
+    alerts: DataStream[Any] = (
+        flow.from_source(source, name="transactions", watermarks=_watermarks())
+        .key_by("card_id")
+        .pattern(SMALL_THEN_LARGE, skip=AfterMatchSkip.skip_past_last_event(), late=LATE_RECORDS)
+        .select(alert, name="fraud")
+    )
+    late = alerts.get_side_output(LATE_RECORDS).map(lambda _: LATE, name="late")
+    sink = ExactlyOnceWindowFileSink(output_path) if exactly_once else WindowFileSink(output_path)
+    alerts.union(late).sink(sink, name="output")
+
+
+QUERIES = {"q1": q1, "q2": q2, "q3": q3, "q4": q4}
 
 
 def run(

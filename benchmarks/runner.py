@@ -35,7 +35,7 @@ __all__ = [
     "measure",
 ]
 
-QUERIES = ("q1", "q2", "q3")
+QUERIES = ("q1", "q2", "q3", "q4")
 ENGINES: dict[str, str] = {
     "actorflow": "benchmarks.actorflow_engine",
     "baseline": "benchmarks.baseline",

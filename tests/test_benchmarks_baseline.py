@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -45,7 +46,7 @@ def tx(tx_id: int, card: str, amount: float, ts: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("query", ["q1", "q2", "q3"])
+@pytest.mark.parametrize("query", ["q1", "q2", "q3", "q4"])
 def test_baseline_equals_reference(query: str, seed: int, data: dict[int, Path], tmp_path: Path) -> None:
     base_out = tmp_path / "baseline.jsonl"
     ref_out = tmp_path / "reference.jsonl"
@@ -53,6 +54,13 @@ def test_baseline_equals_reference(query: str, seed: int, data: dict[int, Path],
     assert reference.run(query, str(data[seed]), str(ref_out), 1) == EVENTS
     assert results.compare(query, str(base_out), str(ref_out)) is None
     assert results.load(query, str(ref_out)).records, "the query produced no result records"
+
+
+def test_the_reference_examples_hold() -> None:
+    # benchmarks/ is outside the doctest paths of pytest: its examples run here.
+    failed, attempted = doctest.testmod(reference)
+    assert attempted >= 6
+    assert failed == 0
 
 
 # --- exact semantics on hand-written edge cases ------------------------------------------------
@@ -144,6 +152,50 @@ def test_q3_pattern_timers_and_disarming(engine: str, tmp_path: Path) -> None:
     assert got.records == (("c3", 1, 4), ("c5", 9, 10), ("c7", 13, 14))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_q4_event_time_order_lateness_contiguity_and_within(engine: str, tmp_path: Path) -> None:
+    txs = [
+        tx(0, "a", 0.50, 100_000),  # W = 98000 after it
+        tx(1, "b", 700.00, 102_300),  # b's B arrives before its A (W = 100300) ...
+        tx(2, "b", 0.20, 102_200),  # ... which comes first in event time: match (b, 2, 1)
+        tx(3, "a", 20.00, 100_100),  # late (<= W = 100300): dropped, so not between 0 and 4
+        tx(4, "a", 900.00, 102_500),  # a: 0 then 4: match (a, 0, 4)
+        tx(5, "c", 0.10, 101_100),
+        tx(6, "c", 800.00, 101_300),
+        tx(7, "c", 50.00, 101_200),  # c in event time: 5, 7, 6: 7 comes between, no match
+        tx(8, "d", 0.10, 101_400),
+        tx(9, "d", 0.20, 101_400),  # equal ts in arrival order: 8, 9; 9 ends 8's partial match
+        tx(10, "d", 600.00, 101_500),  # and begins its own: match (d, 9, 10)
+        tx(11, "e", 600.00, 101_600),
+        tx(12, "e", 0.30, 101_600),  # equal ts, B arrived first: e is 11, 12, no match
+        tx(13, "f", 0.40, 102_000),
+        tx(14, "f", 501.00, 161_999),  # 59.999 s later: match (f, 13, 14); W = 159999
+        tx(15, "g", 0.40, 160_000),  # just ahead of the watermark: on time
+        tx(16, "g", 0.50, 159_999),  # at the watermark: late
+        tx(17, "g", 502.00, 220_000),  # 60 s after 15: the partial match has timed out; W = 218000
+        tx(18, "h", 0.60, 218_001),
+        tx(19, "h", 900.00, 218_002),  # match (h, 18, 19)
+        tx(20, "h", 900.00, 218_003),  # matching resumes after 19: no second match with 18
+        tx(21, "h", 0.70, 218_004),
+        tx(22, "h", 0.80, 218_005),  # not above 500: ends 21's partial match, begins one
+        tx(23, "h", 500.01, 218_006),  # match (h, 22, 23)
+        tx(24, "i", 0.99, 218_100),
+        tx(25, "i", 500.00, 218_101),  # not above 500.00: no match
+        tx(26, "j", 1.00, 218_200),  # not below 1.00: begins nothing
+        tx(27, "j", 900.00, 218_201),
+    ]
+    got = run_on(engine, "q4", txs, tmp_path)
+    assert got.late == 2
+    assert got.records == (
+        ("a", 0, 4),
+        ("b", 2, 1),
+        ("d", 9, 10),
+        ("f", 13, 14),
+        ("h", 18, 19),
+        ("h", 22, 23),
+    )
+
+
 # --- the generator ---------------------------------------------------------------------------
 
 
@@ -189,11 +241,14 @@ def test_generated_data_is_out_of_order_with_late_events(data: dict[int, Path]) 
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_q2_has_late_records_and_q3_has_alerts(seed: int, data: dict[int, Path]) -> None:
+def test_q2_has_late_records_and_q3_q4_have_alerts(seed: int, data: dict[int, Path]) -> None:
     txs = reference.read(str(data[seed]))
     _, late = reference.q2(txs)
     assert late >= 5
     assert len(reference.q3(txs)) >= 20
+    matches, late_events = reference.q4(txs)
+    assert len(matches) >= 20
+    assert late_events >= 20
 
 
 def test_cards_come_from_10000_ids() -> None:

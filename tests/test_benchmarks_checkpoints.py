@@ -33,7 +33,7 @@ def test_checkpoint_options_need_the_actorflow_engine_and_a_directory(
         runner.measure("q3", "actorflow", str(transactions), output, checkpoint_interval_ms=100)
 
 
-@pytest.mark.parametrize("query", ["q1", "q2", "q3"])
+@pytest.mark.parametrize("query", ["q1", "q2", "q3", "q4"])
 def test_a_checkpointed_run_reports_its_checkpoints_and_the_same_result(
     query: str, transactions: Path, tmp_path: Path
 ) -> None:
