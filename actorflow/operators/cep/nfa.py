@@ -140,30 +140,39 @@ def _match(node: Node, start_ts: int, start_seq: int) -> Match:
     return Match(events, start_ts, start_seq, tuple(n[2] for n in chain), stage_seqs)
 
 
-def _compile(tree: Any, stage: str) -> tuple[Test, bool]:
-    """``tree`` (a condition, or ("and"|"or", left, right)) as ``test(event, partial)``, and
-    whether it is iterative (reads the partial match)."""
+def _compile(tree: Any, stage: str, what: str = "condition") -> Test:
+    """``tree`` (a condition, or ("and"|"or", left, right)) as ``test(event, partial)``; an
+    exception a condition raises gets a note naming the stage and the event."""
     if tree is None:
-        return (lambda event, partial: True), False
+        return lambda event, partial: True
     if callable(tree):
         condition: Condition = tree
+        where = f"actorflow: raised in the {what} of pattern stage {stage!r}"
         if condition_arity(condition) == 1:
-            return (lambda event, partial: bool(condition(event))), False
+
+            def simple(event: Any, partial: Partial) -> bool:
+                try:
+                    return condition(event)
+                except Exception as error:
+                    error.add_note(f"{where} on {shorten(event)}")
+                    raise
+
+            return simple
 
         def iterative(event: Any, partial: Partial) -> bool:
-            return bool(condition(event, PatternContext(partial.events() if partial else {})))
+            try:
+                return bool(condition(event, PatternContext(partial.events() if partial else {})))
+            except Exception as error:
+                error.add_note(f"{where} on {shorten(event)}")
+                raise
 
-        return iterative, True
+        return iterative
     kind, left_tree, right_tree = tree
-    left, left_iterative = _compile(left_tree, stage)
-    right, right_iterative = _compile(right_tree, stage)
+    left = _compile(left_tree, stage, what)
+    right = _compile(right_tree, stage, what)
     if kind == "and":
-        return (lambda event, partial: left(event, partial) and right(event, partial)), (
-            left_iterative or right_iterative
-        )
-    return (lambda event, partial: left(event, partial) or right(event, partial)), (
-        left_iterative or right_iterative
-    )
+        return lambda event, partial: left(event, partial) and right(event, partial)
+    return lambda event, partial: left(event, partial) or right(event, partial)
 
 
 class _Step:
@@ -186,12 +195,8 @@ class _Step:
 
     def __init__(self, stage: Stage, guards: list[Test], not_next: Test | None) -> None:
         self.name = stage.name
-        self.test = _guarded(_compile(stage.condition, stage.name)[0], stage.name, "condition")
-        self.until = (
-            None
-            if stage.until is None
-            else _guarded(_compile(stage.until, stage.name)[0], stage.name, "until condition")
-        )
+        self.test = _compile(stage.condition, stage.name)
+        self.until = None if stage.until is None else _compile(stage.until, stage.name, "until condition")
         self.min = 0 if stage.optional else stage.min
         self.max = stage.max
         self.optional = stage.optional
@@ -203,19 +208,6 @@ class _Step:
         self.entry = _ANY if stage.inner is _ANY and stage.contiguity is _RELAXED else stage.contiguity
         self.guards = guards
         self.not_next = not_next
-
-
-def _guarded(test: Test, stage: str, what: str) -> Test:
-    def checked(event: Any, partial: Partial) -> bool:
-        try:
-            return test(event, partial)
-        except Exception as error:
-            error.add_note(
-                f"actorflow: raised in the {what} of pattern stage {stage!r} on {shorten(event)}"
-            )
-            raise
-
-    return checked
 
 
 class NFA:
@@ -234,7 +226,7 @@ class NFA:
         not_next: Test | None = None
         for stage in pattern.flat():
             if stage.negated:
-                test = _guarded(_compile(stage.condition, stage.name)[0], stage.name, "condition")
+                test = _compile(stage.condition, stage.name)
                 if stage.contiguity is _STRICT:
                     not_next = test
                 else:
