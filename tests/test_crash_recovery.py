@@ -1,10 +1,10 @@
 """Crash recovery end to end: ``python -m benchmarks run`` killed with SIGKILL, restarted, exact output.
 
-Q2 and Q3 of ``shared/BENCHMARK.md`` run in a subprocess over a file source, with checkpoints every
-``INTERVAL_MS`` into a directory and the exactly-once file sink. Each run is killed several times at
-random moments and the same command is started again each time; the last start runs to the end, and
-its output file must equal the failure-free reference (the baseline engine's) exactly: no window,
-alert or late record lost or repeated.
+Q2, Q3 and Q4 (a CEP pattern) of the benchmark run in a subprocess over a file source, with
+checkpoints every ``INTERVAL_MS`` into a directory and the exactly-once file sink. Each run is
+killed several times at random moments and the same command is started again each time; the last
+start runs to the end, and its output file must equal the failure-free reference (the baseline
+engine's) exactly: no window, alert, match or late record lost or repeated.
 
 Kill moments come from what the run has done, not from the clock alone: an attempt waits (polling
 the checkpoint directory, with a deadline) until a checkpoint newer than the one it resumed from is
@@ -39,8 +39,10 @@ from benchmarks import actorflow_engine, baseline, generate, reference, results
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DATA_SEED = 7
-EVENTS = {"q2": 150_000, "q3": 450_000}
-"""Input per query: Q3 is three times as fast per event, so it needs more to be killed in as often."""
+EVENTS = {"q2": 150_000, "q3": 450_000, "q4": 150_000}
+"""Input per query: Q3 is three times as fast per event, so it needs more to be killed in as often.
+Q4 (a pattern: CEP's partial matches and its events waiting for the watermark, in keyed state)
+runs at about Q2's pace."""
 INTERVAL_MS = 50
 """Checkpoint interval of the killed runs: small, so a run takes many checkpoints to be killed in."""
 KILLS = 4
@@ -55,6 +57,8 @@ CASES = [  # (query, parallelism, kill seed)
     ("q3", 1, 4),
     ("q3", 2, 5),
     ("q3", 1, 6),
+    ("q4", 1, 7),
+    ("q4", 2, 8),
 ]
 
 
