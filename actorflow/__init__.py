@@ -32,6 +32,7 @@ from actorflow.errors import (
     CorruptCheckpointError,
     InputError,
     PlanError,
+    SqlError,
     StateError,
     WouldBlock,
 )
@@ -190,6 +191,7 @@ __all__ = [
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
     "Source",
+    "SqlError",
     "StateError",
     "StateTtl",
     "SystemClock",

@@ -4,6 +4,7 @@
 
     ActorflowError                 base of everything actorflow raises itself
     ├── PlanError                  the flow cannot be built or compiled (bad wiring, bad parallelism)
+    │   └── SqlError               a SQL statement is wrong: the message names its line and column
     ├── StateError                 keyed state used outside a keyed context, or misused
     ├── CheckpointError            a checkpoint could not be written, found or restored
     │   └── CorruptCheckpointError a stored checkpoint fails its checksum or is incomplete
@@ -27,6 +28,7 @@ __all__ = [
     "CorruptCheckpointError",
     "InputError",
     "PlanError",
+    "SqlError",
     "StateError",
     "WouldBlock",
 ]
@@ -38,6 +40,11 @@ class ActorflowError(Exception):
 
 class PlanError(ActorflowError):
     """The flow cannot be built: wrong wiring, bad parallelism, a stream used after it was run."""
+
+
+class SqlError(PlanError):
+    """A SQL statement cannot be parsed or planned; the message is one line that starts with the
+    position of the mistake (``line 2, column 1: unknown statement 'SELEC'``)."""
 
 
 class StateError(ActorflowError):
