@@ -16,7 +16,19 @@ import actorflow
 PACKAGE = Path(actorflow.__file__).resolve().parent
 
 #: Bottom to top. A module may import its own layer and the ones below it.
-LAYERS = ["errors", "runtime", "time", "state", "checkpoint", "operators", "plan", "api", "web", "cli"]
+LAYERS = [
+    "errors",
+    "runtime",
+    "time",
+    "state",
+    "checkpoint",
+    "operators",
+    "plan",
+    "api",
+    "sql",
+    "web",
+    "cli",
+]
 #: The namespace and the ``python -m`` entry point sit above everything.
 EXEMPT = {"actorflow/__init__.py", "actorflow/__main__.py"}
 

@@ -1,0 +1,339 @@
+"""Read the parts of a parsed statement the planner needs, without walking sqlglot's trees by hand.
+
+Every reader takes a node :func:`actorflow.sql.dialect.parse` returned and raises
+:class:`~actorflow.errors.SqlError` (with the line and column of the offending piece) when the
+statement has the right shape but a content the planner cannot use, such as an option whose value
+is not a string or an interval of months.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from actorflow.errors import SqlError
+from actorflow.sql.nodes import Metadata, Watermark
+
+__all__ = [
+    "ColumnSpec",
+    "FunctionDefinition",
+    "TableSchema",
+    "error_at",
+    "from_clause",
+    "function_definition",
+    "interval_millis",
+    "position",
+    "set_option",
+    "table_name",
+    "table_options",
+    "table_schema",
+]
+
+_MILLIS = {
+    "MILLISECOND": 1,
+    "SECOND": 1_000,
+    "MINUTE": 60_000,
+    "HOUR": 3_600_000,
+    "DAY": 86_400_000,
+}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a ``CREATE TABLE``, in the order declared.
+
+    A physical column has a ``type`` and no ``expression``; a computed column (``name AS expr``) has
+    an ``expression`` and no ``type`` (the planner infers it); a metadata column has a ``type`` and
+    a ``metadata`` key (``'timestamp'``; the column's own name when ``FROM`` is absent).
+    """
+
+    name: str
+    type: exp.DataType | None = None
+    expression: exp.Expression | None = None
+    metadata: str | None = None
+    virtual: bool = False
+
+    @property
+    def is_physical(self) -> bool:
+        """True for a column read from the record (not computed, not metadata)."""
+        return self.expression is None and self.metadata is None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """What a ``CREATE TABLE`` declares (see :func:`table_schema`)."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    #: ``(rowtime column, watermark expression)`` of ``WATERMARK FOR ... AS ...``, or None.
+    watermark: tuple[str, exp.Expression] | None
+    primary_key: tuple[str, ...]
+    options: dict[str, str] = field(default_factory=dict)
+    #: The query of ``CREATE TABLE ... AS SELECT``, else None.
+    query: exp.Query | None = None
+    temporary: bool = False
+    if_not_exists: bool = False
+
+    @property
+    def physical(self) -> tuple[ColumnSpec, ...]:
+        """The columns read from the record, in order."""
+        return tuple(column for column in self.columns if column.is_physical)
+
+    @property
+    def computed(self) -> tuple[ColumnSpec, ...]:
+        """The computed columns (``name AS expr``), in order."""
+        return tuple(column for column in self.columns if column.expression is not None)
+
+
+@dataclass(frozen=True)
+class FunctionDefinition:
+    """``CREATE [TEMPORARY] FUNCTION name AS 'module.function' [LANGUAGE PYTHON]``."""
+
+    name: str
+    target: str
+    language: str | None
+    temporary: bool
+    if_not_exists: bool
+
+
+def position(node: exp.Expression) -> tuple[int, int] | None:
+    """``(line, column)`` (from 1) where ``node``'s text starts, from the earliest token under it
+    that sqlglot kept a position for; None when there is none.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> where = parse("SELECT a\\nFROM t\\nWHERE  b > 1")[0].args["where"]
+    >>> position(where.this)
+    (3, 8)
+    """
+    best: tuple[int, int, int] | None = None
+    for child in node.walk():
+        meta = child.meta if isinstance(child, exp.Expression) else {}
+        if "line" in meta and "start" in meta and (best is None or meta["start"] < best[0]):
+            column = meta["col"] - (meta.get("end", meta["start"]) - meta["start"])
+            best = (meta["start"], meta["line"], column)
+    return None if best is None else (best[1], best[2])
+
+
+def error_at(node: exp.Expression, message: str) -> SqlError:
+    """A :class:`SqlError` whose message starts with ``node``'s position (if known).
+
+    >>> from actorflow.sql.dialect import parse
+    >>> select = parse("SELECT\\n  price * 2 FROM t")[0]
+    >>> str(error_at(select.expressions[0], "unknown column 'price'"))
+    "line 2, column 3: unknown column 'price'"
+    """
+    where = position(node)
+    return SqlError(message if where is None else f"line {where[0]}, column {where[1]}: {message}")
+
+
+def table_name(node: exp.Expression) -> str:
+    """The dotted name of a table (``exp.Table``, or the ``exp.Schema`` of a ``CREATE TABLE``) as
+    written: ``cat.db.t``.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> table_name(parse("CREATE TABLE db.`my t` (a INT)")[0].this)
+    'db.my t'
+    """
+    table = node.this if isinstance(node, exp.Schema) else node
+    if not isinstance(table, exp.Table):
+        raise error_at(node, f"expected a table name, found {node.sql()!r}")
+    return ".".join(part.name for part in table.parts)
+
+
+def from_clause(query: exp.Expression) -> exp.From | None:
+    """The ``FROM`` of a ``SELECT`` (sqlglot names its key ``from`` or ``from_`` by version).
+
+    >>> from actorflow.sql.dialect import parse
+    >>> from_clause(parse("SELECT a FROM t JOIN s ON t.k = s.k")[0]).this.sql()
+    't'
+    """
+    clause = query.args.get("from_") or query.args.get("from")
+    return clause if isinstance(clause, exp.From) else None
+
+
+def table_options(create: exp.Create) -> dict[str, str]:
+    """The ``WITH ('key' = 'value', ...)`` options of a ``CREATE TABLE``, as strings.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> table_options(parse("CREATE TABLE t (a INT) WITH ('connector' = 'print')")[0])
+    {'connector': 'print'}
+    """
+    properties = create.args.get("properties")
+    options: dict[str, str] = {}
+    for prop in properties.expressions if properties else []:
+        if type(prop) is not exp.Property:
+            continue  # TEMPORARY and other keywords, not options
+        key, value = prop.this, prop.args.get("value")
+        if not isinstance(key, exp.Literal) or not key.is_string:
+            raise error_at(prop, f"an option's key must be a 'string', found {prop.sql()!r}")
+        if not isinstance(value, exp.Literal) or not value.is_string:
+            raise error_at(prop, f"option {key.name!r} must have a 'string' value")
+        if key.name in options:
+            raise error_at(prop, f"option {key.name!r} is given twice")
+        options[key.name] = value.name
+    return options
+
+
+def table_schema(create: exp.Create) -> TableSchema:
+    """Columns, computed columns, watermark, primary key and options of a ``CREATE TABLE``.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> schema = table_schema(parse('''
+    ...     CREATE TABLE tx (
+    ...       id BIGINT, ts BIGINT,
+    ...       rowtime AS TO_TIMESTAMP_LTZ(ts, 3),
+    ...       WATERMARK FOR rowtime AS rowtime - INTERVAL '2' SECOND,
+    ...       PRIMARY KEY (id) NOT ENFORCED
+    ...     ) WITH ('connector' = 'jsonlines', 'path' = 'tx.jsonl')''')[0])
+    >>> [(c.name, c.type.sql() if c.type else None) for c in schema.physical]
+    [('id', 'BIGINT'), ('ts', 'BIGINT')]
+    >>> [(c.name, c.expression.sql()) for c in schema.computed]
+    [('rowtime', 'TO_TIMESTAMP_LTZ(ts, 3)')]
+    >>> schema.watermark[0], schema.watermark[1].sql(), schema.primary_key, schema.options["path"]
+    ('rowtime', "rowtime - INTERVAL '2' SECOND", ('id',), 'tx.jsonl')
+    """
+    if not isinstance(create, exp.Create) or create.args.get("kind") != "TABLE":
+        raise error_at(create, "expected a CREATE TABLE statement")
+    target = create.this
+    elements = target.expressions if isinstance(target, exp.Schema) else []
+    columns: list[ColumnSpec] = []
+    watermark: tuple[str, exp.Expression] | None = None
+    primary_key: tuple[str, ...] = ()
+    for element in elements:
+        if isinstance(element, exp.ColumnDef):
+            column, inline_key = _column(element)
+            columns.append(column)
+            if inline_key:
+                if primary_key:
+                    raise error_at(element, "a table has one PRIMARY KEY")
+                primary_key = (column.name,)
+        elif isinstance(element, Watermark):
+            if watermark is not None:
+                raise error_at(element, "a table has one WATERMARK")
+            watermark = (element.this.name, element.expression)
+        elif isinstance(element, exp.PrimaryKey):
+            if primary_key:
+                raise error_at(element, "a table has one PRIMARY KEY")
+            primary_key = tuple(key.name for key in element.expressions)
+        else:
+            raise error_at(element, f"unsupported in CREATE TABLE: {element.sql()!r}")
+    properties = create.args.get("properties")
+    query = create.expression
+    return TableSchema(
+        name=table_name(target),
+        columns=tuple(columns),
+        watermark=watermark,
+        primary_key=primary_key,
+        options=table_options(create),
+        query=query if isinstance(query, exp.Query) else None,
+        temporary=bool(properties and properties.find(exp.TemporaryProperty)),
+        if_not_exists=bool(create.args.get("exists")),
+    )
+
+
+def _column(definition: exp.ColumnDef) -> tuple[ColumnSpec, bool]:
+    """A column definition and whether it carries ``PRIMARY KEY`` itself."""
+    expression: exp.Expression | None = None
+    metadata: str | None = None
+    virtual = False
+    primary_key = False
+    for constraint in definition.constraints:
+        kind = constraint.args.get("kind")
+        if isinstance(kind, exp.ComputedColumnConstraint):
+            expression = kind.this
+        elif isinstance(kind, Metadata):
+            metadata = kind.this.name if kind.this is not None else definition.name
+            virtual = bool(kind.args.get("virtual"))
+        elif isinstance(kind, exp.PrimaryKeyColumnConstraint):
+            primary_key = True
+    kind_type = definition.args.get("kind")
+    return (
+        ColumnSpec(
+            name=definition.name,
+            type=kind_type if isinstance(kind_type, exp.DataType) else None,
+            expression=expression,
+            metadata=metadata,
+            virtual=virtual,
+        ),
+        primary_key,
+    )
+
+
+def set_option(statement: exp.Set) -> tuple[str, str] | None:
+    """``('key', 'value')`` of ``SET 'key' = 'value'``; None for a bare ``SET`` (list them all).
+
+    >>> from actorflow.sql.dialect import parse
+    >>> set_option(parse("SET 'execution.runtime-mode' = 'batch'")[0])
+    ('execution.runtime-mode', 'batch')
+    >>> set_option(parse("SET")[0]) is None
+    True
+    """
+    items = statement.expressions
+    if not items:
+        return None
+    assignment = items[0].this if isinstance(items[0], exp.SetItem) else items[0]
+    if (
+        len(items) != 1
+        or not isinstance(assignment, exp.EQ)
+        or not isinstance(assignment.this, exp.Literal | exp.Column)
+        or not isinstance(assignment.expression, exp.Literal)
+    ):
+        raise error_at(statement, "expected SET 'key' = 'value'")
+    return assignment.this.name, assignment.expression.name
+
+
+def function_definition(create: exp.Create) -> FunctionDefinition:
+    """What ``CREATE [TEMPORARY] FUNCTION name AS 'module.function' [LANGUAGE PYTHON]`` declares.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> function_definition(parse("CREATE TEMPORARY FUNCTION f AS 'udfs.f' LANGUAGE PYTHON")[0])
+    FunctionDefinition(name='f', target='udfs.f', language='PYTHON', temporary=True, if_not_exists=False)
+    """
+    if not isinstance(create, exp.Create) or create.args.get("kind") != "FUNCTION":
+        raise error_at(create, "expected a CREATE FUNCTION statement")
+    target = create.expression
+    if not isinstance(target, exp.Literal) or not target.is_string:
+        raise error_at(create, "expected CREATE FUNCTION name AS 'module.function'")
+    properties = create.args.get("properties")
+    language = properties.find(exp.LanguageProperty) if properties else None
+    return FunctionDefinition(
+        name=table_name(create.this),
+        target=target.name,
+        language=language.name.upper() if language is not None else None,
+        temporary=bool(properties and properties.find(exp.TemporaryProperty)),
+        if_not_exists=bool(create.args.get("exists")),
+    )
+
+
+def interval_millis(interval: exp.Expression) -> int:
+    """The length of a day-time interval literal in milliseconds.
+
+    Takes ``INTERVAL '10' SECOND``, plural units (``MINUTES``), ``INTERVAL '1.5' SECOND`` and
+    ``INTERVAL '10 SECOND'``; refuses months and years, which have no fixed length.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> select = parse("SELECT INTERVAL '10' SECOND, INTERVAL '2' MINUTES")[0]
+    >>> [interval_millis(e) for e in select.expressions]
+    [10000, 120000]
+    """
+    if not isinstance(interval, exp.Interval):
+        raise error_at(
+            interval, f"expected an interval such as INTERVAL '10' SECOND, found {interval.sql()!r}"
+        )
+    amount = interval.this
+    unit = interval.args.get("unit")
+    text = amount.name if isinstance(amount, exp.Literal) else ""
+    unit_name = unit.name.upper() if unit is not None else ""
+    if not unit_name and len(text.split()) == 2:  # INTERVAL '10 SECOND'
+        text, unit_name = text.split()[0], text.split()[1].upper()
+    unit_name = unit_name[:-1] if unit_name.endswith("S") else unit_name
+    if unit_name not in _MILLIS:
+        raise error_at(
+            interval, f"unsupported interval unit in {interval.sql()!r} (use DAY to MILLISECOND)"
+        )
+    try:
+        value = float(text)
+    except ValueError:
+        raise error_at(interval, f"expected a number in {interval.sql()!r}") from None
+    return round(value * _MILLIS[unit_name])
