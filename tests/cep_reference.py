@@ -43,8 +43,9 @@ event ``m`` when no negation drops it there and:
   stage is not dropped because the optional stage took an event;
 - non-deterministic: always.
 
-A candidate's first event may begin at the first stage (and, while stages are optional, at the one
-after them), whatever the contiguity.
+A candidate's first event begins at the first stage; if that stage is optional, at the first stage
+whose condition accepts the event among it and the ones after it up to the first stage that is not
+optional (docs/cep.md: "at the first stage that can take it": one stage, not each of them).
 
 **Completion.** A candidate with a final position is a match completed by its last event. With a
 trailing ``not_next(n)``: completed by the next event (if it comes before ``within`` runs out) when
@@ -65,12 +66,12 @@ event before that time and no match emitted before then pruned its first event; 
 reported once, however many of its positions are alive.
 
 Where docs/cep.md does not decide an input, :class:`Ambiguous` is raised rather than guessing: an
-event that satisfies a loop's condition and its ``until``, an event that could begin a match at two
-stages (an optional first stage), ``skip_to_first/last`` naming a stage the emitted match skipped,
-two matches tied in the emission order under a skip strategy, and a few shapes (a greedy loop that
-is bounded, has ``until``, is consecutive, has an iterative condition or is followed by an optional
-or looping stage; a negation in front of an optional stage; two ``not_next`` in a row; both kinds of
-trailing negation).
+event that satisfies both a loop's condition and its ``until`` (is it taken? as the loop's first
+event?), ``skip_to_first/last`` naming a stage the emitted match skipped, two matches tied in the
+emission order under a skip strategy (same events, other stages), and a few shapes (a greedy loop
+that is bounded, has ``until``, is consecutive, has an iterative condition or is followed by an
+optional or looping stage; a negation in front of an optional stage; two ``not_next`` in a row;
+both kinds of trailing negation).
 
 >>> from actorflow.operators.cep.pattern import Pattern
 >>> is_ = lambda kind: lambda event: event.startswith(kind)
@@ -316,17 +317,14 @@ class Rules:
         return window is None or self.times[m] - self.times[prefix[0][0]] < window
 
     def begins(self, j: int) -> list[int]:
-        """The stages event ``j`` may begin a candidate at."""
-        found = []
+        """The stage event ``j`` may begin a candidate at (none or one)."""
         for t, step in enumerate(self.spec.steps):
             if holds(step.stage.condition, self.events[j], {}):
                 self.check_until(step.stage, j, {})
-                found.append(t)
+                return [t]
             if not step.stage.optional:
                 break
-        if len(found) > 1:
-            raise Ambiguous(f"event {j} may begin at stages {found} (an optional first stage)")
-        return found
+        return []
 
     def check_until(self, stage: Stage, j: int, taken: dict[str, list[Any]]) -> None:
         if stage.until is not None and holds(stage.until, self.events[j], taken):
