@@ -10,10 +10,12 @@ from sqlglot import exp
 
 from actorflow.errors import PlanError, SqlError
 from actorflow.sql.accessors import (
+    PatternTerm,
     error_at,
     from_clause,
     function_definition,
     interval_millis,
+    match_pattern,
     position,
     set_option,
     table_name,
@@ -676,6 +678,51 @@ def test_match_recognize_from_flinks_documentation() -> None:
     last = match.args["define"][1].this.expression
     assert isinstance(last, exp.Anonymous) and last.name == "LAST" and len(last.expressions) == 2
     assert_round_trip(text)
+
+
+def pattern_of(pattern: str) -> exp.MatchRecognize:
+    match = one(f"SELECT * FROM t MATCH_RECOGNIZE (PATTERN ({pattern}) DEFINE A AS true)").args["match"]
+    assert isinstance(match, MatchRecognize)
+    return match
+
+
+def test_match_pattern_reads_variables_groups_and_quantifiers() -> None:
+    a, b, group, e = match_pattern(pattern_of("A B*? (C D{2,3}){2,} E?"))
+    assert a == PatternTerm("A")
+    assert b == PatternTerm("B", min=0, max=None, greedy=False)
+    assert (group.variable, group.min, group.max) == (None, 2, None)
+    assert group.group == (PatternTerm("C"), PatternTerm("D", min=2, max=3))
+    assert e == PatternTerm("E", min=0, max=1)
+    assert match_pattern(pattern_of("A{,2}? B{3} C+")) == (
+        PatternTerm("A", min=0, max=2, greedy=False),
+        PatternTerm("B", min=3, max=3),
+        PatternTerm("C", min=1, max=None),
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (
+            "A | B",
+            "line 1, column 45: an alternation '|', which Flink does not support, in PATTERN (A | B)",
+        ),
+        (
+            "PERMUTE(A, B)",
+            "line 1, column 43: PERMUTE, which Flink does not support, in PATTERN (PERMUTE(A, B))",
+        ),
+        ("A ()", "line 1, column 45: an empty group in PATTERN (A ())"),
+        (
+            "A\n  B{3,1}",
+            "line 2, column 4: a quantifier {3,1} whose maximum is below its minimum in PATTERN (A B{3,1})",
+        ),
+        ("A{}", "line 1, column 44: an empty quantifier {} in PATTERN (A{})"),
+    ],
+)
+def test_match_pattern_refuses_what_flink_does_not_have(pattern: str, message: str) -> None:
+    with pytest.raises(SqlError) as raised:
+        match_pattern(pattern_of(pattern))
+    assert str(raised.value) == message
 
 
 # Errors ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ is not a string or an interval of months.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -18,11 +19,13 @@ from actorflow.sql.nodes import Metadata, Watermark
 __all__ = [
     "ColumnSpec",
     "FunctionDefinition",
+    "PatternTerm",
     "TableSchema",
     "error_at",
     "from_clause",
     "function_definition",
     "interval_millis",
+    "match_pattern",
     "position",
     "set_option",
     "table_name",
@@ -337,3 +340,110 @@ def interval_millis(interval: exp.Expression) -> int:
     except ValueError:
         raise error_at(interval, f"expected a number in {interval.sql()!r}") from None
     return round(value * _MILLIS[unit_name])
+
+
+@dataclass(frozen=True)
+class PatternTerm:
+    """One term of a ``MATCH_RECOGNIZE`` pattern: a variable, or a parenthesized group of terms,
+    repeated ``min`` to ``max`` times (``max`` None: no bound); ``greedy`` is false for a reluctant
+    quantifier (``B*?``)."""
+
+    variable: str | None
+    group: tuple[PatternTerm, ...] | None = None
+    min: int = 1
+    max: int | None = 1
+    greedy: bool = True
+
+
+_PATTERN_TOKENS = re.compile(r"\s*(?:(\w+)|(\{\s*(\d*)\s*(,?)\s*(\d*)\s*\})|([*+?])|([()])|(\S))")
+
+
+def match_pattern(match: exp.MatchRecognize) -> tuple[PatternTerm, ...]:
+    """The terms of a ``MATCH_RECOGNIZE``'s ``PATTERN (...)``, in order.
+
+    Quantifiers: ``*`` (0..), ``+`` (1..), ``?`` (0..1), ``{n}``, ``{n,}``, ``{n,m}``, ``{,m}``, each
+    reluctant with a ``?`` after it. Alternation (``|``) and ``PERMUTE`` are not Flink's and raise
+    :class:`SqlError`.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> select = parse("SELECT * FROM t MATCH_RECOGNIZE (PATTERN (A B+? (C D){2,} E?) DEFINE A AS true)")[0]
+    >>> [(t.variable, t.min, t.max, t.greedy) for t in match_pattern(select.args["match"])]
+    [('A', 1, 1, True), ('B', 1, None, False), (None, 2, None, True), ('E', 0, 1, True)]
+    """
+    pattern = match.args.get("pattern")
+    if pattern is None:
+        raise error_at(match, "MATCH_RECOGNIZE needs a PATTERN")
+    text = pattern.name
+    tokens = list(_PATTERN_TOKENS.finditer(text))
+    index = 0
+
+    def fail(message: str, token: re.Match[str] | None = None) -> SqlError:
+        """An error at ``token`` of the pattern (at its start if None)."""
+        where, shown = position(pattern), " ".join(text.split())  # one line, always
+        if where is None:
+            return SqlError(f"{message} in PATTERN ({shown})")
+        line, column = where
+        if token is not None:
+            offset = token.start() + len(token.group(0)) - len(token.group(0).lstrip())
+            before = text[:offset]
+            if "\n" in before:
+                line, column = line + before.count("\n"), offset - before.rfind("\n")
+            else:
+                column += offset
+        return SqlError(f"line {line}, column {column}: {message} in PATTERN ({shown})")
+
+    def sequence(depth: int) -> tuple[PatternTerm, ...]:
+        nonlocal index
+        terms: list[PatternTerm] = []
+        while index < len(tokens):
+            token = tokens[index]
+            if token.group(7) == ")":
+                if depth == 0:
+                    raise fail("unbalanced ')'", token)
+                break
+            index += 1
+            if token.group(1) and token.group(1).upper() == "PERMUTE":
+                raise fail("PERMUTE, which Flink does not support,", token)
+            if token.group(1):
+                term = PatternTerm(variable=token.group(1))
+            elif token.group(7) == "(":
+                group = sequence(depth + 1)
+                if index >= len(tokens) or tokens[index].group(7) != ")":
+                    raise fail("unclosed '('", token)
+                index += 1
+                if not group:
+                    raise fail("an empty group", token)
+                term = PatternTerm(variable=None, group=group)
+            elif token.group(8) == "|":
+                raise fail("an alternation '|', which Flink does not support,", token)
+            else:
+                raise fail(f"unexpected {token.group(0).strip()!r}", token)
+            terms.append(quantified(term))
+        return tuple(terms)
+
+    def quantified(term: PatternTerm) -> PatternTerm:
+        nonlocal index
+        if index >= len(tokens) or not (tokens[index].group(2) or tokens[index].group(6)):
+            return term
+        token = tokens[index]
+        index += 1
+        if token.group(6):
+            low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[token.group(6)]
+        else:
+            first, comma, second = token.group(3), token.group(4), token.group(5)
+            if not first and not second:
+                raise fail(f"an empty quantifier {token.group(2)}", token)
+            low = int(first) if first else 0
+            high = (int(second) if second else None) if comma else low
+            if high is not None and high < low:
+                raise fail(f"a quantifier {token.group(2)} whose maximum is below its minimum", token)
+        greedy = True
+        if index < len(tokens) and tokens[index].group(6) == "?":
+            greedy = False
+            index += 1
+        return PatternTerm(term.variable, term.group, low, high, greedy)
+
+    terms = sequence(0)
+    if not terms:
+        raise fail("an empty pattern")
+    return terms

@@ -397,7 +397,10 @@ class FlinkParser(Parser):
             self.raise_error("expected a pattern in PATTERN (...)")
             return exp.var("")
         self._advance()
-        return exp.var(self._find_sql(start, end))
+        pattern = exp.var(self._find_sql(start, end))
+        # The position of the pattern's first token, for the errors about the pattern.
+        pattern.meta.update(line=start.line, col=start.col, start=start.start, end=start.end)
+        return pattern
 
 
 class FlinkGenerator(Generator):
