@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -22,9 +23,9 @@ from actorflow.operators.base import Collector
 from actorflow.operators.cep import (
     NFA,
     AfterMatchSkip,
-    CepFunction,
     Pattern,
     PatternContext,
+    PatternOperator,
     PatternProcessFunction,
 )
 from actorflow.operators.failures import FailedRecord
@@ -112,17 +113,18 @@ class PatternStream(Generic[T]):
         ``dead_letters`` as for :meth:`select`."""
         if not isinstance(function, PatternProcessFunction):
             raise PlanError("a pattern stream's process() takes a PatternProcessFunction")
-        return self._add(
-            CepFunction(
-                self._nfa,
-                function.process_match,
-                function.process_timed_out_match if timed_out else None,
-                late=self._late,
-                opened=function.open,
-            ),
-            name,
-            dead_letters,
-        )
+
+        def make(operator_name: str) -> PatternOperator:
+            own = copy.deepcopy(function)  # one per instance, as for process functions
+            return self._operator(
+                operator_name,
+                own.process_match,
+                own.process_timed_out_match if timed_out else None,
+                dead_letters,
+                opened=own.open,
+            )
+
+        return self._add(make, name)
 
     def _build(
         self,
@@ -143,12 +145,31 @@ class PatternStream(Generic[T]):
                 ctx.output(tag, match if convert is None else convert(match, ctx.timestamp or 0))
 
         return self._add(
-            CepFunction(self._nfa, on_match, handle_timeout, late=self._late), name, dead_letters
+            lambda operator_name: self._operator(operator_name, on_match, handle_timeout, dead_letters),
+            name,
         )
 
-    def _add(
-        self, function: CepFunction, name: str | None, dead_letters: OutputTag[Any] | None
-    ) -> DataStream[Any]:
-        return self._keyed.process(
-            function, name=name or "pattern", parallelism=self._parallelism, dead_letters=dead_letters
+    def _operator(
+        self,
+        name: str,
+        on_match: Callable[[Events, PatternContext, Collector], None],
+        on_timeout: Callable[[Events, PatternContext, Collector], None] | None,
+        dead_letters: OutputTag[Any] | None,
+        *,
+        opened: Callable[[Any], None] | None = None,
+    ) -> PatternOperator:
+        return PatternOperator(
+            name,
+            self._nfa,
+            self._keyed.key,
+            on_match,
+            on_timeout,
+            late=self._late,
+            errors=dead_letters,
+            opened=opened,
         )
+
+    def _add(self, make: Callable[[str], PatternOperator], name: str | None) -> DataStream[Any]:
+        keyed = self._keyed
+        node = keyed._add("pattern", name, lambda: make(node.name), self._parallelism)
+        return keyed._follow(node)

@@ -6,18 +6,18 @@ the API wires it into a flow.
 """
 
 from actorflow.operators.cep.nfa import NFA, Match, NFAState
-from actorflow.operators.cep.operator import CepFunction, PatternContext, PatternProcessFunction
+from actorflow.operators.cep.operator import PatternContext, PatternOperator, PatternProcessFunction
 from actorflow.operators.cep.pattern import AfterMatchSkip, Contiguity, Pattern, Stage
 
 __all__ = [
     "NFA",
     "AfterMatchSkip",
-    "CepFunction",
     "Contiguity",
     "Match",
     "NFAState",
     "Pattern",
     "PatternContext",
+    "PatternOperator",
     "PatternProcessFunction",
     "Stage",
 ]

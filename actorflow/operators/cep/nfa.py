@@ -239,6 +239,11 @@ class NFA:
         self.final_guards = guards
         self.final_not_next = not_next
         self._final = len(steps)
+        #: ``may_begin(event, None)``: whether ``event`` could begin a partial match (a key
+        #: without partial matches needs no state for an event that cannot): the first stage's
+        #: test, unless that stage is optional.
+        first = steps[0]
+        self.may_begin: Test = self._may_begin if first.optional else first.test
 
     # -- one event -----------------------------------------------------------------------------
 
@@ -258,6 +263,14 @@ class NFA:
         if completed:
             matches += self._emit(state, completed)
         return matches, timed_out
+
+    def _may_begin(self, event: Any, partial: Partial | None = None) -> bool:
+        for step in self.steps:
+            if step.test(event, None):  # type: ignore[arg-type]
+                return True
+            if not step.optional:
+                return False
+        return False
 
     def advance(self, state: NFAState, now: int) -> tuple[list[Match], list[Match]]:
         """Time is ``now``: partial matches that began ``within`` or longer ago time out; a

@@ -1,54 +1,64 @@
-"""The keyed operator that runs a pattern: a process function over keyed state and timers.
+"""The keyed operator that runs a pattern over each key's events.
 
-Per key it keeps one value in keyed state: the key's :class:`~actorflow.operators.cep.nfa.NFAState`
-(its partial matches) and the events that wait for the watermark. So the operator is checkpointed,
-restored, rescaled by key group and moved between partition tasks like every keyed operator, and a
-key with no partial match and nothing waiting keeps no state at all.
+**Event time.** Events wait in one heap per operator instance, ordered by timestamp and arrival,
+until the watermark passes them; then each goes through its key's automaton
+(:class:`~actorflow.operators.cep.nfa.NFA`), so a key sees its events in timestamp order, equal
+timestamps in arrival order. An event at or behind the watermark when it arrives is late: it goes to
+the ``late`` side output if there is one, else it is dropped and counted (``late_events``). Partial
+matches time out when the watermark reaches ``first event + within`` (a second heap of due times).
+**Processing time**: without event timestamps, events go through as they arrive and ``within``
+counts on the clock.
 
-**Event time.** An event is buffered until the watermark passes its timestamp (an event-time timer
-at that timestamp); the key's events then run through the automaton in timestamp order, equal
-timestamps in arrival order. An event at or behind the watermark when it arrives is late: it goes
-to the ``late`` side output if there is one, else it is dropped and counted (``late_events``).
-Partial matches time out on timers at ``first event + within``. **Processing time**: without event
-timestamps, events run through the automaton as they arrive and ``within`` counts on the clock.
+**State.** Per key: its partial matches (:class:`~actorflow.operators.cep.nfa.NFAState`) and its
+waiting events; a key with neither keeps nothing, and an event that neither continues a partial
+match nor begins one costs no state at all. A snapshot writes, per key, ``(NFAState or None,
+[(ts, seq, event), ...])``, with the instance's key groups, so a restore (at any parallelism)
+takes the keys it owns and rebuilds both heaps; in incremental mode (partition tasks) only the keys
+touched since the previous snapshot, a key without state as None.
 """
 
 from __future__ import annotations
 
+import heapq
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-from actorflow.operators.base import Collector
+from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.cep.nfa import NFA, Match, NFAState
-from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext, TimeDomain
+from actorflow.operators.failures import FailedRecord, route_failure
+from actorflow.operators.process import RuntimeContext
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.state.descriptors import ValueStateDescriptor
-from actorflow.state.keyed import ValueState
+from actorflow.operators.snapshots import incremental_changes
+from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.state.keygroups import KeyGroupFilter
 
-__all__ = ["CepFunction", "PatternContext", "PatternProcessFunction"]
+__all__ = ["PatternContext", "PatternOperator", "PatternProcessFunction"]
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 
+Events = dict[str, list[Any]]
+#: ``handler(match, ctx, out)``.
+Handler = Callable[[Events, "PatternContext", Collector], None]
+
 
 class PatternContext:
-    """What a :class:`PatternProcessFunction` sees besides the match."""
+    """What a :class:`PatternProcessFunction` (or a timeout handler) sees besides the match."""
 
-    __slots__ = ("_ctx", "timestamp")
+    __slots__ = ("_operator", "current_key", "timestamp")
 
-    def __init__(self, ctx: Context, timestamp: int | None) -> None:
-        self._ctx = ctx
-        #: The time of the match: its last event's (event time), or the clock's.
-        self.timestamp = timestamp
-
-    @property
-    def current_key(self) -> Any:
-        return self._ctx.current_key
+    def __init__(self, operator: PatternOperator) -> None:
+        self._operator = operator
+        #: The time of the match: its last event's (event time), or the clock's; for a timed-out
+        #: partial match, when it timed out.
+        self.timestamp: int | None = None
+        #: The key the match belongs to.
+        self.current_key: Any = None
 
     def output(self, tag: OutputTag[Any], value: Any) -> None:
         """Send ``value`` to the side output ``tag``."""
-        self._ctx.output(tag, value)
+        self._operator.emit_side(tag, value, self.timestamp)
 
 
 class PatternProcessFunction(ABC, Generic[IN, OUT]):
@@ -64,121 +74,274 @@ class PatternProcessFunction(ABC, Generic[IN, OUT]):
     def process_timed_out_match(
         self, match: dict[str, list[IN]], ctx: PatternContext, out: Collector
     ) -> None:
-        """A partial match that timed out (only with ``timed_out=`` given). Default: nothing."""
+        """A partial match that timed out (only with ``timed_out=True``). Default: nothing."""
 
 
-class CepFunction(KeyedProcessFunction[Any, Any]):
-    """Runs ``nfa`` per key and hands each match to ``on_match(match, ctx, out)`` and each timed
-    out partial match to ``on_timeout`` (see the module)."""
+class PatternOperator(Operator):
+    """Runs ``nfa`` per key of ``key_of`` and hands each match to ``on_match(match, ctx, out)``,
+    each timed-out partial match to ``on_timeout``; see the module for time and state."""
+
+    has_processing_timers = True
 
     def __init__(
         self,
+        name: str,
         nfa: NFA,
-        on_match: Callable[[dict[str, list[Any]], PatternContext, Collector], None],
-        on_timeout: Callable[[dict[str, list[Any]], PatternContext, Collector], None] | None = None,
+        key_of: Callable[[Any], Hashable],
+        on_match: Handler,
+        on_timeout: Handler | None = None,
         *,
         late: OutputTag[Any] | None = None,
+        errors: OutputTag[FailedRecord[Any]] | None = None,
         opened: Callable[[RuntimeContext], None] | None = None,
     ) -> None:
+        super().__init__(name)
         self.nfa = nfa
+        self.key_of = key_of
         self.on_match = on_match
         self.on_timeout = on_timeout
         self.late = late
+        self.errors = errors
         self.opened = opened
         #: Late events dropped (without a ``late`` output), since this instance opened.
         self.late_events = 0
+        if errors is not None:
+            self.dead_letter_count = 0
 
-    def open(self, ctx: RuntimeContext) -> None:
-        #: Where an event a condition raised on goes (the operator's dead letters), or None.
-        self.failed = ctx.failed
-        # [NFAState, {ts: [events in arrival order]}] per key.
-        self.state: ValueState[list[Any] | None] = ctx.get_state(ValueStateDescriptor("pattern"))
+    def open(self, context: OperatorContext) -> None:
+        super().open(context)
+        #: Per key with partial matches: its automaton state.
+        self.states: dict[Hashable, NFAState] = {}
+        #: Events waiting for the watermark: ``(ts, seq, key, event)``.
+        self.waiting: list[tuple[int, int, Hashable, Any]] = []
+        #: Due times of partial matches: ``(due, key)``, and each key's current one (entries that
+        #: differ from it are stale and skipped).
+        self.timeouts: list[tuple[int, Hashable]] = []
+        self._due: dict[Hashable, int] = {}
+        self.watermark = MIN_WATERMARK
+        self.processing = False
+        self._seq = 0
+        #: Keys whose state changed since the last snapshot (incremental snapshots only).
+        self.changed: set[Hashable] | None = set() if context.incremental else None
+        self._ctx = PatternContext(self)
+        self._values: list[Any] = []
+        self._times: list[Any] = []
+        self._out = Collector(self._collect)
         if self.opened is not None:
-            self.opened(ctx)
+            self.opened(RuntimeContext(context, None))
 
-    def process_element(self, value: Any, ctx: Context, out: Collector) -> None:
-        ts = ctx.timestamp
-        timers = ctx.timer_service()
-        entry = self.state.value()
-        if ts is None:  # processing time: in arrival order, now
-            now = timers.current_processing_time()
-            if entry is None:
-                entry = [NFAState(), {}]
-            self._run(entry[0], [value], now, ctx, out)
-            self._keep(entry, ctx, processing=True)
-            return
-        if ts <= timers.current_watermark():
-            if self.late is not None:
-                ctx.output(self.late, value)
-            else:
-                self.late_events += 1
-            return
-        if entry is None:
-            entry = [NFAState(), {}]
-        waiting = entry[1].get(ts)
-        if waiting is None:
-            entry[1][ts] = [value]
-            timers.register_event_time_timer(ts)
-        else:
-            waiting.append(value)
-        self.state.update(entry)
+    def _collect(self, value: Any) -> None:
+        self._values.append(value)
+        self._times.append(self._ctx.timestamp)
 
-    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
-        entry = self.state.value()
-        if entry is None:
-            return
-        nfa_state, waiting = entry
-        processing = ctx.time_domain is TimeDomain.PROCESSING_TIME
-        events = waiting.pop(timestamp, None) if not processing else None
-        if events:
-            self._run(nfa_state, events, timestamp, ctx, out)
-        else:
-            matches, timed_out = self.nfa.advance(nfa_state, timestamp)
-            self._hand_over(matches, timed_out, timestamp, ctx, out)
-        self._keep(entry, ctx, processing=processing)
+    # -- records and time --------------------------------------------------------------------
 
-    def _run(
-        self, nfa_state: NFAState, events: Iterable[Any], ts: int, ctx: Context, out: Collector
-    ) -> None:
-        process = self.nfa.process
-        failed = self.failed
-        for event in events:
-            if failed is None:
-                matches, timed_out = process(nfa_state, event, ts)
-            else:
-                # Time first, on its own: what times out is reported even if the event fails.
-                matches, timed_out = self.nfa.advance(nfa_state, ts)
-                if matches or timed_out:
-                    self._hand_over(matches, timed_out, ts, ctx, out)
-                try:
-                    matches, timed_out = process(nfa_state, event, ts)
-                except Exception as error:  # the event leaves the partial matches as they were
-                    failed(event, error, ts)
+    def process(self, batch: Batch) -> Batch | None:
+        self._values, self._times = [], []
+        values = batch.values
+        timestamps = batch.timestamps
+        marks = batch.marks
+        if timestamps is None:  # no event time: as they come (and watermarks, such as the last)
+            if values:
+                self.processing = True
+                now = self.context.clock.now()
+                for value in values:
+                    self._step(self.key_of(value), value, now)
+            for _, mark in marks or ():
+                if mark > self.watermark:
+                    self.watermark = mark
+                    self._release(mark)
+            return self._output(marks)
+        key_of = self.key_of
+        waiting = self.waiting
+        push = heapq.heappush
+        changed = self.changed
+        late = self.late
+        watermark = self.watermark
+        seq = self._seq
+        start = 0
+        # The watermark moves mark by mark (it decides what is late), the waiting events are
+        # released once, at the batch's last mark: an event not late when it came is after every
+        # event an earlier mark passed, so the order is the same as releasing at each mark.
+        for end, mark in [*(marks or ()), (len(values), None)]:
+            for position in range(start, end):
+                ts = timestamps[position]
+                value = values[position]
+                if ts <= watermark:
+                    if late is not None:
+                        self.emit_side(late, value, ts)
+                    else:
+                        self.late_events += 1
                     continue
-            if matches or timed_out:
-                self._hand_over(matches, timed_out, ts, ctx, out)
+                key = key_of(value)
+                push(waiting, (ts, seq, key, value))
+                seq += 1
+                if changed is not None:
+                    changed.add(key)
+            start = end
+            if mark is not None and mark > watermark:
+                watermark = mark
+        self._seq = seq
+        if watermark > self.watermark:
+            self.watermark = watermark
+            self._release(watermark)
+        return self._output(marks)
 
-    def _hand_over(
-        self, matches: list[Match], timed_out: list[Match], ts: int, ctx: Context, out: Collector
-    ) -> None:
-        pattern_ctx = PatternContext(ctx, ts)
+    def _output(self, marks: list[tuple[int, int]] | None) -> Batch | None:
+        """This batch's results, with the batch's last watermark after them."""
+        values, times = self._values, self._times
+        if not values and not marks:
+            return None
+        return Batch(
+            values,
+            None if self.processing else times,
+            [(len(values), marks[-1][1])] if marks else None,
+        )
+
+    def _release(self, watermark: int) -> None:
+        """Every waiting event and timeout the watermark passed, in time order (a timeout due at
+        an event's time first, as a partial match times out before that event could extend it)."""
+        waiting = self.waiting
+        timeouts = self.timeouts
+        pop = heapq.heappop
+        states = self.states
+        begins = self.nfa.may_begin
+        changed = self.changed
+        step = self._step
+        while waiting and waiting[0][0] <= watermark:
+            if timeouts and timeouts[0][0] <= waiting[0][0]:
+                self._expire(waiting[0][0])
+            ts, _, key, value = pop(waiting)
+            if key not in states and changed is None and not begins(value, None):  # type: ignore[arg-type]
+                continue  # the common case: nothing to continue, nothing begun, no state
+            step(key, value, ts)
+        self._expire(watermark)
+
+    def _step(self, key: Hashable, value: Any, ts: int) -> None:
+        """One event of ``key`` through its automaton."""
+        nfa = self.nfa
+        state = self.states.get(key)
+        try:
+            if state is None:
+                if not nfa.may_begin(value, None):  # type: ignore[arg-type]
+                    return  # nothing to continue, nothing begun: no state
+                state = NFAState()
+            elif self.errors is not None:  # time on its own: what times out is reported anyway
+                self._hand_over(key, *nfa.advance(state, ts), ts)
+            matches, timed_out = nfa.process(state, value, ts)
+        except Exception as error:
+            if self.errors is None:
+                raise
+            route_failure(self, self.errors, value, error, ts)  # the partial matches stay
+            return
+        finally:
+            if self.changed is not None:
+                self.changed.add(key)
+        if matches or timed_out:
+            self._hand_over(key, matches, timed_out, ts)
+        self._settle(key, state)
+
+    def _settle(self, key: Hashable, state: NFAState) -> None:
+        """Keep ``key``'s state while it has partial matches (and note when the first times out);
+        forget it once it has none."""
+        if not state.partials:
+            self.states.pop(key, None)
+            self._due.pop(key, None)
+            return
+        self.states[key] = state
+        due = self.nfa.next_timeout(state)
+        if due is not None and self._due.get(key) != due:
+            self._due[key] = due
+            heapq.heappush(self.timeouts, (due, key))
+
+    def _expire(self, now: int) -> None:
+        """Time out what is due at ``now``."""
+        timeouts = self.timeouts
+        pop = heapq.heappop
+        while timeouts and timeouts[0][0] <= now:
+            due, key = pop(timeouts)
+            state = self.states.get(key)
+            if state is None or self._due.get(key) != due:
+                continue  # a stale entry: the key moved on since
+            del self._due[key]
+            if self.changed is not None:
+                self.changed.add(key)
+            self._hand_over(key, *self.nfa.advance(state, due), due)
+            self._settle(key, state)
+
+    def _hand_over(self, key: Hashable, matches: list[Match], timed_out: list[Match], ts: int) -> None:
+        ctx = self._ctx
+        ctx.timestamp = ts
+        ctx.current_key = key
         if timed_out and self.on_timeout is not None:
             for match in timed_out:
-                self.on_timeout(match.events, pattern_ctx, out)
+                self.on_timeout(match.events, ctx, self._out)
         for match in matches:
-            self.on_match(match.events, pattern_ctx, out)
+            self.on_match(match.events, ctx, self._out)
 
-    def _keep(self, entry: list[Any], ctx: Context, *, processing: bool) -> None:
-        """Store the key's entry, or clear it once it holds nothing; ask for its next timeout."""
-        nfa_state, waiting = entry
-        if not nfa_state.partials and not waiting:
-            self.state.clear()
-            return
-        self.state.update(entry)
-        due = self.nfa.next_timeout(nfa_state)
-        if due is not None:
-            timers = ctx.timer_service()
-            if processing:
-                timers.register_processing_time_timer(due)
-            else:
-                timers.register_event_time_timer(due)
+    def next_processing_time(self) -> int | None:
+        if not self.processing or not self.timeouts:
+            return None
+        return self.timeouts[0][0]
+
+    def on_processing_time(self, now: int) -> Batch | None:
+        self._values, self._times = [], []
+        self._expire(now)
+        return self._output(None)
+
+    def finish(self) -> Batch | None:
+        return None
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _entries(self, keys: set[Hashable] | None) -> dict[Hashable, Any]:
+        """``{key: (NFAState or None, [(ts, seq, event), ...])}`` of ``keys`` (None: every key
+        with state), a key without state as None."""
+        events: dict[Hashable, list[tuple[int, int, Any]]] = {}
+        for ts, seq, key, value in self.waiting:
+            if keys is None or key in keys:
+                events.setdefault(key, []).append((ts, seq, value))
+        wanted = set(self.states) | set(events) if keys is None else keys
+        entries: dict[Hashable, Any] = {}
+        for key in wanted:
+            state = self.states.get(key)
+            mine = events.get(key)
+            entries[key] = None if state is None and not mine else (state, sorted(mine or []))
+        return entries
+
+    def snapshot_state(self) -> Any:
+        if self.changed is not None:
+            changes = self._entries(self.changed)
+            self.changed = set()
+            return {"changes": changes}
+        groups = self.context.key_groups
+        return {"key_groups": (groups.start, groups.stop), "keys": self._entries(None)}
+
+    def restore_state(self, states: list[Any]) -> None:
+        changes = incremental_changes(self.name, states)
+        entries: dict[Hashable, Any] = {}
+        if changes is not None:
+            for part in changes:
+                entries.update(part)
+        else:
+            owned = self.context.key_groups
+            for state in states:
+                keep = KeyGroupFilter(range(*state["key_groups"]), owned, self.context.max_parallelism)
+                if keep.takes_none:
+                    continue
+                for key, entry in state["keys"].items():
+                    if keep.takes_all or keep(key):
+                        entries[key] = entry
+        waiting = []
+        for key, entry in entries.items():
+            if entry is None:
+                continue
+            state, events = entry
+            if state is not None:
+                self.states[key] = state
+                self._settle(key, state)
+            waiting += [(ts, seq, key, value) for ts, seq, value in events]
+        # Renumber: instances restored together may have used the same sequence numbers.
+        waiting.sort(key=lambda item: (item[0], item[1]))
+        self.waiting = [(ts, n, key, value) for n, (ts, _, key, value) in enumerate(waiting)]
+        self._seq = len(waiting)
