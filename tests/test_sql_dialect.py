@@ -18,6 +18,7 @@ from actorflow.sql.accessors import (
     match_pattern,
     position,
     set_option,
+    table_hint_options,
     table_name,
     table_options,
     table_schema,
@@ -205,6 +206,44 @@ def test_an_inline_primary_key_and_metadata_columns() -> None:
     assert (offset.metadata, offset.virtual) == ("offset", False)
     assert [c.name for c in schema.physical] == ["id"]
     assert_round_trip("CREATE TABLE k (ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL)")
+
+
+def test_nested_and_binary_types() -> None:
+    create = one(
+        "CREATE TABLE t (r ROW<a INT, `b c` STRING>, p ROW(x DOUBLE), l ARRAY<ROW<a INT>>, "
+        "m MAP<STRING, BIGINT>, b BYTES, v VARBINARY(8), z TIMESTAMP(3) WITH LOCAL TIME ZONE)"
+    )
+    kinds = {c.name: c.type for c in table_schema(create).columns}  # type: ignore[arg-type]
+    row = kinds["r"]
+    assert row is not None and row.this == exp.DataType.Type.STRUCT
+    assert [(f.name, sql_of(f.args["kind"])) for f in row.expressions] == [("a", "INT"), ("b c", "STRING")]
+    assert {name: sql_of(kind) for name, kind in kinds.items()} == {
+        "r": "ROW<a INT, `b c` STRING>",
+        "p": "ROW<x DOUBLE>",
+        "l": "ARRAY<ROW<a INT>>",
+        "m": "MAP<STRING, BIGINT>",
+        "b": "BYTES",
+        "v": "VARBINARY(8)",
+        "z": "TIMESTAMP_LTZ(3)",
+    }
+    # ROW the type does not disturb ROW in a window frame or in MATCH_RECOGNIZE
+    assert_round_trip("SELECT SUM(a) OVER (ORDER BY t ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t")
+
+
+def test_table_hints_carry_dynamic_options() -> None:
+    text = (
+        "INSERT INTO sink /*+ OPTIONS('sink.parallelism' = '2') */ "
+        "SELECT a FROM tx /*+ OPTIONS('scan.startup.mode' = 'latest-offset') */ AS t"
+    )
+    insert = one(text)
+    assert table_hint_options(insert.this) == {"sink.parallelism": "2"}
+    source_table = from_clause(insert.expression).this  # type: ignore[union-attr]
+    assert source_table.alias == "t"
+    assert table_hint_options(source_table) == {"scan.startup.mode": "latest-offset"}
+    assert table_hint_options(one("SELECT a FROM tx /* a comment */").find(exp.Table)) == {}  # type: ignore[arg-type]
+    assert_round_trip(text)
+    with pytest.raises(SqlError, match=r"^line 1, column 17: expected table hints"):
+        parse("SELECT a FROM t /*+ 1 */")
 
 
 def test_a_watermark_equal_to_the_rowtime_and_a_strictly_ascending_one() -> None:

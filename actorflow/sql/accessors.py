@@ -28,6 +28,7 @@ __all__ = [
     "match_pattern",
     "position",
     "set_option",
+    "table_hint_options",
     "table_name",
     "table_options",
     "table_schema",
@@ -175,6 +176,26 @@ def table_options(create: exp.Create) -> dict[str, str]:
         if key.name in options:
             raise error_at(prop, f"option {key.name!r} is given twice")
         options[key.name] = value.name
+    return options
+
+
+def table_hint_options(table: exp.Table) -> dict[str, str]:
+    """The dynamic options of a table's ``/*+ OPTIONS('key' = 'value') */`` hints (``{}`` without).
+
+    >>> from actorflow.sql.dialect import parse
+    >>> select = parse("SELECT * FROM tx /*+ OPTIONS('scan.startup.mode' = 'latest-offset') */")[0]
+    >>> table_hint_options(select.find(exp.Table))
+    {'scan.startup.mode': 'latest-offset'}
+    """
+    options: dict[str, str] = {}
+    for hint in table.args.get("hints") or []:
+        if not isinstance(hint, exp.Anonymous) or hint.name.upper() != "OPTIONS":
+            raise error_at(table, f"unsupported table hint {hint.sql()!r} (only OPTIONS(...))")
+        for pair in hint.expressions:
+            key, value = (pair.this, pair.expression) if isinstance(pair, exp.EQ) else (None, None)
+            if not (isinstance(key, exp.Literal) and isinstance(value, exp.Literal) and key.is_string):
+                raise error_at(table, f"expected 'key' = 'value' in OPTIONS, found {pair.sql()!r}")
+            options[key.name] = value.name
     return options
 
 

@@ -1,8 +1,8 @@
 """Flink SQL's streaming dialect for sqlglot, and :func:`parse`, a script to syntax trees.
 
 The dialect starts from sqlglot's base dialect (ANSI-like) and adds what Flink writes differently:
-back-quoted identifiers, case-sensitive names, ``STRING`` and ``TIMESTAMP_LTZ`` types,
-``WATERMARK FOR`` in ``CREATE TABLE``, the windowing table functions in ``FROM``
+back-quoted identifiers, case-sensitive names, the ``STRING``, ``BYTES``, ``TIMESTAMP_LTZ`` and
+``ROW<...>`` types, ``WATERMARK FOR`` in ``CREATE TABLE``, the windowing table functions in ``FROM``
 (``TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), INTERVAL '10' SECOND))``, named arguments too),
 ``MATCH_RECOGNIZE ... WITHIN``, ``SHOW ...`` and ``EXPLAIN ...``. The extra nodes are in
 :mod:`actorflow.sql.nodes`.
@@ -87,6 +87,7 @@ class FlinkTokenizer(Tokenizer):
         "TIMESTAMP_LTZ": TokenType.TIMESTAMPLTZ,
         "BYTES": TokenType.VARBINARY,
         "MATCH_RECOGNIZE": TokenType.MATCH_RECOGNIZE,
+        "ROW": TokenType.STRUCT,  # ROW<a INT, b STRING>; CURRENT ROW and the like match by text
         # A temporal (lookup) join's FOR SYSTEM_TIME AS OF: older sqlglot versions need the token,
         # newer ones match the words and have no such token type.
         **(
@@ -94,6 +95,12 @@ class FlinkTokenizer(Tokenizer):
             if hasattr(TokenType, "TIMESTAMP_SNAPSHOT")
             else {}
         ),
+    }
+    # A /*+ hint */ after a table name is a table hint (OPTIONS(...)), as after SELECT or INSERT.
+    TOKENS_PRECEDING_HINT: ClassVar[set[TokenType]] = {
+        *Tokenizer.TOKENS_PRECEDING_HINT,
+        TokenType.VAR,
+        TokenType.IDENTIFIER,
     }
     # sqlglot reads the rest of a statement that starts with one of these as one opaque string;
     # Flink's SHOW and EXPLAIN are parsed, anything else is refused.
@@ -231,6 +238,24 @@ class FlinkParser(Parser):
             self._match_r_paren()
             return TableFunction(this=call, alias=self._parse_table_alias())
         return super()._parse_table(*args, **kwargs)
+
+    def _parse_table_parts(self, *args: Any, **kwargs: Any) -> Any:
+        table = super()._parse_table_parts(*args, **kwargs)
+        if isinstance(table, exp.Table) and self._match(TokenType.HINT):
+            token = self._prev
+            hint = exp.maybe_parse(self._prev_comments[0] if self._prev_comments else "", into=exp.Hint)
+            self._prev_comments = []  # read as the hint: not a comment for the next node too
+            calls = hint.expressions if isinstance(hint, exp.Hint) else []
+            if not calls or not all(isinstance(call, exp.Func) for call in calls):
+                self.raise_error("expected table hints such as /*+ OPTIONS('key' = 'value') */", token)
+            table.set("hints", calls)
+            self._table_hints: list[Any] | None = calls
+        return table
+
+    def _parse_table_hints(self) -> Any:
+        # sqlglot sets a table's hints from this after its alias: give it the /*+ ... */ ones.
+        hints, self._table_hints = getattr(self, "_table_hints", None), None
+        return hints or super()._parse_table_hints()
 
     def _parse_table_function_call(self) -> exp.Expression:
         token = self._curr
@@ -410,7 +435,7 @@ class FlinkGenerator(Generator):
         **Generator.TYPE_MAPPING,
         exp.DataType.Type.TEXT: "STRING",
         exp.DataType.Type.TIMESTAMPLTZ: "TIMESTAMP_LTZ",
-        exp.DataType.Type.VARBINARY: "BYTES",
+        exp.DataType.Type.STRUCT: "ROW",
     }
 
     TRANSFORMS: ClassVar[dict[Any, Any]] = {
@@ -436,6 +461,24 @@ class FlinkGenerator(Generator):
             for cls in WINDOW_TABLE_FUNCTIONS.values()
         },
     }
+
+    def table_sql(self, expression: exp.Table, sep: str = " AS ") -> str:
+        hints = expression.args.get("hints")
+        if not hints:
+            return super().table_sql(expression, sep)
+        # Flink: name /*+ OPTIONS(...) */ [AS alias], the hints before the alias.
+        bare = expression.copy()
+        bare.set("hints", None)
+        alias = bare.args.get("alias")
+        bare.set("alias", None)
+        calls = self.expressions(sqls=[self.sql(hint) for hint in hints], flat=True)
+        text = f"{super().table_sql(bare, sep)} /*+ {calls} */"
+        return f"{text}{sep}{self.sql(alias)}" if alias else text
+
+    def datatype_sql(self, expression: exp.DataType) -> str:
+        if expression.this == exp.DataType.Type.VARBINARY and not expression.expressions:
+            return "BYTES"  # VARBINARY(n) stays as it is
+        return super().datatype_sql(expression)
 
     def property_sql(self, expression: exp.Property) -> str:
         key = expression.this

@@ -16,8 +16,15 @@ SQL. Where they sit in a parsed statement:
   the arguments of a table function.
 - :class:`MatchRecognize`: sqlglot's own node plus Flink's ``WITHIN`` interval; it sits in a
   ``SELECT``'s ``match`` argument, as sqlglot's does.
-- :class:`Explain`: a statement. ``SHOW ...`` is sqlglot's ``exp.Show`` (``this`` what is listed,
-  ``target`` the table of ``SHOW CREATE TABLE t``, ``like`` a pattern).
+- :class:`Explain`: a statement.
+
+Flink's other pieces use sqlglot's stock nodes: ``ROW<a INT>`` is an ``exp.DataType`` of type
+``STRUCT`` whose ``expressions`` are ``exp.ColumnDef`` fields; a table hint
+``t /*+ OPTIONS('k' = 'v') */`` is a list of ``exp.Anonymous`` calls in the ``exp.Table``'s
+``hints``; ``FOR SYSTEM_TIME AS OF x`` is an ``exp.Version`` in the ``exp.Table``'s ``version``;
+MATCH_RECOGNIZE's ``FIRST``/``LAST``/``PREV``/``NEXT`` are ``exp.Anonymous`` calls; ``SHOW ...`` is
+an ``exp.Show`` (``this`` what is listed, ``target`` the table of ``SHOW CREATE TABLE t``, ``like``
+a pattern).
 """
 
 from __future__ import annotations
