@@ -31,6 +31,7 @@ from actorflow.sql.nodes import (
     Hop,
     MatchRecognize,
     Session,
+    StatementSet,
     TableArgument,
     TableFunction,
     Tumble,
@@ -344,6 +345,41 @@ def test_explain_wraps_any_query_statement(text: str) -> None:
 def test_explain_details_are_kept() -> None:
     explain = one("EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT 1")
     assert [d.name for d in explain.expressions] == ["CHANGELOG_MODE", "ESTIMATED_COST"]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT x FROM t; INSERT INTO b SELECT y FROM t; END;",
+        "BEGIN STATEMENT SET;\nINSERT INTO a SELECT x FROM t;\nINSERT INTO b SELECT y FROM t;\nEND;",
+    ],
+)
+def test_a_statement_set_groups_its_inserts(script: str) -> None:
+    before, statement_set, after = parse(f"SET 'k' = 'v';\n{script}\nSELECT 1")
+    assert isinstance(before, exp.Set) and isinstance(after, exp.Select)
+    assert isinstance(statement_set, StatementSet)
+    assert [table_name(i.this) for i in statement_set.expressions] == ["a", "b"]
+    assert_round_trip(script)
+    assert one("EXECUTE INSERT INTO a SELECT 1") == one("INSERT INTO a SELECT 1")
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("BEGIN STATEMENT SET;\nINSERT INTO a SELECT 1;", "line 1, column 1: STATEMENT SET without END"),
+        ("SELECT 1;\n END;", "line 2, column 2: END without BEGIN STATEMENT SET"),
+        ("BEGIN STATEMENT SET; END;", "line 1, column 1: an empty STATEMENT SET"),
+        ("BEGIN;", "line 1, column 1: expected STATEMENT SET after BEGIN (transactions are not Flink's)"),
+        (
+            "BEGIN STATEMENT SET;\n  INSERT INTO a SELECT 1;\n  BEGIN STATEMENT SET; END;",
+            "line 3, column 3: a STATEMENT SET inside another one",
+        ),
+    ],
+)
+def test_statement_set_mistakes(script: str, message: str) -> None:
+    with pytest.raises(SqlError) as raised:
+        parse(script)
+    assert str(raised.value) == message
 
 
 def test_a_script_skips_empty_statements_and_comments() -> None:

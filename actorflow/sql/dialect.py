@@ -28,12 +28,14 @@ from sqlglot.parser import Parser
 from sqlglot.tokens import Tokenizer
 
 from actorflow.errors import SqlError
+from actorflow.sql.accessors import error_at
 from actorflow.sql.nodes import (
     WINDOW_TABLE_FUNCTIONS,
     Descriptor,
     Explain,
     MatchRecognize,
     Metadata,
+    StatementSet,
     TableArgument,
     TableFunction,
     Watermark,
@@ -147,6 +149,9 @@ class FlinkParser(Parser):
         "SHOW": lambda self: self._parse_flink_show(),
         "EXPLAIN": lambda self: self._parse_explain(),
         "DESC": lambda self: self._parse_describe(),
+        "EXECUTE": lambda self: self._parse_execute(),
+        "BEGIN": lambda self: self._parse_statement_set_begin(),
+        "END": lambda self: _StatementSetEnd(),
     }
 
     # Statements ------------------------------------------------------------------------------------
@@ -168,6 +173,24 @@ class FlinkParser(Parser):
         # sqlglot keeps what it cannot parse as an opaque command; a SQL client must refuse it.
         token = self._curr or self._prev
         self.raise_error(f"unexpected {token.text!r} in {start.text.upper()} statement", token)
+
+    def _parse_execute(self) -> Any:
+        """``EXECUTE STATEMENT SET BEGIN first-insert`` (the rest follow as statements of their own,
+        then ``END``), or ``EXECUTE INSERT ...``, which is the INSERT."""
+        start = self._prev
+        if self._match_text_seq("STATEMENT", "SET"):
+            if not self._match(TokenType.BEGIN):
+                self.raise_error("expected BEGIN after EXECUTE STATEMENT SET")
+            return _at(_StatementSetBegin(this=self._parse_statement()), start)
+        if not self._match(TokenType.INSERT, advance=False):
+            self.raise_error("expected STATEMENT SET or INSERT after EXECUTE")
+        return self._parse_statement()
+
+    def _parse_statement_set_begin(self) -> Any:
+        start = self._prev
+        if not self._match_text_seq("STATEMENT", "SET"):
+            self.raise_error("expected STATEMENT SET after BEGIN (transactions are not Flink's)", start)
+        return _at(_StatementSetBegin(), start)
 
     def _parse_explain(self) -> Explain:
         details: list[exp.Expression] = []
@@ -243,8 +266,9 @@ class FlinkParser(Parser):
         table = super()._parse_table_parts(*args, **kwargs)
         if isinstance(table, exp.Table) and self._match(TokenType.HINT):
             token = self._prev
-            hint = exp.maybe_parse(self._prev_comments[0] if self._prev_comments else "", into=exp.Hint)
-            self._prev_comments = []  # read as the hint: not a comment for the next node too
+            comments = self._prev_comments or [""]
+            hint = exp.maybe_parse(comments[0], into=exp.Hint)
+            comments.clear()  # read as the hint: not a comment of the next node too
             calls = hint.expressions if isinstance(hint, exp.Hint) else []
             if not calls or not all(isinstance(call, exp.Func) for call in calls):
                 self.raise_error("expected table hints such as /*+ OPTIONS('key' = 'value') */", token)
@@ -445,6 +469,9 @@ class FlinkGenerator(Generator):
         TableFunction: lambda self, e: self._table_function_sql(e),
         TableArgument: lambda self, e: self._table_argument_sql(e),
         Explain: lambda self, e: self._explain_sql(e),
+        StatementSet: lambda self, e: (
+            "EXECUTE STATEMENT SET BEGIN " + " ".join(f"{self.sql(i)};" for i in e.expressions) + " END"
+        ),
         MatchRecognize: lambda self, e: self.matchrecognize_sql(e),
         Metadata: lambda self, e: self._metadata_sql(e),
         exp.Trim: trim_sql,
@@ -577,7 +604,72 @@ def parse(text: str) -> list[exp.Expression]:
         statements: list[Any] = parser.parse(tokens, text)
     except ParseError as error:
         raise SqlError(_parse_error_message(error)) from None
-    return [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)]
+    # sqlglot may turn a lone END into its own EndStatement, without a position: take the positions
+    # of the lone ENDs from the tokens.
+    ends = [
+        token
+        for index, token in enumerate(tokens)
+        if token.token_type == TokenType.END
+        and (index == 0 or tokens[index - 1].token_type == TokenType.SEMICOLON)
+        and (index + 1 == len(tokens) or tokens[index + 1].token_type == TokenType.SEMICOLON)
+    ]
+    return _statement_sets(
+        [s for s in statements if s is not None and not isinstance(s, exp.Semicolon)], ends
+    )
+
+
+class _StatementSetBegin(exp.Expression):
+    """``EXECUTE STATEMENT SET BEGIN [first statement]`` or ``BEGIN STATEMENT SET``: a marker
+    :func:`_statement_sets` folds away."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": False}
+
+
+class _StatementSetEnd(exp.Expression):
+    """The ``END`` of a statement set: a marker :func:`_statement_sets` folds away."""
+
+    arg_types: ClassVar[dict[str, bool]] = {}
+
+
+def _at(node: exp.Expression, token: Token) -> Any:
+    """``node`` with the position of ``token`` (for the errors :func:`_statement_sets` raises)."""
+    node.meta.update(line=token.line, col=token.col, start=token.start, end=token.end)
+    return node
+
+
+def _statement_sets(statements: list[Any], ends: list[Token]) -> list[exp.Expression]:
+    """The statements with each ``BEGIN`` ... ``END`` run folded into one :class:`StatementSet`
+    (sqlglot cuts a script at every ``;``, those inside a statement set included); ``ends`` are
+    the tokens of the statements that are a lone ``END``, in order."""
+    result: list[exp.Expression] = []
+    begin: _StatementSetBegin | None = None
+    inserts: list[exp.Expression] = []
+    end_statement = getattr(exp, "EndStatement", _StatementSetEnd)
+    for statement in statements:
+        if isinstance(statement, _StatementSetEnd | end_statement) and ends:
+            statement = _at(_StatementSetEnd(), ends.pop(0))
+        if isinstance(statement, _StatementSetBegin):
+            if begin is not None:
+                raise error_at(statement, "a STATEMENT SET inside another one")
+            begin, inserts = statement, []
+            if statement.this is not None:
+                inserts.append(statement.this)
+        elif isinstance(statement, _StatementSetEnd):
+            if begin is None:
+                raise error_at(statement, "END without BEGIN STATEMENT SET")
+            if not inserts:
+                raise error_at(begin, "an empty STATEMENT SET")
+            result.append(StatementSet(expressions=inserts))
+            begin = None
+        elif begin is not None:
+            inserts.append(statement)
+        else:
+            result.append(statement)
+        if begin is not None and inserts and not isinstance(inserts[-1], exp.Insert):
+            raise error_at(inserts[-1], "a STATEMENT SET holds INSERT statements only")
+    if begin is not None:
+        raise error_at(begin, "STATEMENT SET without END")
+    return result
 
 
 def _parse_error_message(error: ParseError) -> str:

@@ -16,7 +16,7 @@ SQL. Where they sit in a parsed statement:
   the arguments of a table function.
 - :class:`MatchRecognize`: sqlglot's own node plus Flink's ``WITHIN`` interval; it sits in a
   ``SELECT``'s ``match`` argument, as sqlglot's does.
-- :class:`Explain`: a statement.
+- :class:`Explain` and :class:`StatementSet`: statements.
 
 Flink's other pieces use sqlglot's stock nodes: ``ROW<a INT>`` is an ``exp.DataType`` of type
 ``STRUCT`` whose ``expressions`` are ``exp.ColumnDef`` fields; a table hint
@@ -184,3 +184,11 @@ class Explain(exp.Expression):
     ``exp.Var``."""
 
     arg_types: ClassVar[dict[str, bool]] = {"this": True, "expressions": False}
+
+
+class StatementSet(exp.Expression):
+    """``EXECUTE STATEMENT SET BEGIN INSERT ...; INSERT ...; END`` (or the SQL client's
+    ``BEGIN STATEMENT SET; ...; END;``): INSERT statements that run as one job; ``expressions`` are
+    the ``exp.Insert`` statements in order."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"expressions": True}
