@@ -1,9 +1,10 @@
 """Patterns against the brute-force reference of tests/cep_reference.py (docs/cep.md's semantics).
 
-Hypothesis draws small patterns (one to four stages: conditions on an event's ``kind``, some of them
-iterative, ``or_``, the three contiguities, quantifiers, ``optional``, ``consecutive`` /
-``allow_combinations``, ``until``, ``greedy``, ``not_next`` / ``not_followed_by``, ``within``) with a
-skip strategy, and events ``{"k": key, "kind": "a".."d", "ts": t, "id": arrival}``. Then:
+Hypothesis draws small patterns (one to five stages: conditions on an event's ``kind``, some of them
+iterative, two ``where`` or an ``or_``, the three contiguities, quantifiers, ``optional``,
+``consecutive`` / ``allow_combinations``, ``until``, ``greedy``, ``not_next`` / ``not_followed_by``,
+one after the other too, ``within``) with a skip strategy, and events
+``{"k": key, "kind": "a".."d", "ts": t, "id": arrival}``. Then:
 
 - the automaton, fed one key's events in order as the keyed operator feeds it (its timeouts at
   their due time, as timers fire), emits the reference's matches at the same moments (in the
@@ -21,7 +22,7 @@ docs/cep.md disagree" below).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -251,8 +252,10 @@ class PlanStage:
     quantifier: tuple[Any, ...] = ()
     optional: bool = False
     inner: str | None = None
-    until: str | None = None
+    until: Cond | None = None
     greedy: bool = False
+    #: A second ``where``: the kind is not this one.
+    and_not: str | None = None
 
     @property
     def negated(self) -> bool:
@@ -288,6 +291,9 @@ class Plan:
                 else getattr(pattern, stage.how)(stage.name)
             )
             pattern = pattern.where(stage.where.build())
+            if stage.and_not is not None:
+                excluded = stage.and_not
+                pattern = pattern.where(lambda e, excluded=excluded: e["kind"] != excluded)
             if stage.or_ is not None:
                 pattern = pattern.or_(stage.or_.build())
             if stage.quantifier:
@@ -298,7 +304,7 @@ class Plan:
             if stage.inner is not None:
                 pattern = getattr(pattern, stage.inner)()
             if stage.until is not None:
-                pattern = pattern.until(Cond(stage.until).build())
+                pattern = pattern.until(stage.until.build())
             if stage.greedy:
                 pattern = pattern.greedy()
         return pattern if self.window is None else pattern.within(self.window)
@@ -310,8 +316,10 @@ class Plan:
         return skip
 
 
-def conditions(draw: st.DrawFn, earlier: list[str], own: str) -> Cond:
-    kinds = "".join(sorted(draw(st.sets(st.sampled_from(KINDS), min_size=1, max_size=2))))
+def conditions(draw: st.DrawFn, earlier: list[str], own: str, kinds: Sequence[str] = KINDS) -> Cond:
+    """A condition on one or two of ``kinds``, iterative on a stage of ``earlier`` or ``own``
+    one time in five."""
+    kinds = "".join(sorted(draw(st.sets(st.sampled_from(kinds), min_size=1, max_size=2))))
     extra = draw(st.sampled_from(["plain", "plain", "plain", "count", "parity"]))
     if extra == "count":
         return Cond(kinds, count=(draw(st.sampled_from([*earlier, own])), draw(st.integers(1, 2))))
@@ -352,12 +360,12 @@ def timeouts_compared(plan: Plan) -> bool:
 
 @st.composite
 def plans(draw: st.DrawFn) -> Plan:
-    total = draw(st.integers(1, 4), label="stages")
+    total = draw(st.integers(1, 5), label="stages")
     window = draw(st.sampled_from([None, None, 2, 4, 6, 9]), label="within")
     stages: list[PlanStage] = []
     positive: list[str] = []
     for number in range(total):
-        name = "pqrs"[number]
+        name = "pqrst"[number]
         previous = stages[-1] if stages else None
         gap = []  # the negations since the last positive stage
         for stage in reversed(stages):
@@ -373,8 +381,7 @@ def plans(draw: st.DrawFn) -> Plan:
             trailing = number == total - 1
             # Two not_next in a row, or both kinds at the end: docs/cep.md does not say (Ambiguous).
             if not (how == "not_next" and "not_next" in gap) and not (trailing and {how, *gap} != {how}):
-                kinds = "".join(sorted(draw(st.sets(st.sampled_from(KINDS), min_size=1, max_size=2))))
-                stages.append(PlanStage(name, how, Cond(kinds)))
+                stages.append(PlanStage(name, how, conditions(draw, positive, name)))
                 continue
         how = (
             "begin"
@@ -397,7 +404,8 @@ def plans(draw: st.DrawFn) -> Plan:
                 ]
             )
         )
-        stage = PlanStage(name, how, where, or_, quantifier)
+        and_not = draw(st.sampled_from(KINDS)) if draw(st.integers(0, 5)) == 0 else None
+        stage = PlanStage(name, how, where, or_, quantifier, and_not=and_not)
         optional = (
             (previous is None or not previous.negated)
             and optional_known_to_work(stage)
@@ -413,7 +421,7 @@ def plans(draw: st.DrawFn) -> Plan:
         until = None
         others = sorted(set(KINDS) - stage.kinds)
         if stage.unbounded and others and draw(st.integers(0, 2)) == 0:
-            until = draw(st.sampled_from(others))  # never the stage's own kinds: Ambiguous
+            until = conditions(draw, [*positive, name], name, kinds=others)  # not its own kinds: Ambiguous
         greedy = (
             stage.unbounded
             and until is None
@@ -512,7 +520,7 @@ def run_automaton(
 
 
 @settings(
-    max_examples=1000,
+    max_examples=800,
     deadline=None,
     derandomize=True,
     database=None,
