@@ -30,6 +30,7 @@ from actorflow.sql.nodes import (
     Explain,
     Hop,
     MatchRecognize,
+    Reset,
     Session,
     StatementSet,
     TableArgument,
@@ -342,6 +343,14 @@ def test_explain_wraps_any_query_statement(text: str) -> None:
     assert_round_trip(text)
 
 
+def test_reset_one_key_or_all() -> None:
+    reset = one("RESET 'execution.runtime-mode'")
+    assert isinstance(reset, Reset) and reset.this.name == "execution.runtime-mode"
+    everything = one("RESET")
+    assert isinstance(everything, Reset) and everything.this is None
+    assert_round_trip("RESET 'k'; RESET")
+
+
 def test_explain_details_are_kept() -> None:
     explain = one("EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT 1")
     assert [d.name for d in explain.expressions] == ["CHANGELOG_MODE", "ESTIMATED_COST"]
@@ -413,6 +422,31 @@ def test_projection_filter_case_cast_coalesce_and_functions() -> None:
     assert isinstance(select.expressions[3].this, exp.Coalesce)
     assert isinstance(select.args["where"].this, exp.And)
     assert_round_trip(select.sql(dialect=Flink))
+
+
+@pytest.mark.parametrize("join", ["", "LEFT JOIN", "CROSS JOIN"])
+def test_a_lateral_table_function_join(join: str) -> None:
+    text = f"SELECT a, w FROM t{',' if not join else ' ' + join} LATERAL TABLE(split(a, ',')) AS T(w)"
+    text += " ON TRUE" if join == "LEFT JOIN" else ""
+    (joined,) = one(text).args["joins"]
+    lateral = joined.this
+    assert isinstance(lateral, exp.Lateral)
+    assert isinstance(lateral.this, TableFunction)
+    call = lateral.this.this
+    assert isinstance(call, exp.Anonymous) and call.name == "split"  # a user's function, not sqlglot's
+    assert (lateral.alias, [c.name for c in lateral.args["alias"].columns]) == ("T", ["w"])
+    assert_round_trip(text)
+
+
+def test_printed_sql_is_flinks() -> None:
+    select = one(
+        "SELECT ARRAY[1, 2], DAYOFWEEK(ts), CURRENT_TIMESTAMP, CURRENT_DATE, POSITION('a' IN s), "
+        "TRIM(BOTH ' ' FROM s), MOD(a, 2), CAST(s AS STRING) FROM t"
+    )
+    assert sql_of(select) == (
+        "SELECT ARRAY[1, 2], DAYOFWEEK(ts), CURRENT_TIMESTAMP, CURRENT_DATE, POSITION('a' IN s), "
+        "TRIM(BOTH ' ' FROM s), MOD(a, 2), CAST(s AS STRING) FROM t"
+    )
 
 
 def test_group_by_having_distinct_and_union_all() -> None:

@@ -4,8 +4,8 @@ The dialect starts from sqlglot's base dialect (ANSI-like) and adds what Flink w
 back-quoted identifiers, case-sensitive names, the ``STRING``, ``BYTES``, ``TIMESTAMP_LTZ`` and
 ``ROW<...>`` types, ``WATERMARK FOR`` in ``CREATE TABLE``, the windowing table functions in ``FROM``
 (``TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), INTERVAL '10' SECOND))``, named arguments too),
-``MATCH_RECOGNIZE ... WITHIN``, ``SHOW ...`` and ``EXPLAIN ...``. The extra nodes are in
-:mod:`actorflow.sql.nodes`.
+``MATCH_RECOGNIZE ... WITHIN``, ``LATERAL TABLE(...)``, table hints, ``SHOW``, ``EXPLAIN``, ``RESET``
+and statement sets. The extra nodes are in :mod:`actorflow.sql.nodes`.
 
 >>> [statement.sql(dialect=Flink) for statement in parse("SHOW TABLES; SELECT `a b` FROM t")]
 ['SHOW TABLES', 'SELECT `a b` FROM t']
@@ -35,6 +35,7 @@ from actorflow.sql.nodes import (
     Explain,
     MatchRecognize,
     Metadata,
+    Reset,
     StatementSet,
     TableArgument,
     TableFunction,
@@ -152,6 +153,7 @@ class FlinkParser(Parser):
         "EXECUTE": lambda self: self._parse_execute(),
         "BEGIN": lambda self: self._parse_statement_set_begin(),
         "END": lambda self: _StatementSetEnd(),
+        "RESET": lambda self: Reset(this=self._parse_string()),
     }
 
     # Statements ------------------------------------------------------------------------------------
@@ -280,6 +282,17 @@ class FlinkParser(Parser):
         # sqlglot sets a table's hints from this after its alias: give it the /*+ ... */ ones.
         hints, self._table_hints = getattr(self, "_table_hints", None), None
         return hints or super()._parse_table_hints()
+
+    def _parse_lateral(self) -> Any:
+        # LATERAL TABLE(udtf(a)) AS T(x): a table function joined to each row; sqlglot would read
+        # TABLE(...) as a call of a function named TABLE.
+        if self._match_pair(TokenType.LATERAL, TokenType.TABLE):
+            if not self._match(TokenType.L_PAREN):
+                self.raise_error("expected '(' after LATERAL TABLE")
+            call = self._parse_table_function_call()
+            self._match_r_paren()
+            return exp.Lateral(this=TableFunction(this=call), alias=self._parse_table_alias())
+        return super()._parse_lateral()
 
     def _parse_table_function_call(self) -> exp.Expression:
         token = self._curr
@@ -469,6 +482,7 @@ class FlinkGenerator(Generator):
         TableFunction: lambda self, e: self._table_function_sql(e),
         TableArgument: lambda self, e: self._table_argument_sql(e),
         Explain: lambda self, e: self._explain_sql(e),
+        Reset: lambda self, e: f"RESET {self.sql(e, 'this')}".rstrip(),
         StatementSet: lambda self, e: (
             "EXECUTE STATEMENT SET BEGIN " + " ".join(f"{self.sql(i)};" for i in e.expressions) + " END"
         ),
@@ -481,6 +495,14 @@ class FlinkGenerator(Generator):
             else self.func("POSITION", e.args["substr"], e.this, e.args["position"])
         ),
         exp.Mod: lambda self, e: self.func("MOD", e.this, e.expression),
+        exp.Array: lambda self, e: f"ARRAY[{self.expressions(e, flat=True)}]",
+        exp.DayOfWeek: lambda self, e: self.func("DAYOFWEEK", e.this),
+        exp.DayOfMonth: lambda self, e: self.func("DAYOFMONTH", e.this),
+        exp.DayOfYear: lambda self, e: self.func("DAYOFYEAR", e.this),
+        # Flink's niladic time functions take no parentheses.
+        exp.CurrentDate: lambda self, e: "CURRENT_DATE",
+        exp.CurrentTime: lambda self, e: "CURRENT_TIME",
+        exp.CurrentTimestamp: lambda self, e: "CURRENT_TIMESTAMP",
         # Flink's temporal join: FOR SYSTEM_TIME AS OF, its only kind of time travel.
         exp.Version: lambda self, e: f"FOR SYSTEM_TIME AS OF {self.sql(e, 'expression')}",
         **{

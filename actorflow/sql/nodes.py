@@ -16,7 +16,9 @@ SQL. Where they sit in a parsed statement:
   the arguments of a table function.
 - :class:`MatchRecognize`: sqlglot's own node plus Flink's ``WITHIN`` interval; it sits in a
   ``SELECT``'s ``match`` argument, as sqlglot's does.
-- :class:`Explain` and :class:`StatementSet`: statements.
+- :class:`Explain`, :class:`StatementSet` and :class:`Reset`: statements.
+- a ``LATERAL TABLE(udtf(a)) AS T(x)`` join is sqlglot's ``exp.Lateral`` whose ``this`` is a
+  :class:`TableFunction` (its ``alias``, with the column names, on the ``exp.Lateral``).
 
 Flink's other pieces use sqlglot's stock nodes: ``ROW<a INT>`` is an ``exp.DataType`` of type
 ``STRUCT`` whose ``expressions`` are ``exp.ColumnDef`` fields; a table hint
@@ -192,3 +194,10 @@ class StatementSet(exp.Expression):
     the ``exp.Insert`` statements in order."""
 
     arg_types: ClassVar[dict[str, bool]] = {"expressions": True}
+
+
+class Reset(exp.Expression):
+    """``RESET 'key'`` (``this`` the key, an ``exp.Literal``) or ``RESET`` (``this`` absent: all
+    keys back to their defaults)."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": False}
