@@ -254,6 +254,22 @@ def test_a_watermark_equal_to_the_rowtime_and_a_strictly_ascending_one() -> None
     assert watermark is not None and sql_of(watermark[1]) == "rowtime"
 
 
+def test_create_table_like_another() -> None:
+    text = (
+        "CREATE TABLE copy (extra INT) WITH ('connector' = 'print') "
+        "LIKE db.src (INCLUDING WATERMARKS, EXCLUDING OPTIONS)"
+    )
+    schema = table_schema(one(text))  # type: ignore[arg-type]
+    assert schema.like == "db.src"
+    assert schema.like_options == (("INCLUDING", "WATERMARKS"), ("EXCLUDING", "OPTIONS"))
+    assert schema.options == {"connector": "print"}
+    assert [c.name for c in schema.columns] == ["extra"]
+    assert sql_of(one(text)) == text
+    assert table_schema(one("CREATE TABLE c LIKE s")).like_options == ()  # type: ignore[arg-type]
+    with pytest.raises(SqlError, match=r"^line 1, column 34: expected one of ALL, CONSTRAINTS"):
+        parse("CREATE TABLE c LIKE s (EXCLUDING FOO)")
+
+
 def test_options_must_be_strings() -> None:
     with pytest.raises(SqlError, match=r"^line 1, column \d+: option 'n' must have a 'string' value$"):
         table_options(one("CREATE TABLE t (a INT) WITH ('n' = 1)"))  # type: ignore[arg-type]

@@ -78,6 +78,10 @@ class TableSchema:
     query: exp.Query | None = None
     temporary: bool = False
     if_not_exists: bool = False
+    #: The source table of ``LIKE source (...)``, else None, and its options in order:
+    #: ``(("INCLUDING", "WATERMARKS"), ("EXCLUDING", "OPTIONS"))``.
+    like: str | None = None
+    like_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def physical(self) -> tuple[ColumnSpec, ...]:
@@ -243,6 +247,7 @@ def table_schema(create: exp.Create) -> TableSchema:
         else:
             raise error_at(element, f"unsupported in CREATE TABLE: {element.sql()!r}")
     properties = create.args.get("properties")
+    like = properties.find(exp.LikeProperty) if properties else None
     query = create.expression
     return TableSchema(
         name=table_name(target),
@@ -253,6 +258,8 @@ def table_schema(create: exp.Create) -> TableSchema:
         query=query if isinstance(query, exp.Query) else None,
         temporary=bool(properties and properties.find(exp.TemporaryProperty)),
         if_not_exists=bool(create.args.get("exists")),
+        like=table_name(like.this) if like is not None else None,
+        like_options=tuple((o.name, o.text("value")) for o in like.expressions) if like is not None else (),
     )
 
 

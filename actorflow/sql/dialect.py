@@ -63,6 +63,9 @@ _STATEMENT_STARTS = {
 #: ``EXPLAIN`` details Flink accepts before the statement.
 _EXPLAIN_DETAILS = ("ESTIMATED_COST", "CHANGELOG_MODE", "JSON_EXECUTION_PLAN", "PLAN_ADVICE")
 
+#: What ``CREATE TABLE ... LIKE source (INCLUDING ...)`` may include, exclude or overwrite.
+_LIKE_FEATURES = ("ALL", "CONSTRAINTS", "GENERATED", "METADATA", "OPTIONS", "PARTITIONS", "WATERMARKS")
+
 #: What ``SHOW`` lists with no further argument.
 _SHOW_KINDS = (
     "TABLES",
@@ -254,6 +257,27 @@ class FlinkParser(Parser):
         if expression is None:
             self.raise_error("expected the watermark's expression after AS")
         return Watermark(this=column, expression=expression)
+
+    def _parse_create_like(self) -> Any:
+        # CREATE TABLE t (...) WITH (...) LIKE source (EXCLUDING OPTIONS, INCLUDING WATERMARKS);
+        # the name alone: sqlglot would read source(...) as a call.
+        parts = [self._parse_id_var(any_token=False)]
+        while parts[-1] is not None and self._match(TokenType.DOT):
+            parts.append(self._parse_id_var(any_token=False))
+        if any(part is None for part in parts) or len(parts) > 3:
+            self.raise_error("expected a table name after LIKE")
+        names = dict(zip(("this", "db", "catalog"), reversed(parts), strict=False))
+        table = exp.Table(**names)
+        options: list[exp.Expression] = []
+        if self._match(TokenType.L_PAREN):
+            while self._match_texts(("INCLUDING", "EXCLUDING", "OVERWRITING")):
+                how = self._prev.text.upper()
+                if not self._match_texts(_LIKE_FEATURES):
+                    self.raise_error(f"expected one of {', '.join(_LIKE_FEATURES)} after {how}")
+                options.append(exp.Property(this=how, value=exp.var(self._prev.text.upper())))
+                self._match(TokenType.COMMA)
+            self._match_r_paren()
+        return exp.LikeProperty(this=table, expressions=options)
 
     # Table functions -------------------------------------------------------------------------------
 
@@ -536,16 +560,28 @@ class FlinkGenerator(Generator):
         return super().property_sql(expression)
 
     def create_sql(self, expression: exp.Create) -> str:
-        # sqlglot prints LANGUAGE before AS; Flink wants CREATE FUNCTION f AS 'x' LANGUAGE PYTHON.
+        # sqlglot prints LANGUAGE before AS and LIKE before WITH; Flink wants both at the end:
+        # CREATE FUNCTION f AS 'x' LANGUAGE PYTHON, CREATE TABLE t WITH (...) LIKE s (...).
         properties = expression.args.get("properties")
-        language = properties.find(exp.LanguageProperty) if properties else None
-        if expression.args.get("kind") != "FUNCTION" or language is None:
+        last = properties and next(
+            (p for p in properties.expressions if isinstance(p, exp.LanguageProperty | exp.LikeProperty)),
+            None,
+        )
+        if not last:
             return super().create_sql(expression)
         without = expression.copy()
-        without_language = without.find(exp.LanguageProperty)
-        if without_language is not None:
-            without_language.pop()
-        return f"{super().create_sql(without)} LANGUAGE {self.sql(language, 'this')}"
+        without_properties = without.args["properties"]
+        kept = [p for p in without_properties.expressions if p != last]  # by value: it is a copy
+        without_properties.set("expressions", kept)
+        if not without_properties.expressions:
+            without.set("properties", None)
+        if isinstance(last, exp.LanguageProperty):
+            return f"{super().create_sql(without)} LANGUAGE {self.sql(last, 'this')}"
+        return f"{super().create_sql(without)} {self.sql(last)}"
+
+    def likeproperty_sql(self, expression: exp.LikeProperty) -> str:
+        options = ", ".join(f"{e.name} {self.sql(e, 'value')}" for e in expression.expressions)
+        return f"LIKE {self.sql(expression, 'this')}{f' ({options})' if options else ''}"
 
     def show_sql(self, expression: exp.Show) -> str:
         target = self.sql(expression, "target")
