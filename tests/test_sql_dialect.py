@@ -979,6 +979,12 @@ def test_positions_and_errors_at_a_node() -> None:
         ("INTERVAL '2' HOURS", 7_200_000),
         ("INTERVAL '1' DAY", 86_400_000),
         ("INTERVAL '10 SECOND'", 10_000),
+        ("INTERVAL '10' SECOND(3)", 10_000),
+        ("INTERVAL '-5' MINUTE", -300_000),
+        ("-INTERVAL '5' MINUTE", -300_000),
+        ("INTERVAL '1:30' HOUR TO MINUTE", 5_400_000),
+        ("INTERVAL '2:30' MINUTE TO SECOND", 150_000),
+        ("INTERVAL '1 02:03:04.005' DAY TO SECOND", 93_784_005),
     ],
 )
 def test_interval_millis(text: str, millis: int) -> None:
@@ -990,6 +996,10 @@ def test_interval_millis_refuses_months_and_non_intervals() -> None:
         interval_millis(one("SELECT INTERVAL '1' MONTH").expressions[0])
     with pytest.raises(SqlError, match=r"^line 1, column 8: expected an interval"):
         interval_millis(one("SELECT 5").expressions[0])
+    with pytest.raises(SqlError, match=r"^line 1, column 17: expected 2 fields"):
+        interval_millis(one("SELECT INTERVAL '1:2:3' HOUR TO MINUTE").expressions[0])
+    with pytest.raises(SqlError, match=r"^line 1, column 17: unsupported interval unit"):
+        interval_millis(one("SELECT INTERVAL '1:30' MINUTE TO HOUR").expressions[0])
 
 
 def test_accessors_refuse_the_wrong_statement() -> None:

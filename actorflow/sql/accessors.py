@@ -34,12 +34,13 @@ __all__ = [
     "table_schema",
 ]
 
+#: Day-time interval units, largest first, in milliseconds.
 _MILLIS = {
-    "MILLISECOND": 1,
-    "SECOND": 1_000,
-    "MINUTE": 60_000,
-    "HOUR": 3_600_000,
     "DAY": 86_400_000,
+    "HOUR": 3_600_000,
+    "MINUTE": 60_000,
+    "SECOND": 1_000,
+    "MILLISECOND": 1,
 }
 
 
@@ -340,34 +341,57 @@ def function_definition(create: exp.Create) -> FunctionDefinition:
 def interval_millis(interval: exp.Expression) -> int:
     """The length of a day-time interval literal in milliseconds.
 
-    Takes ``INTERVAL '10' SECOND``, plural units (``MINUTES``), ``INTERVAL '1.5' SECOND`` and
-    ``INTERVAL '10 SECOND'``; refuses months and years, which have no fixed length.
+    Takes ``INTERVAL '10' SECOND``, plural units (``MINUTES``), a precision (``SECOND(3)``),
+    fractions (``INTERVAL '1.5' SECOND``), ``INTERVAL '10 SECOND'``, spans (``INTERVAL '1:30' HOUR TO
+    MINUTE``, ``INTERVAL '1 02:00:00.5' DAY TO SECOND``) and a minus sign; refuses months and years,
+    which have no fixed length.
 
     >>> from actorflow.sql.dialect import parse
-    >>> select = parse("SELECT INTERVAL '10' SECOND, INTERVAL '2' MINUTES")[0]
+    >>> text = "SELECT INTERVAL '10' SECOND, INTERVAL '2' MINUTES, INTERVAL '1:30' HOUR TO MINUTE"
+    >>> select = parse(text)[0]
     >>> [interval_millis(e) for e in select.expressions]
-    [10000, 120000]
+    [10000, 120000, 5400000]
     """
+    if isinstance(interval, exp.Neg):
+        return -interval_millis(interval.this)
+    if isinstance(interval, exp.Paren):
+        return interval_millis(interval.this)
     if not isinstance(interval, exp.Interval):
         raise error_at(
             interval, f"expected an interval such as INTERVAL '10' SECOND, found {interval.sql()!r}"
         )
     amount = interval.this
+    text = amount.name.strip() if isinstance(amount, exp.Literal) else ""
     unit = interval.args.get("unit")
-    text = amount.name if isinstance(amount, exp.Literal) else ""
-    unit_name = unit.name.upper() if unit is not None else ""
-    if not unit_name and len(text.split()) == 2:  # INTERVAL '10 SECOND'
-        text, unit_name = text.split()[0], text.split()[1].upper()
-    unit_name = unit_name[:-1] if unit_name.endswith("S") else unit_name
-    if unit_name not in _MILLIS:
+    if isinstance(unit, exp.IntervalSpan):
+        first, last = _unit_name(unit.this), _unit_name(unit.expression)
+    else:
+        first = last = _unit_name(unit) if unit is not None else ""
+        if not first and len(text.split()) == 2:  # INTERVAL '10 SECOND'
+            text, first = text.split()[0], _unit_name(exp.var(text.split()[1]))
+            last = first
+    units = list(_MILLIS)
+    if first not in _MILLIS or last not in _MILLIS or units.index(first) > units.index(last):
         raise error_at(
             interval, f"unsupported interval unit in {interval.sql()!r} (use DAY to MILLISECOND)"
         )
+    sign = -1 if text.startswith("-") else 1
+    # The fields of a span: DAY then HOUR:MINUTE:SECOND, from the first unit to the last.
+    fields = text.lstrip("+-").replace(" ", ":").split(":") if first != last else [text.lstrip("+-")]
+    span = units[units.index(first) : units.index(last) + 1]
+    if len(fields) != len(span):
+        raise error_at(interval, f"expected {len(span)} fields in {interval.sql()!r}")
     try:
-        value = float(text)
+        millis = sum(float(value) * _MILLIS[name] for value, name in zip(fields, span, strict=True))
     except ValueError:
         raise error_at(interval, f"expected a number in {interval.sql()!r}") from None
-    return round(value * _MILLIS[unit_name])
+    return sign * round(millis)
+
+
+def _unit_name(unit: exp.Expression) -> str:
+    """``MINUTES``, ``MINUTE`` or ``MINUTE(2)`` (a node named after the unit) -> ``MINUTE``."""
+    name = unit.name.upper() if isinstance(unit, exp.Var) else type(unit).__name__.upper()
+    return name[:-1] if name.endswith("S") else name
 
 
 @dataclass(frozen=True)
