@@ -15,8 +15,8 @@ match, they share their events):
   one (relaxed, ``consecutive()``: strict, ``allow_combinations()``: non-deterministic);
 - once ``k`` reaches the stage's minimum: *waiting* for the first event of the next positive stage,
   and past every optional stage, of the ones after it; its contiguity is that stage's own
-  (``next``: strict, ``followed_by``: relaxed, ``followed_by_any``: non-deterministic), or
-  non-deterministic for a stage with ``allow_combinations()``;
+  (``next``: strict, ``followed_by``: relaxed, ``followed_by_any``: non-deterministic), a
+  ``followed_by`` stage with ``allow_combinations()`` non-deterministic;
 - *final* once every positive stage after ``s`` may be skipped: the candidate is a match (with a
   trailing negation, a match pending the negation, below).
 
@@ -118,7 +118,10 @@ class Step:
     @property
     def waiting(self) -> Contiguity:
         """The contiguity of a partial match waiting for this stage's first event."""
-        return Contiguity.ANY if self.stage.inner is Contiguity.ANY else self.stage.contiguity
+        stage = self.stage
+        if stage.inner is Contiguity.ANY and stage.contiguity is Contiguity.RELAXED:
+            return Contiguity.ANY
+        return stage.contiguity
 
 
 @dataclass(frozen=True)
@@ -459,8 +462,8 @@ def reference(
             emitted.append((moment, rules.found(candidate, moment[0], moment[2])))
     timed_out = []
     for candidate in candidates:
-        if not rules.times_out(candidate):
-            continue
+        if not rules.times_out(candidate) or rules.completed(candidate) is not None:
+            continue  # (a match already, though it could still grow: not a timeout)
         deadline = rules.deadline(candidate)
         assert deadline is not None
         due = (deadline[0], 0, -1)

@@ -57,7 +57,7 @@ _STRICT, _RELAXED, _ANY = Contiguity.STRICT, Contiguity.RELAXED, Contiguity.ANY
 class Partial:
     """A partial match: at stage ``stage`` having taken ``count`` events there."""
 
-    __slots__ = ("count", "fresh", "greedy", "node", "stage", "start_seq", "start_ts")
+    __slots__ = ("count", "done", "fresh", "greedy", "node", "stage", "start_seq", "start_ts")
 
     def __init__(
         self, stage: int, count: int, node: Node, start_ts: int, start_seq: int, greedy: int = -1
@@ -71,12 +71,21 @@ class Partial:
         self.fresh = True
         #: The greedy looping stage this one proceeded from (its events are not for this stage).
         self.greedy = greedy
+        #: Shared by the partial matches of one set of events while a trailing ``not_next`` may
+        #: still complete it: ``[True]`` once it did (they are a match, not a timeout, then).
+        self.done: list[bool] | None = None
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy)
+        return (
+            self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy,
+            self.done,
+        )  # fmt: skip
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy) = state
+        (
+            self.stage, self.count, self.node, self.start_ts, self.start_seq, self.fresh, self.greedy,
+            self.done,
+        ) = state  # fmt: skip
 
     def events(self) -> dict[str, list[Any]]:
         return _events(self.node)
@@ -197,7 +206,7 @@ class _Step:
         self.name = stage.name
         self.test = _compile(stage.condition, stage.name)
         self.until = None if stage.until is None else _compile(stage.until, stage.name, "until condition")
-        self.min = 0 if stage.optional else stage.min
+        self.min = stage.min
         self.max = stage.max
         self.optional = stage.optional
         self.greedy = stage.greedy
@@ -239,6 +248,12 @@ class NFA:
         self.final_guards = guards
         self.final_not_next = not_next
         self._final = len(steps)
+        #: ``_optional_from[i]``: every stage from ``i`` on is optional and no negation ends the
+        #: pattern (a partial match there has completed a match).
+        ending = not guards and not_next is None
+        self._optional_from = [
+            ending and all(step.optional for step in steps[i:]) for i in range(len(steps) + 1)
+        ]
         #: ``may_begin(event, None)``: whether ``event`` could begin a partial match (a key
         #: without partial matches needs no state for an event that cannot): the first stage's
         #: test, unless that stage is optional.
@@ -281,19 +296,40 @@ class NFA:
         kept = []
         completed: list[Match] = []
         timed_out: list[Match] = []
-        reported: set[int] = set()  # a loop and its proceeded twin share their events: once
+        # A loop and its proceeded twin share their events: reported once, and not at all when
+        # those events complete a match now (a final not_followed_by).
+        reported: set[int] = set()
+        expired = []
         for partial in state.partials:
             if now - partial.start_ts < window:
                 kept.append(partial)
-            elif partial.stage == self._final:
-                if self.final_guards:  # nothing it forbids came in time: a match
-                    completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+            elif partial.stage == self._final and self.final_guards:
+                # Nothing the final not_followed_by forbids came in time: a match.
+                completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+                reported.add(id(partial.node))
+            else:
+                expired.append(partial)
+        for partial in expired:
+            if self._matched(partial):
+                pass  # it was emitted as a match already (a trailing loop that could grow)
             elif id(partial.node) not in reported:
                 reported.add(id(partial.node))
                 timed_out.append(_match(partial.node, partial.start_ts, partial.start_seq))
         state.partials = kept
         matches = self._emit(state, completed) if completed else []
         return matches, timed_out
+
+    def _matched(self, partial: Partial) -> bool:
+        """Whether ``partial`` completed a match already: it has its stage's minimum (or waits
+        at a stage it reached by proceeding) and every stage after it is optional."""
+        if partial.done is not None and partial.done[0]:
+            return True
+        stage = partial.stage
+        if stage >= self._final:
+            return False
+        if partial.count == 0:
+            return self._optional_from[stage]
+        return partial.count >= self.steps[stage].min and self._optional_from[stage + 1]
 
     def next_timeout(self, state: NFAState) -> int | None:
         """When the earliest partial match of ``state`` times out, or None."""
@@ -310,6 +346,8 @@ class NFA:
             if fresh and self.final_not_next is not None:
                 if not self.final_not_next(event, partial):
                     completed.append(_match(partial.node, partial.start_ts, partial.start_seq))
+                    if partial.done is not None:
+                        partial.done[0] = True
                 return
             if any(guard(event, partial) for guard in self.final_guards):
                 return
@@ -380,15 +418,22 @@ class NFA:
         greedy = partial.stage if step.greedy else -1
         index = partial.stage + 1
         steps = self.steps
+        siblings = []
         while index < len(steps):
             waiting = Partial(index, 0, partial.node, partial.start_ts, partial.start_seq, greedy)
             kept.append(waiting)
             if not steps[index].optional:
                 return
+            siblings.append(waiting)
             index += 1
         # Past the last stage: complete, unless a final negation must be over first.
         if self.final_not_next is not None or self.final_guards:
-            kept.append(Partial(self._final, 0, partial.node, partial.start_ts, partial.start_seq))
+            pending = Partial(self._final, 0, partial.node, partial.start_ts, partial.start_seq)
+            if self.final_not_next is not None:
+                pending.done = partial.done = [False]
+                for sibling in siblings:
+                    sibling.done = pending.done
+            kept.append(pending)
             return
         if self.window is not None and partial.node[3] - partial.start_ts >= self.window:
             return
