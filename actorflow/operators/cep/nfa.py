@@ -231,6 +231,7 @@ class NFA:
             raise_plan(f"the skip strategy names stage {self.skip.name!r}, which the pattern has not")
         self.window = pattern.window_ms
         steps: list[_Step] = []
+        stages_by_name = {stage.name: stage for stage in pattern.flat()}
         guards: list[Test] = []
         not_next: Test | None = None
         for stage in pattern.flat():
@@ -259,6 +260,12 @@ class NFA:
         #: test, unless that stage is optional.
         first = steps[0]
         self.may_begin: Test = self._may_begin if first.optional else first.test
+        #: The user's own ``condition(event)`` behind ``may_begin`` when it is one plain
+        #: condition (the hot path of a keyed operator calls it without the wrapper), else None.
+        plain = stages_by_name[first.name].condition
+        self.begin_condition: Callable[[Any], Any] | None = (
+            plain if not first.optional and callable(plain) and condition_arity(plain) == 1 else None
+        )
 
     # -- one event -----------------------------------------------------------------------------
 

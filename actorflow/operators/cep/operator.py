@@ -205,15 +205,21 @@ class PatternOperator(Operator):
         timeouts = self.timeouts
         pop = heapq.heappop
         states = self.states
-        begins = self.nfa.may_begin
-        changed = self.changed
+        begins = self.nfa.begin_condition
+        fast = begins is not None and self.changed is None
         step = self._step
         while waiting and waiting[0][0] <= watermark:
             if timeouts and timeouts[0][0] <= waiting[0][0]:
                 self._expire(waiting[0][0])
             ts, _, key, value = pop(waiting)
-            if key not in states and changed is None and not begins(value, None):  # type: ignore[arg-type]
-                continue  # the common case: nothing to continue, nothing begun, no state
+            if fast and key not in states:
+                # The common case: nothing to continue and (the first stage's own condition, called
+                # directly) nothing begun: no state. If it raises, _step raises or routes it.
+                try:
+                    if not begins(value):  # type: ignore[misc]
+                        continue
+                except Exception:
+                    pass
             step(key, value, ts)
         self._expire(watermark)
 
