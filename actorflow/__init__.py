@@ -18,6 +18,7 @@ Layers, bottom up; a module imports only from its own layer and the ones below i
 This module only re-exports the public names.
 """
 
+from actorflow.api import flow as _flow_module
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.flow import Flow
 from actorflow.api.joins import CoGroupedStreams, IntervalJoin, IntervalJoined, JoinedStreams
@@ -212,3 +213,17 @@ __all__ = [
     "WouldBlock",
     "__version__",
 ]
+
+
+def _sql_session(flow: Flow) -> object:
+    """``flow.sql()``'s side of the flow: the sql layer, loaded on first use (it needs sqlglot)."""
+    try:
+        from actorflow.sql.session import session_of
+    except ModuleNotFoundError as error:
+        if error.name != "sqlglot":
+            raise
+        raise PlanError("flow.sql() needs sqlglot: pip install 'actorflow[sql]'") from None
+    return session_of(flow)
+
+
+_flow_module.EXTENSIONS["sql"] = _sql_session

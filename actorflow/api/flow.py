@@ -53,6 +53,18 @@ class RunStart:
 _deferred: ContextVar[list[Flow] | None] = ContextVar("actorflow_deferred_execute", default=None)
 
 
+#: Parts of actorflow above this layer that a Flow offers as methods (``flow.sql``), registered
+#: by the top-level package: ``{name: factory(flow) -> the part's object for that flow}``.
+EXTENSIONS: dict[str, Callable[[Any], Any]] = {}
+
+
+def _extension(name: str, flow: Any) -> Any:
+    factory = EXTENSIONS.get(name)
+    if factory is None:
+        raise PlanError(f"flow.{name}() needs actorflow's {name} extra: pip install 'actorflow[{name}]'")
+    return factory(flow)
+
+
 class Flow:
     """A streaming job: add sources, chain operators onto them, end in sinks, then run it.
 
@@ -241,6 +253,26 @@ class Flow:
             if node.kind == "source":
                 assert node.source is not None
                 node.source.check()
+
+    def sql(self, script: str) -> list[str]:
+        """Run SQL statements (Flink SQL's streaming dialect) against this flow: ``CREATE TABLE``
+        registers a table (its ``WITH`` options name a connector), ``INSERT INTO`` (or ``CREATE
+        TABLE ... AS SELECT``) adds a query's operators and the table's sink to the flow, which
+        :meth:`execute` then runs with the rest of it. Returns the lines ``SHOW``, ``DESCRIBE``
+        and ``EXPLAIN`` give. Needs the ``sql`` extra; see docs/sql.md.
+
+        Raises :class:`~actorflow.errors.SqlError` (one line, with the line and column) for a
+        mistake in the SQL.
+        """
+        return _extension("sql", self).execute(script)  # type: ignore[no-any-return]
+
+    def sql_query(self, query: str) -> DataStream[Any]:
+        """The rows of one SQL query (a SELECT over this flow's tables) as a stream of dicts."""
+        return _extension("sql", self).query(query)  # type: ignore[no-any-return]
+
+    def register_function(self, name: str, function: Callable[..., Any]) -> None:
+        """Make ``function`` callable from this flow's SQL as ``name(...)``."""
+        _extension("sql", self).catalog.functions[name.upper()] = function
 
     @property
     def graph(self) -> LogicalGraph:

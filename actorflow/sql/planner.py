@@ -1,0 +1,524 @@
+"""The planner: a SQL query becomes DataStream operators of the flow.
+
+A query plans to a :class:`Relation`: a stream of row dicts, the columns they have (in order, with
+their types), and the time attribute, the column whose value is each row's event timestamp. Each
+clause becomes ordinary operators, so nothing in the runtime knows about SQL:
+
+- a table scan is the table's source (its physical columns read, computed ones evaluated by one
+  generated function, event time from the time attribute, the watermark from ``WATERMARK FOR``);
+- ``WHERE`` a filter and the select list a map, each one generated function per query
+  (:mod:`actorflow.sql.expressions`);
+- a windowing table function (``TUMBLE``, ``HOP``) adds ``window_start``, ``window_end`` and
+  ``window_time``; grouped by ``window_start, window_end`` and other columns, it is a keyed
+  event-time window with one accumulator per aggregate call (``COUNT``, ``SUM``, ``AVG``, ``MIN``,
+  ``MAX``), then ``HAVING`` and the select list over the window's row.
+
+>>> from actorflow import Flow
+>>> from actorflow.sql.dialect import parse
+>>> flow = Flow("doc")
+>>> _ = flow.sql("CREATE TABLE t (n BIGINT) WITH ('connector' = 'jsonlines', 'path' = 'n.jsonl')")
+>>> relation = Planner(flow, flow._sql_session.catalog).query(parse("SELECT n * 2 AS twice FROM t")[0])
+>>> relation.columns
+{'twice': SqlType(BIGINT)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from actorflow.operators.windows.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
+from actorflow.operators.windows.functions import ProcessWindowFunction
+from actorflow.sql.accessors import error_at, from_clause, interval_millis, table_name
+from actorflow.sql.catalog import Catalog, SqlTable
+from actorflow.sql.connectors import source_rows
+from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
+from actorflow.sql.nodes import Hop, TableFunction, Tumble, WindowTableFunction
+from actorflow.sql.types import SqlType
+from actorflow.state.descriptors import AggregateFunction
+from actorflow.time.watermarks import WatermarkStrategy
+
+if TYPE_CHECKING:
+    from actorflow.api.flow import Flow
+    from actorflow.api.stream import DataStream
+
+__all__ = ["Planner", "Relation"]
+
+WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+
+
+@dataclass
+class Relation:
+    """A planned query: its rows, their columns, and its time attribute (or None)."""
+
+    stream: DataStream[dict[str, Any]]
+    columns: dict[str, SqlType]
+    rowtime: str | None = None
+
+
+class Planner:
+    """Plans queries of ``catalog``'s tables into ``flow``."""
+
+    def __init__(self, flow: Flow, catalog: Catalog) -> None:
+        self.flow = flow
+        self.catalog = catalog
+        self._serial = 0
+        #: Each table is read once per flow, whatever the number of queries that read it.
+        self._scans: dict[str, Relation] = {}
+
+    def _name(self, what: str) -> str:
+        self._serial += 1
+        return f"sql-{what}-{self._serial}"
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def query(self, node: exp.Expression | exp.Query) -> Relation:
+        """Plan ``node`` (a SELECT, a UNION ALL of them, or a parenthesised query)."""
+        if isinstance(node, exp.Subquery):
+            return self.query(node.this)
+        if isinstance(node, exp.Select):
+            return self._select(node)
+        if isinstance(node, exp.Union):
+            if node.args.get("distinct"):
+                raise error_at(node, "UNION (distinct) is not supported yet: use UNION ALL")
+            left, right = self.query(node.left), self.query(node.right)
+            if list(left.columns.values()) != list(right.columns.values()):
+                raise error_at(
+                    node,
+                    "UNION ALL needs the same column types on both sides: "
+                    f"{_describe(left.columns)} and {_describe(right.columns)}",
+                )
+            names = list(left.columns)
+            if list(right.columns) != names:
+                renames = dict(zip(right.columns, names, strict=True))
+                right_stream = right.stream.map(
+                    lambda row: {renames[k]: v for k, v in row.items()}, name=self._name("rename")
+                )
+            else:
+                right_stream = right.stream
+            rowtime = left.rowtime if left.rowtime is not None and left.rowtime == right.rowtime else None
+            return Relation(left.stream.union(right_stream), dict(left.columns), rowtime)
+        raise error_at(node, f"{node.key.upper()} is not supported yet")  # type: ignore[arg-type]
+
+    def _select(self, select: exp.Select) -> Relation:
+        for unsupported in ("joins", "windows", "distinct", "order", "limit", "qualify", "match"):
+            if select.args.get(unsupported):
+                what = {"joins": "JOIN", "windows": "WINDOW", "distinct": "SELECT DISTINCT",
+                        "order": "ORDER BY", "limit": "LIMIT", "qualify": "QUALIFY",
+                        "match": "MATCH_RECOGNIZE"}[unsupported]  # fmt: skip
+                raise error_at(select, f"{what} is not supported yet")
+        source = from_clause(select)
+        if source is None:
+            raise error_at(select, "a query needs a FROM clause")
+        relation, window = self._from(source.this)
+        group = select.args.get("group")
+        aggregating = group is not None or _aggregates(select.expressions)
+        where = select.args.get("where")
+        if window is not None and not aggregating:
+            relation = self._windowed(relation, window)
+        elif window is not None and where is not None:
+            for column in where.find_all(exp.Column):
+                if column.name in WINDOW_COLUMNS:
+                    raise error_at(
+                        column, f"WHERE on {column.name} before a window aggregation is not supported yet"
+                    )
+        if where is not None:
+            keep = compile_filter(where.this, relation.columns, functions=self.catalog.functions)
+            relation = Relation(relation.stream.filter(keep, name=self._name("where")), relation.columns,
+                                relation.rowtime)  # fmt: skip
+        if aggregating:
+            if window is None:
+                raise error_at(
+                    group or select,
+                    "a GROUP BY without a window (an updating result) is not supported yet: "
+                    "group by window_start, window_end of TUMBLE or HOP",
+                )
+            return self._window_aggregate(select, relation, window)
+        if select.args.get("having") is not None:
+            raise error_at(select.args["having"], "HAVING needs a GROUP BY")
+        return self._project(select.expressions, relation)
+
+    def _from(self, node: exp.Expression) -> tuple[Relation, WindowTableFunction | None]:
+        if isinstance(node, exp.Table):
+            return self._scan(node), None
+        if isinstance(node, exp.Subquery):
+            return self.query(node.this), None
+        if isinstance(node, TableFunction) and isinstance(node.this, WindowTableFunction):
+            window = node.this
+            if not isinstance(window, Tumble | Hop):
+                raise error_at(
+                    node, f"{window.key.upper()} windows are not supported yet: use TUMBLE or HOP"
+                )
+            argument = window.this
+            table = argument.this
+            if argument.args.get("partition_by"):
+                raise error_at(argument, "PARTITION BY in a window table function is not supported yet")
+            relation = self._scan(table) if isinstance(table, exp.Table) else self.query(table)
+            timecol = window.args["timecol"].expressions[0].name
+            if timecol not in relation.columns:
+                raise error_at(window.args["timecol"], f"DESCRIPTOR({timecol}): no such column")
+            if timecol != relation.rowtime:
+                raise error_at(
+                    window.args["timecol"],
+                    f"DESCRIPTOR({timecol}): not a time attribute (declare WATERMARK FOR {timecol} "
+                    "on the table)",
+                )
+            if window.args.get("offset") is not None:
+                raise error_at(window.args["offset"], "a window offset is not supported yet")
+            return relation, window
+        raise error_at(node, f"FROM {node.sql()!r} is not supported yet")
+
+    def _scan(self, node: exp.Table) -> Relation:
+        name = table_name(node)
+        view = self.catalog.view(name)
+        if view is not None:
+            return self.query(view)
+        table = self.catalog.table(name, node)
+        return self.scan(table)
+
+    def scan(self, table: SqlTable) -> Relation:
+        """The rows of ``table`` with every column, stamped with its time attribute (one source
+        per table and flow)."""
+        found = self._scans.get(table.name)
+        if found is None:
+            found = self._scans[table.name] = self._read(table)
+        return found
+
+    def _read(self, table: SqlTable) -> Relation:
+        functions = self.catalog.functions
+        if table.stream is not None:
+            return Relation(table.stream, dict(table.columns), table.rowtime)
+        physical = {name: table.columns[name] for name in table.physical}
+        read = _reader(physical)
+        items = [(name, exp.column(name)) for name in physical] + list(table.computed)
+        complete, _ = compile_projection(items, physical, functions=functions)
+        strategy = None
+        if table.rowtime is not None:
+            stamp = complete if table.rowtime not in physical else None
+
+            def timestamp(raw: dict[str, Any], rowtime: str = table.rowtime) -> int:
+                row = read(raw)
+                value = (stamp(row) if stamp is not None else row)[rowtime]
+                return int(value)
+
+            strategy = WatermarkStrategy.bounded_out_of_orderness(table.watermark_delay_ms or 0, timestamp)
+        rows = source_rows(self.flow, table, strategy)
+        stream = rows.map(lambda raw: complete(read(raw)), name=f"{table.name}.columns")
+        return Relation(stream, dict(table.columns), table.rowtime)
+
+    def _project(self, items: list[exp.Expression], relation: Relation) -> Relation:
+        named = _named(items, relation.columns)
+        function, columns = compile_projection(named, relation.columns, functions=self.catalog.functions)
+        rowtime = None
+        for name, node in named:
+            if isinstance(node, exp.Column) and node.name == relation.rowtime:
+                rowtime = name
+                break
+        stream = relation.stream.map(function, name=self._name("select"))
+        return Relation(stream, columns, rowtime)
+
+    # -- windows -------------------------------------------------------------------------------
+
+    def _windowed(self, relation: Relation, window: WindowTableFunction) -> Relation:
+        """The rows of a windowing table function: each row once per window it falls in, with
+        ``window_start``, ``window_end`` and ``window_time``."""
+        size = interval_millis(window.args["size"])
+        slide = interval_millis(window.args["slide"]) if isinstance(window, Hop) else size
+        rowtime = relation.rowtime
+        assert rowtime is not None
+        columns = dict(relation.columns)
+        stamp = columns[rowtime]
+        for name in WINDOW_COLUMNS:
+            if name in columns:
+                raise error_at(window, f"the table has a column {name!r} already")
+            columns[name] = stamp.not_null() if name != "window_time" else stamp
+        if size <= 0 or slide <= 0:
+            raise error_at(window, "a window's size and slide must be positive")
+
+        def windows(row: dict[str, Any]) -> list[dict[str, Any]]:
+            ts = row[rowtime]
+            last = ts - ts % slide
+            out = []
+            start = last
+            while start > ts - size:
+                out.append({**row, "window_start": start, "window_end": start + size,
+                            "window_time": start + size - 1})  # fmt: skip
+                start -= slide
+            return out[::-1]
+
+        stream = relation.stream.flat_map(windows, name=self._name("window"))
+        return Relation(stream, columns, rowtime)
+
+    def _window_aggregate(
+        self, select: exp.Select, relation: Relation, window: WindowTableFunction
+    ) -> Relation:
+        group = select.args.get("group")
+        keys = [node for node in (group.expressions if group is not None else [])]
+        names = []
+        for key in keys:
+            if not isinstance(key, exp.Column):
+                raise error_at(key, "GROUP BY takes columns here")
+            if key.name not in relation.columns and key.name not in WINDOW_COLUMNS:
+                raise error_at(key, f"unknown column {key.name!r} in GROUP BY")
+            names.append(key.name)
+        if "window_start" not in names or "window_end" not in names:
+            raise error_at(group or select, "a window aggregation groups by window_start and window_end")
+        key_names = [name for name in names if name not in WINDOW_COLUMNS]
+        calls: list[exp.AggFunc] = []
+        rewritten = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
+        having = select.args.get("having")
+        having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
+        aggregates = [_Aggregate.of(call, relation.columns, self.catalog.functions) for call in calls]
+        size = interval_millis(window.args["size"])
+        if isinstance(window, Hop):
+            assigner: Any = SlidingEventTimeWindows.of(size, interval_millis(window.args["slide"]))
+        else:
+            assigner = TumblingEventTimeWindows.of(size)
+        # The window operator cuts the windows itself, from the rows as the table has them.
+        base = relation
+        key_of: Callable[[dict[str, Any]], Any]
+        if len(key_names) == 1:
+            (single,) = key_names
+            key_of = _getter(single)
+        elif key_names:
+            key_of = _tuple_getter(key_names)
+        else:
+            key_of = _no_key
+        window_columns = {name: relation.columns[name] for name in key_names}
+        stamp = relation.columns.get(relation.rowtime or "", None)
+        assert stamp is not None
+        window_columns.update(
+            {
+                "window_start": stamp.not_null(),
+                "window_end": stamp.not_null(),
+                "window_time": stamp.not_null(),
+            }
+        )
+        for index, aggregate in enumerate(aggregates):
+            window_columns[f"$a{index}"] = aggregate.type
+        stream = (
+            base.stream.key_by(key_of)
+            .window(assigner)
+            .aggregate(
+                _Accumulate(aggregates),
+                _WindowRow(key_names, len(aggregates)),
+                name=self._name("window-aggregate"),
+            )
+        )
+        relation = Relation(stream, window_columns, "window_time")
+        if having_node is not None:
+            keep = compile_filter(having_node, window_columns, functions=self.catalog.functions)
+            relation = Relation(relation.stream.filter(keep, name=self._name("having")), window_columns,
+                                "window_time")  # fmt: skip
+        return self._project(rewritten, relation)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _describe(columns: dict[str, SqlType]) -> str:
+    return "(" + ", ".join(f"{name} {kind}" for name, kind in columns.items()) + ")"
+
+
+def _named(items: list[exp.Expression], columns: dict[str, SqlType]) -> list[tuple[str, exp.Expression]]:
+    """``(output name, expression)`` of a select list, ``*`` expanded, unnamed ones ``EXPR$i``."""
+    named: list[tuple[str, exp.Expression]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, exp.Star):
+            named += [(name, exp.column(name)) for name in columns if not name.startswith("$")]
+        elif isinstance(item, exp.Alias):
+            named.append((item.alias, item.this))
+        elif isinstance(item, exp.Column):
+            if isinstance(item.this, exp.Star):
+                named += [(name, exp.column(name)) for name in columns if not name.startswith("$")]
+            else:
+                named.append((item.name, item))
+        else:
+            named.append((f"EXPR${index}", item))
+    seen: set[str] = set()
+    for name, node in named:
+        if name in seen:
+            raise error_at(node, f"the query has two columns named {name!r}: give one an alias")
+        seen.add(name)
+    return named
+
+
+def _aggregates(items: list[exp.Expression]) -> bool:
+    return any(item.find(exp.AggFunc) is not None for item in items)
+
+
+def _replace_aggregates(node: exp.Expression, calls: list[exp.AggFunc]) -> exp.Expression:
+    """``node`` with each aggregate call replaced by a column ``$a<i>`` (the i-th of ``calls``,
+    equal calls shared)."""
+
+    def swap(found: exp.Expression) -> exp.Expression:
+        if isinstance(found, exp.AggFunc):
+            for index, call in enumerate(calls):
+                if call == found:
+                    return exp.column(f"$a{index}")
+            calls.append(found)
+            return exp.column(f"$a{len(calls) - 1}")
+        return found
+
+    return node.transform(swap)
+
+
+def _getter(name: str) -> Callable[[dict[str, Any]], Any]:
+    from operator import itemgetter
+
+    return itemgetter(name)
+
+
+def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], Any]:
+    from operator import itemgetter
+
+    return itemgetter(*names)
+
+
+def _no_key(row: dict[str, Any]) -> None:
+    return None
+
+
+def _reader(physical: dict[str, SqlType]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The physical columns of a source record (a missing field is NULL; a TIMESTAMP written as
+    text is read into epoch milliseconds)."""
+    from actorflow.sql.types import parse_timestamp
+
+    names = list(physical)
+    stamps = [name for name, kind in physical.items() if kind.is_timestamp]
+    if not stamps:
+        return lambda raw: {name: raw.get(name) for name in names}
+
+    def read(raw: dict[str, Any]) -> dict[str, Any]:
+        row = {name: raw.get(name) for name in names}
+        for name in stamps:
+            value = row[name]
+            if isinstance(value, str):
+                row[name] = parse_timestamp(value)
+        return row
+
+    return read
+
+
+@dataclass
+class _Aggregate:
+    """One aggregate call: its kind, its argument (None for ``COUNT(*)``), its result type."""
+
+    kind: str
+    argument: Callable[[dict[str, Any]], Any] | None
+    type: SqlType
+
+    @staticmethod
+    def of(call: exp.AggFunc, columns: dict[str, SqlType], functions: dict[str, Any]) -> _Aggregate:
+        from actorflow.sql.types import BIGINT, DOUBLE
+
+        kind = call.key.lower()
+        where: exp.Expression = call  # type: ignore[assignment]
+        if kind not in ("count", "sum", "avg", "min", "max"):
+            raise error_at(where, f"aggregate {call.sql()!r} is not supported yet")
+        argument_node = call.this
+        if isinstance(argument_node, exp.Distinct):
+            raise error_at(where, f"{kind.upper()}(DISTINCT ...) is not supported yet")
+        if kind == "count" and (argument_node is None or isinstance(argument_node, exp.Star)):
+            return _Aggregate("count_star", None, BIGINT.not_null())
+        compiled = compile_expression(argument_node, columns, functions=functions)
+        if kind == "count":
+            return _Aggregate("count", compiled.function, BIGINT.not_null())
+        if kind in ("sum", "avg") and not compiled.type.is_numeric:
+            raise error_at(where, f"{kind.upper()} needs a number, not {compiled.type}")
+        result = compiled.type.nullable_()
+        if kind == "sum" and compiled.type.is_integer:
+            result = BIGINT.nullable_()
+        if kind == "sum" and not compiled.type.is_integer:
+            result = DOUBLE.nullable_()
+        return _Aggregate(kind, compiled.function, result)
+
+
+class _Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
+    """One slot per aggregate call (AVG: a [sum, count] pair)."""
+
+    def __init__(self, aggregates: list[_Aggregate]) -> None:
+        self.aggregates = aggregates
+
+    def create_accumulator(self) -> list[Any]:
+        return [[0, 0] if a.kind == "avg" else (0 if a.kind.startswith("count") else None)
+                for a in self.aggregates]  # fmt: skip
+
+    def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
+        for index, aggregate in enumerate(self.aggregates):
+            kind = aggregate.kind
+            if kind == "count_star":
+                accumulator[index] += 1
+                continue
+            assert aggregate.argument is not None
+            argument = aggregate.argument(value)
+            if argument is None:
+                continue
+            current = accumulator[index]
+            if kind == "count":
+                accumulator[index] = current + 1
+            elif kind == "sum":
+                accumulator[index] = argument if current is None else current + argument
+            elif kind == "avg":
+                current[0] += argument
+                current[1] += 1
+            elif kind == "min":
+                if current is None or argument < current:
+                    accumulator[index] = argument
+            elif current is None or argument > current:
+                accumulator[index] = argument
+        return accumulator
+
+    def get_result(self, accumulator: list[Any]) -> list[Any]:
+        result = list(accumulator)
+        for index, aggregate in enumerate(self.aggregates):
+            if aggregate.kind == "avg":
+                total, count = accumulator[index]
+                if not count:
+                    result[index] = None
+                elif aggregate.type.is_integer:
+                    result[index] = int(total / count)  # Flink: an integer average truncates
+                else:
+                    result[index] = total / count
+        return result
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        merged = []
+        for aggregate, left, right in zip(self.aggregates, a, b, strict=True):
+            kind = aggregate.kind
+            if kind in ("count", "count_star"):
+                merged.append(left + right)
+            elif kind == "avg":
+                merged.append([left[0] + right[0], left[1] + right[1]])
+            elif left is None or right is None:
+                merged.append(right if left is None else left)
+            elif kind == "sum":
+                merged.append(left + right)
+            else:
+                merged.append(min(left, right) if kind == "min" else max(left, right))
+        return merged
+
+
+class _WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
+    """The row of one window: its group keys, ``window_start/end/time`` and the aggregates."""
+
+    def __init__(self, keys: list[str], aggregates: int) -> None:
+        self.keys = keys
+        self.aggregates = aggregates
+
+    def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
+        window = context.window
+        row: dict[str, Any] = {}
+        if len(self.keys) == 1:
+            row[self.keys[0]] = key
+        elif self.keys:
+            row.update(zip(self.keys, key, strict=True))
+        row["window_start"] = window.start
+        row["window_end"] = window.end
+        row["window_time"] = window.end - 1
+        for index, value in enumerate(elements[0]):
+            row[f"$a{index}"] = value
+        out.collect(row)

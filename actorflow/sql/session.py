@@ -1,0 +1,165 @@
+"""SQL statements run against a flow: its catalog, and the pipelines its INSERTs add.
+
+``flow.sql(script)`` runs each statement of ``script`` in order:
+
+- ``CREATE TABLE`` (with ``WITH`` options: see :mod:`actorflow.sql.connectors`) and
+  ``CREATE [TEMPORARY] VIEW`` register a table or a view; ``CREATE TEMPORARY FUNCTION f AS
+  'module.function'`` a Python function (or ``flow.register_function(name, fn)``);
+- ``INSERT INTO t SELECT ...`` and ``CREATE TABLE t WITH (...) AS SELECT ...`` add the query's
+  operators and the table's sink to the flow (the flow runs them with ``execute()``/``run()``);
+- ``SET 'key' = 'value'`` records an option; ``SHOW TABLES``, ``DESCRIBE t`` and ``EXPLAIN ...``
+  return their lines.
+
+``flow.sql_query("SELECT ...")`` returns the query's rows as a DataStream of dicts, to go on with
+in Python.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from actorflow.errors import SqlError
+from actorflow.sql.accessors import error_at, function_definition, set_option, table_name
+from actorflow.sql.catalog import Catalog, SqlTable
+from actorflow.sql.connectors import sink_rows
+from actorflow.sql.dialect import parse
+from actorflow.sql.nodes import Explain
+from actorflow.sql.planner import Planner, Relation
+
+if TYPE_CHECKING:
+    from actorflow.api.flow import Flow
+    from actorflow.api.stream import DataStream
+
+__all__ = ["SqlSession", "session_of"]
+
+
+class SqlSession:
+    """The SQL side of one flow."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.catalog = Catalog()
+        self.planner = Planner(flow, self.catalog)
+
+    def execute(self, script: str) -> list[str]:
+        """Run every statement of ``script``; returns the lines SHOW, DESCRIBE and EXPLAIN give."""
+        lines: list[str] = []
+        for statement in parse(script):
+            lines += self._statement(statement)
+        return lines
+
+    def query(self, text: str) -> DataStream[dict[str, Any]]:
+        """The rows of one query."""
+        statements = parse(text)
+        if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+            raise SqlError("sql_query() takes one query (a SELECT)")
+        return self.planner.query(statements[0]).stream
+
+    def _statement(self, statement: exp.Expression) -> list[str]:
+        if isinstance(statement, exp.Create):
+            return self._create(statement)
+        if isinstance(statement, exp.Insert):
+            target = statement.this
+            if isinstance(target, exp.Schema):
+                raise error_at(target, "INSERT INTO t (columns) is not supported yet: select them in order")
+            table = self.catalog.table(table_name(target), target)
+            if statement.args.get("overwrite"):
+                raise error_at(statement, "INSERT OVERWRITE is not supported")
+            self._insert(table, self.planner.query(statement.expression), statement)
+            return []
+        if isinstance(statement, exp.Set):
+            option = set_option(statement)
+            if option is not None:
+                self.catalog.options[option[0]] = option[1]
+            return []
+        if isinstance(statement, exp.Show):
+            if statement.name.upper() != "TABLES":
+                raise error_at(statement, f"SHOW {statement.name} is not supported yet")
+            return self.catalog.names()
+        if isinstance(statement, exp.Describe):
+            table = self.catalog.table(table_name(statement.this), statement.this)
+            return [f"{name} {kind}" for name, kind in table.columns.items()]
+        if isinstance(statement, Explain):
+            return self._explain(statement)
+        if isinstance(statement, exp.Query):
+            raise error_at(
+                statement,
+                "a SELECT on its own has nowhere to go in flow.sql(): INSERT INTO a table, or use "
+                "flow.sql_query() for its rows",
+            )
+        raise error_at(statement, f"{statement.key.upper()} is not supported yet")
+
+    def _create(self, create: exp.Create) -> list[str]:
+        kind = create.args.get("kind")
+        if kind == "TABLE":
+            query = create.expression
+            if isinstance(query, exp.Query):
+                relation = self.planner.query(query)
+                table = self.catalog.create_table(create, columns=relation.columns)
+                self._insert(table, relation, create)
+            else:
+                self.catalog.create_table(create)
+            return []
+        if kind == "VIEW":
+            query = create.expression
+            if not isinstance(query, exp.Query):
+                raise error_at(create, "CREATE VIEW needs AS SELECT ...")
+            self.catalog.create_view(table_name(create.this), query, create)
+            return []
+        if kind == "FUNCTION":
+            definition = function_definition(create)
+            if definition.language not in (None, "PYTHON"):
+                raise error_at(create, f"functions in {definition.language} are not supported: Python only")
+            module, _, name = definition.target.rpartition(".")
+            try:
+                function = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError, ValueError) as error:
+                raise error_at(create, f"cannot load function {definition.target!r}: {error}") from None
+            self.catalog.functions[definition.name.upper()] = function
+            return []
+        raise error_at(create, f"CREATE {kind} is not supported yet")
+
+    def _insert(self, table: SqlTable, relation: Relation, node: exp.Expression) -> None:
+        targets = list(table.physical) if table.physical else list(table.columns)
+        if len(targets) != len(relation.columns):
+            raise error_at(
+                node,
+                f"INSERT INTO {table.name}: the query has {len(relation.columns)} columns, the table "
+                f"{len(targets)} ({', '.join(targets)})",
+            )
+        sources = list(relation.columns)
+        for source, target in zip(sources, targets, strict=True):
+            have, want = relation.columns[source], table.columns[target]
+            if not have.assignable_to(want):
+                raise error_at(
+                    node, f"INSERT INTO {table.name}: column {target} is {want}, the query gives {have}"
+                )
+        stream = relation.stream
+        if sources != targets:
+            pairs = list(zip(targets, sources, strict=True))
+            stream = stream.map(lambda row: {t: row[s] for t, s in pairs}, name=f"{table.name}.columns")
+        sink_rows(table, stream, {name: table.columns[name] for name in targets})
+
+    def _explain(self, statement: Explain) -> list[str]:
+        inner = statement.this
+        query = inner.expression if isinstance(inner, exp.Insert) else inner
+        if not isinstance(query, exp.Query):
+            raise error_at(statement, "EXPLAIN takes a query or an INSERT")
+        from actorflow.api.flow import Flow
+
+        scratch = Flow(f"{self.flow.name}-explain", parallelism=self.flow.parallelism)
+        relation = Planner(scratch, self.catalog).query(query)
+        relation.stream.collect(name="result")  # a sink, so that the plan is complete
+        return [line for line in scratch.plan().describe().splitlines() if line]
+
+
+def session_of(flow: Flow) -> SqlSession:
+    """The SQL session of ``flow`` (made on first use)."""
+    session = getattr(flow, "_sql_session", None)
+    if session is None:
+        session = SqlSession(flow)
+        flow._sql_session = session  # type: ignore[attr-defined]
+    return session

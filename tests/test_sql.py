@@ -1,0 +1,285 @@
+"""Streaming SQL end to end: statements over JSON-lines tables, checked against DuckDB.
+
+Every query runs in a flow over a bounded file (a stream that ends: each window fires once, at the
+latest at the end of the input) and its final rows are compared with DuckDB's answer to the same
+question over the same rows, row for row. The input is in event-time order within the watermark's
+bound, so no row is late and the streaming result equals the batch one.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+duckdb = pytest.importorskip("duckdb")
+
+from actorflow import Flow  # noqa: E402
+from actorflow.errors import SqlError  # noqa: E402
+from benchmarks.generate import generate  # noqa: E402
+
+COLUMNS = "tx_id BIGINT, card_id STRING, merchant_id STRING, amount DOUBLE, ts BIGINT"
+
+
+@pytest.fixture(scope="module")
+def transactions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    rows = [dict(tx) for tx in generate(3_000, seed=4, cards=40)]
+    rows.sort(key=lambda row: row["ts"])  # within any bound: nothing late
+    path = tmp_path_factory.mktemp("sql") / "tx.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return path, rows
+
+
+def create_tx(path: Path, *, watermark: bool = True) -> str:
+    rowtime = (
+        ",\n  rowtime AS TO_TIMESTAMP_LTZ(ts, 3),\n  WATERMARK FOR rowtime AS rowtime - INTERVAL '2' SECOND"
+        if watermark
+        else ""
+    )
+    return f"CREATE TABLE tx ({COLUMNS}{rowtime}) WITH ('connector' = 'jsonlines', 'path' = '{path}');"
+
+
+def run_query(path: Path, query: str, parallelism: int = 1) -> list[dict[str, Any]]:
+    flow = Flow("sql", parallelism=parallelism)
+    flow.sql(create_tx(path))
+    found = flow.sql_query(query).collect()
+    flow.execute()
+    return found.values
+
+
+def oracle(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """DuckDB's answer over ``rows`` as table ``tx``."""
+    connection = duckdb.connect()
+    connection.execute(
+        "CREATE TABLE tx (tx_id BIGINT, card_id VARCHAR, merchant_id VARCHAR, amount DOUBLE, ts BIGINT)"
+    )
+    connection.executemany(
+        "INSERT INTO tx VALUES (?, ?, ?, ?, ?)",
+        [(r["tx_id"], r["card_id"], r["merchant_id"], r["amount"], r["ts"]) for r in rows],
+    )
+    result = connection.execute(query)
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, values, strict=True)) for values in result.fetchall()]
+
+
+def same_rows(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """The same rows in any order; floats equal up to their last bits (sums in another order)."""
+
+    def exact(row: dict[str, Any]) -> bytes:
+        return orjson.dumps(
+            {k: v for k, v in row.items() if not isinstance(v, float)}, option=orjson.OPT_SORT_KEYS
+        )
+
+    def order(row: dict[str, Any]) -> tuple[bytes, list[float]]:
+        return exact(row), sorted((k, v) for k, v in row.items() if isinstance(v, float))  # type: ignore[return-value]
+
+    got, expected = sorted(got, key=order), sorted(expected, key=order)
+    missing = collections.Counter(map(exact, expected)) - collections.Counter(map(exact, got))
+    extra = collections.Counter(map(exact, got)) - collections.Counter(map(exact, expected))
+    assert not missing and not extra, f"missing {list(missing)[:3]}, extra {list(extra)[:3]}"
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.keys() == theirs.keys()
+        for name, value in theirs.items():
+            if isinstance(value, float):
+                assert math.isclose(mine[name], value, rel_tol=1e-9), (name, mine, theirs)
+
+
+# -- projection and filter -----------------------------------------------------------------------
+
+
+def test_projection_and_filter_give_duckdbs_rows(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        """SELECT tx_id, UPPER(card_id) AS card, amount * 100 AS cents,
+                  CASE WHEN amount > 500 THEN 'large' WHEN amount < 1 THEN 'small' ELSE 'usual' END AS kind
+           FROM tx WHERE amount > 100 OR merchant_id LIKE 'm1%'""",
+    )
+    expected = oracle(
+        rows,
+        """SELECT tx_id, UPPER(card_id) AS card, amount * 100 AS cents,
+                  CASE WHEN amount > 500 THEN 'large' WHEN amount < 1 THEN 'small' ELSE 'usual' END AS kind
+           FROM tx WHERE amount > 100 OR merchant_id LIKE 'm1%'""",
+    )
+    assert len(expected) > 100
+    same_rows(got, expected)
+
+
+# -- windows ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_a_tumbling_window_aggregation_gives_duckdbs_groups(
+    transactions: tuple[Path, list[dict[str, Any]]], parallelism: int
+) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        """SELECT card_id, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total,
+                  MIN(amount) AS low, MAX(amount) AS high, AVG(amount) AS mean
+           FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(rowtime), INTERVAL '10' SECOND))
+           GROUP BY card_id, window_start, window_end
+           HAVING COUNT(*) > 1""",
+        parallelism,
+    )
+    expected = oracle(
+        rows,
+        """SELECT card_id, ts - ts % 10000 AS window_start, ts - ts % 10000 + 10000 AS window_end,
+                  COUNT(*) AS n, SUM(amount) AS total, MIN(amount) AS low, MAX(amount) AS high,
+                  AVG(amount) AS mean
+           FROM tx GROUP BY card_id, ts - ts % 10000 HAVING COUNT(*) > 1""",
+    )
+    assert len(expected) > 50
+    same_rows(got, expected)
+
+
+def test_a_hopping_window_counts_each_row_in_every_window_it_falls_in(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        """SELECT merchant_id, window_start, COUNT(*) AS n, SUM(amount) * 2 AS doubled
+           FROM TABLE(HOP(TABLE tx, DESCRIPTOR(rowtime), INTERVAL '5' SECOND, INTERVAL '15' SECOND))
+           GROUP BY merchant_id, window_start, window_end""",
+    )
+    expected = oracle(
+        rows,
+        """SELECT merchant_id, w AS window_start, COUNT(*) AS n, SUM(amount) * 2 AS doubled
+           FROM (SELECT *, UNNEST(range(ts - ts % 5000 - 10000, ts - ts % 5000 + 1, 5000)) AS w FROM tx)
+           WHERE w > ts - 15000
+           GROUP BY merchant_id, w""",
+    )
+    same_rows(got, expected)
+
+
+def test_a_window_table_function_without_aggregation_adds_the_window_columns(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        "SELECT tx_id, window_start, window_end FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(rowtime), "
+        "INTERVAL '1' MINUTE)) WHERE amount > 400",
+    )
+    expected = oracle(
+        rows,
+        "SELECT tx_id, ts - ts % 60000 AS window_start, ts - ts % 60000 + 60000 AS window_end FROM tx "
+        "WHERE amount > 400",
+    )
+    same_rows(got, expected)
+
+
+def test_union_all_and_a_view(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, rows = transactions
+    flow = Flow("sql")
+    flow.sql(create_tx(path) + "CREATE VIEW big AS SELECT tx_id, amount FROM tx WHERE amount > 600;")
+    found = flow.sql_query(
+        "SELECT tx_id, amount FROM big UNION ALL SELECT tx_id, amount FROM tx WHERE amount < 0.5"
+    ).collect()
+    flow.execute()
+    expected = oracle(rows, "SELECT tx_id, amount FROM tx WHERE amount > 600 OR amount < 0.5")
+    same_rows(found.values, expected)
+
+
+# -- statements -------------------------------------------------------------------------------------
+
+
+def test_the_issues_example_writes_the_windows_to_a_file(
+    transactions: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """CREATE TABLE ... AS SELECT with a jsonlines sink: timestamps written as Flink writes them."""
+    path, rows = transactions
+    out = tmp_path / "spend.jsonl"
+    flow = Flow("spend")
+    flow.sql(
+        create_tx(path)
+        + f"""
+        CREATE TABLE spend WITH ('connector' = 'jsonlines', 'path' = '{out}') AS
+        SELECT card_id, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total
+        FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(rowtime), INTERVAL '10' SECOND))
+        GROUP BY card_id, window_start, window_end;
+        """
+    )
+    flow.execute()
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    expected = oracle(
+        rows,
+        """SELECT card_id, strftime(make_timestamp((ts - ts % 10000) * 1000), '%Y-%m-%d %H:%M:%S.%g')
+                  AS window_start,
+                  strftime(make_timestamp((ts - ts % 10000 + 10000) * 1000), '%Y-%m-%d %H:%M:%S.%g')
+                  AS window_end, COUNT(*) AS n, SUM(amount) AS total
+           FROM tx GROUP BY card_id, ts - ts % 10000""",
+    )
+    same_rows(written, expected)
+
+
+def test_insert_into_a_print_table_and_a_python_function(
+    transactions: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, rows = transactions
+    flow = Flow("print")
+    flow.register_function("cents", lambda amount: round(amount * 100))
+    flow.sql(
+        create_tx(path)
+        + """
+        CREATE TABLE shown (tx_id BIGINT, cents BIGINT) WITH ('connector' = 'print');
+        INSERT INTO shown SELECT tx_id, cents(amount) FROM tx WHERE amount > 900;
+        """
+    )
+    flow.execute()
+    printed = sorted(capsys.readouterr().out.splitlines())
+    expected = sorted(f"+I[{r['tx_id']}, {round(r['amount'] * 100)}]" for r in rows if r["amount"] > 900)
+    assert printed == expected and expected
+
+
+def test_show_describe_and_explain(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, _ = transactions
+    flow = Flow("meta")
+    assert flow.sql(create_tx(path) + "SHOW TABLES;") == ["tx"]
+    assert flow.sql("DESCRIBE tx")[:2] == ["tx_id BIGINT", "card_id STRING"]
+    plan = flow.sql("EXPLAIN SELECT card_id FROM tx WHERE amount > 5")
+    assert plan and plan[0].startswith("[tx")
+
+
+# -- mistakes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT amout FROM tx", r"line 1, column 8: unknown column 'amout'"),
+        ("SELECT card_id FROM nope", r"unknown table 'nope'"),
+        ("SELECT card_id, COUNT(*) FROM tx GROUP BY card_id", r"GROUP BY without a window"),
+        (
+            "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+            "GROUP BY window_start, window_end",
+            r"DESCRIPTOR\(ts\): not a time attribute",
+        ),
+        ("SELECT * FROM tx ORDER BY ts", r"ORDER BY is not supported yet"),
+    ],
+)
+def test_a_mistake_in_sql_is_one_line_naming_where(
+    transactions: tuple[Path, list[dict[str, Any]]], query: str, message: str
+) -> None:
+    path, _ = transactions
+    flow = Flow("mistakes")
+    flow.sql(create_tx(path))
+    with pytest.raises(SqlError, match=message) as raised:
+        flow.sql_query(query)
+    assert "\n" not in str(raised.value)
+
+
+def test_insert_needs_as_many_columns_as_the_table(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, _ = transactions
+    flow = Flow("mistakes")
+    with pytest.raises(SqlError, match=r"the query has 1 columns, the table 2 \(a, b\)"):
+        flow.sql(
+            create_tx(path)
+            + "CREATE TABLE t (a BIGINT, b STRING) WITH ('connector' = 'print');"
+            + "INSERT INTO t SELECT tx_id FROM tx;"
+        )
