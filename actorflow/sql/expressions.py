@@ -960,9 +960,14 @@ class _Compiler:
                 texts.append(name)
         body = build(texts)
         nullable = any(op.type.nullable for op in operands)
-        if not checks:
+        bindings = [check for check in checks if check.endswith("is _sql_never")]
+        nulls = [check for check in checks if not check.endswith("is _sql_never")]
+        if bindings:
+            # Bind the NOT NULL operands first (``is _sql_never`` is always False).
+            body = f"({' or '.join(bindings)} or {body})"
+        if not nulls:
             return _Code(body, type.with_nullable(False))
-        return _Code(f"(None if {' or '.join(checks)} else {body})", type.with_nullable(nullable))
+        return _Code(f"(None if {' or '.join(nulls)} else {body})", type.with_nullable(nullable))
 
     def call(self, helper: str, operands: list[_Code], type: SqlType, *extra: str) -> _Code:
         """``helper(operands..., extra...)`` with the NULL guard."""
@@ -974,7 +979,7 @@ class _Compiler:
         if not (code.type.is_integer and target.kind in (Kind.DOUBLE, Kind.DECIMAL)):
             return code
         if code.is_constant:
-            return self.literal(float(code.constant), target)
+            return self.literal(None if code.constant is None else float(code.constant), target)
         return self.guard([code], lambda t: f"float({t[0]})", target.with_nullable(code.type.nullable))
 
     def common_type(self, node: exp.Expression, codes: list[_Code], what: str) -> SqlType:
@@ -1171,6 +1176,7 @@ class _Compiler:
     # Comparisons and logic ----------------------------------------------------------------------
 
     def _check_comparable(self, node: exp.Expression, left: _Code, right: _Code, op: str) -> None:
+        op = {"==": "=", "!=": "<>"}.get(op, op)
         if not _comparable(left.type, right.type):
             raise error_at(
                 node,
@@ -1215,7 +1221,12 @@ class _Compiler:
     def _is(self, node: exp.Is) -> _Code:
         operand = self.value(node.this)
         target = node.expression
+        if operand.is_constant:
+            name = self.constant(operand.constant)
+            operand = _Code(name, operand.type, True, operand.constant, True)
         if isinstance(target, exp.Null):
+            if not operand.type.nullable:
+                return self.literal(False, BOOLEAN)
             return _Code(f"({operand.text} is None)", BOOLEAN.with_nullable(False))
         if isinstance(target, exp.Boolean):
             self._expect_boolean(node, operand)
@@ -1351,7 +1362,7 @@ class _Compiler:
         self._expect_string(node, pattern, "LIKE")
         if pattern.is_constant and pattern.constant is not None:
             predicate = self._like_predicate(node, str(pattern.constant), escape)
-            result = self.guard([text], lambda t: predicate(t[0]), BOOLEAN, names=True)
+            result = self.guard([text], lambda t: predicate(t[0]), BOOLEAN)
         else:
             helper = self.helper("_sql_like")
             result = self.guard([text, pattern], lambda t: f"{helper}({t[0]}, {t[1]}, {escape!r})", BOOLEAN)
@@ -1852,6 +1863,10 @@ class _Compiler:
         operand = self.value(node.this)
         fixed = target_node.this in (exp.DataType.Type.CHAR, exp.DataType.Type.NCHAR)
         code = self._cast_code(node, operand, target, node.sql(), safe=safe, fixed=fixed)
+        if safe:
+            code = _Code(
+                code.text, code.type.with_nullable(True), code.simple, code.constant, code.is_constant
+            )
         if code.is_constant or not operand.is_constant:
             return code
         # A constant cast: fold it now, so a literal that cannot be cast is a SqlError here.
