@@ -444,125 +444,123 @@ def test_function_matches_duckdb(
 # Random expression trees --------------------------------------------------------------------------
 
 
-def _trees() -> st.SearchStrategy[tuple[str, str, str]]:
-    """(Flink SQL, DuckDB SQL, kind) with kind 'int', 'num' (decimal or double), 'bool' or 'str'."""
-    ints = st.sampled_from(["i", "j", "nz", "CAST(NULL AS INT)"]).map(
-        lambda c: (c, c, "int")
-    ) | st.integers(-5, 5).map(lambda v: (f"({v})", f"({v})", "int"))
-    nums = st.sampled_from(["x", "y", "d", "1.5", "0.25"]).map(lambda c: (c, c, "num"))
-    strs = st.sampled_from(["s", "u", "'ab'", "''", "CAST(NULL AS STRING)"]).map(
-        lambda c: (c, c.replace("STRING", "VARCHAR"), "str")
-    )
-    bools = st.sampled_from(["b", "TRUE", "FALSE"]).map(lambda c: (c, c, "bool"))
-    leaves = ints | nums | strs | bools
+Tree = tuple[str, str, str]  # (Flink SQL, DuckDB SQL, kind: 'int', 'num', 'bool' or 'str')
 
-    def extend(
-        children: st.SearchStrategy[tuple[str, str, str]],
-    ) -> st.SearchStrategy[tuple[str, str, str]]:
-        numbers = children.filter(lambda t: t[2] in ("int", "num"))
-        integers = children.filter(lambda t: t[2] == "int")
-        booleans = children.filter(lambda t: t[2] == "bool")
-        strings = children.filter(lambda t: t[2] == "str")
+_LEAVES: dict[str, list[str]] = {
+    "int": ["i", "j", "nz", "CAST(NULL AS INT)", "(-3)", "0", "2", "5"],
+    "num": ["x", "y", "d", "1.5", "0.25"],
+    "str": ["s", "u", "'ab'", "''", "CAST(NULL AS STRING)"],
+    "bool": ["b", "TRUE", "FALSE"],
+}
 
-        def arithmetic(op: str, a: tuple[str, str, str], b: tuple[str, str, str]) -> tuple[str, str, str]:
-            kind = "int" if a[2] == b[2] == "int" else "num"
+
+@st.composite
+def _tree(draw: st.DrawFn, kind: str, depth: int) -> Tree:
+    """A random expression of ``kind`` ('num' may also give an 'int' one) at most ``depth`` deep."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        leaf_kind = draw(st.sampled_from(["int", "num"])) if kind == "num" else kind
+        leaf = draw(st.sampled_from(_LEAVES[leaf_kind]))
+        return (leaf, leaf.replace("AS STRING", "AS VARCHAR"), leaf_kind)
+    below = depth - 1
+    number = _tree("num", below)
+    if kind in ("int", "num"):
+        shape = draw(st.sampled_from(["arith", "neg", "abs", "mod", "case", "coalesce"]))
+        if shape == "mod" or kind == "int":
+            a, b = draw(_tree("int", below)), draw(_tree("int", below))
+            if shape == "mod":
+                return (f"MOD({a[0]}, NULLIF({b[0]}, 0))", f"({a[1]} % NULLIF({b[1]}, 0))", "int")
+        else:
+            a, b = draw(number), draw(number)
+        result = "int" if a[2] == b[2] == "int" else "num"
+        if shape == "arith" or shape == "mod":
+            op = draw(st.sampled_from(["+", "-", "*", "/"]))
             if op == "/":
-                divisor_f, divisor_d = f"NULLIF({b[0]}, 0)", f"NULLIF({b[1]}, 0)"
-                duck_op = "//" if kind == "int" else "/"
-                return (f"({a[0]} / {divisor_f})", f"({a[1]} {duck_op} {divisor_d})", kind)
-            return (f"({a[0]} {op} {b[0]})", f"({a[1]} {op} {b[1]})", kind)
-
-        def compare(op: str, a: tuple[str, str, str], b: tuple[str, str, str]) -> tuple[str, str, str]:
-            return (f"({a[0]} {op} {b[0]})", f"({a[1]} {op} {b[1]})", "bool")
-
-        def case(
-            c: tuple[str, str, str], a: tuple[str, str, str], b: tuple[str, str, str]
-        ) -> tuple[str, str, str]:
-            kind = a[2] if a[2] == b[2] else "num"
-            return (
-                f"CASE WHEN {c[0]} THEN {a[0]} ELSE {b[0]} END",
-                f"CASE WHEN {c[1]} THEN {a[1]} ELSE {b[1]} END",
-                kind,
-            )
-
-        ops = st.sampled_from(["+", "-", "*", "/"])
-        cmp = st.sampled_from(["=", "<>", "<", "<=", ">", ">="])
-        return st.one_of(
-            st.builds(arithmetic, ops, numbers, numbers),
-            st.builds(compare, cmp, numbers, numbers),
-            st.builds(compare, cmp, strings, strings),
-            st.builds(lambda a: (f"(-{a[0]})", f"(-{a[1]})", a[2]), numbers),
-            st.builds(lambda a: (f"ABS({a[0]})", f"abs({a[1]})", a[2]), numbers),
-            st.builds(
-                lambda a, b: (f"MOD({a[0]}, NULLIF({b[0]}, 0))", f"({a[1]} % NULLIF({b[1]}, 0))", "int"),
-                integers,
-                integers,
-            ),
-            st.builds(
-                lambda a, b: (f"({a[0]} AND {b[0]})", f"({a[1]} AND {b[1]})", "bool"), booleans, booleans
-            ),
-            st.builds(
-                lambda a, b: (f"({a[0]} OR {b[0]})", f"({a[1]} OR {b[1]})", "bool"), booleans, booleans
-            ),
-            st.builds(lambda a: (f"(NOT {a[0]})", f"(NOT {a[1]})", "bool"), booleans),
-            st.builds(lambda a: (f"({a[0]} IS NULL)", f"({a[1]} IS NULL)", "bool"), children),
-            st.builds(lambda a: (f"({a[0]} IS NOT TRUE)", f"({a[1]} IS NOT TRUE)", "bool"), booleans),
-            st.builds(
-                lambda a, lo, hi: (
-                    f"({a[0]} BETWEEN {lo[0]} AND {hi[0]})",
-                    f"({a[1]} BETWEEN {lo[1]} AND {hi[1]})",
-                    "bool",
-                ),
-                numbers,
-                numbers,
-                numbers,
-            ),
-            st.builds(
-                lambda a, values, negate: (
-                    f"({a[0]} {'NOT ' if negate else ''}IN ({', '.join(values)}))",
-                    f"({a[1]} {'NOT ' if negate else ''}IN ({', '.join(values)}))",
-                    "bool",
-                ),
-                integers,
-                st.lists(st.sampled_from(["1", "-2", "3", "NULL", "0"]), min_size=1, max_size=4),
-                st.booleans(),
-            ),
-            st.builds(case, booleans, numbers, numbers),
-            st.builds(case, booleans, strings, strings),
-            st.builds(case, booleans, booleans, booleans),
-            st.builds(
-                lambda a, b: (
-                    f"COALESCE({a[0]}, {b[0]})",
-                    f"COALESCE({a[1]}, {b[1]})",
-                    a[2] if a[2] == b[2] else "num",
-                ),
-                numbers,
-                numbers,
-            ),
-            st.builds(
-                lambda a, b: (f"COALESCE({a[0]}, {b[0]})", f"COALESCE({a[1]}, {b[1]})", "str"),
-                strings,
-                strings,
-            ),
-            st.builds(lambda a, b: (f"({a[0]} || {b[0]})", f"({a[1]} || {b[1]})", "str"), strings, strings),
-            st.builds(lambda a: (f"UPPER({a[0]})", f"upper({a[1]})", "str"), strings),
-            st.builds(
-                lambda a, p: (f"({a[0]} LIKE '{p}')", f"({a[1]} LIKE '{p}')", "bool"),
-                strings,
-                st.sampled_from(["a%", "%b", "%a%", "_", "a_%", "%"]),
-            ),
+                duck_op = "//" if result == "int" else "/"
+                return (f"({a[0]} / NULLIF({b[0]}, 0))", f"({a[1]} {duck_op} NULLIF({b[1]}, 0))", result)
+            return (f"({a[0]} {op} {b[0]})", f"({a[1]} {op} {b[1]})", result)
+        if shape == "neg":
+            return (f"(-{a[0]})", f"(-{a[1]})", a[2])
+        if shape == "abs":
+            return (f"ABS({a[0]})", f"abs({a[1]})", a[2])
+        if shape == "coalesce":
+            return (f"COALESCE({a[0]}, {b[0]})", f"COALESCE({a[1]}, {b[1]})", result)
+        c = draw(_tree("bool", below))
+        return (
+            f"CASE WHEN {c[0]} THEN {a[0]} ELSE {b[0]} END",
+            f"CASE WHEN {c[1]} THEN {a[1]} ELSE {b[1]} END",
+            result,
         )
-
-    return st.recursive(leaves, extend, max_leaves=8)
+    if kind == "str":
+        a, b = draw(_tree("str", below)), draw(_tree("str", below))
+        shape = draw(st.sampled_from(["concat", "upper", "coalesce", "case", "substring"]))
+        if shape == "concat":
+            return (f"({a[0]} || {b[0]})", f"({a[1]} || {b[1]})", "str")
+        if shape == "upper":
+            return (f"UPPER({a[0]})", f"upper({a[1]})", "str")
+        if shape == "coalesce":
+            return (f"COALESCE({a[0]}, {b[0]})", f"COALESCE({a[1]}, {b[1]})", "str")
+        if shape == "substring":
+            start, length = draw(st.integers(1, 4)), draw(st.integers(0, 3))
+            return (
+                f"SUBSTRING({a[0]} FROM {start} FOR {length})",
+                f"substring({a[1]}, {start}, {length})",
+                "str",
+            )
+        c = draw(_tree("bool", below))
+        return (
+            f"CASE WHEN {c[0]} THEN {a[0]} ELSE {b[0]} END",
+            f"CASE WHEN {c[1]} THEN {a[1]} ELSE {b[1]} END",
+            "str",
+        )
+    shape = draw(
+        st.sampled_from(
+            ["compare", "compare_str", "and", "or", "not", "is_null", "is_true", "between", "in", "like"]
+        )
+    )
+    if shape in ("compare", "compare_str", "between"):
+        operand = _tree("str", below) if shape == "compare_str" else number
+        a, b = draw(operand), draw(operand)
+        if shape == "between":
+            c = draw(number)
+            return (f"({a[0]} BETWEEN {b[0]} AND {c[0]})", f"({a[1]} BETWEEN {b[1]} AND {c[1]})", "bool")
+        op = draw(st.sampled_from(["=", "<>", "<", "<=", ">", ">="]))
+        return (f"({a[0]} {op} {b[0]})", f"({a[1]} {op} {b[1]})", "bool")
+    if shape in ("and", "or"):
+        a, b = draw(_tree("bool", below)), draw(_tree("bool", below))
+        return (f"({a[0]} {shape.upper()} {b[0]})", f"({a[1]} {shape.upper()} {b[1]})", "bool")
+    if shape in ("not", "is_true"):
+        a = draw(_tree("bool", below))
+        return (
+            (f"(NOT {a[0]})", f"(NOT {a[1]})", "bool")
+            if shape == "not"
+            else (
+                f"({a[0]} IS NOT TRUE)",
+                f"({a[1]} IS NOT TRUE)",
+                "bool",
+            )
+        )
+    if shape == "is_null":
+        a = draw(_tree(draw(st.sampled_from(["num", "str", "bool"])), below))
+        return (f"({a[0]} IS NULL)", f"({a[1]} IS NULL)", "bool")
+    if shape == "in":
+        a = draw(_tree("int", below))
+        values = ", ".join(
+            draw(st.lists(st.sampled_from(["1", "-2", "3", "NULL", "0"]), min_size=1, max_size=4))
+        )
+        negate = "NOT " if draw(st.booleans()) else ""
+        return (f"({a[0]} {negate}IN ({values}))", f"({a[1]} {negate}IN ({values}))", "bool")
+    a = draw(_tree("str", below))
+    pattern = draw(st.sampled_from(["a%", "%b", "%a%", "_", "a_%", "%", "ab"]))
+    return (f"({a[0]} LIKE '{pattern}')", f"({a[1]} LIKE '{pattern}')", "bool")
 
 
 @settings(
-    max_examples=250,
+    max_examples=400,
     derandomize=True,
     deadline=None,
-    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
-@given(tree=_trees())
+@given(tree=st.sampled_from(["num", "str", "bool"]).flatmap(lambda kind: _tree(kind, 4)))
 def test_random_expressions_match_duckdb(
     duck: duckdb.DuckDBPyConnection, tree: tuple[str, str, str]
 ) -> None:

@@ -892,7 +892,7 @@ class _Compiler:
             return self._between_truth(node, negate=False)
         code = self.value(node)
         self._expect_boolean(node, code)
-        if code.type.kind is Kind.NULL:
+        if _is_null(code):
             return "False"
         if not code.type.nullable and code.type.kind is Kind.BOOLEAN:
             return code.text
@@ -916,7 +916,7 @@ class _Compiler:
             return self._between_truth(node, negate=True)
         code = self.value(node)
         self._expect_boolean(node, code)
-        if code.type.kind is Kind.NULL:
+        if _is_null(code):
             return "False"
         if not code.type.nullable and code.type.kind is Kind.BOOLEAN:
             return f"(not {code.text})"
@@ -938,7 +938,7 @@ class _Compiler:
         twice); a NOT NULL operand that is neither is then bound with ``:=`` in a check that is
         always true.
         """
-        if any(op.type.kind is Kind.NULL for op in operands):
+        if any(_is_null(op) for op in operands):
             return _Code("None", type.with_nullable(True), True, None, True)
         checks: list[str] = []
         texts: list[str] = []
@@ -1194,7 +1194,7 @@ class _Compiler:
         self, node: exp.Expression, op: str, left: _Code, right: _Code, *, negate: bool
     ) -> str:
         self._check_comparable(node, left, right, op)
-        if Kind.NULL in (left.type.kind, right.type.kind):
+        if _is_null(left) or _is_null(right):
             return "False"
         checks: list[str] = []
         texts: list[str] = []
@@ -1280,7 +1280,7 @@ class _Compiler:
         )
         self._check_comparable(node, value, low, "BETWEEN")
         self._check_comparable(node, value, high, "BETWEEN")
-        if negate or any(c.type.kind is Kind.NULL for c in (value, low, high)):
+        if negate or any(_is_null(c) for c in (value, low, high)):
             return self._between_generic(value, low, high, negate)
         names: list[str] = []
         checks: list[str] = []
@@ -1449,7 +1449,7 @@ class _Compiler:
         codes = [self.coerce(code, result_type) for code in codes]
         text = codes[-1].text
         for code in reversed(codes[:-1]):
-            if code.type.kind is Kind.NULL:
+            if _is_null(code):
                 continue
             if not code.type.nullable:
                 text = code.text
@@ -1992,6 +1992,11 @@ class _Compiler:
 
     _HANDLERS: ClassVar[dict[type[exp.Expression], Callable[[_Compiler, Any], _Code]]] = {}
     _ANONYMOUS: ClassVar[dict[str, Callable[[_Compiler, exp.Anonymous, list[exp.Expression]], _Code]]] = {}
+
+
+def _is_null(code: _Code) -> bool:
+    """The literal NULL, or a constant that is NULL (``CAST(NULL AS INT)``)."""
+    return code.type.kind is Kind.NULL or (code.is_constant and code.constant is None)
 
 
 class _Never:
