@@ -38,6 +38,7 @@ __all__ = [
 QUERIES = ("q1", "q2", "q3", "q4")
 ENGINES: dict[str, str] = {
     "actorflow": "benchmarks.actorflow_engine",
+    "actorflow-sql": "benchmarks.sql_engine",
     "baseline": "benchmarks.baseline",
     "reference": "benchmarks.reference",
 }

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from benchmarks import actorflow_engine, baseline, reference
+from benchmarks import actorflow_engine, baseline, reference, sql_engine
 from benchmarks.generate import write
 from benchmarks.results import compare, load
 
@@ -38,6 +38,20 @@ def test_actorflow_matches_baseline(
     assert baseline.run(query, str(transactions), str(expected), 1) == 8_000
     events = actorflow_engine.run(query, str(transactions), str(actual), parallelism, batch_size=batch_size)
     assert events == 8_000
+    assert compare(query, str(expected), str(actual)) is None
+
+
+@pytest.mark.parametrize("query", ["q1", "q2"])
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_the_sql_versions_match_the_baseline(
+    transactions: Path, tmp_path: Path, query: str, parallelism: int
+) -> None:
+    """``--engine actorflow-sql``: Q1 and Q2 written in SQL (Q2 a TUMBLE window aggregation with
+    the benchmark's per-record watermark), late records counted, the baseline's results."""
+    expected = tmp_path / "baseline.jsonl"
+    actual = tmp_path / "sql.jsonl"
+    assert baseline.run(query, str(transactions), str(expected), 1) == 8_000
+    assert sql_engine.run(query, str(transactions), str(actual), parallelism) == 8_000
     assert compare(query, str(expected), str(actual)) is None
 
 

@@ -24,6 +24,7 @@ clause becomes ordinary operators, so nothing in the runtime knows about SQL:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,11 +53,33 @@ WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 
 @dataclass
 class Relation:
-    """A planned query: its rows, their columns, and its time attribute (or None)."""
+    """A planned query: its rows, their columns, and its time attribute (or None).
+
+    A table scan's relation is *raw*: its stream carries the source's records as they were read,
+    and ``raw`` says how to see them as rows. Filters, select lists and aggregates compile
+    straight onto the records (computed columns put in as their expressions), so a query that
+    selects builds one dict per row, not three; :meth:`Planner.rows` makes rows of a raw relation
+    where an operator needs them whole.
+    """
 
     stream: DataStream[dict[str, Any]]
     columns: dict[str, SqlType]
     rowtime: str | None = None
+    raw: _Raw | None = None
+
+
+@dataclass
+class _Raw:
+    """How a source's records become a table's rows."""
+
+    physical: dict[str, SqlType]
+    computed: dict[str, exp.Expression]
+    #: A record's physical columns (missing fields as NULL, timestamps from text).
+    read: Callable[[dict[str, Any]], dict[str, Any]]
+    #: Whether records may lack fields or hold timestamps as text (then compiled code reads
+    #: them through ``read`` when a field is missing).
+    complete: Callable[[dict[str, Any]], dict[str, Any]]
+    text_stamps: bool = False
 
 
 class Planner:
@@ -84,7 +107,7 @@ class Planner:
         if isinstance(node, exp.Union):
             if node.args.get("distinct"):
                 raise error_at(node, "UNION (distinct) is not supported yet: use UNION ALL")
-            left, right = self.query(node.left), self.query(node.right)
+            left, right = self.rows(self.query(node.left)), self.rows(self.query(node.right))
             if list(left.columns.values()) != list(right.columns.values()):
                 raise error_at(
                     node,
@@ -118,7 +141,7 @@ class Planner:
         aggregating = group is not None or _aggregates(select.expressions)
         where = select.args.get("where")
         if window is not None and not aggregating:
-            relation = self._windowed(relation, window)
+            relation = self._windowed(self.rows(relation), window)
         elif window is not None and where is not None:
             for column in where.find_all(exp.Column):
                 if column.name in WINDOW_COLUMNS:
@@ -126,9 +149,9 @@ class Planner:
                         column, f"WHERE on {column.name} before a window aggregation is not supported yet"
                     )
         if where is not None:
-            keep = compile_filter(where.this, relation.columns, functions=self.catalog.functions)
+            keep = self._on_rows(relation, where.this, compile_filter)
             relation = Relation(relation.stream.filter(keep, name=self._name("where")), relation.columns,
-                                relation.rowtime)  # fmt: skip
+                                relation.rowtime, relation.raw)  # fmt: skip
         if aggregating:
             if window is None:
                 raise error_at(
@@ -195,23 +218,50 @@ class Planner:
         read = _reader(physical)
         items = [(name, exp.column(name)) for name in physical] + list(table.computed)
         complete, _ = compile_projection(items, physical, functions=functions)
+        raw = _Raw(
+            physical,
+            dict(table.computed),
+            read,
+            complete,
+            text_stamps=any(kind.is_timestamp for kind in physical.values()),
+        )
         strategy = None
         if table.rowtime is not None:
-            stamp = complete if table.rowtime not in physical else None
-
-            def timestamp(raw: dict[str, Any], rowtime: str = table.rowtime) -> int:
-                row = read(raw)
-                value = (stamp(row) if stamp is not None else row)[rowtime]
-                return int(value)
-
-            strategy = WatermarkStrategy.bounded_out_of_orderness(table.watermark_delay_ms or 0, timestamp)
-        rows = source_rows(self.flow, table, strategy)
-        stream = rows.map(lambda raw: complete(read(raw)), name=f"{table.name}.columns")
-        return Relation(stream, dict(table.columns), table.rowtime)
+            stamp = _tolerant(
+                compile_expression(
+                    _substitute(exp.column(table.rowtime), raw.computed), physical, functions=functions
+                ).function,
+                raw,
+            )
+            delay = table.watermark_delay_ms or 0
+            emit = table.options.get("scan.watermark.emit.strategy", "on-periodic")
+            if emit == "on-event":  # Flink's option: a watermark after every row that moves it
+                strategy = WatermarkStrategy.punctuated(stamp, lag_ms=delay)
+            elif emit == "on-periodic":
+                strategy = WatermarkStrategy.bounded_out_of_orderness(delay, stamp)
+            else:
+                raise error_at(
+                    table.node or exp.Null(),
+                    f"table {table.name!r}: 'scan.watermark.emit.strategy' is 'on-periodic' or "
+                    f"'on-event', not {emit!r}",
+                )
+        stream = source_rows(self.flow, table, strategy)
+        return Relation(stream, dict(table.columns), table.rowtime, raw)
 
     def _project(self, items: list[exp.Expression], relation: Relation) -> Relation:
         named = _named(items, relation.columns)
-        function, columns = compile_projection(named, relation.columns, functions=self.catalog.functions)
+        raw = relation.raw
+        if raw is not None:
+            function, columns = compile_projection(
+                [(name, _substitute(node, raw.computed)) for name, node in named],
+                raw.physical,
+                functions=self.catalog.functions,
+            )
+            function = _tolerant(function, raw)
+        else:
+            function, columns = compile_projection(
+                named, relation.columns, functions=self.catalog.functions
+            )
         rowtime = None
         for name, node in named:
             if isinstance(node, exp.Column) and node.name == relation.rowtime:
@@ -219,6 +269,43 @@ class Planner:
                 break
         stream = relation.stream.map(function, name=self._name("select"))
         return Relation(stream, columns, rowtime)
+
+    # -- raw relations -------------------------------------------------------------------------
+
+    def rows(self, relation: Relation) -> Relation:
+        """``relation`` with whole rows (every column), as an operator that keeps them needs."""
+        raw = relation.raw
+        if raw is None:
+            return relation
+        read, complete = raw.read, raw.complete
+        stream = relation.stream.map(lambda record: complete(read(record)), name=self._name("columns"))
+        return Relation(stream, relation.columns, relation.rowtime)
+
+    def _compiler(self, relation: Relation) -> Callable[[exp.Expression], Any]:
+        """``compile(node)`` of an expression over ``relation``'s rows: a compiled expression whose
+        function takes the relation's records (raw or whole)."""
+        functions = self.catalog.functions
+        raw = relation.raw
+        if raw is None:
+            return lambda node: compile_expression(node, relation.columns, functions=functions)
+
+        def compile_raw(node: exp.Expression) -> Any:
+            compiled = compile_expression(
+                _substitute(node, raw.computed), raw.physical, functions=functions
+            )
+            return dataclasses.replace(compiled, function=_tolerant(compiled.function, raw))
+
+        return compile_raw
+
+    def _on_rows(
+        self, relation: Relation, node: exp.Expression, compile: Any
+    ) -> Callable[[dict[str, Any]], Any]:
+        """``compile(node, columns)`` (a filter) over ``relation``'s records."""
+        functions = self.catalog.functions
+        raw = relation.raw
+        if raw is None:
+            return compile(node, relation.columns, functions=functions)  # type: ignore[no-any-return]
+        return _tolerant(compile(_substitute(node, raw.computed), raw.physical, functions=functions), raw)
 
     # -- windows -------------------------------------------------------------------------------
 
@@ -271,7 +358,12 @@ class Planner:
         rewritten = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
         having = select.args.get("having")
         having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
-        aggregates = [_Aggregate.of(call, relation.columns, self.catalog.functions) for call in calls]
+        if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
+            relation = self.rows(relation)
+        aggregates = [
+            _Aggregate.of(call, relation.columns, self.catalog.functions, self._compiler(relation))
+            for call in calls
+        ]
         size = interval_millis(window.args["size"])
         if isinstance(window, Hop):
             assigner: Any = SlidingEventTimeWindows.of(size, interval_millis(window.args["slide"]))
@@ -366,6 +458,35 @@ def _replace_aggregates(node: exp.Expression, calls: list[exp.AggFunc]) -> exp.E
     return node.transform(swap)
 
 
+def _substitute(node: exp.Expression, computed: dict[str, exp.Expression]) -> exp.Expression:
+    """``node`` with every computed column replaced by its expression (over physical columns)."""
+    if not computed or not any(column.name in computed for column in node.find_all(exp.Column)):
+        return node
+
+    def swap(found: exp.Expression) -> exp.Expression:
+        if isinstance(found, exp.Column) and found.name in computed:
+            return exp.Paren(this=computed[found.name].copy())
+        return found
+
+    return node.copy().transform(swap)
+
+
+def _tolerant(function: Callable[[dict[str, Any]], Any], raw: _Raw) -> Callable[[dict[str, Any]], Any]:
+    """``function`` of a table's physical columns, called on a source record: straight, and
+    through the reader when the record lacks a field (NULL) or holds a timestamp as text."""
+    read = raw.read
+    if raw.text_stamps:
+        return lambda record: function(read(record))
+
+    def call(record: dict[str, Any]) -> Any:
+        try:
+            return function(record)
+        except KeyError:
+            return function(read(record))
+
+    return call
+
+
 def _getter(name: str) -> Callable[[dict[str, Any]], Any]:
     from operator import itemgetter
 
@@ -384,23 +505,24 @@ def _no_key(row: dict[str, Any]) -> None:
 
 def _reader(physical: dict[str, SqlType]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The physical columns of a source record (a missing field is NULL; a TIMESTAMP written as
-    text is read into epoch milliseconds)."""
+    text is read into epoch milliseconds): one generated function."""
     from actorflow.sql.types import parse_timestamp
 
-    names = list(physical)
-    stamps = [name for name, kind in physical.items() if kind.is_timestamp]
-    if not stamps:
-        return lambda raw: {name: raw.get(name) for name in names}
+    fields = []
+    for index, (name, kind) in enumerate(physical.items()):
+        value = f"get({name!r})"
+        if kind.is_timestamp:
+            value = f"_stamp(get({name!r}))"
+        fields.append(f"{name!r}: {value}")
+        del index
+    source = "def read(raw):\n    get = raw.get\n    return {" + ", ".join(fields) + "}\n"
 
-    def read(raw: dict[str, Any]) -> dict[str, Any]:
-        row = {name: raw.get(name) for name in names}
-        for name in stamps:
-            value = row[name]
-            if isinstance(value, str):
-                row[name] = parse_timestamp(value)
-        return row
+    def stamp(value: Any) -> Any:
+        return parse_timestamp(value) if isinstance(value, str) else value
 
-    return read
+    namespace: dict[str, Any] = {"_stamp": stamp}
+    exec(compile(source, "<sql scan>", "exec"), namespace)  # code built from column names
+    return namespace["read"]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -412,7 +534,12 @@ class _Aggregate:
     type: SqlType
 
     @staticmethod
-    def of(call: exp.AggFunc, columns: dict[str, SqlType], functions: dict[str, Any]) -> _Aggregate:
+    def of(
+        call: exp.AggFunc,
+        columns: dict[str, SqlType],
+        functions: dict[str, Any],
+        compile: Callable[[exp.Expression], Any],
+    ) -> _Aggregate:
         from actorflow.sql.types import BIGINT, DOUBLE
 
         kind = call.key.lower()
@@ -424,7 +551,7 @@ class _Aggregate:
             raise error_at(where, f"{kind.upper()}(DISTINCT ...) is not supported yet")
         if kind == "count" and (argument_node is None or isinstance(argument_node, exp.Star)):
             return _Aggregate("count_star", None, BIGINT.not_null())
-        compiled = compile_expression(argument_node, columns, functions=functions)
+        compiled = compile(argument_node)
         if kind == "count":
             return _Aggregate("count", compiled.function, BIGINT.not_null())
         if kind in ("sum", "avg") and not compiled.type.is_numeric:

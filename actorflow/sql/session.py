@@ -56,7 +56,7 @@ class SqlSession:
         statements = parse(text)
         if len(statements) != 1 or not isinstance(statements[0], exp.Query):
             raise SqlError("sql_query() takes one query (a SELECT)")
-        return self.planner.query(statements[0]).stream
+        return self.planner.rows(self.planner.query(statements[0])).stream
 
     def _statement(self, statement: exp.Expression) -> list[str]:
         if isinstance(statement, exp.Create):
@@ -68,7 +68,7 @@ class SqlSession:
             table = self.catalog.table(table_name(target), target)
             if statement.args.get("overwrite"):
                 raise error_at(statement, "INSERT OVERWRITE is not supported")
-            self._insert(table, self.planner.query(statement.expression), statement)
+            self._insert(table, self.planner.rows(self.planner.query(statement.expression)), statement)
             return []
         if isinstance(statement, exp.Set):
             option = set_option(statement)
@@ -97,7 +97,7 @@ class SqlSession:
         if kind == "TABLE":
             query = create.expression
             if isinstance(query, exp.Query):
-                relation = self.planner.query(query)
+                relation = self.planner.rows(self.planner.query(query))
                 table = self.catalog.create_table(create, columns=relation.columns)
                 self._insert(table, relation, create)
             else:
