@@ -331,6 +331,16 @@ CASES: list[tuple[str, str | None]] = [
     ("LOG(ABS(x) + 1)", "ln(abs(x) + 1)"),
     ("EXP(x / 100)", None),
     ("SIGN(x)", None),
+    ("SIN(x)", None),
+    ("COS(x)", None),
+    ("TAN(x)", None),
+    ("ASIN(x / 100)", None),
+    ("ACOS(y / 100)", None),
+    ("ATAN(x)", None),
+    ("ATAN2(x, y)", None),
+    ("DEGREES(x)", None),
+    ("RADIANS(x)", None),
+    ("PI() * x", None),
     # strings
     ("s || u", None),
     ("s || 'z'", None),
@@ -379,6 +389,23 @@ CASES: list[tuple[str, str | None]] = [
     ("RPAD(s, 4, '-')", None),
     ("LPAD(s, i, '*')", "CASE WHEN i >= 0 THEN lpad(s, CAST(i AS INTEGER), '*') END"),
     ("REPEAT(s, 2)", None),
+    ("LEFT(s, 2)", None),
+    ("RIGHT(s, 3)", None),
+    (
+        "LEFT(s, i)",
+        "CASE WHEN i > 0 THEN left(s, CAST(i AS INTEGER)) WHEN i <= 0 AND s IS NOT NULL THEN '' END",
+    ),
+    (
+        "LOCATE('a', s, 2)",
+        "CASE WHEN instr(substring(s, 2), 'a') > 0 THEN instr(substring(s, 2), 'a') + 1 "
+        "WHEN s IS NOT NULL THEN 0 END",
+    ),
+    ("INSTR(s, 'a')", None),
+    ("ASCII(s)", "CASE WHEN s = '' THEN 0 ELSE ascii(s) END"),
+    ("CHR(i + 70)", "chr(CAST(i + 70 AS INTEGER))"),
+    ("MD5(s)", None),
+    ("SHA1(s)", None),
+    ("SHA256(s)", None),
     ("REVERSE(s)", None),
     # time
     ("EXTRACT(YEAR FROM ts)", "year(ts)"),
@@ -423,6 +450,9 @@ CASES: list[tuple[str, str | None]] = [
     ("DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')", "strftime(ts, '%Y-%m-%d %H:%M:%S')"),
     ("DATE_FORMAT(ts, 'yyyyMMdd')", "strftime(ts, '%Y%m%d')"),
     ("TO_TIMESTAMP_LTZ(ms, 3)", "epoch_ms(ms)"),
+    ("EXTRACT(EPOCH FROM ts)", "epoch_ms(ts) // 1000"),
+    ("FROM_UNIXTIME(ms / 1000)", "strftime(epoch_ms(ms // 1000 * 1000), '%Y-%m-%d %H:%M:%S')"),
+    ("FROM_UNIXTIME(ms / 1000, 'yyyy-MM')", "strftime(epoch_ms(ms // 1000 * 1000), '%Y-%m')"),
     ("TO_TIMESTAMP_LTZ(ms / 1000, 0)", "epoch_ms(ms // 1000 * 1000)"),
     ("TO_TIMESTAMP(DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss'))", "date_trunc('second', ts)"),
     ("TO_TIMESTAMP(DATE_FORMAT(ts, 'dd.MM.yyyy HH'), 'dd.MM.yyyy HH')", "date_trunc('hour', ts)"),
@@ -761,6 +791,17 @@ def _value(sql: str, row: dict[str, Any] | None = None, columns: dict[str, SqlTy
         ("FLOOR(TIMESTAMP '1969-12-31 23:59:30' TO MINUTE)", -60_000),
         ("CEIL(TIMESTAMP '2023-11-14 22:00:00' TO HOUR)", 1_699_999_200_000),
         ("SQRT(-1e0)", math.nan),
+        ("ASIN(2e0)", math.nan),
+        ("TRUNCATE(-1.999e0)", -1.0),
+        ("TRUNCATE(2.675e0, 2)", 2.67),
+        ("TRUNCATE(1299, -2)", 1200),
+        ("TRUNCATE(-1299, -2)", -1200),
+        ("LEFT('abc', -1)", ""),
+        ("RIGHT('abc', 5)", "abc"),
+        ("LOCATE('b', 'abcb', 3)", 4),
+        ("LOCATE('b', 'abcb', -2)", 2),
+        ("CHR(321)", "A"),
+        ("ASCII('')", 0),
         ("LN(0e0)", -math.inf),
         ("POWER(0e0, -1)", math.inf),
         ("EXP(1000e0)", math.inf),
@@ -810,6 +851,8 @@ def test_current_timestamp_reads_the_clock_and_is_flagged() -> None:
         assert compiled.type.is_timestamp and not compiled.type.nullable
     assert compile_expression(_expression("UNIX_TIMESTAMP()"), COLUMNS, now=lambda: 5_500).function({}) == 5
     assert compile_expression(_expression("i + 1"), COLUMNS).deterministic
+    for sql in ("RAND()", "UUID()"):
+        assert compile_expression(_expression(sql), COLUMNS).deterministic is False
 
 
 def test_user_functions_take_none_and_give_any() -> None:
@@ -866,6 +909,9 @@ def test_compiled_source_evaluates_with_its_namespace() -> None:
         ("CASE WHEN b THEN 1 ELSE 2 END", "INT NOT NULL"),
         ("CASE WHEN b THEN 1 END", "INT"),
         ("CASE WHEN b THEN 1 ELSE x END", "DOUBLE"),
+        ("CASE WHEN b THEN 1 ELSE 2.5 END", "DECIMAL(11, 1) NOT NULL"),
+        ("COALESCE(d, 1.125)", "DECIMAL(11, 3) NOT NULL"),
+        ("GREATEST(i, k)", "BIGINT"),
         ("CAST(i AS BIGINT)", "BIGINT"),
         ("CAST(k AS STRING)", "STRING NOT NULL"),
         ("CAST(s AS VARCHAR(5))", "VARCHAR(5)"),
@@ -1007,7 +1053,7 @@ ERROR_COLUMNS = {"tx_id": BIGINT, "card_id": STRING, "amount": DOUBLE, "ts": TIM
             "missing ), unterminated subpattern at position 1",
         ),
         ("SELECT card_id ILIKE 'a%'", "line 1, column 8: ILIKE is not supported (use LOWER(x) LIKE ...)"),
-        ("SELECT MD5(card_id)", "line 1, column 8: function MD5 is not supported"),
+        ("SELECT HEX(tx_id)", "line 1, column 8: function HEX is not supported"),
         (
             "SELECT INTERVAL '1' MONTH",
             "line 1, column 17: unsupported interval unit in \"INTERVAL '1' MONTH\" "
