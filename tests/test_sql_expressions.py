@@ -1080,3 +1080,22 @@ def test_filter_needs_a_boolean() -> None:
         compile_filter(parse("SELECT 1 FROM t WHERE amount + 1")[0].args["where"].this, ERROR_COLUMNS)
     with pytest.raises(SqlError, match="duplicate output column 'a'"):
         compile_projection([("a", _expression("1")), ("a", _expression("2"))], ERROR_COLUMNS)
+
+
+def test_qualified_and_quoted_columns() -> None:
+    columns = {"o.id": INT, "id": INT.not_null(), "weird 'name'": STRING}
+    assert _value("o.id + id", {"o.id": 1, "id": 10}, columns) == 11  # t.c is "t.c" when declared
+    assert _value("x.id", {"id": 10}, columns) == 10  # else the bare name
+    assert _value("UPPER(`weird 'name'`)", {"weird 'name'": "a"}, columns) == "A"
+    project, _ = compile_projection([("class", _expression("id * id"))], columns)
+    assert project({"id": 3}) == {"class": 9}
+
+
+def test_constant_conditions() -> None:
+    for sql, kept in (
+        ("NULL", False),
+        ("TRUE", True),
+        ("NOT NULL", False),
+        ("CAST(NULL AS BOOLEAN)", False),
+    ):
+        assert compile_filter(_expression(sql), COLUMNS)({}) is kept, sql
