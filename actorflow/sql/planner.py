@@ -281,7 +281,7 @@ class Planner:
         stream = relation.stream.map(lambda record: complete(read(record)), name=self._name("columns"))
         return Relation(stream, relation.columns, relation.rowtime)
 
-    def _compiler(self, relation: Relation) -> Callable[[exp.Expression], Any]:
+    def _compiler(self, relation: Relation, *, wrap: bool = True) -> Callable[[exp.Expression], Any]:
         """``compile(node)`` of an expression over ``relation``'s rows: a compiled expression whose
         function takes the relation's records (raw or whole)."""
         functions = self.catalog.functions
@@ -293,6 +293,8 @@ class Planner:
             compiled = compile_expression(
                 _substitute(node, raw.computed), raw.physical, functions=functions
             )
+            if not wrap:
+                return compiled
             return dataclasses.replace(compiled, function=_tolerant(compiled.function, raw))
 
         return compile_raw
@@ -361,7 +363,9 @@ class Planner:
         if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
             relation = self.rows(relation)
         aggregates = [
-            _Aggregate.of(call, relation.columns, self.catalog.functions, self._compiler(relation))
+            _Aggregate.of(
+                call, relation.columns, self.catalog.functions, self._compiler(relation, wrap=False)
+            )
             for call in calls
         ]
         size = interval_millis(window.args["size"])
@@ -395,7 +399,7 @@ class Planner:
             base.stream.key_by(key_of)
             .window(assigner)
             .aggregate(
-                _Accumulate(aggregates),
+                _Accumulate(aggregates, relation.raw),
                 _WindowRow(key_names, len(aggregates)),
                 name=self._name("window-aggregate"),
             )
@@ -530,7 +534,9 @@ class _Aggregate:
     """One aggregate call: its kind, its argument (None for ``COUNT(*)``), its result type."""
 
     kind: str
-    argument: Callable[[dict[str, Any]], Any] | None
+    #: The argument compiled over the relation's records (for a raw relation: not wrapped for
+    #: missing fields, the generated ``add`` as a whole is).
+    argument: Any
     type: SqlType
 
     @staticmethod
@@ -553,7 +559,7 @@ class _Aggregate:
             return _Aggregate("count_star", None, BIGINT.not_null())
         compiled = compile(argument_node)
         if kind == "count":
-            return _Aggregate("count", compiled.function, BIGINT.not_null())
+            return _Aggregate("count", compiled, BIGINT.not_null())
         if kind in ("sum", "avg") and not compiled.type.is_numeric:
             raise error_at(where, f"{kind.upper()} needs a number, not {compiled.type}")
         result = compiled.type.nullable_()
@@ -561,43 +567,67 @@ class _Aggregate:
             result = BIGINT.nullable_()
         if kind == "sum" and not compiled.type.is_integer:
             result = DOUBLE.nullable_()
-        return _Aggregate(kind, compiled.function, result)
+        return _Aggregate(kind, compiled, result)
 
 
 class _Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
     """One slot per aggregate call (AVG: a [sum, count] pair)."""
 
-    def __init__(self, aggregates: list[_Aggregate]) -> None:
+    def __init__(self, aggregates: list[_Aggregate], raw: _Raw | None = None) -> None:
         self.aggregates = aggregates
+        self.raw = raw
+        self._add: Callable[[dict[str, Any], list[Any]], list[Any]] | None = None
 
     def create_accumulator(self) -> list[Any]:
         return [[0, 0] if a.kind == "avg" else (0 if a.kind.startswith("count") else None)
                 for a in self.aggregates]  # fmt: skip
 
     def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
+        add = self._add
+        if add is None:
+            add = self._add = self._generate()
+        return add(value, accumulator)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_add": None}  # generated again where it is unpickled
+
+    def _generate(self) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
+        """One function that reads every argument of a record, then updates each slot: the
+        accumulator changes only once every argument was read."""
+        namespace: dict[str, Any] = {}
+        reads, updates = [], []
         for index, aggregate in enumerate(self.aggregates):
             kind = aggregate.kind
             if kind == "count_star":
-                accumulator[index] += 1
+                updates.append(f"acc[{index}] += 1")
                 continue
-            assert aggregate.argument is not None
-            argument = aggregate.argument(value)
-            if argument is None:
-                continue
-            current = accumulator[index]
-            if kind == "count":
-                accumulator[index] = current + 1
-            elif kind == "sum":
-                accumulator[index] = argument if current is None else current + argument
-            elif kind == "avg":
-                current[0] += argument
-                current[1] += 1
-            elif kind == "min":
-                if current is None or argument < current:
-                    accumulator[index] = argument
-            elif current is None or argument > current:
-                accumulator[index] = argument
-        return accumulator
+            namespace.update(aggregate.argument.namespace)
+            reads.append(f"v{index} = {aggregate.argument.source}")
+            update = {
+                "count": f"acc[{index}] += 1",
+                "sum": f"c = acc[{index}]; acc[{index}] = v{index} if c is None else c + v{index}",
+                "avg": f"c = acc[{index}]; c[0] += v{index}; c[1] += 1",
+                "min": f"c = acc[{index}]\n        if c is None or v{index} < c: acc[{index}] = v{index}",
+                "max": f"c = acc[{index}]\n        if c is None or v{index} > c: acc[{index}] = v{index}",
+            }[kind]
+            updates.append(f"if v{index} is not None:\n        {update}")
+        body = "\n    ".join([*reads, *updates, "return acc"])
+        exec(compile(f"def add(row, acc):\n    {body}\n", "<sql aggregate>", "exec"), namespace)
+        add: Callable[[dict[str, Any], list[Any]], list[Any]] = namespace["add"]
+        raw = self.raw
+        if raw is None:
+            return add
+        read = raw.read
+        if raw.text_stamps:
+            return lambda row, acc: add(read(row), acc)
+
+        def tolerant(row: dict[str, Any], acc: list[Any]) -> list[Any]:
+            try:
+                return add(row, acc)
+            except KeyError:  # a field missing from the record: NULL
+                return add(read(row), acc)
+
+        return tolerant
 
     def get_result(self, accumulator: list[Any]) -> list[Any]:
         result = list(accumulator)
