@@ -909,9 +909,9 @@ class _Compiler:
         """A constant value as code (an inline literal where Python has one)."""
         if value is None:
             return _Code("None", type.with_nullable(True), True, None, True)
-        if isinstance(value, bool) or value is None:
+        if isinstance(value, bool):
             text = repr(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif isinstance(value, int | float):
             text = repr(value) if math.isfinite(value) else self.constant(value)
             text = f"({text})" if value < 0 else text
         elif isinstance(value, str):
@@ -1406,9 +1406,6 @@ class _Compiler:
         if mode == "falsity":
             return _Code(f"({call} is False)", BOOLEAN)
         return _Code(call, BOOLEAN)
-
-    def _in_value(self, node: exp.In) -> _Code:
-        return self._in(node)
 
     def _like(self, node: exp.Expression, mode: str = "value") -> _Code:
         """LIKE as a value, or (``mode`` "truth"/"falsity") as a plain bool test in a condition."""
@@ -2223,7 +2220,7 @@ def _register() -> None:
         exp.And: _Compiler._and_or,
         exp.Or: _Compiler._and_or,
         exp.Between: _Compiler._between,
-        exp.In: _Compiler._in_value,
+        exp.In: _Compiler._in,
         exp.Like: _Compiler._like,
         exp.ILike: _Compiler._like,
         exp.Escape: _Compiler._like,
