@@ -274,20 +274,25 @@ class IndexedTimerQueue(TimerQueue):
         """As :meth:`TimerQueue.add_sequenced`, keeping the given sequence numbers (later
         registrations get higher ones), so a timer keeps its place across any number of restores."""
         by_key = self._by_key
+        index_of = self._index_of
+        changed = self.changed
         new: list[tuple[int, Hashable]] = []
+        append = new.append
         last = self._sequence - 1
+        # Per timer, as little as it takes (a restore brings one per key: a million, say).
         for time, sequence, key in sorted(timers, key=_time_and_sequence):
-            index = self._index(key)
+            index = key if index_of is None else index_of(key)
             indexed = by_key.get(index)
             if indexed is None:
-                indexed = by_key[index] = {}
+                by_key[index] = {(time, key): sequence}
             elif (time, key) in indexed:
                 continue
-            indexed[(time, key)] = sequence
+            else:
+                indexed[(time, key)] = sequence
             if sequence > last:
                 last = sequence
-            self.changed.add(index)
-            new.append((time, key))
+            changed.add(index)
+            append((time, key))
         self._sequence = last + 1
         TimerQueue.add_all(self, new)
 
