@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 import duckdb
@@ -725,6 +725,13 @@ def _value(sql: str, row: dict[str, Any] | None = None, columns: dict[str, SqlTy
         ("CAST(1.9e0 AS INT)", 1),
         ("CAST(-1.9e0 AS INT)", -1),
         ("CAST(3000000000 AS INT)", -1294967296),
+        ("CAST(3e9 AS INT)", 2147483647),
+        ("CAST(-3e9 AS INT)", -2147483648),
+        ("CAST(2147483647.9e0 AS INT)", 2147483647),
+        ("CAST(1e30 AS BIGINT)", 9223372036854775807),
+        ("CAST(SQRT(-1e0) AS INT)", 0),
+        ("ROUND(1e300, 2)", 1e300),
+        ("ROUND(-0.4e0)", 0.0),
         ("CAST(' 12 ' AS INT)", 12),
         ("CAST('1.7' AS INT)", 1),
         ("CAST('yes' AS BOOLEAN)", True),
@@ -1099,3 +1106,26 @@ def test_constant_conditions() -> None:
         ("CAST(NULL AS BOOLEAN)", False),
     ):
         assert compile_filter(_expression(sql), COLUMNS)({}) is kept, sql
+
+
+def test_round_fast_path_equals_the_decimal_definition() -> None:
+    """ROUND of a double rounds the scaled double where that is exact and goes through the shortest
+    decimal form near a half; both give what Flink's BigDecimal.valueOf(x).setScale(n, HALF_UP) does."""
+    rounders = [
+        compile_expression(_expression(f"ROUND(x, {digits})"), {"x": DOUBLE}).function
+        for digits in range(7)
+    ]
+    wide = Context(prec=1200, Emin=-2000, Emax=2000)
+    rng = random.Random(7)
+    for _ in range(20_000):
+        choice = rng.random()
+        if choice < 0.4:  # short decimals: many exact halves at some scale
+            value = round(rng.uniform(-1000, 1000), rng.randint(0, 4))
+        elif choice < 0.7:
+            value = rng.uniform(-1e6, 1e6)
+        else:
+            value = rng.uniform(-1, 1) * 10 ** rng.randint(-20, 25)
+        digits = rng.randint(0, 6)
+        shifted = Decimal(repr(value)).scaleb(digits, wide)
+        exact = shifted.quantize(Decimal(1), ROUND_HALF_UP, wide).scaleb(-digits, wide)
+        assert rounders[digits]({"x": value}) == float(exact), (value, digits)

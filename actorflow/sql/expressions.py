@@ -73,7 +73,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -159,12 +159,36 @@ def _sql_div_any(a: Any, b: Any) -> Any:
     return _sql_fdiv(a, b)
 
 
+_POWERS_OF_TEN = [10.0**exponent for exponent in range(23)]  # exact doubles
+_ONE = Decimal(1)
+_floor = math.floor
+_WIDE = Context(prec=1200, Emin=-2000, Emax=2000)  # every double and its digits, exactly
+
+
 def _sql_round(value: float, digits: int) -> float:
-    """Flink's ROUND of a double: half away from zero, from the shortest decimal form."""
+    """Flink's ROUND of a double: half away from zero, from the shortest decimal form.
+
+    The fast path rounds ``value * 10**digits`` as a double: exact unless that product lies within
+    its rounding error of a half, where the shortest decimal form decides (through ``Decimal``,
+    about twenty times slower). ``k / 10**digits`` is then the double nearest to the decimal, as
+    Java's ``BigDecimal.doubleValue()`` gives.
+    """
+    if 0 <= digits <= 22:
+        scale = _POWERS_OF_TEN[digits]
+        scaled = value * scale
+        if -1e15 < scaled < 1e15:
+            floor = _floor(scaled)
+            fraction = scaled - floor  # exact: both are close doubles
+            error = (scaled if scaled > 0 else -scaled) * 1e-15 + 1e-300
+            if fraction > 0.5 + error:
+                return (floor + 1) / scale
+            if fraction < 0.5 - error:
+                return floor / scale
     if not math.isfinite(value):
         return value
-    rounded = Decimal(repr(value)).scaleb(digits).quantize(Decimal(1), ROUND_HALF_UP).scaleb(-digits)
-    return float(rounded)
+    shifted = Decimal(repr(value)).scaleb(digits, _WIDE)
+    rounded = shifted.quantize(_ONE, ROUND_HALF_UP, _WIDE).scaleb(-digits, _WIDE)
+    return float(rounded) + 0.0  # no negative zero (Java's BigDecimal has none)
 
 
 def _sql_round_int(value: int, digits: int) -> int:
@@ -240,8 +264,8 @@ def _sql_truncate(value: float, digits: int) -> float:
     """TRUNCATE of a double: toward zero at ``digits`` decimals, from the shortest decimal form."""
     if not math.isfinite(value):
         return value
-    cut = Decimal(repr(value)).scaleb(digits).to_integral_value(ROUND_DOWN).scaleb(-digits)
-    return float(cut)
+    shifted = Decimal(repr(value)).scaleb(digits, _WIDE)
+    return float(shifted.to_integral_value(ROUND_DOWN, _WIDE).scaleb(-digits, _WIDE)) + 0.0
 
 
 def _sql_truncate_int(value: int, digits: int) -> int:
@@ -286,7 +310,7 @@ def _sql_to_decimal(value: float, precision: int, scale: int) -> float | None:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     rounded = Decimal(repr(value) if isinstance(value, float) else value).quantize(
-        Decimal(1).scaleb(-scale), ROUND_HALF_UP
+        _ONE.scaleb(-scale), ROUND_HALF_UP, _WIDE
     )
     if rounded.adjusted() >= precision - scale:
         return None
@@ -737,9 +761,11 @@ _CONSTANTS = itertools.count()
 
 class _Code:
     """A piece of generated Python: an expression ``text`` of SQL type ``type``. ``simple`` when the
-    text is a name or a literal (cheap to repeat); ``constant`` holds the value of a constant."""
+    text is a name or a literal (cheap to repeat); ``constant`` holds the value of a constant;
+    ``parts`` are the NULL tests and the NOT NULL body of a NULL guard (``None if tests else body``),
+    so that an enclosing strict operation can test once instead of at every level."""
 
-    __slots__ = ("constant", "is_constant", "simple", "text", "type")
+    __slots__ = ("constant", "is_constant", "parts", "simple", "text", "type")
 
     def __init__(
         self,
@@ -748,9 +774,11 @@ class _Code:
         simple: bool = False,
         constant: Any = None,
         is_constant: bool = False,
+        parts: tuple[tuple[str, ...], str] | None = None,
     ) -> None:
         self.text, self.type, self.simple = text, type, simple
         self.constant, self.is_constant = constant, is_constant
+        self.parts = parts
 
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
@@ -1018,6 +1046,10 @@ class _Compiler:
         checks: list[str] = []
         texts: list[str] = []
         for op in operands:
+            if op.parts is not None:
+                # A strict operation of a NULL guard: test the inner NULLs here, once.
+                checks.extend(op.parts[0])
+                op = _Code(op.parts[1], op.type.with_nullable(False))
             if not op.type.nullable:
                 if names and not op.simple:
                     name = self.temp()
@@ -1034,7 +1066,6 @@ class _Compiler:
                 checks.append(f"({name} := {op.text}) is None")
                 texts.append(name)
         body = build(texts)
-        nullable = any(op.type.nullable for op in operands)
         bindings = [check for check in checks if check.endswith("is _sql_never")]
         nulls = [check for check in checks if not check.endswith("is _sql_never")]
         if bindings:
@@ -1042,7 +1073,11 @@ class _Compiler:
             body = f"({' or '.join(bindings)} or {body})"
         if not nulls:
             return _Code(body, type.with_nullable(False))
-        return _Code(f"(None if {' or '.join(nulls)} else {body})", type.with_nullable(nullable))
+        return _Code(
+            f"(None if {' or '.join(nulls)} else {body})",
+            type.with_nullable(True),
+            parts=(tuple(nulls), body),
+        )
 
     def call(self, helper: str, operands: list[_Code], type: SqlType, *extra: str) -> _Code:
         """``helper(operands..., extra...)`` with the NULL guard."""
@@ -1669,7 +1704,24 @@ class _Compiler:
         if result.kind is Kind.DECIMAL:
             precision, scale = _as_decimal(result)
             result = decimal(precision - scale + max(digits, 0) + 1, max(digits, 0), result.nullable)
-        return self.call("_sql_round", [operand], result, str(digits))
+        helper = self.helper("_sql_round")
+        if not 0 <= digits <= 22:
+            return self.call("_sql_round", [operand], result, str(digits))
+        # Inline fast path: Python's round() (half to even) is Flink's half away from zero wherever the
+        # scaled double is not within 1e-7 of a half; for |scaled| < 1e8 that is wider than its
+        # rounding error (< 3e-8), so the shortest decimal form rounds the same way. The rest (near a
+        # half, huge, infinite, NaN) goes to _sql_round.
+        scale = repr(_POWERS_OF_TEN[digits])
+        r, scaled = self.temp(), self.temp()
+
+        def build(t: list[str]) -> str:
+            return (
+                f"({r} / {scale} if -1e8 < ({scaled} := {t[0]} * {scale}) < 1e8 "
+                f"and -0.4999999 < {scaled} - ({r} := round({scaled})) < 0.4999999 "
+                f"else {helper}({t[0]}, {digits}))"
+            )
+
+        return self.guard([operand], build, result, names=True)
 
     def _floor_ceil(self, node: exp.Expression) -> _Code:
         floor = isinstance(node, exp.Floor)
@@ -2145,7 +2197,17 @@ class _Compiler:
                     return self.call("_sql_wrap_int", [operand], target)
                 return _Code(operand.text, target, operand.simple, operand.constant, operand.is_constant)
             low, high = (_INT_MIN, _INT_MAX) if kind is Kind.INT else (_LONG_MIN, _LONG_MAX)
-            return self.call("_sql_double_to_int", [operand], target, str(low), str(high))
+            helper = self.helper("_sql_double_to_int")
+            # int() truncates as Java does inside the range; NaN and the outside saturate.
+            return self.guard(
+                [operand],
+                lambda t: (
+                    f"(int({t[0]}) if {low - 1}.0 < {t[0]} < {high + 1}.0 "
+                    f"else {helper}({t[0]}, {low}, {high}))"
+                ),
+                target,
+                names=True,
+            )
         if source.is_numeric and kind is Kind.BOOLEAN:
             return self.guard([operand], lambda t: f"({t[0]} != 0)", target)
         if source.kind is Kind.BOOLEAN and target.is_numeric:
