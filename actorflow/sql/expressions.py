@@ -1711,12 +1711,12 @@ class _Compiler:
         # scaled double is not within 1e-7 of a half; for |scaled| < 1e8 that is wider than its
         # rounding error (< 3e-8), so the shortest decimal form rounds the same way. The rest (near a
         # half, huge, infinite, NaN) goes to _sql_round.
-        scale = repr(_POWERS_OF_TEN[digits])
+        factor = repr(_POWERS_OF_TEN[digits])
         r, scaled = self.temp(), self.temp()
 
         def build(t: list[str]) -> str:
             return (
-                f"({r} / {scale} if -1e8 < ({scaled} := {t[0]} * {scale}) < 1e8 "
+                f"({r} / {factor} if -1e8 < ({scaled} := {t[0]} * {factor}) < 1e8 "
                 f"and -0.4999999 < {scaled} - ({r} := round({scaled})) < 0.4999999 "
                 f"else {helper}({t[0]}, {digits}))"
             )
