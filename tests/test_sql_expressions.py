@@ -196,6 +196,16 @@ def _compare(duck: duckdb.DuckDBPyConnection, flink: str, duckdb_sql: str | None
         ours = compiled.function(row)
         _check_value(flink, compiled.type, ours)
         assert _same(ours, expected), f"{flink} on {row}: ours {ours!r}, DuckDB {expected!r}"
+    if compiled.type.kind is Kind.BOOLEAN:
+        # Conditions compile apart (plain bool tests for TRUE, and for FALSE under NOT): the rows
+        # kept must be DuckDB's WHERE's, for the condition and for its negation.
+        for condition, duck_condition in (
+            (flink, duckdb_sql or flink),
+            (f"NOT ({flink})", f"NOT ({duckdb_sql or flink})"),
+        ):
+            keep = compile_filter(_expression(condition), COLUMNS)
+            kept = {row[0] for row in duck.execute(f"SELECT rid FROM t WHERE {duck_condition}").fetchall()}
+            assert {index for index, row in enumerate(ROWS) if keep(row) is True} == kept, condition
 
 
 # (Flink SQL, DuckDB SQL when it differs)
