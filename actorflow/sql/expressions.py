@@ -567,14 +567,6 @@ def _sql_between(value: Any, low: Any, high: Any) -> bool | None:
     return None if above is None or below is None else True
 
 
-def _sql_greatest(*values: Any) -> Any:
-    return None if None in values else max(values)
-
-
-def _sql_least(*values: Any) -> Any:
-    return None if None in values else min(values)
-
-
 # Java date-time patterns (DATE_FORMAT, TO_TIMESTAMP, UNIX_TIMESTAMP) ------------------------------
 
 _PATTERN_TOKENS = re.compile(r"'(?:[^']|'')*'|([A-Za-z])\1*|.", re.DOTALL)
