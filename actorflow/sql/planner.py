@@ -576,24 +576,31 @@ class _Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
     def __init__(self, aggregates: list[_Aggregate], raw: _Raw | None = None) -> None:
         self.aggregates = aggregates
         self.raw = raw
-        self._add: Callable[[dict[str, Any], list[Any]], list[Any]] | None = None
+        #: The per-record update, generated: the window operator calls it straight.
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
 
     def create_accumulator(self) -> list[Any]:
         return [[0, 0] if a.kind == "avg" else (0 if a.kind.startswith("count") else None)
                 for a in self.aggregates]  # fmt: skip
 
     def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
-        add = self._add
-        if add is None:
-            add = self._add = self._generate()
-        return add(value, accumulator)
+        """Replaced on each instance by the generated update (see ``_generate``)."""
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
+        return self.add(value, accumulator)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_add": None}  # generated again where it is unpickled
+        state = dict(self.__dict__)
+        del state["add"]  # generated code: made again where it is unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
 
     def _generate(self) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
         """One function that reads every argument of a record, then updates each slot: the
-        accumulator changes only once every argument was read."""
+        accumulator changes only once every argument was read (a raw record that lacks a field
+        is read again through the table's reader: NULL)."""
         namespace: dict[str, Any] = {}
         reads, updates = [], []
         for index, aggregate in enumerate(self.aggregates):
@@ -611,23 +618,20 @@ class _Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
                 "max": f"c = acc[{index}]\n        if c is None or v{index} > c: acc[{index}] = v{index}",
             }[kind]
             updates.append(f"if v{index} is not None:\n        {update}")
-        body = "\n    ".join([*reads, *updates, "return acc"])
-        exec(compile(f"def add(row, acc):\n    {body}\n", "<sql aggregate>", "exec"), namespace)
-        add: Callable[[dict[str, Any], list[Any]], list[Any]] = namespace["add"]
         raw = self.raw
-        if raw is None:
-            return add
-        read = raw.read
-        if raw.text_stamps:
-            return lambda row, acc: add(read(row), acc)
-
-        def tolerant(row: dict[str, Any], acc: list[Any]) -> list[Any]:
-            try:
-                return add(row, acc)
-            except KeyError:  # a field missing from the record: NULL
-                return add(read(row), acc)
-
-        return tolerant
+        lines = ["def add(row, acc):"]
+        if raw is not None and reads:
+            namespace["_read"] = raw.read
+            if raw.text_stamps:
+                lines += ["    row = _read(row)", *(f"    {read}" for read in reads)]
+            else:
+                lines += ["    try:", *(f"        {read}" for read in reads), "    except KeyError:",
+                          "        row = _read(row)", *(f"        {read}" for read in reads)]  # fmt: skip
+        else:
+            lines += [f"    {read}" for read in reads]
+        lines += [f"    {update}" for update in updates] + ["    return acc"]
+        exec(compile("\n".join(lines) + "\n", "<sql aggregate>", "exec"), namespace)
+        return namespace["add"]  # type: ignore[no-any-return]
 
     def get_result(self, accumulator: list[Any]) -> list[Any]:
         result = list(accumulator)
