@@ -72,13 +72,15 @@ class Relation:
 class _Raw:
     """How a source's records become a table's rows."""
 
+    #: The table's physical columns, and its computed ones as expressions over them.
     physical: dict[str, SqlType]
     computed: dict[str, exp.Expression]
     #: A record's physical columns (missing fields as NULL, timestamps from text).
     read: Callable[[dict[str, Any]], dict[str, Any]]
-    #: Whether records may lack fields or hold timestamps as text (then compiled code reads
-    #: them through ``read`` when a field is missing).
+    #: The whole row of ``read``'s result (the computed columns added).
     complete: Callable[[dict[str, Any]], dict[str, Any]]
+    #: A physical TIMESTAMP column may hold text: compiled code always reads through ``read``
+    #: (otherwise only when a record lacks a field).
     text_stamps: bool = False
 
 
