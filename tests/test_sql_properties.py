@@ -81,8 +81,8 @@ class Data:
     delay_s: int  # the watermark delay
     disorder: bool  # timestamps out of order (by at most the delay)
     on_event: bool  # 'scan.watermark.emit.strategy' = 'on-event'
-    #: Columns whose NULLs are written as null, never left out of a record (a GROUP BY key: a
-    #: window aggregation grouped by a column a record lacks fails, see test_a_missing_group_key).
+    #: Columns whose NULLs are written as null, never left out of a record: GROUP BY keys (a
+    #: window aggregation grouped by a column a record lacks fails with KeyError).
     keep: tuple[str, ...] = ()
 
 
@@ -482,12 +482,15 @@ class Window:
         return f"TABLE(HOP(TABLE {source}, DESCRIPTOR(rowtime), {_interval(self.slide_ms)}, {size}))"
 
     def duck(self, source: str) -> str:
-        """The rows of ``source`` once per window each falls in, with the window's columns."""
+        """The rows of ``source`` (event time in ``ts``) once per window each falls in (the
+        windows start at multiples of the slide, in ``(ts - size, ts]``), with the window's
+        columns."""
         size, slide = self.size_ms, self.slide_ms
+        last = f"ts - ts % {slide}"
         return (
             f"(SELECT *, w AS window_start, w + {size} AS window_end, w + {size} - 1 AS window_time "
-            f"FROM (SELECT *, UNNEST(range(ts - ts % {slide} - {size - slide}, ts - ts % {slide} + 1, "
-            f"{slide})) AS w FROM {source}) WHERE w > ts - {size}) AS win"
+            f"FROM (SELECT *, UNNEST(range({last} - {size // slide * slide}, {last} + 1, {slide})) AS w "
+            f"FROM {source}) WHERE w > ts - {size}) AS win"
         )
 
 
@@ -499,44 +502,94 @@ def _interval(ms: int) -> str:
     return f"INTERVAL '{ms / 1000}' SECOND"
 
 
-windows = st.one_of(
-    st.sampled_from([500, 1000, 2000, 5000, 10_000, 60_000]).map(lambda size: Window(size, size)),
-    st.tuples(st.sampled_from([500, 1000, 2000, 5000]), st.integers(1, 4)).map(
-        lambda drawn: Window(drawn[0] * drawn[1], drawn[0])
-    ),
+tumbles = st.sampled_from([500, 1000, 2000, 5000, 10_000, 60_000]).map(lambda size: Window(size, size))
+#: A window aggregation's HOP: the size a multiple of the slide (Flink refuses others).
+hops = st.tuples(st.sampled_from([500, 1000, 2000, 5000]), st.integers(2, 4)).map(
+    lambda drawn: Window(drawn[0] * drawn[1], drawn[0])
 )
+windows = tumbles | hops
+#: The window table function alone takes any HOP size.
+any_windows = windows | st.tuples(st.sampled_from([1000, 2000]), st.sampled_from([500, 2500, 4500])).map(
+    lambda drawn: Window(drawn[0] + drawn[1], drawn[0])
+)
+
+
+@dataclass
+class Source:
+    """What a window table function reads: the table, a view of it, or a view that is itself a
+    window aggregation (cascading windows, its ``window_time`` as the time attribute ``rowtime``).
+    DuckDB's side has the event time in ``ts``."""
+
+    flink: str
+    duck: str
+    flink_setup: str
+    duck_setup: list[str]
+    columns: dict[str, str]  # name -> kind
+    keys: list[str]  # the columns a window aggregation may group by
+    keep: tuple[str, ...] = ()  # table columns some GROUP BY groups by
+
+
+@st.composite
+def window_sources(draw: st.DrawFn) -> Source:
+    which = draw(st.sampled_from(["table", "table", "view", "cascade"]))
+    if which != "cascade":
+        flink, duck, flink_setup, duck_setup = draw(sources(windowed=True))
+        return Source(flink, duck, flink_setup, duck_setup, dict(VALUE_COLUMNS), ["g", "a", "b"])
+    window = draw(windows)
+    keys = draw(st.lists(st.sampled_from(["g", "a"]), unique=True, max_size=2))
+    listed = "".join(f"{key}, " for key in keys)
+    flink = (
+        f"CREATE VIEW v AS SELECT {listed}window_time AS rowtime, COUNT(*) AS n, SUM(x) AS sx, "
+        f"MAX(a) AS ma, MIN(s) AS ms FROM {window.flink('t')} "
+        f"GROUP BY {listed}window_start, window_end, window_time;"
+    )
+    duck = (
+        f"CREATE OR REPLACE TEMP VIEW v AS SELECT {listed}window_time AS ts, count(*) AS n, "
+        f"sum(x) AS sx, max(a) AS ma, min(s) AS ms FROM {window.duck('t')} "
+        f"GROUP BY {listed}window_start, window_end, window_time"
+    )
+    columns = {key: VALUE_COLUMNS[key] for key in keys} | {
+        "n": "int",
+        "sx": "dbl",
+        "ma": "int",
+        "ms": "str",
+    }
+    return Source("v", "v", flink, [duck], columns, [*keys, "n", "ma"], tuple(keys))
 
 
 @st.composite
 def window_rows(draw: st.DrawFn) -> Case:
     """The rows of a window table function: ``SELECT ..., window_start, window_end, window_time
     FROM TABLE(TUMBLE|HOP(...)) [WHERE condition]``."""
-    flink_from, duck_from, flink_setup, duck_setup = draw(sources(windowed=True))
-    window = draw(windows)
-    leaves = _leaves(VALUE_COLUMNS)
-    items = draw(st.lists(expressions(draw(st.sampled_from(["num", "str"])), 2, leaves), max_size=2))
-    flink_items, duck_items = _select_list([Expr("{id}", "{id}", "int"), *items], IDENTITY)
+    source = draw(window_sources())
+    window = draw(any_windows)
+    leaves = _leaves(source.columns)
+    columns = {name: name for name in source.columns}
+    items = draw(st.lists(expressions(draw(st.sampled_from(["num", "str"])), 2, leaves),
+                          min_size=1, max_size=3))  # fmt: skip
+    flink_items, duck_items = _select_list(items, columns)
     windows_columns = ", window_start, window_end, window_time"
-    flink = f"SELECT {flink_items}{windows_columns} FROM {window.flink(flink_from)}"
-    duck = f"SELECT {duck_items}{windows_columns} FROM {window.duck(duck_from)}"
+    flink = f"SELECT {flink_items}{windows_columns} FROM {window.flink(source.flink)}"
+    duck = f"SELECT {duck_items}{windows_columns} FROM {window.duck(source.duck)}"
     condition = draw(st.none() | expressions("bool", 2, leaves))
     if condition is not None:
-        flink_where, duck_where = condition.render(IDENTITY)
+        flink_where, duck_where = condition.render(columns)
         flink, duck = f"{flink} WHERE {flink_where}", f"{duck} WHERE {duck_where}"
-    return Case(draw(datas()), draw(runs), flink, duck, flink_setup, duck_setup)
+    data = draw(datas(source.keep))
+    return Case(data, draw(runs), flink, duck, source.flink_setup, source.duck_setup)
 
 
 @st.composite
-def aggregate_calls(draw: st.DrawFn) -> Expr:
-    """One aggregate call over a small expression of the columns."""
-    leaves = _leaves(VALUE_COLUMNS)
+def aggregate_calls(draw: st.DrawFn, columns: dict[str, str]) -> Expr:
+    """One aggregate call over a small expression of ``columns``."""
+    leaves = _leaves(columns)
     function = draw(st.sampled_from(["COUNT(*)", "COUNT", "SUM", "AVG", "MIN", "MAX"]))
     if function == "COUNT(*)":
         return Expr("COUNT(*)", "count(*)", "int")
     kinds = {"COUNT": ["int", "dbl", "str"], "SUM": ["int", "dbl"], "AVG": ["int", "dbl"],
              "MIN": ["int", "dbl", "str"], "MAX": ["int", "dbl", "str"]}[function]  # fmt: skip
     argument = draw(expressions(draw(st.sampled_from(kinds)), 1, leaves))
-    flink, duck = argument.render(IDENTITY)
+    flink, duck = argument.render({name: name for name in columns})
     if function == "COUNT":
         return Expr(f"COUNT({flink})", f"count({duck})", "int")
     if function == "AVG" and argument.kind == "int":  # Flink: an integer average truncates
@@ -554,36 +607,37 @@ def _escape(expr: Expr) -> Expr:
 def window_aggregations(draw: st.DrawFn) -> Case:
     """``SELECT keys, window_start, window_end, expressions over aggregates FROM TABLE(TUMBLE|HOP(...))
     [WHERE condition] GROUP BY keys, window_start, window_end [, window_time] [HAVING condition]``."""
-    flink_from, duck_from, flink_setup, duck_setup = draw(sources(windowed=True))
+    source = draw(window_sources())
     window = draw(windows)
-    keys = draw(st.lists(st.sampled_from(["g", "a", "b"]), unique=True, max_size=2))
+    keys = draw(st.lists(st.sampled_from(source.keys), unique=True, max_size=2))
     with_time = draw(st.booleans())
-    calls = draw(st.lists(aggregate_calls(), min_size=1, max_size=3))
+    calls = draw(st.lists(aggregate_calls(source.columns), min_size=1, max_size=3))
     # Expressions over the aggregate calls and the keys: leaves of a tree like any other.
     leaves = _leaves({})
     for call in calls:
         leaves[call.kind] += [_escape(call)] * 3
     for key in keys:
-        leaves[VALUE_COLUMNS[key]].append(Expr(key, key, VALUE_COLUMNS[key]))
+        leaves[source.columns[key]].append(Expr(key, key, source.columns[key]))
     items = [draw(st.sampled_from(calls))]
     items += draw(st.lists(expressions(draw(st.sampled_from(["num", "str", "bool"])), 2, leaves),
                            max_size=2))  # fmt: skip
-    flink_items, duck_items = _select_list(items, IDENTITY)
+    flink_items, duck_items = _select_list(items, {})
     shown = [key for key in keys if draw(st.booleans())]
     grouped = ", ".join([*keys, "window_start", "window_end"] + (["window_time"] if with_time else []))
     head = ", ".join([*shown, "window_start", "window_end"] + (["window_time"] if with_time else []))
-    flink = f"SELECT {head}, {flink_items} FROM {window.flink(flink_from)}"
-    duck = f"SELECT {head}, {duck_items} FROM {window.duck(duck_from)}"
-    condition = draw(st.none() | expressions("bool", 2, _leaves(VALUE_COLUMNS)))
+    flink = f"SELECT {head}, {flink_items} FROM {window.flink(source.flink)}"
+    duck = f"SELECT {head}, {duck_items} FROM {window.duck(source.duck)}"
+    condition = draw(st.none() | expressions("bool", 2, _leaves(source.columns)))
     if condition is not None:
-        flink_where, duck_where = condition.render(IDENTITY)
+        flink_where, duck_where = condition.render({name: name for name in source.columns})
         flink, duck = f"{flink} WHERE {flink_where}", f"{duck} WHERE {duck_where}"
     flink, duck = f"{flink} GROUP BY {grouped}", f"{duck} GROUP BY {grouped}"
     having = draw(st.none() | expressions("bool", 2, leaves))
     if having is not None:
-        flink_having, duck_having = having.render(IDENTITY)
+        flink_having, duck_having = having.render({})
         flink, duck = f"{flink} HAVING {flink_having}", f"{duck} HAVING {duck_having}"
-    return Case(draw(datas(tuple(sorted(keys)))), draw(runs), flink, duck, flink_setup, duck_setup)
+    keep = tuple(sorted({*source.keep, *(key for key in keys if key in ("g", "a", "b"))}))
+    return Case(draw(datas(keep)), draw(runs), flink, duck, source.flink_setup, source.duck_setup)
 
 
 # -- running and comparing ------------------------------------------------------------------------
