@@ -79,6 +79,7 @@ from actorflow.operators.sources import (
 from actorflow.operators.windows import (
     ContinuousEventTimeTrigger,
     CountTrigger,
+    CumulativeEventTimeWindows,
     EventTimeSessionWindows,
     EventTimeTrigger,
     GlobalWindows,
@@ -142,6 +143,7 @@ __all__ = [
     "CountTrigger",
     "DataStream",
     "DeadLetter",
+    "CumulativeEventTimeWindows",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "FailedRecord",

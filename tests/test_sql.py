@@ -157,6 +157,60 @@ def test_a_hopping_window_counts_each_row_in_every_window_it_falls_in(
     same_rows(got, expected)
 
 
+def test_a_cumulating_window_grows_by_its_step_within_each_period(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        """SELECT card_id, window_start, window_end, COUNT(*) AS n, MAX(amount) AS high
+           FROM TABLE(CUMULATE(TABLE tx, DESCRIPTOR(rowtime), INTERVAL '10' SECOND, INTERVAL '30' SECOND))
+           GROUP BY card_id, window_start, window_end""",
+        3,
+    )
+    expected = oracle(
+        rows,
+        """SELECT card_id, ts - ts % 30000 AS window_start, e AS window_end, COUNT(*) AS n,
+                  MAX(amount) AS high
+           FROM (SELECT *, UNNEST(range(ts - ts % 10000 + 10000, ts - ts % 30000 + 30001, 10000)) AS e
+                 FROM tx)
+           GROUP BY card_id, ts - ts % 30000, e""",
+    )
+    assert len(expected) > 50
+    same_rows(got, expected)
+
+
+def test_a_session_window_per_card_closes_after_a_gap(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, rows = transactions
+    got = run_query(
+        path,
+        """SELECT card_id, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total
+           FROM TABLE(SESSION(TABLE tx PARTITION BY card_id, DESCRIPTOR(rowtime), INTERVAL '300' MILLISECOND))
+           GROUP BY card_id, window_start, window_end""",
+        3,
+    )
+    gap = 300
+    expected = []
+    by_card: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:  # in time order
+        by_card.setdefault(row["card_id"], []).append(row)
+    for card, txs in by_card.items():
+        session = [txs[0]]
+        for tx in [*txs[1:], None]:
+            if tx is not None and tx["ts"] < session[-1]["ts"] + gap:
+                session.append(tx)
+                continue
+            expected.append({"card_id": card, "window_start": session[0]["ts"],
+                             "window_end": max(t["ts"] for t in session) + gap, "n": len(session),
+                             "total": sum(t["amount"] for t in session)})  # fmt: skip
+            if tx is not None:
+                session = [tx]
+    assert len(expected) > 40
+    same_rows(got, expected)
+
+
 def test_a_window_table_function_without_aggregation_adds_the_window_columns(
     transactions: tuple[Path, list[dict[str, Any]]],
 ) -> None:

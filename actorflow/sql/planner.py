@@ -31,13 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from actorflow.operators.windows.assigners import SlidingEventTimeWindows, TumblingEventTimeWindows
+from actorflow.errors import PlanError
+from actorflow.operators.windows.assigners import (
+    CumulativeEventTimeWindows,
+    EventTimeSessionWindows,
+    SlidingEventTimeWindows,
+    TumblingEventTimeWindows,
+)
 from actorflow.operators.windows.functions import ProcessWindowFunction
 from actorflow.sql.accessors import error_at, from_clause, interval_millis, table_name
 from actorflow.sql.catalog import Catalog, SqlTable
 from actorflow.sql.connectors import source_rows
 from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
-from actorflow.sql.nodes import Hop, TableFunction, Tumble, WindowTableFunction
+from actorflow.sql.nodes import Cumulate, Hop, Session, TableFunction, Tumble, WindowTableFunction
 from actorflow.sql.types import SqlType
 from actorflow.state.descriptors import AggregateFunction
 from actorflow.time.watermarks import WatermarkStrategy
@@ -173,14 +179,10 @@ class Planner:
             return self.query(node.this), None
         if isinstance(node, TableFunction) and isinstance(node.this, WindowTableFunction):
             window = node.this
-            if not isinstance(window, Tumble | Hop):
-                raise error_at(
-                    node, f"{window.key.upper()} windows are not supported yet: use TUMBLE or HOP"
-                )
             argument = window.this
             table = argument.this
-            if argument.args.get("partition_by"):
-                raise error_at(argument, "PARTITION BY in a window table function is not supported yet")
+            if argument.args.get("partition_by") and not isinstance(window, Session):
+                raise error_at(argument, "PARTITION BY goes with SESSION windows")
             relation = self._scan(table) if isinstance(table, exp.Table) else self.query(table)
             timecol = window.args["timecol"].expressions[0].name
             if timecol not in relation.columns:
@@ -316,8 +318,12 @@ class Planner:
     def _windowed(self, relation: Relation, window: WindowTableFunction) -> Relation:
         """The rows of a windowing table function: each row once per window it falls in, with
         ``window_start``, ``window_end`` and ``window_time``."""
-        size = interval_millis(window.args["size"])
-        slide = interval_millis(window.args["slide"]) if isinstance(window, Hop) else size
+        if isinstance(window, Session):
+            raise error_at(
+                window,
+                "a SESSION window goes with GROUP BY window_start, window_end",
+            )
+        assigner = _assigner(window)
         rowtime = relation.rowtime
         assert rowtime is not None
         columns = dict(relation.columns)
@@ -326,19 +332,13 @@ class Planner:
             if name in columns:
                 raise error_at(window, f"the table has a column {name!r} already")
             columns[name] = stamp.not_null() if name != "window_time" else stamp
-        if size <= 0 or slide <= 0:
-            raise error_at(window, "a window's size and slide must be positive")
+        assign = assigner.assign
 
         def windows(row: dict[str, Any]) -> list[dict[str, Any]]:
-            ts = row[rowtime]
-            last = ts - ts % slide
-            out = []
-            start = last
-            while start > ts - size:
-                out.append({**row, "window_start": start, "window_end": start + size,
-                            "window_time": start + size - 1})  # fmt: skip
-                start -= slide
-            return out[::-1]
+            return [
+                {**row, "window_start": w.start, "window_end": w.end, "window_time": w.end - 1}
+                for w in sorted(assign(row, row[rowtime]), key=lambda w: (w.start, w.end))
+            ]
 
         stream = relation.stream.flat_map(windows, name=self._name("window"))
         return Relation(stream, columns, rowtime)
@@ -370,11 +370,15 @@ class Planner:
             )
             for call in calls
         ]
-        size = interval_millis(window.args["size"])
-        if isinstance(window, Hop):
-            assigner: Any = SlidingEventTimeWindows.of(size, interval_millis(window.args["slide"]))
-        else:
-            assigner = TumblingEventTimeWindows.of(size)
+        assigner = _assigner(window)
+        if isinstance(window, Session):
+            partition = [key.name for key in window.this.args.get("partition_by") or []]
+            if sorted(partition) != sorted(key_names):
+                raise error_at(
+                    window.this,
+                    f"a SESSION window's PARTITION BY ({', '.join(partition) or 'nothing'}) must be the "
+                    f"GROUP BY's other columns ({', '.join(key_names) or 'none'})",
+                )
         # The window operator cuts the windows itself, from the rows as the table has them.
         base = relation
         key_of: Callable[[dict[str, Any]], Any]
@@ -462,6 +466,24 @@ def _replace_aggregates(node: exp.Expression, calls: list[exp.AggFunc]) -> exp.E
         return found
 
     return node.transform(swap)
+
+
+def _assigner(window: WindowTableFunction) -> Any:
+    """The event-time window assigner of a windowing table function."""
+    try:
+        if isinstance(window, Tumble):
+            return TumblingEventTimeWindows.of(interval_millis(window.args["size"]))
+        if isinstance(window, Hop):
+            size, slide = interval_millis(window.args["size"]), interval_millis(window.args["slide"])
+            return SlidingEventTimeWindows.of(size, slide)
+        if isinstance(window, Cumulate):
+            size, step = interval_millis(window.args["size"]), interval_millis(window.args["step"])
+            return CumulativeEventTimeWindows.of(size, step)
+        if isinstance(window, Session):
+            return EventTimeSessionWindows.with_gap(interval_millis(window.args["gap"]))
+    except PlanError as error:
+        raise error_at(window, str(error)) from None
+    raise error_at(window, f"{window.key.upper()} windows are not supported")
 
 
 def _substitute(node: exp.Expression, computed: dict[str, exp.Expression]) -> exp.Expression:

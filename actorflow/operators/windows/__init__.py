@@ -5,6 +5,7 @@ See :mod:`actorflow.operators.windows.operator` for the semantics (Flink's).
 
 from actorflow.operators.windows.assigners import (
     GLOBAL_WINDOW,
+    CumulativeEventTimeWindows,
     EventTimeSessionWindows,
     GlobalWindows,
     MergingWindowAssigner,
@@ -35,6 +36,7 @@ __all__ = [
     "GLOBAL_WINDOW",
     "ContinuousEventTimeTrigger",
     "CountTrigger",
+    "CumulativeEventTimeWindows",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "GlobalWindows",

@@ -188,6 +188,39 @@ class SlidingEventTimeWindows(_Sliding):
         return EventTimeTrigger()
 
 
+class CumulativeEventTimeWindows(WindowAssigner):
+    """Windows that grow by ``step`` ms from the start of each ``size`` ms period (Flink SQL's
+    ``CUMULATE``): a record at ``t`` is in ``[start, start + k * step)`` for every ``k`` whose
+    window holds ``t``, ``start`` being ``t``'s period's.
+
+    >>> CumulativeEventTimeWindows.of(30, 10).assign(None, 14)
+    [TimeWindow(start=0, end=20), TimeWindow(start=0, end=30)]
+    """
+
+    def __init__(self, size: int, step: int) -> None:
+        _check(size, step, 0)
+        if size % step:
+            raise PlanError(f"a cumulating window's size ({size}) must be a multiple of its step ({step})")
+        self.size = size
+        self.step = step
+
+    @classmethod
+    def of(cls, size: int, step: int) -> CumulativeEventTimeWindows:
+        """Raises :class:`PlanError` unless ``0 < step``, ``step <= size`` and ``step`` divides ``size``."""
+        return cls(size, step)
+
+    def assign(self, element: Any, timestamp: int) -> list[TimeWindow]:
+        start = timestamp - timestamp % self.size
+        first = timestamp - timestamp % self.step + self.step
+        return [TimeWindow(start, end) for end in range(first, start + self.size + 1, self.step)]
+
+    def default_trigger(self) -> Trigger:
+        return EventTimeTrigger()
+
+    def __repr__(self) -> str:
+        return f"CumulativeEventTimeWindows.of({self.size}, {self.step})"
+
+
 class TumblingProcessingTimeWindows(_Tumbling):
     """Back-to-back windows of ``size`` ms of the clock's time when a record is processed."""
 
