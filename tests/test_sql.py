@@ -187,7 +187,8 @@ def test_a_session_window_per_card_closes_after_a_gap(
     got = run_query(
         path,
         """SELECT card_id, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total
-           FROM TABLE(SESSION(TABLE tx PARTITION BY card_id, DESCRIPTOR(rowtime), INTERVAL '300' MILLISECOND))
+           FROM TABLE(SESSION(TABLE tx PARTITION BY card_id, DESCRIPTOR(rowtime),
+                              INTERVAL '300' MILLISECOND))
            GROUP BY card_id, window_start, window_end""",
         3,
     )
