@@ -338,3 +338,30 @@ def test_insert_needs_as_many_columns_as_the_table(transactions: tuple[Path, lis
             + "CREATE TABLE t (a BIGINT, b STRING) WITH ('connector' = 'print');"
             + "INSERT INTO t SELECT tx_id FROM tx;"
         )
+
+
+def test_sql_and_datastreams_mix(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    """A DataStream registered as a table (its event time as the rowtime), a SQL window over it,
+    and the result read back as a DataStream; from_table gives a table's rows."""
+    from actorflow import WatermarkStrategy
+
+    path, rows = transactions
+    flow = Flow("mix")
+    stream = flow.from_iterable(rows, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=2_000))
+    stream.filter(lambda r: r["amount"] > 50).to_table(
+        "big", {"card_id": "STRING", "amount": "DOUBLE"}, rowtime="rowtime"
+    )
+    windows = flow.sql_query(
+        """SELECT card_id, window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE big,
+           DESCRIPTOR(rowtime), INTERVAL '10' SECOND)) GROUP BY card_id, window_start, window_end"""
+    ).collect()
+    flow.sql(create_tx(path))
+    scanned = flow.from_table("tx").map(lambda row: row["tx_id"]).collect()
+    flow.execute()
+    expected = oracle(
+        rows,
+        "SELECT card_id, ts - ts % 10000 AS window_start, COUNT(*) AS n FROM tx WHERE amount > 50 "
+        "GROUP BY card_id, ts - ts % 10000",
+    )
+    same_rows(windows.values, expected)
+    assert sorted(scanned.values) == sorted(r["tx_id"] for r in rows)

@@ -270,6 +270,10 @@ class Flow:
         """The rows of one SQL query (a SELECT over this flow's tables) as a stream of dicts."""
         return _extension("sql", self).query(query)  # type: ignore[no-any-return]
 
+    def from_table(self, name: str) -> DataStream[Any]:
+        """The rows of SQL table (or view) ``name`` of this flow as a stream of dicts."""
+        return _extension("sql", self).table_rows(name)  # type: ignore[no-any-return]
+
     def register_function(self, name: str, function: Callable[..., Any]) -> None:
         """Make ``function`` callable from this flow's SQL as ``name(...)``."""
         _extension("sql", self).catalog.functions[name.upper()] = function

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -345,6 +345,18 @@ class DataStream(Generic[T]):
         """Stamp records with event time and replace upstream watermarks with ``strategy``'s."""
         node = self._add("timestamps", name, lambda: TimestampOperator(node.name, strategy))
         return self._follow(node)
+
+    def to_table(
+        self, name: str, columns: Mapping[str, str], *, rowtime: str | None = None
+    ) -> DataStream[T]:
+        """Register this stream (of dicts) as SQL table ``name`` of its flow, with ``columns``
+        (``{"card_id": "STRING", "amount": "DOUBLE"}``, Flink SQL types). ``rowtime`` names a
+        column added to each row with the record's event timestamp: the table's time attribute,
+        its watermarks this stream's. Returns this stream. Needs the ``sql`` extra."""
+        from actorflow.api.flow import _extension
+
+        _extension("sql", self._flow).register_stream(name, self, dict(columns), rowtime)
+        return self
 
     def key_by(self, key: Callable[[T], K] | str) -> KeyedStream[T, K]:
         """Partition by ``key(record)``: every record of a key reaches the same instance.

@@ -58,6 +58,37 @@ class SqlSession:
             raise SqlError("sql_query() takes one query (a SELECT)")
         return self.planner.rows(self.planner.query(statements[0])).stream
 
+    def table_rows(self, name: str) -> DataStream[dict[str, Any]]:
+        """The rows of table or view ``name``."""
+        node = exp.to_identifier(name)
+        query = exp.select("*").from_(exp.Table(this=node))
+        return self.planner.rows(self.planner.query(query)).stream
+
+    def register_stream(
+        self, name: str, stream: DataStream[Any], columns: dict[str, str], rowtime: str | None
+    ) -> None:
+        """Register ``stream`` (dicts with ``columns``) as table ``name``; ``rowtime``: a column of
+        each record's event timestamp, the time attribute."""
+        from actorflow.operators.process import Context, ProcessFunction
+
+        declared = ", ".join(f"`{column}` {kind}" for column, kind in columns.items())
+        if rowtime is not None:
+            if rowtime in columns:
+                raise SqlError(f"to_table({name!r}): rowtime {rowtime!r} is a column already")
+            declared += f", `{rowtime}` TIMESTAMP_LTZ(3)"
+        create = parse(f"CREATE TABLE `{name}` ({declared}) WITH ('connector' = 'datastream')")[0]
+        assert isinstance(create, exp.Create)
+        table = self.catalog.create_table(create)
+        if rowtime is not None:
+            table.rowtime = column = rowtime
+
+            class Stamp(ProcessFunction[dict[str, Any], dict[str, Any]]):
+                def process_element(self, value: dict[str, Any], ctx: Context, out: Any) -> None:
+                    out.collect({**value, column: ctx.timestamp})
+
+            stream = stream.process(Stamp(), name=f"{name}.rowtime")
+        table.stream = stream
+
     def _statement(self, statement: exp.Expression) -> list[str]:
         if isinstance(statement, exp.Create):
             return self._create(statement)
