@@ -467,6 +467,15 @@ def unions(draw: st.DrawFn) -> Case:
                       f"SELECT {duck_items} FROM {duck_from} WHERE {duck_where}"))  # fmt: skip
     flink = f"{sides[0][0]} UNION ALL {sides[1][0]}"
     duck = f"{sides[0][1]} UNION ALL {sides[1][1]}"
+    outer = draw(
+        st.none()
+        | expressions("bool", 2, _leaves({f"c{i + 1}": item.kind for i, item in enumerate(items)}))
+    )
+    if outer is not None:  # the union as a subquery, filtered on its columns
+        outer_columns = {f"c{i + 1}": f"c{i + 1}" for i in range(len(items))}
+        flink_where, duck_where = outer.render(outer_columns)
+        flink = f"SELECT * FROM ({flink}) AS u WHERE {flink_where}"
+        duck = f"SELECT * FROM ({duck}) AS u WHERE {duck_where}"
     return Case(draw(datas()), draw(runs), flink, duck, flink_setup, duck_setup)
 
 
@@ -531,10 +540,26 @@ class Source:
 
 @st.composite
 def window_sources(draw: st.DrawFn) -> Source:
-    which = draw(st.sampled_from(["table", "table", "view", "cascade"]))
-    if which != "cascade":
+    which = draw(st.sampled_from(["table", "table", "view", "union", "cascade"]))
+    if which in ("table", "view"):
         flink, duck, flink_setup, duck_setup = draw(sources(windowed=True))
         return Source(flink, duck, flink_setup, duck_setup, dict(VALUE_COLUMNS), ["g", "a", "b"])
+    if which == "union":  # two filters of the table, one stream with the table's time attribute
+        leaves = _leaves(VALUE_COLUMNS)
+        listed = ", ".join(VALUE_COLUMNS)
+        flink_sides, duck_sides = [], []
+        for _ in range(2):
+            flink_where, duck_where = draw(expressions("bool", 2, leaves)).render(IDENTITY)
+            flink_sides.append(f"SELECT {listed}, ts, rowtime FROM t WHERE {flink_where}")
+            duck_sides.append(f"SELECT {listed}, ts FROM t WHERE {duck_where}")
+        return Source(
+            "v",
+            "v",
+            f"CREATE VIEW v AS {' UNION ALL '.join(flink_sides)};",
+            [f"CREATE OR REPLACE TEMP VIEW v AS {' UNION ALL '.join(duck_sides)}"],
+            dict(VALUE_COLUMNS),
+            ["g", "a", "b"],
+        )
     window = draw(windows)
     keys = draw(st.lists(st.sampled_from(["g", "a"]), unique=True, max_size=2))
     listed = "".join(f"{key}, " for key in keys)
