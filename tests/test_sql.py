@@ -309,7 +309,6 @@ def test_show_describe_and_explain(transactions: tuple[Path, list[dict[str, Any]
     [
         ("SELECT amout FROM tx", r"line 1, column 8: unknown column 'amout'"),
         ("SELECT card_id FROM nope", r"unknown table 'nope'"),
-        ("SELECT card_id, COUNT(*) FROM tx GROUP BY card_id", r"GROUP BY without a window"),
         (
             "SELECT COUNT(*) FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
             "GROUP BY window_start, window_end",
@@ -365,3 +364,81 @@ def test_sql_and_datastreams_mix(transactions: tuple[Path, list[dict[str, Any]]]
     )
     same_rows(windows.values, expected)
     assert sorted(scanned.values) == sorted(r["tx_id"] for r in rows)
+
+
+# -- GROUP BY without a window: an updating result ------------------------------------------------
+
+
+def test_a_group_aggregation_is_a_changelog_whose_last_rows_are_duckdbs(
+    transactions: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each row changes its group's result: +I the first time, then -U old and +U new; HAVING
+    decides whether a result row exists (-D when it stops). Replaying the changes gives DuckDB's
+    final rows; the print sink shows each change as Flink prints it."""
+    path, rows = transactions
+    flow = Flow("changelog")
+    flow.sql(
+        create_tx(path)
+        + """
+        CREATE TABLE shown (card STRING, n BIGINT, total DOUBLE) WITH ('connector' = 'print');
+        INSERT INTO shown SELECT card_id, COUNT(*), SUM(amount) FROM tx
+        WHERE card_id < 'c000010' GROUP BY card_id HAVING COUNT(*) < 40;
+        """
+    )
+    flow.execute()
+    printed = capsys.readouterr().out.splitlines()
+    live: dict[str, str] = {}
+    retracted: set[str] = set()  # -U seen, its +U next
+    for line in printed:
+        change, _, body = line.partition("[")
+        card = body.split(",")[0]
+        if change == "+I":
+            assert card not in live and card not in retracted, line
+        elif change == "+U":
+            assert card in retracted, line
+            retracted.discard(card)
+        else:
+            assert change in ("-U", "-D") and live.pop(card) == body, line
+            if change == "-U":
+                retracted.add(card)
+            continue
+        live[card] = body
+    assert not retracted
+    assert {line[:2] for line in printed} == {"+I", "-U", "+U", "-D"}
+    expected = oracle(
+        rows,
+        "SELECT card_id, COUNT(*) AS n, SUM(amount) AS total FROM tx WHERE card_id < 'c000010' "
+        "GROUP BY card_id HAVING COUNT(*) < 40",
+    )
+    assert sorted(live) == sorted(row["card_id"] for row in expected)
+
+
+def test_in_batch_mode_a_group_aggregation_gives_only_the_final_rows(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, rows = transactions
+    flow = Flow("batch", parallelism=3)
+    flow.sql(create_tx(path) + "SET 'execution.runtime-mode' = 'batch';")
+    found = flow.sql_query(
+        "SELECT card_id, COUNT(*) AS n, AVG(amount) AS mean, MIN(ts) AS first FROM tx GROUP BY card_id"
+    ).collect()
+    flow.execute()
+    expected = oracle(
+        rows,
+        "SELECT card_id, COUNT(*) AS n, AVG(amount) AS mean, MIN(ts) AS first FROM tx GROUP BY card_id",
+    )
+    same_rows(found.values, expected)
+
+
+def test_a_sink_that_cannot_take_updates_refuses_an_updating_query(
+    transactions: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    path, _ = transactions
+    flow = Flow("refused")
+    with pytest.raises(SqlError, match=r"doesn't support consuming update changes"):
+        flow.sql(
+            create_tx(path)
+            + "CREATE TABLE out (card STRING, n BIGINT) "
+            + f"WITH ('connector' = 'jsonlines', 'path' = '{tmp_path}/o');"
+            + "INSERT INTO out SELECT card_id, COUNT(*) FROM tx GROUP BY card_id;"
+        )

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from actorflow.api.stream import DataStream
     from actorflow.sql.catalog import SqlTable
 
-__all__ = ["SINKS", "SOURCES", "print_row", "sink_rows", "source_rows"]
+__all__ = ["SINKS", "SOURCES", "UPDATING_SINKS", "print_row", "sink_rows", "source_rows"]
 
 SOURCES = ("jsonlines",)
 SINKS = ("jsonlines", "print")
+#: Sinks that take an updating result (a changelog).
+UPDATING_SINKS = ("print",)
 
 
 def _connector(table: SqlTable, kinds: tuple[str, ...], role: str) -> str:
@@ -68,14 +70,30 @@ def source_rows(flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict
     return flow.from_json_lines(_option(table, "path"), name=table.name, watermarks=watermarks)
 
 
-def print_row(values: list[Any]) -> str:
-    """A row as Flink's print connector shows an insert."""
-    return "+I[" + ", ".join("NULL" if value is None else str(value) for value in values) + "]"
+def print_row(values: list[Any], change: str = "+I") -> str:
+    """A row as Flink's print connector shows it, with its change (``+I``, ``-U``, ``+U``,
+    ``-D``)."""
+    return change + "[" + ", ".join("NULL" if value is None else str(value) for value in values) + "]"
 
 
-def sink_rows(table: SqlTable, stream: DataStream[dict[str, Any]], columns: dict[str, SqlType]) -> None:
-    """Write ``stream`` (rows with ``columns``, in the sink table's column order) to ``table``."""
+def sink_rows(
+    table: SqlTable,
+    stream: DataStream[dict[str, Any]],
+    columns: dict[str, SqlType],
+    *,
+    changelog: bool = False,
+    node: Any = None,
+) -> None:
+    """Write ``stream`` (rows with ``columns``, in the sink table's column order) to ``table``;
+    ``changelog``: the rows are changes (``row["$change"]``), which only some sinks take."""
     connector = _connector(table, SINKS, "sink")
+    if changelog and connector not in UPDATING_SINKS:
+        message = (
+            f"table sink {table.name!r} ({connector}) doesn't support consuming update changes, "
+            "which a GROUP BY without a window produces (use a window, the print connector, or "
+            "SET 'execution.runtime-mode' = 'batch' on bounded input)"
+        )
+        raise error_at(node, message) if node is not None else _error(table, message)
     names = list(columns)
     stamps = [name for name, kind in columns.items() if kind.is_timestamp]
 
@@ -92,7 +110,8 @@ def sink_rows(table: SqlTable, stream: DataStream[dict[str, Any]], columns: dict
         prefix = table.options.get("print-identifier")
         lead = f"{prefix}> " if prefix else ""
         stream.map(
-            lambda row: lead + print_row([external(row)[n] for n in names]), name=f"{table.name}.format"
+            lambda row: lead + print_row([external(row)[n] for n in names], row.get("$change", "+I")),
+            name=f"{table.name}.format",
         ).print(name=table.name)
         return
     exactly_once = table.options.get("sink.exactly-once", "false").lower() == "true"

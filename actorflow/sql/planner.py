@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from actorflow.errors import PlanError
+from actorflow.operators.base import Collector
+from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
 from actorflow.operators.windows.assigners import (
     CumulativeEventTimeWindows,
     EventTimeSessionWindows,
@@ -39,13 +41,15 @@ from actorflow.operators.windows.assigners import (
     TumblingEventTimeWindows,
 )
 from actorflow.operators.windows.functions import ProcessWindowFunction
+from actorflow.runtime.messages import MAX_WATERMARK
 from actorflow.sql.accessors import error_at, from_clause, interval_millis, table_name
 from actorflow.sql.catalog import Catalog, SqlTable
 from actorflow.sql.connectors import source_rows
 from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
 from actorflow.sql.nodes import Cumulate, Hop, Session, TableFunction, Tumble, WindowTableFunction
 from actorflow.sql.types import SqlType
-from actorflow.state.descriptors import AggregateFunction
+from actorflow.state.descriptors import AggregateFunction, ValueStateDescriptor
+from actorflow.state.keyed import ValueState
 from actorflow.time.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
@@ -55,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["Planner", "Relation"]
 
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
+#: The key of a changelog row's change (``+I``, ``-U``, ``+U``, ``-D``), as Flink's RowKind.
+CHANGE = "$change"
 
 
 @dataclass
@@ -72,6 +78,9 @@ class Relation:
     columns: dict[str, SqlType]
     rowtime: str | None = None
     raw: _Raw | None = None
+    #: An updating result (a changelog): each row carries its change, ``row[CHANGE]``: ``+I``,
+    #: ``-U``, ``+U`` or ``-D``.
+    changelog: bool = False
 
 
 @dataclass
@@ -162,15 +171,60 @@ class Planner:
                                 relation.rowtime, relation.raw)  # fmt: skip
         if aggregating:
             if window is None:
-                raise error_at(
-                    group or select,
-                    "a GROUP BY without a window (an updating result) is not supported yet: "
-                    "group by window_start, window_end of TUMBLE or HOP",
-                )
+                return self._group_aggregate(select, relation)
             return self._window_aggregate(select, relation, window)
         if select.args.get("having") is not None:
             raise error_at(select.args["having"], "HAVING needs a GROUP BY")
         return self._project(select.expressions, relation)
+
+    def _group_aggregate(self, select: exp.Select, relation: Relation) -> Relation:
+        """``GROUP BY`` without a window: an updating result. Per group, each row changes its
+        aggregates; the operator emits the group's new result row (``+I`` the first time, then
+        ``-U`` the old one and ``+U`` the new), with ``HAVING`` deciding whether a result row
+        exists (``-D`` when it stops qualifying). With ``SET 'execution.runtime-mode' =
+        'batch'`` only the final rows come out, at the end of the input."""
+        if relation.changelog:
+            raise error_at(select, "an aggregation of an updating result is not supported yet")
+        group = select.args.get("group")
+        keys = list(group.expressions) if group is not None else []
+        key_names = []
+        for key in keys:
+            if not isinstance(key, exp.Column) or key.name not in relation.columns:
+                raise error_at(key, f"GROUP BY takes the query's columns here, not {key.sql()!r}")
+            key_names.append(key.name)
+        if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
+            relation = self.rows(relation)
+        calls: list[exp.AggFunc] = []
+        rewritten = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
+        having = select.args.get("having")
+        having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
+        compile_argument = self._compiler(relation, wrap=False)
+        aggregates = [
+            _Aggregate.of(call, relation.columns, self.catalog.functions, compile_argument)
+            for call in calls
+        ]
+        group_columns = {name: relation.columns[name] for name in key_names}
+        for index, aggregate in enumerate(aggregates):
+            group_columns[f"$a{index}"] = aggregate.type
+        named = _named(rewritten, group_columns)
+        project, columns = compile_projection(named, group_columns, functions=self.catalog.functions)
+        keep = (
+            compile_filter(having_node, group_columns, functions=self.catalog.functions)
+            if having_node is not None
+            else None
+        )
+        batch = self.catalog.options.get("execution.runtime-mode", "streaming").lower() == "batch"
+        if key_names:
+            key_of: Callable[[dict[str, Any]], Any] = (
+                _getter(key_names[0]) if len(key_names) == 1 else _tuple_getter(key_names)
+            )
+        else:
+            key_of = _no_key
+        stream = relation.stream.key_by(key_of).process(
+            _GroupAggregate(_Accumulate(aggregates, relation.raw), key_names, project, keep, batch),
+            name=self._name("group-aggregate"),
+        )
+        return Relation(stream, columns, None, changelog=not batch)
 
     def _from(self, node: exp.Expression) -> tuple[Relation, WindowTableFunction | None]:
         if isinstance(node, exp.Table):
@@ -253,6 +307,10 @@ class Planner:
         return Relation(stream, dict(table.columns), table.rowtime, raw)
 
     def _project(self, items: list[exp.Expression], relation: Relation) -> Relation:
+        if relation.changelog:
+            raise error_at(
+                items[0] if items else exp.Null(), "a query over an updating result is not supported yet"
+            )
         named = _named(items, relation.columns)
         raw = relation.raw
         if raw is not None:
@@ -685,6 +743,68 @@ class _Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
             else:
                 merged.append(min(left, right) if kind == "min" else max(left, right))
         return merged
+
+
+class _GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
+    """Per group: the accumulators, and the result row last emitted (see
+    :meth:`Planner._group_aggregate`)."""
+
+    def __init__(
+        self,
+        accumulate: _Accumulate,
+        keys: list[str],
+        project: Callable[[dict[str, Any]], dict[str, Any]],
+        keep: Callable[[dict[str, Any]], bool] | None,
+        batch: bool,
+    ) -> None:
+        self.accumulate = accumulate
+        self.keys = keys
+        self.project = project
+        self.keep = keep
+        self.batch = batch
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.state: ValueState[list[Any] | None] = ctx.get_state(ValueStateDescriptor("accumulators"))
+        self.emitted: ValueState[dict[str, Any] | None] = ctx.get_state(ValueStateDescriptor("emitted"))
+
+    def _result(self, key: Any, accumulators: list[Any]) -> dict[str, Any] | None:
+        row: dict[str, Any] = {}
+        if len(self.keys) == 1:
+            row[self.keys[0]] = key
+        elif self.keys:
+            row.update(zip(self.keys, key, strict=True))
+        for index, value in enumerate(self.accumulate.get_result(accumulators)):
+            row[f"$a{index}"] = value
+        if self.keep is not None and not self.keep(row):
+            return None
+        return self.project(row)
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
+        accumulators = self.state.value()
+        if accumulators is None:
+            accumulators = self.accumulate.create_accumulator()
+            if self.batch:
+                ctx.timer_service().register_event_time_timer(MAX_WATERMARK)
+        self.accumulate.add(value, accumulators)
+        self.state.update(accumulators)
+        if self.batch:
+            return
+        new = self._result(ctx.current_key, accumulators)
+        old = self.emitted.value()
+        if old is not None and new == old:
+            return
+        if old is not None:
+            out.collect({**old, CHANGE: "-U" if new is not None else "-D"})
+        if new is not None:
+            out.collect({**new, CHANGE: "+I" if old is None else "+U"})
+        self.emitted.update(new)
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        accumulators = self.state.value()
+        if accumulators is not None:
+            row = self._result(ctx.current_key, accumulators)
+            if row is not None:
+                out.collect(row)
 
 
 class _WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):

@@ -27,7 +27,7 @@ from actorflow.sql.catalog import Catalog, SqlTable
 from actorflow.sql.connectors import sink_rows
 from actorflow.sql.dialect import parse
 from actorflow.sql.nodes import Explain
-from actorflow.sql.planner import Planner, Relation
+from actorflow.sql.planner import CHANGE, Planner, Relation
 
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
@@ -171,8 +171,16 @@ class SqlSession:
         stream = relation.stream
         if sources != targets:
             pairs = list(zip(targets, sources, strict=True))
+            if relation.changelog:
+                pairs.append((CHANGE, CHANGE))
             stream = stream.map(lambda row: {t: row[s] for t, s in pairs}, name=f"{table.name}.columns")
-        sink_rows(table, stream, {name: table.columns[name] for name in targets})
+        sink_rows(
+            table,
+            stream,
+            {name: table.columns[name] for name in targets},
+            changelog=relation.changelog,
+            node=node,
+        )
 
     def _explain(self, statement: Explain) -> list[str]:
         inner = statement.this
