@@ -6,7 +6,11 @@
   a row; its fields are the physical columns) and written as a sink, exactly once with
   ``'sink.exactly-once' = 'true'`` (on checkpoints, or at the end of the input);
 - ``print``: each row on stdout as Flink prints it, ``+I[v1, v2, ...]`` (``'print-identifier'``
-  puts a prefix in front).
+  puts a prefix in front); it takes updating results (``-U``, ``+U``, ``-D`` rows).
+
+Other packages add connectors through the entry point group ``actorflow.sql.connectors`` (a name
+and a :class:`Connector` object): ``actorflow_kafka`` adds ``kafka`` that way, so this layer
+imports nothing above it.
 
 Timestamps are epoch milliseconds inside a flow and written as ``2023-11-14 22:13:20.000``.
 
@@ -16,6 +20,7 @@ Timestamps are epoch milliseconds inside a flow and written as ``2023-11-14 22:1
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import SqlError
@@ -27,33 +32,86 @@ if TYPE_CHECKING:
     from actorflow.api.stream import DataStream
     from actorflow.sql.catalog import SqlTable
 
-__all__ = ["SINKS", "SOURCES", "UPDATING_SINKS", "print_row", "sink_rows", "source_rows"]
+__all__ = ["Connector", "connector", "print_row", "sink_rows", "source_rows"]
 
-SOURCES = ("jsonlines",)
-SINKS = ("jsonlines", "print")
-#: Sinks that take an updating result (a changelog).
-UPDATING_SINKS = ("print",)
+#: The entry point group through which other packages add connectors.
+ENTRY_POINTS = "actorflow.sql.connectors"
 
 
-def _connector(table: SqlTable, kinds: tuple[str, ...], role: str) -> str:
-    connector = table.options.get("connector")
-    if connector is None:
+class Connector:
+    """A connector: a source, a sink, or both (override what it is)."""
+
+    #: Whether its sink takes updating results (rows with ``"$change"``).
+    updating = False
+
+    def source(self, flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict[str, Any]]:
+        """The records of ``table`` (dicts whose fields are its physical columns), stamped by
+        ``watermarks``."""
+        raise _error(table, f"table {table.name!r}: connector {table.options['connector']!r} is no source")
+
+    def sink(self, table: SqlTable, stream: DataStream[dict[str, Any]], columns: list[str]) -> None:
+        """Write ``stream`` (dicts with ``columns``, timestamps as text) to ``table``."""
+        raise _error(table, f"table {table.name!r}: connector {table.options['connector']!r} is no sink")
+
+
+class _JsonLines(Connector):
+    def source(self, flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict[str, Any]]:
+        return flow.from_json_lines(option(table, "path"), name=table.name, watermarks=watermarks)
+
+    def sink(self, table: SqlTable, stream: DataStream[dict[str, Any]], columns: list[str]) -> None:
+        exactly_once = table.options.get("sink.exactly-once", "false").lower() == "true"
+        stream.sink_to_json_lines(option(table, "path"), exactly_once=exactly_once, name=table.name)
+
+
+class _Print(Connector):
+    updating = True
+
+    def sink(self, table: SqlTable, stream: DataStream[dict[str, Any]], columns: list[str]) -> None:
+        prefix = table.options.get("print-identifier")
+        lead = f"{prefix}> " if prefix else ""
+        stream.map(
+            lambda row: lead + print_row([row[n] for n in columns], row.get("$change", "+I")),
+            name=f"{table.name}.format",
+        ).print(name=table.name)
+
+
+_BUILT_IN: dict[str, Connector] = {"jsonlines": _JsonLines(), "print": _Print()}
+
+
+def connector(table: SqlTable) -> Connector:
+    """The connector ``table``'s options name (built in, or from an entry point)."""
+    name = table.options.get("connector")
+    if name is None:
         raise _error(table, f"table {table.name!r} has no 'connector' option")
-    if connector not in kinds:
+    found = _BUILT_IN.get(name)
+    if found is not None:
+        return found
+    plugins = {point.name: point for point in entry_points(group=ENTRY_POINTS)}
+    point = plugins.get(name)
+    if point is None:
+        known = sorted({*_BUILT_IN, *plugins})
         raise _error(
-            table,
-            f"table {table.name!r}: connector {connector!r} cannot be a {role} "
-            f"(a {role} here: {', '.join(kinds)})",
+            table, f"table {table.name!r}: unknown connector {name!r} (connectors: {', '.join(known)})"
         )
-    return connector
+    try:
+        loaded = point.load()
+    except ImportError as error:
+        raise _error(
+            table, f"table {table.name!r}: connector {name!r} needs {error.name}: {error}"
+        ) from None
+    if not isinstance(loaded, Connector):
+        raise TypeError(f"entry point {point.value} is not an actorflow.sql Connector")
+    return loaded
 
 
 def _error(table: SqlTable, message: str) -> SqlError:
     return error_at(table.node, message) if table.node is not None else SqlError(message)
 
 
-def _option(table: SqlTable, key: str) -> str:
-    value = table.options.get(key)
+def option(table: SqlTable, key: str, default: str | None = None) -> str:
+    """Option ``key`` of ``table`` (``default`` when absent); raises :class:`SqlError` naming it
+    when it is absent without one."""
+    value = table.options.get(key, default)
     if value is None:
         raise _error(
             table, f"table {table.name!r}: the {table.options.get('connector')} connector needs {key!r}"
@@ -66,8 +124,7 @@ def source_rows(flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict
     by ``watermarks``."""
     if table.stream is not None:
         return table.stream  # type: ignore[no-any-return]
-    _connector(table, SOURCES, "source")
-    return flow.from_json_lines(_option(table, "path"), name=table.name, watermarks=watermarks)
+    return connector(table).source(flow, table, watermarks)
 
 
 def print_row(values: list[Any], change: str = "+I") -> str:
@@ -86,35 +143,23 @@ def sink_rows(
 ) -> None:
     """Write ``stream`` (rows with ``columns``, in the sink table's column order) to ``table``;
     ``changelog``: the rows are changes (``row["$change"]``), which only some sinks take."""
-    connector = _connector(table, SINKS, "sink")
-    if changelog and connector not in UPDATING_SINKS:
+    sink = connector(table)
+    if changelog and not sink.updating:
         message = (
-            f"table sink {table.name!r} ({connector}) doesn't support consuming update changes, "
-            "which a GROUP BY without a window produces (use a window, the print connector, or "
-            "SET 'execution.runtime-mode' = 'batch' on bounded input)"
+            f"table sink {table.name!r} ({table.options['connector']}) doesn't support consuming "
+            "update changes, which a GROUP BY without a window produces (use a window, the print "
+            "connector, or SET 'execution.runtime-mode' = 'batch' on bounded input)"
         )
         raise error_at(node, message) if node is not None else _error(table, message)
-    names = list(columns)
     stamps = [name for name, kind in columns.items() if kind.is_timestamp]
+    if stamps:
 
-    def external(row: dict[str, Any]) -> dict[str, Any]:
-        if not stamps:
-            return row
-        out = dict(row)
-        for name in stamps:
-            if out[name] is not None:
-                out[name] = format_timestamp(out[name])
-        return out
+        def external(row: dict[str, Any]) -> dict[str, Any]:
+            out = dict(row)
+            for name in stamps:
+                if out[name] is not None:
+                    out[name] = format_timestamp(out[name])
+            return out
 
-    if connector == "print":
-        prefix = table.options.get("print-identifier")
-        lead = f"{prefix}> " if prefix else ""
-        stream.map(
-            lambda row: lead + print_row([external(row)[n] for n in names], row.get("$change", "+I")),
-            name=f"{table.name}.format",
-        ).print(name=table.name)
-        return
-    exactly_once = table.options.get("sink.exactly-once", "false").lower() == "true"
-    stream.map(external, name=f"{table.name}.format").sink_to_json_lines(
-        _option(table, "path"), exactly_once=exactly_once, name=table.name
-    )
+        stream = stream.map(external, name=f"{table.name}.timestamps")
+    sink.sink(table, stream, list(columns))
