@@ -4,6 +4,7 @@ Commands::
 
     actorflow --version                      the version of actorflow
     actorflow run [settings] TARGET [ARGS]   run a flow until it ends or is stopped
+    actorflow sql [settings] [FILE.sql]      run a SQL script as a job; without one, the SQL client
     actorflow plan TARGET [--format text|dot|mermaid]
     actorflow config [settings] [--format toml|json]
     actorflow savepoint [--checkpoint-dir DIR]
@@ -20,7 +21,7 @@ Exit codes:
   other commands, done.
 - 1: the flow failed (once its restart strategy gave up), or a savepoint could not be taken.
 - 2: bad usage: an unknown command or flag, a wrong setting, a target that is not a flow, a
-  checkpoint directory another job is using.
+  checkpoint directory another job is using, a mistake in a SQL script or one with nothing to run.
 - 130 / 143: stopped by SIGINT / SIGTERM without a savepoint: checkpointing is off, the final
   savepoint failed, or a second signal stopped it at once.
 - 141: stdout was closed early (``actorflow run ... | head``).
@@ -37,7 +38,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from actorflow.api.flow import new_event_loop
+from actorflow.api.flow import Flow, new_event_loop
 from actorflow.cli import config as settings
 from actorflow.cli.checkpoints import SavepointFailed, list_checkpoints, render_listing, take_savepoint
 from actorflow.cli.daemon import Daemon, apply_config
@@ -47,6 +48,7 @@ from actorflow.cli.logs import LogHandler, configure_logging, set_job
 from actorflow.cli.plan_formats import FORMATS, render
 from actorflow.cli.progress import ClearingStream, Progress, probes_of
 from actorflow.cli.show_config import render_json, render_toml
+from actorflow.cli.sql_script import load_sql_flow
 from actorflow.cli.target import load_flow
 from actorflow.cli.workers import needs_supervisor, supervise
 from actorflow.errors import InputError
@@ -90,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", help=target_help)
     settings.add_arguments(run)
 
+    sql = commands.add_parser(
+        "sql",
+        help="run a SQL script as a job (settings as for run); without one, the SQL client",
+        usage="actorflow sql [settings] [FILE.sql]",
+        allow_abbrev=False,
+    )
+    sql.add_argument("file", nargs="?", help="a SQL script (without one: the client)")
+    settings.add_arguments(sql)
+
     plan = commands.add_parser(
         "plan",
         help="print the physical plan: chains, parallelism, partitioners",
@@ -132,6 +143,13 @@ def _wants_progress(config: settings.Config) -> bool:
 
 async def _run(target: str, arguments: list[str], config: settings.Config, handler: LogHandler) -> int:
     flow = await load_flow(target, arguments)
+    return await run_flow(flow, target, config, handler)
+
+
+async def run_flow(flow: Flow, target: str, config: settings.Config, handler: LogHandler) -> int:
+    """Run ``flow`` as ``actorflow run`` does (``actorflow sql FILE`` too): the settings applied,
+    its inputs checked, then the daemon (signals, savepoints, HTTP, progress); returns the exit
+    code. ``target`` is what the control folder's status names."""
     set_job(handler, flow.name)
     apply_config(flow, config)
     try:
@@ -160,6 +178,19 @@ async def _plan(target: str, arguments: list[str], config: settings.Config, form
     return render(flow.plan(), form, flow.name)
 
 
+def _client(config: settings.Config) -> int:
+    """``actorflow sql`` without a file (:mod:`actorflow.cli.sql_client`)."""
+    if config.workers > 1:
+        raise UsageError("the SQL client runs in one process: --workers is for a script")
+    try:
+        from actorflow.cli.sql_client import run_client
+    except ImportError as error:
+        raise UsageError(
+            f"actorflow sql needs the sql extra: pip install 'actorflow[sql]' ({error})"
+        ) from None
+    return run_client(config)
+
+
 def _command(arguments: argparse.Namespace) -> int:
     config = settings.resolve(settings.flags_of(arguments), os.environ)
     command = arguments.command
@@ -178,11 +209,19 @@ def _command(arguments: argparse.Namespace) -> int:
         print(outcome.path)
         print(f"savepoint {outcome.checkpoint_id}: {outcome.how}", file=sys.stderr)
         return 0
-    if command == "run" and needs_supervisor(config):
+    script = getattr(arguments, "file", None) if command == "sql" else None
+    if (command == "run" or script is not None) and needs_supervisor(config):
         return supervise(arguments.argv, config)
     handler = configure_logging(config.log_format, config.log_level, None)
+    if command == "sql" and script is None:
+        return _client(config)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
+            if script is not None:
+                flow, lines = load_sql_flow(script)
+                if lines:
+                    print("\n".join(lines), flush=True)
+                return runner.run(run_flow(flow, script, config, handler))
             target, flow_arguments = arguments.target, arguments.flow_arguments
             if command == "plan":
                 print(runner.run(_plan(target, flow_arguments, config, arguments.format)))
