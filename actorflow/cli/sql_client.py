@@ -1,0 +1,236 @@
+"""``actorflow sql`` without a file: the SQL client, interactive on a terminal, else reading stdin.
+
+Each statement runs when its ``;`` arrives:
+
+- ``CREATE TABLE``/``VIEW``/``FUNCTION``, ``SET``, ``SHOW TABLES``, ``DESCRIBE``, ``EXPLAIN`` at once
+  (their lines printed), against one catalog that lasts the session;
+- a ``SELECT`` runs as a job of its own over its (bounded) tables, and its rows print as a table
+  (:mod:`actorflow.cli.sql_tables`) once it has ended;
+- ``INSERT INTO`` and ``CREATE TABLE ... AS SELECT`` run as a job of their own, to their end;
+- ``quit;`` or ``exit;`` (or the end of the input, Ctrl-D) ends the session.
+
+A mistake prints one line and the session goes on. On a terminal the prompt is ``actorflow> ``
+(``         > `` while a statement goes on), lines are edited and remembered by ``readline``
+(``~/.actorflow_sql_history``), and Ctrl-C cancels the running query or the line being typed.
+Reading stdin there is no prompt; a mistake prints ``actorflow: <stdin>: line 3, column 8: ...``
+(the line and column in the input) and the exit code says how it went: 0 when every statement
+ran, 2 when one had a mistake, 1 when one failed while running.
+
+(An unbounded table's live, updating result, as Flink's client shows it, is not there yet: every
+table today is a bounded file.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlglot import exp
+
+from actorflow.api.flow import Flow, new_event_loop
+from actorflow.cli.config import Config
+from actorflow.cli.failures import describe_failure
+from actorflow.cli.sql_statements import Statement, StatementReader
+from actorflow.cli.sql_tables import render
+from actorflow.errors import InputError, SqlError
+from actorflow.sql.catalog import Catalog
+from actorflow.sql.dialect import parse
+from actorflow.sql.planner import Planner
+from actorflow.sql.session import SqlSession
+
+__all__ = ["CONTINUATION", "HISTORY", "PROMPT", "SqlClient", "StatementFailed", "run_client"]
+
+log = logging.getLogger("actorflow.cli")
+
+PROMPT = "actorflow> "
+CONTINUATION = " " * (len(PROMPT) - 2) + "> "
+HISTORY = Path("~/.actorflow_sql_history")
+_QUIT = frozenset({"quit", "exit"})
+
+
+class StatementFailed(Exception):
+    """A statement could not run; ``code`` is the exit code it stands for (2: a mistake in the
+    statement, 1: its job failed)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _session_on(flow: Flow, catalog: Catalog) -> SqlSession:
+    """A SQL session of ``flow`` over an existing catalog (the client's, shared by its jobs).
+
+    The SQL layer makes one catalog per flow; the client runs each query as a flow of its own
+    over the catalog of the session, so it swaps the catalog in.
+    """
+    session = SqlSession(flow)
+    session.catalog = catalog
+    session.planner = Planner(flow, catalog)
+    flow._sql_session = session  # type: ignore[attr-defined]
+    return session
+
+
+def _is_job(statement: exp.Expression) -> bool:
+    """INSERT INTO, or CREATE TABLE ... AS SELECT: a statement that adds a pipeline."""
+    if isinstance(statement, exp.Insert):
+        return True
+    return isinstance(statement, exp.Create) and isinstance(statement.expression, exp.Query)
+
+
+def is_quit(text: str) -> bool:
+    """``quit``, ``exit``, with or without their ``;``."""
+    return text.strip().rstrip(";").strip().lower() in _QUIT
+
+
+class SqlClient:
+    """Runs the client's statements against one catalog; each query or INSERT is a flow of its own."""
+
+    def __init__(self, runner: asyncio.Runner, parallelism: int | None = None) -> None:
+        self._runner = runner
+        self._parallelism = parallelism
+        self._session = _session_on(self._flow("sql-client"), Catalog())
+
+    def _flow(self, name: str) -> Flow:
+        return Flow(name) if self._parallelism is None else Flow(name, parallelism=self._parallelism)
+
+    def execute(self, text: str) -> list[str]:
+        """Run the statement in ``text``; returns the lines to print. Raises
+        :class:`StatementFailed` with the one line that says why not, and KeyboardInterrupt when
+        Ctrl-C cancelled its job."""
+        try:
+            statements = parse(text)
+            if len(statements) == 1 and isinstance(statements[0], exp.Query):
+                return self._select(statements[0])
+            if len(statements) == 1 and _is_job(statements[0]):
+                flow = self._flow("sql-client")
+                _session_on(flow, self._session.catalog).execute(text)
+                self._run(flow)
+                return []
+            return self._session.execute(text)
+        except SqlError as error:
+            log.debug("the SQL error's traceback:", exc_info=error)
+            raise StatementFailed(str(error), 2) from None
+
+    def _select(self, query: exp.Query) -> list[str]:
+        flow = self._flow("sql-client")
+        planner = Planner(flow, self._session.catalog)
+        relation = planner.rows(planner.query(query))
+        rows = relation.stream.collect(name="result")
+        self._run(flow)
+        return render(relation.columns, rows.values)
+
+    def _run(self, flow: Flow) -> None:
+        try:
+            flow.check_inputs()
+        except InputError as error:
+            raise StatementFailed(str(error), 2) from None
+        try:
+            self._runner.run(flow.run())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise KeyboardInterrupt from None
+        except Exception as error:
+            log.debug("the job's traceback:", exc_info=error)
+            raise StatementFailed(describe_failure(error), 1) from None
+
+
+def _print(lines: list[str], out: TextIO) -> None:
+    for line in lines:
+        print(line, file=out)
+    out.flush()
+
+
+def read_stdin(client: SqlClient, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    """The statements of ``stdin`` one after the other; returns the exit code (see the module)."""
+    reader = StatementReader()
+    code = 0
+
+    def run(statement: Statement) -> bool:
+        nonlocal code
+        if is_quit(statement.text):
+            return False
+        try:
+            _print(client.execute(statement.positioned()), out)
+        except StatementFailed as error:
+            where = "" if str(error).startswith("line ") else f"line {statement.line}: "
+            print(f"actorflow: <stdin>: {where}{error}", file=err, flush=True)
+            code = max(code, error.code)
+        return True
+
+    for line in stdin:
+        for statement in reader.feed(line):
+            if not run(statement):
+                return code
+    last = reader.finish()
+    if last is not None:
+        run(last)
+    return code
+
+
+def interactive(client: SqlClient, history: Path, out: TextIO, err: TextIO) -> int:
+    """The prompt on a terminal, until ``quit;``, ``exit;`` or Ctrl-D; returns 0."""
+    import readline
+
+    history = history.expanduser()
+    with contextlib.suppress(OSError):  # no history yet
+        readline.read_history_file(history)
+    readline.set_history_length(1000)
+    reader = StatementReader()
+    lines: list[str] = []  # of the statement being typed, for one history entry
+    print("actorflow SQL client: statements end with ';', quit; (or Ctrl-D) leaves.", file=out)
+    try:
+        while True:
+            try:
+                line = input(CONTINUATION if reader.pending else PROMPT)
+            except KeyboardInterrupt:  # Ctrl-C drops the line and the statement begun
+                print(file=out)
+                reader.reset()
+                lines.clear()
+                continue
+            except EOFError:
+                print(file=out)
+                return 0
+            if not reader.pending and is_quit(line):
+                return 0
+            lines.append(line)
+            statements = reader.feed(line + "\n")
+            if statements and not reader.pending:
+                _one_history_entry(readline, lines)
+                lines.clear()
+            for statement in statements:
+                if is_quit(statement.text):
+                    return 0
+                try:
+                    _print(client.execute(statement.text) or ["OK"], out)
+                except StatementFailed as error:
+                    print(f"[ERROR] {error}", file=err, flush=True)
+                except KeyboardInterrupt:
+                    print("[CANCELLED] the query was cancelled", file=err, flush=True)
+    finally:
+        try:
+            readline.write_history_file(history)
+        except OSError as error:
+            log.warning("cannot write the history to %s: %s", history, error.strerror)
+
+
+def _one_history_entry(readline: Any, lines: list[str]) -> None:
+    """A statement typed over several lines becomes one entry of the history, not one per line."""
+    typed = [line for line in lines if line.strip()]
+    if len(typed) < 2:
+        return
+    length = readline.get_current_history_length()
+    for position in range(length - 1, max(length - len(typed), 0) - 1, -1):
+        readline.remove_history_item(position)
+    readline.add_history(" ".join(line.strip() for line in typed))
+
+
+def run_client(config: Config) -> int:
+    """The client: on a terminal, the prompt; else the statements of stdin. Returns the exit code."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        client = SqlClient(runner, config.parallelism)
+        if sys.stdin.isatty():
+            return interactive(client, HISTORY, sys.stdout, sys.stderr)
+        return read_stdin(client, sys.stdin, sys.stdout, sys.stderr)
