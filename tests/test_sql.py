@@ -442,3 +442,46 @@ def test_a_sink_that_cannot_take_updates_refuses_an_updating_query(
             + f"WITH ('connector' = 'jsonlines', 'path' = '{tmp_path}/o');"
             + "INSERT INTO out SELECT card_id, COUNT(*) FROM tx GROUP BY card_id;"
         )
+
+
+# -- joins ---------------------------------------------------------------------------------------------
+
+
+def test_an_interval_join_pairs_rows_within_its_time_bounds(
+    transactions: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Small purchases joined with the same card's large ones up to 5 s later (both tables on the
+    same file), against DuckDB's join; equal keys, time bounds and a residual condition."""
+    path, rows = transactions
+    flow = Flow("join", parallelism=2)
+    flow.sql(create_tx(path) + "CREATE VIEW small AS SELECT * FROM tx WHERE amount < 5;")
+    found = flow.sql_query(
+        """SELECT s.tx_id AS small_id, l.tx_id AS large_id, l.amount - s.amount AS jump
+           FROM tx s JOIN tx l ON s.card_id = l.card_id
+             AND l.rowtime BETWEEN s.rowtime AND s.rowtime + INTERVAL '5' SECOND
+             AND l.tx_id <> s.tx_id
+           WHERE s.amount < 5 AND l.amount > 300"""
+    ).collect()
+    flow.execute()
+    expected = oracle(
+        rows,
+        """SELECT s.tx_id AS small_id, l.tx_id AS large_id, l.amount - s.amount AS jump
+           FROM tx s JOIN tx l ON s.card_id = l.card_id AND l.ts BETWEEN s.ts AND s.ts + 5000
+             AND l.tx_id <> s.tx_id
+           WHERE s.amount < 5 AND l.amount > 300""",
+    )
+    assert len(expected) > 20
+    same_rows(found.values, expected)
+
+
+def test_a_join_without_time_bounds_is_refused(transactions: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, _ = transactions
+    flow = Flow("join")
+    flow.sql(create_tx(path))
+    with pytest.raises(SqlError, match=r"a regular \(unbounded\) join is not supported yet"):
+        flow.sql_query("SELECT a.tx_id FROM tx a JOIN tx b ON a.card_id = b.card_id")
+    with pytest.raises(SqlError, match=r"column 'amount' is ambiguous"):
+        flow.sql_query(
+            "SELECT amount FROM tx a JOIN tx b ON a.card_id = b.card_id "
+            "AND a.rowtime BETWEEN b.rowtime AND b.rowtime + INTERVAL '1' SECOND"
+        )
