@@ -438,12 +438,14 @@ def _select_list(items: list[Expr], columns: dict[str, str]) -> tuple[str, str]:
 
 @st.composite
 def projections(draw: st.DrawFn) -> Case:
-    """``SELECT expressions FROM source [WHERE condition]``."""
+    """``SELECT expressions|* FROM source [WHERE condition]``."""
     flink_from, duck_from, flink_setup, duck_setup = draw(sources(windowed=False))
     leaves = _leaves(VALUE_COLUMNS)
     items = draw(st.lists(expressions(draw(st.sampled_from(["num", "str", "bool"])), 3, leaves),
                           min_size=1, max_size=4))  # fmt: skip
     flink_items, duck_items = _select_list([Expr("{id}", "{id}", "int"), *items], IDENTITY)
+    if draw(st.integers(0, 5)) == 0:  # every column, the computed time attribute too
+        flink_items, duck_items = "*", f"{', '.join(VALUE_COLUMNS)}, ts, ts AS rowtime"
     condition = draw(st.none() | expressions("bool", 3, leaves))
     flink = f"SELECT {flink_items} FROM {flink_from}"
     duck = f"SELECT {duck_items} FROM {duck_from}"
