@@ -11,13 +11,14 @@ Each statement runs when its ``;`` arrives:
 
 A mistake prints one line and the session goes on. On a terminal the prompt is ``actorflow> ``
 (``         > `` while a statement goes on), lines are edited and remembered by ``readline``
-(``~/.actorflow_sql_history``), and Ctrl-C cancels the running query or the line being typed.
+(``~/.actorflow_sql_history``), and Ctrl-C cancels the running query (printing the rows it gave so
+far: the way to look into an unbounded table) or the line being typed.
 Reading stdin there is no prompt; a mistake prints ``actorflow: <stdin>: line 3, column 8: ...``
 (the line and column in the input) and the exit code says how it went: 0 when every statement
 ran, 2 when one had a mistake, 1 when one failed while running.
 
-(An unbounded table's live, updating result, as Flink's client shows it, is not there yet: every
-table today is a bounded file.)
+(An unbounded table's live, updating result, as Flink's client shows it, is not there yet: a
+SELECT on a table that does not end, a Kafka topic, runs until Ctrl-C.)
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ from actorflow.sql.dialect import parse
 from actorflow.sql.planner import Planner
 from actorflow.sql.session import SqlSession
 
-__all__ = ["CONTINUATION", "HISTORY", "PROMPT", "SqlClient", "StatementFailed", "run_client"]
+__all__ = [
+    "CONTINUATION",
+    "HISTORY",
+    "PROMPT",
+    "QueryCancelled",
+    "SqlClient",
+    "StatementFailed",
+    "run_client",
+]
 
 log = logging.getLogger("actorflow.cli")
 
@@ -50,6 +59,14 @@ PROMPT = "actorflow> "
 CONTINUATION = " " * (len(PROMPT) - 2) + "> "
 HISTORY = Path("~/.actorflow_sql_history")
 _QUIT = frozenset({"quit", "exit"})
+
+
+class QueryCancelled(Exception):
+    """Ctrl-C cancelled a running query; ``lines`` are the table of the rows it had given."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("the query was cancelled")
+        self.lines = lines
 
 
 class StatementFailed(Exception):
@@ -99,8 +116,8 @@ class SqlClient:
 
     def execute(self, text: str) -> list[str]:
         """Run the statement in ``text``; returns the lines to print. Raises
-        :class:`StatementFailed` with the one line that says why not, and KeyboardInterrupt when
-        Ctrl-C cancelled its job."""
+        :class:`StatementFailed` with the one line that says why not; when Ctrl-C cancelled its
+        job, :class:`QueryCancelled` (a SELECT: the rows so far) or KeyboardInterrupt."""
         try:
             statements = parse(text)
             if len(statements) == 1 and isinstance(statements[0], exp.Query):
@@ -120,7 +137,10 @@ class SqlClient:
         planner = Planner(flow, self._session.catalog)
         relation = planner.rows(planner.query(query))
         rows = relation.stream.collect(name="result")
-        self._run(flow)
+        try:
+            self._run(flow)
+        except KeyboardInterrupt:
+            raise QueryCancelled(render(relation.columns, rows.values)) from None
         return render(relation.columns, rows.values)
 
     def _run(self, flow: Flow) -> None:
@@ -207,8 +227,11 @@ def interactive(client: SqlClient, history: Path, out: TextIO, err: TextIO) -> i
                     _print(client.execute(statement.text) or ["OK"], out)
                 except StatementFailed as error:
                     print(f"[ERROR] {error}", file=err, flush=True)
+                except QueryCancelled as cancelled:
+                    _print(cancelled.lines, out)
+                    print("[CANCELLED] the query was cancelled: the rows above are those it gave", file=err)
                 except KeyboardInterrupt:
-                    print("[CANCELLED] the query was cancelled", file=err, flush=True)
+                    print("[CANCELLED] the statement was cancelled", file=err, flush=True)
     finally:
         try:
             readline.write_history_file(history)
