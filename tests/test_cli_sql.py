@@ -197,6 +197,33 @@ def test_the_client_runs_an_insert_and_stops_at_quit(project: Path) -> None:
     assert done.stdout.splitlines()[-2:] == ["+---+-------------------------+", "1 row"]
 
 
+def test_the_client_shows_an_updating_result_as_changes(project: Path) -> None:
+    statements = CREATE_TX + "SELECT card_id, COUNT(*) AS n FROM tx WHERE tx_id < 4 GROUP BY card_id;\n"
+    statements += "SET 'execution.runtime-mode' = 'batch';\n" + statements.splitlines()[-1] + "\n"
+    done = actorflow_sql(cwd=project, stdin=statements)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == textwrap.dedent(
+        """\
+        +----+---------+---+
+        | op | card_id | n |
+        +----+---------+---+
+        | +I | c1      | 1 |
+        | +I | c2      | 1 |
+        | -U | c1      | 1 |
+        | +U | c1      | 2 |
+        +----+---------+---+
+        4 rows
+        +---------+---+
+        | card_id | n |
+        +---------+---+
+        | c1      | 2 |
+        | c2      | 1 |
+        +---------+---+
+        2 rows
+        """
+    )
+
+
 class Terminal:
     """``actorflow sql`` on a pseudo-terminal: type lines, read what the screen shows."""
 

@@ -5,7 +5,8 @@ Each statement runs when its ``;`` arrives:
 - ``CREATE TABLE``/``VIEW``/``FUNCTION``, ``SET``, ``SHOW TABLES``, ``DESCRIBE``, ``EXPLAIN`` at once
   (their lines printed), against one catalog that lasts the session;
 - a ``SELECT`` runs as a job of its own over its (bounded) tables, and its rows print as a table
-  (:mod:`actorflow.cli.sql_tables`) once it has ended;
+  (:mod:`actorflow.cli.sql_tables`) once it has ended; an updating result (a ``GROUP BY`` without
+  a window) shows every change, its kind (``+I``, ``-U``, ``+U``, ``-D``) in a first column ``op``;
 - ``INSERT INTO`` and ``CREATE TABLE ... AS SELECT`` run as a job of their own, to their end;
 - ``quit;`` or ``exit;`` (or the end of the input, Ctrl-D) ends the session.
 
@@ -40,8 +41,9 @@ from actorflow.cli.sql_tables import render
 from actorflow.errors import InputError, SqlError
 from actorflow.sql.catalog import Catalog
 from actorflow.sql.dialect import parse
-from actorflow.sql.planner import Planner
+from actorflow.sql.planner import CHANGE, Planner
 from actorflow.sql.session import SqlSession
+from actorflow.sql.types import STRING
 
 __all__ = [
     "CONTINUATION",
@@ -137,11 +139,14 @@ class SqlClient:
         planner = Planner(flow, self._session.catalog)
         relation = planner.rows(planner.query(query))
         rows = relation.stream.collect(name="result")
+        columns = relation.columns
+        if relation.changelog:  # an updating result: each row's change first, as Flink's client
+            columns = {CHANGE: STRING.not_null(), **columns}
         try:
             self._run(flow)
         except KeyboardInterrupt:
-            raise QueryCancelled(render(relation.columns, rows.values)) from None
-        return render(relation.columns, rows.values)
+            raise QueryCancelled(render(columns, rows.values, {CHANGE: "op"})) from None
+        return render(columns, rows.values, {CHANGE: "op"})
 
     def _run(self, flow: Flow) -> None:
         try:

@@ -38,11 +38,17 @@ def format_value(value: Any, kind: SqlType) -> str:
     return str(value)
 
 
-def render(columns: Mapping[str, SqlType], rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The lines of the table of ``rows`` (dicts by column name), the count of rows last."""
+def render(
+    columns: Mapping[str, SqlType],
+    rows: Sequence[Mapping[str, Any]],
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The lines of the table of ``rows`` (dicts by column name), the count of rows last;
+    ``headers`` renames columns in the header."""
     names = list(columns)
+    titles = [(headers or {}).get(name, name) for name in names]
     cells = [[format_value(row.get(name), columns[name]) for name in names] for row in rows]
-    widths = [max([len(name), *(len(line[i]) for line in cells)]) for i, name in enumerate(names)]
+    widths = [max([len(title), *(len(line[i]) for line in cells)]) for i, title in enumerate(titles)]
     right = [columns[name].is_numeric for name in names]
 
     def line(values: Sequence[str]) -> str:
@@ -56,4 +62,4 @@ def render(columns: Mapping[str, SqlType], rows: Sequence[Mapping[str, Any]]) ->
     count = f"{len(rows)} row" + ("" if len(rows) == 1 else "s")
     if not names:
         return [count]
-    return [rule, line(names), rule, *(line(values) for values in cells), rule, count]
+    return [rule, line(titles), rule, *(line(values) for values in cells), rule, count]
