@@ -20,7 +20,7 @@ from actorflow.api.flow import Flow
 from actorflow.cli.errors import UsageError
 from actorflow.errors import PlanError, SqlError
 
-__all__ = ["NOTHING_TO_RUN", "load_sql_flow", "sink_count"]
+__all__ = ["NOTHING_TO_RUN", "load_sql_flow", "sink_count", "sql_usage_error"]
 
 log = logging.getLogger("actorflow.cli")
 
