@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -224,6 +223,13 @@ def test_the_client_shows_an_updating_result_as_changes(project: Path) -> None:
     )
 
 
+_ON_TERMINAL = (
+    "import os, sys; terminal = os.open(sys.argv[1], os.O_RDWR); "
+    "[os.dup2(terminal, n) for n in (0, 1, 2)]; "
+    "os.execv(sys.executable, [sys.executable, '-m', 'actorflow', 'sql'])"
+)
+
+
 class Terminal:
     """``actorflow sql`` on a pseudo-terminal: type lines, read what the screen shows."""
 
@@ -232,10 +238,19 @@ class Terminal:
 
         path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH")) if part)
         environment = {**os.environ, "PYTHONPATH": path, "HOME": str(cwd), "TERM": "dumb"}
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # pragma: no cover - the child
-            os.chdir(cwd)
-            os.execve(sys.executable, [sys.executable, "-m", "actorflow", "sql"], environment)
+        self.fd, terminal = pty.openpty()
+        # A session of its own whose controlling terminal is the pseudo-terminal (opened after
+        # setsid), so that Ctrl-C there is its SIGINT; no fork() of this multi-threaded process.
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _ON_TERMINAL, os.ttyname(terminal)],
+            cwd=cwd,
+            env=environment,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.terminal = terminal  # open until the end: reading a pty nobody holds fails (EIO)
         self.screen = ""
         self.seen = ""
 
@@ -256,15 +271,14 @@ class Terminal:
         os.write(self.fd, line.encode() + b"\r")
 
     def exit_code(self) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        return os.waitstatus_to_exitcode(status)
+        return self.process.wait(timeout=20)
 
     def close(self) -> None:
         """Kill the client if it still runs (a failed test), and close the terminal."""
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.terminal)
         os.close(self.fd)
 
 
