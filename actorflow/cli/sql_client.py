@@ -42,7 +42,7 @@ from actorflow.errors import InputError, SqlError
 from actorflow.sql.catalog import Catalog
 from actorflow.sql.dialect import parse
 from actorflow.sql.planner import CHANGE, Planner
-from actorflow.sql.session import SqlSession
+from actorflow.sql.session import SqlSession, session_of
 from actorflow.sql.types import STRING
 
 __all__ = [
@@ -81,16 +81,8 @@ class StatementFailed(Exception):
 
 
 def _session_on(flow: Flow, catalog: Catalog) -> SqlSession:
-    """A SQL session of ``flow`` over an existing catalog (the client's, shared by its jobs).
-
-    The SQL layer makes one catalog per flow; the client runs each query as a flow of its own
-    over the catalog of the session, so it swaps the catalog in.
-    """
-    session = SqlSession(flow)
-    session.catalog = catalog
-    session.planner = Planner(flow, catalog)
-    flow._sql_session = session  # type: ignore[attr-defined]
-    return session
+    """A SQL session of ``flow`` over the client's catalog (each query is a flow of its own)."""
+    return session_of(flow, catalog)
 
 
 def _is_job(statement: exp.Expression) -> bool:

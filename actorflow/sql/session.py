@@ -39,9 +39,11 @@ __all__ = ["SqlSession", "session_of"]
 class SqlSession:
     """The SQL side of one flow."""
 
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, catalog: Catalog | None = None) -> None:
         self.flow = flow
-        self.catalog = Catalog()
+        #: The tables, views and functions: the session's own, or one several flows share (the
+        #: SQL client runs each query as a flow of its own over one catalog).
+        self.catalog = catalog if catalog is not None else Catalog()
         self.planner = Planner(flow, self.catalog)
 
     def execute(self, script: str) -> list[str]:
@@ -195,10 +197,12 @@ class SqlSession:
         return [line for line in scratch.plan().describe().splitlines() if line]
 
 
-def session_of(flow: Flow) -> SqlSession:
-    """The SQL session of ``flow`` (made on first use)."""
+def session_of(flow: Flow, catalog: Catalog | None = None) -> SqlSession:
+    """The SQL session of ``flow``, made on first use (over ``catalog`` when given)."""
     session = getattr(flow, "_sql_session", None)
+    if session is not None and catalog is not None and session.catalog is not catalog:
+        raise SqlError(f"flow {flow.name!r} has a SQL session with another catalog already")
     if session is None:
-        session = SqlSession(flow)
+        session = SqlSession(flow, catalog)
         flow._sql_session = session  # type: ignore[attr-defined]
     return session
