@@ -14,11 +14,13 @@ The grammar:
   ``UPPER``, ``LOWER``, ``SUBSTRING``, ``CHAR_LENGTH``, ``TRIM``, ``REPLACE``, ``POSITION``), and
   conditions (comparisons, ``AND``/``OR``/``NOT``, ``BETWEEN``, ``IN``, ``IS [NOT] NULL``, ``IS NOT
   TRUE``, ``[NOT] LIKE``);
-- queries: a projection with a filter; the rows of ``TUMBLE``/``HOP`` (random sizes and slides);
-  a window aggregation grouped by window_start, window_end (and window_time) and random keys, with
-  random ``COUNT(*)``, ``COUNT``, ``SUM``, ``AVG``, ``MIN``, ``MAX`` calls, expressions over them and
-  ``HAVING``; ``UNION ALL`` of two filtered projections; each over the table, a view (itself a
-  random projection and filter) or a subquery in ``FROM``.
+- queries: a projection (or ``*``) with a filter; the rows of ``TUMBLE``/``HOP`` (random sizes
+  and slides); a window aggregation grouped by window_start, window_end (and window_time) and
+  random keys, with random ``COUNT(*)``, ``COUNT``, ``SUM``, ``AVG``, ``MIN``, ``MAX`` calls,
+  expressions over them and ``HAVING``; ``UNION ALL`` of two filtered projections (as a filtered
+  subquery too); each over the table, a view (itself a random projection and filter) or a subquery
+  in ``FROM``, and the windows also over a view that is a UNION ALL or a window aggregation
+  (cascading windows).
 
 The DuckDB side is translated where Flink and DuckDB differ (see actorflow/sql/expressions.py):
 INT / INT truncates (``//``) and so does AVG of integers; ROUND of a double rounds half away from
@@ -26,10 +28,19 @@ zero from its shortest decimal form (through VARCHAR and DECIMAL); CAST of a DOU
 truncates; CONCAT is NULL on a NULL argument (``||``); windows are GROUP BY arithmetic on the
 epoch-millisecond ``ts`` (a HOP row once per window, through ``UNNEST(range(...))``).
 
-What the grammar leaves out, and why: division by zero (Flink raises for integers; ``NULLIF`` on
-every divisor), decimal division and AVG of decimals (Flink rounds them to a scale; actorflow's
-DECIMAL is a float), decimal literals other than exact binary fractions (so no comparison turns on
-float rounding), HOP sizes that are not a multiple of the slide (Flink refuses them).
+What the grammar leaves out, and why:
+
+- division by zero (Flink raises for integers; ``NULLIF`` on every divisor), decimal division and
+  AVG of decimals (Flink rounds them to a scale; actorflow's DECIMAL is a float), decimal literals
+  other than exact binary fractions (so no comparison turns on float rounding);
+- a row at the watermark (Flink: late, its window may have fired);
+- HOP aggregations whose size is not a multiple of the slide (Flink refuses them; actorflow runs
+  them);
+- a GROUP BY key left out of a record (actorflow's window aggregation then fails with KeyError
+  instead of grouping it as NULL): such NULLs are written as ``null``;
+- UNION ALL sides whose types differ, if only in nullability (actorflow refuses them; Flink takes
+  the least restrictive type): both sides have the same expressions, over columns of the same
+  types.
 """
 
 from __future__ import annotations
