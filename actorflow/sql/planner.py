@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -126,11 +127,13 @@ class Planner:
             if node.args.get("distinct"):
                 raise error_at(node, "UNION (distinct) is not supported yet: use UNION ALL")
             left, right = self.rows(self.query(node.left)), self.rows(self.query(node.right))
-            if list(left.columns.values()) != list(right.columns.values()):
+            types = _union_types(list(left.columns.values()), list(right.columns.values()))
+            if types is None:
                 raise error_at(
                     node,
-                    "UNION ALL needs the same column types on both sides: "
-                    f"{_describe(left.columns)} and {_describe(right.columns)}",
+                    "UNION ALL needs the same number of columns and types one side's can take "
+                    f"(NULL, a wider number) on both sides: {_describe(left.columns)} and "
+                    f"{_describe(right.columns)}",
                 )
             names = list(left.columns)
             if list(right.columns) != names:
@@ -141,7 +144,7 @@ class Planner:
             else:
                 right_stream = right.stream
             rowtime = left.rowtime if left.rowtime is not None and left.rowtime == right.rowtime else None
-            return Relation(left.stream.union(right_stream), dict(left.columns), rowtime)
+            return Relation(left.stream.union(right_stream), dict(zip(names, types, strict=True)), rowtime)
         raise error_at(node, f"{node.key.upper()} is not supported yet")  # type: ignore[arg-type]
 
     def _select(self, select: exp.Select) -> Relation:
@@ -179,6 +182,23 @@ class Planner:
         if select.args.get("having") is not None:
             raise error_at(select.args["having"], "HAVING needs a GROUP BY")
         return self._project(select.expressions, relation)
+
+    def _key_of(
+        self, relation: Relation, names: list[str]
+    ) -> tuple[Relation, Callable[[dict[str, Any]], Any]]:
+        """The key of a GROUP BY on columns ``names`` (None for none): a C getter of whole rows;
+        of a raw relation's records ``dict.get`` (a missing field is a NULL key), after reading
+        them whole if a timestamp may be text."""
+        if not names:
+            return relation, _no_key
+        raw = relation.raw
+        if raw is not None and (raw.text_stamps or any(name in raw.computed for name in names)):
+            relation, raw = self.rows(relation), None
+        if raw is None:
+            return relation, _getter(names[0]) if len(names) == 1 else _tuple_getter(names)
+        if len(names) == 1:
+            return relation, methodcaller("get", names[0])
+        return relation, lambda record: tuple(map(record.get, names))
 
     # -- joins ---------------------------------------------------------------------------------
 
@@ -304,12 +324,7 @@ class Planner:
             else None
         )
         batch = self.catalog.options.get("execution.runtime-mode", "streaming").lower() == "batch"
-        if key_names:
-            key_of: Callable[[dict[str, Any]], Any] = (
-                _getter(key_names[0]) if len(key_names) == 1 else _tuple_getter(key_names)
-            )
-        else:
-            key_of = _no_key
+        relation, key_of = self._key_of(relation, key_names)
         stream = relation.stream.key_by(key_of).process(
             _GroupAggregate(_Accumulate(aggregates, relation.raw), key_names, project, keep, batch),
             name=self._name("group-aggregate"),
@@ -529,14 +544,7 @@ class Planner:
                 )
         # The window operator cuts the windows itself, from the rows as the table has them.
         base = relation
-        key_of: Callable[[dict[str, Any]], Any]
-        if len(key_names) == 1:
-            (single,) = key_names
-            key_of = _getter(single)
-        elif key_names:
-            key_of = _tuple_getter(key_names)
-        else:
-            key_of = _no_key
+        base, key_of = self._key_of(base, key_names)
         window_columns = {name: relation.columns[name] for name in key_names}
         stamp = relation.columns.get(relation.rowtime or "", None)
         assert stamp is not None
@@ -661,6 +669,23 @@ def _tolerant(function: Callable[[dict[str, Any]], Any], raw: _Raw) -> Callable[
             return function(read(record))
 
     return call
+
+
+def _union_types(left: list[SqlType], right: list[SqlType]) -> list[SqlType] | None:
+    """The column types of a UNION ALL (each the type the other side's can be written to,
+    nullable if either is), or None if the sides do not fit."""
+    if len(left) != len(right):
+        return None
+    types = []
+    for a, b in zip(left, right, strict=True):
+        nullable = a.nullable or b.nullable
+        if b.with_nullable(True).assignable_to(a.with_nullable(True)):
+            types.append(a.with_nullable(nullable))
+        elif a.with_nullable(True).assignable_to(b.with_nullable(True)):
+            types.append(b.with_nullable(nullable))
+        else:
+            return None
+    return types
 
 
 def _getter(name: str) -> Callable[[dict[str, Any]], Any]:
