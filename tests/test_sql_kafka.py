@@ -40,7 +40,8 @@ async def test_a_window_aggregation_and_a_filter_from_a_topic_to_topics(
             "rowtime AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rowtime AS rowtime - INTERVAL '2' SECOND",
             ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
         )
-        + kafka_table("per_card", windows, servers, "card_id STRING, window_start TIMESTAMP_LTZ(3), n BIGINT",
+        + kafka_table("per_card", windows, servers,
+                      "card_id STRING, window_start TIMESTAMP_LTZ(3), n BIGINT",
                       ", 'key.fields' = 'card_id'")
         + kafka_table("large", large, servers, "tx_id BIGINT, amount DOUBLE")
         + """
