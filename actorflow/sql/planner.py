@@ -302,21 +302,11 @@ class Planner:
             if not isinstance(key, exp.Column) or key.name not in relation.columns:
                 raise error_at(key, f"GROUP BY takes the query's columns here, not {key.sql()!r}")
             key_names.append(key.name)
-        if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
-            relation = self.rows(relation)
-        calls: list[exp.AggFunc] = []
-        rewritten = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
-        having = select.args.get("having")
-        having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
-        compile_argument = self._compiler(relation, wrap=False)
-        aggregates = [
-            _Aggregate.of(call, relation.columns, self.catalog.functions, compile_argument)
-            for call in calls
-        ]
+        relation, parts = self._aggregation(select, relation, key_names)
         group_columns = {name: relation.columns[name] for name in key_names}
-        for index, aggregate in enumerate(aggregates):
-            group_columns[f"$a{index}"] = aggregate.type
-        named = _named(rewritten, group_columns)
+        group_columns.update(parts.columns)
+        having_node = parts.having
+        named = _named(parts.items, group_columns)
         project, columns = compile_projection(named, group_columns, functions=self.catalog.functions)
         keep = (
             compile_filter(having_node, group_columns, functions=self.catalog.functions)
@@ -326,7 +316,7 @@ class Planner:
         batch = self.catalog.options.get("execution.runtime-mode", "streaming").lower() == "batch"
         relation, key_of = self._key_of(relation, key_names)
         stream = relation.stream.key_by(key_of).process(
-            _GroupAggregate(_Accumulate(aggregates, relation.raw), key_names, project, keep, batch),
+            _GroupAggregate(_Accumulate(parts.aggregates, relation.raw), key_names, project, keep, batch),
             name=self._name("group-aggregate"),
         )
         return Relation(stream, columns, None, changelog=not batch)
@@ -521,18 +511,7 @@ class Planner:
         if "window_start" not in names or "window_end" not in names:
             raise error_at(group or select, "a window aggregation groups by window_start and window_end")
         key_names = [name for name in names if name not in WINDOW_COLUMNS]
-        calls: list[exp.AggFunc] = []
-        rewritten = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
-        having = select.args.get("having")
-        having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
-        if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
-            relation = self.rows(relation)
-        aggregates = [
-            _Aggregate.of(
-                call, relation.columns, self.catalog.functions, self._compiler(relation, wrap=False)
-            )
-            for call in calls
-        ]
+        relation, parts = self._aggregation(select, relation, key_names)
         assigner = _assigner(window)
         if isinstance(window, Session):
             partition = [key.name for key in window.this.args.get("partition_by") or []]
@@ -555,23 +534,40 @@ class Planner:
                 "window_time": stamp.not_null(),
             }
         )
-        for index, aggregate in enumerate(aggregates):
-            window_columns[f"$a{index}"] = aggregate.type
+        window_columns.update(parts.columns)
         stream = (
             base.stream.key_by(key_of)
             .window(assigner)
             .aggregate(
-                _Accumulate(aggregates, relation.raw),
-                _WindowRow(key_names, len(aggregates)),
+                _Accumulate(parts.aggregates, relation.raw),
+                _WindowRow(key_names, len(parts.aggregates)),
                 name=self._name("window-aggregate"),
             )
         )
         relation = Relation(stream, window_columns, "window_time")
-        if having_node is not None:
-            keep = compile_filter(having_node, window_columns, functions=self.catalog.functions)
+        if parts.having is not None:
+            keep = compile_filter(parts.having, window_columns, functions=self.catalog.functions)
             relation = Relation(relation.stream.filter(keep, name=self._name("having")), window_columns,
                                 "window_time")  # fmt: skip
-        return self._project(rewritten, relation)
+        return self._project(parts.items, relation)
+
+    def _aggregation(
+        self, select: exp.Select, relation: Relation, key_names: list[str]
+    ) -> tuple[Relation, _Aggregation]:
+        """The aggregate calls of ``select`` (its list and HAVING), each compiled over
+        ``relation``'s records; the list and HAVING with each call replaced by its column
+        ``$a<i>``. ``relation`` comes back whole-rowed when a key is a computed column."""
+        if relation.raw is not None and any(name in relation.raw.computed for name in key_names):
+            relation = self.rows(relation)
+        calls: list[exp.AggFunc] = []
+        items = [_replace_aggregates(item.copy(), calls) for item in select.expressions]
+        having = select.args.get("having")
+        having_node = _replace_aggregates(having.this.copy(), calls) if having is not None else None
+        compile_argument = self._compiler(relation, wrap=False)
+        functions = self.catalog.functions
+        aggregates = [_Aggregate.of(call, relation.columns, functions, compile_argument) for call in calls]
+        columns = {f"$a{index}": aggregate.type for index, aggregate in enumerate(aggregates)}
+        return relation, _Aggregation(aggregates, items, having_node, columns)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -724,6 +720,18 @@ def _reader(physical: dict[str, SqlType]) -> Callable[[dict[str, Any]], dict[str
     namespace: dict[str, Any] = {"_stamp": stamp}
     exec(compile(source, "<sql scan>", "exec"), namespace)  # code built from column names
     return namespace["read"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Aggregation:
+    """What a query's aggregate calls make (see :meth:`Planner._aggregation`)."""
+
+    aggregates: list[_Aggregate]
+    #: The select list and HAVING over the group's columns and ``$a<i>``.
+    items: list[exp.Expression]
+    having: exp.Expression | None
+    #: ``{"$a<i>": type}``.
+    columns: dict[str, SqlType]
 
 
 @dataclass
