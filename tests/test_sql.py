@@ -512,3 +512,46 @@ def test_a_missing_field_is_a_null_group_key_and_union_all_widens_types(tmp_path
         {"g": "red", "window_start": 0, "n": 1},
     ]
     assert sorted(row["c"] for row in union.values) == [1, 1, 2, 2, 1000, 2000]
+
+
+# -- MATCH_RECOGNIZE --------------------------------------------------------------------------------
+
+
+def test_match_recognize_runs_on_the_pattern_operator(tmp_path: Path) -> None:
+    """A small purchase, then one or more large ones, then an ordinary one, per card, within a
+    minute: each variable a stage of strictly consecutive rows; the measures over its rows."""
+    rows = [
+        {"tx_id": i, "card_id": card, "amount": amount, "ts": 1_000 * i}
+        for i, (card, amount) in enumerate(
+            [("c1", 0.5), ("c1", 900), ("c2", 0.3), ("c1", 20), ("c2", 700), ("c2", 800),
+             ("c1", 0.2), ("c2", 10), ("c1", 950), ("c1", 30.0)]
+        )
+    ]  # fmt: skip
+    path = tmp_path / "tx.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    flow = Flow("match", parallelism=2)
+    flow.sql(
+        "CREATE TABLE tx (tx_id BIGINT, card_id STRING, amount DOUBLE, ts BIGINT, "
+        "rowtime AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) "
+        f"WITH ('connector' = 'jsonlines', 'path' = '{path}');"
+    )
+    found = flow.sql_query(
+        """SELECT card_id, small_id, first_large, n, total FROM tx MATCH_RECOGNIZE (
+             PARTITION BY card_id ORDER BY rowtime
+             MEASURES A.tx_id AS small_id, FIRST(B.tx_id) AS first_large, COUNT(B.tx_id) AS n,
+                      SUM(B.amount) AS total
+             ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+             PATTERN (A B+ C) WITHIN INTERVAL '1' MINUTE
+             DEFINE A AS A.amount < 1, B AS B.amount > 500, C AS C.amount BETWEEN 1 AND 500)"""
+    ).collect()
+    flow.execute()
+    assert sorted(found.values, key=lambda row: row["small_id"]) == [
+        {"card_id": "c1", "small_id": 0, "first_large": 1, "n": 1, "total": 900.0},
+        {"card_id": "c2", "small_id": 2, "first_large": 4, "n": 2, "total": 1500.0},
+        {"card_id": "c1", "small_id": 6, "first_large": 8, "n": 1, "total": 950.0},
+    ]
+    with pytest.raises(SqlError, match=r"a greedy quantifier cannot end the pattern"):
+        flow.sql_query(
+            "SELECT * FROM tx MATCH_RECOGNIZE (PARTITION BY card_id ORDER BY rowtime "
+            "MEASURES A.tx_id AS a ONE ROW PER MATCH PATTERN (A B+) DEFINE A AS A.amount < 1)"
+        )
