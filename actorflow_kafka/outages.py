@@ -27,7 +27,8 @@ Which lines are expected, and so demoted:
   (``KafkaConnectionError``, ``NodeNotReadyError``): aiokafka reconnects by itself, and a
   reconnect that fails is a connection failure above;
 - while a broker is down, and for half a minute after it is back: the group coordinator marked
-  dead or not available, an expired heartbeat session or membership, requests that timed out;
+  dead or not available, an expired heartbeat session or membership, requests that timed out, a
+  producer's send retried while the partitions it hosted get their leaders back;
 - "Group Coordinator Request failed", which every normal start of a consumer group logs (the
   coordinator is not known yet), and "Unable to update metadata from ...", which sums up failures
   that have lines of their own;
@@ -78,6 +79,8 @@ _OUTAGE_MESSAGES = (
     "Heartbeat failed for group %s: coordinator",
     "Heartbeat failed for group %s: generation id",
     "Heartbeat failed: local member_id was not recognized",
+    # The producer retries a send by itself while a partition's leader is elected anew.
+    "Got error produce response on topic-partition %s, retrying",
 )
 _AFTER_OUTAGE_S = 30.0
 # asyncio's connection errors name the address (uvloop's do not): "... ('127.0.0.1', 9092)".
