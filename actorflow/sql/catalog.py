@@ -130,12 +130,6 @@ class Catalog:
             node=node,
         )
 
-    def register_stream(self, name: str, table: SqlTable) -> None:
-        """Register ``table`` (made from a DataStream) as ``name``."""
-        if name.lower() in self._names:
-            raise SqlError(f"a table or view named {self._names[name.lower()]!r} exists already")
-        self._add(table)
-
     def _add(self, table: SqlTable) -> None:
         self._tables[table.name.lower()] = table
         self._names[table.name.lower()] = table.name

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from actorflow.errors import PlanError
 from actorflow.operators.cep.pattern import (
     AfterMatchSkip,
     Condition,
@@ -228,7 +229,7 @@ class NFA:
         self.pattern = pattern
         self.skip = skip or AfterMatchSkip.no_skip()
         if self.skip.name is not None and self.skip.name not in pattern.names():
-            raise_plan(f"the skip strategy names stage {self.skip.name!r}, which the pattern has not")
+            raise PlanError(f"the skip strategy names stage {self.skip.name!r}, which the pattern has not")
         self.window = pattern.window_ms
         steps: list[_Step] = []
         stages_by_name = {stage.name: stage for stage in pattern.flat()}
@@ -474,9 +475,3 @@ def _discarded(start_seq: int, match: Match, skip: AfterMatchSkip) -> bool:
     if not seqs:
         return False
     return start_seq < (seqs[0] if kind == "skip_to_first" else seqs[-1])
-
-
-def raise_plan(message: str) -> None:
-    from actorflow.errors import PlanError
-
-    raise PlanError(message)
