@@ -1,0 +1,296 @@
+"""Aggregate calls of a query: accumulators, the group aggregation's changelog, a window's row.
+
+Each aggregate call (``COUNT(*)``, ``COUNT(x)``, ``SUM``, ``AVG``, ``MIN``, ``MAX``) is one slot of
+an accumulator list; :class:`Accumulate` generates one function that reads every argument of a
+record and updates each slot, the window operator's aggregate function and the group aggregation's
+state alike.
+
+>>> from actorflow.sql.expressions import compile_expression
+>>> from actorflow.sql.types import BIGINT
+>>> columns = {"n": BIGINT}
+>>> calls = [exp.Count(this=exp.Star()), exp.Sum(this=exp.column("n"))]
+>>> accumulate = Accumulate([Aggregate.of(c, columns, {}, lambda node: compile_expression(node, columns))
+...                          for c in calls])
+>>> acc = accumulate.create_accumulator()
+>>> accumulate.get_result(accumulate.add({"n": 4}, accumulate.add({"n": 3}, acc)))
+[2, 7]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from actorflow.operators.base import Collector
+from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
+from actorflow.operators.windows.functions import ProcessWindowFunction
+from actorflow.runtime.messages import MAX_WATERMARK
+from actorflow.sql.accessors import error_at
+from actorflow.sql.relation import CHANGE, RawScan
+from actorflow.sql.types import SqlType
+from actorflow.state.descriptors import AggregateFunction, ValueStateDescriptor
+from actorflow.state.keyed import ValueState
+
+__all__ = [
+    "Accumulate",
+    "Aggregate",
+    "Aggregation",
+    "GroupAggregate",
+    "WindowRow",
+    "has_aggregates",
+    "replace_aggregates",
+]
+
+
+def has_aggregates(items: list[exp.Expression]) -> bool:
+    """Whether a select list calls an aggregate."""
+    return any(item.find(exp.AggFunc) is not None for item in items)
+
+
+def replace_aggregates(node: exp.Expression, calls: list[exp.AggFunc]) -> exp.Expression:
+    """``node`` with each aggregate call replaced by a column ``$a<i>`` (the i-th of ``calls``,
+    equal calls shared)."""
+
+    def swap(found: exp.Expression) -> exp.Expression:
+        if isinstance(found, exp.AggFunc):
+            for index, call in enumerate(calls):
+                if call == found:
+                    return exp.column(f"$a{index}")
+            calls.append(found)
+            return exp.column(f"$a{len(calls) - 1}")
+        return found
+
+    return node.transform(swap)
+
+
+@dataclass
+class Aggregation:
+    """What a query's aggregate calls make (see :meth:`Planner.aggregation`)."""
+
+    aggregates: list[Aggregate]
+    #: The select list and HAVING over the group's columns and ``$a<i>``.
+    items: list[exp.Expression]
+    having: exp.Expression | None
+    #: ``{"$a<i>": type}``.
+    columns: dict[str, SqlType]
+
+
+@dataclass
+class Aggregate:
+    """One aggregate call: its kind, its argument (None for ``COUNT(*)``), its result type."""
+
+    kind: str
+    #: The argument compiled over the relation's records (for a raw relation: not wrapped for
+    #: missing fields, the generated ``add`` as a whole is).
+    argument: Any
+    type: SqlType
+
+    @staticmethod
+    def of(
+        call: exp.AggFunc,
+        columns: dict[str, SqlType],
+        functions: dict[str, Any],
+        compile: Callable[[exp.Expression], Any],
+    ) -> Aggregate:
+        from actorflow.sql.types import BIGINT, DOUBLE
+
+        kind = call.key.lower()
+        where: exp.Expression = call  # type: ignore[assignment]
+        if kind not in ("count", "sum", "avg", "min", "max"):
+            raise error_at(where, f"aggregate {call.sql()!r} is not supported yet")
+        argument_node = call.this
+        if isinstance(argument_node, exp.Distinct):
+            raise error_at(where, f"{kind.upper()}(DISTINCT ...) is not supported yet")
+        if kind == "count" and (argument_node is None or isinstance(argument_node, exp.Star)):
+            return Aggregate("count_star", None, BIGINT.not_null())
+        compiled = compile(argument_node)
+        if kind == "count":
+            return Aggregate("count", compiled, BIGINT.not_null())
+        if kind in ("sum", "avg") and not compiled.type.is_numeric:
+            raise error_at(where, f"{kind.upper()} needs a number, not {compiled.type}")
+        result = compiled.type.nullable_()
+        if kind == "sum" and compiled.type.is_integer:
+            result = BIGINT.nullable_()
+        if kind == "sum" and not compiled.type.is_integer:
+            result = DOUBLE.nullable_()
+        return Aggregate(kind, compiled, result)
+
+
+class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
+    """One slot per aggregate call (AVG: a [sum, count] pair)."""
+
+    def __init__(self, aggregates: list[Aggregate], raw: RawScan | None = None) -> None:
+        self.aggregates = aggregates
+        self.raw = raw
+        #: The per-record update, generated: the window operator calls it straight.
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
+
+    def create_accumulator(self) -> list[Any]:
+        return [[0, 0] if a.kind == "avg" else (0 if a.kind.startswith("count") else None)
+                for a in self.aggregates]  # fmt: skip
+
+    def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
+        """Replaced on each instance by the generated update (see ``_generate``)."""
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
+        return self.add(value, accumulator)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["add"]  # generated code: made again where it is unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.add = self._generate()  # type: ignore[method-assign, assignment]
+
+    def _generate(self) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
+        """One function that reads every argument of a record, then updates each slot: the
+        accumulator changes only once every argument was read (a raw record that lacks a field
+        is read again through the table's reader: NULL)."""
+        namespace: dict[str, Any] = {}
+        reads, updates = [], []
+        for index, aggregate in enumerate(self.aggregates):
+            kind = aggregate.kind
+            if kind == "count_star":
+                updates.append(f"acc[{index}] += 1")
+                continue
+            namespace.update(aggregate.argument.namespace)
+            reads.append(f"v{index} = {aggregate.argument.source}")
+            update = {
+                "count": f"acc[{index}] += 1",
+                "sum": f"c = acc[{index}]; acc[{index}] = v{index} if c is None else c + v{index}",
+                "avg": f"c = acc[{index}]; c[0] += v{index}; c[1] += 1",
+                "min": f"c = acc[{index}]\n        if c is None or v{index} < c: acc[{index}] = v{index}",
+                "max": f"c = acc[{index}]\n        if c is None or v{index} > c: acc[{index}] = v{index}",
+            }[kind]
+            updates.append(f"if v{index} is not None:\n        {update}")
+        raw = self.raw
+        lines = ["def add(row, acc):"]
+        if raw is not None and reads:
+            namespace["_read"] = raw.read
+            if raw.text_stamps:
+                lines += ["    row = _read(row)", *(f"    {read}" for read in reads)]
+            else:
+                lines += ["    try:", *(f"        {read}" for read in reads), "    except KeyError:",
+                          "        row = _read(row)", *(f"        {read}" for read in reads)]  # fmt: skip
+        else:
+            lines += [f"    {read}" for read in reads]
+        lines += [f"    {update}" for update in updates] + ["    return acc"]
+        exec(compile("\n".join(lines) + "\n", "<sql aggregate>", "exec"), namespace)
+        return namespace["add"]  # type: ignore[no-any-return]
+
+    def get_result(self, accumulator: list[Any]) -> list[Any]:
+        result = list(accumulator)
+        for index, aggregate in enumerate(self.aggregates):
+            if aggregate.kind == "avg":
+                total, count = accumulator[index]
+                if not count:
+                    result[index] = None
+                elif aggregate.type.is_integer:
+                    result[index] = int(total / count)  # Flink: an integer average truncates
+                else:
+                    result[index] = total / count
+        return result
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        merged = []
+        for aggregate, left, right in zip(self.aggregates, a, b, strict=True):
+            kind = aggregate.kind
+            if kind in ("count", "count_star"):
+                merged.append(left + right)
+            elif kind == "avg":
+                merged.append([left[0] + right[0], left[1] + right[1]])
+            elif left is None or right is None:
+                merged.append(right if left is None else left)
+            elif kind == "sum":
+                merged.append(left + right)
+            else:
+                merged.append(min(left, right) if kind == "min" else max(left, right))
+        return merged
+
+
+class GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
+    """Per group: the accumulators, and the result row last emitted (see
+    :meth:`Planner._group_aggregate`)."""
+
+    def __init__(
+        self,
+        accumulate: Accumulate,
+        keys: list[str],
+        project: Callable[[dict[str, Any]], dict[str, Any]],
+        keep: Callable[[dict[str, Any]], bool] | None,
+        batch: bool,
+    ) -> None:
+        self.accumulate = accumulate
+        self.keys = keys
+        self.project = project
+        self.keep = keep
+        self.batch = batch
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.state: ValueState[list[Any] | None] = ctx.get_state(ValueStateDescriptor("accumulators"))
+        self.emitted: ValueState[dict[str, Any] | None] = ctx.get_state(ValueStateDescriptor("emitted"))
+
+    def _result(self, key: Any, accumulators: list[Any]) -> dict[str, Any] | None:
+        row: dict[str, Any] = {}
+        if len(self.keys) == 1:
+            row[self.keys[0]] = key
+        elif self.keys:
+            row.update(zip(self.keys, key, strict=True))
+        for index, value in enumerate(self.accumulate.get_result(accumulators)):
+            row[f"$a{index}"] = value
+        if self.keep is not None and not self.keep(row):
+            return None
+        return self.project(row)
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
+        accumulators = self.state.value()
+        if accumulators is None:
+            accumulators = self.accumulate.create_accumulator()
+            if self.batch:
+                ctx.timer_service().register_event_time_timer(MAX_WATERMARK)
+        self.accumulate.add(value, accumulators)
+        self.state.update(accumulators)
+        if self.batch:
+            return
+        new = self._result(ctx.current_key, accumulators)
+        old = self.emitted.value()
+        if old is not None and new == old:
+            return
+        if old is not None:
+            out.collect({**old, CHANGE: "-U" if new is not None else "-D"})
+        if new is not None:
+            out.collect({**new, CHANGE: "+I" if old is None else "+U"})
+        self.emitted.update(new)
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        accumulators = self.state.value()
+        if accumulators is not None:
+            row = self._result(ctx.current_key, accumulators)
+            if row is not None:
+                out.collect(row)
+
+
+class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
+    """The row of one window: its group keys, ``window_start/end/time`` and the aggregates."""
+
+    def __init__(self, keys: list[str], aggregates: int) -> None:
+        self.keys = keys
+        self.aggregates = aggregates
+
+    def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
+        window = context.window
+        row: dict[str, Any] = {}
+        if len(self.keys) == 1:
+            row[self.keys[0]] = key
+        elif self.keys:
+            row.update(zip(self.keys, key, strict=True))
+        row["window_start"] = window.start
+        row["window_end"] = window.end
+        row["window_time"] = window.end - 1
+        for index, value in enumerate(elements[0]):
+            row[f"$a{index}"] = value
+        out.collect(row)
