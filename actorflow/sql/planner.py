@@ -53,6 +53,7 @@ from actorflow.sql.connectors import source_rows
 from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
 from actorflow.sql.joins import plan_join
 from actorflow.sql.nodes import Cumulate, Hop, Session, TableFunction, Tumble, WindowTableFunction
+from actorflow.sql.ranking import has_over, plan_order, plan_over, plan_ranked
 from actorflow.sql.recognize import plan_match_recognize
 from actorflow.sql.relation import (
     CHANGE,
@@ -85,8 +86,11 @@ class Planner:
         self._serial = 0
         #: Each table is read once per flow, whatever the number of queries that read it.
         self._scans: dict[str, Relation] = {}
+        #: Relations planned by part, by the name :meth:`bind` gave them.
+        self._bound: dict[str, Relation] = {}
 
     def node_name(self, what: str) -> str:
+        """A fresh operator name: ``sql-<what>-<n>``."""
         self._serial += 1
         return f"sql-{what}-{self._serial}"
 
@@ -127,11 +131,18 @@ class Planner:
             return plan_join(self, select)
         if select.args.get("match"):
             return plan_match_recognize(self, select)
-        for unsupported in ("windows", "distinct", "order", "limit", "qualify"):
+        if select.args.get("order") or select.args.get("limit"):
+            return plan_order(self, select)
+        ranked = plan_ranked(self, select)
+        if ranked is not None:
+            return ranked
+        if has_over(select):
+            return plan_over(self, select)
+        for unsupported in ("windows", "distinct", "qualify"):
             if select.args.get(unsupported):
-                what = {"joins": "JOIN", "windows": "WINDOW", "distinct": "SELECT DISTINCT",
-                        "order": "ORDER BY", "limit": "LIMIT", "qualify": "QUALIFY",
-                        "match": "MATCH_RECOGNIZE"}[unsupported]  # fmt: skip
+                what = {"windows": "WINDOW", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}[
+                    unsupported
+                ]
                 raise error_at(select, f"{what} is not supported yet")
         source = from_clause(select)
         if source is None:
@@ -240,8 +251,19 @@ class Planner:
             return relation, window
         raise error_at(node, f"FROM {node.sql()!r} is not supported yet")
 
+    def bind(self, relation: Relation, what: str) -> exp.Table:
+        """A table name for ``relation`` in this planner's queries: a module that plans part of
+        a query (a join) rewrites the rest as a query of that name and plans it as usual."""
+        name = self.node_name(what)
+        self._bound[name] = relation
+        return exp.table_(exp.to_identifier(name, quoted=True))
+
     def table_relation(self, node: exp.Table) -> Relation:
+        """The relation of a table, a view or a bound relation named in ``FROM``."""
         name = table_name(node)
+        bound = self._bound.get(name)
+        if bound is not None:
+            return bound
         view = self.catalog.view(name)
         if view is not None:
             return self.query(view)
