@@ -44,6 +44,7 @@ class SqlTable:
     #: The watermark's delay behind the largest rowtime seen (``rowtime - INTERVAL ...``).
     watermark_delay_ms: int | None = None
     options: dict[str, str] = field(default_factory=dict)
+    #: ``PRIMARY KEY (...) NOT ENFORCED``: the columns that identify a row (an upsert table's key).
     primary_key: tuple[str, ...] = ()
     #: A table registered from a DataStream: that stream (its rows are dicts).
     stream: Any = None
@@ -106,6 +107,13 @@ class Catalog:
         if query_columns is not None:
             columns = dict(query_columns)
             physical = list(query_columns)
+        for key in schema.primary_key:
+            if key not in physical:
+                raise error_at(
+                    node,
+                    f"PRIMARY KEY ({', '.join(schema.primary_key)}): {key!r} is no physical column "
+                    f"(columns: {', '.join(physical)})",
+                )
         rowtime = delay = None
         if schema.watermark is not None:
             rowtime, expression = schema.watermark

@@ -6,7 +6,8 @@
   a row; its fields are the physical columns) and written as a sink, exactly once with
   ``'sink.exactly-once' = 'true'`` (on checkpoints, or at the end of the input);
 - ``print``: each row on stdout as Flink prints it, ``+I[v1, v2, ...]`` (``'print-identifier'``
-  puts a prefix in front); it takes updating results (``-U``, ``+U``, ``-D`` rows).
+  puts a prefix in front); it takes updating results (``-U``, ``+U``, ``-D`` rows);
+- ``datagen``: made-up rows, as Flink's DataGen source makes them (see :mod:`actorflow.sql.datagen`).
 
 Other packages add connectors through the entry point group ``actorflow.sql.connectors`` (a name
 and a :class:`Connector` object): ``actorflow_kafka`` adds ``kafka`` that way, so this layer
@@ -43,6 +44,10 @@ class Connector:
 
     #: Whether its sink takes updating results (rows with ``"$change"``).
     updating = False
+    #: Whether its source gives a changelog: records with ``"$change"`` (``+I``, ``-U``, ``+U``,
+    #: ``-D``) beside the physical columns, as an upsert table's (the planner's relation of such a
+    #: table is an updating result).
+    changelog = False
 
     def source(self, flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict[str, Any]]:
         """The records of ``table`` (dicts whose fields are its physical columns), stamped by
@@ -75,7 +80,14 @@ class _Print(Connector):
         ).print(name=table.name)
 
 
-_BUILT_IN: dict[str, Connector] = {"jsonlines": _JsonLines(), "print": _Print()}
+class _DataGen(Connector):
+    def source(self, flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict[str, Any]]:
+        from actorflow.sql.datagen import datagen_source
+
+        return flow.from_source(datagen_source(table), name=table.name, watermarks=watermarks)
+
+
+_BUILT_IN: dict[str, Connector] = {"jsonlines": _JsonLines(), "print": _Print(), "datagen": _DataGen()}
 
 
 def connector(table: SqlTable) -> Connector:
