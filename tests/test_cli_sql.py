@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("sqlglot")
+
+from actorflow.cli.sql_live import ChangeLog, ChangeTable, LiveView, frame
+from actorflow.sql.types import INT, STRING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -231,14 +238,29 @@ _ON_TERMINAL = (
 
 
 class Terminal:
-    """``actorflow sql`` on a pseudo-terminal: type lines, read what the screen shows."""
+    """``actorflow sql`` on a pseudo-terminal: type lines, read what the screen shows.
 
-    def __init__(self, cwd: Path) -> None:
+    ``term``: the terminal's type (``dumb`` cannot redraw: no live view); ``size``: its lines and
+    columns; ``path``: more folders for the client's PYTHONPATH.
+    """
+
+    def __init__(
+        self, cwd: Path, *, term: str = "dumb", size: tuple[int, int] = (24, 80), path: tuple[str, ...] = ()
+    ) -> None:
         import pty
 
-        path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH")) if part)
-        environment = {**os.environ, "PYTHONPATH": path, "HOME": str(cwd), "TERM": "dumb"}
+        folders = (*path, str(ROOT), os.environ.get("PYTHONPATH"))
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(folder for folder in folders if folder),
+            "HOME": str(cwd),
+            "TERM": term,
+        }
+        environment.pop("LINES", None)
+        environment.pop("COLUMNS", None)
         self.fd, terminal = pty.openpty()
+        self.terminal = terminal  # open until the end: reading a pty nobody holds fails (EIO)
+        self.resize(*size)
         # A session of its own whose controlling terminal is the pseudo-terminal (opened after
         # setsid), so that Ctrl-C there is its SIGINT; no fork() of this multi-threaded process.
         self.process = subprocess.Popen(
@@ -250,7 +272,6 @@ class Terminal:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.terminal = terminal  # open until the end: reading a pty nobody holds fails (EIO)
         self.screen = ""
         self.seen = ""
 
@@ -266,6 +287,14 @@ class Terminal:
         shown, _, self.screen = self.screen.partition(text)
         self.seen = shown[-300:] + text
         return shown + text
+
+    def resize(self, lines: int, columns: int) -> None:
+        """Make the terminal ``lines`` high and ``columns`` wide."""
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
 
     def type(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
@@ -309,3 +338,272 @@ def test_the_interactive_client(project: Path) -> None:
         terminal.close()
     history = (project / ".actorflow_sql_history").read_text().splitlines()
     assert "SELECT tx_id, amount FROM tx WHERE amount > 6;" in history
+
+
+# -- the live view of a query that does not end --------------------------------------------------
+
+#: A connector for the tests: a table over a named pipe (FIFO) that never ends. The source opens
+#: the pipe for writing too, so that it never reads an end of file: the table is unbounded, and
+#: each line the test writes into the pipe is a row.
+FIFO_CONNECTOR = """\
+import asyncio
+import json
+import os
+
+from actorflow.operators.sources import Source
+from actorflow.sql.connectors import Connector, option
+
+
+class FifoSource(Source):
+    def __init__(self, path):
+        self.path = path
+
+    async def read(self, context):
+        pipe = os.fdopen(os.open(self.path, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+        lines = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), pipe)
+        try:
+            while True:
+                yield [json.loads(await lines.readline())]
+        finally:
+            transport.close()
+
+
+class Fifo(Connector):
+    def source(self, flow, table, watermarks):
+        return flow.from_source(FifoSource(option(table, "path")), name=table.name, watermarks=watermarks)
+
+
+CONNECTOR = Fifo()
+"""
+
+
+@pytest.fixture
+def fifo_connector(tmp_path: Path) -> str:
+    """A folder to put on the client's PYTHONPATH: the ``fifo`` connector, and the distribution
+    metadata whose entry point adds it to the SQL connectors."""
+    folder = tmp_path / "plugins"
+    info = folder / "fifo_connector-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fifo-connector\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[actorflow.sql.connectors]\nfifo = fifo_connector:CONNECTOR\n")
+    (folder / "fifo_connector.py").write_text(FIFO_CONNECTOR)
+    return str(folder)
+
+
+CREATE_CARDS = (
+    "CREATE TABLE cards (card_id STRING, amount DOUBLE) WITH ('connector' = 'fifo', 'path' = 'cards.fifo');"
+)
+COUNT_CARDS = "SELECT card_id, COUNT(*) AS n FROM cards GROUP BY card_id;"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def screen_lines(shown: str) -> list[str]:
+    """The lines of terminal output without its cursor and erase codes."""
+    return ANSI.sub("", shown).replace("\r", "").split("\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal and a named pipe")
+def test_a_query_that_does_not_end_shows_its_result_live(project: Path, fifo_connector: str) -> None:
+    os.mkfifo(project / "cards.fifo")
+    # Open for writing and reading, so that this end never blocks and rows wait in the pipe
+    # until the query's source reads them.
+    pipe = os.open(project / "cards.fifo", os.O_RDWR)
+    terminal = Terminal(project, term="xterm", size=(12, 100), path=(fifo_connector,))
+
+    def send(*cards: str) -> None:
+        os.write(
+            pipe, "".join(json.dumps({"card_id": card, "amount": 1.0}) + "\n" for card in cards).encode()
+        )
+
+    try:
+        terminal.read_until("actorflow> ")
+        terminal.type(CREATE_CARDS)
+        terminal.read_until("OK\nactorflow> ")
+        terminal.type(COUNT_CARDS)
+        send("c1")
+        shown = terminal.read_until("(running, Ctrl-C to stop)")
+        assert "\x1b[?25l" in shown  # no cursor while the table is live
+        send("c2", "c1")
+        # The table mode applies the changes: c1's count goes from 1 to 2 in place.
+        terminal.read_until("| c1      | 2 |")
+        frame = terminal.read_until("(running, Ctrl-C to stop)")
+        assert screen_lines(frame)[-3:] == [
+            "| c2      | 1 |",
+            "+---------+---+",
+            "2 rows (running, Ctrl-C to stop)",
+        ]
+        os.write(terminal.fd, b"\x03")  # Ctrl-C: stop the query, leave its last table
+        shown = terminal.read_until("actorflow> ")
+        assert "\x1b[?25h" in shown  # the cursor is back
+        final = screen_lines(shown)
+        table = [line for line in final if line.startswith(("|", "+")) or line.endswith("rows")]
+        assert table == [
+            "+---------+---+",
+            "| card_id | n |",
+            "+---------+---+",
+            "| c1      | 2 |",
+            "| c2      | 1 |",
+            "+---------+---+",
+            "2 rows",
+        ]
+        assert "[CANCELLED] the query was cancelled: the table above is the result it gave" in final
+
+        # The changelog mode shows every change, in a first column op; a smaller terminal shows
+        # the last ones and says how many it does not show.
+        terminal.resize(9, 100)
+        terminal.type("SET 'sql-client.execution.result-mode' = 'changelog';")
+        terminal.read_until("OK\nactorflow> ")
+        terminal.type(COUNT_CARDS)
+        send("c3", "c3", "c3", "c4")
+        shown = terminal.read_until("| +I | c4      | 1 |")
+        frame = screen_lines(shown + terminal.read_until("(running, Ctrl-C to stop)"))
+        assert frame[-8:] == [
+            "+----+---------+---+",
+            "| op | card_id | n |",
+            "+----+---------+---+",
+            "| -U | c3      | 2 |",
+            "| +U | c3      | 3 |",
+            "| +I | c4      | 1 |",
+            "+----+---------+---+",
+            "6 rows, 3 not shown (running, Ctrl-C to stop)",
+        ]
+        os.write(terminal.fd, b"\x03")
+        final = screen_lines(terminal.read_until("actorflow> "))
+        assert "6 rows, 3 not shown" in final
+        assert "[CANCELLED] the query was cancelled: the changes above are those it gave" in final
+        terminal.type("quit;")
+        assert terminal.exit_code() == 0
+    finally:
+        terminal.close()
+        os.close(pipe)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_a_query_that_ends_prints_its_whole_result_on_a_terminal(project: Path) -> None:
+    # On a terminal that can redraw, the table mode's result of an updating query is its final
+    # rows (the changes applied), all of them, once the job has ended.
+    terminal = Terminal(project, term="xterm", size=(7, 80))
+    try:
+        terminal.read_until("actorflow> ")
+        terminal.type(CREATE_TX.replace("\n", " "))
+        terminal.read_until("OK\nactorflow> ")
+        terminal.type("SELECT card_id, COUNT(*) AS n FROM tx GROUP BY card_id;")
+        shown = screen_lines(terminal.read_until("actorflow> "))
+        assert (
+            shown[-9:]
+            == [
+                "+---------+---+",
+                "| card_id | n |",
+                "+---------+---+",
+                "| c1      | 3 |",
+                "| c2      | 1 |",
+                "| NULL    | 1 |",
+                "+---------+---+",
+                "3 rows",
+                "actorflow> ",
+            ][-10:]
+        )
+        terminal.type("quit;")
+        assert terminal.exit_code() == 0
+    finally:
+        terminal.close()
+
+
+def test_a_change_table_applies_the_changes() -> None:
+    table = ChangeTable()
+
+    def change(kind: str, card: str | None, n: int) -> dict[str, Any]:
+        return {"card_id": card, "n": n, "$change": kind}
+
+    table.add([change("+I", "c1", 1), change("+I", "c2", 1), change("+I", None, 1)])
+    assert [row["card_id"] for row in table.rows()] == ["c1", "c2", None]
+    # An update keeps its row's place, in one batch or split over two.
+    table.add([change("-U", "c1", 1), change("+U", "c1", 2)])
+    table.add([change("-U", "c2", 1)])
+    assert table.rows() == [{"card_id": "c1", "n": 2}, {"card_id": None, "n": 1}]
+    table.add([change("+U", "c2", 2)])
+    assert table.rows() == [{"card_id": "c1", "n": 2}, {"card_id": "c2", "n": 2}, {"card_id": None, "n": 1}]
+    # -D takes a row away; a -U without its +U (HAVING no longer holds) too; a retraction of a row
+    # that is not there changes nothing.
+    table.add([change("-D", None, 1), change("-U", "c1", 2), change("-D", "c9", 1), change("+I", "c3", 1)])
+    assert table.rows() == [{"card_id": "c2", "n": 2}, {"card_id": "c3", "n": 1}]
+    assert len(table) == 2
+    assert table.last(1) == [{"card_id": "c3", "n": 1}]
+    # Equal rows are rows of their own: a retraction takes one of them away.
+    table.add([{"card_id": "c3", "n": 1}, change("-D", "c3", 1)])
+    assert (table.rows(), len(table)) == ([{"card_id": "c2", "n": 2}, {"card_id": "c3", "n": 1}], 2)
+    # Values that do not hash (ARRAY, MAP) are found too.
+    table.add(
+        [{"card_id": "c4", "n": [1, 2], "$change": "+I"}, {"card_id": "c4", "n": [1, 2], "$change": "-D"}]
+    )
+    assert len(table) == 2
+
+
+def test_a_change_log_keeps_every_change() -> None:
+    log = ChangeLog()
+    log.add([{"card_id": "c1", "n": 1}, {"card_id": "c1", "n": 1, "$change": "-U"}])
+    log.add([{"card_id": "c1", "n": 2, "$change": "+U"}])
+    assert [row["$change"] for row in log.rows()] == ["+I", "-U", "+U"]
+    assert (len(log), log.last(2), log.last(0)) == (3, log.rows()[1:], [])
+    columns = {"$change": STRING, "card_id": STRING, "n": INT}
+    assert frame(columns, log.last(10), len(log), 8, 80, "running", {"$change": "op"}) == [
+        "+----+---------+---+",
+        "| op | card_id | n |",
+        "+----+---------+---+",
+        "| -U | c1      | 1 |",
+        "| +U | c1      | 2 |",
+        "+----+---------+---+",
+        "3 rows, 1 not shown (running)",
+    ]
+    # Lines wider than the terminal are cut, one character short of its width.
+    assert frame(columns, log.last(1), len(log), 24, 10, None, {"$change": "op"})[0] == "+----+---"
+
+
+async def test_the_live_view_redraws_as_rows_come() -> None:
+    class Screen(io.StringIO):
+        """Output that tells when a frame with a given text has been written."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waiting: tuple[str, asyncio.Future[None]] | None = None
+
+        def flush(self) -> None:
+            if self.waiting is not None and self.waiting[0] in self.getvalue():
+                self.waiting[1].set_result(None)
+                self.waiting = None
+
+        async def shows(self, text: str) -> None:
+            self.waiting = (text, asyncio.get_running_loop().create_future())
+            self.flush()
+            if self.waiting is not None:
+                await self.waiting[1]
+
+    screen = Screen()
+    view = LiveView(screen, {"n": INT}, ChangeTable(), interval=0, size=lambda: os.terminal_size((40, 10)))
+
+    async def job() -> None:
+        await screen.shows("0 rows (running")  # the first frame comes without rows
+        view.take([{"n": 1}])
+        await screen.shows("| 1 |")
+        view.take([{"n": 1, "$change": "-D"}, {"n": 2}])
+        await screen.shows("| 2 |")
+
+    await asyncio.wait_for(view.follow(job()), 5)
+    frames = screen.getvalue().split("\r")
+    # Each frame draws over the one before: the second goes up the first's five lines (no rows).
+    assert [frame[:4] for frame in frames[:3]] == ["", "+---", "\x1b[5A"]
+    assert screen_lines(frames[-1])[-3:] == ["+---+", "1 row (running, Ctrl-C to stop)", ""]
+    assert "| 1 |" not in frames[-1]
+    view.erase()
+    assert screen.getvalue().endswith("\r\x1b[6A\x1b[J")
+
+
+def test_an_unknown_result_mode_is_a_mistake(project: Path) -> None:
+    done = actorflow_sql(cwd=project, stdin="SET 'sql-client.execution.result-mode' = 'live';\n")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "actorflow: <stdin>: line 1, column 5: sql-client.execution.result-mode is one of table, "
+        "changelog, tableau, not 'live'\n"
+    )

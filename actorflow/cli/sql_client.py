@@ -4,22 +4,23 @@ Each statement runs when its ``;`` arrives:
 
 - ``CREATE TABLE``/``VIEW``/``FUNCTION``, ``SET``, ``SHOW TABLES``, ``DESCRIBE``, ``EXPLAIN`` at once
   (their lines printed), against one catalog that lasts the session;
-- a ``SELECT`` runs as a job of its own over its (bounded) tables, and its rows print as a table
-  (:mod:`actorflow.cli.sql_tables`) once it has ended; an updating result (a ``GROUP BY`` without
-  a window) shows every change, its kind (``+I``, ``-U``, ``+U``, ``-D``) in a first column ``op``;
+- a ``SELECT`` runs as a job of its own. On a terminal its result shows live while the job runs
+  (:mod:`actorflow.cli.sql_live`): by default the current result, an updating one's changes
+  applied (Flink's ``table`` result mode), or with ``SET 'sql-client.execution.result-mode' =
+  'changelog'`` every change, its kind (``+I``, ``-U``, ``+U``, ``-D``) in a first column ``op``.
+  Once the job has ended the whole result prints as a table (:mod:`actorflow.cli.sql_tables`);
+  Ctrl-C stops a job that does not end (an unbounded table) and leaves the last picture. With
+  ``'tableau'``, and always when reading stdin, nothing shows until the job has ended (or Ctrl-C
+  stopped it); then its rows print, an updating result's changes with their ``op``;
 - ``INSERT INTO`` and ``CREATE TABLE ... AS SELECT`` run as a job of their own, to their end;
 - ``quit;`` or ``exit;`` (or the end of the input, Ctrl-D) ends the session.
 
 A mistake prints one line and the session goes on. On a terminal the prompt is ``actorflow> ``
 (``         > `` while a statement goes on), lines are edited and remembered by ``readline``
-(``~/.actorflow_sql_history``), and Ctrl-C cancels the running query (printing the rows it gave so
-far: the way to look into an unbounded table) or the line being typed.
-Reading stdin there is no prompt; a mistake prints ``actorflow: <stdin>: line 3, column 8: ...``
-(the line and column in the input) and the exit code says how it went: 0 when every statement
-ran, 2 when one had a mistake, 1 when one failed while running.
-
-(An unbounded table's live, updating result, as Flink's client shows it, is not there yet: a
-SELECT on a table that does not end, a Kafka topic, runs until Ctrl-C.)
+(``~/.actorflow_sql_history``), and Ctrl-C stops the running query or cancels the line being
+typed. Reading stdin there is no prompt; a mistake prints ``actorflow: <stdin>: line 3, column 8:
+...`` (the line and column in the input) and the exit code says how it went: 0 when every
+statement ran, 2 when one had a mistake, 1 when one failed while running.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,12 +38,22 @@ from sqlglot import exp
 from actorflow.api.flow import Flow, new_event_loop
 from actorflow.cli.config import Config
 from actorflow.cli.failures import describe_failure
+from actorflow.cli.sql_live import (
+    RESULT_MODE,
+    ChangeLog,
+    ChangeTable,
+    LiveView,
+    Result,
+    can_redraw,
+    result_mode,
+)
 from actorflow.cli.sql_statements import Statement, StatementReader
 from actorflow.cli.sql_tables import render
 from actorflow.errors import InputError, SqlError
+from actorflow.sql.accessors import error_at, set_option
 from actorflow.sql.catalog import Catalog
 from actorflow.sql.dialect import parse
-from actorflow.sql.planner import CHANGE, Planner
+from actorflow.sql.planner import CHANGE, Planner, Relation
 from actorflow.sql.session import SqlSession, session_of
 from actorflow.sql.types import STRING
 
@@ -64,11 +76,13 @@ _QUIT = frozenset({"quit", "exit"})
 
 
 class QueryCancelled(Exception):
-    """Ctrl-C cancelled a running query; ``lines`` are the table of the rows it had given."""
+    """Ctrl-C cancelled a running query; ``lines`` are the table of the rows it had given (none
+    when the live view left them on the screen), ``note`` says what the screen shows."""
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], note: str = "the rows above are those it gave") -> None:
         super().__init__("the query was cancelled")
         self.lines = lines
+        self.note = note
 
 
 class StatementFailed(Exception):
@@ -98,11 +112,25 @@ def is_quit(text: str) -> bool:
 
 
 class SqlClient:
-    """Runs the client's statements against one catalog; each query or INSERT is a flow of its own."""
+    """Runs the client's statements against one catalog; each query or INSERT is a flow of its own.
 
-    def __init__(self, runner: asyncio.Runner, parallelism: int | None = None) -> None:
+    With a ``screen`` (a terminal that can redraw: :func:`~actorflow.cli.sql_live.can_redraw`), a
+    SELECT shows its result there live while its job runs, as the result mode says; ``keys`` is
+    the terminal's input, whose echo is off meanwhile.
+    """
+
+    def __init__(
+        self,
+        runner: asyncio.Runner,
+        parallelism: int | None = None,
+        *,
+        screen: TextIO | None = None,
+        keys: TextIO | None = None,
+    ) -> None:
         self._runner = runner
         self._parallelism = parallelism
+        self._screen = screen
+        self._keys = keys
         self._session = _session_on(self._flow("sql-client"), Catalog())
 
     def _flow(self, name: str) -> Flow:
@@ -121,6 +149,8 @@ class SqlClient:
                 _session_on(flow, self._session.catalog).execute(text)
                 self._run(flow)
                 return []
+            for statement in statements:
+                _check_option(statement)
             return self._session.execute(text)
         except SqlError as error:
             log.debug("the SQL error's traceback:", exc_info=error)
@@ -130,6 +160,9 @@ class SqlClient:
         flow = self._flow("sql-client")
         planner = Planner(flow, self._session.catalog)
         relation = planner.rows(planner.query(query))
+        mode = result_mode(self._session.catalog.options) if self._screen is not None else "tableau"
+        if mode != "tableau":
+            return self._live(flow, relation, mode == "changelog")
         rows = relation.stream.collect(name="result")
         columns = relation.columns
         if relation.changelog:  # an updating result: each row's change first, as Flink's client
@@ -140,18 +173,55 @@ class SqlClient:
             raise QueryCancelled(render(columns, rows.values, {CHANGE: "op"})) from None
         return render(columns, rows.values, {CHANGE: "op"})
 
-    def _run(self, flow: Flow) -> None:
+    def _live(self, flow: Flow, relation: Relation, changes: bool) -> list[str]:
+        """Run the query's job with its result live on the screen (every change, or the current
+        rows); returns the whole result's table once the job has ended."""
+        assert self._screen is not None
+        columns = relation.columns
+        result: Result = ChangeTable()
+        if changes:
+            columns, result = {CHANGE: STRING.not_null(), **columns}, ChangeLog()
+        view = LiveView(self._screen, columns, result, headers={CHANGE: "op"})
+        relation.stream.sink(view.sink(), name="result")
+        with view.showing(self._keys):
+            try:
+                self._run(flow, view.follow)
+            except KeyboardInterrupt:
+                view.draw()  # the last picture stays, its count under it
+                what = "changes above are those" if changes else "table above is the result"
+                raise QueryCancelled([], f"the {what} it gave") from None
+            except BaseException:  # the job failed: its one line, without the table
+                view.erase()
+                raise
+            view.erase()  # the whole table prints in its place
+        return render(columns, result.rows(), {CHANGE: "op"})
+
+    def _run(
+        self, flow: Flow, around: Callable[[Awaitable[None]], Coroutine[Any, Any, None]] | None = None
+    ) -> None:
+        """Run ``flow`` (inside ``around(job)`` when given: what awaits the job)."""
         try:
             flow.check_inputs()
         except InputError as error:
             raise StatementFailed(str(error), 2) from None
+        job = flow.run()
         try:
-            self._runner.run(flow.run())
+            self._runner.run(around(job) if around is not None else job)
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise KeyboardInterrupt from None
         except Exception as error:
             log.debug("the job's traceback:", exc_info=error)
             raise StatementFailed(describe_failure(error), 1) from None
+
+
+def _check_option(statement: exp.Expression) -> None:
+    """Raises :class:`SqlError` for a ``SET`` of the client's result mode to an unknown mode."""
+    option = set_option(statement) if isinstance(statement, exp.Set) else None
+    if option is not None and option[0] == RESULT_MODE:
+        try:
+            result_mode({RESULT_MODE: option[1]})
+        except ValueError as error:
+            raise error_at(statement, str(error)) from None
 
 
 def _print(lines: list[str], out: TextIO) -> None:
@@ -226,7 +296,7 @@ def interactive(client: SqlClient, history: Path, out: TextIO, err: TextIO) -> i
                     print(f"[ERROR] {error}", file=err, flush=True)
                 except QueryCancelled as cancelled:
                     _print(cancelled.lines, out)
-                    print("[CANCELLED] the query was cancelled: the rows above are those it gave", file=err)
+                    print(f"[CANCELLED] the query was cancelled: {cancelled.note}", file=err, flush=True)
                 except KeyboardInterrupt:
                     print("[CANCELLED] the statement was cancelled", file=err, flush=True)
     finally:
@@ -250,7 +320,8 @@ def _one_history_entry(readline: Any, lines: list[str]) -> None:
 def run_client(config: Config) -> int:
     """The client: on a terminal, the prompt; else the statements of stdin. Returns the exit code."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        client = SqlClient(runner, config.parallelism)
         if sys.stdin.isatty():
+            screen = sys.stdout if can_redraw(sys.stdout) else None
+            client = SqlClient(runner, config.parallelism, screen=screen, keys=sys.stdin)
             return interactive(client, HISTORY, sys.stdout, sys.stderr)
-        return read_stdin(client, sys.stdin, sys.stdout, sys.stderr)
+        return read_stdin(SqlClient(runner, config.parallelism), sys.stdin, sys.stdout, sys.stderr)
