@@ -2392,6 +2392,37 @@ def _build(name: str, compiler: _Compiler, body: list[str]) -> Callable[..., Any
     return function
 
 
+def read_through(
+    function: Callable[..., Any], read: Callable[[Any], Any], *, always: bool = False
+) -> Callable[..., Any]:
+    """A function compiled here, compiled again to take its row through ``read`` first: always,
+    or only when the row lacks a field (a ``KeyError``), so that the common row costs no extra
+    call. A table scan's code reads the source's records this way.
+
+    >>> from actorflow.sql.dialect import parse
+    >>> from actorflow.sql.types import BIGINT
+    >>> node = parse("SELECT COALESCE(n, 0) + 1")[0].expressions[0]
+    >>> plus = read_through(compile_expression(node, {"n": BIGINT}).function, lambda r: {"n": r.get("n")})
+    >>> plus({"n": 2}), plus({})
+    (3, 1)
+    """
+    header, _, body = function.__sql_source__.partition("\n")  # type: ignore[attr-defined]
+    lines = body.rstrip("\n").split("\n")
+    if always:
+        lines = ["    row = _read_through(row)", *lines]
+    else:
+        again = ["    " + line for line in lines]
+        lines = ["    try:", *again, "    except KeyError:", "        row = _read_through(row)", *again]
+    source = "\n".join([header, *lines]) + "\n"
+    namespace = dict(function.__globals__)
+    namespace["_read_through"] = read
+    exec(compile(source, function.__code__.co_filename, "exec"), namespace)
+    name = function.__name__
+    regenerated: Callable[..., Any] = namespace[name]
+    regenerated.__sql_source__ = source  # type: ignore[attr-defined]
+    return regenerated
+
+
 def compile_expression(
     node: exp.Expression,
     columns: Mapping[str, SqlType],

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from actorflow.sql.accessors import error_at
+from actorflow.sql.expressions import read_through
 from actorflow.sql.types import SqlType
 
 if TYPE_CHECKING:
@@ -123,19 +124,10 @@ def substitute(node: exp.Expression, computed: dict[str, exp.Expression]) -> exp
 
 
 def tolerant(function: Callable[[dict[str, Any]], Any], raw: RawScan) -> Callable[[dict[str, Any]], Any]:
-    """``function`` of a table's physical columns, called on a source record: straight, and
-    through the reader when the record lacks a field (NULL) or holds a timestamp as text."""
-    read = raw.read
-    if raw.text_stamps:
-        return lambda record: function(read(record))
-
-    def call(record: dict[str, Any]) -> Any:
-        try:
-            return function(record)
-        except KeyError:
-            return function(read(record))
-
-    return call
+    """``function`` of a table's physical columns (compiled by :mod:`actorflow.sql.expressions`),
+    made to take a source record: straight, and through the table's reader when the record lacks
+    a field (NULL) or may hold a timestamp as text."""
+    return read_through(function, raw.read, always=raw.text_stamps)
 
 
 def getter(name: str) -> Callable[[dict[str, Any]], Any]:
