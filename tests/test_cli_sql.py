@@ -490,21 +490,35 @@ def test_a_query_that_ends_prints_its_whole_result_on_a_terminal(project: Path) 
         terminal.type(CREATE_TX.replace("\n", " "))
         terminal.read_until("OK\nactorflow> ")
         terminal.type("SELECT card_id, COUNT(*) AS n FROM tx GROUP BY card_id;")
-        shown = screen_lines(terminal.read_until("actorflow> "))
-        assert (
-            shown[-9:]
-            == [
-                "+---------+---+",
-                "| card_id | n |",
-                "+---------+---+",
-                "| c1      | 3 |",
-                "| c2      | 1 |",
-                "| NULL    | 1 |",
-                "+---------+---+",
-                "3 rows",
-                "actorflow> ",
-            ][-10:]
-        )
+        assert screen_lines(terminal.read_until("actorflow> "))[-9:] == [
+            "+---------+---+",
+            "| card_id | n |",
+            "+---------+---+",
+            "| c1      | 3 |",
+            "| c2      | 1 |",
+            "| NULL    | 1 |",
+            "+---------+---+",
+            "3 rows",
+            "actorflow> ",
+        ]
+        # The changelog mode, and the tableau mode (nothing live), print every change.
+        changes = [
+            "+----+---------+---+",
+            "| op | card_id | n |",
+            "+----+---------+---+",
+            "| +I | c1      | 1 |",
+            "| +I | c2      | 1 |",
+            "| -U | c1      | 1 |",
+            "| +U | c1      | 2 |",
+            "+----+---------+---+",
+            "4 rows",
+            "actorflow> ",
+        ]
+        for mode in ("changelog", "tableau"):
+            terminal.type(f"SET 'sql-client.execution.result-mode' = '{mode}';")
+            terminal.read_until("OK\nactorflow> ")
+            terminal.type("SELECT card_id, COUNT(*) AS n FROM tx WHERE tx_id < 4 GROUP BY card_id;")
+            assert screen_lines(terminal.read_until("actorflow> "))[-10:] == changes
         terminal.type("quit;")
         assert terminal.exit_code() == 0
     finally:
