@@ -253,3 +253,18 @@ def test_a_primary_key_must_name_a_physical_column() -> None:
         "CREATE TABLE t (id INT, name STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'print');"
     )
     assert session_of(flow).catalog.table("t").primary_key == ("id",)
+
+
+def test_a_projection_and_a_filter_of_an_updating_result_keep_each_change() -> None:
+    rows = rows_of(
+        "id BIGINT, card STRING",
+        fields(
+            id={"kind": "sequence", "start": "1", "end": "5"},
+            card={"kind": "sequence", "start": "1", "end": "5"},
+        ),
+        query="SELECT n * 10 AS tens, card FROM (SELECT card, COUNT(*) AS n FROM "
+        "(SELECT CASE WHEN id < 4 THEN 'a' ELSE 'b' END AS card FROM g) GROUP BY card) WHERE card = 'a'",
+    )
+    assert [(row["$change"], row["tens"]) for row in rows] == [
+        ("+I", 10), ("-U", 10), ("+U", 20), ("-U", 20), ("+U", 30)
+    ]  # fmt: skip

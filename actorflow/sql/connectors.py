@@ -21,11 +21,13 @@ Timestamps are epoch milliseconds inside a flow and written as ``2023-11-14 22:1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import SqlError
 from actorflow.sql.accessors import error_at
+from actorflow.sql.relation import CHANGE
 from actorflow.sql.types import SqlType, format_timestamp
 
 if TYPE_CHECKING:
@@ -137,6 +139,41 @@ def source_rows(flow: Flow, table: SqlTable, watermarks: Any) -> DataStream[dict
     if table.stream is not None:
         return table.stream  # type: ignore[no-any-return]
     return connector(table).source(flow, table, watermarks)
+
+
+def read_changes(
+    read: Callable[[dict[str, Any]], dict[str, Any]], complete: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The whole row of a changelog source's record (``complete(read(record))``), its change kept.
+
+    >>> whole = read_changes(lambda r: {"a": r["a"]}, lambda r: {**r, "b": r["a"] * 2})
+    >>> whole({"a": 2, "$change": "+U"})
+    {'a': 2, 'b': 4, '$change': '+U'}
+    """
+
+    def whole(record: dict[str, Any]) -> dict[str, Any]:
+        row = complete(read(record))
+        row[CHANGE] = record[CHANGE]
+        return row
+
+    return whole
+
+
+def keep_change(
+    function: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``function`` of a changelog's rows, the change of each row kept in its result.
+
+    >>> keep_change(lambda row: {"n": row["n"] + 1})({"n": 1, "$change": "-U"})
+    {'n': 2, '$change': '-U'}
+    """
+
+    def changed(row: dict[str, Any]) -> dict[str, Any]:
+        out = function(row)
+        out[CHANGE] = row[CHANGE]
+        return out
+
+    return changed
 
 
 def print_row(values: list[Any], change: str = "+I") -> str:

@@ -49,7 +49,7 @@ from actorflow.sql.aggregates import (
     replace_aggregates,
 )
 from actorflow.sql.catalog import Catalog, SqlTable
-from actorflow.sql.connectors import source_rows
+from actorflow.sql.connectors import connector, keep_change, read_changes, source_rows
 from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
 from actorflow.sql.joins import plan_join
 from actorflow.sql.nodes import Cumulate, Hop, Session, TableFunction, Tumble, WindowTableFunction
@@ -106,6 +106,8 @@ class Planner:
             if node.args.get("distinct"):
                 raise error_at(node, "UNION (distinct) is not supported yet: use UNION ALL")
             left, right = self.rows(self.query(node.left)), self.rows(self.query(node.right))
+            if left.changelog or right.changelog:
+                raise error_at(node, "UNION ALL of an updating result is not supported yet")
             types = _union_types(list(left.columns.values()), list(right.columns.values()))
             if types is None:
                 raise error_at(
@@ -162,7 +164,7 @@ class Planner:
         if where is not None:
             keep = self.on_rows(relation, where.this, compile_filter)
             stream = relation.stream.filter(keep, name=self.node_name("where"))
-            relation = Relation(stream, relation.columns, relation.rowtime, relation.raw)
+            relation = dataclasses.replace(relation, stream=stream)
         if aggregating:
             if window is None:
                 return self._group_aggregate(select, relation)
@@ -314,13 +316,13 @@ class Planner:
                     f"'on-event', not {emit!r}",
                 )
         stream = source_rows(self.flow, table, strategy)
+        if connector(table).changelog:  # an upsert table: whole rows, each with its change
+            whole = read_changes(read, complete)
+            changes = stream.map(whole, name=self.node_name("changes"))
+            return Relation(changes, dict(table.columns), None, changelog=True)
         return Relation(stream, dict(table.columns), table.rowtime, raw)
 
     def project(self, items: list[exp.Expression], relation: Relation) -> Relation:
-        if relation.changelog:
-            raise error_at(
-                items[0] if items else exp.Null(), "a query over an updating result is not supported yet"
-            )
         named = named_items(items, relation.columns)
         raw = relation.raw
         if raw is not None:
@@ -339,8 +341,10 @@ class Planner:
             if isinstance(node, exp.Column) and node.name == relation.rowtime:
                 rowtime = name
                 break
+        if relation.changelog:  # each change projected, keeping its kind
+            function = keep_change(function)
         stream = relation.stream.map(function, name=self.node_name("select"))
-        return Relation(stream, columns, rowtime)
+        return Relation(stream, columns, rowtime, changelog=relation.changelog)
 
     # -- raw relations -------------------------------------------------------------------------
 
