@@ -40,6 +40,7 @@ from typing import Any, Protocol, TextIO
 
 from actorflow.cli.sql_tables import render
 from actorflow.operators.sinks import Sink
+from actorflow.sql.planner import CHANGE
 from actorflow.sql.types import SqlType
 
 __all__ = [
@@ -59,7 +60,6 @@ RESULT_MODE = "sql-client.execution.result-mode"
 #: Its values; the first is the default.
 MODES = ("table", "changelog", "tableau")
 
-_CHANGE = "$change"  # the planner's field of a row's change (actorflow.sql.planner.CHANGE)
 _RETRACTIONS = frozenset({"-U", "-D"})
 #: Lines a frame takes besides its rows: three above them, the rule and the count below, and one
 #: for the cursor under the frame.
@@ -108,7 +108,7 @@ class Result(Protocol):
 
 def _identity(row: Mapping[str, Any]) -> Hashable:
     """The values of ``row`` (its change left out), as a key that finds equal rows."""
-    values = tuple(value for name, value in row.items() if name != _CHANGE)
+    values = tuple(value for name, value in row.items() if name != CHANGE)
     try:
         hash(values)
     except TypeError:  # an ARRAY or MAP value
@@ -141,11 +141,11 @@ class ChangeTable:
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Apply the changes ``rows``, in order."""
         for row in rows:
-            change = row.get(_CHANGE, "+I")
+            change = row.get(CHANGE, "+I")
             if change in _RETRACTIONS:
                 self._retract(row, keep_place=change == "-U")
             else:
-                self._insert({name: value for name, value in row.items() if name != _CHANGE}, change)
+                self._insert({name: value for name, value in row.items() if name != CHANGE}, change)
 
     def _retract(self, row: dict[str, Any], *, keep_place: bool) -> None:
         self._fill_vacancy()
@@ -207,7 +207,7 @@ class ChangeLog:
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Keep the changes ``rows``, in order."""
-        self._rows += (row if _CHANGE in row else {**row, _CHANGE: "+I"} for row in rows)
+        self._rows += (row if CHANGE in row else {**row, CHANGE: "+I"} for row in rows)
 
     def rows(self) -> list[dict[str, Any]]:
         """Every change so far."""
