@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlglot import exp
 
@@ -39,7 +39,9 @@ __all__ = [
     "Aggregate",
     "Aggregation",
     "GroupAggregate",
+    "Results",
     "WindowRow",
+    "average",
     "has_aggregates",
     "replace_aggregates",
 ]
@@ -87,6 +89,9 @@ class Aggregate:
     #: missing fields, the generated ``add`` as a whole is).
     argument: Any
     type: SqlType
+    #: ``COUNT(DISTINCT x)``, ``SUM(DISTINCT x)``, ``AVG(DISTINCT x)``: over the distinct non-NULL
+    #: values (never for MIN and MAX, which are the same either way).
+    distinct: bool = False
 
     @staticmethod
     def of(
@@ -102,13 +107,20 @@ class Aggregate:
         if kind not in ("count", "sum", "avg", "min", "max"):
             raise error_at(where, f"aggregate {call.sql()!r} is not supported yet")
         argument_node = call.this
+        distinct = False
         if isinstance(argument_node, exp.Distinct):
-            raise error_at(where, f"{kind.upper()}(DISTINCT ...) is not supported yet")
+            arguments = argument_node.expressions
+            if len(arguments) != 1:
+                message = f"{kind.upper()}(DISTINCT ...) of several columns is not supported yet"
+                raise error_at(where, message)
+            argument_node = arguments[0]
+            # MIN and MAX of the distinct values are those of all of them.
+            distinct = kind not in ("min", "max")
         if kind == "count" and (argument_node is None or isinstance(argument_node, exp.Star)):
             return Aggregate("count_star", None, BIGINT.not_null())
         compiled = compile(argument_node)
         if kind == "count":
-            return Aggregate("count", compiled, BIGINT.not_null())
+            return Aggregate("count", compiled, BIGINT.not_null(), distinct)
         if kind in ("sum", "avg") and not compiled.type.is_numeric:
             raise error_at(where, f"{kind.upper()} needs a number, not {compiled.type}")
         result = compiled.type.nullable_()
@@ -116,11 +128,13 @@ class Aggregate:
             result = BIGINT.nullable_()
         if kind == "sum" and not compiled.type.is_integer:
             result = DOUBLE.nullable_()
-        return Aggregate(kind, compiled, result)
+        return Aggregate(kind, compiled, result, distinct)
 
 
 class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
-    """One slot per aggregate call (AVG: a [sum, count] pair)."""
+    """One slot per aggregate call (AVG: a [sum, count] pair; a DISTINCT call: ``[the set of
+    values seen, the slot over them]``). Append-only: rows are only added (see
+    :class:`actorflow.sql.changelog.RetractAccumulate` for inputs that retract)."""
 
     def __init__(self, aggregates: list[Aggregate], raw: RawScan | None = None) -> None:
         self.aggregates = aggregates
@@ -129,8 +143,7 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
         self.add = self._generate()  # type: ignore[method-assign, assignment]
 
     def create_accumulator(self) -> list[Any]:
-        return [[0, 0] if a.kind == "avg" else (0 if a.kind.startswith("count") else None)
-                for a in self.aggregates]  # fmt: skip
+        return [[set(), _initial(a.kind)] if a.distinct else _initial(a.kind) for a in self.aggregates]
 
     def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
         """Replaced on each instance by the generated update (see ``_generate``)."""
@@ -159,13 +172,17 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
                 continue
             namespace.update(aggregate.argument.namespace)
             reads.append(f"v{index} = {aggregate.argument.source}")
+            slot = "d[1]" if aggregate.distinct else f"acc[{index}]"
             update = {
-                "count": f"acc[{index}] += 1",
-                "sum": f"c = acc[{index}]; acc[{index}] = v{index} if c is None else c + v{index}",
-                "avg": f"c = acc[{index}]; c[0] += v{index}; c[1] += 1",
-                "min": f"c = acc[{index}]\n        if c is None or v{index} < c: acc[{index}] = v{index}",
-                "max": f"c = acc[{index}]\n        if c is None or v{index} > c: acc[{index}] = v{index}",
+                "count": f"{slot} += 1",
+                "sum": f"c = {slot}; {slot} = v{index} if c is None else c + v{index}",
+                "avg": f"c = {slot}; c[0] += v{index}; c[1] += 1",
+                "min": f"c = {slot}\n        if c is None or v{index} < c: {slot} = v{index}",
+                "max": f"c = {slot}\n        if c is None or v{index} > c: {slot} = v{index}",
             }[kind]
+            if aggregate.distinct:  # the slot sees each value once
+                update = (f"d = acc[{index}]\n        if v{index} not in d[0]:\n"
+                          f"            d[0].add(v{index}); {update}")  # fmt: skip
             updates.append(f"if v{index} is not None:\n        {update}")
         raw = self.raw
         lines = ["def add(row, acc):"]
@@ -185,21 +202,21 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
     def get_result(self, accumulator: list[Any]) -> list[Any]:
         result = list(accumulator)
         for index, aggregate in enumerate(self.aggregates):
+            value = accumulator[index]
+            if aggregate.distinct:
+                value = result[index] = value[1]
             if aggregate.kind == "avg":
-                total, count = accumulator[index]
-                if not count:
-                    result[index] = None
-                elif aggregate.type.is_integer:
-                    result[index] = int(total / count)  # Flink: an integer average truncates
-                else:
-                    result[index] = total / count
+                result[index] = average(value[0], value[1], aggregate.type.is_integer)
         return result
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         merged = []
         for aggregate, left, right in zip(self.aggregates, a, b, strict=True):
             kind = aggregate.kind
-            if kind in ("count", "count_star"):
+            if aggregate.distinct:  # the slot again, over the union of the values
+                seen = left[0] | right[0]
+                merged.append([seen, _of_values(kind, seen)])
+            elif kind in ("count", "count_star"):
                 merged.append(left + right)
             elif kind == "avg":
                 merged.append([left[0] + right[0], left[1] + right[1]])
@@ -212,13 +229,53 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
         return merged
 
 
+def average(total: Any, count: int, integer: bool) -> Any:
+    """AVG of ``count`` values summing to ``total`` (NULL of none; Flink: an integer average
+    truncates).
+
+    >>> average(7, 2, True), average(7.0, 2, False), average(0, 0, True)
+    (3, 3.5, None)
+    """
+    if not count:
+        return None
+    return int(total / count) if integer else total / count
+
+
+def _initial(kind: str) -> Any:
+    """A slot of no rows."""
+    if kind == "avg":
+        return [0, 0]
+    return 0 if kind.startswith("count") else None
+
+
+def _of_values(kind: str, values: set[Any]) -> Any:
+    """The slot of a DISTINCT call over ``values`` (each once)."""
+    if kind == "count":
+        return len(values)
+    if kind == "avg":
+        return [sum(values), len(values)]
+    return sum(values) if values else None
+
+
+class Results(Protocol):
+    """What a group aggregation needs of its accumulators: :class:`Accumulate`, or
+    :class:`actorflow.sql.changelog.RetractAccumulate` over an updating input."""
+
+    def create_accumulator(self) -> list[Any]: ...
+
+    def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]: ...
+
+    def get_result(self, accumulator: list[Any]) -> list[Any]: ...
+
+
 class GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
     """Per group: the accumulators, and the result row last emitted (see
-    :meth:`Planner._group_aggregate`)."""
+    :meth:`Planner._group_aggregate`). Its input is append-only
+    (:class:`actorflow.sql.changelog.RetractGroupAggregate` takes updating ones)."""
 
     def __init__(
         self,
-        accumulate: Accumulate,
+        accumulate: Results,
         keys: list[str],
         project: Callable[[dict[str, Any]], dict[str, Any]],
         keep: Callable[[dict[str, Any]], bool] | None,

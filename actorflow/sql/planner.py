@@ -49,6 +49,7 @@ from actorflow.sql.aggregates import (
     replace_aggregates,
 )
 from actorflow.sql.catalog import Catalog, SqlTable
+from actorflow.sql.changelog import RetractAccumulate, RetractGroupAggregate
 from actorflow.sql.connectors import connector, keep_change, read_changes, source_rows
 from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
 from actorflow.sql.joins import plan_join
@@ -103,11 +104,7 @@ class Planner:
         if isinstance(node, exp.Select):
             return self._select(node)
         if isinstance(node, exp.Union):
-            if node.args.get("distinct"):
-                raise error_at(node, "UNION (distinct) is not supported yet: use UNION ALL")
             left, right = self.rows(self.query(node.left)), self.rows(self.query(node.right))
-            if left.changelog or right.changelog:
-                raise error_at(node, "UNION ALL of an updating result is not supported yet")
             types = _union_types(list(left.columns.values()), list(right.columns.values()))
             if types is None:
                 raise error_at(
@@ -119,16 +116,31 @@ class Planner:
             names = list(left.columns)
             if list(right.columns) != names:
                 renames = dict(zip(right.columns, names, strict=True))
+                renames[CHANGE] = CHANGE
                 right_stream = right.stream.map(
                     lambda row: {renames[k]: v for k, v in row.items()}, name=self.node_name("rename")
                 )
             else:
                 right_stream = right.stream
+            left_stream = left.stream
+            changelog = left.changelog or right.changelog
+            if changelog:  # a union with an updating result is one; an append-only side's rows insert
+                if not left.changelog:
+                    left_stream = left_stream.map(_inserted, name=self.node_name("insert"))
+                if not right.changelog:
+                    right_stream = right_stream.map(_inserted, name=self.node_name("insert"))
             rowtime = left.rowtime if left.rowtime is not None and left.rowtime == right.rowtime else None
-            return Relation(left.stream.union(right_stream), dict(zip(names, types, strict=True)), rowtime)
+            columns = dict(zip(names, types, strict=True))
+            union = Relation(left_stream.union(right_stream), columns, rowtime, changelog=changelog)
+            return self.distinct(union) if node.args.get("distinct") else union
         raise error_at(node, f"{node.key.upper()} is not supported yet")  # type: ignore[arg-type]
 
     def _select(self, select: exp.Select) -> Relation:
+        distinct = select.args.get("distinct")
+        if distinct is not None and not (select.args.get("order") or select.args.get("limit")):
+            if distinct.args.get("on") is not None:
+                raise error_at(distinct, "SELECT DISTINCT ON is not supported (Flink has no DISTINCT ON)")
+            return self.distinct(self._select(select.copy().distinct(distinct=False)))
         if select.args.get("joins"):
             return plan_join(self, select)
         if select.args.get("match"):
@@ -140,11 +152,9 @@ class Planner:
             return ranked
         if has_over(select):
             return plan_over(self, select)
-        for unsupported in ("windows", "distinct", "qualify"):
+        for unsupported in ("windows", "qualify"):
             if select.args.get(unsupported):
-                what = {"windows": "WINDOW", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}[
-                    unsupported
-                ]
+                what = {"windows": "WINDOW", "qualify": "QUALIFY"}[unsupported]
                 raise error_at(select, f"{what} is not supported yet")
         source = from_clause(select)
         if source is None:
@@ -161,7 +171,7 @@ class Planner:
                     raise error_at(
                         column, f"WHERE on {column.name} before a window aggregation is not supported yet"
                     )
-        if where is not None:
+        if where is not None:  # over an updating result: each change on its own, as Flink's Calc
             keep = self.on_rows(relation, where.this, compile_filter)
             stream = relation.stream.filter(keep, name=self.node_name("where"))
             relation = dataclasses.replace(relation, stream=stream)
@@ -198,9 +208,11 @@ class Planner:
         aggregates; the operator emits the group's new result row (``+I`` the first time, then
         ``-U`` the old one and ``+U`` the new), with ``HAVING`` deciding whether a result row
         exists (``-D`` when it stops qualifying). With ``SET 'execution.runtime-mode' =
-        'batch'`` only the final rows come out, at the end of the input."""
-        if relation.changelog:
-            raise error_at(select, "an aggregation of an updating result is not supported yet")
+        'batch'`` only the final rows come out, at the end of the input.
+
+        Over an updating input (a changelog) the aggregates retract: ``+I``/``+U`` rows are added
+        to their group, ``-U``/``-D`` rows taken out, and a group whose last row goes is deleted
+        (:class:`RetractGroupAggregate`)."""
         group = select.args.get("group")
         keys = list(group.expressions) if group is not None else []
         key_names = []
@@ -221,11 +233,23 @@ class Planner:
         )
         batch = self.catalog.options.get("execution.runtime-mode", "streaming").lower() == "batch"
         relation, key_of = self.key_of(relation, key_names)
-        stream = relation.stream.key_by(key_of).process(
-            GroupAggregate(Accumulate(parts.aggregates, relation.raw), key_names, project, keep, batch),
-            name=self.node_name("group-aggregate"),
-        )
+        function: GroupAggregate
+        if relation.changelog:
+            accumulate = RetractAccumulate(parts.aggregates, relation.raw)
+            function = RetractGroupAggregate(accumulate, key_names, project, keep, batch)
+        else:
+            function = GroupAggregate(
+                Accumulate(parts.aggregates, relation.raw), key_names, project, keep, batch
+            )
+        stream = relation.stream.key_by(key_of).process(function, name=self.node_name("group-aggregate"))
         return Relation(stream, columns, None, changelog=not batch)
+
+    def distinct(self, relation: Relation) -> Relation:
+        """``relation``'s distinct rows: a ``GROUP BY`` of all its columns, so an updating result
+        (``+I`` of each new row; over an updating input, ``-D`` when its last copy goes)."""
+        table = self.bind(self.rows(relation), "distinct")
+        names = [exp.column(name, quoted=True) for name in relation.columns]
+        return self._select(exp.select(*names).from_(table).group_by(*(name.copy() for name in names)))
 
     def source(self, node: exp.Expression) -> tuple[Relation, WindowTableFunction | None]:
         if isinstance(node, exp.Table):
@@ -239,6 +263,12 @@ class Planner:
             if argument.args.get("partition_by") and not isinstance(window, Session):
                 raise error_at(argument, "PARTITION BY goes with SESSION windows")
             relation = self.table_relation(table) if isinstance(table, exp.Table) else self.query(table)
+            if relation.changelog:
+                raise error_at(
+                    window,
+                    f"{window.key.upper()} doesn't support consuming update changes, which its input "
+                    "(an updating result: a GROUP BY without a window, a regular join, ...) produces",
+                )
             timecol = window.args["timecol"].expressions[0].name
             if timecol not in relation.columns:
                 raise error_at(window.args["timecol"], f"DESCRIPTOR({timecol}): no such column")
@@ -353,9 +383,12 @@ class Planner:
         raw = relation.raw
         if raw is None:
             return relation
-        read, complete = raw.read, raw.complete
-        stream = relation.stream.map(lambda record: complete(read(record)), name=self.node_name("columns"))
-        return Relation(stream, relation.columns, relation.rowtime)
+        # The table's row built straight from the record, read whole only if it lacks a field.
+        whole = tolerant(raw.complete, raw)
+        if relation.changelog:
+            whole = keep_change(whole)
+        stream = relation.stream.map(whole, name=self.node_name("columns"))
+        return Relation(stream, relation.columns, relation.rowtime, changelog=relation.changelog)
 
     def compiler(self, relation: Relation, *, wrap: bool = True) -> Callable[[exp.Expression], Any]:
         """``compile(node)`` of an expression over ``relation``'s rows: a compiled expression whose
@@ -506,6 +539,11 @@ def _assigner(window: WindowTableFunction) -> Any:
     except PlanError as error:
         raise error_at(window, str(error)) from None
     raise error_at(window, f"{window.key.upper()} windows are not supported")
+
+
+def _inserted(row: dict[str, Any]) -> dict[str, Any]:
+    """An append-only row as a change: an insert."""
+    return {**row, CHANGE: "+I"}
 
 
 def _union_types(left: list[SqlType], right: list[SqlType]) -> list[SqlType] | None:
