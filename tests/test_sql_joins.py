@@ -1,0 +1,218 @@
+"""SQL joins end to end, checked against DuckDB: regular (inner, LEFT, RIGHT, FULL), interval and
+window joins, joins with the rest of a query (WHERE, GROUP BY, windows over a join), several joins
+in one query, and the changes an updating join emits.
+
+Three small tables over JSON-lines files, in event-time order (nothing late), with NULL keys (which
+never match): transactions ``tx``, ``alerts`` on the same cards, and ``cards`` (no time attribute,
+a card twice, a card without transactions). An updating result is compared by its final state: the
+changes applied in order give DuckDB's rows.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+duckdb = pytest.importorskip("duckdb")
+
+from actorflow import Flow  # noqa: E402
+from actorflow.errors import SqlError  # noqa: E402
+from actorflow.sql.dialect import parse  # noqa: E402
+from actorflow.sql.joins import plan_joins  # noqa: E402
+from actorflow.sql.planner import CHANGE, Planner  # noqa: E402
+
+TABLES = {
+    "tx": ("tx_id BIGINT, card_id STRING, amount DOUBLE, ts BIGINT", True),
+    "alerts": ("alert_id BIGINT, card_id STRING, level INT, ts BIGINT", True),
+    "cards": ("card_id STRING, owner STRING, tier INT", False),
+}
+
+
+def _rows() -> dict[str, list[dict[str, Any]]]:
+    rng = random.Random(14)
+    cards = [f"c{i}" for i in range(8)]
+
+    def card() -> str | None:
+        return None if rng.random() < 0.1 else rng.choice(cards)
+
+    start = 1_700_000_000_000
+    tx = [
+        {"tx_id": i, "card_id": card(), "amount": rng.randint(1, 4000) / 8, "ts": start + i * 150}
+        for i in range(300)
+    ]
+    alerts = [
+        {"alert_id": i, "card_id": card(), "level": rng.randint(1, 3), "ts": start + i * 420 + 37}
+        for i in range(100)
+    ]
+    owners = [{"card_id": c, "owner": f"o{i % 5}", "tier": i % 3} for i, c in enumerate(cards[:6])] + [
+        {"card_id": "c1", "owner": "twin", "tier": 9},  # a card twice: each row joins
+        {"card_id": "c99", "owner": "nobody", "tier": 1},  # no transactions
+        {"card_id": None, "owner": "null", "tier": 0},  # a NULL key joins nothing
+    ]
+    return {"tx": tx, "alerts": alerts, "cards": owners}
+
+
+ROWS = _rows()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CREATE TABLE statements of the three tables, over their files."""
+    folder = tmp_path_factory.mktemp("joins")
+    statements = []
+    for name, (columns, timed) in TABLES.items():
+        path = folder / f"{name}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in ROWS[name]))
+        rowtime = (
+            ", rowtime AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND"
+            if timed
+            else ""
+        )
+        statements.append(
+            f"CREATE TABLE {name} ({columns}{rowtime}) WITH ('connector' = 'jsonlines', 'path' = '{path}');"
+        )
+    return "\n".join(statements)
+
+
+def oracle(query: str) -> list[dict[str, Any]]:
+    """DuckDB's answer over the same rows (``rowtime`` is ``ts``)."""
+    connection = duckdb.connect()
+    for name, (columns, _) in TABLES.items():
+        connection.execute(f"CREATE TABLE {name} ({columns.replace('STRING', 'VARCHAR')})")
+        names = [part.split()[0] for part in columns.split(", ")]
+        connection.executemany(
+            f"INSERT INTO {name} VALUES ({', '.join('?' * len(names))})",
+            [[row[n] for n in names] for row in ROWS[name]],
+        )
+    result = connection.execute(query)
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, values, strict=True)) for values in result.fetchall()]
+
+
+def run(tables: str, query: str, parallelism: int = 1, *, batch: bool = False) -> list[dict[str, Any]]:
+    flow = Flow("joins", parallelism=parallelism)
+    flow.sql(tables + ("SET 'execution.runtime-mode' = 'batch';" if batch else ""))
+    found = flow.sql_query(query).collect()
+    flow.execute()
+    return found.values
+
+
+def join_changes(tables: str, query: str, parallelism: int = 1) -> tuple[list[str], list[dict[str, Any]]]:
+    """The joined relation of ``query``'s FROM ... JOIN part alone (qualified columns), and its
+    rows: an updating join's changes, which a query cannot project yet."""
+    flow = Flow("joins", parallelism=parallelism)
+    flow.sql(tables)
+    planner = Planner(flow, flow._sql_session.catalog)  # type: ignore[attr-defined]
+    relation, residual = plan_joins(planner, parse(query)[0])
+    assert not residual
+    found = relation.stream.collect()
+    flow.execute()
+    return list(relation.columns), found.values
+
+
+def _key(row: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: v for k, v in row.items() if k != CHANGE}, option=orjson.OPT_SORT_KEYS)
+
+
+def final(changes: list[dict[str, Any]]) -> collections.Counter[bytes]:
+    """The rows a changelog leaves: +I/+U add a row, -U/-D take one away (it must be there)."""
+    rows: collections.Counter[bytes] = collections.Counter()
+    for change in changes:
+        key = _key(change)
+        if change.get(CHANGE, "+I") in ("+I", "+U"):
+            rows[key] += 1
+        else:
+            assert rows[key] > 0, f"retracts a row that is not there: {change}"
+            rows[key] -= 1
+    return +rows
+
+
+def same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert final(got) == collections.Counter(map(_key, expected))
+
+
+def qualified(columns: list[str]) -> str:
+    """DuckDB's select list naming each column as the joined relation does (``a.x``)."""
+    return ", ".join(f'{name.replace(".rowtime", ".ts")} AS "{name}"' for name in columns)
+
+
+# -- 1. joins compose with the rest of a query --------------------------------------------------------
+
+
+def test_an_interval_join_under_where_and_group_by(tables: str) -> None:
+    """The join is planned alone; WHERE, GROUP BY (an updating result) and the select list plan
+    over it as over a table. Replaying the aggregation's changes gives DuckDB's groups."""
+    query = """SELECT t.card_id, COUNT(*) AS n, MAX(a.level) AS worst, SUM(t.amount) AS total
+               FROM tx t JOIN alerts a ON t.card_id = a.card_id
+                 AND a.rowtime BETWEEN t.rowtime - INTERVAL '2' SECOND AND t.rowtime
+               WHERE t.amount > 50 GROUP BY t.card_id"""
+    got = run(tables, query, 3)
+    expected = oracle(
+        query.replace("a.rowtime", "a.ts")
+        .replace("t.rowtime - INTERVAL '2' SECOND", "t.ts - 2000")
+        .replace("AND t.rowtime", "AND t.ts")
+    )
+    assert len(expected) > 3
+    latest = {}
+    for row in got:
+        if row[CHANGE] in ("+I", "+U"):
+            latest[row["card_id"]] = {k: v for k, v in row.items() if k != CHANGE}
+        elif row[CHANGE] == "-D":
+            del latest[row["card_id"]]
+    same(list(latest.values()), expected)
+
+
+def test_output_names_are_flinks(tables: str) -> None:
+    """``a.x`` is named ``x``; a name given twice without an alias becomes ``x0``; ``t.*``."""
+    flow = Flow("names")
+    flow.sql(tables)
+    planner = Planner(flow, flow._sql_session.catalog)  # type: ignore[attr-defined]
+    on = (
+        "FROM tx t JOIN alerts c ON t.card_id = c.card_id "
+        "AND c.rowtime BETWEEN t.rowtime AND t.rowtime + INTERVAL '1' SECOND"
+    )
+    columns = planner.query(parse(f"SELECT t.tx_id, c.level, t.card_id, c.card_id {on}")[0]).columns
+    assert list(columns) == ["tx_id", "level", "card_id", "card_id0"]
+    columns = planner.query(parse(f"SELECT * {on}")[0]).columns
+    assert list(columns) == [
+        "tx_id", "card_id", "amount", "ts", "rowtime", "alert_id", "card_id0", "level", "ts0", "rowtime0"
+    ]  # fmt: skip
+    columns = planner.query(parse(f"SELECT c.*, amount AS card_id0, t.card_id {on}")[0]).columns
+    assert list(columns) == ["alert_id", "card_id", "level", "ts", "rowtime", "card_id0", "card_id1"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "SELECT card_id FROM tx t JOIN alerts c ON t.card_id = c.card_id "
+            "AND c.rowtime BETWEEN t.rowtime AND t.rowtime + INTERVAL '1' SECOND",
+            r"line 1, column 8: column 'card_id' is ambiguous: qualify it \(t, c\)",
+        ),
+        (
+            "SELECT t.tx_id FROM tx t JOIN cards c ON t.amount > c.tier",
+            r"line 1, column 42: .*a regular \(unbounded\) join is not supported yet",
+        ),
+        ("SELECT t.tx_id FROM tx t JOIN cards c USING (card_id)", r"USING is not supported yet"),
+        ("SELECT t.tx_id FROM tx t CROSS JOIN cards c", r"CROSS JOIN is not supported yet"),
+        (
+            "SELECT t.tx_id FROM tx t JOIN tx t ON t.tx_id = t.tx_id",
+            r"two sides of the JOIN are called 't'",
+        ),
+        (
+            "SELECT x.* FROM tx t JOIN alerts c ON t.card_id = c.card_id "
+            "AND c.rowtime BETWEEN t.rowtime AND t.rowtime + INTERVAL '1' SECOND",
+            r"x\.\*: no table 'x'",
+        ),
+    ],
+)
+def test_a_mistake_in_a_join_is_one_line(tables: str, query: str, message: str) -> None:
+    flow = Flow("mistakes")
+    flow.sql(tables)
+    with pytest.raises(SqlError, match=message) as raised:
+        flow.sql_query(query)
+    assert "\n" not in str(raised.value)
