@@ -6,5 +6,6 @@
 ``progress``; ``checkpoints`` lists a checkpoint directory and takes savepoints; ``plan_formats``
 draws the plan as text, dot or Mermaid. ``sql_script`` makes a flow of a SQL script (run as
 ``run`` runs one); ``sql_client`` is the SQL client, with ``sql_statements`` (cutting input at its
-semicolons) and ``sql_tables`` (a query's rows as a table). See docs/operations.md.
+semicolons), ``sql_tables`` (a query's rows as a table) and ``sql_live`` (a query's result live on
+a terminal). See docs/operations.md.
 """
