@@ -35,7 +35,8 @@ from sqlglot import exp
 from actorflow.operators.base import Collector
 from actorflow.operators.joins import ProcessJoinFunction
 from actorflow.sql.accessors import error_at, from_clause, interval_millis
-from actorflow.sql.join_operators import RowShape, has_null
+from actorflow.sql.expressions import compile_filter
+from actorflow.sql.join_operators import OuterIntervalJoin, RegularJoin, RowShape, WindowJoin, has_null
 from actorflow.sql.relation import Relation, getter, tuple_getter
 from actorflow.sql.types import SqlType
 
@@ -79,13 +80,11 @@ def plan_join(planner: Planner, select: exp.Select) -> Relation:
     >>> from actorflow.sql.dialect import parse
     >>> from actorflow.sql.planner import Planner
     >>> flow = Flow("doc")
-    >>> _ = flow.sql("CREATE TABLE t (k BIGINT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK "
-    ...              "FOR rt AS rt) WITH ('connector' = 'jsonlines', 'path' = 't.jsonl')")
+    >>> _ = flow.sql("CREATE TABLE t (k BIGINT, v STRING) WITH ('connector' = 'jsonlines', "
+    ...              "'path' = 't.jsonl')")
     >>> planner = Planner(flow, flow._sql_session.catalog)
-    >>> query = ("SELECT * FROM t a JOIN t b ON a.k = b.k "
-    ...          "AND b.rt BETWEEN a.rt AND a.rt + INTERVAL '1' SECOND")
-    >>> list(plan_join(planner, parse(query)[0]).columns)
-    ['k', 'ts', 'rt', 'k0', 'ts0', 'rt0']
+    >>> list(plan_join(planner, parse("SELECT * FROM t a JOIN t b ON a.k = b.k")[0]).columns)
+    ['k', 'v', 'k0', 'v0']
     """
     relation, residual = plan_joins(planner, select)
     columns = relation.columns
@@ -246,21 +245,23 @@ def _join(
             times.append(conjunct)
             continue
         residual.append(conjunct)
-    if any(outer):
-        raise error_at(join, "outer joins are not supported yet")
-    if lower == -_NO_BOUND or upper == _NO_BOUND:
-        raise error_at(
-            condition,
-            "an interval join needs both time bounds on the time attributes "
-            "(a.rowtime BETWEEN b.rowtime - INTERVAL ... AND ...); "
-            "a regular (unbounded) join is not supported yet",
-        )
+    window = _window_ends(keys, left, right)
+    if window is not None:
+        return _window_join(planner, left, right, keys, residual + times, outer, window, columns)
+    if lower != -_NO_BOUND and upper != _NO_BOUND:
+        if left.relation.changelog or right.relation.changelog:
+            raise error_at(join, "an interval join of an updating result is not supported yet")
+        if not keys:
+            raise error_at(
+                condition, "an interval join needs at least one equality of the two sides' columns"
+            )
+        if lower > upper:
+            raise error_at(condition, "the join's time bounds leave no interval")
+        return _interval_join(planner, left, right, keys, residual, outer, (lower, upper), columns)
+    residual += times
     if not keys:
-        raise error_at(condition, "an interval join needs at least one equality of the two sides' columns")
-    if lower > upper:
-        raise error_at(condition, "the join's time bounds leave no interval")
-    del times
-    return _interval_join(planner, left, right, keys, residual, outer, (lower, upper), columns)
+        raise error_at(condition, "a regular join needs at least one equality of the two sides' columns")
+    return _regular_join(planner, left, right, keys, residual, outer, columns)
 
 
 def _key_of(side: _Input, keys: list[str]) -> Any:
@@ -270,6 +271,99 @@ def _key_of(side: _Input, keys: list[str]) -> Any:
 
 def _shape(left: _Input, right: _Input) -> RowShape:
     return RowShape(left.prefix, list(left.relation.columns), right.prefix, list(right.relation.columns))
+
+
+def _check(planner: Planner, residual: list[exp.Expression], columns: dict[str, SqlType]) -> Any:
+    """An outer join's residual conditions as one check of a joined row (None for none)."""
+    if not residual:
+        return None
+    node = residual[0]
+    for more in residual[1:]:
+        node = exp.And(this=node, expression=more)
+    return compile_filter(_flatten(node, columns), columns, functions=planner.catalog.functions)
+
+
+def _outer_columns(columns: dict[str, SqlType], side: _Input, outer: bool) -> None:
+    """A side whose rows may be padded with NULLs has nullable columns."""
+    if outer:
+        for name in side.columns:
+            columns[name] = columns[name].nullable_()
+
+
+def _regular_join(
+    planner: Planner,
+    left: _Input,
+    right: _Input,
+    keys: list[tuple[str, str]],
+    residual: list[exp.Expression],
+    outer: tuple[bool, bool],
+    columns: dict[str, SqlType],
+) -> tuple[Relation, list[exp.Expression]]:
+    batch = planner.catalog.options.get("execution.runtime-mode", "streaming").lower() == "batch"
+    inner = not any(outer)
+    changelog = not batch and (any(outer) or left.relation.changelog or right.relation.changelog)
+    check = None if inner else _check(planner, residual, columns)
+    function = RegularJoin(_shape(left, right), outer, check, len(keys), changelog=changelog, batch=batch)
+    stream = (
+        left.relation.stream.connect(right.relation.stream)
+        .key_by(_key_of(left, [k for k, _ in keys]), _key_of(right, [k for _, k in keys]))
+        .process(function, name=planner.node_name("join"))
+    )
+    out = dict(columns)
+    _outer_columns(out, left, outer[1])
+    _outer_columns(out, right, outer[0])
+    return Relation(stream, out, None, changelog=changelog), residual if inner else []
+
+
+def _window_ends(keys: list[tuple[str, str]], left: _Input, right: _Input) -> tuple[str, str] | None:
+    """The two sides' ``window_end`` columns when the join is a window join (both sides
+    windowing table functions' rows with a time attribute, equal window_start and window_end),
+    else None."""
+    found: dict[str, tuple[str, str]] = {}
+    for a, b in keys:
+        name = left.raw(a).rpartition(".")[2]
+        if name in ("window_start", "window_end") and right.raw(b) == name:
+            found[name] = (a, b)
+    if len(found) < 2:
+        return None
+    for side in (left, right):
+        if side.rowtime is None or side.relation.changelog:
+            return None
+    return found["window_end"]
+
+
+def _window_join(
+    planner: Planner,
+    left: _Input,
+    right: _Input,
+    keys: list[tuple[str, str]],
+    residual: list[exp.Expression],
+    outer: tuple[bool, bool],
+    ends: tuple[str, str],
+    columns: dict[str, SqlType],
+) -> tuple[Relation, list[exp.Expression]]:
+    inner = not any(outer)
+    check = None if inner else _check(planner, residual, columns)
+    function = WindowJoin(
+        _shape(left, right), outer, check, len(keys), (left.raw(ends[0]), right.raw(ends[1]))
+    )
+    stream = (
+        left.relation.stream.connect(right.relation.stream)
+        .key_by(_key_of(left, [k for k, _ in keys]), _key_of(right, [k for _, k in keys]))
+        .process(function, name=planner.node_name("window-join"))
+    )
+    out = dict(columns)
+    _outer_columns(out, left, outer[1])
+    _outer_columns(out, right, outer[0])
+    # The result rows are stamped with their window's window_time: the time attribute of a side
+    # that is never padded.
+    rowtime = None
+    for index in (0, 1):
+        time = ends[index][: -len("window_end")] + "window_time"
+        if not outer[1 - index] and time in out:
+            rowtime = time
+            break
+    return Relation(stream, out, rowtime), residual if inner else []
 
 
 def _interval_join(
@@ -286,7 +380,7 @@ def _interval_join(
     right_key = _key_of(right, [k for _, k in keys])
     parts = len(keys)
     out = dict(columns)
-    if True:
+    if not any(outer):
         # NULL keys never match: those rows are dropped before the DataStream interval join
         # (which would pair None with None).
         left_rows = left.relation.stream.filter(
@@ -302,7 +396,23 @@ def _interval_join(
             .process(_JoinRows(_shape(left, right)), name=planner.node_name("interval-join"))
         )
         return Relation(stream, out), residual
-    raise AssertionError("outer interval joins come later")
+    assert left.rowtime is not None and right.rowtime is not None
+    function = OuterIntervalJoin(
+        _shape(left, right),
+        outer,
+        _check(planner, residual, columns),
+        parts,
+        bounds,
+        (left.raw(left.rowtime), right.raw(right.rowtime)),
+    )
+    stream = (
+        left.relation.stream.connect(right.relation.stream)
+        .key_by(left_key, right_key)
+        .process(function, name=planner.node_name("interval-join"))
+    )
+    _outer_columns(out, left, outer[1])
+    _outer_columns(out, right, outer[0])
+    return Relation(stream, out), []
 
 
 class _JoinRows(ProcessJoinFunction[dict[str, Any], dict[str, Any], dict[str, Any]]):
