@@ -307,3 +307,80 @@ def test_the_changes_of_an_outer_join_as_flink_emits_them() -> None:
     assert send(1, {"k": None, "w": "n"}) == []
     assert send(1, {"k": 2, "w": "r"}, {"k": 2, "w": "r"}) == []
     assert send(0, {"k": 2, "v": "y"}) == ["+I[y, r]", "+I[y, r]"]
+
+
+# -- 4. interval joins, inner and outer -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["", "LEFT", "RIGHT", "FULL"])
+def test_an_interval_join_inner_or_outer_gives_duckdbs_rows(tables: str, side: str) -> None:
+    """An outer side's row without a partner comes padded once the watermark passes its
+    interval (append-only: nothing is retracted)."""
+    query = f"""SELECT t.tx_id, a.alert_id, t.card_id FROM tx t {side} JOIN alerts a
+                ON t.card_id = a.card_id AND a.level > 1
+                AND a.rowtime BETWEEN t.rowtime - INTERVAL '1' SECOND AND t.rowtime + INTERVAL '2' SECOND"""
+    expected = oracle(
+        query.replace("a.rowtime", "a.ts")
+        .replace("t.rowtime - INTERVAL '1' SECOND", "t.ts - 1000")
+        .replace("t.rowtime + INTERVAL '2' SECOND", "t.ts + 2000")
+    )
+    assert len([row for row in expected if None not in row.values()]) > 20
+    for parallelism in (1, 3):
+        got = run(tables, query, parallelism)
+        assert all(CHANGE not in row for row in got)
+        same(got, expected)
+
+
+# -- 5. window joins --------------------------------------------------------------------------------
+
+WINDOWED = "(SELECT * FROM TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(rowtime), INTERVAL '10' SECOND)))"
+DUCK_WINDOWED = (
+    "(SELECT *, ts - ts % 10000 AS window_start, ts - ts % 10000 + 10000 AS window_end FROM {table})"
+)
+
+
+@pytest.mark.parametrize("side", ["", "LEFT", "RIGHT", "FULL"])
+def test_a_window_join_joins_each_windows_rows_when_it_fires(tables: str, side: str) -> None:
+    query = """SELECT L.tx_id, R.alert_id, L.window_start, R.window_end AS r_end, L.card_id
+               FROM {left} L {side} JOIN {right} R ON L.card_id = R.card_id
+                 AND L.window_start = R.window_start AND L.window_end = R.window_end
+                 AND L.amount > R.level * 50"""
+    ours = query.format(left=WINDOWED.format(table="tx"), right=WINDOWED.format(table="alerts"), side=side)
+    theirs = query.format(
+        left=DUCK_WINDOWED.format(table="tx"), right=DUCK_WINDOWED.format(table="alerts"), side=side
+    )
+    expected = oracle(theirs)
+    assert len([row for row in expected if None not in row.values()]) > 20
+    for parallelism in (1, 3):
+        got = run(tables, ours, parallelism)
+        assert all(CHANGE not in row for row in got)
+        same(got, expected)
+
+
+def test_a_window_aggregation_over_a_window_joins_time_attribute(tables: str) -> None:
+    """A window join's rows carry their window's window_time as a time attribute: a view of
+    the join windows again."""
+    flow = Flow("cascade", parallelism=2)
+    flow.sql(
+        tables
+        + f"""CREATE VIEW pairs AS SELECT L.card_id, L.amount, R.level, L.window_time AS wt
+              FROM {WINDOWED.format(table="tx")} L JOIN {WINDOWED.format(table="alerts")} R
+              ON L.card_id = R.card_id AND L.window_start = R.window_start
+              AND L.window_end = R.window_end;"""
+    )
+    found = flow.sql_query(
+        """SELECT window_start, COUNT(*) AS n, SUM(amount) AS total, MAX(level) AS worst
+           FROM TABLE(TUMBLE(TABLE pairs, DESCRIPTOR(wt), INTERVAL '20' SECOND))
+           GROUP BY window_start, window_end"""
+    ).collect()
+    flow.execute()
+    expected = oracle(
+        f"""SELECT wt - wt % 20000 AS window_start, COUNT(*) AS n, SUM(amount) AS total,
+                   MAX(level) AS worst
+            FROM (SELECT L.card_id, L.amount, R.level, L.window_end - 1 AS wt
+                  FROM {DUCK_WINDOWED.format(table="tx")} L JOIN {DUCK_WINDOWED.format(table="alerts")} R
+                  ON L.card_id = R.card_id AND L.window_start = R.window_start)
+            GROUP BY wt - wt % 20000"""
+    )
+    assert len(expected) > 2
+    same(found.values, expected)
