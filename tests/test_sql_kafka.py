@@ -180,33 +180,44 @@ async def test_exactly_once_from_sql_commits_each_row_once(
     kafka_broker: KafkaEndpoint, kafka_topic: TopicFactory, tmp_path: Path
 ) -> None:
     servers = kafka_broker.bootstrap_servers
-    source, sink = await kafka_topic(partitions=2), await kafka_topic(partitions=1)
-    await produce_json(servers, source, [{"id": n, "amount": float(n)} for n in range(40)])
+    source = await kafka_topic(partitions=2)
+    sink, totals = await kafka_topic(partitions=1), await kafka_topic(partitions=1)
+    rows = [{"id": n, "amount": float(n), "card": f"c{n % 3}"} for n in range(40)]
+    await produce_json(servers, source, rows)
+    exactly_once = (
+        f", 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = '{sink}'"
+    )
 
-    def script(group: str) -> str:
+    def script(run: int) -> str:
+        read = ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
         return (
             kafka_table("src", source, servers, "id BIGINT, amount DOUBLE",
-                        f", 'properties.group.id' = '{group}', 'scan.startup.mode' = 'earliest-offset', "
-                        "'scan.bounded.mode' = 'latest-offset'")
-            + kafka_table("dst", sink, servers, "id BIGINT, amount DOUBLE",
-                          ", 'sink.delivery-guarantee' = 'exactly-once', "
-                          f"'sink.transactional-id-prefix' = 'tx-{sink}'")
+                        f", 'properties.group.id' = 'g-{sink}-{run}'" + read)
+            + kafka_table("src2", source, servers, "card STRING",
+                          f", 'properties.group.id' = 'g-{totals}-{run}'" + read)
+            + kafka_table("dst", sink, servers, "id BIGINT, amount DOUBLE", exactly_once)
+            + upsert_table("totals", totals, servers, "card STRING, n BIGINT", exactly_once)
             + "INSERT INTO dst SELECT id, amount FROM src WHERE amount >= 10;"
+            + "INSERT INTO totals SELECT card, COUNT(*) FROM src2 GROUP BY card;"
         )  # fmt: skip
 
     unchecked = Flow("sql-eos")
-    unchecked.sql(script(f"g-{sink}-0"))
+    unchecked.sql(script(0))
     with pytest.raises(
-        CheckpointError, match=r"^table 'dst': 'sink.delivery-guarantee' = 'exactly-once' commits"
+        CheckpointError, match=r"^table '(dst|totals)': 'sink.delivery-guarantee' = 'exactly-once'"
     ):
         await unchecked.run()
 
     flow = Flow("sql-eos")
     flow.enable_checkpointing(tmp_path / "checkpoints")
-    flow.sql(script(f"g-{sink}-1"))
+    flow.sql(script(1))
     await flow.run()
     committed = [value for values in (await read_partitions(servers, sink)).values() for value in values]
     assert sorted(row["id"] for row in committed) == list(range(10, 40))  # read_committed: each once
+    latest = {}
+    for value in (await read_partitions(servers, totals))[0]:
+        latest[value["card"]] = value["n"]
+    assert latest == {"c0": 14, "c1": 13, "c2": 13}
     # Transactions wrote them: commit markers take offsets after the 30 records.
     consumer = AIOKafkaConsumer(bootstrap_servers=servers)
     await consumer.start()
