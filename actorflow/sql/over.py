@@ -180,9 +180,7 @@ def plan_over(planner: Planner, select: exp.Select) -> Relation:
     )
     _, key_of = planner.key_of(base, keys)
     function = OverAggregate(Accumulate(aggregates), base.rowtime, frame, project)
-    stream = base.stream.key_by(key_of).process(
-        function, name=planner.node_name("over"), parallelism=None if keys else 1
-    )
+    stream = base.stream.key_by(key_of).process(function, name=planner.node_name("over"))
     return Relation(stream, output, rowtime)
 
 

@@ -301,14 +301,10 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
         keep_last = keys[0].descending
         rowtime = None if keep_last or batch else _output_name(named, base_rowtime or "")
         function = Deduplicate(hidden_order[0], keep_last, project, rank_name, batch)
-        stream = relation.stream.key_by(key_of).process(
-            function, name=planner.node_name("deduplicate"), parallelism=None if partition else 1
-        )
+        stream = relation.stream.key_by(key_of).process(function, name=planner.node_name("deduplicate"))
         return Relation(stream, output, rowtime, changelog=keep_last and not batch)
     function = TopN(sort_key(keys), first, last, project, rank_name, batch)
-    stream = relation.stream.key_by(key_of).process(
-        function, name=planner.node_name("top-n"), parallelism=None if partition else 1
-    )
+    stream = relation.stream.key_by(key_of).process(function, name=planner.node_name("top-n"))
     return Relation(stream, output, None, changelog=not batch)
 
 
@@ -596,18 +592,16 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
     name = planner.node_name
     if batch and keys:
         function: KeyedProcessFunction[Row, Row] = SortAll(sort_key(keys), offset, last)
-        stream = relation.stream.key_by(no_key).process(function, name=name("sort"), parallelism=1)
+        stream = relation.stream.key_by(no_key).process(function, name=name("sort"))
         return _visible(planner, hidden, Relation(stream, relation.columns, None))
     if not keys:
-        stream = relation.stream.key_by(no_key).process(
-            Limit(offset, last), name=name("limit"), parallelism=1
-        )
+        stream = relation.stream.key_by(no_key).process(Limit(offset, last), name=name("limit"))
         return _visible(planner, hidden, Relation(stream, relation.columns, relation.rowtime))
     assert order is not None
     head = keys[0]
     if relation.rowtime is not None and head.column == relation.rowtime and not head.descending:
         function = TemporalSort(relation.rowtime, sort_key(keys[1:]) if keys[1:] else None, offset, last)
-        stream = relation.stream.key_by(no_key).process(function, name=name("sort"), parallelism=1)
+        stream = relation.stream.key_by(no_key).process(function, name=name("sort"))
         return _visible(planner, hidden, Relation(stream, relation.columns, relation.rowtime))
     if last is None:
         shown = {column: name for name, column in hidden.items()}.get(
@@ -616,11 +610,11 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
         raise error_at(
             order,
             "ORDER BY in a streaming query must start with the time attribute ascending "
-            f"({shown or 'the query has none'}), or have a LIMIT (or SET "
+            f"({shown or 'none selected'}), or have a LIMIT (or SET "
             "'execution.runtime-mode' = 'batch')",
         )
     function = TopN(sort_key(keys), offset + 1, last, None, None, False)
-    stream = relation.stream.key_by(no_key).process(function, name=name("top-n"), parallelism=1)
+    stream = relation.stream.key_by(no_key).process(function, name=name("top-n"))
     return _visible(planner, hidden, Relation(stream, relation.columns, None, changelog=True))
 
 
