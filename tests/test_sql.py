@@ -322,7 +322,10 @@ def test_show_describe_and_explain(transactions: tuple[Path, list[dict[str, Any]
             "GROUP BY window_start, window_end",
             r"DESCRIPTOR\(ts\): not a time attribute",
         ),
-        ("SELECT * FROM tx ORDER BY ts", r"ORDER BY in a streaming query must start with the time attribute"),
+        (
+            "SELECT * FROM tx ORDER BY ts",
+            r"ORDER BY in a streaming query must start with the time attribute",
+        ),
     ],
 )
 def test_a_mistake_in_sql_is_one_line_naming_where(
