@@ -153,6 +153,18 @@ async def test_an_updating_result_into_upsert_kafka_and_back(
         "c": {"card": "c", "n": 1, "total": 4.0},
     }
 
+    # An append-only query into an upsert table: each row an upsert of its key.
+    appender = Flow("upsert-append")
+    appender.sql(
+        f"CREATE TABLE tx (card STRING, amount DOUBLE) WITH ('connector' = 'jsonlines', 'path' = '{path}');"
+        + upsert_table("totals", topic, servers, columns)
+        + "INSERT INTO totals SELECT card, 9, amount FROM tx WHERE card = 'c';"
+    )
+    await appender.run()
+    raw = await read_partitions(servers, topic, decode=lambda record: (record.key, record.value))
+    last = [value for records in raw.values() for key, value in records if key == b'{"card":"c"}'][-1]
+    assert orjson.loads(last) == {"card": "c", "n": 9, "total": 4.0}
+
 
 def test_changelog_normalize_turns_upserts_into_changes() -> None:
     def record(offset: int, key: str, value: dict[str, Any] | None) -> KafkaRecord:
