@@ -384,3 +384,16 @@ def test_a_window_aggregation_over_a_window_joins_time_attribute(tables: str) ->
     )
     assert len(expected) > 2
     same(found.values, expected)
+
+
+def test_a_window_join_of_table_functions_named_in_from(tables: str) -> None:
+    """``TABLE(TUMBLE(...)) AS L`` joins as the subquery of its rows does."""
+    tumble = "TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(rowtime), INTERVAL '10' SECOND))"
+    query = """SELECT L.tx_id, R.alert_id FROM {left} L JOIN {right} R ON L.card_id = R.card_id
+               AND L.window_start = R.window_start AND L.window_end = R.window_end"""
+    got = run(tables, query.format(left=tumble.format(table="tx"), right=tumble.format(table="alerts")), 2)
+    expected = oracle(
+        query.format(left=DUCK_WINDOWED.format(table="tx"), right=DUCK_WINDOWED.format(table="alerts"))
+    )
+    assert expected
+    same(got, expected)

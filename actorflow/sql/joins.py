@@ -37,6 +37,7 @@ from actorflow.operators.joins import ProcessJoinFunction
 from actorflow.sql.accessors import error_at, from_clause, interval_millis
 from actorflow.sql.expressions import compile_filter
 from actorflow.sql.join_operators import OuterIntervalJoin, RegularJoin, RowShape, WindowJoin, has_null
+from actorflow.sql.nodes import TableFunction
 from actorflow.sql.relation import Relation, getter, tuple_getter
 from actorflow.sql.types import SqlType
 
@@ -184,7 +185,20 @@ def _flatten(node: exp.Expression, columns: dict[str, SqlType]) -> exp.Expressio
 def plan_joins(planner: Planner, select: exp.Select) -> tuple[Relation, list[exp.Expression]]:
     """The relation of ``select``'s ``FROM a JOIN b ON ... [JOIN c ON ...]``, joined left-deep,
     with columns qualified by the tables' aliases (``a.card_id``), and the residual ``ON``
-    conditions of its inner joins (qualified), for the query's ``WHERE``."""
+    conditions of its inner joins (qualified), for the query's ``WHERE``.
+
+    >>> from actorflow import Flow
+    >>> from actorflow.sql.dialect import parse
+    >>> from actorflow.sql.planner import Planner
+    >>> flow = Flow("doc")
+    >>> _ = flow.sql("CREATE TABLE t (k BIGINT, v STRING) WITH ('connector' = 'jsonlines', "
+    ...              "'path' = 't.jsonl')")
+    >>> planner = Planner(flow, flow._sql_session.catalog)
+    >>> query = parse("SELECT * FROM t a LEFT JOIN t b ON a.k = b.k AND b.v > a.v")[0]
+    >>> relation, residual = plan_joins(planner, query)
+    >>> list(relation.columns), relation.changelog, residual
+    (['a.k', 'a.v', 'b.k', 'b.v'], True, [])
+    """
     source = from_clause(select)
     assert source is not None
     first = _side(planner, source.this)
@@ -209,6 +223,12 @@ def _side(planner: Planner, node: exp.Expression) -> tuple[str, Relation]:
         if not node.alias:
             raise error_at(node, "a subquery in a JOIN needs an alias: (SELECT ...) AS s")
         return node.alias, planner.rows(planner.query(node.this))
+    if isinstance(node, TableFunction):  # TABLE(TUMBLE(...)) AS L: its rows, as a subquery's
+        if not node.alias:
+            raise error_at(node, "a table function in a JOIN needs an alias: TABLE(...) AS t")
+        function = node.copy()
+        function.set("alias", None)
+        return node.alias, planner.rows(planner.query(exp.select("*").from_(function)))
     raise error_at(node, f"a JOIN of {node.sql()!r} is not supported yet: join tables, views or subqueries")
 
 
