@@ -397,3 +397,14 @@ def test_a_window_join_of_table_functions_named_in_from(tables: str) -> None:
     )
     assert expected
     same(got, expected)
+
+
+def test_an_inner_joins_residual_holds_before_a_later_full_join(tables: str) -> None:
+    """The ON conditions of an inner join go to the query's WHERE, unless a later RIGHT or FULL
+    join pads rows that would not pass them: then they filter the inner join's rows."""
+    query = """SELECT t.tx_id, c.owner, a.alert_id
+               FROM tx t JOIN cards c ON t.card_id = c.card_id AND t.amount > c.tier * 100
+               FULL JOIN alerts a ON a.card_id = c.card_id AND a.level = 3 AND a.ts < t.ts"""
+    expected = oracle(query)
+    assert any(row["tx_id"] is None for row in expected)
+    same(run(tables, query, 3), expected)

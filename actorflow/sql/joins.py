@@ -209,10 +209,21 @@ def plan_joins(planner: Planner, select: exp.Select) -> tuple[Relation, list[exp
         if alias in joined.aliases:
             raise error_at(join, f"two sides of the JOIN are called {alias!r}: give one an alias")
         right = _Input(relation, alias + ".", (alias,))
+        if residuals and (join.args.get("side") or "").upper() in ("RIGHT", "FULL"):
+            # The rows this join pads would not pass them: they hold before it, not in WHERE.
+            joined = _Input(_filter(planner, joined.relation, residuals), "", joined.aliases)
+            residuals = []
         relation, residual = _join(planner, joined, right, join)
         joined = _Input(relation, "", (*joined.aliases, alias))
         residuals += residual
     return joined.relation, residuals
+
+
+def _filter(planner: Planner, relation: Relation, conditions: list[exp.Expression]) -> Relation:
+    """``relation``'s rows that pass ``conditions`` (qualified)."""
+    keep = _check(planner, conditions, relation.columns)
+    stream = relation.stream.filter(keep, name=planner.node_name("join-where"))
+    return Relation(stream, relation.columns, relation.rowtime, changelog=relation.changelog)
 
 
 def _side(planner: Planner, node: exp.Expression) -> tuple[str, Relation]:
