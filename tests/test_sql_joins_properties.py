@@ -7,7 +7,8 @@ out of order within the watermark's delay) and a query over them:
 
 - a regular join (inner, LEFT, RIGHT, FULL) on one or two equalities of small-domain columns
   (many matches, NULL keys that never match), or an interval join (random bounds on the time
-  attributes), with or without a residual ON condition and a WHERE;
+  attributes), with or without a residual ON condition and a WHERE, and sometimes a regular join
+  of a third table after it;
 - the joined columns as they are, or a GROUP BY on top (COUNT, SUM, MIN, MAX of either side);
 - in streaming mode (an updating result, replayed) or, for regular joins, in batch mode (final
   rows only).
@@ -43,6 +44,7 @@ WHERES = ["l.a > 0", "r.b IS NULL", "l.x IS NOT NULL OR r.y < 1", "l.g <> 'red'"
 class JoinCase:
     left: Data
     right: Data
+    third: Data
     flink: str
     duck: str
     batch: bool
@@ -83,25 +85,38 @@ def joins(draw: st.DrawFn) -> JoinCase:
         residual = draw(st.sampled_from(RESIDUALS))
         flink_conditions.append(residual)
         duck_conditions.append(residual)
+    third = draw(_data(draw(st.integers(8, 9))))
+    more = ""
+    if draw(st.booleans()):  # a third table, joined left-deep
+        kind = draw(st.sampled_from(["", "LEFT", "RIGHT", "FULL"]))
+        a, b = draw(st.sampled_from(KEYS))
+        more = f" {kind} JOIN c ON {draw(st.sampled_from(['l', 'r']))}.{a} = c.{b}"
+        if draw(st.booleans()):
+            more += " AND c.x > l.y"
     where = f" WHERE {draw(st.sampled_from(WHERES))}" if draw(st.booleans()) else ""
     aggregate = draw(st.booleans())
     if aggregate:
         group = draw(st.sampled_from(["l.g", "r.g", "l.b, r.g"]))
         select = (
             f"{group}, COUNT(*) AS n, COUNT(r.id) AS nr, SUM(l.a) AS sa, MIN(r.x) AS lo, MAX(l.y) AS hi"
+            + (", COUNT(c.id) AS nc" if more else "")
         )
         tail = f" GROUP BY {group}"
     else:
-        select = "l.id AS lid, r.id AS rid, l.a, r.g, l.x + r.y AS xy, r.s"
+        select = "l.id AS lid, r.id AS rid, l.a, r.g, l.x + r.y AS xy, r.s" + (
+            ", c.id AS cid" if more else ""
+        )
         tail = ""
-    query = "SELECT {select} FROM l {side} JOIN r ON {on}{where}{tail}"
+    query = "SELECT {select} FROM l {side} JOIN r ON {on}{more}{where}{tail}"
     flink = query.format(
-        select=select, side=side, on=" AND ".join(flink_conditions), where=where, tail=tail
+        select=select, side=side, on=" AND ".join(flink_conditions), more=more, where=where, tail=tail
     )
-    duck = query.format(select=select, side=side, on=" AND ".join(duck_conditions), where=where, tail=tail)
+    duck = query.format(
+        select=select, side=side, on=" AND ".join(duck_conditions), more=more, where=where, tail=tail
+    )
     batch = not interval and draw(st.booleans())
     sizes = st.sampled_from([1, 7, 1024])
-    return JoinCase(left, right, flink, duck, batch, (draw(sizes), draw(sizes)))
+    return JoinCase(left, right, third, flink, duck, batch, (draw(sizes), draw(sizes)))
 
 
 class Files:
@@ -136,7 +151,7 @@ def ddl(name: str, data: Data, path: Path) -> str:
 def ask_duckdb(case: JoinCase, files: Files) -> list[dict[str, Any]]:
     duck = duckdb.connect()
     types = ", ".join(f"{name}: '{kind}'" for name, (_, kind, _) in COLUMNS.items())
-    for name, data in (("l", case.left), ("r", case.right)):
+    for name, data in (("l", case.left), ("r", case.right), ("c", case.third)):
         duck.execute(
             f"CREATE TABLE {name} AS SELECT * FROM read_json('{files[data]}', "
             f"format = 'newline_delimited', columns = {{{types}}})"
@@ -167,7 +182,10 @@ def final(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_flow(case: JoinCase, files: Files, parallelism: int, batch_size: int) -> list[dict[str, Any]]:
     flow = Flow("sql-joins", parallelism=parallelism, batch_size=batch_size)
     mode = "SET 'execution.runtime-mode' = 'batch';" if case.batch else ""
-    flow.sql(ddl("l", case.left, files[case.left]) + ddl("r", case.right, files[case.right]) + mode)
+    flow.sql(
+        "".join(ddl(n, d, files[d]) for n, d in (("l", case.left), ("r", case.right), ("c", case.third)))
+        + mode
+    )
     found = flow.sql_query(case.flink).collect()
     flow.execute()
     if case.batch:
@@ -175,7 +193,7 @@ def run_flow(case: JoinCase, files: Files, parallelism: int, batch_size: int) ->
     return final(found.values)
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=80)
 @given(case=joins())
 def test_random_joins_give_duckdbs_rows(files: Files, case: JoinCase) -> None:
     expected = ask_duckdb(case, files)
