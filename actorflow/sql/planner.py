@@ -11,7 +11,10 @@ clause becomes ordinary operators, so nothing in the runtime knows about SQL:
 - a windowing table function (``TUMBLE``, ``HOP``) adds ``window_start``, ``window_end`` and
   ``window_time``; grouped by ``window_start, window_end`` and other columns, it is a keyed
   event-time window with one accumulator per aggregate call (``COUNT``, ``SUM``, ``AVG``, ``MIN``,
-  ``MAX``), then ``HAVING`` and the select list over the window's row.
+  ``MAX``, ``COUNT(DISTINCT ...)``), then ``HAVING`` and the select list over the window's row;
+- ``GROUP BY`` without a window, ``SELECT DISTINCT`` and ``UNION`` are updating results
+  (changelogs, ``Relation.changelog``); a filter, select list, union or aggregation over one
+  keeps or retracts each change (:mod:`actorflow.sql.changelog`), a window refuses it.
 
 >>> from actorflow import Flow
 >>> from actorflow.sql.dialect import parse
