@@ -343,6 +343,7 @@ def test_count_distinct_in_window_aggregations(transactions: Rows) -> None:
         "SELECT DISTINCT card_id, tx_id FROM tx",
         "SELECT card_id, tx_id FROM tx UNION SELECT card_id, tx_id FROM tx",
         "SELECT card_id, n FROM v",
+        "SELECT a.card_id, b.tx_id FROM tx a LEFT JOIN tx b ON a.tx_id = b.tx_id",
     ],
 )
 def test_a_sink_that_cannot_take_updates_refuses_every_updating_query(
