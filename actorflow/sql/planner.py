@@ -249,7 +249,17 @@ class Planner:
 
     def distinct(self, relation: Relation) -> Relation:
         """``relation``'s distinct rows: a ``GROUP BY`` of all its columns, so an updating result
-        (``+I`` of each new row; over an updating input, ``-D`` when its last copy goes)."""
+        (``+I`` of each new row; over an updating input, ``-D`` when its last copy goes).
+
+        >>> from actorflow import Flow
+        >>> from actorflow.sql.dialect import parse
+        >>> flow = Flow("doc")
+        >>> _ = flow.sql("CREATE TABLE t (n BIGINT) WITH ('connector' = 'jsonlines', 'path' = 'n.jsonl')")
+        >>> planner = Planner(flow, flow._sql_session.catalog)
+        >>> relation = planner.distinct(planner.query(parse("SELECT n % 2 AS odd FROM t")[0]))
+        >>> relation.columns, relation.changelog
+        ({'odd': SqlType(BIGINT)}, True)
+        """
         table = self.bind(self.rows(relation), "distinct")
         names = [exp.column(name, quoted=True) for name in relation.columns]
         return self._select(exp.select(*names).from_(table).group_by(*(name.copy() for name in names)))
