@@ -531,3 +531,54 @@ def test_a_top_n_prints_its_changes_as_flink_does(
     assert capsys.readouterr().out.splitlines() == [
         "+I[p1, 10, 1]", "-U[p1, 10, 1]", "+U[p2, 30, 1]", "-U[p2, 30, 1]", "+U[p6, 40, 1]"
     ]  # fmt: skip
+
+
+# -- state across a savepoint --------------------------------------------------------------------------
+
+
+def test_rankings_and_over_aggregates_resume_from_a_savepoint_at_another_parallelism(
+    tmp_path: Path,
+) -> None:
+    """Stopped with a savepoint at parallelism 1 with rows waiting for the watermark, a top 3 and
+    frames in keyed state, resumed at 3, stopped again, finished at 1: the rows (and the final
+    rows of the updating result) of a run without stops."""
+    from actorflow import WatermarkStrategy
+    from tests.faults import StoppingSource
+
+    n = 3_000
+    records = [{"k": i % 7, "v": (i * 37) % 101, "ts": 1_000 * i + (i * 13) % 5} for i in range(n)]
+    queries = {
+        "over": """SELECT k, v, SUM(v) OVER w AS s, MAX(v) OVER w AS m FROM t
+                   WINDOW w AS (PARTITION BY k ORDER BY rowtime
+                                ROWS BETWEEN 3 PRECEDING AND CURRENT ROW)""",
+        "top": """SELECT k, v, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts)
+                  AS rn FROM t) WHERE rn <= 3""",
+        "first": """SELECT k, v FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY rowtime) AS rn
+                    FROM t) WHERE rn = 1""",
+        "sorted": "SELECT k, v, ts FROM t ORDER BY rowtime",
+    }
+
+    def run_all(parallelism: int, stop_at: int | None, checkpoints: Path) -> tuple[dict[str, Any], bool]:
+        flow = Flow("ranking-rescale", parallelism=parallelism, batch_size=50)
+        flow.enable_checkpointing(checkpoints)
+        source = StoppingSource(records, flow, stop_at)
+        stream = flow.from_source(source, watermarks=WatermarkStrategy.punctuated("ts", lag_ms=3_000))
+        stream.to_table("t", {"k": "BIGINT", "v": "BIGINT", "ts": "BIGINT"}, rowtime="rowtime")
+        found = {name: flow.sql_query(query).collect() for name, query in queries.items()}
+        flow.execute()
+        return {name: sink.values for name, sink in found.items()}, source.stopped
+
+    reference, _ = run_all(1, None, tmp_path / "reference")
+    resumed: dict[str, list[Any]] = {name: [] for name in queries}
+    for parallelism, stop_at in ((1, n // 3), (3, 2 * n // 3), (1, None)):
+        got, stopped = run_all(parallelism, stop_at, tmp_path / "checkpoints")
+        assert stopped == (stop_at is not None)
+        for name, rows in got.items():
+            resumed[name] += rows
+    for name in ("over", "first"):
+        assert sorted(map(orjson.dumps, resumed[name])) == sorted(map(orjson.dumps, reference[name]))
+    assert resumed["sorted"] == reference["sorted"]
+    assert [row["ts"] for row in resumed["sorted"]] == sorted(row["ts"] for row in records)
+    final = sorted(map(orjson.dumps, replay(resumed["top"])))
+    assert final == sorted(map(orjson.dumps, replay(reference["top"])))
+    assert len(final) == 21
