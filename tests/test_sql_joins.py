@@ -196,6 +196,11 @@ def test_output_names_are_flinks(tables: str) -> None:
         ("SELECT t.tx_id FROM tx t JOIN cards c USING (card_id)", r"USING is not supported yet"),
         ("SELECT t.tx_id FROM tx t CROSS JOIN cards c", r"CROSS JOIN is not supported yet"),
         (
+            "SELECT t.tx_id FROM tx t JOIN cards FOR SYSTEM_TIME AS OF t.rowtime AS c "
+            "ON t.card_id = c.card_id",
+            r"a temporal join \(FOR SYSTEM_TIME AS OF\) is not supported yet",
+        ),
+        (
             "SELECT t.tx_id FROM tx t JOIN tx t ON t.tx_id = t.tx_id",
             r"two sides of the JOIN are called 't'",
         ),

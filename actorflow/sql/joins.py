@@ -229,6 +229,8 @@ def _filter(planner: Planner, relation: Relation, conditions: list[exp.Expressio
 def _side(planner: Planner, node: exp.Expression) -> tuple[str, Relation]:
     """The alias and whole-row relation of one side of a join."""
     if isinstance(node, exp.Table):
+        if node.args.get("version") is not None:
+            raise error_at(node, "a temporal join (FOR SYSTEM_TIME AS OF) is not supported yet")
         return node.alias_or_name, planner.rows(planner.table_relation(node))
     if isinstance(node, exp.Subquery):
         if not node.alias:
