@@ -196,8 +196,9 @@ def sink_rows(
     if changelog and not sink.updating:
         message = (
             f"table sink {table.name!r} ({table.options['connector']}) doesn't support consuming "
-            "update changes, which a GROUP BY without a window produces (use a window, the print "
-            "connector, or SET 'execution.runtime-mode' = 'batch' on bounded input)"
+            "update changes, which the query produces (an updating result: a GROUP BY without a "
+            "window, DISTINCT, a regular join, Top-N; use an upsert-kafka or print sink, or SET "
+            "'execution.runtime-mode' = 'batch' on bounded input)"
         )
         raise error_at(node, message) if node is not None else _error(table, message)
     stamps = [name for name, kind in columns.items() if kind.is_timestamp]
