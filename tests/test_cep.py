@@ -213,6 +213,46 @@ def test_skip_to_next_drops_what_began_with_the_same_event() -> None:
     assert run(pattern, ["a", "b1", "b2", "b3"], AfterMatchSkip.skip_to_next()) == ["a b1"]
 
 
+def same_letter() -> Pattern[Any]:
+    """An event, then the first later one with the same letter."""
+    return (
+        Pattern.begin("first")
+        .followed_by("again")
+        .where(lambda event, ctx: event[0] == ctx.events("first")[0][0])
+    )
+
+
+def test_in_start_order_a_match_waits_for_the_partial_matches_begun_before_it() -> None:
+    """``x1 y1 y2 x2``: ``y1 y2`` completes first, but ``x1`` began before it; in start order it
+    waits, and ``x1 ... x2``, emitted first, prunes it (as Flink's NFA does). At once, it is
+    emitted and prunes ``x1``'s partial match."""
+    events = ["x1", "y1", "y2", "x2"]
+    skip = AfterMatchSkip.skip_past_last_event()
+    assert run(same_letter(), events, skip) == ["y1 y2"]
+    assert run(same_letter(), events, skip.start_order()) == ["x1 x2"]
+    assert run(same_letter(), [*events, "z1", "y3", "z2"], skip.start_order()) == ["x1 x2", "z1 z2"]
+
+
+def test_in_start_order_a_held_match_goes_out_once_the_earlier_partial_match_ends() -> None:
+    """``x1`` times out (within 10) at 20: ``y1 y2``, held, goes out then, and survives a restore
+    from a pickle of the key's state while it is held."""
+    nfa = NFA(same_letter().within(10), AfterMatchSkip.skip_to_next().start_order())
+    state = NFAState()
+    for ts, event in enumerate(["x1", "y1", "y2"]):
+        assert nfa.process(state, event, ts) == ([], [])
+    assert len(state.held) == 1
+    state = pickle.loads(pickle.dumps(state))
+    matches, timed_out = nfa.advance(state, 20)
+    assert [m.events for m in matches] == [{"first": ["y1"], "again": ["y2"]}]
+    assert [m.events for m in timed_out] == [{"first": ["x1"]}, {"first": ["y2"]}]
+    assert state.held == [] and state.partials == []
+    old = NFAState()
+    old.__setstate__(([], 3))  # a snapshot from before held matches
+    assert (old.seq, old.held) == (3, [])
+    with pytest.raises(PlanError, match="no_skip"):
+        AfterMatchSkip.no_skip().start_order()
+
+
 # -- refused at plan time --------------------------------------------------------------------------
 
 

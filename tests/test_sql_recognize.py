@@ -117,13 +117,14 @@ def test_the_v_shape_of_flinks_documentation(tmp_path: Path, parallelism: int) -
 def test_an_average_in_a_condition(tmp_path: Path, parallelism: int) -> None:
     """A takes rows while the average of A's rows, the current one included, stays under 15
     (12, 14.5, 14, 14.5, then 25 makes it 16.6: B); skipping past 25, from 2 the averages stay
-    under 15 up to the second 25 (81 / 6 = 13.5), and 30 is B."""
+    under 15 up to the second 25 (81 / 6 = 13.5), and 30 is B. The match from 10 (10, 15, then 25
+    is B) completes first, at 9s, but waits, as in Flink, for the one from 2, which began before it
+    and prunes it when it completes (as it does the one from 4, complete at 10s)."""
     rows = ticker({"ACME": ACME_AVERAGE, "BETA": [20, *ACME_AVERAGE[:6]]})
     found = run(tmp_path, rows, AVERAGE, parallelism)
     assert by_symbol(found) == [
         {"symbol": "ACME", "start_ts": 0, "end_ts": 3_000, "avg_price": 14.5},
-        # Flink holds this match back while the one from 5s is in flight (not done yet here):
-        {"symbol": "ACME", "start_ts": 7_000, "end_ts": 8_000, "avg_price": 12.5},
+        {"symbol": "ACME", "start_ts": 5_000, "end_ts": 10_000, "avg_price": 13.5},
         {"symbol": "BETA", "start_ts": 1_000, "end_ts": 4_000, "avg_price": 14.5},
     ]
 

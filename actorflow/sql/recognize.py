@@ -148,7 +148,8 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
     within = match.args.get("within")
     if within is not None:
         pattern = pattern.within(interval_millis(within))
-    skip = _skip_strategy(match, AfterMatchSkip, variables)
+    # As Flink's NFA: a match waits for the partial matches that began before it.
+    skip = _skip_strategy(match, AfterMatchSkip, variables).start_order()
     atoms: list[_Atom] = []
     measures: list[exp.Expression] = []
     for measure in match.args.get("measures") or []:

@@ -93,19 +93,22 @@ class Partial:
 
 
 class NFAState:
-    """One key's matching state: its partial matches and the sequence number of its next event."""
+    """One key's matching state: its partial matches, the sequence number of its next event, and
+    (skip strategies in start order) the completed matches waiting for earlier partial matches."""
 
-    __slots__ = ("partials", "seq")
+    __slots__ = ("held", "partials", "seq")
 
     def __init__(self) -> None:
         self.partials: list[Partial] = []
         self.seq = 0
+        self.held: list[Match] = []
 
-    def __getstate__(self) -> tuple[list[Partial], int]:
-        return self.partials, self.seq
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.partials, self.seq, self.held) if self.held else (self.partials, self.seq)
 
-    def __setstate__(self, state: tuple[list[Partial], int]) -> None:
-        self.partials, self.seq = state
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.partials, self.seq = state[0], state[1]
+        self.held = state[2] if len(state) > 2 else []
 
 
 @dataclass(eq=False)
@@ -283,7 +286,7 @@ class NFA:
         fresh = Partial(0, 0, None, ts, seq)  # type: ignore[arg-type]
         self._take(fresh, event, seq, ts, kept, completed, first=True)
         state.partials = kept
-        if completed:
+        if completed or state.held:
             matches += self._emit(state, completed)
         return matches, timed_out
 
@@ -324,7 +327,7 @@ class NFA:
                 reported.add(id(partial.node))
                 timed_out.append(_match(partial.node, partial.start_ts, partial.start_seq))
         state.partials = kept
-        matches = self._emit(state, completed) if completed else []
+        matches = self._emit(state, completed) if completed or state.held else []
         return matches, timed_out
 
     def _matched(self, partial: Partial) -> bool:
@@ -455,12 +458,30 @@ class NFA:
         skip = self.skip
         if skip.kind == "no_skip":
             return completed
+        if skip.in_start_order:
+            return self._release(state, completed)
         emitted: list[Match] = []
         for match in completed:
             if emitted and any(_discarded(match.start_seq, earlier, skip) for earlier in emitted):
                 continue
             emitted.append(match)
             state.partials = [p for p in state.partials if not _discarded(p.start_seq, match, skip)]
+        return emitted
+
+    def _release(self, state: NFAState, completed: list[Match]) -> list[Match]:
+        """The held matches (``completed`` added) that no partial match which began before them
+        can still prune, in start order, each pruning what its skip strategy discards."""
+        held = sorted([*state.held, *completed], key=lambda match: (match.start_seq, match.seqs))
+        skip = self.skip
+        emitted: list[Match] = []
+        while held:
+            match = held[0]
+            if any(partial.start_seq < match.start_seq for partial in state.partials):
+                break
+            emitted.append(match)
+            held = [other for other in held[1:] if not _discarded(other.start_seq, match, skip)]
+            state.partials = [p for p in state.partials if not _discarded(p.start_seq, match, skip)]
+        state.held = held
         return emitted
 
 

@@ -146,11 +146,13 @@ class AfterMatchSkip:
     ``AfterMatchSkipStrategy``).
 
     >>> AfterMatchSkip.skip_past_last_event()
-    AfterMatchSkip(kind='skip_past_last_event', name=None)
+    AfterMatchSkip(kind='skip_past_last_event', name=None, in_start_order=False)
     """
 
     kind: str = "no_skip"
     name: str | None = None
+    #: See :meth:`start_order`.
+    in_start_order: bool = False
 
     @staticmethod
     def no_skip() -> AfterMatchSkip:
@@ -176,6 +178,19 @@ class AfterMatchSkip:
     def skip_to_last(name: str) -> AfterMatchSkip:
         """Drop the partial matches that began before the last event of stage ``name``."""
         return AfterMatchSkip("skip_to_last", name)
+
+    def start_order(self) -> AfterMatchSkip:
+        """The same strategy, its matches emitted in the order of their first events, as Flink's
+        NFA (and so Flink SQL's ``MATCH_RECOGNIZE``) emits them: a completed match waits while a
+        partial match that began before it is alive, and is dropped if that one completes and
+        prunes it. (By default a match is emitted as soon as it completes.)
+
+        >>> AfterMatchSkip.skip_past_last_event().start_order().in_start_order
+        True
+        """
+        if self.kind == "no_skip":
+            raise PlanError("start_order() goes with a skip strategy: no_skip() emits every match")
+        return dataclasses.replace(self, in_start_order=True)
 
 
 @dataclass(frozen=True)
