@@ -5,6 +5,8 @@ plain-Python reference of the same queries."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,78 @@ def test_what_is_refused(query: str, message: str) -> None:
     with pytest.raises(SqlError, match=message) as raised:
         plan(query)
     assert "\n" not in str(raised.value)
+
+
+# -- against a plain-Python reference ------------------------------------------------------------
+
+#: What a partial match begun at a row comes to: its match (the index of its last row and the
+#: result), "died" (a row refused it) or "alive" (the input ended first).
+Outcome = tuple[int, dict[str, Any]] | str
+
+
+def v_shape_from(prices: list[float], ts: list[int], start: int) -> Outcome:
+    """The V_SHAPE query's partial match begun at ``start``: falling prices (the first below the
+    start's, each below the one before; greedy), then a price above the last-but-one fall."""
+    downs: list[int] = []
+    for index in range(start + 1, len(prices)):
+        price = prices[index]
+        if (not downs and price < prices[start]) or (downs and price < prices[downs[-1]]):
+            downs.append(index)
+        elif len(downs) >= 2 and price > prices[downs[-2]]:
+            return index, {"start_ts": ts[start], "bottom_ts": ts[downs[-1]], "end_ts": ts[index]}
+        else:
+            return "died"
+    return "alive"
+
+
+def average_from(prices: list[float], ts: list[int], start: int) -> Outcome:
+    """The AVERAGE query's partial match begun at ``start``: rows while their average stays
+    under 15 (greedy), then any row."""
+    taken: list[float] = []
+    for index in range(start, len(prices)):
+        if sum([*taken, prices[index]]) / (len(taken) + 1) < 15:
+            taken.append(prices[index])
+        elif not taken:
+            return "died"
+        else:
+            average = sum(taken) / len(taken)
+            return index, {"start_ts": ts[start], "end_ts": ts[index - 1], "avg_price": average}
+    return "alive"
+
+
+def reference(
+    rows: list[dict[str, Any]],
+    partial_from: Callable[[list[float], list[int], int], Outcome],
+    resume: Callable[[int], int],
+) -> list[dict[str, Any]]:
+    """Per symbol, Flink's matches: the earliest start that completes a match is emitted (a match
+    that completes sooner but began later waits for it, and is pruned); the next search begins at
+    ``resume(last row)``. A partial match still alive at the end holds back every later one."""
+    found = []
+    for symbol in sorted({row["symbol"] for row in rows}):
+        mine = [row for row in rows if row["symbol"] == symbol]
+        prices, ts = [row["price"] for row in mine], [row["ts"] for row in mine]
+        start = 0
+        while start < len(mine):
+            outcome = partial_from(prices, ts, start)
+            if outcome == "alive":
+                break
+            if outcome == "died":
+                start += 1
+                continue
+            assert not isinstance(outcome, str)
+            found.append({"symbol": symbol, **outcome[1]})
+            start = resume(outcome[0])
+    return found
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_tickers_against_a_reference(tmp_path: Path, seed: int, parallelism: int) -> None:
+    generator = random.Random(seed)
+    rows = ticker({symbol: [generator.randint(1, 30) for _ in range(40)] for symbol in "ABC"})
+    v_shapes = reference(rows, v_shape_from, lambda end: end)  # SKIP TO LAST PRICE_UP
+    averages = reference(rows, average_from, lambda end: end + 1)  # SKIP PAST LAST ROW
+    assert v_shapes and averages
+    assert by_symbol(run(tmp_path, rows, V_SHAPE, parallelism)) == v_shapes
+    assert by_symbol(run(tmp_path, rows, AVERAGE, parallelism)) == averages
