@@ -141,8 +141,17 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
         self.raw = raw
         #: The per-record update, generated: the window operator calls it straight.
         self.add = self._generate()  # type: ignore[method-assign, assignment]
+        #: The accumulator of no rows when every slot is a number or NULL (no AVG, no DISTINCT):
+        #: a new accumulator is its copy (one per window, so this is on the hot path).
+        self._flat = (
+            [_initial(a.kind) for a in aggregates]
+            if not any(a.distinct or a.kind == "avg" for a in aggregates)
+            else None
+        )
 
     def create_accumulator(self) -> list[Any]:
+        if self._flat is not None:
+            return self._flat.copy()
         return [[set(), _initial(a.kind)] if a.distinct else _initial(a.kind) for a in self.aggregates]
 
     def add(self, value: dict[str, Any], accumulator: list[Any]) -> list[Any]:
@@ -332,22 +341,29 @@ class GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
 
 
 class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
-    """The row of one window: its group keys, ``window_start/end/time`` and the aggregates."""
+    """The result row of one window: its group keys, ``window_start/end/time`` and the aggregates
+    (``$a<i>``) go through ``calc`` (HAVING and the select list as one generated function: the
+    output row, or None when HAVING drops the window)."""
 
-    def __init__(self, keys: list[str], aggregates: int) -> None:
+    def __init__(self, keys: list[str], calc: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         self.keys = keys
-        self.aggregates = aggregates
+        self.calc = calc
 
     def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
         window = context.window
-        row: dict[str, Any] = {}
-        if len(self.keys) == 1:
-            row[self.keys[0]] = key
-        elif self.keys:
-            row.update(zip(self.keys, key, strict=True))
-        row["window_start"] = window.start
-        row["window_end"] = window.end
-        row["window_time"] = window.end - 1
+        end = window.end
+        row: dict[str, Any] = {"window_start": window.start, "window_end": end, "window_time": end - 1}
+        keys = self.keys
+        if len(keys) == 1:
+            row[keys[0]] = key
+        elif keys:
+            row.update(zip(keys, key, strict=True))
         for index, value in enumerate(elements[0]):
-            row[f"$a{index}"] = value
-        out.collect(row)
+            row[_SLOTS[index] if index < len(_SLOTS) else f"$a{index}"] = value
+        result = self.calc(row)
+        if result is not None:
+            out.collect(result)
+
+
+#: The column names of the first aggregate slots.
+_SLOTS = tuple(f"$a{index}" for index in range(32))

@@ -54,7 +54,7 @@ from actorflow.sql.aggregates import (
 from actorflow.sql.catalog import Catalog, SqlTable
 from actorflow.sql.changelog import RetractAccumulate, RetractGroupAggregate
 from actorflow.sql.connectors import connector, keep_change, read_changes, source_rows
-from actorflow.sql.expressions import compile_expression, compile_filter, compile_projection
+from actorflow.sql.expressions import compile_calc, compile_expression, compile_filter, compile_projection
 from actorflow.sql.joins import plan_join
 from actorflow.sql.nodes import Cumulate, Hop, Session, TableFunction, Tumble, WindowTableFunction
 from actorflow.sql.ranking import has_over, plan_order, plan_over, plan_ranked
@@ -379,11 +379,7 @@ class Planner:
             function, columns = compile_projection(
                 named, relation.columns, functions=self.catalog.functions
             )
-        rowtime = None
-        for name, node in named:
-            if isinstance(node, exp.Column) and node.name == relation.rowtime:
-                rowtime = name
-                break
+        rowtime = _output_name(named, relation.rowtime)
         if relation.changelog:  # each change projected, keeping its kind
             function = keep_change(function)
         stream = relation.stream.map(function, name=self.node_name("select"))
@@ -498,21 +494,18 @@ class Planner:
             }
         )
         window_columns.update(parts.columns)
+        named = named_items(parts.items, window_columns)
+        calc, columns = compile_calc(named, parts.having, window_columns, functions=self.catalog.functions)
         stream = (
             base.stream.key_by(key_of)
             .window(assigner)
             .aggregate(
                 Accumulate(parts.aggregates, relation.raw),
-                WindowRow(key_names, len(parts.aggregates)),
+                WindowRow(key_names, calc),
                 name=self.node_name("window-aggregate"),
             )
         )
-        relation = Relation(stream, window_columns, "window_time")
-        if parts.having is not None:
-            keep = compile_filter(parts.having, window_columns, functions=self.catalog.functions)
-            relation = Relation(relation.stream.filter(keep, name=self.node_name("having")), window_columns,
-                                "window_time")  # fmt: skip
-        return self.project(parts.items, relation)
+        return Relation(stream, columns, _output_name(named, "window_time"))
 
     def aggregation(
         self, select: exp.Select, relation: Relation, key_names: list[str]
@@ -596,3 +589,12 @@ def _reader(physical: dict[str, SqlType]) -> Callable[[dict[str, Any]], dict[str
     namespace: dict[str, Any] = {"_stamp": stamp}
     exec(compile(source, "<sql scan>", "exec"), namespace)  # code built from column names
     return namespace["read"]  # type: ignore[no-any-return]
+
+
+def _output_name(named: list[tuple[str, exp.Expression]], column: str | None) -> str | None:
+    """The output name of the first select item that is ``column`` itself (a time attribute
+    kept by the select list), else None."""
+    for name, node in named:
+        if column is not None and isinstance(node, exp.Column) and node.name == column:
+            return name
+    return None
