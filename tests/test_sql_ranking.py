@@ -320,6 +320,37 @@ def test_top_n_without_the_rank_emits_the_rows_coming_in_and_going_out(tmp_path:
     ]  # fmt: skip
 
 
+def test_a_top_n_of_an_updating_result_lets_the_next_row_in_when_one_is_retracted(
+    tmp_path: Path,
+) -> None:
+    """The best category by its running total: each -U of the aggregation takes its row out of
+    the ranks (the next row moves up, or the rank is gone: -D), each +U puts the new one in."""
+    ddl = sales_table(tmp_path)
+    groups = "SELECT category, SUM(sales) AS total FROM ShopSales GROUP BY category"
+    got = run(
+        ddl,
+        f"""SELECT category, total, rn FROM (
+              SELECT *, ROW_NUMBER() OVER (ORDER BY total DESC) AS rn FROM ({groups}))
+            WHERE rn <= 1""",
+    )
+    assert changes(got, "category", "total") == [
+        ("+I", "books", 10),
+        ("-D", "books", 10), ("+I", "books", 40),
+        # toys (5) comes in second: no rank changes
+        ("-U", "books", 40), ("+U", "toys", 5), ("-U", "toys", 5), ("+U", "books", 60),
+        ("-U", "books", 60), ("+U", "toys", 5), ("-U", "toys", 5), ("+U", "books", 61),
+        ("-U", "books", 61), ("+U", "toys", 5), ("-U", "toys", 5), ("+U", "books", 101),
+    ]  # fmt: skip
+    got = run(ddl, f"SELECT category, total FROM ({groups}) ORDER BY total DESC LIMIT 1")
+    assert changes(got, "category", "total") == [
+        ("+I", "books", 10),
+        ("-D", "books", 10), ("+I", "books", 40),
+        ("-D", "books", 40), ("+I", "toys", 5), ("-D", "toys", 5), ("+I", "books", 60),
+        ("-D", "books", 60), ("+I", "toys", 5), ("-D", "toys", 5), ("+I", "books", 61),
+        ("-D", "books", 61), ("+I", "toys", 5), ("-D", "toys", 5), ("+I", "books", 101),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("parallelism", [1, 3])
 def test_top_n_gives_duckdbs_rows(
     transactions: tuple[Path, list[dict[str, Any]]], parallelism: int

@@ -269,6 +269,35 @@ def top_ns(draw: st.DrawFn) -> Case:
 
 
 @st.composite
+def updating_top_ns(draw: st.DrawFn) -> Case:
+    """A Top-N of a GROUP BY's updating result: a retracted row lets the next one in."""
+    r = choices(draw)
+    data = datas(r)
+    flink_key, duck_key = _order(r.choice(["n", "total"]), r.choice(["ASC", "DESC"]))
+    partition, ties = r.choice([("", "g, a"), ("PARTITION BY g ", "a")])
+    last = r.randint(1, 3)
+    condition = _rank_condition(r, last)
+    select = r.choice(["g, a, n, total", "g, a, n, rn"])
+    where, duck_where = r.choice(FILTERS)
+    groups = f"SELECT g, a, COUNT(*) AS n, SUM(x) AS total FROM t {where} GROUP BY g, a"
+    duck_groups = f"SELECT g, a, COUNT(*) AS n, SUM(x) AS total FROM t {duck_where} GROUP BY g, a"
+    tail = ", ".join(f"{name} NULLS FIRST" for name in ties.split(", "))
+    flink = (
+        f"SELECT {select} FROM (SELECT *, ROW_NUMBER() OVER ({partition}ORDER BY {flink_key}, {ties}) "
+        f"AS rn FROM ({groups})) WHERE {condition}"
+    )
+    duck = (
+        f"SELECT {select} FROM (SELECT *, ROW_NUMBER() OVER ({partition}ORDER BY {duck_key}, {tail}) "
+        f"AS rn FROM ({duck_groups})) WHERE {condition}"
+    )
+    if r.random() < 0.3:  # the same as a global ORDER BY ... LIMIT
+        columns = "g, a, n, total"
+        flink = f"SELECT {columns} FROM ({groups}) ORDER BY {flink_key}, {ties} LIMIT {last}"
+        duck = f"SELECT {columns} FROM ({duck_groups}) ORDER BY {duck_key}, {tail} LIMIT {last}"
+    return Case(data, runs(r), flink, duck, changelog=True)
+
+
+@st.composite
 def window_top_ns(draw: st.DrawFn) -> Case:
     r = choices(draw)
     data = datas(r, ties=True)
@@ -348,6 +377,12 @@ def test_deduplication(tables: Tables, case: Case) -> None:
 @settings(SETTINGS, max_examples=25)
 @given(case=top_ns())
 def test_top_n(tables: Tables, case: Case) -> None:
+    check(case, tables)
+
+
+@settings(SETTINGS, max_examples=20)
+@given(case=updating_top_ns())
+def test_top_n_of_an_updating_result(tables: Tables, case: Case) -> None:
     check(case, tables)
 
 

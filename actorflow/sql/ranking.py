@@ -191,8 +191,6 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
         ],
     )
     relation = planner.query(body)
-    if relation.changelog:
-        raise error_at(item, "a Top-N or deduplication of an updating result is not supported yet")
     columns = dict(relation.columns)
     keys = _order_keys(list(zip(hidden_order, order.expressions, strict=True)), columns)
     visible = {name: kind for name, kind in columns.items() if not name.startswith("$")}
@@ -206,6 +204,11 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
     rank_name = rank if numbered else None
     names_partition = [node.name if isinstance(node, exp.Column) else "" for node in partition]
     base_rowtime = relation.rowtime
+    if relation.changelog and (
+        ("window_start" in names_partition and "window_end" in names_partition)
+        or (first == last == 1 and base_rowtime is not None)
+    ):
+        raise error_at(item, "a window Top-N or deduplication of an updating result is not supported yet")
     if "window_start" in names_partition and "window_end" in names_partition:
         end = hidden_partition[names_partition.index("window_end")]
         function: KeyedProcessFunction[Row, Row] = WindowTopN(
@@ -226,7 +229,7 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
         function = Deduplicate(hidden_order[0], keep_last, project, rank_name, batch)
         stream = relation.stream.key_by(key_of).process(function, name=planner.node_name("deduplicate"))
         return Relation(stream, output, rowtime, changelog=keep_last and not batch)
-    function = TopN(sort_key(keys), first, last, project, rank_name, batch)
+    function = TopN(sort_key(keys), first, last, project, rank_name, batch, relation.changelog)
     stream = relation.stream.key_by(key_of).process(function, name=planner.node_name("top-n"))
     return Relation(stream, output, None, changelog=not batch)
 
@@ -286,8 +289,11 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
             hidden[node.name] = f"$s{index}"
             body.append("expressions", exp.alias_(node.copy(), hidden[node.name]))
     relation = planner.rows(planner.query(body))
-    if relation.changelog:
-        raise error_at(order or select, "ORDER BY or LIMIT over an updating result is not supported yet")
+    if relation.changelog and (count is None or order is None or _batch(planner)):
+        raise error_at(
+            order or select,
+            "over an updating result, ORDER BY goes with a LIMIT (a Top-N) in a streaming query",
+        )
     columns = relation.columns
     orders = []
     for ordered in order.expressions if order is not None else []:
@@ -309,7 +315,8 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
         return _visible(planner, hidden, Relation(stream, relation.columns, relation.rowtime))
     assert order is not None
     head = keys[0]
-    if relation.rowtime is not None and head.column == relation.rowtime and not head.descending:
+    time_first = head.column == relation.rowtime and not head.descending
+    if relation.rowtime is not None and time_first and not relation.changelog:
         function = TemporalSort(relation.rowtime, sort_key(keys[1:]) if keys[1:] else None, offset, last)
         stream = relation.stream.key_by(no_key).process(function, name=name("sort"))
         return _visible(planner, hidden, Relation(stream, relation.columns, relation.rowtime))
@@ -323,7 +330,7 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
             f"({shown or 'none selected'}), or have a LIMIT (or SET "
             "'execution.runtime-mode' = 'batch')",
         )
-    function = TopN(sort_key(keys), offset + 1, last, None, None, False)
+    function = TopN(sort_key(keys), offset + 1, last, None, None, False, relation.changelog)
     stream = relation.stream.key_by(no_key).process(function, name=name("top-n"))
     return _visible(planner, hidden, Relation(stream, relation.columns, None, changelog=True))
 

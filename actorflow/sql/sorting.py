@@ -177,8 +177,11 @@ class Deduplicate(KeyedProcessFunction[Row, Row]):
 class TopN(KeyedProcessFunction[Row, Row]):
     """Per key, its best ``last`` rows (by ``key``, ties in arrival order) in a sorted list, and the
     changes of the ranks ``first`` to ``last`` as rows arrive (see the module). A row that cannot
-    enter is dropped at once, so a key holds at most ``last`` rows. In batch mode the final ranks
-    come out at the end of the input, as plain rows.
+    enter is dropped at once, so a key holds at most ``last`` rows. Over an updating input
+    (``updating``: rows with ``row[CHANGE]``) a key holds all its rows, since a retracted row
+    (``-U``, ``-D``) lets the next one in; each change of the ranks is the difference of the
+    ranks before and after the row. In batch mode the final ranks come out at the end of the
+    input, as plain rows.
 
     >>> top = TopN(sort_key([RankKey("n", descending=True, numeric=True)]), 1, 2, dict, "rn", False)
     >>> top.last
@@ -193,6 +196,7 @@ class TopN(KeyedProcessFunction[Row, Row]):
         project: Project | None,
         rank: str | None,
         batch: bool,
+        updating: bool = False,
     ) -> None:
         self.key = key
         self.first = first
@@ -200,6 +204,7 @@ class TopN(KeyedProcessFunction[Row, Row]):
         self.project = project
         self.rank = rank
         self.batch = batch
+        self.updating = updating
 
     def open(self, ctx: RuntimeContext) -> None:
         #: ``[next arrival number, SortedList of (sort key, arrival, row)]``.
@@ -218,6 +223,9 @@ class TopN(KeyedProcessFunction[Row, Row]):
             if self.batch:
                 ctx.timer_service().register_event_time_timer(MAX_WATERMARK)
         top: SortedList = state[1]
+        if self.updating:
+            self._change(value, state, out)
+            return
         key = self.key(value)
         last = self.last
         if len(top) >= last and not key < top[-1][0]:
@@ -253,11 +261,57 @@ class TopN(KeyedProcessFunction[Row, Row]):
                 out.collect({**self._output(old, rank), CHANGE: "-U"})
                 out.collect({**self._output(new, rank), CHANGE: "+U"})
 
+    def _change(self, value: Row, state: list[Any], out: Collector) -> None:
+        """One change of an updating input: the row added or taken out, then the ranks' changes."""
+        top: SortedList = state[1]
+        row = {name: field for name, field in value.items() if name != CHANGE}
+        key = self.key(row)
+        ranks = slice(self.first - 1, self.last)
+        before = top[ranks]
+        if value.get(CHANGE, "+I") in ("+I", "+U"):
+            top.add((key, state[0], row))
+            state[0] += 1
+        else:
+            index = top.bisect_left((key,))  # the first entry of this sort key
+            while index < len(top) and top[index][0] == key:
+                if top[index][2] == row:
+                    del top[index]
+                    break
+                index += 1
+            else:
+                return  # a retraction of a row never seen: nothing ranked changes
+        if self.batch:
+            return
+        after = top[ranks]
+        if self.rank is None:  # the rows that left the ranks, then those that came in
+            kept_before, kept_after = {e[1] for e in before}, {e[1] for e in after}
+            for _, seq, old in before:
+                if seq not in kept_after:
+                    out.collect({**self._output(old, 0), CHANGE: "-D"})
+            for _, seq, new in after:
+                if seq not in kept_before:
+                    out.collect({**self._output(new, 0), CHANGE: "+I"})
+            return
+        for index in range(max(len(before), len(after))):  # each rank whose row changed
+            rank = self.first + index
+            old_entry = before[index] if index < len(before) else None
+            new_entry = after[index] if index < len(after) else None
+            if new_entry is None:
+                assert old_entry is not None
+                out.collect({**self._output(old_entry[2], rank), CHANGE: "-D"})
+            elif old_entry is None:
+                out.collect({**self._output(new_entry[2], rank), CHANGE: "+I"})
+            elif old_entry[1] != new_entry[1]:
+                out.collect({**self._output(old_entry[2], rank), CHANGE: "-U"})
+                out.collect({**self._output(new_entry[2], rank), CHANGE: "+U"})
+
     def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
         state = self.state.value()
         if state is None:
             return
         for index, (_, _, row) in enumerate(state[1]):
+            if index >= self.last:
+                break
             if index >= self.first - 1:
                 out.collect(self._output(row, index + 1))
 
