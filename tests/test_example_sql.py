@@ -1,5 +1,6 @@
-"""``examples/sql_analytics.sql`` with ``actorflow sql``: its two queries over the bundled
-transactions, checked against plain loops (the file's disorder stays within the 5 s bound)."""
+"""``examples/sql_analytics.sql`` with ``actorflow sql``: its three queries over the bundled
+transactions and merchants, checked against plain loops (the file's disorder stays within the 5 s
+bound)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def fields(lines: list[str], prefix: str) -> list[list[str]]:
     ]
 
 
-def test_the_sql_example_prints_the_windows_and_the_probes() -> None:
+def stamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.000")
+
+
+def test_the_sql_example_prints_the_windows_the_probes_and_the_top_merchants() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "actorflow", "sql", "examples/sql_analytics.sql"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
@@ -36,9 +41,7 @@ def test_the_sql_example_prints_the_windows_and_the_probes() -> None:
     for tx in txs:
         windows.setdefault((tx["card_id"], tx["ts"] - tx["ts"] % 10_000 + 10_000), []).append(tx["amount"])
     spend = {
-        (card, datetime.fromtimestamp(end / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.000"), len(amounts))
-        for (card, end), amounts in windows.items()
-        if sum(amounts) > 2000
+        (card, stamp(end), len(amounts)) for (card, end), amounts in windows.items() if sum(amounts) > 2000
     }
     assert {(card, end, int(n)) for card, end, n, _ in fields(lines, "spend")} == spend and spend
     probes = sorted(
@@ -52,3 +55,20 @@ def test_the_sql_example_prints_the_windows_and_the_probes() -> None:
     )
     found = sorted((int(small), int(large)) for _, small, large, _ in fields(lines, "probe"))
     assert found == probes and probes
+    merchants = {
+        m["merchant_id"]: m
+        for m in map(orjson.loads, (ROOT / "examples/data/merchants.jsonl").read_bytes().splitlines())
+    }
+    spending: dict[int, dict[str, float]] = {}
+    for tx in txs:
+        per_merchant = spending.setdefault(tx["ts"] - tx["ts"] % 2_000 + 2_000, {})
+        per_merchant[tx["merchant_id"]] = per_merchant.get(tx["merchant_id"], 0.0) + tx["amount"]
+    top = set()
+    for end, totals in spending.items():
+        ranked = sorted(totals.items(), key=lambda item: -item[1])[:3]
+        for place, (merchant, total) in enumerate(ranked, 1):
+            name, category = merchants[merchant]["name"], merchants[merchant]["category"]
+            top.add((stamp(end), place, name, category, round(total, 2)))
+    found_top = {(end, int(place), name, category, float(total))
+                 for end, place, name, category, total in fields(lines, "top")}  # fmt: skip
+    assert found_top == top and len(top) == 3 * len(spending)
