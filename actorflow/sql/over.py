@@ -11,7 +11,7 @@ and dropped. The result is append-only and keeps the time attribute.
 
 >>> from actorflow.sql.dialect import parse
 >>> over = parse("SELECT SUM(a) OVER (ORDER BY rowtime ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM t")
->>> frame_of(over[0].expressions[0], over[0], "rowtime", {})
+>>> frame_of(over[0].expressions[0], over[0], "rowtime")
 Frame(rows=True, preceding=2)
 """
 
@@ -36,7 +36,6 @@ from actorflow.state.keyed import ValueState
 
 if TYPE_CHECKING:
     from actorflow.sql.planner import Planner
-    from actorflow.sql.types import SqlType
 
 __all__ = ["Frame", "OverAggregate", "frame_of", "plan_over", "window_of"]
 
@@ -81,9 +80,7 @@ def order_check(window: exp.Window, rowtime: str | None) -> None:
         )
 
 
-def frame_of(
-    call: exp.Expression, select: exp.Select, rowtime: str | None, columns: dict[str, SqlType]
-) -> Frame:
+def frame_of(call: exp.Expression, select: exp.Select, rowtime: str | None) -> Frame:
     """The frame of the ``OVER`` call ``call`` (Flink's default without one: ``RANGE BETWEEN
     UNBOUNDED PRECEDING AND CURRENT ROW``). Raises :class:`SqlError` for a frame Flink refuses or
     actorflow does not run (an upper bound other than ``CURRENT ROW``)."""
@@ -117,7 +114,22 @@ def frame_of(
 
 def plan_over(planner: Planner, select: exp.Select) -> Relation:
     """A select list with ``OVER`` aggregates (``COUNT``, ``SUM``, ``AVG``, ``MIN``, ``MAX``), all
-    over one window: per key of its ``PARTITION BY``, a :class:`OverAggregate`."""
+    over one window: per key of its ``PARTITION BY``, a :class:`OverAggregate`. Raises
+    :class:`SqlError` for what Flink refuses (an order other than the time attribute ascending,
+    two windows, ``ROW_NUMBER`` outside a Top-N).
+
+    >>> from actorflow import Flow
+    >>> from actorflow.sql.dialect import parse
+    >>> from actorflow.sql.planner import Planner
+    >>> flow = Flow("doc")
+    >>> _ = flow.sql("CREATE TABLE t (k STRING, n BIGINT, ts BIGINT, rowtime AS TO_TIMESTAMP_LTZ(ts, 3), "
+    ...              "WATERMARK FOR rowtime AS rowtime) WITH ('connector' = 'jsonlines', 'path' = 'n')")
+    >>> query = parse("SELECT k, rowtime, SUM(n) OVER (PARTITION BY k ORDER BY rowtime "
+    ...               "ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS s FROM t")[0]
+    >>> relation = plan_over(Planner(flow, flow._sql_session.catalog), query)
+    >>> {name: str(kind) for name, kind in relation.columns.items()}, relation.rowtime
+    ({'k': 'STRING', 'rowtime': 'TIMESTAMP_LTZ(3)', 's': 'BIGINT'}, 'rowtime')
+    """
     for clause in ("group", "having", "distinct"):
         if select.args.get(clause):
             raise error_at(
@@ -148,7 +160,7 @@ def plan_over(planner: Planner, select: exp.Select) -> Relation:
     base = planner.rows(planner.query(base_select))
     if base.changelog:
         raise error_at(select, "OVER aggregates of an updating result are not supported yet")
-    frame = frame_of(calls[0], select, base.rowtime, base.columns)
+    frame = frame_of(calls[0], select, base.rowtime)
     assert base.rowtime is not None  # frame_of checked it
     keys = []
     for key in window.args.get("partition_by") or []:

@@ -149,7 +149,24 @@ def _rank_call(select: exp.Select) -> tuple[exp.Select, exp.Alias] | None:
 
 def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
     """Deduplication or Top-N: ``SELECT ... FROM (SELECT ..., ROW_NUMBER() OVER (PARTITION BY
-    ... ORDER BY ...) AS rn FROM t) WHERE rn <= n``; None when ``select`` is not one."""
+    ... ORDER BY ...) AS rn FROM t) WHERE rn <= n``; None when ``select`` is not one. Raises
+    :class:`SqlError` for a ranking it cannot run (no upper bound on the rank, a condition on
+    something else).
+
+    >>> from actorflow import Flow
+    >>> from actorflow.sql.dialect import parse
+    >>> from actorflow.sql.planner import Planner
+    >>> flow = Flow("doc")
+    >>> _ = flow.sql("CREATE TABLE t (k STRING, n BIGINT) WITH ('connector' = 'jsonlines', 'path' = 'n')")
+    >>> planner = Planner(flow, flow._sql_session.catalog)
+    >>> top = parse("SELECT k, n FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY n DESC) "
+    ...             "AS rn FROM t) WHERE rn <= 2")[0]
+    >>> relation = plan_ranked(planner, top)
+    >>> list(relation.columns), relation.changelog
+    (['k', 'n'], True)
+    >>> plan_ranked(planner, parse("SELECT k FROM t")[0]) is None
+    True
+    """
     found = _rank_call(select)
     if found is None:
         return None
@@ -273,7 +290,20 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
     """``ORDER BY`` and ``LIMIT`` over the rest of ``select`` (the keys name its output
     columns): a sort as the watermark passes (the time attribute ascending first), a global
     Top-N (``ORDER BY x LIMIT n``), the first rows (``LIMIT n``), or in batch mode a sort at the
-    end of the input."""
+    end of the input.
+
+    >>> from actorflow import Flow
+    >>> from actorflow.sql.dialect import parse
+    >>> from actorflow.sql.planner import Planner
+    >>> flow = Flow("doc")
+    >>> _ = flow.sql("CREATE TABLE t (n BIGINT, ts BIGINT, rowtime AS TO_TIMESTAMP_LTZ(ts, 3), "
+    ...              "WATERMARK FOR rowtime AS rowtime) WITH ('connector' = 'jsonlines', 'path' = 'n')")
+    >>> planner = Planner(flow, flow._sql_session.catalog)
+    >>> plan_order(planner, parse("SELECT n, rowtime FROM t ORDER BY rowtime, n")[0]).rowtime
+    'rowtime'
+    >>> plan_order(planner, parse("SELECT n FROM t ORDER BY n DESC LIMIT 3")[0]).changelog
+    True
+    """
     order = select.args.get("order")
     count, offset = _limit_of(select)
     body = select.copy()
