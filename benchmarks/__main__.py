@@ -82,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--repeat", type=_positive, default=3, help="runs per row (median)")
     report.add_argument("--parallelism", type=_positive, nargs="+", default=[1, 2], help="actorflow levels")
     report.add_argument("--queries", choices=QUERIES, nargs="+", default=list(QUERIES))
-    report.add_argument("--engines", choices=sorted(ENGINES), nargs="+", default=["baseline", "actorflow"])
+    report.add_argument(
+        "--engines", choices=sorted(ENGINES), nargs="+", default=["baseline", "actorflow", "actorflow-sql"]
+    )
     report.add_argument("--timeout", type=float, default=1_800.0, help="seconds per run")
     report.add_argument(
         "--checkpoint-events",

@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks import checkpoint_report, generate, results
-from benchmarks.runner import QUERIES, Measurement
+from benchmarks.runner import QUERIES, SQL_QUERIES, Measurement
 
 __all__ = ["Row", "machine_info", "main"]
 
@@ -142,9 +142,13 @@ def _measure_row(
 def _format_table(rows: list[Row]) -> list[str]:
     """The Markdown table for ``rows``."""
     baseline_rate = {row.query: row.rate for row in rows if row.engine == "baseline"}
+    datastream_rate = {
+        row.query: row.rate for row in rows if row.engine == "actorflow" and row.parallelism == 1
+    }
     lines = [
-        "| query | engine | parallelism | events/s | peak RSS MB | equal | ratio actorflow/baseline |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| query | engine | parallelism | events/s | peak RSS MB | equal | ratio to baseline "
+        "| SQL/DataStream |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for row in rows:
         rate = row.rate
@@ -155,11 +159,15 @@ def _format_table(rows: list[Row]) -> list[str]:
             speed = f"{rate:,.0f}" if rate is not None else "—"
             rss = f"{max(row.rss_mb):.1f}"
             same = "yes" if row.mismatch is None else "**NO**"
-        ratio = "—"
+        ratio = sql = "—"
         if row.engine != "baseline" and rate is not None and base:
             ratio = f"{rate / base:.2f}"
+        datastream = datastream_rate.get(row.query)
+        if row.engine == "actorflow-sql" and rate is not None and datastream:
+            sql = f"{rate / datastream:.2f}"
         lines.append(
-            f"| {row.query} | {row.engine} | {row.parallelism} | {speed} | {rss} | {same} | {ratio} |"
+            f"| {row.query} | {row.engine} | {row.parallelism} | {speed} | {rss} | {same} | {ratio} "
+            f"| {sql} |"
         )
     return lines
 
@@ -170,7 +178,7 @@ def main(
     repeat: int = 3,
     parallelism: tuple[int, ...] = (1, 2),
     queries: tuple[str, ...] = QUERIES,
-    engines: tuple[str, ...] = ("baseline", "actorflow"),
+    engines: tuple[str, ...] = ("baseline", "actorflow", "actorflow-sql"),
     timeout: float = 1_800.0,
     checkpoint_events: int = 2_000_000,
     checkpoint_queries: tuple[str, ...] = ("q2", "q3"),
@@ -196,6 +204,8 @@ def main(
                 problems.append(f"- {query} reference failed: {exc}")
             baseline_output: Path | None = None
             for engine in engines:
+                if engine == "actorflow-sql" and query not in SQL_QUERIES:
+                    continue
                 levels = (1,) if engine != "actorflow" else parallelism
                 for level in levels:
                     row = Row(query, engine, level)
