@@ -29,6 +29,7 @@ from actorflow.operators.base import Collector
 from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
 from actorflow.sql.accessors import error_at, interval_millis
 from actorflow.sql.aggregates import Accumulate, Aggregate
+from actorflow.sql.changelog import RetractAccumulate
 from actorflow.sql.expressions import compile_projection
 from actorflow.sql.relation import Relation, named_items
 from actorflow.state.descriptors import ValueStateDescriptor
@@ -191,16 +192,18 @@ def plan_over(planner: Planner, select: exp.Select) -> Relation:
         (name for name, node in named if isinstance(node, exp.Column) and node.name == base.rowtime), None
     )
     _, key_of = planner.key_of(base, keys)
-    function = OverAggregate(Accumulate(aggregates), base.rowtime, frame, project)
+    accumulate = Accumulate(aggregates) if frame.preceding is None else RetractAccumulate(aggregates)
+    function = OverAggregate(accumulate, base.rowtime, frame, project)
     stream = base.stream.key_by(key_of).process(function, name=planner.node_name("over"))
     return Relation(stream, output, rowtime)
 
 
 class OverAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
     """Per key: the rows waiting for the watermark (by timestamp), the last timestamp processed,
-    and the frame (its rows, or for ``UNBOUNDED`` its accumulators). A bounded frame's aggregates
-    are computed again over its rows for each row (or timestamp, for ``RANGE``): work in the
-    size of the frame, which ``n PRECEDING`` or the interval bounds.
+    and the frame: for ``UNBOUNDED`` its accumulators (``accumulate`` an :class:`Accumulate`),
+    for a bounded frame its rows and accumulators a row is taken out of again when it leaves
+    the frame (a :class:`RetractAccumulate`: sums subtract, MIN/MAX keep a sorted multiset), so
+    each row costs the same whatever the size of the frame, as Flink's bounded over functions.
 
     >>> from actorflow.sql.aggregates import Aggregate
     >>> over = OverAggregate(Accumulate([]), "rowtime", Frame(True, 1), dict)
@@ -210,7 +213,7 @@ class OverAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
 
     def __init__(
         self,
-        accumulate: Accumulate,
+        accumulate: Accumulate | RetractAccumulate,
         rowtime: str,
         frame: Frame,
         project: Callable[[dict[str, Any]], dict[str, Any]],
@@ -275,24 +278,29 @@ class OverAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
                 for row in rows:
                     self._emit(row, results, out)
             return
+        # A bounded frame: its rows in a deque and accumulators that rows are taken out of
+        # again as they leave it (counts and sums subtract, MIN/MAX keep a sorted multiset).
         if state is None:
-            state = deque(maxlen=frame.preceding + 1) if frame.rows else deque()
+            state = [accumulate.create_accumulator(), deque()]
             self.state.update(state)
+        acc, members = state
+        assert isinstance(accumulate, RetractAccumulate)
+        retract = accumulate.retract
         if frame.rows:
+            size = frame.preceding + 1
             for row in rows:
-                state.append(row)
-                acc = accumulate.create_accumulator()
-                for member in state:
-                    add(member, acc)
+                members.append(row)
+                add(row, acc)
+                if len(members) > size:
+                    retract(members.popleft(), acc)
                 self._emit(row, result(acc), out)
             return
-        state.extend((timestamp, row) for row in rows)
+        for row in rows:
+            members.append((timestamp, row))
+            add(row, acc)
         limit = timestamp - frame.preceding
-        while state[0][0] < limit:
-            state.popleft()
-        acc = accumulate.create_accumulator()
-        for _, member in state:
-            add(member, acc)
+        while members[0][0] < limit:
+            retract(members.popleft()[1], acc)
         results = result(acc)
         for row in rows:
             self._emit(row, results, out)
