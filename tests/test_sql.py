@@ -566,3 +566,50 @@ def test_match_recognize_runs_on_the_pattern_operator(tmp_path: Path) -> None:
             "SELECT * FROM tx MATCH_RECOGNIZE (PARTITION BY card_id ORDER BY rowtime "
             "MEASURES A.tx_id AS a ONE ROW PER MATCH PATTERN (A B+) DEFINE A AS A.amount < 1)"
         )
+
+
+# -- checkpoint options ----------------------------------------------------------------------------
+
+
+def test_set_checkpoint_options_turn_checkpointing_on(
+    transactions: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    path, rows = transactions
+    flow = Flow("sql")
+    flow.sql(create_tx(path))
+    flow.sql("SET 'execution.checkpointing.interval' = '10 s'")
+    assert flow.checkpoint_storage is None and flow.checkpoint_config.interval_ms == 10_000
+    flow.sql(f"SET 'execution.checkpointing.dir' = 'file://{tmp_path / 'checkpoints'}'")
+    assert flow.checkpoint_storage is not None and flow.checkpoint_config.interval_ms == 10_000
+    out = tmp_path / "big.jsonl"
+    flow.sql(
+        f"""CREATE TABLE big (tx_id BIGINT) WITH ('connector' = 'jsonlines', 'path' = '{out}',
+                                                'sink.exactly-once' = 'true');
+            INSERT INTO big SELECT tx_id FROM tx WHERE amount > 100"""
+    )
+    flow.execute()
+    assert len(out.read_bytes().splitlines()) == sum(1 for row in rows if row["amount"] > 100)
+    assert any((tmp_path / "checkpoints").iterdir())  # the final checkpoint
+
+
+def test_the_daemon_takes_a_scripts_checkpoint_interval(tmp_path: Path) -> None:
+    from actorflow.cli.config import Config
+    from actorflow.cli.daemon import apply_config
+
+    flow = Flow("sql")
+    flow.sql("SET 'execution.checkpointing.interval' = '2 min'")
+    apply_config(flow, Config(checkpoint_dir=tmp_path))
+    assert flow.checkpoint_config.interval_ms == 120_000 and flow.checkpoint_storage is not None
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("'execution.checkpointing.interval' = 'often'", "a duration"),
+        ("'state.checkpoints.dir' = 's3://bucket/cp'", "a local directory"),
+    ],
+)
+def test_a_bad_checkpoint_option_is_one_line(option: str, message: str) -> None:
+    with pytest.raises(SqlError, match=message) as raised:
+        Flow("sql").sql(f"SET {option}")
+    assert "\n" not in str(raised.value)

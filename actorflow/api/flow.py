@@ -140,6 +140,18 @@ class Flow:
         self._checkpoint_config = CheckpointConfig(interval_ms, timeout_ms, min_pause_ms)
         return self
 
+    def set_checkpoint_interval(self, interval_ms: int | None) -> Flow:
+        """Take a checkpoint every ``interval_ms`` once checkpointing is on, whether the flow turns
+        it on (:meth:`enable_checkpointing`) or the daemon does (``--checkpoint-dir``); the SQL
+        option ``'execution.checkpointing.interval'`` sets it.
+
+        >>> Flow("doc").set_checkpoint_interval(10_000).checkpoint_config.interval_ms
+        10000
+        """
+        config = self._checkpoint_config
+        self._checkpoint_config = CheckpointConfig(interval_ms, config.timeout_ms, config.min_pause_ms)
+        return self
+
     @property
     def checkpoint_storage(self) -> CheckpointStorage | None:
         """Where checkpoints go, or None while checkpointing is off (the daemon reads it)."""

@@ -26,6 +26,7 @@ __all__ = [
     "function_definition",
     "interval_millis",
     "match_pattern",
+    "parse_duration",
     "position",
     "set_option",
     "table_hint_options",
@@ -499,3 +500,26 @@ def match_pattern(match: exp.MatchRecognize) -> tuple[PatternTerm, ...]:
     if not terms:
         raise fail("an empty pattern")
     return terms
+
+
+_DURATION = re.compile(r"\s*(\d+)\s*([a-z]*)\s*")
+_UNITS = {
+    "": 1, "ms": 1, "milli": 1, "millis": 1, "millisecond": 1, "milliseconds": 1,
+    "s": 1_000, "sec": 1_000, "secs": 1_000, "second": 1_000, "seconds": 1_000,
+    "m": 60_000, "min": 60_000, "mins": 60_000, "minute": 60_000, "minutes": 60_000,
+    "h": 3_600_000, "hour": 3_600_000, "hours": 3_600_000,
+    "d": 86_400_000, "day": 86_400_000, "days": 86_400_000,
+}  # fmt: skip
+
+
+def parse_duration(text: str) -> int | None:
+    """Milliseconds of a Flink duration (``5000``, ``'5 s'``, ``'10min'``, ``'1 h'``), None if it is
+    not one.
+
+    >>> parse_duration("5 s"), parse_duration("250"), parse_duration("soon")
+    (5000, 250, None)
+    """
+    match = _DURATION.fullmatch(text.lower())
+    if match is None or match.group(2) not in _UNITS:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)]

@@ -48,13 +48,13 @@ from typing import TYPE_CHECKING, Any
 from actorflow.errors import SqlError
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.sources import ReadProgress, Source
-from actorflow.sql.accessors import error_at
+from actorflow.sql.accessors import error_at, parse_duration
 from actorflow.sql.types import Kind, SqlType
 
 if TYPE_CHECKING:
     from actorflow.sql.catalog import SqlTable
 
-__all__ = ["DataGenSource", "datagen_source", "parse_duration"]
+__all__ = ["DataGenSource", "datagen_source"]
 
 #: ``(random generator, row number, now in epoch ms) -> value``.
 FieldMaker = Callable[[random.Random, int, int], Any]
@@ -65,14 +65,6 @@ _KINDS = ("random", "sequence")
 _NUMBERS = (Kind.INT, Kind.BIGINT, Kind.DOUBLE, Kind.DECIMAL)
 _INT_RANGES = {Kind.INT: (-(2**31), 2**31 - 1), Kind.BIGINT: (-(2**63), 2**63 - 1)}
 _FLOAT_RANGE = (2.2250738585072014e-308, 1.7976931348623157e308)  # Java's Double.MIN/MAX_VALUE
-_DURATION = re.compile(r"\s*(\d+)\s*([a-z]*)\s*")
-_UNITS = {
-    "": 1, "ms": 1, "milli": 1, "millis": 1, "millisecond": 1, "milliseconds": 1,
-    "s": 1_000, "sec": 1_000, "secs": 1_000, "second": 1_000, "seconds": 1_000,
-    "m": 60_000, "min": 60_000, "mins": 60_000, "minute": 60_000, "minutes": 60_000,
-    "h": 3_600_000, "hour": 3_600_000, "hours": 3_600_000,
-    "d": 86_400_000, "day": 86_400_000, "days": 86_400_000,
-}  # fmt: skip
 
 
 class DataGenSource(Source):
@@ -158,19 +150,6 @@ class DataGenSource(Source):
             self._made += count
             yield batch
             await asyncio.sleep(0)  # give other actors a turn even when nothing downstream is full
-
-
-def parse_duration(text: str) -> int | None:
-    """Milliseconds of a Flink duration (``5000``, ``'5 s'``, ``'10min'``, ``'1 h'``), None if it is
-    not one.
-
-    >>> parse_duration("5 s"), parse_duration("250"), parse_duration("soon")
-    (5000, 250, None)
-    """
-    match = _DURATION.fullmatch(text.lower())
-    if match is None or match.group(2) not in _UNITS:
-        return None
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def datagen_source(table: SqlTable) -> DataGenSource:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from actorflow.errors import SqlError
-from actorflow.sql.accessors import error_at, function_definition, set_option, table_name
+from actorflow.sql.accessors import error_at, function_definition, parse_duration, set_option, table_name
 from actorflow.sql.catalog import Catalog, SqlTable
 from actorflow.sql.connectors import sink_rows
 from actorflow.sql.dialect import parse
@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from actorflow.api.flow import Flow
     from actorflow.api.stream import DataStream
 
-__all__ = ["SqlSession", "session_of"]
+__all__ = ["CHECKPOINT_OPTIONS", "SqlSession", "session_of"]
+
+#: The options of ``SET`` that configure the flow's checkpoints (Flink's names).
+CHECKPOINT_OPTIONS = (
+    "execution.checkpointing.interval",
+    "execution.checkpointing.dir",
+    "state.checkpoints.dir",
+)
 
 
 class SqlSession:
@@ -107,6 +114,8 @@ class SqlSession:
             option = set_option(statement)
             if option is not None:
                 self.catalog.options[option[0]] = option[1]
+                if option[0] in CHECKPOINT_OPTIONS:
+                    self._checkpointing(statement)
             return []
         if isinstance(statement, exp.Show):
             if statement.name.upper() != "TABLES":
@@ -124,6 +133,31 @@ class SqlSession:
                 "flow.sql_query() for its rows",
             )
         raise error_at(statement, f"{statement.key.upper()} is not supported yet")
+
+    def _checkpointing(self, statement: exp.Expression) -> None:
+        """Flink's checkpoint options: ``'execution.checkpointing.interval'`` (a duration) and the
+        directory (``'execution.checkpointing.dir'``, or Flink 1's ``'state.checkpoints.dir'``; a
+        ``file://`` URI or a path), which turns checkpointing on."""
+        options = self.catalog.options
+        interval = options.get("execution.checkpointing.interval")
+        interval_ms = parse_duration(interval) if interval is not None else None
+        if interval is not None and not interval_ms:
+            raise error_at(
+                statement,
+                f"'execution.checkpointing.interval' = {interval!r}: a duration "
+                "('10 s', '1 min', '500 ms')",
+            )
+        directory = options.get("execution.checkpointing.dir", options.get("state.checkpoints.dir"))
+        if directory is not None:
+            if directory.startswith("file://"):
+                directory = directory.removeprefix("file://")
+            elif "://" in directory:
+                raise error_at(statement, f"checkpoints go to a local directory, not {directory!r}")
+            current = self.flow.checkpoint_config
+            self.flow.enable_checkpointing(
+                directory, timeout_ms=current.timeout_ms, min_pause_ms=current.min_pause_ms
+            )
+        self.flow.set_checkpoint_interval(interval_ms)
 
     def _create(self, create: exp.Create) -> list[str]:
         kind = create.args.get("kind")
