@@ -255,6 +255,8 @@ def top_ns(draw: st.DrawFn) -> Case:
     partition = r.choice(["", "PARTITION BY g ", "PARTITION BY a "])
     last = r.randint(1, 4)
     condition = _rank_condition(r, last)
+    if r.random() < 0.3:  # a condition on the ranked rows, after the ranking
+        condition += r.choice([" AND x > 0", " AND g IS NOT NULL AND rn > 1"])
     select = r.choice(["id, g, a, x", "id, x, rn", "rn, id"])
     where, duck_where = r.choice(FILTERS)
     flink = (

@@ -31,7 +31,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlglot import exp
 
@@ -113,7 +113,9 @@ def rank_range(condition: exp.Expression, rank: str) -> tuple[int, int | None]:
             value = bound(part.expression)
         else:
             raise error_at(
-                part, f"the WHERE of a Top-N or deduplication takes only conditions on its rank ({rank})"
+                part,
+                f"a condition on the rank compares it with a whole number ({rank} <= n, {rank} < n, "
+                f"{rank} = n, {rank} BETWEEN m AND n), joined to the others by AND",
             )
         if kind is exp.LT:
             high = _min(high, value - 1)
@@ -126,6 +128,23 @@ def rank_range(condition: exp.Expression, rank: str) -> tuple[int, int | None]:
         else:
             low, high = max(low, value), _min(high, value)
     return low, high
+
+
+def split_rank(condition: exp.Expression, rank: str) -> tuple[exp.Expression | None, exp.Expression | None]:
+    """``condition`` cut into its conjuncts on the rank column ``rank`` and the others (each None
+    when there are none).
+
+    >>> from actorflow.sql.dialect import parse
+    >>> where = parse("SELECT * FROM t WHERE rn <= 3 AND n > 1")[0].args["where"].this
+    >>> [part.sql() for part in split_rank(where, "rn")]
+    ['rn <= 3', 'n > 1']
+    """
+    parts = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
+    ranked = [p for p in parts if any(c.name == rank for c in p.find_all(exp.Column))]
+    others = [p for p in parts if not any(c.name == rank for c in p.find_all(exp.Column))]
+    return (cast(exp.Expression, exp.and_(*ranked)) if ranked else None), (
+        cast(exp.Expression, exp.and_(*others)) if others else None
+    )
 
 
 def _min(a: int | None, b: int) -> int:
@@ -173,16 +192,51 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
     inner, item = found
     rank = item.alias
     where = select.args.get("where")
-    if where is None or not any(c.name == rank for c in where.this.find_all(exp.Column)):
+    ranked, others = split_rank(where.this, rank) if where is not None else (None, None)
+    if where is None or ranked is None:
         return None  # planned as usual: plan_over refuses the ROW_NUMBER
-    for clause in ("group", "having", "joins", "distinct", "windows", "qualify"):
-        if select.args.get(clause):
-            raise error_at(select, "a query over a Top-N or deduplication is not supported yet")
-    if has_over(select) or any(node.find(exp.AggFunc) for node in select.expressions):
-        raise error_at(select, "a query over a Top-N or deduplication is not supported yet")
-    first, last = rank_range(where.this, rank)
+    first, last = rank_range(ranked, rank)
     if last is None:
         raise error_at(where, f"ROW_NUMBER needs an upper bound on its rank (WHERE {rank} <= n)")
+    plain = others is None and not any(
+        select.args.get(clause) for clause in ("group", "having", "joins", "distinct", "windows", "qualify")
+    )
+    if plain and not has_over(select) and not any(node.find(exp.AggFunc) for node in select.expressions):
+        return _plan_ranking(planner, inner, item, select.expressions, first, last)
+    # The rest of the query (a condition on other columns, GROUP BY, a join...) runs over the
+    # ranking's rows as over a table: Flink's Calc after its Rank.
+    rest = select.copy()
+    outside = [
+        c for c in rest.find_all(exp.Column) if c.name == rank and c.find_ancestor(exp.Where) is None
+    ]
+    star = any(isinstance(node, exp.Star) or node.is_star for node in select.expressions)
+    items: list[exp.Expression] = [exp.Star()]
+    relation = _plan_ranking(planner, inner, item, items, first, last, numbered=bool(outside) or star)
+    source = from_clause(rest)
+    assert source is not None
+    table = planner.bind(relation, "ranked")
+    alias = source.this.args.get("alias")
+    if alias is not None:
+        table.set("alias", alias.copy())
+    source.set("this", table)
+    rest.set("where", exp.Where(this=others) if others is not None else None)
+    return planner.query(rest)
+
+
+def _plan_ranking(
+    planner: Planner,
+    inner: exp.Select,
+    item: exp.Alias,
+    items: list[exp.Expression],
+    first: int,
+    last: int,
+    *,
+    numbered: bool | None = None,
+) -> Relation:
+    """The ranking of ``inner`` by its ``ROW_NUMBER`` ``item``, ranks ``first`` to ``last``, with
+    the select list ``items`` (``numbered``: whether ``*`` takes the rank column; by default
+    whether ``items`` name it)."""
+    rank = item.alias
     window = window_of(item.this, inner)
     if window.args.get("spec") is not None:
         raise error_at(window, "ROW_NUMBER() OVER (...) takes no frame")
@@ -211,8 +265,9 @@ def plan_ranked(planner: Planner, select: exp.Select) -> Relation | None:
     columns = dict(relation.columns)
     keys = _order_keys(list(zip(hidden_order, order.expressions, strict=True)), columns)
     visible = {name: kind for name, kind in columns.items() if not name.startswith("$")}
-    visible[rank] = BIGINT.not_null()
-    named = named_items(select.expressions, visible)
+    if numbered is not False:
+        visible[rank] = BIGINT.not_null()
+    named = named_items(items, visible)
     project, output = compile_projection(named, {**columns, rank: BIGINT.not_null()},
                                          functions=planner.catalog.functions)  # fmt: skip
     numbered = any(column.name == rank for _, node in named for column in node.find_all(exp.Column))
