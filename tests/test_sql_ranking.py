@@ -26,7 +26,8 @@ from tests.test_sql import create_tx, oracle, same_rows  # noqa: E402
 @pytest.fixture(scope="module")
 def transactions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     """The generated transactions in time order (as tests/test_sql.py's), fewer of them."""
-    rows = sorted((dict(tx) for tx in generate(1_500, seed=4, cards=40)), key=lambda row: row["ts"])
+    rows: list[dict[str, Any]] = [dict(tx) for tx in generate(1_500, seed=4, cards=40)]
+    rows.sort(key=lambda row: row["ts"])
     return write(tmp_path_factory.mktemp("ranking") / "tx.jsonl", rows), rows
 
 
@@ -60,7 +61,9 @@ def run(ddl: str, query: str, parallelism: int = 1, batch_size: int = 1024) -> l
 
 def at(text: str) -> int:
     """Epoch milliseconds of ``'2020-04-15 08:05'``."""
-    return parse_timestamp(text + ":00")
+    stamp = parse_timestamp(text + ":00")
+    assert stamp is not None
+    return stamp
 
 
 def changes(rows: list[dict[str, Any]], *names: str) -> list[tuple[Any, ...]]:
@@ -106,7 +109,7 @@ def test_a_range_over_window_sums_the_hour_before_each_row(tmp_path: Path) -> No
     )
     by_product: dict[str, list[tuple[int, int]]] = {}
     for row in got:
-        product = next(o["product"] for o in ORDERS if o["order_id"] == row["order_id"])
+        product = str(next(o["product"] for o in ORDERS if o["order_id"] == row["order_id"]))
         by_product.setdefault(product, []).append((row["order_id"], row["one_hour_sum"]))
     # A: 1 (10), 3 at 08:45 (17), 4 at 08:50 (20), 5 and 7 at 09:40 (08:40.. : 7+3+1+4 = 15), 9 (6)
     assert by_product == {"A": [(1, 10), (3, 17), (4, 20), (5, 15), (7, 15), (9, 6)], "B": [(2, 5), (6, 2)]}
@@ -632,3 +635,27 @@ def test_rankings_and_over_aggregates_resume_from_a_savepoint_at_another_paralle
     final = sorted(map(orjson.dumps, replay(resumed["top"])))
     assert final == sorted(map(orjson.dumps, replay(reference["top"])))
     assert len(final) == 21
+
+
+def test_order_by_and_limit_of_a_union_all_sort_its_rows(tmp_path: Path) -> None:
+    """``a UNION ALL b ORDER BY ... LIMIT n`` (sqlglot hangs the ORDER BY on the union): the
+    global Top-N over both sides' rows."""
+    from sqlglot import exp
+
+    from actorflow.sql.dialect import parse
+    from actorflow.sql.planner import Planner
+    from actorflow.sql.ranking import plan_order
+
+    flow = Flow("union")
+    flow.sql(sales_table(tmp_path))
+    query = parse(
+        "SELECT product_id, sales FROM ShopSales UNION ALL SELECT product_id, sales * 10 FROM ShopSales "
+        "ORDER BY sales DESC LIMIT 3"
+    )[0]
+    assert isinstance(query, exp.Union)
+    planner = Planner(flow, flow._sql_session.catalog)  # type: ignore[attr-defined]
+    found = plan_order(planner, query).stream.collect()
+    flow.execute()
+    assert sorted((row["product_id"], row["sales"]) for row in replay(found.values)) == [
+        ("p2", 300), ("p4", 200), ("p6", 400)
+    ]  # fmt: skip

@@ -341,7 +341,7 @@ def _limit_of(select: exp.Select) -> tuple[int | None, int]:
     return count, number(offset.expression, "OFFSET") if offset is not None else 0
 
 
-def plan_order(planner: Planner, select: exp.Select) -> Relation:
+def plan_order(planner: Planner, select: exp.Select | exp.Union) -> Relation:
     """``ORDER BY`` and ``LIMIT`` over the rest of ``select`` (the keys name its output
     columns): a sort as the watermark passes (the time attribute ascending first), a global
     Top-N (``ORDER BY x LIMIT n``), the first rows (``LIMIT n``), or in batch mode a sort at the
@@ -359,6 +359,13 @@ def plan_order(planner: Planner, select: exp.Select) -> Relation:
     >>> plan_order(planner, parse("SELECT n FROM t ORDER BY n DESC LIMIT 3")[0]).changelog
     True
     """
+    if isinstance(select, exp.Union):  # (a UNION ALL b) ORDER BY ... LIMIT ...: over its rows
+        union = select.copy()
+        wrapped = exp.select("*").from_(exp.Subquery(this=union))
+        for clause in ("order", "limit", "offset"):
+            wrapped.set(clause, union.args.get(clause))
+            union.set(clause, None)
+        select = wrapped
     order = select.args.get("order")
     count, offset = _limit_of(select)
     body = select.copy()
