@@ -436,7 +436,15 @@ class DataStream(Generic[T]):
         return ConnectedStreams(self, other)
 
     def forward(self) -> DataStream[T]:
-        """Instance ``i`` feeds instance ``i`` of the next operator (equal parallelism needed)."""
+        """Instance ``i`` feeds instance ``i`` of the next operator, which runs at this one's
+        parallelism unless it is given another (then a plan error: equal parallelism needed).
+
+        >>> from actorflow import Flow
+        >>> flow = Flow("doc", parallelism=4)
+        >>> _ = flow.from_iterable([1, 2]).forward().map(lambda n: n * 2, name="double").collect()
+        >>> [([node.name for node in chain.nodes], chain.parallelism) for chain in flow.plan().chains]
+        [(['source', 'double'], 1), (['collect'], 4)]
+        """
         return DataStream(self._flow, self._with(Forward()), chainable=self._chainable)
 
     def start_new_chain(self) -> DataStream[T]:

@@ -103,9 +103,18 @@ def compile_graph(
         raise PlanError("parallelism must be at least 1")
     if not graph.nodes:
         raise PlanError("the flow is empty: add a source and a sink")
-    parallelism = {
-        node: 1 if one_instance else _parallelism(node, default_parallelism) for node in graph.nodes
-    }
+    parallelism: dict[Node, int] = {}
+    for node in graph.nodes:  # in the order they were added: inputs first
+        if one_instance:
+            parallelism[node] = 1
+        elif (
+            node.parallelism is None
+            and len(node.inputs) == 1
+            and isinstance(node.inputs[0].partitioner, Forward)
+        ):  # behind forward(): as many instances as its input, unless it says otherwise
+            parallelism[node] = _parallelism(node, parallelism[node.inputs[0].upstream])
+        else:
+            parallelism[node] = _parallelism(node, default_parallelism)
     consumers = {node: graph.consumers(node) for node in graph.nodes}
     for node in graph.nodes:
         if node.kind != "source" and not node.inputs:

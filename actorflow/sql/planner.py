@@ -77,6 +77,7 @@ from actorflow.time.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
+    from actorflow.api.stream import DataStream
 
 __all__ = ["CHANGE", "Planner", "Relation"]
 
@@ -176,7 +177,7 @@ class Planner:
                     )
         if where is not None:  # over an updating result: each change on its own, as Flink's Calc
             keep = self.on_rows(relation, where.this, compile_filter)
-            stream = relation.stream.filter(keep, name=self.node_name("where"))
+            stream = _at_source(relation).filter(keep, name=self.node_name("where"))
             relation = dataclasses.replace(relation, stream=stream)
         if aggregating:
             if window is None:
@@ -382,7 +383,7 @@ class Planner:
         rowtime = _output_name(named, relation.rowtime)
         if relation.changelog:  # each change projected, keeping its kind
             function = keep_change(function)
-        stream = relation.stream.map(function, name=self.node_name("select"))
+        stream = _at_source(relation).map(function, name=self.node_name("select"))
         return Relation(stream, columns, rowtime, changelog=relation.changelog)
 
     # -- raw relations -------------------------------------------------------------------------
@@ -396,7 +397,7 @@ class Planner:
         whole = tolerant(raw.complete, raw)
         if relation.changelog:
             whole = keep_change(whole)
-        stream = relation.stream.map(whole, name=self.node_name("columns"))
+        stream = _at_source(relation).map(whole, name=self.node_name("columns"))
         return Relation(stream, relation.columns, relation.rowtime, changelog=relation.changelog)
 
     def compiler(self, relation: Relation, *, wrap: bool = True) -> Callable[[exp.Expression], Any]:
@@ -598,3 +599,10 @@ def _output_name(named: list[tuple[str, exp.Expression]], column: str | None) ->
         if column is not None and isinstance(node, exp.Column) and node.name == column:
             return name
     return None
+
+
+def _at_source(relation: Relation) -> DataStream[dict[str, Any]]:
+    """The stream of ``relation`` for a per-record operator: over a scan's records, forward, so
+    that it runs in its source's instances (chained, as Flink chains a Calc to its source) rather
+    than behind a rebalance that would reorder the records and make more of them late."""
+    return relation.stream.forward() if relation.raw is not None else relation.stream
