@@ -209,6 +209,8 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
         return namespace["add"]  # type: ignore[no-any-return]
 
     def get_result(self, accumulator: list[Any]) -> list[Any]:
+        if self._flat is not None:  # plain slots are their results (read at once, not kept)
+            return accumulator
         result = list(accumulator)
         for index, aggregate in enumerate(self.aggregates):
             value = accumulator[index]
@@ -342,28 +344,48 @@ class GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
 
 class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
     """The result row of one window: its group keys, ``window_start/end/time`` and the aggregates
-    (``$a<i>``) go through ``calc`` (HAVING and the select list as one generated function: the
-    output row, or None when HAVING drops the window)."""
+    (``$a<i>``), built by one generated function, go through ``calc`` (HAVING and the select list
+    as one generated function: the output row, or None when HAVING drops the window).
 
-    def __init__(self, keys: list[str], calc: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    >>> from types import SimpleNamespace
+    >>> rows = []
+    >>> window_row = WindowRow(["card"], 2, lambda row: row)
+    >>> window_row.process("c1", SimpleNamespace(window=SimpleNamespace(start=0, end=10)), [[3, 7]],
+    ...                    SimpleNamespace(collect=rows.append))
+    >>> rows
+    [{'window_start': 0, 'window_end': 10, 'window_time': 9, 'card': 'c1', '$a0': 3, '$a1': 7}]
+    """
+
+    def __init__(
+        self, keys: list[str], aggregates: int, calc: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> None:
         self.keys = keys
+        self.aggregates = aggregates
         self.calc = calc
+        self._row = self._generate()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_row"]  # generated code: made again where it is unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._row = self._generate()
+
+    def _generate(self) -> Callable[[Any, Any, list[Any]], dict[str, Any]]:
+        entries = ["'window_start': window.start", "'window_end': end", "'window_time': end - 1"]
+        if len(self.keys) == 1:
+            entries.append(f"{self.keys[0]!r}: key")
+        else:
+            entries += [f"{name!r}: key[{index}]" for index, name in enumerate(self.keys)]
+        entries += [f"'$a{index}': acc[{index}]" for index in range(self.aggregates)]
+        source = f"def row(key, window, acc):\n    end = window.end\n    return {{{', '.join(entries)}}}\n"
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<sql window row>", "exec"), namespace)  # code built from column names
+        return namespace["row"]  # type: ignore[no-any-return]
 
     def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
-        window = context.window
-        end = window.end
-        row: dict[str, Any] = {"window_start": window.start, "window_end": end, "window_time": end - 1}
-        keys = self.keys
-        if len(keys) == 1:
-            row[keys[0]] = key
-        elif keys:
-            row.update(zip(keys, key, strict=True))
-        for index, value in enumerate(elements[0]):
-            row[_SLOTS[index] if index < len(_SLOTS) else f"$a{index}"] = value
-        result = self.calc(row)
+        result = self.calc(self._row(key, context.window, elements[0]))
         if result is not None:
             out.collect(result)
-
-
-#: The column names of the first aggregate slots.
-_SLOTS = tuple(f"$a{index}" for index in range(32))

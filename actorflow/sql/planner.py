@@ -502,7 +502,7 @@ class Planner:
             .window(assigner)
             .aggregate(
                 Accumulate(parts.aggregates, relation.raw),
-                WindowRow(key_names, calc),
+                WindowRow(key_names, len(parts.aggregates), calc),
                 name=self.node_name("window-aggregate"),
             )
         )
