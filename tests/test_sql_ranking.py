@@ -640,21 +640,12 @@ def test_rankings_and_over_aggregates_resume_from_a_savepoint_at_another_paralle
 def test_order_by_and_limit_of_a_union_all_sort_its_rows(tmp_path: Path) -> None:
     """``a UNION ALL b ORDER BY ... LIMIT n`` (sqlglot hangs the ORDER BY on the union): the
     global Top-N over both sides' rows."""
-    from sqlglot import exp
-
-    from actorflow.sql.dialect import parse
-    from actorflow.sql.planner import Planner
-    from actorflow.sql.ranking import plan_order
-
     flow = Flow("union")
     flow.sql(sales_table(tmp_path))
-    query = parse(
+    found = flow.sql_query(
         "SELECT product_id, sales FROM ShopSales UNION ALL SELECT product_id, sales * 10 FROM ShopSales "
         "ORDER BY sales DESC LIMIT 3"
-    )[0]
-    assert isinstance(query, exp.Union)
-    planner = Planner(flow, flow._sql_session.catalog)  # type: ignore[attr-defined]
-    found = plan_order(planner, query).stream.collect()
+    ).collect()
     flow.execute()
     assert sorted((row["product_id"], row["sales"]) for row in replay(found.values)) == [
         ("p2", 300), ("p4", 200), ("p6", 400)

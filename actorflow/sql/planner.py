@@ -107,6 +107,8 @@ class Planner:
             return self.query(node.this)
         if isinstance(node, exp.Select):
             return self._select(node)
+        if isinstance(node, exp.Union) and (node.args.get("order") or node.args.get("limit")):
+            return plan_order(self, node)
         if isinstance(node, exp.Union):
             left, right = self.rows(self.query(node.left)), self.rows(self.query(node.right))
             types = _union_types(list(left.columns.values()), list(right.columns.values()))
