@@ -324,15 +324,20 @@ class GroupAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
         self.state.update(accumulators)
         if self.batch:
             return
-        new = self._result(ctx.current_key, accumulators)
-        old = self.emitted.value()
+        self._emit(self.emitted.value(), self._result(ctx.current_key, accumulators), out)
+
+    def _emit(self, old: dict[str, Any] | None, new: dict[str, Any] | None, out: Collector) -> None:
+        """The changes from the group's result row ``old`` to ``new`` (None: no row): ``+I``,
+        ``-U`` and ``+U``, or ``-D``; none when it stays the same."""
         if old is not None and new == old:
             return
         if old is not None:
             out.collect({**old, CHANGE: "-U" if new is not None else "-D"})
         if new is not None:
             out.collect({**new, CHANGE: "+I" if old is None else "+U"})
-        self.emitted.update(new)
+            self.emitted.update(new)
+        else:
+            self.emitted.clear()
 
     def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
         accumulators = self.state.value()

@@ -237,19 +237,10 @@ class RetractGroupAggregate(GroupAggregate):
         old = self.emitted.value()
         if accumulators[0] <= 0:  # the group's last row went
             self.state.clear()
-            self.emitted.clear()
-            if old is not None:
-                out.collect({**old, CHANGE: "-D"})
+            self._emit(old, None, out)
             return
         self.state.update(accumulators)
-        new = self._result(ctx.current_key, accumulators)
-        if old is not None and new == old:
-            return
-        if old is not None:
-            out.collect({**old, CHANGE: "-U" if new is not None else "-D"})
-        if new is not None:
-            out.collect({**new, CHANGE: "+I" if old is None else "+U"})
-        self.emitted.update(new)
+        self._emit(old, self._result(ctx.current_key, accumulators), out)
 
     def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
         accumulators = self.state.value()
