@@ -613,3 +613,17 @@ def test_a_bad_checkpoint_option_is_one_line(option: str, message: str) -> None:
     with pytest.raises(SqlError, match=message) as raised:
         Flow("sql").sql(f"SET {option}")
     assert "\n" not in str(raised.value)
+
+
+def test_a_hop_whose_size_is_not_a_multiple_of_its_slide_is_refused(
+    transactions: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    path, _ = transactions
+    flow = Flow("sql")
+    flow.sql(create_tx(path))
+    with pytest.raises(SqlError, match="integral multiple of its slide") as raised:
+        flow.sql_query(
+            "SELECT window_start, COUNT(*) AS n FROM TABLE(HOP(TABLE tx, DESCRIPTOR(rowtime), "
+            "INTERVAL '4' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end"
+        )
+    assert str(raised.value).startswith("line 1, column")

@@ -475,6 +475,12 @@ class Planner:
         key_names = [name for name in names if name not in WINDOW_COLUMNS]
         relation, parts = self.aggregation(select, relation, key_names)
         assigner = _assigner(window)
+        if isinstance(assigner, SlidingEventTimeWindows) and assigner.size % assigner.slide:
+            raise error_at(
+                window,
+                f"a HOP window aggregation needs a size ({assigner.size} ms) that is an integral "
+                f"multiple of its slide ({assigner.slide} ms), as Flink requires",
+            )
         if isinstance(window, Session):
             partition = [key.name for key in window.this.args.get("partition_by") or []]
             if sorted(partition) != sorted(key_names):
