@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from actorflow.operators.cep.pattern import condition_arity
 from actorflow.sql.accessors import PatternTerm, error_at, from_clause, interval_millis
 from actorflow.sql.expressions import compile_expression, compile_projection
-from actorflow.sql.relation import Relation, getter, named_items, no_key, tuple_getter
+from actorflow.sql.relation import Relation, getter, named_items, no_key, substitute, tolerant, tuple_getter
 from actorflow.sql.types import BIGINT, DOUBLE, STRING, SqlType
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
             )
     source = from_clause(select)
     assert source is not None
-    relation = planner.rows(planner.source(source.this)[0])
+    scanned = planner.source(source.this)[0]
+    relation = scanned  # its columns; its rows are built below unless the records will do
     rowtime = relation.rowtime
     order = match.args.get("order")
     ordered = list(order.expressions if order is not None else [])
@@ -124,6 +126,17 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
         if variable not in variables:
             raise error_at(define, f"DEFINE {variable}: the pattern has no variable {variable}")
         defines[variable] = _define_condition(variable, define.this, stages, relation.columns, functions)
+    # Conditions on the current row alone run on a scan's records as they were read (no row built
+    # per record); a match's rows are built whole when it is emitted (matches are few).
+    raw = scanned.raw
+    whole: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    if raw is not None and not any(condition_arity(f) == 2 for f in defines.values()):
+        whole = tolerant(raw.complete, raw)
+        for define in match.args.get("define") or []:
+            condition = substitute(define.this, raw.computed)
+            defines[define.alias] = tolerant(
+                _define_condition(define.alias, condition, stages, raw.physical, functions), raw
+            )
     pattern: Any = None
     for step in steps:
         pattern = Pattern.begin(step.stage) if pattern is None else pattern.next(step.stage)
@@ -181,12 +194,16 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
     order_of = [(step.stage, step.variable) for step in steps]
 
     def one_row(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        if whole is not None:
+            found = {stage: [whole(record) for record in records] for stage, records in found.items()}
         labelled = _labelled(found, order_of)
         row = {key: labelled[0][1][key] for key in keys}
         row.update(_measure_values(atoms, labelled, len(labelled)))
         return project(row)
 
     def each_row(found: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        if whole is not None:
+            found = {stage: [whole(record) for record in records] for stage, records in found.items()}
         labelled = _labelled(found, order_of)
         results = []
         for end in range(1, len(labelled) + 1):
@@ -195,7 +212,11 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
             results.append(project(row))
         return results
 
-    keyed = relation.stream.key_by(key_getter)
+    if whole is not None:
+        scanned, key_getter = planner.key_of(scanned, keys)
+        keyed = scanned.stream.key_by(key_getter)
+    else:
+        keyed = planner.rows(scanned).stream.key_by(key_getter)
     matches = PatternStream(keyed, pattern, skip, None, parallelism=None if keys else 1)
     name = planner.node_name("match-recognize")
     stream = matches.flat_select(each_row, name=name) if all_rows else matches.select(one_row, name=name)
