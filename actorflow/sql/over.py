@@ -32,6 +32,7 @@ from actorflow.sql.aggregates import Accumulate, Aggregate
 from actorflow.sql.changelog import RetractAccumulate
 from actorflow.sql.expressions import compile_projection
 from actorflow.sql.relation import Relation, named_items
+from actorflow.sql.sorting import hold_until_watermark, take_held
 from actorflow.state.descriptors import ValueStateDescriptor
 from actorflow.state.keyed import ValueState
 
@@ -237,16 +238,7 @@ class OverAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
         last = self.last.value()
         if time is None or (last is not None and time <= last):
             return  # late: its key's frame has moved past it (Flink drops it too)
-        pending = self.pending.value()
-        if pending is None:
-            pending = {}
-            self.pending.update(pending)
-        rows = pending.get(time)
-        if rows is None:
-            pending[time] = [value]
-            ctx.timer_service().register_event_time_timer(time)
-        else:
-            rows.append(value)
+        hold_until_watermark(self.pending, time, value, ctx.timer_service())
 
     def _emit(self, row: dict[str, Any], results: list[Any], out: Collector) -> None:
         full = dict(row)
@@ -254,10 +246,7 @@ class OverAggregate(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
         out.collect(self.project(full))
 
     def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
-        pending = self.pending.value()
-        rows = pending.pop(timestamp, None) if pending is not None else None
-        if pending is not None and not pending:
-            self.pending.clear()
+        rows = take_held(self.pending, timestamp)
         if not rows:
             return
         self.last.update(timestamp)

@@ -432,20 +432,10 @@ class TemporalSort(KeyedProcessFunction[Row, Row]):
             return
         if self.last is not None and (self.emitted.value() or 0) >= self.last:
             return
-        pending = self.pending.value()
-        if pending is None:
-            pending = {}
-            self.pending.update(pending)
-        rows = pending.get(time)
-        if rows is None:
-            pending[time] = [value]
-            timers.register_event_time_timer(time)
-        else:
-            rows.append(value)
+        hold_until_watermark(self.pending, time, value, timers)
 
     def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
-        pending = self.pending.value()
-        rows = pending.pop(timestamp, None) if pending is not None else None
+        rows = take_held(self.pending, timestamp)
         if not rows:
             return
         if self.then is not None:
@@ -489,3 +479,32 @@ class SortAll(KeyedProcessFunction[Row, Row]):
         rows.sort(key=self.key)
         for row in rows[self.offset : self.last]:
             out.collect(row)
+
+
+def hold_until_watermark(
+    pending: ValueState[dict[int, list[Any]] | None], time: int, row: Any, timers: Any
+) -> None:
+    """Keep ``row`` among its key's rows of event time ``time`` (``pending``) until the watermark
+    passes ``time``: one event-time timer per time, whose firing :func:`take_held` serves."""
+    waiting = pending.value()
+    if waiting is None:
+        waiting = {}
+        pending.update(waiting)
+    rows = waiting.get(time)
+    if rows is None:
+        waiting[time] = [row]
+        timers.register_event_time_timer(time)
+    else:
+        rows.append(row)
+
+
+def take_held(pending: ValueState[dict[int, list[Any]] | None], time: int) -> list[Any] | None:
+    """The rows :func:`hold_until_watermark` kept for ``time``, in arrival order (the state is
+    cleared when none is left)."""
+    waiting = pending.value()
+    if waiting is None:
+        return None
+    rows = waiting.pop(time, None)
+    if not waiting:
+        pending.clear()
+    return rows
