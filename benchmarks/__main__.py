@@ -11,6 +11,8 @@
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
     python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
     python -m benchmarks changelog-restore [--keys N]
+    python -m benchmarks state --keys N [N ...] [--backend heap|rocksdb ...] [--events E] \\
+        [--checkpoint-interval-ms MS] [--max-rss-mb M]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
         --output-topic OUT --group G [--state-dir DIR] [--checkpoint-interval-ms N]
 
@@ -140,6 +142,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--keys", type=_positive, default=1_000_000)
 
+    state = commands.add_parser(
+        "state",
+        help="keyed state with N keys: events/s, peak RSS, checkpoint pause and bytes, restore "
+        "(one JSON line per run, each run a process of its own)",
+    )
+    state.add_argument("--keys", type=_positive, nargs="+", required=True, help="cards in state")
+    state.add_argument("--backend", choices=("heap", "rocksdb"), nargs="+", default=["heap"])
+    state.add_argument("--events", type=_positive, default=None, help="events read (default: 2 * keys)")
+    state.add_argument(
+        "--checkpoint-interval-ms", type=_positive, default=10_000, help="between periodic checkpoints"
+    )
+    state.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=None,
+        help="end a run whose resident set passes this (its line says where): where the heap stops",
+    )
+    state.add_argument("--timeout", type=float, default=1_800.0, help="seconds per run")
+
     commands.add_parser(
         "worker",
         help="one worker process of Q2 or Q3 from Kafka to Kafka, as partition tasks, until SIGTERM",
@@ -203,6 +224,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.buffer.write(orjson.dumps(numbers) + b"\n")
         sys.stdout.flush()
         return 0
+    if args.command == "state":
+        from benchmarks.state_bench import run_in_subprocess
+
+        status = 0
+        for backend in args.backend:
+            for keys in args.keys:
+                line = run_in_subprocess(
+                    keys,
+                    backend,
+                    events=args.events,
+                    checkpoint_interval_ms=args.checkpoint_interval_ms,
+                    max_rss_mb=args.max_rss_mb,
+                    timeout=args.timeout,
+                )
+                sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
+                sys.stdout.flush()
+                if "error" in line:
+                    print(f"state: {backend}, {keys:,} keys: {line['error']}", file=sys.stderr)
+                    status = 1
+        return status
     if args.command == "kafka":
         from benchmarks.kafka import main as kafka
 

@@ -1,0 +1,107 @@
+"""``python -m benchmarks state`` (issue 15's benchmark): its JSON line and its restore check.
+
+Structure only, on a tiny number of keys: what the numbers are is docs/benchmarks.md's business.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actorflow import Flow
+from benchmarks import state_bench
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KEYS = 2_000
+FIELDS = {
+    "backend",
+    "keys",
+    "events",
+    "events_per_s",
+    "peak_rss_mb",
+    "checkpoint_pause_ms",
+    "checkpoint_bytes",
+    "incremental_checkpoint_bytes",
+    "restore_s",
+}
+
+needs_rocksdb = pytest.mark.skipif(
+    not hasattr(Flow, "set_state_backend"), reason="the RocksDB backend is not there yet (issue 15)"
+)
+
+
+def _state(*args: str) -> tuple[int, list[dict[str, Any]]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "state", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("backend", ["heap", pytest.param("rocksdb", marks=needs_rocksdb)])
+def test_one_json_line_per_run_with_every_field_and_every_key_restored(backend: str) -> None:
+    status, lines = _state("--keys", str(KEYS), "--backend", backend, "--checkpoint-interval-ms", "50")
+    assert status == 0, lines
+    [line] = lines
+    assert set(line) >= FIELDS, line
+    assert (line["backend"], line["keys"], line["events"]) == (backend, KEYS, 2 * KEYS)
+    assert line["restored_keys"] == KEYS  # the restored flow checked every card's profile
+    for name in ("events_per_s", "peak_rss_mb", "checkpoint_bytes", "incremental_checkpoint_bytes"):
+        assert isinstance(line[name], int | float) and line[name] > 0, name
+    for name in ("checkpoint_pause_ms", "restore_s"):
+        assert isinstance(line[name], int | float) and line[name] >= 0, name
+
+
+@pytest.mark.skipif(hasattr(Flow, "set_state_backend"), reason="the RocksDB backend exists")
+def test_a_missing_backend_is_one_line_saying_so() -> None:
+    status, lines = _state("--keys", "10", "--backend", "rocksdb")
+    assert status == 1
+    assert lines == [
+        {
+            "backend": "rocksdb",
+            "keys": 10,
+            "error": "state backend 'rocksdb' is not available yet: "
+            "Flow has no set_state_backend() (issue 15)",
+        }
+    ]
+
+
+def test_a_restore_that_loses_state_fails_instead_of_reporting_a_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Probes that expect one more event per card than the job saw: every card is "wrong".
+    right = state_bench.expected_profile
+    monkeypatch.setattr(
+        state_bench,
+        "expected_profile",
+        lambda number, keys, events: (right(number, keys, events)[0] + 1, right(number, keys, events)[1]),
+    )
+    with pytest.raises(
+        RuntimeError, match="the restore lost state: 200 cards checked of 200, 0 missing, 200"
+    ):
+        state_bench.measure(200, "heap", directory=tmp_path)
+
+
+def test_the_expected_profiles_are_those_of_the_events() -> None:
+    keys, events = 250, 620
+    counts = {n: [0, -1] for n in range(keys)}
+    for i in range(events):
+        counts[i % keys] = [counts[i % keys][0] + 1, i]
+    for n in state_bench.changed_cards(keys):
+        counts[n] = [counts[n][0] + 1, events + n // state_bench.CHANGE_EVERY]
+    assert {n: list(state_bench.expected_profile(n, keys, events)) for n in range(keys)} == counts
+    assert list(state_bench.changed_cards(keys)) == [0, 100, 200]
+
+
+def test_fewer_events_than_keys_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be at least --keys"):
+        state_bench.measure(100, "heap", events=99)
