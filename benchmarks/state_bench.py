@@ -35,9 +35,11 @@ the snapshot call would miss work done elsewhere on the loop for the checkpoint.
 ``pause_outside_checkpoints_ms`` is the same outside checkpoints (the time one batch of records
 holds the loop: the floor under the checkpoint number).
 
-**Where the heap stops.** ``--max-rss-mb M`` watches the resident set from a thread every 20 ms;
-past ``M`` it prints ``{"backend", "keys", "error", "events_read", ...}`` and exits with status 3.
-Run it at growing ``keys`` to find the largest that fits a memory budget.
+**Where the heap stops.** With ``--max-rss-mb M`` the parent process reads the run's resident set
+every 20 ms (from ``/proc/PID/status``: a thread inside the run could not, since pickling a
+snapshot holds the GIL for seconds) and kills the run once it passes ``M``; the line then says
+``"error"``, the run's last progress line (``"during"``) and its peak. Run it at growing ``keys``
+to find the largest that fits a memory budget.
 
 >>> import tempfile
 >>> line = measure(1_000, "heap", events=2_000, checkpoint_interval_ms=10_000, directory=tempfile.mkdtemp())
@@ -52,15 +54,15 @@ import asyncio
 import gc
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple, NotRequired, TypedDict
+from typing import IO, Any, NamedTuple, NotRequired, TypedDict
 
 import orjson
 
@@ -87,8 +89,10 @@ CHANGE_EVERY = 100
 PROBE_S = 0.001
 #: Late wake-ups below this (seconds) are not kept: scheduling noise.
 KEEP_GAP_S = 0.0005
-#: How often the RSS guard reads ``/proc/self/status``, in seconds.
+#: How often the RSS guard reads the run's ``/proc/PID/status``, in seconds.
 GUARD_S = 0.02
+#: The source says how far it got every this many events (on stderr).
+PROGRESS_EVERY = 1 << 18
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -205,7 +209,7 @@ class Signals:
     first_read_at: float = 0.0
     filled_at: float = 0.0
     loaded_at: float = 0.0
-    #: Events read so far (the RSS guard reports it).
+    #: Events read so far (the checkpoints' position).
     events_read: int = 0
 
 
@@ -247,7 +251,9 @@ class CardSource(Source):
         signals.first_read_at = time.perf_counter()
         for first in range(0, events, size):
             yield [(card(i % keys), i % 9973 + 1, i) for i in range(first, min(first + size, events))]
-            signals.events_read = min(first + size, events)
+            signals.events_read = read = min(first + size, events)
+            if read % PROGRESS_EVERY < size:
+                _progress(f"fill: {read:,} events read")
         signals.filled_at = time.perf_counter()
         signals.filled.set()
         await signals.go_on.wait()
@@ -288,43 +294,24 @@ class LoopProbe:
         return round(longest * 1000, 1)
 
 
-class RssGuard:
-    """A thread that ends the process (status 3, one JSON line) once its RSS passes ``limit_mb``."""
-
-    def __init__(self, limit_mb: float, report: dict[str, Any], signals: Signals) -> None:
-        self.limit_mb = limit_mb
-        self.report = report
-        self.signals = signals
-        self.phase = "fill"
-        threading.Thread(target=self._watch, name="rss-guard", daemon=True).start()
-
-    def _watch(self) -> None:
-        while True:
-            rss = _current_rss_mb()
-            if rss > self.limit_mb:
-                line = {
-                    **self.report,
-                    "error": f"RSS {rss:,.0f} MB passed --max-rss-mb {self.limit_mb:g} during {self.phase}",
-                    "events_read": self.signals.events_read,
-                    "keys_in_state": min(self.signals.events_read, self.report["keys"]),
-                    "peak_rss_mb": round(peak_rss_mb(), 1),
-                }
-                sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
-                sys.stdout.flush()
-                os._exit(3)
-            time.sleep(GUARD_S)
+def _progress(text: str) -> None:
+    """One line on stderr: how far the run got (the RSS guard reports the last one)."""
+    print(f"state_bench: {text}", file=sys.stderr, flush=True)
 
 
-def _current_rss_mb() -> float:
-    """This process's resident set now (``VmRSS``), in MiB; 0 where ``/proc`` is missing."""
+def _memory_of(pid: int) -> tuple[float, float]:
+    """``(VmRSS, VmHWM)`` of process ``pid`` in MiB: now and its peak; zeros once it is gone."""
+    now = peak = 0.0
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                    now = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 0.0
+    return now, peak
 
 
 def _build(
@@ -409,7 +396,6 @@ async def _measure(
     events: int,
     checkpoint_interval_ms: int,
     directory: Path,
-    guard: RssGuard | None,
     signals: Signals,
 ) -> StateMeasurement:
     storage = MeteredStorage(directory / "checkpoints")
@@ -424,13 +410,11 @@ async def _measure(
     )
     await _until(signals.filled, job, "the flow ended before its source had read every event")
     await periodic
-    if guard is not None:
-        guard.phase = "the full checkpoint"
+    _progress(f"the full checkpoint, after {len(windows)} periodic ones")
     full_bytes = await _checkpoint(flow, storage, windows)
     signals.go_on.set()
     await _until(signals.changed, job, "the flow ended before its source changed the cards")
-    if guard is not None:
-        guard.phase = "the checkpoint after the change"
+    _progress("the checkpoint after the change")
     changed_bytes = await _checkpoint(flow, storage, windows)
     await _cancel(job)  # a crash: the last checkpoint is the one after the change
     await _cancel(probing)
@@ -440,8 +424,7 @@ async def _measure(
     del flow, job
     gc.collect()
 
-    if guard is not None:
-        guard.phase = "the restore"
+    _progress("the restore")
     restored_signals = Signals()
     again, _ = _build(keys, events, backend, directory / "state-restored", storage, restored_signals, tally)
     started = time.perf_counter()
@@ -482,14 +465,13 @@ def measure(
     events: int | None = None,
     checkpoint_interval_ms: int = 10_000,
     directory: str | os.PathLike[str] | None = None,
-    max_rss_mb: float | None = None,
 ) -> StateMeasurement:
     """Run the benchmark once in this process (see the module docstring) and return its line.
 
     ``directory`` holds the checkpoints and the backend's files (a temporary one, removed after,
     when None). Raises :class:`BackendUnavailable` for a backend this actorflow lacks,
     ``ValueError`` for ``events < keys`` (some cards would never be touched), ``RuntimeError`` if
-    the restore lost or changed any card. With ``max_rss_mb`` the process exits (status 3) past it.
+    the restore lost or changed any card.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
@@ -497,14 +479,11 @@ def measure(
     if events < keys:
         raise ValueError(f"--events ({events:,}) must be at least --keys ({keys:,}): every card is touched")
     signals = Signals()
-    guard = None
-    if max_rss_mb is not None:
-        guard = RssGuard(max_rss_mb, {"backend": backend, "keys": keys, "events": events}, signals)
     owned = directory is None
     root = Path(tempfile.mkdtemp(prefix="actorflow-state-bench-") if directory is None else directory)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(_measure(keys, backend, events, checkpoint_interval_ms, root, guard, signals))
+            return runner.run(_measure(keys, backend, events, checkpoint_interval_ms, root, signals))
     finally:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
@@ -521,46 +500,73 @@ def run_in_subprocess(
 ) -> dict[str, Any]:
     """:func:`measure` in a fresh ``python -m benchmarks.state_bench`` process; its JSON line.
 
-    A run that failed returns ``{"backend", "keys", "error"}`` (the RSS guard's line has more).
+    A run that failed returns ``{"backend", "keys", "error"}``; one killed past ``max_rss_mb``
+    (the RSS guard, see the module docstring) also ``"during"`` (its last progress line) and
+    ``"peak_rss_mb"``.
     """
-    import subprocess
-
     command = [sys.executable, "-m", "benchmarks.state_bench", "--keys", str(keys), "--backend", backend]
     if events is not None:
         command += ["--events", str(events)]
     command += ["--checkpoint-interval-ms", str(checkpoint_interval_ms)]
-    if max_rss_mb is not None:
-        command += ["--max-rss-mb", f"{max_rss_mb:g}"]
     failure: dict[str, Any] = {"backend": backend, "keys": keys}
-    try:
-        done = subprocess.run(
-            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {**failure, "error": f"timed out after {timeout:g} s"}
-    for line in reversed(done.stdout.strip().splitlines()):
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=err)
         try:
-            found = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(found, dict):
-            return found
-    last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-    return {**failure, "error": last[0][:300]}
+            while child.poll() is None:
+                if max_rss_mb is not None:
+                    now, peak = _memory_of(child.pid)
+                    if now > max_rss_mb:
+                        child.kill()
+                        child.wait()
+                        return {
+                            **failure,
+                            "error": f"RSS {now:,.0f} MB passed --max-rss-mb {max_rss_mb:g}",
+                            "during": _last_progress(err),
+                            "peak_rss_mb": round(peak, 1),
+                        }
+                if deadline is not None and time.monotonic() > deadline:
+                    child.kill()
+                    child.wait()
+                    return {
+                        **failure,
+                        "error": f"timed out after {timeout:g} s",
+                        "during": _last_progress(err),
+                    }
+                time.sleep(GUARD_S)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        out.seek(0)
+        for line in reversed(out.read().splitlines()):
+            try:
+                found = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(found, dict):
+                return found
+        return {**failure, "error": _last_progress(err) or f"exit status {child.returncode}"}
+
+
+def _last_progress(err: IO[bytes]) -> str:
+    """The last line the run wrote on stderr (its progress, or the end of a traceback)."""
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """One measurement in this process: ``python -m benchmarks.state_bench --keys N --backend B``.
 
     Prints one JSON line (with ``"error"`` if the run failed) and returns the exit status: 0, 1 for
-    a failed run, 2 for a backend that is not available, 3 (from the RSS guard) past ``--max-rss-mb``.
+    a failed run, 2 for a backend that is not available.
     """
     parser = argparse.ArgumentParser(prog="python -m benchmarks.state_bench", description=__doc__)
     parser.add_argument("--keys", type=int, required=True)
     parser.add_argument("--backend", choices=BACKENDS, default="heap")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--checkpoint-interval-ms", type=int, default=10_000)
-    parser.add_argument("--max-rss-mb", type=float, default=None)
     args = parser.parse_args(argv)
     status = 0
     try:
@@ -570,7 +576,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.backend,
                 events=args.events,
                 checkpoint_interval_ms=args.checkpoint_interval_ms,
-                max_rss_mb=args.max_rss_mb,
             )
         )
     except BackendUnavailable as exc:

@@ -105,3 +105,11 @@ def test_the_expected_profiles_are_those_of_the_events() -> None:
 def test_fewer_events_than_keys_is_refused() -> None:
     with pytest.raises(ValueError, match="must be at least --keys"):
         state_bench.measure(100, "heap", events=99)
+
+
+def test_a_run_past_max_rss_mb_is_ended_and_says_so() -> None:
+    status, lines = _state("--keys", str(KEYS), "--max-rss-mb", "1")
+    assert status == 1
+    [line] = lines
+    assert (line["backend"], line["keys"]) == ("heap", KEYS)
+    assert "passed --max-rss-mb 1" in line["error"] and line["peak_rss_mb"] > 1
