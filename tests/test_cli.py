@@ -344,6 +344,49 @@ def test_settings_given_override_the_flows_own_and_settings_not_given_leave_them
     assert moved._restart == NoRestart()
 
 
+def test_the_state_backend_comes_from_a_table_of_the_file_and_a_flag_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACTORFLOW_STATE_BACKEND", raising=False)
+    config_file = write_config(
+        tmp_path / "actorflow.toml",
+        """
+        [state]
+        backend = "rocksdb"
+        dir = "rocks"
+        cache_mb = 8
+        """,
+    )
+    config = resolve({"config": str(config_file)}, {})
+    assert (config.state_backend, config.state_dir, config.state_cache_mb) == (
+        "rocksdb",
+        (tmp_path / "rocks").resolve(),
+        8,
+    )
+    flow = Flow("state")
+    assert flow.state_backend.kind == "heap"
+    apply_config(flow, config)
+    assert (flow.state_backend.kind, flow.state_backend.path, flow.state_backend.cache_mb) == (
+        "rocksdb",
+        str((tmp_path / "rocks").resolve()),
+        8,
+    )
+    # A flag wins over the file; the flow's own RocksDB settings stay when only the kind is given.
+    own = Flow("own").set_state_backend("rocksdb", path=tmp_path / "own", cache_mb=2)
+    apply_config(own, resolve({"state_backend": "rocksdb"}, {}))
+    assert (own.state_backend.path, own.state_backend.cache_mb) == (str(tmp_path / "own"), 2)
+    apply_config(own, resolve({"state_backend": "heap"}, {}))
+    assert own.state_backend.kind == "heap"
+
+
+def test_rocksdb_settings_with_the_heap_backend_are_bad_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTORFLOW_STATE_BACKEND", raising=False)
+    with pytest.raises(UsageError, match="state_cache_mb need the rocksdb state backend"):
+        apply_config(Flow("heap"), resolve({"state_cache_mb": "16"}, {}))
+    with pytest.raises(UsageError, match="state_backend .flag --state-backend.: expected one of heap, rocksdb"):
+        resolve({"state_backend": "lmdb"}, {})
+
+
 def test_checkpoint_timing_without_a_directory_is_bad_usage(project: Path) -> None:
     done = actorflow("run", "tiny_flows.py", "--checkpoint-interval-ms", "100", cwd=project)
     assert done.returncode == 2

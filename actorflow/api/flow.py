@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordin
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import NoRestart, RestartStrategy
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
-from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError
+from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError, StateError
 from actorflow.operators.chain import SourceActor
 from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
@@ -25,6 +26,7 @@ from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics
+from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
@@ -104,6 +106,8 @@ class Flow:
         self._storage: CheckpointStorage | None = None
         self._checkpoint_config = CheckpointConfig()
         self._restart: RestartStrategy = NoRestart()
+        #: Where keyed state lives: $ACTORFLOW_STATE_BACKEND, else the heap (see set_state_backend).
+        self.state_backend = StateBackendConfig.from_env()
         self._coordinator: CheckpointCoordinator | None = None
         self._stop: asyncio.Event | None = None
         self._actors: list[Any] = []
@@ -161,6 +165,39 @@ class Flow:
     def checkpoint_config(self) -> CheckpointConfig:
         """When checkpoints are taken, as :meth:`enable_checkpointing` set it."""
         return self._checkpoint_config
+
+    def set_state_backend(
+        self,
+        kind: str = "heap",
+        *,
+        path: str | os.PathLike[str] | None = None,
+        cache_mb: float = 64.0,
+        cache_entries: int | None = None,
+    ) -> Flow:
+        """Keep the keyed state of every keyed operator (process functions, SQL aggregations, joins,
+        OVER, Top-N...) on the ``"heap"`` (the default, the fastest) or in an embedded
+        ``"rocksdb"`` (state larger than memory; needs ``pip install 'actorflow[rocksdb]'``). No
+        change to the flow's code; checkpoints and savepoints restore on either backend.
+
+        RocksDB: every operator instance gets a fresh directory under ``path`` (default: the
+        system's temporary directory), deleted when the job ends; ``cache_mb`` bounds the cache of
+        live objects in front of it (counted as about 512 bytes per entry), ``cache_entries`` sets
+        it in entries instead. Raises :class:`PlanError` for an unknown kind or a missing rocksdict.
+        The default backend comes from ``$ACTORFLOW_STATE_BACKEND`` (heap when unset).
+
+        >>> Flow("doc").set_state_backend("heap").state_backend.kind
+        'heap'
+        """
+        try:
+            config = StateBackendConfig(
+                kind, None if path is None else os.fspath(path), cache_mb, cache_entries
+            )
+        except StateError as error:
+            raise PlanError(str(error)) from None
+        if kind == "rocksdb" and importlib.util.find_spec("rocksdict") is None:
+            raise PlanError("the rocksdb state backend needs rocksdict: pip install 'actorflow[rocksdb]'")
+        self.state_backend = config
+        return self
 
     def set_restart_strategy(self, strategy: RestartStrategy) -> Flow:
         """Restart from the last checkpoint after a failure, as ``strategy`` allows (default: never)."""
@@ -361,6 +398,7 @@ class Flow:
                     checkpoints=coordinator,
                     restore=restore.parts if restore is not None else None,
                     metrics=self.metrics,
+                    state_backend=self.state_backend,
                 )
                 self._actors = actors
                 if self._draining:  # asked while starting or restarting

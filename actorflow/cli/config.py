@@ -124,6 +124,28 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MS",
     ),
     Option(
+        "state_backend",
+        parsing.choice("heap", "rocksdb"),
+        "where keyed state lives: on the heap, or in an embedded RocksDB (state larger than memory)",
+        "the flow's own (heap)",
+        metavar="heap|rocksdb",
+    ),
+    Option(
+        "state_dir",
+        _path,
+        "directory for RocksDB state: a fresh directory per operator instance, deleted at the end",
+        "the system's temporary directory",
+        metavar="DIR",
+        path=True,
+    ),
+    Option(
+        "state_cache_mb",
+        parsing.integer(1),
+        "MB of live objects cached in front of RocksDB per operator instance",
+        "the flow's own (64)",
+        metavar="MB",
+    ),
+    Option(
         "restart_strategy",
         _restart_spec,
         f"after a failure: {parsing.RESTART_SYNTAX}",
@@ -194,6 +216,9 @@ class Config:
     checkpoint_dir: Path | None = None
     checkpoint_interval_ms: int | None = None
     checkpoint_timeout_ms: int | None = None
+    state_backend: str | None = None
+    state_dir: Path | None = None
+    state_cache_mb: int | None = None
     restart_strategy: str | None = None
     from_savepoint: Path | None = None
     log_format: str = "text"

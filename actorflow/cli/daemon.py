@@ -37,7 +37,7 @@ from actorflow.cli.errors import UsageError
 from actorflow.cli.logs import NOTICE
 from actorflow.cli.progress import Progress, counted, records_read
 from actorflow.cli.signals import DaemonSignals, exit_code
-from actorflow.errors import CheckpointError
+from actorflow.errors import CheckpointError, PlanError
 
 __all__ = ["Daemon", "apply_config"]
 
@@ -75,6 +75,7 @@ def apply_config(flow: Flow, config: Config) -> None:
             timeout_ms=config.checkpoint_timeout_ms or current.timeout_ms,
             min_pause_ms=current.min_pause_ms,
         )
+    _apply_state_backend(flow, config)
     if config.restart_strategy is not None:
         flow.set_restart_strategy(parsing.restart_strategy(config.restart_strategy))
     if config.from_savepoint is not None:
@@ -82,6 +83,30 @@ def apply_config(flow: Flow, config: Config) -> None:
             raise UsageError("from_savepoint needs checkpointing: set checkpoint_dir too")
         if not (config.from_savepoint / MANIFEST).is_file():
             raise UsageError(f"{config.from_savepoint} is not a complete savepoint or checkpoint")
+
+
+def _apply_state_backend(flow: Flow, config: Config) -> None:
+    """``state_backend``, ``state_dir`` and ``state_cache_mb``: the last two change a RocksDB
+    backend, the flow's own or the one chosen here, and are an error with the heap."""
+    if config.state_backend is None and config.state_dir is None and config.state_cache_mb is None:
+        return
+    current = flow.state_backend
+    kind = config.state_backend or current.kind
+    if kind != "rocksdb" and (config.state_dir is not None or config.state_cache_mb is not None):
+        given = [key for key in ("state_dir", "state_cache_mb") if getattr(config, key) is not None]
+        raise UsageError(
+            f"{' and '.join(given)} need the rocksdb state backend: set state_backend = rocksdb"
+        )
+    same = kind == current.kind
+    try:
+        flow.set_state_backend(
+            kind,
+            path=config.state_dir if config.state_dir is not None else (current.path if same else None),
+            cache_mb=config.state_cache_mb or (current.cache_mb if same else 64.0),
+            cache_entries=current.cache_entries if same and config.state_cache_mb is None else None,
+        )
+    except PlanError as error:
+        raise UsageError(str(error)) from None
 
 
 def _signal_name(signum: int) -> str:

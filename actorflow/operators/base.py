@@ -16,6 +16,7 @@ from typing import Any
 from actorflow.errors import StateError
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.runtime.messages import Batch
+from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM, key_group_range
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
@@ -43,6 +44,9 @@ class OperatorContext:
     #: {key: entry or None}}`` with only the keys changed since the previous snapshot (a task whose
     #: state goes to a changelog), and ``restore_state`` takes such states.
     incremental: bool = False
+    #: Where keyed operators keep their state (None: on the heap); see
+    #: :class:`~actorflow.state.backends.StateBackendConfig`.
+    state_backend: StateBackendConfig | None = None
 
     @property
     def key_groups(self) -> range:

@@ -26,6 +26,7 @@ from actorflow.operators.failures import guarded, route_failure
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.state.backends import open_tables
 from actorflow.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -36,6 +37,7 @@ from actorflow.state.descriptors import (
 from actorflow.state.keyed import (
     NO_KEY,
     AggregatingState,
+    KeyContext,
     KeyedStateBackend,
     ListState,
     MapState,
@@ -367,7 +369,17 @@ class KeyedProcessOperator(Operator):
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
-        self.backend = KeyedStateBackend(context.max_parallelism, context.clock)
+        keys = KeyContext()
+        tables = None
+        if context.state_backend is not None:
+            tables = open_tables(
+                context.state_backend,
+                context.name,
+                context.index,
+                max_parallelism=context.max_parallelism,
+                keys=keys,
+            )
+        self.backend = KeyedStateBackend(context.max_parallelism, context.clock, tables, keys)
         if context.incremental:
             # Timer changes (a timer set, deleted or fired, from any path) mark their key in the
             # queues themselves; records are marked per batch in process().
@@ -378,7 +390,6 @@ class KeyedProcessOperator(Operator):
             self.changed_keys = None
             self.event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
-        keys = self.backend.keys
         self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
         self._ctx = self._make_context(self.timers, keys)
         self._out = Collector()
@@ -611,4 +622,7 @@ class KeyedProcessOperator(Operator):
         self.processing_timers.add_all(timer for part in mine for timer in part["processing"])
 
     def close(self) -> None:
-        self.function.close()
+        try:
+            self.function.close()
+        finally:
+            self.backend.close()  # the RocksDB backend deletes its files

@@ -26,6 +26,7 @@ from actorflow.runtime.actor import Actor, Runnable
 from actorflow.runtime.mailbox import Inbox, Mailbox
 from actorflow.runtime.metrics import ActorEntry, JobMetrics
 from actorflow.runtime.output import Output
+from actorflow.state.backends import StateBackendConfig
 from actorflow.time.clock import Clock
 
 __all__ = ["ChainPlan", "InputPlan", "PhysicalPlan", "compile_graph", "deploy"]
@@ -187,6 +188,7 @@ def deploy(
     sources: Mapping[str, Source] | None = None,
     incremental: bool = False,
     instance: tuple[int, int] | None = None,
+    state_backend: StateBackendConfig | None = None,
 ) -> list[Runnable]:
     """Create the actors of one run: fresh operators per instance, a mailbox per edge.
 
@@ -198,7 +200,8 @@ def deploy(
     snapshot only the keys changed since their previous snapshot (``OperatorContext.incremental``).
     ``instance`` ``(i, n)`` names and counts a plan of one instance per chain as instance ``i`` of
     ``n`` in actor names and ``metrics`` (a partition task is partition ``i`` of ``n``); its
-    operators still own every key group.
+    operators still own every key group. ``state_backend``: where keyed operators keep their
+    state (``OperatorContext.state_backend``; None: the heap).
     """
 
     def actor_name(chain: ChainPlan, index: int) -> str:
@@ -282,6 +285,7 @@ def deploy(
                     node.watermarks,
                     checkpoints is not None,
                     incremental,
+                    state_backend,
                 )
 
             head = chain.head

@@ -1,7 +1,9 @@
-"""Keyed state on the heap: per state name, a dict from key to value, scoped to the current key.
+"""Keyed state: per state name, a table from key to value, scoped to the current key.
 
 A keyed operator sets :attr:`KeyContext.current` before it calls user code; every state handle reads
-and writes the entry of that key only. Snapshots are cut per key group
+and writes the entry of that key only. The tables come from a
+:class:`~actorflow.state.backends.StateTables`: dicts on the heap (the default), or mappings over
+an embedded RocksDB (:mod:`actorflow.state.rocksdb`). Snapshots are cut per key group
 (:meth:`KeyedStateBackend.snapshot`), so a restore can hand key groups to a different parallelism;
 the hot path never computes a key group.
 """
@@ -9,10 +11,11 @@ the hot path never computes a key group.
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, MutableMapping
 from typing import Any, Final, Generic, TypeVar
 
 from actorflow.errors import StateError
+from actorflow.state.backends import HEAP, StateTables
 from actorflow.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -66,7 +69,7 @@ def _no_key(name: str) -> StateError:
 class _Handle:
     __slots__ = ("_keys", "_name", "_table")
 
-    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any]) -> None:
+    def __init__(self, name: str, keys: KeyContext, table: MutableMapping[Any, Any]) -> None:
         self._name = name
         self._keys = keys
         self._table = table
@@ -87,7 +90,7 @@ class ValueState(_Handle, Generic[T]):
 
     __slots__ = ("_default",)
 
-    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], default: Any) -> None:
+    def __init__(self, name: str, keys: KeyContext, table: MutableMapping[Any, Any], default: Any) -> None:
         super().__init__(name, keys, table)
         self._default = default
 
@@ -200,7 +203,7 @@ class ReducingState(_Handle, Generic[T]):
 
     __slots__ = ("_reduce",)
 
-    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], reduce: Any) -> None:
+    def __init__(self, name: str, keys: KeyContext, table: MutableMapping[Any, Any], reduce: Any) -> None:
         super().__init__(name, keys, table)
         self._reduce = reduce
 
@@ -222,7 +225,9 @@ class AggregatingState(_Handle):
 
     __slots__ = ("_aggregate",)
 
-    def __init__(self, name: str, keys: KeyContext, table: dict[Any, Any], aggregate: Any) -> None:
+    def __init__(
+        self, name: str, keys: KeyContext, table: MutableMapping[Any, Any], aggregate: Any
+    ) -> None:
         super().__init__(name, keys, table)
         self._aggregate = aggregate
 
@@ -251,24 +256,47 @@ class KeyedStateBackend:
     1
     """
 
-    def __init__(self, max_parallelism: int = DEFAULT_MAX_PARALLELISM, clock: Clock | None = None) -> None:
-        self.keys = KeyContext()
+    def __init__(
+        self,
+        max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+        clock: Clock | None = None,
+        tables: StateTables | None = None,
+        keys: KeyContext | None = None,
+    ) -> None:
+        self.keys = keys if keys is not None else KeyContext()
         self.max_parallelism = max_parallelism
         #: The processing time TTL states expire by (the operator's clock).
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._tables: dict[str, dict[Any, Any]] = {}
+        #: Where the tables come from: the heap's dicts unless a backend was chosen.
+        self.store: StateTables = tables if tables is not None else HEAP
+        self._tables: dict[str, MutableMapping[Any, Any]] = {}
         self._descriptors: dict[str, StateDescriptor] = {}
         #: The names of the states with a time to live: their entries are ``(value, expires_at)``.
         self._ttl: set[str] = set()
 
-    def _table(self, descriptor: StateDescriptor) -> dict[Any, Any]:
-        known = self._descriptors.get(descriptor.name)
+    def _table(self, descriptor: StateDescriptor) -> MutableMapping[Any, Any]:
+        name = descriptor.name
+        known = self._descriptors.get(name)
         if known is not None and known != descriptor:
-            raise StateError(
-                f"state {descriptor.name!r} is already declared as {known!r}, not {descriptor!r}"
-            )
-        self._descriptors[descriptor.name] = descriptor
-        return self._tables.setdefault(descriptor.name, {})
+            raise StateError(f"state {name!r} is already declared as {known!r}, not {descriptor!r}")
+        self._descriptors[name] = descriptor
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = self.store.table(name, descriptor)
+        elif known is None:  # restored before it was declared
+            self.store.declare(table, descriptor)
+        return table
+
+    def _table_named(self, name: str) -> MutableMapping[Any, Any]:
+        """State ``name``'s table, made when a restore brings a state not declared yet."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = self.store.table(name, self._descriptors.get(name))
+        return table
+
+    def close(self) -> None:
+        """Release the state (the RocksDB backend deletes its files); it is unusable after."""
+        self.store.close()
 
     def get_state(self, descriptor: ValueStateDescriptor[T]) -> ValueState[T]:
         table = self._table(descriptor)
@@ -376,7 +404,7 @@ class KeyedStateBackend:
             for name, value in entry.items():
                 table = tables.get(name)
                 if table is None:
-                    table = tables[name] = {}
+                    table = self._table_named(name)
                 table[key] = value
 
     def snapshot(
@@ -403,16 +431,18 @@ class KeyedStateBackend:
         return copy.deepcopy(groups) if copy_values else groups
 
     def tables(self) -> dict[str, dict[Any, Any]]:
-        """Every state's live table, ``{state name: {key: value}}``, neither copied nor cut by key
-        group: for a checkpoint, which pickles it before the state changes again. Expired entries
-        of TTL states are removed first (their entries are ``(value, expires_at)``)."""
+        """Every state's table, ``{state name: {key: value}}``, not cut by key group: for a
+        checkpoint, which pickles it before the state changes again. On the heap these are the
+        live dicts (no copy); the RocksDB backend flushes its cache and reads every state back into
+        dicts of the same shape, so a snapshot restores on either backend. Expired entries of TTL
+        states are removed first (their entries are ``(value, expires_at)``)."""
         if self._ttl:
             from actorflow.state.ttl import purge_expired
 
             now = self.clock.now()
             for name in self._ttl:
                 purge_expired(self._tables[name], now)
-        return self._tables
+        return self.store.export(self._tables)
 
     def load_tables(self, tables: dict[str, dict[Any, Any]], keep: KeyGroupFilter | None = None) -> None:
         """Take over the entries of a checkpoint's :meth:`tables` (just unpickled: nobody else holds
@@ -427,7 +457,7 @@ class KeyedStateBackend:
         {'n': 1}
         """
         for name, entries in tables.items():
-            table = self._tables.setdefault(name, {})
+            table = self._table_named(name)
             if keep is None or keep.takes_all:
                 table.update(entries)
             elif not keep.takes_none:
@@ -441,6 +471,4 @@ class KeyedStateBackend:
         for group, tables in groups.items():
             if group in owned:
                 for name, entries in tables.items():
-                    self._tables.setdefault(name, {}).update(
-                        copy.deepcopy(entries) if copy_values else entries
-                    )
+                    self._table_named(name).update(copy.deepcopy(entries) if copy_values else entries)

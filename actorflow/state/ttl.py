@@ -25,7 +25,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, MutableMapping
 from typing import Any, TypeVar
 
 from actorflow.state.descriptors import StateTtl
@@ -42,7 +42,7 @@ T = TypeVar("T")
 PURGE_EVERY = 1_000
 
 
-def purge_expired(table: dict[Any, tuple[Any, int]], now: int) -> int:
+def purge_expired(table: MutableMapping[Any, tuple[Any, int]], now: int) -> int:
     """Remove the entries of a TTL table that have expired at ``now``; return how many.
 
     >>> table = {"a": ("x", 10), "b": ("y", 20)}
@@ -64,7 +64,7 @@ class _Ttl(_Handle):
     _purge_at: int
 
     def __init__(
-        self, name: str, keys: KeyContext, table: dict[Any, Any], clock: Clock, ttl: StateTtl
+        self, name: str, keys: KeyContext, table: MutableMapping[Any, Any], clock: Clock, ttl: StateTtl
     ) -> None:
         super().__init__(name, keys, table)
         self._setup(clock, ttl)
@@ -106,7 +106,13 @@ class TtlValueState(_Ttl, ValueState[T]):
     """A :class:`~actorflow.state.keyed.ValueState` whose entry expires (see the module docstring)."""
 
     def __init__(
-        self, name: str, keys: KeyContext, table: dict[Any, Any], default: Any, clock: Clock, ttl: StateTtl
+        self,
+        name: str,
+        keys: KeyContext,
+        table: MutableMapping[Any, Any],
+        default: Any,
+        clock: Clock,
+        ttl: StateTtl,
     ) -> None:
         ValueState.__init__(self, name, keys, table, default)
         self._setup(clock, ttl)

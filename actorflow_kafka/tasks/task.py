@@ -213,6 +213,7 @@ class PartitionTask:
                 **{name: source.task_copy() for name, source in stage.side_inputs.items()},
             },
             incremental=True,
+            state_backend=job.flow.state_backend,
         )
         token = set_transaction(self.transaction)  # the actors' tasks copy it: sinks find it
         try:
