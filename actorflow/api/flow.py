@@ -194,7 +194,7 @@ class Flow:
             )
         except StateError as error:
             raise PlanError(str(error)) from None
-        if kind == "rocksdb" and importlib.util.find_spec("rocksdict") is None:
+        if kind == "rocksdb" and not _installed("rocksdict"):
             raise PlanError("the rocksdb state backend needs rocksdict: pip install 'actorflow[rocksdb]'")
         self.state_backend = config
         return self
@@ -525,6 +525,13 @@ class Flow:
             )
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(self.run())
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules as None: blocked
+        return False
 
 
 @contextlib.contextmanager

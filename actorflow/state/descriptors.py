@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "AggregateFunction",
     "AggregatingStateDescriptor",
+    "Codec",
     "ListStateDescriptor",
     "MapStateDescriptor",
     "ReducingStateDescriptor",
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: How a state's values are serialized off the heap (the RocksDB backend; the heap ignores it):
+#: None or ``"pickle"`` (the default), ``"json"`` (orjson: JSON-shaped values only, lists come back
+#: for tuples), or a ``(dumps, loads)`` pair of functions to and from bytes.
+Codec = str | tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | None
 ACC = TypeVar("ACC")
 OUT = TypeVar("OUT")
 
@@ -72,6 +77,16 @@ class StateDescriptor:
 
     name: str
 
+    @property
+    def value_codec(self) -> Codec:
+        """How the backend serializes this state's values (see :data:`Codec`); None: pickle."""
+        return getattr(self, "codec", None)
+
+    @property
+    def time_to_live(self) -> StateTtl | None:
+        """The state's :class:`StateTtl`, None for kinds without one."""
+        return getattr(self, "ttl", None)
+
 
 @dataclass(frozen=True)
 class StateTtl:
@@ -97,24 +112,31 @@ class StateTtl:
 @dataclass(frozen=True)
 class ValueStateDescriptor(StateDescriptor, Generic[T]):
     """One value per key; ``default`` is returned while nothing was stored (keep it immutable).
-    ``ttl``: see :class:`StateTtl`."""
+    ``ttl``: see :class:`StateTtl`; ``codec``: see :data:`Codec`.
+
+    >>> ValueStateDescriptor("profile", default={}, codec="json").codec
+    'json'
+    """
 
     default: Any = None
     ttl: StateTtl | None = None
+    codec: Codec = None
 
 
 @dataclass(frozen=True)
 class ListStateDescriptor(StateDescriptor, Generic[T]):
-    """A list of values per key (``ttl``: see :class:`StateTtl`)."""
+    """A list of values per key (``ttl``: see :class:`StateTtl`; ``codec``: see :data:`Codec`)."""
 
     ttl: StateTtl | None = None
+    codec: Codec = None
 
 
 @dataclass(frozen=True)
 class MapStateDescriptor(StateDescriptor):
-    """A dict per key (``ttl``: see :class:`StateTtl`)."""
+    """A dict per key (``ttl``: see :class:`StateTtl`; ``codec``: see :data:`Codec`)."""
 
     ttl: StateTtl | None = None
+    codec: Codec = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +144,7 @@ class ReducingStateDescriptor(StateDescriptor, Generic[T]):
     """One value per key, combined with each added value by ``reduce(old, new)``."""
 
     reduce: Callable[[Any, Any], Any]
+    codec: Codec = None
 
 
 @dataclass(frozen=True)
@@ -129,3 +152,4 @@ class AggregatingStateDescriptor(StateDescriptor):
     """One accumulator per key, maintained by an :class:`AggregateFunction`."""
 
     aggregate: AggregateFunction[Any, Any, Any]
+    codec: Codec = None

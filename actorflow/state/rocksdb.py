@@ -1,0 +1,372 @@
+"""Keyed state in an embedded RocksDB (``rocksdict``), behind a bounded cache of live objects.
+
+One RocksDB per operator instance, in a fresh directory (deleted when the instance closes), one
+column family per state. A state's table is a :class:`RocksDBTable`: a ``MutableMapping`` from key
+to value, whose keys are stored as :func:`~actorflow.state.keycodec.encode_key` (key group
+first) and values serialized by the state's codec (pickle by default; see
+:data:`~actorflow.state.descriptors.Codec`).
+
+*The cache.* A read deserializes the value into the cache, where it stays live: state handles and
+user code update lists, dicts and accumulators in place, as on the heap, so every cached entry is
+treated as dirty and written back (through one ``WriteBatch``) when it is evicted or flushed. The
+cache holds at most ``cache_size`` entries over all the instance's states; when it is full, the
+oldest entries are evicted (first in, first out), never the current key's (the operator's record or
+timer may still hold them). So an object read from state is live until the operator moves to
+another key: keep no reference to it beyond the record.
+
+*Snapshots* flush the cache and read every state back as plain dicts, the heap's format, so
+checkpoints and savepoints move between backends. RocksDB's own write-ahead log is off: the
+checkpoint, not this directory, is what a restore reads.
+
+>>> from actorflow.state.backends import StateBackendConfig
+>>> tables = RocksDBTables(StateBackendConfig("rocksdb", cache_entries=2), "doc", 0)
+>>> counts = tables.table("counts", None)
+>>> for key in "abcde":
+...     counts[key] = [key]
+>>> counts["a"].append("again")  # evicted and read back: a new live object, updated in place
+>>> sorted(tables.export({"counts": counts})["counts"].items())[0]
+('a', ['a', 'again'])
+>>> tables.close()
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import struct
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, MutableMapping
+from functools import partial
+from itertools import islice
+from typing import Any, Final
+
+import rocksdict
+
+from actorflow.errors import StateError
+from actorflow.state.backends import StateBackendConfig
+from actorflow.state.descriptors import Codec, StateDescriptor
+from actorflow.state.keycodec import decode_key, encode_key
+from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
+
+__all__ = ["RocksDBTable", "RocksDBTables", "value_codec"]
+
+_MISSING: Final[Any] = object()
+_EXPIRY = struct.Struct(">q")
+
+Dumps = Callable[[Any], bytes]
+Loads = Callable[[bytes], Any]
+
+
+def value_codec(codec: Codec, ttl: bool = False) -> tuple[Dumps, Loads]:
+    """The ``(dumps, loads)`` pair for a descriptor's ``codec``. A TTL state stores ``(value,
+    expires_at)``: pickle takes the pair as it is, another codec gets the value alone after eight
+    bytes of expiry.
+
+    >>> dumps, loads = value_codec("json", ttl=True)
+    >>> loads(dumps(({"n": 1}, 99)))
+    ({'n': 1}, 99)
+    """
+    if codec is None or codec == "pickle":
+        return partial(pickle.dumps, protocol=5), pickle.loads
+    dumps: Dumps
+    loads: Loads
+    if codec == "json":
+        import orjson  # only for states that ask for it
+
+        dumps, loads = orjson.dumps, orjson.loads
+    elif isinstance(codec, tuple) and len(codec) == 2 and callable(codec[0]) and callable(codec[1]):
+        dumps, loads = codec
+    else:
+        raise StateError(f"unknown state codec {codec!r}: use 'pickle', 'json' or a (dumps, loads) pair")
+    if not ttl:
+        return dumps, loads
+
+    def dumps_ttl(entry: tuple[Any, int]) -> bytes:
+        return _EXPIRY.pack(entry[1]) + dumps(entry[0])
+
+    def loads_ttl(data: bytes) -> tuple[Any, int]:
+        return loads(data[8:]), _EXPIRY.unpack_from(data)[0]
+
+    return dumps_ttl, loads_ttl
+
+
+def _remove(db: Any, families: list[list[Any]], path: str) -> None:
+    # Every column family object keeps the database open, and one dropped after its directory is
+    # gone stalls in RocksDB's destructor: let go of them all first, then close, then delete.
+    for family in families:
+        if family:
+            family[0].close()
+        family.clear()
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _options() -> Any:
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(8 << 20)
+    return options
+
+
+class RocksDBTables:
+    """One operator instance's RocksDB and the cache its states share (see the module docstring).
+
+    ``keys``: the instance's key context; the current key's entries are never evicted.
+    """
+
+    def __init__(
+        self,
+        config: StateBackendConfig,
+        operator: str,
+        index: int,
+        *,
+        max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+        keys: Any = None,
+    ) -> None:
+        if config.path is not None:
+            os.makedirs(config.path, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", operator)[:60]
+        #: The instance's own directory, deleted by :meth:`close` (or when this is collected).
+        self.path = tempfile.mkdtemp(prefix=f"actorflow-{name}-{index}-", dir=config.path)
+        options = _options()
+        options.set_db_write_buffer_size(64 << 20)  # all memtables together
+        self.db = rocksdict.Rdict(self.path, options)
+        self._write_options = rocksdict.WriteOptions()
+        self._write_options.disable_wal = True  # type: ignore[assignment,method-assign]
+        self.db.set_write_options(self._write_options)
+        #: ``[column family, handle]`` per state, shared with the tables (emptied on close).
+        self._families: list[list[Any]] = []
+        self._finalizer = weakref.finalize(self, _remove, self.db, self._families, self.path)
+        self.max_parallelism = max_parallelism
+        self.keys = keys
+        #: The cache's bound, in entries over all states, and how many it holds.
+        self.capacity = config.cache_size
+        self.cached = 0
+        self.tables: list[RocksDBTable] = []
+        #: Counters for metrics and tests: reads that found the entry cached, reads from the store.
+        self.hits = 0
+        self.misses = 0
+
+    def table(self, name: str, descriptor: StateDescriptor | None) -> MutableMapping[Any, Any]:
+        """A new, empty table for state ``name`` in its own column family."""
+        if self._finalizer.alive is False:
+            raise StateError(f"the state of {self.path} was closed")
+        family = [self.db.create_column_family(name, _options()), self.db.get_column_family_handle(name)]
+        self._families.append(family)
+        table = RocksDBTable(self, name, family)
+        if descriptor is not None:
+            table.declare(descriptor)
+        self.tables.append(table)
+        return table
+
+    def declare(self, table: MutableMapping[Any, Any], descriptor: StateDescriptor) -> None:
+        """``descriptor`` declares a table restored before it: its values take the declared codec."""
+        assert isinstance(table, RocksDBTable)
+        table.declare(descriptor)
+
+    def export(self, tables: dict[str, MutableMapping[Any, Any]]) -> dict[str, dict[Any, Any]]:
+        """Every state as a dict, read back after a flush (the heap's snapshot format)."""
+        return {name: dict(table.items()) for name, table in tables.items()}
+
+    def flush(self) -> None:
+        """Write every cached entry back (they stay cached)."""
+        for table in self.tables:
+            table.flush()
+
+    def write(self, batch: Any) -> None:
+        self.db.write(batch, self._write_options)
+
+    def make_room(self) -> None:
+        """Evict about an eighth of the cache, oldest first, from every state in proportion."""
+        target = max(1, self.capacity // 8)
+        total = self.cached
+        current = self.keys.current if self.keys is not None else _MISSING
+        for table in self.tables:
+            share = -(-len(table.cache) * target // total) if total else 0
+            if share:
+                table.evict(share, current)
+
+    def close(self) -> None:
+        """Close the store and delete its directory (idempotent). The tables are unusable after."""
+        self._finalizer()
+
+
+class RocksDBTable(MutableMapping[Any, Any]):
+    """One state's entries: cached live objects in front of a column family (see the module)."""
+
+    def __init__(self, owner: RocksDBTables, name: str, family: list[Any]) -> None:
+        self.owner = owner
+        self.name = name
+        #: ``[column family, handle]``: held only here and by the owner, which empties it on close.
+        self._family = family
+        #: key -> live value, oldest first.
+        self.cache: dict[Any, Any] = {}
+        self._max_parallelism = owner.max_parallelism
+        self.dumps, self.loads = value_codec(None)
+        self._codec: Codec = None
+
+    def declare(self, descriptor: StateDescriptor) -> None:
+        """Take the descriptor's codec; entries stored with another one are re-encoded."""
+        codec = descriptor.value_codec
+        if codec is None or codec == "pickle":
+            codec = None
+        if codec == self._codec:
+            return
+        dumps, loads = value_codec(codec, descriptor.time_to_live is not None)
+        entries = list(self.items())
+        self.dumps, self.loads, self._codec = dumps, loads, codec
+        batch = self._batch()
+        for key, value in entries:
+            batch.put(self._encode(key), dumps(value), self.handle)
+        self.owner.write(batch)
+
+    @property
+    def family(self) -> Any:
+        """The column family (an ``Rdict``)."""
+        if not self._family:
+            raise StateError(f"state {self.name!r} was used after its operator closed")
+        return self._family[0]
+
+    @property
+    def handle(self) -> Any:
+        """The column family's handle, for write batches."""
+        if not self._family:
+            raise StateError(f"state {self.name!r} was used after its operator closed")
+        return self._family[1]
+
+    def _encode(self, key: Any) -> bytes:
+        return encode_key(key, self._max_parallelism)
+
+    def _batch(self) -> Any:
+        return rocksdict.WriteBatch(raw_mode=True)
+
+    def _load(self, key: Any) -> Any:
+        value = self.cache.get(key, _MISSING)
+        if value is not _MISSING:
+            self.owner.hits += 1
+            return value
+        data = self.family.get(self._encode(key))
+        self.owner.misses += 1
+        if data is None:
+            return _MISSING
+        value = self.loads(data)
+        self._cache(key, value)
+        return value
+
+    def _cache(self, key: Any, value: Any) -> None:
+        self.cache[key] = value
+        owner = self.owner
+        owner.cached += 1
+        if owner.cached > owner.capacity:
+            owner.make_room()
+
+    def evict(self, count: int, current: Any) -> None:
+        """Write the ``count`` oldest cached entries back and drop them (not ``current``'s)."""
+        cache = self.cache
+        victims = list(islice((key for key in cache if key != current), count))
+        if not victims:
+            return
+        batch = self._batch()
+        dumps = self.dumps
+        for key in victims:
+            batch.put(self._encode(key), dumps(cache.pop(key)), self.handle)
+        self.owner.cached -= len(victims)
+        self.owner.write(batch)
+
+    def flush(self) -> None:
+        """Write every cached entry back; they stay cached (and live)."""
+        if not self.cache:
+            return
+        batch = self._batch()
+        dumps = self.dumps
+        for key, value in self.cache.items():
+            batch.put(self._encode(key), dumps(value), self.handle)
+        self.owner.write(batch)
+
+    # -- the mapping ----------------------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._load(key)
+        return default if value is _MISSING else value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._load(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self._load(key) is not _MISSING
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        cache = self.cache
+        if key in cache:
+            cache[key] = value
+        else:
+            self._cache(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if self.cache.pop(key, _MISSING) is not _MISSING:
+            self.owner.cached -= 1
+        else:
+            encoded = self._encode(key)
+            if self.family.get(encoded) is None:
+                raise KeyError(key)
+        self.family.delete(self._encode(key))
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        value = self._load(key)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        del self[key]
+        return value
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set many entries at once, written through one batch (a restore's bulk load); entries
+        already cached are replaced in the cache."""
+        items = other.items() if hasattr(other, "items") else other
+        batch = self._batch()
+        dumps = self.dumps
+        cache = self.cache
+        for key, value in items:
+            if key in cache:
+                cache[key] = value
+            else:
+                batch.put(self._encode(key), dumps(value), self.handle)
+        self.owner.write(batch)
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __len__(self) -> int:
+        self.flush()
+        return sum(1 for _ in self.family.keys())  # noqa: SIM118 (an Rdict is not iterable)
+
+    def __iter__(self) -> Iterator[Any]:
+        """The keys in store order (key group, then encoded key), after a flush."""
+        self.flush()
+        for data in self.family.keys():  # noqa: SIM118
+            yield decode_key(data)
+
+    def items(self) -> Iterator[tuple[Any, Any]]:  # type: ignore[override]
+        """``(key, value)`` in store order, after a flush: values are read back (copies of the
+        cached ones, which stay live)."""
+        self.flush()
+        loads = self.loads
+        for data, value in self.family.items():
+            yield decode_key(data), loads(value)
+
+    def values(self) -> Iterator[Any]:  # type: ignore[override]
+        return (value for _, value in self.items())
+
+    def clear(self) -> None:
+        self.owner.cached -= len(self.cache)
+        self.cache.clear()
+        batch = self._batch()
+        for data in self.family.keys():  # noqa: SIM118
+            batch.delete(data, self.handle)
+        self.owner.write(batch)
