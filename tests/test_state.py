@@ -29,6 +29,7 @@ from actorflow.state.keygroups import (
     operator_index,
     stable_hash,
 )
+from tests.state_backends import new_backend
 
 
 class Mean(AggregateFunction[float, tuple[float, int], float]):
@@ -50,7 +51,7 @@ def add(a: int, b: int) -> int:
 
 
 def test_value_state_with_default() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     count = backend.get_state(ValueStateDescriptor("count", default=0))
     backend.keys.current = "k"
     assert count.value() == 0
@@ -63,14 +64,14 @@ def test_value_state_with_default() -> None:
 
 
 def test_value_state_without_default_is_none() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     state = backend.get_state(ValueStateDescriptor("v"))
     backend.keys.current = 1
     assert state.value() is None
 
 
 def test_list_state() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     items = backend.get_list_state(ListStateDescriptor("items"))
     backend.keys.current = "k"
     assert items.get() == []
@@ -92,7 +93,7 @@ def test_list_state() -> None:
 
 
 def test_list_add_all_of_nothing_stores_no_entry() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     items = backend.get_list_state(ListStateDescriptor("items"))
     backend.keys.current = "k"
     items.add_all([])
@@ -101,7 +102,7 @@ def test_list_add_all_of_nothing_stores_no_entry() -> None:
 
 
 def test_map_state() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     seen = backend.get_map_state(MapStateDescriptor("seen"))
     backend.keys.current = "k"
     assert seen.is_empty()
@@ -131,7 +132,7 @@ def test_map_state() -> None:
 
 
 def test_reducing_state() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     total = backend.get_reducing_state(ReducingStateDescriptor("total", add))
     backend.keys.current = "k"
     assert total.get() is None
@@ -145,7 +146,7 @@ def test_reducing_state() -> None:
 
 
 def test_aggregating_state() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     mean = backend.get_aggregating_state(AggregatingStateDescriptor("mean", Mean()))
     backend.keys.current = "k"
     assert mean.get() is None
@@ -158,7 +159,7 @@ def test_aggregating_state() -> None:
 
 
 def test_state_is_scoped_to_the_current_key() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     value = backend.get_state(ValueStateDescriptor("v", default=0))
     items = backend.get_list_state(ListStateDescriptor("l"))
     table = backend.get_map_state(MapStateDescriptor("m"))
@@ -200,7 +201,7 @@ def test_state_is_scoped_to_the_current_key() -> None:
 
 
 def test_states_of_reads_one_keys_entries_whatever_the_current_key() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     value = backend.get_state(ValueStateDescriptor("v", default=0))
     items = backend.get_list_state(ListStateDescriptor("l"))
     table = backend.get_map_state(MapStateDescriptor("m"))
@@ -235,7 +236,7 @@ def test_states_of_reads_one_keys_entries_whatever_the_current_key() -> None:
 
 
 def test_two_handles_on_the_same_descriptor_share_the_entries() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     descriptor = ValueStateDescriptor("v", default=0)
     first, second = backend.get_state(descriptor), backend.get_state(descriptor)
     backend.keys.current = "k"
@@ -266,14 +267,14 @@ USES_WITHOUT_KEY: dict[str, Use] = {
 
 @pytest.mark.parametrize("use", USES_WITHOUT_KEY.values(), ids=USES_WITHOUT_KEY.keys())
 def test_state_without_a_current_key_raises_state_error(use: Use) -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     assert backend.keys.current is NO_KEY
     with pytest.raises(StateError, match="without a current key"):
         use(backend)
 
 
 def test_state_after_the_key_is_reset_raises_state_error() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     state = backend.get_state(ValueStateDescriptor("v"))
     backend.keys.current = "k"
     state.update(1)
@@ -299,7 +300,7 @@ def test_redeclaring_a_name_with_another_descriptor_raises_state_error(first: An
         MapStateDescriptor: KeyedStateBackend.get_map_state,
         ReducingStateDescriptor: KeyedStateBackend.get_reducing_state,
     }
-    backend = KeyedStateBackend()
+    backend = new_backend()
     getters[type(first)](backend, first)
     with pytest.raises(StateError, match="already declared"):
         getters[type(second)](backend, second)
@@ -310,7 +311,7 @@ def test_redeclaring_a_name_with_another_descriptor_raises_state_error(first: An
 
 
 def filled_backend(keys: list[Any], max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> KeyedStateBackend:
-    backend = KeyedStateBackend(max_parallelism)
+    backend = new_backend(max_parallelism)
     value = backend.get_state(ValueStateDescriptor("v"))
     items = backend.get_list_state(ListStateDescriptor("l"))
     for n, key in enumerate(keys):
@@ -345,7 +346,7 @@ def test_restore_loads_only_the_owned_key_groups(parallelism: int) -> None:
     snapshot = filled_backend(KEYS, max_p).snapshot()
     instances = []
     for index in range(parallelism):
-        backend = KeyedStateBackend(max_p)
+        backend = new_backend(max_p)
         value = backend.get_state(ValueStateDescriptor("v"))
         items = backend.get_list_state(ListStateDescriptor("l"))
         backend.restore(snapshot, key_group_range(index, max_p, parallelism))
@@ -364,7 +365,7 @@ def test_restore_loads_only_the_owned_key_groups(parallelism: int) -> None:
 
 
 def test_snapshot_is_not_changed_by_later_updates() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     items = backend.get_list_state(ListStateDescriptor("l"))
     table = backend.get_map_state(MapStateDescriptor("m"))
     backend.keys.current = "k"
@@ -380,7 +381,7 @@ def test_snapshot_is_not_changed_by_later_updates() -> None:
 
 def test_state_restored_from_a_snapshot_does_not_change_it() -> None:
     snapshot = filled_backend(["k"]).snapshot()
-    backend = KeyedStateBackend()
+    backend = new_backend()
     items = backend.get_list_state(ListStateDescriptor("l"))
     backend.restore(snapshot, range(DEFAULT_MAX_PARALLELISM))
     backend.keys.current = "k"

@@ -8,7 +8,10 @@ runs them again with ``ACTORFLOW_STATE_BACKEND=rocksdb``); this file holds what 
 from __future__ import annotations
 
 import operator
+import os
 import pickle
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from actorflow.state.descriptors import (
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.keyed import KeyContext, KeyedStateBackend
 from actorflow.state.keygroups import key_group
-from actorflow.state.rocksdb import RocksDBTables
+from actorflow.state.rocksdb import PREFIX, RocksDBTables, sweep_stale
 from actorflow.time.clock import ManualClock
 from tests.faults import StoppingSource
 
@@ -342,3 +345,25 @@ def test_choosing_rocksdb_without_rocksdict_is_a_one_line_error(monkeypatch: pyt
         open_tables(StateBackendConfig("rocksdb"), "op", 0)
     with pytest.raises(PlanError, match="unknown state backend 'lmdb'"):
         Flow("f").set_state_backend("lmdb")
+
+
+def test_a_killed_processs_directories_are_deleted_by_the_next_process(tmp_path: Path) -> None:
+    """SIGKILL leaves an instance's directory behind; the next process that opens RocksDB state
+    in the same place deletes it (its owner is gone), and keeps those of live processes."""
+    script = (
+        "import os, signal\n"
+        "from actorflow.state.backends import StateBackendConfig\n"
+        "from actorflow.state.rocksdb import PREFIX, RocksDBTables, sweep_stale\n"
+        f"tables = RocksDBTables(StateBackendConfig('rocksdb', path={str(tmp_path)!r}), 'killed', 0)\n"
+        "tables.table('n', None)['k'] = 1\n"
+        "tables.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=False)
+    assert done.returncode == -signal.SIGKILL
+    left = [path.name for path in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(PREFIX)
+    live = tmp_path / f"{PREFIX}{os.getpid()}-mine-0-x"
+    live.mkdir()
+    assert sweep_stale(str(tmp_path)) == left
+    assert [path.name for path in tmp_path.iterdir()] == [live.name]

@@ -20,17 +20,17 @@ from actorflow import (
     ValueStateDescriptor,
 )
 from actorflow.errors import StateError
-from actorflow.operators.base import OperatorContext
 from actorflow.operators.process import KeyedProcessOperator
 from actorflow.runtime.messages import Batch
 from actorflow.state.keyed import KeyedStateBackend
 from actorflow.state.ttl import PURGE_EVERY
+from tests.state_backends import new_backend, operator_context
 
 TTL = StateTtl(1_000)
 
 
 def backend_on(clock: ManualClock) -> KeyedStateBackend:
-    backend = KeyedStateBackend(clock=clock)
+    backend = new_backend(clock=clock)
     backend.keys.current = "card"
     return backend
 
@@ -130,7 +130,7 @@ class Remember(KeyedProcessFunction[tuple[str, int], Any]):
 
 def remembering(clock: ManualClock) -> KeyedProcessOperator:
     operator = KeyedProcessOperator("remember", Remember(), itemgetter(0))
-    operator.open(OperatorContext("remember", clock=clock, checkpointing=True))
+    operator.open(operator_context("remember", clock=clock, checkpointing=True))
     return operator
 
 
@@ -148,7 +148,7 @@ def test_an_entry_keeps_its_expiry_across_a_checkpoint_and_restore() -> None:
 
 
 def test_the_same_state_cannot_be_declared_with_another_ttl() -> None:
-    backend = KeyedStateBackend()
+    backend = new_backend()
     backend.get_state(ValueStateDescriptor("v", ttl=TTL))
     with pytest.raises(StateError, match="already declared"):
         backend.get_state(ValueStateDescriptor("v", ttl=StateTtl(5)))

@@ -51,7 +51,7 @@ from actorflow.state.descriptors import Codec, StateDescriptor
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 
-__all__ = ["RocksDBTable", "RocksDBTables", "value_codec"]
+__all__ = ["PREFIX", "RocksDBTable", "RocksDBTables", "sweep_stale", "value_codec"]
 
 _MISSING: Final[Any] = object()
 _EXPIRY = struct.Struct(">q")
@@ -104,6 +104,42 @@ def _remove(db: Any, families: list[list[Any]], path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+#: The prefix of an instance's directory: ``actorflow-rocksdb-<pid>-<operator>-<index>-<random>``.
+PREFIX: Final = "actorflow-rocksdb-"
+_OWNER = re.compile(re.escape(PREFIX) + r"(\d+)-")
+_swept: set[str] = set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
+def sweep_stale(base: str) -> list[str]:
+    """Delete the instance directories in ``base`` whose process is gone (killed: it could not
+    delete them itself); return their names. Directories of live processes stay.
+
+    >>> import tempfile
+    >>> base = tempfile.mkdtemp()
+    >>> os.mkdir(os.path.join(base, PREFIX + "999999999-op-0-x"))
+    >>> sweep_stale(base)
+    ['actorflow-rocksdb-999999999-op-0-x']
+    """
+    removed = []
+    with os.scandir(base) as entries:
+        for entry in entries:
+            owner = _OWNER.match(entry.name)
+            if owner is not None and entry.is_dir() and not _alive(int(owner.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+    return removed
+
+
 def _options() -> Any:
     options = rocksdict.Options(raw_mode=True)
     options.create_if_missing(True)
@@ -126,11 +162,15 @@ class RocksDBTables:
         max_parallelism: int = DEFAULT_MAX_PARALLELISM,
         keys: Any = None,
     ) -> None:
-        if config.path is not None:
-            os.makedirs(config.path, exist_ok=True)
+        base = config.path if config.path is not None else tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        if base not in _swept:  # once per process and directory
+            _swept.add(base)
+            sweep_stale(base)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", operator)[:60]
-        #: The instance's own directory, deleted by :meth:`close` (or when this is collected).
-        self.path = tempfile.mkdtemp(prefix=f"actorflow-{name}-{index}-", dir=config.path)
+        #: The instance's own directory, deleted by :meth:`close` (or when this is collected); one
+        #: a killed process left is deleted by the next process that opens state in ``base``.
+        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{name}-{index}-", dir=base)
         options = _options()
         options.set_db_write_buffer_size(64 << 20)  # all memtables together
         self.db = rocksdict.Rdict(self.path, options)
