@@ -143,7 +143,7 @@ def test_the_current_keys_entries_are_never_evicted_under_it(tmp_path: Path) -> 
 
 def test_every_state_kind_and_the_lookups_from_outside_work_on_rocksdb(tmp_path: Path) -> None:
     backend, _ = rocksdb_backend(tmp_path, cache_entries=3)
-    value = backend.get_state(ValueStateDescriptor("value", default=0))
+    value = backend.get_state(ValueStateDescriptor("default", default=0))  # RocksDB has a "default"
     values = backend.get_list_state(ListStateDescriptor("list"))
     mapping = backend.get_map_state(MapStateDescriptor("map"))
     total = backend.get_reducing_state(ReducingStateDescriptor("total", operator.add))
@@ -159,7 +159,7 @@ def test_every_state_kind_and_the_lookups_from_outside_work_on_rocksdb(tmp_path:
     mapping.remove(0)
     assert values.get() == list(range(1, 40, 5))
     assert (total.get(), mean.get()) == (sum(range(1, 40, 5)), sum(range(1, 40, 5)) / 8)
-    assert sorted(backend.keys_in("value")) == [0, 1, 2, 3, 4]
+    assert sorted(backend.keys_in("default")) == [0, 1, 2, 3, 4]
     assert backend.states_of(1)["map"] == {1: 31, 2: 26}
     entry = backend.entry_of(2)
     restored, _ = rocksdb_backend(tmp_path / "again")

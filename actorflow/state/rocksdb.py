@@ -194,7 +194,11 @@ class RocksDBTables:
         """A new, empty table for state ``name`` in its own column family."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
-        family = [self.db.create_column_family(name, _options()), self.db.get_column_family_handle(name)]
+        column = "state:" + name  # apart from RocksDB's "default" and from what comes later (timers)
+        family = [
+            self.db.create_column_family(column, _options()),
+            self.db.get_column_family_handle(column),
+        ]
         self._families.append(family)
         table = RocksDBTable(self, name, family)
         if descriptor is not None:
