@@ -287,9 +287,10 @@ def _profile_flow(
     rocks: Path,
 ) -> tuple[Flow, StoppingSource]:
     flow = Flow("profiles", parallelism=2, batch_size=25)
-    flow.set_state_backend(
-        backend, path=rocks, cache_entries=8
-    ) if backend == "rocksdb" else flow.set_state_backend()
+    if backend == "rocksdb":
+        flow.set_state_backend("rocksdb", path=rocks, cache_entries=8)
+    else:  # the heap, whatever $ACTORFLOW_STATE_BACKEND says
+        flow.set_state_backend("heap")
     flow.enable_checkpointing(checkpoints)
     source = StoppingSource(records, flow, stop_at)
     flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
