@@ -205,8 +205,12 @@ class Faults:
         if self.process_after is None:
             return
         self.seen += 1
-        has_output = self.sink is None or self.sink.uncommitted > 0
-        if self.seen >= self.process_after and has_output:
+        if self.sink is None or self.sink.uncommitted > 0:
+            self.fire_if_due()
+
+    def fire_if_due(self) -> None:
+        """Raise the processing fault once ``after`` records went through since it was armed."""
+        if self.process_after is not None and self.seen >= self.process_after:
             self.process_after = None
             self.raised.append("process")
             raise RuntimeError("injected fault in processing")
@@ -225,6 +229,13 @@ class FaultySink(KafkaSink):
     @property
     def uncommitted(self) -> int:
         return self.records_written - self._acknowledged_at_completion[0]
+
+    async def write_async(self, values: list[Any]) -> None:
+        await super().write_async(values)
+        # A processing fault that came due while every batch was written and committed before
+        # the next one came (batches slower than the checkpoints: no output was open at any
+        # check) fires here, right after results went into the open transaction.
+        self.faults.fire_if_due()
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.faults.commit_armed:
