@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator
+from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.checkpoint.storage import CheckpointInfo, MemoryStorage
 from actorflow.errors import CheckpointError
 from actorflow.time.clock import ManualClock
@@ -273,3 +274,55 @@ async def test_a_finished_participant_hears_when_the_final_checkpoint_fails() ->
     with pytest.raises(CheckpointError, match="disk full"):
         await coordinator.complete_final()
     assert [event for event, _ in finished.events] == ["aborted"]
+
+
+async def test_a_snapshot_part_is_stored_when_its_data_is_ready_with_its_files(tmp_path: Any) -> None:
+    coordinator, source, _, _ = make()
+    sst = tmp_path / "000012.sst"
+    sst.write_bytes(b"s" * 1000)
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    assert coordinator.kind_of(checkpoint_id) == "checkpoint"
+    data: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": SnapshotPart(data, {"db/000012.sst": str(sst)})})
+    coordinator.acknowledge(checkpoint_id, "b", {"b/0": SnapshotPart(b"22")})
+    await asyncio.sleep(0)
+    assert not triggered.done()  # the part's data is still being made
+    data.set_result(b"forked")
+    info = await triggered
+    assert sorted(info.parts) == ["a/0", "b/0"] and list(info.shared) == ["db/000012.sst"]
+    assert coordinator.stats.history[0][3] == len(b"forked") + 2 + 1000
+    loaded = coordinator.restore_point()
+    assert loaded is not None and loaded.parts["a/0"] == b"forked"
+    # The next checkpoint lists the file again without copying it: it costs its own bytes only.
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": SnapshotPart(b"meta", {"db/000012.sst": str(sst)})})
+    coordinator.acknowledge(checkpoint_id, "b", {"b/0": b"22"})
+    info = await triggered
+    assert list(info.shared) == ["db/000012.sst"] and coordinator.stats.history[1][3] == 6
+
+
+async def test_a_snapshot_part_whose_data_fails_aborts_the_checkpoint() -> None:
+    coordinator, source, listener, _ = make()
+    triggered = asyncio.create_task(coordinator.trigger())
+    checkpoint_id = await source.next_request()
+
+    async def failing() -> bytes:
+        raise RuntimeError("the child died")
+
+    coordinator.acknowledge(checkpoint_id, "a", {"a/0": SnapshotPart(failing())})
+    coordinator.acknowledge(checkpoint_id, "b", {"b/0": b"1"})
+    with pytest.raises(CheckpointError, match="the child died"):
+        await triggered
+    assert listener.events == [("aborted", checkpoint_id)]
+
+
+async def test_a_savepoint_in_progress_is_known_as_one() -> None:
+    coordinator, source, _, _ = make()
+    triggered = asyncio.create_task(coordinator.trigger("savepoint"))
+    checkpoint_id = await source.next_request()
+    assert coordinator.kind_of(checkpoint_id) == "savepoint"
+    coordinator.acknowledge(checkpoint_id, "a", {})
+    coordinator.acknowledge(checkpoint_id, "b", {})
+    assert (await triggered).kind == "savepoint"

@@ -289,3 +289,98 @@ def test_clean_never_deletes_a_savepoint_whose_manifest_is_damaged(
         "skipping savepoint 2: unreadable manifest" in caplog.text
         and "(kept: delete it by hand)" in caplog.text
     )
+
+
+# -- shared files (incremental checkpoints) -------------------------------------------------------
+
+
+def _file(directory: Path, name: str, data: bytes) -> Path:
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_shared_file_is_copied_once_and_listed_by_every_checkpoint_that_needs_it(
+    open_storage: Factory, tmp_path: Path
+) -> None:
+    storage = open_storage(retain=2)
+    first = _file(tmp_path, "1.sst", b"one" * 100)
+    second = _file(tmp_path, "2.sst", b"two" * 10)
+    assert storage.write_shared(1, "db/1.sst", first) == 300
+    storage.write_part(1, "op/0", b"meta")
+    storage.commit(1)
+    assert storage.write_shared(2, "db/1.sst", first) == 0  # already stored: not copied again
+    assert storage.write_shared(2, "db/2.sst", second) == 30
+    storage.write_part(2, "op/0", b"meta")
+    info = storage.commit(2)
+    assert sorted(info.shared) == ["db/1.sst", "db/2.sst"]
+    assert info.shared["db/1.sst"]["size"] == 300
+    loaded = storage.load_latest()
+    assert loaded is not None and loaded.files is not None
+    loaded.files.copy("db/1.sst", tmp_path / "restored")
+    assert (tmp_path / "restored").read_bytes() == b"one" * 100
+
+
+def test_a_shared_file_goes_when_no_kept_checkpoint_lists_it(open_storage: Factory, tmp_path: Path) -> None:
+    storage = open_storage(retain=1)
+    old = _file(tmp_path, "old.sst", b"old")
+    kept = _file(tmp_path, "kept.sst", b"kept")
+    storage.write_shared(1, "db/old.sst", old)
+    storage.write_shared(1, "db/kept.sst", kept)
+    storage.commit(1)
+    storage.write_shared(2, "db/kept.sst", kept)
+    storage.commit(2)  # prunes checkpoint 1, and the file only it listed
+    assert storage._shared_keys() == {"db/kept.sst"}
+    reopened = open_storage(retain=1)  # a restart: what is stored is known from the manifests
+    assert reopened.write_shared(3, "db/kept.sst", kept) == 0
+    reopened.abort(3)
+    assert reopened._shared_keys() == {"db/kept.sst"}
+
+
+def test_an_aborted_checkpoint_leaves_no_shared_file_behind(open_storage: Factory, tmp_path: Path) -> None:
+    storage = open_storage()
+    storage.write_shared(1, "db/1.sst", _file(tmp_path, "1.sst", b"x"))
+    storage.abort(1)
+    assert storage._shared_keys() == set()
+    assert storage.completed() == []
+
+
+def test_a_savepoint_keeps_its_shared_files_whatever_is_pruned(
+    open_storage: Factory, tmp_path: Path
+) -> None:
+    storage = open_storage(retain=1)
+    sst = _file(tmp_path, "1.sst", b"sst")
+    storage.write_shared(1, "db/1.sst", sst)
+    storage.commit(1)
+    assert storage.write_shared(2, "db/1.sst", sst, kind="savepoint") == 3  # copied into itself
+    storage.commit(2, kind="savepoint")
+    for checkpoint_id in (3, 4):
+        write(storage, checkpoint_id)
+        storage.commit(checkpoint_id)
+    assert storage._shared_keys() == set()
+    savepoint = storage.load(storage.completed()[0])
+    assert savepoint.info.kind == "savepoint" and savepoint.files is not None
+    savepoint.files.copy("db/1.sst", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == b"sst"
+
+
+def test_a_damaged_or_missing_shared_file_is_found(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    storage.write_shared(1, "db/1.sst", _file(tmp_path, "1.sst", b"good"))
+    storage.commit(1)
+    stored = tmp_path / "checkpoints" / "shared" / "db" / "1.sst"
+    stored.write_bytes(b"evil")
+    files = storage.load(storage.completed()[0]).files
+    assert files is not None
+    with pytest.raises(CorruptCheckpointError, match="does not match its checksum"):
+        files.path("db/1.sst")
+    stored.unlink()
+    with pytest.raises(CorruptCheckpointError, match="lacks 1 shared files"):
+        storage.load(storage.completed()[0])
+    assert storage.load_latest() is None
+
+
+def test_shared_keys_are_checked(open_storage: Factory, tmp_path: Path) -> None:
+    storage = open_storage()
+    with pytest.raises(ValueError, match="not a shared file key"):
+        storage.write_shared(1, "../escape", _file(tmp_path, "x", b"x"))

@@ -399,6 +399,7 @@ class Flow:
                     restore=restore.parts if restore is not None else None,
                     metrics=self.metrics,
                     state_backend=self.state_backend,
+                    restored_files=restore.files if restore is not None else None,
                 )
                 self._actors = actors
                 if self._draining:  # asked while starting or restarting

@@ -46,6 +46,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
 from actorflow.errors import CheckpointError
 from actorflow.time.clock import Clock, SystemClock
@@ -301,8 +302,18 @@ class CheckpointCoordinator:
         finally:
             timeout.cancel()
 
-    def acknowledge(self, checkpoint_id: int, actor: str, parts: dict[str, bytes]) -> None:
-        """``actor`` has snapshotted for ``checkpoint_id``: store its parts (in a worker thread)."""
+    def kind_of(self, checkpoint_id: int) -> str:
+        """``"savepoint"`` if ``checkpoint_id`` is a savepoint in progress, else ``"checkpoint"``."""
+        pending = self._pending
+        if pending is not None and pending.checkpoint_id == checkpoint_id:
+            return pending.kind
+        return "checkpoint"
+
+    def acknowledge(
+        self, checkpoint_id: int, actor: str, parts: dict[str, bytes] | dict[str, bytes | SnapshotPart]
+    ) -> None:
+        """``actor`` has snapshotted for ``checkpoint_id``: store its parts (in worker threads;
+        a :class:`SnapshotPart`'s data is awaited first, and its shared files are stored too)."""
         pending = self._pending
         if pending is None or pending.checkpoint_id != checkpoint_id:
             return  # an aborted checkpoint's late acknowledgement
@@ -313,9 +324,12 @@ class CheckpointCoordinator:
         if not pending.waiting:
             self._spawn(self._complete(pending))
 
-    def _write(self, pending: _Pending, parts: dict[str, bytes]) -> None:
+    def _write(self, pending: _Pending, parts: dict[str, bytes] | dict[str, bytes | SnapshotPart]) -> None:
         """Write ``parts`` into ``pending``'s checkpoint, in worker threads."""
         for name, data in parts.items():
+            if isinstance(data, SnapshotPart):
+                pending.writes.append(asyncio.ensure_future(self._write_snapshot_part(pending, name, data)))
+                continue
             pending.size += len(data)
             pending.writes.append(
                 asyncio.ensure_future(
@@ -324,6 +338,25 @@ class CheckpointCoordinator:
                     )
                 )
             )
+
+    async def _write_snapshot_part(self, pending: _Pending, name: str, part: SnapshotPart) -> None:
+        storage, checkpoint_id, kind = self.storage, pending.checkpoint_id, pending.kind
+        shared = [
+            asyncio.ensure_future(
+                asyncio.to_thread(storage.write_shared, checkpoint_id, key, path, kind=kind)
+            )
+            for key, path in part.shared.items()
+        ]
+        try:
+            data = part.data if isinstance(part.data, bytes) else await part.data
+            pending.size += len(data)
+            await asyncio.to_thread(storage.write_part, checkpoint_id, name, data, kind=kind)
+            for copied in await asyncio.gather(*shared):
+                pending.size += copied
+        finally:  # none left running when this one is cancelled (an abort) or fails
+            for write in shared:
+                write.cancel()
+            await asyncio.gather(*shared, return_exceptions=True)
 
     def decline(self, checkpoint_id: int, reason: str) -> None:
         """A participant cannot take part in ``checkpoint_id``: abort it."""

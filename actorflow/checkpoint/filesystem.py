@@ -1,12 +1,13 @@
 """Checkpoints in a directory: the embedded default.
 
 Layout: one directory per checkpoint, ``chk-0000000012`` (or ``sp-0000000012`` for a savepoint),
-holding one file per part and ``MANIFEST.json``. Every file is written to a temporary name, flushed
-to disk (``fsync``) and renamed into place, and the directory is synced after the rename, so a crash
-leaves either the old state or the new one. The manifest is written last: a directory without one is
-an incomplete checkpoint (cleaned up by :meth:`~actorflow.checkpoint.storage.CheckpointStorage.clean`),
-and a part whose bytes do not match the manifest's SHA-256 makes the checkpoint unusable, so a restore
-falls back to the one before.
+holding one file per part and ``MANIFEST.json``; the files checkpoints share go in ``shared/`` (a
+savepoint's in its own ``shared/``), each under its key as a relative path. Every file is written
+to a temporary name, flushed to disk (``fsync``) and renamed into place, and the directory is
+synced after the rename, so a crash leaves either the old state or the new one. The manifest is
+written last: a directory without one is an incomplete checkpoint (cleaned up by
+:meth:`~actorflow.checkpoint.storage.CheckpointStorage.clean`), and a part whose bytes do not match
+the manifest's SHA-256 makes the checkpoint unusable, so a restore falls back to the one before.
 
 >>> import tempfile
 >>> storage = FileSystemStorage(tempfile.mkdtemp())
@@ -24,12 +25,18 @@ import re
 import shutil
 from pathlib import Path
 
-from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, LoadedCheckpoint
+from actorflow.checkpoint.storage import (
+    CheckpointInfo,
+    CheckpointStorage,
+    LoadedCheckpoint,
+    file_checksum,
+)
 from actorflow.errors import CorruptCheckpointError
 
 __all__ = ["FileSystemStorage", "sync_directory", "write_atomically"]
 
 MANIFEST = "MANIFEST.json"
+SHARED = "shared"
 _PREFIX = {"checkpoint": "chk", "savepoint": "sp"}
 _DIRECTORY = re.compile(r"^(chk|sp)-(\d{10})$")
 
@@ -152,3 +159,52 @@ class FileSystemStorage(CheckpointStorage):
 
     def _ids(self) -> set[int]:
         return set(self._directories())
+
+    def _shared_root(self, savepoint: int | None) -> Path:
+        if savepoint is None:
+            return self.directory / SHARED
+        return self.path_of(savepoint, "savepoint") / SHARED
+
+    def _put_shared(self, checkpoint_id: int | None, key: str, source: str) -> tuple[int, str]:
+        path = self._shared_root(checkpoint_id) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        sync_directory(path.parent)
+        return file_checksum(path)
+
+    def _shared_path(self, info: CheckpointInfo, key: str) -> str | None:
+        savepoint = info.checkpoint_id if info.kind == "savepoint" else None
+        path = self._shared_root(savepoint) / key
+        if not path.is_file():
+            raise CorruptCheckpointError(
+                f"shared file {key!r} of checkpoint {info.checkpoint_id} is missing"
+            )
+        return str(path)
+
+    def _copy_shared(self, info: CheckpointInfo, key: str, dest: str) -> None:
+        source = self._shared_path(info, key)
+        assert source is not None
+        shutil.copyfile(source, dest)
+
+    def _shared_keys(self) -> set[str]:
+        root = self.directory / SHARED
+        if not root.is_dir():
+            return set()
+        return {
+            path.relative_to(root).as_posix()
+            for path in root.rglob("*")
+            if path.is_file() and not path.name.endswith(".tmp")
+        }
+
+    def _drop_shared(self, key: str) -> None:
+        path = self.directory / SHARED / key
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        root = self.directory / SHARED
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()  # directories that held only dropped files
+            parent = parent.parent

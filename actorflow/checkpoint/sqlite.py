@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 
-from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage
+from actorflow.checkpoint.storage import CheckpointInfo, CheckpointStorage, checksum
 from actorflow.errors import CorruptCheckpointError
 
 __all__ = ["SqliteStorage"]
@@ -34,7 +34,15 @@ CREATE TABLE IF NOT EXISTS manifests (
     checkpoint_id INTEGER PRIMARY KEY,
     manifest BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shared (
+    owner INTEGER NOT NULL,  -- a savepoint's id, or -1: the space checkpoints share
+    key TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 """
+
+_CHECKPOINTS = -1
 
 
 class SqliteStorage(CheckpointStorage):
@@ -88,6 +96,7 @@ class SqliteStorage(CheckpointStorage):
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
             self._db.execute("DELETE FROM parts WHERE checkpoint_id = ?", (checkpoint_id,))
+            self._db.execute("DELETE FROM shared WHERE owner = ?", (checkpoint_id,))
             self._db.execute("COMMIT")
 
     def _ids(self) -> set[int]:
@@ -96,3 +105,31 @@ class SqliteStorage(CheckpointStorage):
                 "SELECT checkpoint_id FROM parts UNION SELECT checkpoint_id FROM manifests"
             ).fetchall()
         return {int(row[0]) for row in rows}
+
+    def _put_shared(self, checkpoint_id: int | None, key: str, source: str) -> tuple[int, str]:
+        with open(source, "rb") as file:
+            data = file.read()
+        owner = _CHECKPOINTS if checkpoint_id is None else checkpoint_id
+        self._write("INSERT OR REPLACE INTO shared VALUES (?, ?, ?)", owner, key, data)
+        return len(data), checksum(data)
+
+    def _copy_shared(self, info: CheckpointInfo, key: str, dest: str) -> None:
+        owner = info.checkpoint_id if info.kind == "savepoint" else _CHECKPOINTS
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM shared WHERE owner = ? AND key = ?", (owner, key)
+            ).fetchone()
+        if row is None:
+            raise CorruptCheckpointError(
+                f"shared file {key!r} of checkpoint {info.checkpoint_id} is missing"
+            )
+        with open(dest, "wb") as file:
+            file.write(row[0])
+
+    def _shared_keys(self) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM shared WHERE owner = ?", (_CHECKPOINTS,)).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def _drop_shared(self, key: str) -> None:
+        self._write("DELETE FROM shared WHERE owner = ? AND key = ?", _CHECKPOINTS, key)

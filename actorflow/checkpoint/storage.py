@@ -10,6 +10,13 @@ removes. Reading a part checks it against the manifest, so a damaged file is fou
 Checkpoints (``kind="checkpoint"``) beyond the newest ``retain`` are deleted at each commit;
 savepoints (``kind="savepoint"``) are kept until deleted by hand.
 
+*Shared files* make checkpoints incremental: a part may come with files that later checkpoints
+share (a RocksDB checkpoint's SST files, immutable once written). :meth:`CheckpointStorage.write_shared`
+stores a file under a key unless the storage already holds that key, and the manifest lists every
+shared key the checkpoint needs (``shared``: size and SHA-256 each), copied or not. A shared file is
+deleted when no checkpoint or savepoint kept any more lists it. A savepoint copies its shared files
+into itself: it is self-contained, whatever is pruned.
+
 A manifest is checked whole before it is trusted: a schema (every field of the right type, a known
 kind, the id it is stored under, each part with exactly a size and a SHA-256) and a SHA-256 of the
 manifest itself (``manifest_sha256``; manifests written before it existed are checked by the schema
@@ -34,7 +41,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -42,7 +51,15 @@ from typing import Any
 
 from actorflow.errors import CheckpointError, CorruptCheckpointError
 
-__all__ = ["CheckpointInfo", "CheckpointStorage", "LoadedCheckpoint", "MemoryStorage"]
+__all__ = [
+    "CheckpointInfo",
+    "CheckpointStorage",
+    "LoadedCheckpoint",
+    "MemoryStorage",
+    "SharedFiles",
+    "file_checksum",
+    "is_shared_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +76,8 @@ class CheckpointInfo:
     #: ``{part name: {"size": int, "sha256": str}}``
     parts: dict[str, dict[str, Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: ``{shared key: {"size": int, "sha256": str}}``: the shared files this checkpoint needs.
+    shared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """The manifest: its fields and ``manifest_sha256``, the SHA-256 of the fields' canonical
@@ -70,6 +89,8 @@ class CheckpointInfo:
             "parts": self.parts,
             "metadata": self.metadata,
         }
+        if self.shared:  # manifests without shared files read as before
+            fields["shared"] = self.shared
         return json.dumps({**fields, _SEAL: _seal(fields)}, sort_keys=True).encode()
 
     @classmethod
@@ -98,13 +119,20 @@ class CheckpointInfo:
         if problem is not None:
             raise CorruptCheckpointError(f"damaged manifest: {problem}")
         return cls(
-            raw["checkpoint_id"], raw["kind"], raw["created_ms"], raw["parts"], raw.get("metadata") or {}
+            raw["checkpoint_id"],
+            raw["kind"],
+            raw["created_ms"],
+            raw["parts"],
+            raw.get("metadata") or {},
+            raw.get("shared") or {},
         )
 
 
 _SEAL = "manifest_sha256"
-_FIELDS = {"checkpoint_id", "kind", "created_ms", "parts", "metadata"}
+_FIELDS = {"checkpoint_id", "kind", "created_ms", "parts", "metadata", "shared"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: A shared file's key: ``/``-separated segments of letters, digits, ``.``, ``_`` and ``-``.
+_SHARED_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 
 
 def _seal(fields: dict[str, Any]) -> str:
@@ -113,6 +141,27 @@ def _seal(fields: dict[str, Any]) -> str:
 
 def _is_int(value: Any) -> bool:
     return type(value) is int
+
+
+def _is_size_and_checksum(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"size", "sha256"}
+        and _is_int(entry["size"])
+        and entry["size"] >= 0
+        and isinstance(entry["sha256"], str)
+        and _SHA256.match(entry["sha256"]) is not None
+    )
+
+
+def is_shared_key(key: str) -> bool:
+    """Whether ``key`` may name a shared file: ``/``-separated segments of letters, digits, ``.``,
+    ``_`` and ``-``, none starting with a dot (so no segment is ``..``).
+
+    >>> is_shared_key("rocksdb/3f2a/000012.sst"), is_shared_key("../etc"), is_shared_key("a//b")
+    (True, False, False)
+    """
+    return _SHARED_KEY.match(key) is not None
 
 
 def _schema_problem(raw: dict[str, Any]) -> str | None:
@@ -125,18 +174,15 @@ def _schema_problem(raw: dict[str, Any]) -> str | None:
         return f"kind {raw['kind']!r}, expected one of {', '.join(KINDS)}"
     if not _is_int(raw["created_ms"]):
         return f"created_ms {raw['created_ms']!r}"
-    if not isinstance(raw["parts"], dict):
-        return "parts is not an object"
-    for name, part in raw["parts"].items():
-        if (
-            not isinstance(part, dict)
-            or set(part) != {"size", "sha256"}
-            or not _is_int(part["size"])
-            or part["size"] < 0
-            or not isinstance(part["sha256"], str)
-            or not _SHA256.match(part["sha256"])
-        ):
-            return f"part {name!r} is {part!r}, expected a size and a sha256"
+    for field_name in ("parts", "shared"):
+        entries = raw.get(field_name, {})
+        if not isinstance(entries, dict):
+            return f"{field_name} is not an object"
+        for name, part in entries.items():
+            if not _is_size_and_checksum(part):
+                return f"{field_name[:-1]} {name!r} is {part!r}, expected a size and a sha256"
+            if field_name == "shared" and not is_shared_key(name):
+                return f"shared key {name!r}"
     metadata = raw.get("metadata")
     if metadata is None:
         return None
@@ -146,16 +192,81 @@ def _schema_problem(raw: dict[str, Any]) -> str | None:
     return None if _is_int(saved) and saved >= 1 else f"max_parallelism {saved!r}"
 
 
+class SharedFiles:
+    """The shared files of one complete checkpoint, for a restore to read (see the module
+    docstring). ``path(key)`` is a local file holding it (the storage's own: hard-link or copy it,
+    never change it) or None when the storage keeps it elsewhere; ``copy(key, dest)`` writes it
+    to ``dest``. Both check its size and SHA-256 against the manifest first.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> storage, scratch = MemoryStorage(), Path(tempfile.mkdtemp())
+    >>> _ = (scratch / "a.sst").write_bytes(b"immutable")
+    >>> storage.write_shared(1, "db/a.sst", scratch / "a.sst")
+    >>> info = storage.commit(1)
+    >>> storage.load(info).files.copy("db/a.sst", scratch / "restored.sst")
+    >>> (scratch / "restored.sst").read_bytes()
+    b'immutable'
+    """
+
+    def __init__(self, storage: CheckpointStorage, info: CheckpointInfo) -> None:
+        self.storage = storage
+        self.info = info
+
+    def _expected(self, key: str) -> dict[str, Any]:
+        expected = self.info.shared.get(key)
+        if expected is None:
+            raise CheckpointError(f"checkpoint {self.info.checkpoint_id} has no shared file {key!r}")
+        return expected
+
+    def _check(self, key: str, data_or_path: bytes | str) -> None:
+        expected = self._expected(key)
+        if isinstance(data_or_path, bytes):
+            size, digest = len(data_or_path), checksum(data_or_path)
+        else:
+            size, digest = file_checksum(data_or_path)
+        if size != expected["size"] or digest != expected["sha256"]:
+            raise CorruptCheckpointError(
+                f"shared file {key!r} of checkpoint {self.info.checkpoint_id} does not match its checksum"
+            )
+
+    def path(self, key: str) -> str | None:
+        """A local file holding shared file ``key``, checked; None if the storage is not local."""
+        path = self.storage._shared_path(self.info, key)
+        if path is not None:
+            self._check(key, path)
+        return path
+
+    def copy(self, key: str, dest: str | os.PathLike[str]) -> None:
+        """Write shared file ``key`` to ``dest``, checked; raises :class:`CorruptCheckpointError`."""
+        self._expected(key)
+        self.storage._copy_shared(self.info, key, os.fspath(dest))
+        self._check(key, os.fspath(dest))
+
+
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """A checkpoint read back whole: its manifest and every part, checksums verified."""
+    """A checkpoint read back: its manifest, every part (checksums verified) and its shared files
+    (read when a restore asks, see :class:`SharedFiles`)."""
 
     info: CheckpointInfo
     parts: dict[str, bytes]
+    files: SharedFiles | None = None
 
 
 def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_checksum(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """The size and SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 class CheckpointStorage(ABC):
@@ -168,6 +279,11 @@ class CheckpointStorage(ABC):
         self.retain = retain
         # Parts written for checkpoints not committed yet: {checkpoint id: {name: (size, sha256)}}.
         self._pending: dict[int, dict[str, dict[str, Any]]] = {}
+        # The shared files they list: {checkpoint id: {key: (size, sha256)}}.
+        self._pending_shared: dict[int, dict[str, dict[str, Any]]] = {}
+        # Shared files of checkpoints known to be stored: {key: (size, sha256)}; None until read.
+        self._known_shared: dict[str, dict[str, Any]] | None = None
+        self._shared_lock = threading.Lock()
 
     # -- primitives a backend implements -------------------------------------------------------
 
@@ -194,11 +310,34 @@ class CheckpointStorage(ABC):
 
     @abstractmethod
     def _drop(self, checkpoint_id: int) -> None:
-        """Delete everything stored for ``checkpoint_id``, complete or not."""
+        """Delete everything stored for ``checkpoint_id``, complete or not (a savepoint's own
+        shared files too)."""
 
     @abstractmethod
     def _ids(self) -> set[int]:
         """The ids that have anything stored, complete or not."""
+
+    # Shared files: checkpoints share one space; a savepoint keeps its own (inside it).
+
+    def _put_shared(self, checkpoint_id: int | None, key: str, source: str) -> tuple[int, str]:
+        """Store the file ``source`` as shared file ``key`` (of savepoint ``checkpoint_id``, or of
+        the checkpoints' space when None) durably; return its size and SHA-256."""
+        raise CheckpointError(f"{type(self).__name__} cannot store shared files")
+
+    def _shared_path(self, info: CheckpointInfo, key: str) -> str | None:
+        """A local file holding ``info``'s shared file ``key``, or None if not local."""
+        return None
+
+    def _copy_shared(self, info: CheckpointInfo, key: str, dest: str) -> None:
+        """Write ``info``'s shared file ``key`` to ``dest``; raises CorruptCheckpointError if missing."""
+        raise CheckpointError(f"{type(self).__name__} cannot store shared files")
+
+    def _shared_keys(self) -> set[str]:
+        """The keys stored in the checkpoints' shared space."""
+        return set()
+
+    def _drop_shared(self, key: str) -> None:  # noqa: B027 (optional: nothing to drop without _put_shared)
+        """Delete a file of the checkpoints' shared space."""
 
     # -- the shared logic ----------------------------------------------------------------------
 
@@ -211,6 +350,44 @@ class CheckpointStorage(ABC):
             raise CheckpointError(f"checkpoint {checkpoint_id} already has a part {name!r}")
         self._put_part(checkpoint_id, kind, name, data)
         parts[name] = {"size": len(data), "sha256": checksum(data)}
+
+    def write_shared(
+        self, checkpoint_id: int, key: str, source: str | os.PathLike[str], *, kind: str = "checkpoint"
+    ) -> int:
+        """List shared file ``key`` in checkpoint ``checkpoint_id``, copying ``source`` unless a
+        checkpoint already stored that key (a key must name the same content forever: a RocksDB
+        SST file's name within one database's lineage). A savepoint always copies, into itself.
+        Returns the bytes copied (0 when the key was there). Safe to call from several threads."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if not is_shared_key(key):
+            raise ValueError(f"not a shared file key: {key!r}")
+        with self._shared_lock:
+            listed = self._pending_shared.setdefault(checkpoint_id, {})
+            known = self._known() if kind == "checkpoint" else {}
+            entry = known.get(key)
+        copied = 0
+        if entry is None:
+            copied, digest = self._put_shared(
+                checkpoint_id if kind == "savepoint" else None, key, os.fspath(source)
+            )
+            entry = {"size": copied, "sha256": digest}
+        with self._shared_lock:
+            listed[key] = entry
+        return copied
+
+    def _known(self) -> dict[str, dict[str, Any]]:
+        """Shared files stored for checkpoints: of complete ones, and written for pending ones
+        (called under the lock)."""
+        if self._known_shared is None:
+            self._known_shared = {}
+            for info in self._read_manifests()[0]:
+                if info.kind == "checkpoint":
+                    self._known_shared.update(info.shared)
+        known = dict(self._known_shared)
+        for listed in self._pending_shared.values():
+            known.update(listed)
+        return known
 
     def commit(
         self, checkpoint_id: int, metadata: dict[str, Any] | None = None, *, kind: str = "checkpoint"
@@ -230,15 +407,24 @@ class CheckpointStorage(ABC):
             int(time.time() * 1000),
             self._pending.pop(checkpoint_id, {}),
             dict(metadata or {}),
+            self._pending_shared.get(checkpoint_id, {}),
         )
         self._put_manifest(info)
+        with self._shared_lock:
+            self._pending_shared.pop(checkpoint_id, None)
+            if self._known_shared is not None and kind == "checkpoint":
+                self._known_shared.update(info.shared)
         self._prune()
         return info
 
     def abort(self, checkpoint_id: int) -> None:
-        """Forget an uncommitted checkpoint and delete its parts."""
+        """Forget an uncommitted checkpoint and delete its parts (and the shared files only it
+        had written)."""
         self._pending.pop(checkpoint_id, None)
+        with self._shared_lock:
+            self._pending_shared.pop(checkpoint_id, None)
         self._drop(checkpoint_id)
+        self._drop_unlisted_shared(self._read_manifests()[0])
 
     def delete(self, checkpoint_id: int) -> None:
         """Delete a checkpoint or savepoint, complete or not."""
@@ -303,8 +489,19 @@ class CheckpointStorage(ABC):
         return data
 
     def load(self, info: CheckpointInfo) -> LoadedCheckpoint:
-        """Every part of ``info``, verified; raises :class:`CorruptCheckpointError`."""
-        return LoadedCheckpoint(info, {name: self.read_part(info, name) for name in info.parts})
+        """Every part of ``info``, verified, and its shared files' reader; raises
+        :class:`CorruptCheckpointError`. A shared file that is missing makes the checkpoint
+        damaged (its content is checked when a restore reads it)."""
+        parts = {name: self.read_part(info, name) for name in info.parts}
+        if not info.shared:
+            return LoadedCheckpoint(info, parts)
+        if info.kind == "checkpoint":
+            missing = sorted(set(info.shared) - self._shared_keys())
+            if missing:
+                raise CorruptCheckpointError(
+                    f"checkpoint {info.checkpoint_id} lacks {len(missing)} shared files ({missing[0]}, ...)"
+                )
+        return LoadedCheckpoint(info, parts, SharedFiles(self, info))
 
     def load_latest(self) -> LoadedCheckpoint | None:
         """The newest checkpoint that loads whole; damaged newer ones are skipped (and logged)."""
@@ -333,12 +530,31 @@ class CheckpointStorage(ABC):
                 continue
             self._drop(checkpoint_id)
             dropped.append(checkpoint_id)
+        self._drop_unlisted_shared(infos)
         return dropped
 
     def _prune(self) -> None:
-        checkpoints = [info for info in self._read_manifests()[0] if info.kind == "checkpoint"]
-        for info in checkpoints[: -self.retain]:
+        infos = self._read_manifests()[0]
+        checkpoints = [info for info in infos if info.kind == "checkpoint"]
+        dropped = checkpoints[: -self.retain]
+        for info in dropped:
             self._drop(info.checkpoint_id)
+        if any(info.shared for info in dropped):
+            kept = {info.checkpoint_id for info in dropped}
+            self._drop_unlisted_shared([info for info in infos if info.checkpoint_id not in kept])
+
+    def _drop_unlisted_shared(self, infos: list[CheckpointInfo]) -> None:
+        """Delete the shared files no checkpoint in ``infos`` lists and none in progress does."""
+        with self._shared_lock:
+            listed = {key for info in infos if info.kind == "checkpoint" for key in info.shared}
+            for pending in self._pending_shared.values():
+                listed.update(pending)
+            unlisted = self._shared_keys() - listed
+            for key in unlisted:
+                self._drop_shared(key)
+            if self._known_shared is not None:
+                for key in unlisted:
+                    self._known_shared.pop(key, None)
 
 
 class MemoryStorage(CheckpointStorage):
@@ -348,6 +564,8 @@ class MemoryStorage(CheckpointStorage):
         super().__init__(retain)
         self._parts: dict[int, dict[str, bytes]] = {}
         self._manifest_bytes: dict[int, bytes] = {}
+        #: Shared files by (savepoint id, or None for the checkpoints' space) and key.
+        self._shared: dict[tuple[int | None, str], bytes] = {}
 
     def _put_part(self, checkpoint_id: int, kind: str, name: str, data: bytes) -> None:
         self._parts.setdefault(checkpoint_id, {})[name] = bytes(data)
@@ -369,6 +587,33 @@ class MemoryStorage(CheckpointStorage):
     def _drop(self, checkpoint_id: int) -> None:
         self._parts.pop(checkpoint_id, None)
         self._manifest_bytes.pop(checkpoint_id, None)
+        for owner, key in [entry for entry in self._shared if entry[0] == checkpoint_id]:
+            del self._shared[owner, key]
 
     def _ids(self) -> set[int]:
         return set(self._parts) | set(self._manifest_bytes)
+
+    def _put_shared(self, checkpoint_id: int | None, key: str, source: str) -> tuple[int, str]:
+        with open(source, "rb") as file:
+            data = file.read()
+        self._shared[checkpoint_id, key] = data
+        return len(data), checksum(data)
+
+    def _shared_data(self, info: CheckpointInfo, key: str) -> bytes:
+        owner = info.checkpoint_id if info.kind == "savepoint" else None
+        try:
+            return self._shared[owner, key]
+        except KeyError:
+            raise CorruptCheckpointError(
+                f"shared file {key!r} of checkpoint {info.checkpoint_id} is missing"
+            ) from None
+
+    def _copy_shared(self, info: CheckpointInfo, key: str, dest: str) -> None:
+        with open(dest, "wb") as file:
+            file.write(self._shared_data(info, key))
+
+    def _shared_keys(self) -> set[str]:
+        return {key for owner, key in self._shared if owner is None}
+
+    def _drop_shared(self, key: str) -> None:
+        self._shared.pop((None, key), None)

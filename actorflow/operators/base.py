@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actorflow.checkpoint.storage import SharedFiles
 from actorflow.errors import StateError
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.runtime.messages import Batch
@@ -47,6 +48,9 @@ class OperatorContext:
     #: Where keyed operators keep their state (None: on the heap); see
     #: :class:`~actorflow.state.backends.StateBackendConfig`.
     state_backend: StateBackendConfig | None = None
+    #: The shared files of the checkpoint being restored (None: no restore, or it has none):
+    #: ``path(key)``, ``copy(key, dest)``, see :class:`~actorflow.checkpoint.storage.SharedFiles`.
+    restored_files: SharedFiles | None = None
 
     @property
     def key_groups(self) -> range:
@@ -153,6 +157,15 @@ class Operator:
         """The async form of :meth:`snapshot_state`, awaited by the chain (a transactional sink
         flushes here); defaults to :meth:`snapshot_state`. The actor reads nothing meanwhile."""
         return self.snapshot_state()
+
+    async def checkpoint_state_async(self, checkpoint_id: int) -> Any:
+        """This instance's state for checkpoint ``checkpoint_id`` (not a savepoint, not the final
+        state at the end: those take :meth:`snapshot_state_async`, the format every backend
+        restores). Defaults to :meth:`snapshot_state_async`. An operator may return a
+        :class:`~actorflow.operators.snapshots.SnapshotPart` instead: its own serialization, files
+        shared with other checkpoints (RocksDB's), and the data still being made off the loop;
+        :meth:`restore_state` then gets the unpickled data of such parts."""
+        return await self.snapshot_state_async()
 
     def restore_state(self, states: list[Any]) -> None:
         """Load a checkpoint's state, after :meth:`open`: ``states`` holds what *every* instance of

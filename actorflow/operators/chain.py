@@ -14,10 +14,18 @@ import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
+from actorflow.errors import CheckpointError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.failures import failing_record, shorten
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
-from actorflow.operators.snapshots import CheckpointHooks, dumps, ended_owner, part_name, watermark_owner
+from actorflow.operators.snapshots import (
+    CheckpointHooks,
+    SnapshotPart,
+    dumps,
+    ended_owner,
+    part_name,
+    watermark_owner,
+)
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import stamp
 from actorflow.runtime.gcpause import paused_gc
@@ -53,6 +61,19 @@ def _locate(error: BaseException, label: str, values: list[Any] | None = None) -
         error.add_note(f"actorflow: raised in operator {label} on record {shown}")
     else:
         error.add_note(f"actorflow: raised in operator {label}")
+
+
+async def _resolved(parts: dict[str, bytes | SnapshotPart]) -> dict[str, bytes]:
+    """``parts`` as bytes (a final state is written into every later checkpoint: it may share no
+    files with them)."""
+    resolved = {}
+    for name, part in parts.items():
+        if isinstance(part, SnapshotPart):
+            if part.shared:
+                raise CheckpointError(f"part {name!r}: a final state cannot share files")
+            part = part.data if isinstance(part.data, bytes) else await part.data
+        resolved[name] = part
+    return resolved
 
 
 class Chain:
@@ -150,17 +171,30 @@ class Chain:
     async def on_barrier(self, barrier: Barrier, extra: dict[str, bytes] | None = None) -> None:
         """Barrier ``n`` is aligned: snapshot every operator (plus ``extra`` parts, the source's
         position), acknowledge, and pass the barrier on."""
-        if self.hooks is not None:
-            self.hooks.acknowledge(barrier.checkpoint_id, self.name, await self._snapshot(extra))
-            await self._tell_operators("barrier_acknowledged", barrier.checkpoint_id)
+        hooks = self.hooks
+        if hooks is not None:
+            checkpoint_id = barrier.checkpoint_id
+            native = hooks.kind_of(checkpoint_id) == "checkpoint"
+            hooks.acknowledge(checkpoint_id, self.name, await self._snapshot(extra, checkpoint_id, native))
+            await self._tell_operators("barrier_acknowledged", checkpoint_id)
         await self._send_control(barrier)
 
-    async def _snapshot(self, extra: dict[str, bytes] | None) -> dict[str, bytes]:
-        parts = dict(extra or {})
+    async def _snapshot(
+        self, extra: dict[str, bytes] | None, checkpoint_id: int = 0, native: bool = False
+    ) -> dict[str, bytes | SnapshotPart]:
+        """Every operator's part: ``native`` (a checkpoint, not a savepoint) asks
+        :meth:`~actorflow.operators.base.Operator.checkpoint_state_async`, which may return a
+        :class:`SnapshotPart` of the operator's own; otherwise the state is pickled here."""
+        parts: dict[str, bytes | SnapshotPart] = dict(extra or {})
         for operator, context in zip(self.operators, self.contexts, strict=True):
             try:
-                state = await operator.snapshot_state_async()
-                if state is not None:
+                if native:
+                    state = await operator.checkpoint_state_async(checkpoint_id)
+                else:
+                    state = await operator.snapshot_state_async()
+                if isinstance(state, SnapshotPart):
+                    parts[part_name(context.name, context.index)] = state
+                elif state is not None:
                     parts[part_name(context.name, context.index)] = dumps(state)
             except Exception as error:
                 _locate(error, context.label)
@@ -195,7 +229,7 @@ class Chain:
             await self._send_sides(None)
         if self.hooks is not None:
             self.finished = True
-            self.hooks.finished(self.name, await self._snapshot(extra))
+            self.hooks.finished(self.name, await _resolved(await self._snapshot(extra)))
         await self._send_control(EndOfStream())
 
     async def close(self) -> None:

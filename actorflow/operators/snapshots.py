@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.errors import StateError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "incremental_changes",
     "Loaded",
     "Part",
+    "SnapshotPart",
     "dumps",
     "ended_at",
     "ended_owner",
@@ -136,10 +138,12 @@ class CheckpointHooks:
 
     ``acknowledge(checkpoint_id, actor, parts)`` after snapshotting at a barrier;
     ``finished(actor, parts)`` with its final state when it ends; ``source_finished()`` when a
-    source ends; ``register(participant)`` for completion notices (sinks, sources).
+    source ends; ``register(participant)`` for completion notices (sinks, sources);
+    ``kind_of(checkpoint_id)``: ``"checkpoint"`` or ``"savepoint"``.
     """
 
-    acknowledge: Callable[[int, str, dict[str, bytes]], None]
+    acknowledge: Callable[[int, str, dict[str, bytes | SnapshotPart]], None]
     finished: Callable[[str, dict[str, bytes]], None]
     source_finished: Callable[[], None]
     register: Callable[[Any], None]
+    kind_of: Callable[[int], str] = lambda checkpoint_id: "checkpoint"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actorflow.checkpoint.coordinator import CheckpointCoordinator
+from actorflow.checkpoint.storage import SharedFiles
 from actorflow.errors import PlanError
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
@@ -189,6 +190,7 @@ def deploy(
     incremental: bool = False,
     instance: tuple[int, int] | None = None,
     state_backend: StateBackendConfig | None = None,
+    restored_files: SharedFiles | None = None,
 ) -> list[Runnable]:
     """Create the actors of one run: fresh operators per instance, a mailbox per edge.
 
@@ -201,7 +203,8 @@ def deploy(
     ``instance`` ``(i, n)`` names and counts a plan of one instance per chain as instance ``i`` of
     ``n`` in actor names and ``metrics`` (a partition task is partition ``i`` of ``n``); its
     operators still own every key group. ``state_backend``: where keyed operators keep their
-    state (``OperatorContext.state_backend``; None: the heap).
+    state (``OperatorContext.state_backend``; None: the heap). ``restored_files``: the shared
+    files of the checkpoint ``restore`` comes from (``OperatorContext.restored_files``).
     """
 
     def actor_name(chain: ChainPlan, index: int) -> str:
@@ -214,6 +217,7 @@ def deploy(
             checkpoints.actor_finished,
             checkpoints.source_finished,
             checkpoints.add_participant,
+            checkpoints.kind_of,
         )
     restored: dict[str, list[Any]] = {}
 
@@ -286,6 +290,7 @@ def deploy(
                     checkpoints is not None,
                     incremental,
                     state_backend,
+                    restored_files,
                 )
 
             head = chain.head
