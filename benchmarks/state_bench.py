@@ -53,6 +53,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,9 @@ class StateMeasurement(TypedDict):
     """Checkpoints taken by the first flow: the periodic ones, the full one, the one after the change."""
     pause_outside_checkpoints_ms: float
     peak_rss_before_restore_mb: float
+    child_peak_rss_mb: float
+    """The largest peak RSS of a child the run forked to pickle a heap checkpoint (0: none). Its
+    pages are the run's until one of them writes to them, so the two peaks do not add up."""
     error: NotRequired[str]
 
 
@@ -455,6 +459,7 @@ async def _measure(
         "checkpoints": taken,
         "pause_outside_checkpoints_ms": probe.longest(windows, inside=False),
         "peak_rss_before_restore_mb": round(before_restore, 1),
+        "child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
 
 
