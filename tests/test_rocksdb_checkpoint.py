@@ -133,9 +133,13 @@ def reference(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
 # -- the checkpoints ----------------------------------------------------------------------------------
 
 
-def test_a_checkpoint_after_few_changes_stores_only_the_new_sst_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache_entries", [16, 100_000], ids=["small-cache", "every-key-cached"])
+def test_a_checkpoint_after_few_changes_stores_only_the_new_sst_files(
+    tmp_path: Path, cache_entries: int
+) -> None:
     """Every key, then a checkpoint; ten keys more, then another: the second stores a small
-    fraction of the first's SST bytes (the cache's 16 entries count as changed too)."""
+    fraction of the first's SST bytes, also when every key is in the cache (where any entry may
+    have changed in place: only those whose bytes changed are written back)."""
     keys = 3_000
     items = records(2 * keys, keys) + records(10, keys)
     flow, source = build(
@@ -146,6 +150,7 @@ def test_a_checkpoint_after_few_changes_stores_only_the_new_sst_files(tmp_path: 
         backend="rocksdb",
         rocks=tmp_path / "rocks",
         gates=[2 * keys, 2 * keys + 10],
+        cache_entries=cache_entries,
     )
     flow.execute()
     assert source.checkpointed == [2 * keys, 2 * keys + 10]

@@ -330,36 +330,50 @@ class RocksDBTables:
             table.flush()
 
     def write_back(self, chunk: int) -> Iterator[int]:
-        """Write every cached entry back, ``chunk`` entries per batch, yielding after each batch
+        """Write the cached entries back, ``chunk`` entries at a time, yielding after each chunk
         how many it wrote (the entries stay cached and live): a caller on the event loop lets other
-        tasks run between batches. The cache is read once at the start; the caller changes no
-        state until the iteration ends.
+        tasks run between chunks. Every cached entry may have changed in place, so each is
+        serialized, but only those whose bytes differ from the store's are written (one multi-get
+        per chunk): a checkpoint's flush then holds the changed entries, not the whole cache. The
+        cache is read once at the start; the caller changes no state until the iteration ends.
 
         >>> from actorflow.state.backends import StateBackendConfig
         >>> tables = RocksDBTables(StateBackendConfig("rocksdb"), "doc", 0)
         >>> counts = tables.table("counts", None)
         >>> for key in range(5):
-        ...     counts[key] = key
-        >>> list(tables.write_back(2)), counts.family.get(encode_key(4, tables.max_parallelism)) is not None
-        ([2, 2, 1], True)
+        ...     counts[key] = [key]
+        >>> list(tables.write_back(2))
+        [2, 2, 1]
+        >>> counts[3].append("changed in place")
+        >>> list(tables.write_back(2))
+        [0, 1, 0]
         >>> tables.close()
         """
+        max_parallelism = self.max_parallelism
         for table in self.tables:
             entries = list(table.cache.items())
             dumps = table.dumps
             handle = table.handle
+            family = table.family
             encoded = table.encoded
-            max_parallelism = self.max_parallelism
             for start in range(0, len(entries), chunk):
-                batch = table._batch()
-                part = entries[start : start + chunk]
-                for key, value in part:
+                keys = []
+                values = []
+                for key, value in entries[start : start + chunk]:
                     data = encoded.get(key)
                     if data is None:
                         data = encoded[key] = encode_key(key, max_parallelism)
-                    batch.put(data, dumps(value), handle)
-                self.write(batch)
-                yield len(part)
+                    keys.append(data)
+                    values.append(dumps(value))
+                batch = table._batch()
+                written = 0
+                for data, value, stored in zip(keys, values, family.get(keys), strict=True):
+                    if value != stored:
+                        batch.put(data, value, handle)
+                        written += 1
+                if written:
+                    self.write(batch)
+                yield written
 
     def put_raw(self, name: str, entries: Iterable[tuple[bytes, bytes]], chunk: int = 4096) -> int:
         """Store encoded ``(key, value)`` pairs, as another database of this state stored them
