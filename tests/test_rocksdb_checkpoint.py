@@ -359,3 +359,57 @@ def test_a_rocksdb_checkpoint_needs_rocksdict_to_restore_on_the_heap(
     heap.open(OperatorContext("process", 0, 1))
     with pytest.raises(StateError, match=r"holds RocksDB state, which needs rocksdict"):
         heap.restore_state([pickle.loads(part.data)])
+
+
+class Lazy(KeyedProcessFunction[dict[str, Any], Any]):
+    """Declares its JSON-coded state on the first record, not in ``open``: a restore meets the
+    state before its declaration."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
+        last = self.ctx.get_state(ValueStateDescriptor[Any]("last", codec="json"))
+        seen = last.value()
+        last.update({"v": value["v"], "before": None if seen is None else seen["v"]})
+        out.collect(last.value())
+
+
+@pytest.mark.parametrize("parallelism", [1, 2], ids=["whole", "key-group-ranges"])
+def test_a_state_restored_before_its_declaration_reads_as_it_was_stored(
+    tmp_path: Path, parallelism: int
+) -> None:
+    def lazy_operator(index: int, files: Any = None) -> KeyedProcessOperator:
+        operator = KeyedProcessOperator("process", Lazy(), lambda record: record["k"])
+        config = StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=4)
+        context = OperatorContext("process", index, parallelism, state_backend=config, restored_files=files)
+        operator.open(context)
+        return operator
+
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = KeyedProcessOperator("process", Lazy(), lambda record: record["k"])
+    operator.open(
+        OperatorContext(
+            "process",
+            state_backend=StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=4),
+        )
+    )
+    operator.process(Batch([{"k": f"k{n % 9}", "v": n} for n in range(30)]))
+    part = asyncio.run(operator.checkpoint_state_async(1))
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    storage.write_part(1, "process/0", part.data)
+    for key, path in part.shared.items():
+        storage.write_shared(1, key, path)
+    storage.commit(1)
+    operator.close()
+    loaded = storage.load_latest()
+    assert loaded is not None
+    results = []
+    for index in range(parallelism):
+        restored = lazy_operator(index, loaded.files)
+        restored.restore_state([pickle.loads(loaded.parts["process/0"])])
+        keys = [f"k{n}" for n in range(9)]
+        owned = [key for key in keys if key_group(key, 128) in restored.context.key_groups]
+        results += restored.process(Batch([{"k": key, "v": 100} for key in owned])).values
+        restored.close()
+    assert sorted(result["before"] for result in results) == list(range(21, 30))
