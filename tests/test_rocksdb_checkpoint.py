@@ -21,11 +21,21 @@ from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.checkpoint.storage import CheckpointInfo
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, OperatorContext
+from actorflow.operators.broadcast import (
+    BroadcastContext,
+    KeyedBroadcastProcessFunction,
+    KeyedBroadcastProcessOperator,
+)
 from actorflow.operators.process import Context, KeyedProcessFunction, KeyedProcessOperator, RuntimeContext
 from actorflow.operators.sources import IterableSource
 from actorflow.runtime.messages import Batch
 from actorflow.state.backends import StateBackendConfig
-from actorflow.state.descriptors import ListStateDescriptor, StateTtl, ValueStateDescriptor
+from actorflow.state.descriptors import (
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateTtl,
+    ValueStateDescriptor,
+)
 from actorflow.state.keygroups import key_group
 from actorflow.state.rocksdb import PREFIX, RocksDBTables
 
@@ -413,3 +423,53 @@ def test_a_state_restored_before_its_declaration_reads_as_it_was_stored(
         results += restored.process(Batch([{"k": key, "v": 100} for key in owned])).values
         restored.close()
     assert sorted(result["before"] for result in results) == list(range(21, 30))
+
+
+RULES = MapStateDescriptor("rules")
+
+
+class Rated(KeyedBroadcastProcessFunction[dict[str, Any], tuple[str, int], Any]):
+    """Broadcast rates by name; a running total per key, in keyed state."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.total = ctx.get_state(ValueStateDescriptor[int]("total", default=0))
+
+    def process_element(self, value: dict[str, Any], ctx: BroadcastContext, out: Collector) -> None:
+        self.total.update(self.total.value() + value["v"] * ctx.get_broadcast_state(RULES).get("rate", 1))
+        out.collect((ctx.current_key, self.total.value()))
+
+    def process_broadcast_element(
+        self, value: tuple[str, int], ctx: BroadcastContext, out: Collector
+    ) -> None:
+        ctx.get_broadcast_state(RULES)[value[0]] = value[1]
+
+
+def test_a_keyed_broadcast_operators_native_checkpoint_keeps_its_broadcast_state(tmp_path: Path) -> None:
+    config = StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=4)
+
+    def rated(files: Any = None) -> KeyedBroadcastProcessOperator:
+        operator = KeyedBroadcastProcessOperator("rated", Rated(), lambda record: record["k"], [RULES])
+        operator.open(OperatorContext("rated", state_backend=config, restored_files=files))
+        return operator
+
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = rated()
+    operator.process_input(Batch([("rate", 3)]), 1)
+    operator.process_input(Batch([{"k": f"k{n % 5}", "v": 1} for n in range(20)]), 0)
+    part = asyncio.run(operator.checkpoint_state_async(1))
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    state = pickle.loads(part.data)
+    assert "rocksdb" in state and state["broadcast"] == {"rules": {"rate": 3}}
+    storage.write_part(1, "rated/0", part.data)
+    for key, path in part.shared.items():
+        storage.write_shared(1, key, path)
+    storage.commit(1)
+    operator.close()
+    loaded = storage.load_latest()
+    assert loaded is not None
+    restored = rated(loaded.files)
+    restored.restore_state([pickle.loads(loaded.parts["rated/0"])])
+    assert restored.broadcast_state == {"rules": {"rate": 3}}
+    out = restored.process_input(Batch([{"k": "k0", "v": 1}]), 0)
+    assert out is not None and out.values == [("k0", 15)]
+    restored.close()

@@ -372,6 +372,8 @@ class KeyedProcessOperator(Operator):
         #: The native checkpoints of a RocksDB state (None on the heap); see
         #: :meth:`checkpoint_state_async`.
         self.native_checkpoints: NativeCheckpoints | None = None
+        #: The description of the native checkpoint being taken (see checkpoint_state_async).
+        self._native_description: dict[str, Any] | None = None
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -547,6 +549,13 @@ class KeyedProcessOperator(Operator):
         if self.changed_keys is not None:
             return {"changes": self._changes(self.changed_keys)}
         owned = self.context.key_groups
+        if self._native_description is not None:  # within checkpoint_state_async
+            return {
+                "key_groups": (owned.start, owned.stop),
+                "rocksdb": self._native_description,
+                "event": self.event_timers.export(),
+                "processing": self.processing_timers.export(),
+            }
         return {
             "key_groups": (owned.start, owned.stop),
             "state": self.backend.tables(),
@@ -558,7 +567,8 @@ class KeyedProcessOperator(Operator):
         """On RocksDB: a native, incremental checkpoint (see
         :mod:`~actorflow.state.rocksdb_checkpoint`), a :class:`SnapshotPart` whose data is the
         pickled ``{"key_groups": (start, stop), "rocksdb": description, "event": ([times], [keys]),
-        "processing": (...)}`` and whose shared files are the store's SST files: the cache is
+        "processing": (...)}`` (what :meth:`snapshot_state` returns while it runs, so a subclass's
+        additions are kept) and whose shared files are the store's SST files: the cache is
         written back (the loop runs between batches), the store checkpointed in a worker thread;
         the local checkpoint is deleted once the checkpoint completes or aborts. On the heap, and
         for incremental snapshots: :meth:`snapshot_state`.
@@ -566,15 +576,14 @@ class KeyedProcessOperator(Operator):
         native = self.native_checkpoints
         if native is None or self.changed_keys is not None:
             return await self.snapshot_state_async()
-        owned = self.context.key_groups
-        event, processing = self.event_timers.export(), self.processing_timers.export()
         description, shared = await native.take(checkpoint_id)
-        state = {
-            "key_groups": (owned.start, owned.stop),
-            "rocksdb": description,
-            "event": event,
-            "processing": processing,
-        }
+        # snapshot_state() gives the native shape meanwhile: what a subclass adds to it (the
+        # broadcast state of a keyed broadcast function) goes into the part as well.
+        self._native_description = description
+        try:
+            state = await self.snapshot_state_async()
+        finally:
+            self._native_description = None
         return SnapshotPart(dumps(state), shared)
 
     async def checkpoint_complete(self, checkpoint_id: int) -> None:
