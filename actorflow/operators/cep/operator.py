@@ -32,7 +32,7 @@ from actorflow.operators.process import RuntimeContext
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
-from actorflow.state.backends import StateBackendConfig, open_tables
+from actorflow.state.backends import StateBackendConfig, StateTables, open_tables
 from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter
 
@@ -116,21 +116,20 @@ class PatternOperator(Operator):
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         #: The key whose state the operator works on: the RocksDB cache never evicts its entry.
-        self.keys = keys = KeyContext()
-        self.tables = open_tables(
-            context.state_backend or StateBackendConfig(),
-            context.name,
-            context.index,
-            max_parallelism=context.max_parallelism,
-            keys=keys,
-        )
-        #: Per key with partial matches or waiting events: ``[NFAState or None, [(ts, seq, event),
-        #: ...] in (ts, seq) order, due time of its earliest partial match or None]`` (see the
-        #: module). A dict on the heap; on RocksDB read only after :attr:`keys` names the key.
-        self.table: MutableMapping[Hashable, list[Any]] = self.tables.table(TABLE, None)
+        self.keys = KeyContext()
+        self._backend = context.state_backend or StateBackendConfig()
         #: Whether each key's waiting events are in its entry (on RocksDB, where entries may be
         #: evicted) rather than all in :attr:`waiting` (on the heap, the fastest).
-        self.per_key = not isinstance(self.table, dict)
+        self.per_key = self._backend.kind != "heap"
+        #: The instance's tables; on RocksDB None until the first record or restore (opening a
+        #: store costs tens of milliseconds: an instance that never holds a key does without).
+        self.tables: StateTables | None = None
+        #: Per key with partial matches or waiting events: ``[NFAState or None, [(ts, seq, event),
+        #: ...] in (ts, seq) order, due time of its earliest partial match or None]`` (see the
+        #: module). On RocksDB read only after :attr:`keys` names the key.
+        self.table: MutableMapping[Hashable, list[Any]] = {}
+        if not self.per_key:
+            self._open_tables()
         #: Events waiting for the watermark. On the heap: ``(ts, seq, key, event)``. Per key:
         #: ``(ts, seq, key)`` of each key's earliest waiting event (an entry whose event is no
         #: longer its key's first is stale and skipped): which key the watermark releases next.
@@ -150,6 +149,17 @@ class PatternOperator(Operator):
         if self.opened is not None:
             self.opened(RuntimeContext(context, None))
 
+    def _open_tables(self) -> None:
+        context = self.context
+        self.tables = open_tables(
+            self._backend,
+            context.name,
+            context.index,
+            max_parallelism=context.max_parallelism,
+            keys=self.keys,
+        )
+        self.table = self.tables.table(TABLE, None)
+
     def _collect(self, value: Any) -> None:
         self._values.append(value)
         self._times.append(self._ctx.timestamp)
@@ -162,6 +172,8 @@ class PatternOperator(Operator):
         timestamps = batch.timestamps
         marks = batch.marks
         keys = self.keys
+        if self.tables is None and values:
+            self._open_tables()
         if timestamps is None:  # no event time: as they come (and watermarks, such as the last)
             if values:
                 self.processing = True
@@ -439,6 +451,7 @@ class PatternOperator(Operator):
         tables = getattr(self, "tables", None)  # None: never opened
         if tables is not None:
             tables.close()  # the RocksDB backend deletes its files
+            self.tables = None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -464,6 +477,8 @@ class PatternOperator(Operator):
 
     def _entries_per_key(self, keys: set[Hashable] | None) -> dict[Hashable, Any]:
         if keys is None:
+            if self.tables is None:
+                return {}
             table = self.tables.export({TABLE: self.table})[TABLE]
             return {key: (entry[0], entry[1]) for key, entry in table.items()}
         context = self.keys
@@ -534,4 +549,6 @@ class PatternOperator(Operator):
                 entry[2] = due
                 self.timeouts.append((due, key))
         heapq.heapify(self.timeouts)
+        if self.tables is None and restored:
+            self._open_tables()
         self.table.update(restored)  # on RocksDB: written through, not cached
