@@ -11,10 +11,22 @@ counts on the clock.
 
 **State.** Per key: its partial matches (:class:`~actorflow.operators.cep.nfa.NFAState`) and its
 waiting events; a key with neither keeps nothing, and an event that neither continues a partial
-match nor begins one costs no state at all. A snapshot writes, per key, ``(NFAState or None,
-[(ts, seq, event), ...])``, with the instance's key groups, so a restore (at any parallelism)
-takes the keys it owns and rebuilds both heaps; in incremental mode (partition tasks) only the keys
-touched since the previous snapshot, a key without state as None.
+match nor begins one costs no state at all. It lives in the table ``"pattern"`` of the instance's
+:func:`~actorflow.state.backends.open_tables` (the flow's state backend): per key ``[NFAState or
+None, [(ts, seq, event), ...], due time or None]``. On the heap the table is a dict and the waiting
+events stay in the instance's heap of ``(ts, seq, key, event)`` (nothing is evicted there, and it is
+the fastest); on RocksDB each key's waiting events are in its entry, in ``(ts, seq)`` order, and the
+heap holds only ``(ts, seq, key)`` of each key's earliest one. The operator sets its key context
+before it touches a key's entry (a record, the watermark releasing an event, a timeout) and keeps
+no entry across keys: on RocksDB an entry is live only while its key is current. What stays on the
+heap either way: the heap of due times ``(due, key)`` per key with a ``within``, the index of
+waiting events above, the keys changed since the last snapshot (incremental mode).
+
+A snapshot writes, per key, ``(NFAState or None, [(ts, seq, event), ...])``, with the instance's
+key groups (on RocksDB the table is read back as a dict: the same format, so a savepoint moves
+between backends), so a restore (at any parallelism) takes the keys it owns and rebuilds both
+heaps; in incremental mode (partition tasks) only the keys touched since the previous snapshot, a
+key without state as None.
 """
 
 from __future__ import annotations
