@@ -331,11 +331,9 @@ class RocksDBTables:
 
     def write_back(self, chunk: int) -> Iterator[int]:
         """Write the cached entries back, ``chunk`` entries at a time, yielding after each chunk
-        how many it wrote (the entries stay cached and live): a caller on the event loop lets other
-        tasks run between chunks. Every cached entry may have changed in place, so each is
-        serialized, but only those whose bytes differ from the store's are written (one multi-get
-        per chunk): a checkpoint's flush then holds the changed entries, not the whole cache. The
-        cache is read once at the start; the caller changes no state until the iteration ends.
+        how many it wrote (the entries stay cached and live): :meth:`serialized` and
+        :meth:`write_changed` in one thread (a checkpoint reads the store's bytes in a worker
+        thread instead).
 
         >>> from actorflow.state.backends import StateBackendConfig
         >>> tables = RocksDBTables(StateBackendConfig("rocksdb"), "doc", 0)
@@ -349,12 +347,18 @@ class RocksDBTables:
         [0, 1, 0]
         >>> tables.close()
         """
+        for table, keys, values in self.serialized(chunk):
+            yield self.write_changed(table, keys, values, table.family.get(keys))
+
+    def serialized(self, chunk: int) -> Iterator[tuple[RocksDBTable, list[bytes], list[bytes]]]:
+        """The cached entries, encoded and serialized, ``chunk`` at a time: ``(table, keys,
+        values)``. Every cached entry may have changed in place, so each is serialized; the
+        cache is read once, at the start, and the caller changes no state until the iteration
+        ends. Then :meth:`write_changed` writes those that differ from the store's bytes."""
         max_parallelism = self.max_parallelism
         for table in self.tables:
             entries = list(table.cache.items())
             dumps = table.dumps
-            handle = table.handle
-            family = table.family
             encoded = table.encoded
             for start in range(0, len(entries), chunk):
                 keys = []
@@ -365,15 +369,25 @@ class RocksDBTables:
                         data = encoded[key] = encode_key(key, max_parallelism)
                     keys.append(data)
                     values.append(dumps(value))
-                batch = table._batch()
-                written = 0
-                for data, value, stored in zip(keys, values, family.get(keys), strict=True):
-                    if value != stored:
-                        batch.put(data, value, handle)
-                        written += 1
-                if written:
-                    self.write(batch)
-                yield written
+                yield table, keys, values
+
+    def write_changed(
+        self, table: RocksDBTable, keys: list[bytes], values: list[bytes], stored: list[bytes | None]
+    ) -> int:
+        """Write the entries of a :meth:`serialized` chunk whose bytes differ from ``stored``,
+        the store's (``table.family.get(keys)``; equal bytes mean an equal value, so nothing
+        changed is missed), in one batch; return how many. A checkpoint's flush then holds the
+        entries that changed, not the whole cache."""
+        batch = table._batch()
+        handle = table.handle
+        written = 0
+        for data, value, old in zip(keys, values, stored, strict=True):
+            if value != old:
+                batch.put(data, value, handle)
+                written += 1
+        if written:
+            self.write(batch)
+        return written
 
     def put_raw(self, name: str, entries: Iterable[tuple[bytes, bytes]], chunk: int = 4096) -> int:
         """Store encoded ``(key, value)`` pairs, as another database of this state stored them

@@ -56,8 +56,8 @@ __all__ = ["FORMAT", "WRITE_BACK_CHUNK", "NativeCheckpoints", "RestoredFiles", "
 
 #: The version of the ``"rocksdb"`` entry's shape.
 FORMAT: Final = 1
-#: Cached entries written back per batch before the loop gets a turn.
-WRITE_BACK_CHUNK: Final = 8192
+#: Cached entries serialized per step of a checkpoint's write-back (the loop runs between steps).
+WRITE_BACK_CHUNK: Final = 4096
 
 
 class RestoredFiles(Protocol):
@@ -88,10 +88,15 @@ class NativeCheckpoints:
     async def take(self, checkpoint_id: int) -> tuple[dict[str, Any], dict[str, str]]:
         """Checkpoint the store: ``(description, {shared key: local path})`` (see the module
         docstring). The caller changes no state until this returns; the event loop runs
-        meanwhile (between write-back batches, and during the flush, which a worker thread does).
+        meanwhile (while the store's bytes of a write-back chunk are read, and during the flush:
+        worker threads do both).
         """
-        for _ in self.tables.write_back(WRITE_BACK_CHUNK):
-            await asyncio.sleep(0)
+        tables = self.tables
+        for table, keys, values in tables.serialized(WRITE_BACK_CHUNK):
+            # The store's bytes are read in a worker thread (rocksdict lets go of the GIL): the
+            # loop runs meanwhile, and pays for serializing a chunk and writing what changed.
+            stored = await asyncio.to_thread(table.family.get, keys)
+            tables.write_changed(table, keys, values, stored)
         self.release(checkpoint_id)  # a leftover of an earlier try with this id
         directory = os.path.join(self.tables.path, f"checkpoint-{checkpoint_id}")
         self.pending[checkpoint_id] = directory
