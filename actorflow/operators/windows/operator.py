@@ -9,8 +9,13 @@ allowed_lateness`` (event time) or ``max_timestamp`` (processing time). When the
 the window's contents, trigger state and trigger timers are gone: state never outlives a window that
 can no longer fire (except :class:`GlobalWindows`, which never ends).
 
-Results are stamped with ``window.max_timestamp``. Contents and trigger state are kept per key and
-window in dicts of the operator; timers are in the operator's timer queues keyed by (key, window).
+Results are stamped with ``window.max_timestamp``. Contents and trigger state live in the keyed
+state backend the flow chose (``open_tables``): two tables keyed by the record's key, ``windows``
+(``{key: {window: contents}}``) and ``trigger_state`` (``{key: {window: {name: value}}}``). On the
+heap these are plain dicts; on RocksDB a key's entry is a live object until the operator moves to
+another key, so the operator sets the key context (``keys.current``) before it touches a key's
+windows, for a record, a timer or a merge, and keeps no key's dict beyond that key. Timers are in
+the operator's timer queues (on the heap) keyed by (key, window).
 A late record inside the allowed lateness fires its window again with the updated result (the
 default event-time trigger fires at once for a window the watermark has passed), as in Flink.
 A record dropped as late goes to the ``late_data`` side output too, when one is set.
@@ -27,13 +32,15 @@ a loop of their own with the same rules: the window is computed inline, an aggre
 called directly, and each window has one timer (plus a cleanup timer with allowed lateness).
 
 Deviation from Flink: Flink keeps a merged window's state under one of the old windows ("state
-window") to avoid copying state in RocksDB; on the heap, contents are merged directly.
+window") to avoid copying state in RocksDB; here a key's windows are one entry of the ``windows``
+table (one read and one write per record on RocksDB, whatever the number of windows), so contents
+are merged directly.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, MutableMapping
 from operator import itemgetter
 from typing import Any
 
@@ -62,6 +69,8 @@ from actorflow.operators.windows.triggers import (
     TriggerResult,
 )
 from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
+from actorflow.state.backends import HEAP, StateBackendConfig, StateTables, open_tables
+from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter, KeyGroups
 from actorflow.time.timers import IndexedTimerQueue, TimerQueue
 
@@ -74,26 +83,38 @@ _key_of_scope = itemgetter(0)
 
 
 class _Scope(OnMergeContext):
-    """The trigger's view of the current key and window (one object, re-pointed per call)."""
+    """The trigger's view of the current key and window (one object, re-pointed per call).
 
-    __slots__ = ("key", "merged", "operator", "window")
+    The key is the operator's key context (``keys.current``), which the operator sets before it
+    calls the trigger: trigger state is read through it, so it is the key whose entries the
+    RocksDB cache keeps live.
+    """
+
+    __slots__ = ("keys", "merged", "operator", "window")
 
     def __init__(self, operator: WindowOperator) -> None:
         self.operator = operator
-        self.key: Hashable = None
+        self.keys = operator.keys
         self.window: TimeWindow = GLOBAL_WINDOW
         self.merged: list[TimeWindow] = []
+
+    @property
+    def key(self) -> Hashable:
+        """The current key."""
+        return self.keys.current  # type: ignore[no-any-return]
 
     @property
     def merged_windows(self) -> list[TimeWindow]:
         return self.merged
 
     def merge_state(self, name: str, combine: Callable[[Any, Any], Any]) -> None:
-        trigger_state = self.operator.trigger_state
+        per_key = self.operator.triggers.get(self.keys.current)
+        if per_key is None:
+            return
         combined: Any = None
         found = False
         for window in self.merged:
-            state = trigger_state.get((self.key, window))
+            state = per_key.get(window)
             if state is not None and name in state:
                 combined = combine(combined, state[name]) if found else state[name]
                 found = True
@@ -108,53 +129,89 @@ class _Scope(OnMergeContext):
         return self.operator.context.clock.now()
 
     def register_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.add(time, (self.key, self.window))
+        self.operator.event_timers.add(time, (self.keys.current, self.window))
 
     def delete_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.remove(time, (self.key, self.window))
+        self.operator.event_timers.remove(time, (self.keys.current, self.window))
 
     def register_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.add(time, (self.key, self.window))
+        self.operator.processing_timers.add(time, (self.keys.current, self.window))
 
     def delete_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.remove(time, (self.key, self.window))
+        self.operator.processing_timers.remove(time, (self.keys.current, self.window))
 
     def get_state(self, name: str, default: Any = None) -> Any:
-        state = self.operator.trigger_state.get((self.key, self.window))
+        per_key = self.operator.triggers.get(self.keys.current)
+        if per_key is None:
+            return default
+        state = per_key.get(self.window)
         return default if state is None else state.get(name, default)
 
     def set_state(self, name: str, value: Any) -> None:
-        self.operator.trigger_state.setdefault((self.key, self.window), {})[name] = value
+        triggers = self.operator.triggers
+        key = self.keys.current
+        per_key = triggers.get(key)
+        if per_key is None:
+            triggers[key] = {self.window: {name: value}}
+            return
+        state = per_key.get(self.window)
+        if state is None:
+            per_key[self.window] = {name: value}
+        else:
+            state[name] = value
 
     def clear_state(self, name: str) -> None:
-        scope = (self.key, self.window)
-        state = self.operator.trigger_state.get(scope)
-        if state is not None:
-            state.pop(name, None)
-            if not state:
-                del self.operator.trigger_state[scope]
+        _clear_trigger_state(self.operator.triggers, self.keys.current, self.window, name)
 
 
-class _IndexedScope(_Scope):
-    """The scope of an incremental operator: notes which windows of a key got trigger state, so a
-    snapshot finds a key's trigger state without scanning everyone's."""
-
-    __slots__ = ()
-
-    def set_state(self, name: str, value: Any) -> None:
-        super().set_state(name, value)
-        index = self.operator.trigger_windows
-        assert index is not None
-        windows = index.get(self.key)
-        if windows is None:
-            index[self.key] = {self.window: None}
-        else:
-            windows[self.window] = None
+def _clear_trigger_state(
+    triggers: MutableMapping[Hashable, dict[TimeWindow, dict[str, Any]]],
+    key: Hashable,
+    window: TimeWindow,
+    name: str | None = None,
+) -> None:
+    """Drop ``key``'s trigger state ``name`` of ``window`` (all of it if None), and the key's
+    entry once it holds nothing."""
+    per_key = triggers.get(key)
+    if per_key is None:
+        return
+    state = per_key.get(window)
+    if state is None:
+        return
+    if name is not None:
+        state.pop(name, None)
+        if state:
+            return
+    del per_key[window]
+    if not per_key:
+        del triggers[key]
 
 
 def _timers_of(queue: IndexedTimerQueue, key: Hashable) -> list[tuple[int, TimeWindow, int]]:
     """``key``'s timers as ``[(time, window, sequence)]`` (the queue's keys are ``(key, window)``)."""
     return [(time, scope[1], sequence) for time, scope, sequence in queue.timers_of(key)]
+
+
+def _by_scope(
+    triggers: Iterable[tuple[Hashable, dict[TimeWindow, Any]]] | MutableMapping[Hashable, Any],
+) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
+    """``{key: {window: state}}`` as ``{(key, window): state}`` (the snapshots' format)."""
+    items = triggers.items() if isinstance(triggers, MutableMapping) else triggers
+    return {(key, window): state for key, per_key in items for window, state in per_key.items()}
+
+
+def _by_key(
+    scopes: Iterable[tuple[tuple[Hashable, TimeWindow], dict[str, Any]]],
+) -> dict[Hashable, dict[TimeWindow, dict[str, Any]]]:
+    """``{(key, window): state}`` items as ``{key: {window: state}}`` (the tables' layout)."""
+    triggers: dict[Hashable, dict[TimeWindow, dict[str, Any]]] = {}
+    for (key, window), state in scopes:
+        per_key = triggers.get(key)
+        if per_key is None:
+            triggers[key] = {window: state}
+        else:
+            per_key[window] = state
+    return triggers
 
 
 def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
@@ -201,6 +258,10 @@ class WindowOperator(Operator):
     ``late_records`` counts records dropped because all their windows were past the allowed
     lateness; they also go to the side output ``late_data`` when it is set. ``state_size()`` counts
     the (key, window) entries held, for tests and metrics.
+
+    Contents are in :attr:`windows` and trigger state in :attr:`triggers`, tables of the state
+    backend of ``context.state_backend`` (plain dicts on the heap) opened in :meth:`open` and
+    closed in :meth:`close`; :attr:`trigger_state` shows the latter by ``(key, window)``.
     """
 
     has_processing_timers = True
@@ -234,36 +295,84 @@ class WindowOperator(Operator):
         self._reset()
 
     def _reset(self) -> None:
-        self.windows: dict[Hashable, dict[TimeWindow, Any]] = {}
-        self.trigger_state: dict[tuple[Hashable, TimeWindow], dict[str, Any]] = {}
+        #: The key whose windows the operator works on; the RocksDB cache keeps its entries live.
+        self.keys = KeyContext()
+        self._tables: StateTables = HEAP
+        #: A RocksDB backend's settings until the first record or restore opens its store (see
+        #: :meth:`_open_store`); None once open, and on the heap.
+        self._unopened: StateBackendConfig | None = None
+        #: ``{key: {window: contents}}`` and ``{key: {window: {name: value}}}``: tables of the
+        #: chosen state backend (dicts on the heap).
+        self.windows: MutableMapping[Hashable, dict[TimeWindow, Any]] = HEAP.table("windows", None)
+        self.triggers: MutableMapping[Hashable, dict[TimeWindow, dict[str, Any]]] = HEAP.table(
+            "trigger_state", None
+        )
         self.watermark = MIN_WATERMARK
         self.late_records = 0
         self._out = _Out()
+        self._scope = _Scope(self)
         #: Incremental snapshots only (``context.incremental``): the keys changed since the last
-        #: snapshot, and per key the windows that may have trigger state (a superset: pruned when
-        #: the key is snapshotted). None otherwise, so the per-batch check is all they cost.
+        #: snapshot. None otherwise, so the per-batch check is all it costs.
         self.changed_keys: set[Hashable] | None = None
-        self.trigger_windows: dict[Hashable, dict[TimeWindow, None]] | None = None
         if self.context.incremental:
             # Timer changes (set, deleted, fired) mark their key in the queues themselves.
             self.changed_keys = changed = set[Hashable]()
-            self.trigger_windows = {}
             self.event_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
             self.processing_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
-            self._scope: _Scope = _IndexedScope(self)
         else:
             self.event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
-            self._scope = _Scope(self)
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
+        self._tables.close()  # opened again: the previous run's tables go
         self._reset()
         self._window_context = WindowContext(context.clock, GLOBAL_WINDOW)
+        backend = context.state_backend
+        if backend is not None and backend.kind != "heap":
+            self._unopened = backend
+
+    def _open_store(self) -> None:
+        """Open the tables of the state backend chosen for the flow. On RocksDB this happens at
+        the first record or restore, not in :meth:`open`: opening a store and its column families
+        costs tens of milliseconds, which an instance that never holds a key does without."""
+        config = self._unopened
+        assert config is not None and not (self.windows or self.triggers)
+        self._unopened = None
+        context = self.context
+        self._tables = tables = open_tables(
+            config, context.name, context.index, max_parallelism=context.max_parallelism, keys=self.keys
+        )
+        self.windows = tables.table("windows", None)
+        self.triggers = tables.table("trigger_state", None)
+
+    def close(self) -> None:
+        """Close the state tables (the RocksDB backend deletes its files)."""
+        self._tables.close()
+
+    @property
+    def trigger_state(self) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
+        """Trigger state by ``(key, window)`` (a new dict; the snapshots' format).
+
+        >>> from actorflow.operators.windows import TumblingEventTimeWindows
+        >>> from actorflow.operators.windows.functions import ReduceContents
+        >>> op = WindowOperator("w", len, TumblingEventTimeWindows.of(10), ReduceContents(max))
+        >>> op.triggers["k"] = {TimeWindow(0, 10): {"count": 1}}
+        >>> op.trigger_state
+        {('k', TimeWindow(start=0, end=10)): {'count': 1}}
+        """
+        return _by_scope(self.triggers)
 
     def state_size(self) -> int:
         """(key, window) entries with contents, plus those with trigger state."""
-        return sum(len(windows) for windows in self.windows.values()) + len(self.trigger_state)
+        return sum(len(windows) for windows in self.windows.values()) + sum(
+            len(windows) for windows in self.triggers.values()
+        )
+
+    def _export(self) -> tuple[dict[Hashable, Any], dict[Hashable, Any]]:
+        """The two tables as dicts: the live ones on the heap, read back after a flush on RocksDB."""
+        exported = self._tables.export({"windows": self.windows, "trigger_state": self.triggers})
+        return exported["windows"], exported["trigger_state"]
 
     def snapshot(self, *, copy_values: bool = True) -> dict[int, dict[str, Any]]:
         """A deep copy of the window state, cut by key group of the key: ``{group: {"windows":
@@ -289,10 +398,13 @@ class WindowOperator(Operator):
                 }
             return found
 
-        for key, per_key in self.windows.items():
+        windows, triggers = self._export()
+        for key, per_key in windows.items():
             part(key)["windows"][key] = per_key
-        for scope, state in self.trigger_state.items():
-            part(scope[0])["trigger_state"][scope] = state
+        for key, per_key in triggers.items():
+            trigger_part = part(key)["trigger_state"]
+            for window, state in per_key.items():
+                trigger_part[(key, window)] = state
         for name, queue in (
             ("event_timers", self.event_timers),
             ("processing_timers", self.processing_timers),
@@ -307,7 +419,8 @@ class WindowOperator(Operator):
         """The checkpoint's state, as it is, with the key groups this instance owns (None when the
         operator holds none): ``{"key_groups": (start, stop), "windows": {key: {window:
         contents}}, "trigger_state": {(key, window): {...}}, "event_timers": ([times], [(key,
-        window)]), "processing_timers": (...)}``.
+        window)]), "processing_timers": (...)}``, the same on every state backend (RocksDB's
+        tables are flushed and read back as dicts), so a savepoint moves between them.
 
         Not copied and not cut by key group: the chain pickles it at once, and a restore at the
         same parallelism takes each instance's part whole (only a rescale hashes keys).
@@ -320,43 +433,36 @@ class WindowOperator(Operator):
         """
         if self.changed_keys is not None:
             return {"changes": self._changes(self.changed_keys)}
+        windows, triggers = self._export()
         timers = (self.event_timers.next_time, self.processing_timers.next_time)
-        if not (self.windows or self.trigger_state) and timers == (None, None):
+        if not (windows or triggers) and timers == (None, None):
             return None
         owned = self.context.key_groups
         return {
             "key_groups": (owned.start, owned.stop),
-            "windows": self.windows,
-            "trigger_state": self.trigger_state,
+            "windows": windows,
+            "trigger_state": _by_scope(triggers),
             "event_timers": self.event_timers.export(),
             "processing_timers": self.processing_timers.export(),
         }
 
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         windows = self.windows
-        trigger_state = self.trigger_state
-        trigger_windows = self.trigger_windows
-        assert trigger_windows is not None
+        triggers = self.triggers
         event: IndexedTimerQueue = self.event_timers  # type: ignore[assignment]
         processing: IndexedTimerQueue = self.processing_timers  # type: ignore[assignment]
         changes: dict[Hashable, dict[str, Any] | None] = {}
+        # The entries are live objects (on RocksDB, reading the next key may evict this one: it is
+        # written back, not changed): the chain pickles them before the state changes again.
         for key in changed:
             per_key = windows.get(key)
-            triggers: dict[TimeWindow, dict[str, Any]] = {}
-            candidates = trigger_windows.pop(key, None)
-            if candidates is not None:
-                for window in candidates:
-                    found = trigger_state.get((key, window))
-                    if found is not None:
-                        triggers[window] = found
-                if triggers:
-                    trigger_windows[key] = dict.fromkeys(triggers)
+            trigger_state = triggers.get(key)
             event_timers = _timers_of(event, key)
             processing_timers = _timers_of(processing, key)
-            if per_key or triggers or event_timers or processing_timers:
+            if per_key or trigger_state or event_timers or processing_timers:
                 changes[key] = {
                     "windows": per_key if per_key is not None else {},
-                    "trigger_state": triggers,
+                    "trigger_state": trigger_state if trigger_state is not None else {},
                     "event": event_timers,
                     "processing": processing_timers,
                 }
@@ -370,11 +476,13 @@ class WindowOperator(Operator):
         it owns), or incremental ones (``{"changes": ...}``, applied in order: a later entry of a
         key replaces an earlier one, None removes it; taken whole, not filtered by key group: the
         caller hands this instance its own keys). A list mixes neither kind with the other
-        (:class:`StateError`).
+        (:class:`StateError`). Either restores on either state backend.
 
         In incremental mode, keys restored from full states count as changed (the next snapshot
         holds them all); keys restored from changes do not.
         """
+        if self._unopened is not None:
+            self._open_store()
         changes = incremental_changes(self.name, states)
         if changes is not None:
             self._restore_changes(changes)
@@ -382,22 +490,14 @@ class WindowOperator(Operator):
         self._restore_full(states)
         if self.changed_keys is not None:  # timers marked their keys as the queues took them
             self.changed_keys.update(self.windows)
-            self._index_trigger_state(self.trigger_state)
-
-    def _index_trigger_state(self, scopes: Iterable[tuple[Hashable, TimeWindow]]) -> None:
-        index = self.trigger_windows
-        changed = self.changed_keys
-        assert index is not None and changed is not None
-        for key, window in scopes:
-            index.setdefault(key, {})[window] = None
-            changed.add(key)
+            self.changed_keys.update(self.triggers)
 
     def _restore_changes(self, changes: list[dict[Hashable, dict[str, Any] | None]]) -> None:
         latest: dict[Hashable, dict[str, Any] | None] = {}
         for part in changes:
             latest.update(part)
-        windows = self.windows
-        trigger_state = self.trigger_state
+        windows: dict[Hashable, dict[TimeWindow, Any]] = {}
+        triggers: dict[Hashable, dict[TimeWindow, dict[str, Any]]] = {}
         event: list[tuple[int, int, Hashable]] = []
         processing: list[tuple[int, int, Hashable]] = []
         for key, entry in latest.items():
@@ -405,16 +505,17 @@ class WindowOperator(Operator):
                 continue
             if entry["windows"]:
                 windows[key] = entry["windows"]
-            for window, found in entry["trigger_state"].items():
-                trigger_state[(key, window)] = found
+            if entry["trigger_state"]:
+                triggers[key] = entry["trigger_state"]
             event.extend((time, sequence, (key, window)) for time, window, sequence in entry["event"])
             processing.extend(
                 (time, sequence, (key, window)) for time, window, sequence in entry["processing"]
             )
+        self.windows.update(windows)  # RocksDB: one write batch
+        self.triggers.update(triggers)
         self.event_timers.add_sequenced(event)
         self.processing_timers.add_sequenced(processing)
         if self.changed_keys is not None:
-            self._index_trigger_state(trigger_state)
             self.changed_keys.clear()
 
     def _restore_full(self, states: list[Any]) -> None:
@@ -431,12 +532,10 @@ class WindowOperator(Operator):
             trigger_state = state["trigger_state"]
             if everything:
                 self.windows.update(windows)
-                self.trigger_state.update(trigger_state)
+                self.triggers.update(_by_key(trigger_state.items()))
             else:
                 self.windows.update({key: per_key for key, per_key in windows.items() if keep(key)})
-                self.trigger_state.update(
-                    {scope: value for scope, value in trigger_state.items() if keep(scope[0])}
-                )
+                self.triggers.update(_by_key(item for item in trigger_state.items() if keep(item[0][0])))
             for queue, saved in (
                 (self.event_timers, state["event_timers"]),
                 (self.processing_timers, state["processing_timers"]),
@@ -446,17 +545,21 @@ class WindowOperator(Operator):
 
     def restore(self, groups: dict[int, dict[str, Any]], owned: range, *, copy_values: bool = True) -> None:
         """Load the key groups in ``owned`` from a :meth:`snapshot` (others belong to other instances)."""
+        if self._unopened is not None:
+            self._open_store()
         for group, parts in groups.items():
             if group not in owned:
                 continue
             if copy_values:
                 parts = copy.deepcopy(parts)
             self.windows.update(parts["windows"])
-            self.trigger_state.update(parts["trigger_state"])
+            self.triggers.update(_by_key(parts["trigger_state"].items()))
             self.event_timers.add_all(parts["event_timers"])
             self.processing_timers.add_all(parts["processing_timers"])
 
     def process(self, batch: Batch) -> Batch:
+        if self._unopened is not None and batch.values:
+            self._open_store()
         if self._tumbling:
             return self._process_tumbling(batch)
         out = self._out
@@ -477,6 +580,7 @@ class WindowOperator(Operator):
         add = self.contents.add
         on_element = self.trigger.on_element
         state = self.windows
+        keys = self.keys
         scope = self._scope
         lateness = self.allowed_lateness
         cleanup_timers = self.event_timers if event_time else self.processing_timers
@@ -497,14 +601,14 @@ class WindowOperator(Operator):
                 self._advance(marks[mark_index][1], out_marks)
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            key = key_of(value)
+            keys.current = key = key_of(value)  # before the key's windows are read
             if timestamps is not None:
                 timestamp = timestamps[position]
             windows = assign(value, timestamp if event_time else now)  # type: ignore[arg-type]
             per_key = state.get(key)
+            stored = per_key is not None
             if per_key is None:
-                per_key = state[key] = {}
-            scope.key = key
+                per_key = {}  # stored below if a window takes the record
             watermark = self.watermark
             accepted = False
             for window in windows:
@@ -539,7 +643,10 @@ class WindowOperator(Operator):
                     and (previous is EMPTY or not fast_event_trigger)
                 ):
                     cleanup_timers.add(cleanup, (key, window))
-            if not per_key:
+            if per_key:
+                if not stored:
+                    state[key] = per_key
+            elif stored:
                 del state[key]
             if not accepted and event_time and timestamp + lateness <= watermark:  # type: ignore[operator]
                 self.late_records += 1
@@ -547,6 +654,7 @@ class WindowOperator(Operator):
                     self.emit_side(self.late_data, value, timestamp)
         for _, watermark in marks[mark_index:]:
             self._advance(watermark, out_marks)
+        keys.current = NO_KEY
         if self.changed_keys is not None:
             self.changed_keys.update(map(key_of, values))
         return Batch(out.values, out.timestamps, out_marks or None)
@@ -576,6 +684,7 @@ class WindowOperator(Operator):
         lateness = self.allowed_lateness
         key_of = self.key_of
         state = self.windows
+        keys = self.keys
         add_timer = self.event_timers.add
         contents = self.contents
         aggregate = contents.function if type(contents) is AggregateContents else None
@@ -622,7 +731,7 @@ class WindowOperator(Operator):
             if last - size + 1 != start:
                 start = last - size + 1
                 window = TimeWindow(start, last + 1)
-            key = key_of(value)
+            keys.current = key = key_of(value)  # before the key's windows are read
             per_key = state.get(key)
             if per_key is None:
                 per_key = state[key] = {}
@@ -643,6 +752,7 @@ class WindowOperator(Operator):
                     add_timer(last + lateness, (key, window))
         for _, mark in marks[mark_index:]:
             self._advance(mark, out_marks)
+        keys.current = NO_KEY
         if self.changed_keys is not None:
             self.changed_keys.update(map(key_of, values))
         return Batch(out.values, out.timestamps, out_marks or None)
@@ -651,6 +761,7 @@ class WindowOperator(Operator):
         """Event-time timers of :meth:`_process_tumbling`: fire at the window's max timestamp,
         clean up at ``max timestamp + lateness`` (the same timer without lateness)."""
         state = self.windows
+        keys = self.keys
         lateness = self.allowed_lateness
         out = self._out
         values = out.values
@@ -667,7 +778,8 @@ class WindowOperator(Operator):
         key: Hashable
         window: TimeWindow
         for time, scoped in self.event_timers.pop_due(limit):
-            key, window = scoped  # type: ignore[misc]
+            keys.current = key = scoped[0]  # type: ignore[index]
+            window = scoped[1]  # type: ignore[index]
             per_key = state.get(key)
             if per_key is None:
                 continue
@@ -718,10 +830,10 @@ class WindowOperator(Operator):
             )
         scope = self._scope
         trigger = self.trigger
-        trigger_state = self.trigger_state
+        triggers = self.triggers
         cleanup_timers = self.event_timers if event_time else self.processing_timers
         merge = self.contents.merge
-        scope.key = key
+        assert self.keys.current == key  # the scope reads the key's trigger state through it
         scope.window = merged
         scope.merged = members
         trigger.on_merge(merged, scope)  # reads the members' state: before they are cleared
@@ -729,7 +841,7 @@ class WindowOperator(Operator):
         for window in members:
             scope.window = window
             trigger.clear(window, scope)
-            trigger_state.pop((key, window), None)
+            _clear_trigger_state(triggers, key, window)
             cleanup_timers.remove(window.end - 1 + lateness, (key, window))
             combined = merge(combined, per_key.pop(window, EMPTY))
         per_key[merged] = combined
@@ -766,13 +878,13 @@ class WindowOperator(Operator):
         cleans = event is self.assigner.is_event_time
         lateness = self.allowed_lateness
         state = self.windows
+        keys = self.keys
         merging = self._merging
         key: Hashable
         window: TimeWindow
         for time, scoped in queue.pop_due(limit):
-            key, window = scoped  # type: ignore[misc]
-            scope.key = key
-            scope.window = window
+            keys.current = key = scoped[0]  # type: ignore[index]  # before the key's windows are read
+            scope.window = window = scoped[1]  # type: ignore[index]
             per_key = state.get(key)
             if merging and (per_key is None or window not in per_key):
                 continue  # a window that merged into another: a trigger left its timer behind
@@ -792,13 +904,14 @@ class WindowOperator(Operator):
                 self._clear(key, window)
 
     def _clear(self, key: Hashable, window: TimeWindow) -> None:
+        """The cleanup of ``key``'s ``window`` (the current key): contents, trigger state, timers."""
         per_key = self.windows.get(key)
         if per_key is not None:
             per_key.pop(window, None)
             if not per_key:
                 del self.windows[key]
         self.trigger.clear(window, self._scope)
-        self.trigger_state.pop((key, window), None)
+        _clear_trigger_state(self.triggers, key, window)
 
     def next_processing_time(self) -> int | None:
         return self.processing_timers.next_time
@@ -807,6 +920,7 @@ class WindowOperator(Operator):
         out = self._out
         out.bind()
         self._fire(self.processing_timers, now, event=False)
+        self.keys.current = NO_KEY
         if not out.values:
             return None
         return Batch(out.values, out.timestamps)
