@@ -137,8 +137,8 @@ class PatternOperator(Operator):
         #: store costs tens of milliseconds: an instance that never holds a key does without).
         self.tables: StateTables | None = None
         #: Per key with partial matches or waiting events: ``[NFAState or None, [(ts, seq, event),
-        #: ...] in (ts, seq) order, due time of its earliest partial match or None]`` (see the
-        #: module). On RocksDB read only after :attr:`keys` names the key.
+        #: ...] in (ts, seq) order (or () when there are none), due time of its earliest partial
+        #: match or None]`` (see the module). On RocksDB read only after :attr:`keys` names the key.
         self.table: MutableMapping[Hashable, list[Any]] = {}
         if not self.per_key:
             self._open_tables()
@@ -268,8 +268,8 @@ class PatternOperator(Operator):
                 push(waiting, (ts, seq, key))
             else:
                 events = entry[1]
-                if not events:
-                    events.append(item)
+                if not events:  # () or []
+                    entry[1] = [item]
                     push(waiting, (ts, seq, key))
                 elif ts >= events[-1][0]:
                     events.append(item)  # the common case: in time order
@@ -405,7 +405,7 @@ class PatternOperator(Operator):
                     del self.table[key]
             return
         if entry is None:
-            entry = [state, [], None]
+            entry = [state, (), None]  # no events: () is shared
             self.table[key] = entry
         else:
             entry[0] = state
@@ -492,14 +492,14 @@ class PatternOperator(Operator):
             if self.tables is None:
                 return {}
             table = self.tables.export({TABLE: self.table})[TABLE]
-            return {key: (entry[0], entry[1]) for key, entry in table.items()}
+            return {key: (entry[0], list(entry[1])) for key, entry in table.items()}
         context = self.keys
         get = self.table.get
         entries: dict[Hashable, Any] = {}
         for key in keys:
             context.current = key
             entry = get(key)
-            entries[key] = None if entry is None else (entry[0], entry[1])
+            entries[key] = None if entry is None else (entry[0], list(entry[1]))
         context.current = NO_KEY
         return entries
 
@@ -538,7 +538,7 @@ class PatternOperator(Operator):
         )  # fmt: skip
         self._seq = len(events)
         restored: dict[Hashable, list[Any]] = {
-            key: [entry[0], [], None]
+            key: [entry[0], (), None]
             for key, entry in entries.items()
             if entry is not None and entry[0] is not None and entry[0].partials
         }
@@ -546,8 +546,11 @@ class PatternOperator(Operator):
             for n, (ts, _, key, value) in enumerate(events):
                 entry = restored.get(key)
                 if entry is None:
-                    entry = restored[key] = [None, [], None]
-                entry[1].append((ts, n, value))
+                    entry = restored[key] = [None, (), None]
+                if entry[1]:
+                    entry[1].append((ts, n, value))
+                else:
+                    entry[1] = [(ts, n, value)]
             for key, (_, mine, _) in restored.items():
                 if mine:
                     self.waiting.append((mine[0][0], mine[0][1], key))
