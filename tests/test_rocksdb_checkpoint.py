@@ -200,6 +200,28 @@ def test_the_local_checkpoints_are_deleted_when_they_complete_abort_or_the_opera
     assert not os.path.exists(instance)
 
 
+def test_a_checkpoint_aborted_while_it_is_taken_leaves_no_local_directory(tmp_path: Path) -> None:
+    """The coordinator may abort (time out) a checkpoint while the operator is still taking it:
+    its local directory is deleted once taken, and the next checkpoint is whole."""
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(100))
+    instance = only_instance(tmp_path / "rocks")
+
+    async def scenario() -> None:
+        taking = asyncio.ensure_future(operator.checkpoint_state_async(1))
+        await asyncio.sleep(0)  # it starts, and waits for its first worker thread
+        assert not taking.done()
+        await operator.checkpoint_aborted(1)
+        assert isinstance(await taking, SnapshotPart)
+        assert not any(name.startswith("checkpoint-") for name in os.listdir(instance))
+        part = await operator.checkpoint_state_async(2)
+        assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+        assert all(map(os.path.exists, part.shared.values()))
+
+    asyncio.run(scenario())
+    operator.close()
+
+
 def test_an_aborted_checkpoint_does_not_break_the_next_one(tmp_path: Path) -> None:
     """The storage deletes what only an aborted checkpoint wrote; the next one lists the same
     SST files and stores them again, and restores."""

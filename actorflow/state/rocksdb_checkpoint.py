@@ -44,8 +44,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Protocol, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.state.keycodec import decode_key
@@ -53,6 +53,8 @@ from actorflow.state.keyed import KeyedStateBackend
 from actorflow.state.rocksdb import COLUMN_PREFIX, PREFIX, RocksDBTables, open_db, value_codec
 
 __all__ = ["FORMAT", "WRITE_BACK_CHUNK", "NativeCheckpoints", "RestoredFiles", "restore", "takes_whole"]
+
+T = TypeVar("T")
 
 #: The version of the ``"rocksdb"`` entry's shape.
 FORMAT: Final = 1
@@ -70,6 +72,17 @@ class RestoredFiles(Protocol):
     def copy(self, key: str, dest: str) -> None:
         """Write ``key`` to ``dest``, checked."""
         ...
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a worker thread. Cancelled, it still waits for the thread, which
+    cannot be stopped, so nobody closes the store under it; then it raises."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait({work})
+        raise
 
 
 class NativeCheckpoints:
@@ -92,21 +105,18 @@ class NativeCheckpoints:
         worker threads do both).
         """
         tables = self.tables
+        self.release(checkpoint_id)  # a leftover of an earlier try with this id
+        directory = os.path.join(tables.path, f"checkpoint-{checkpoint_id}")
+        self.pending[checkpoint_id] = directory
         for table, keys, values in tables.serialized(WRITE_BACK_CHUNK):
             # The store's bytes are read in a worker thread (rocksdict lets go of the GIL): the
             # loop runs meanwhile, and pays for serializing a chunk and writing what changed.
-            stored = await asyncio.to_thread(table.family.get, keys)
+            stored = await _in_thread(table.family.get, keys)
             tables.write_changed(table, keys, values, stored)
-        self.release(checkpoint_id)  # a leftover of an earlier try with this id
-        directory = os.path.join(self.tables.path, f"checkpoint-{checkpoint_id}")
-        self.pending[checkpoint_id] = directory
-        work = asyncio.ensure_future(asyncio.to_thread(self._create, directory))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # A thread cannot be stopped: let it finish before anyone closes the store under it.
-            await asyncio.wait({work})
-            raise
+        taken = await _in_thread(self._create, directory)
+        if self.pending.get(checkpoint_id) != directory:  # aborted meanwhile: nobody reads it
+            shutil.rmtree(directory, ignore_errors=True)
+        return taken
 
     def _create(self, directory: str) -> tuple[dict[str, Any], dict[str, str]]:
         """In a worker thread: the RocksDB checkpoint, its small files read, its SSTs named."""
