@@ -12,7 +12,10 @@ treated as dirty and written back (through one ``WriteBatch``) when it is evicte
 cache holds at most ``cache_size`` entries over all the instance's states; when it is full, the
 oldest entries are evicted (first in, first out), never the current key's (the operator's record or
 timer may still hold them). So an object read from state is live until the operator moves to
-another key: keep no reference to it beyond the record.
+another key: keep no reference to it beyond the record. The cache remembers absent keys too (a read
+that found nothing, a delete): most records of a fraud rule read state their card does not have,
+and reading that absence again costs a dict lookup, not a RocksDB get; a delete is written when its
+entry leaves the cache.
 
 *Snapshots* flush the cache and read every state back as plain dicts, the heap's format, so
 checkpoints and savepoints move between backends. RocksDB's own write-ahead log is off: the
@@ -54,6 +57,8 @@ from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 __all__ = ["PREFIX", "RocksDBTable", "RocksDBTables", "sweep_stale", "value_codec"]
 
 _MISSING: Final[Any] = object()
+#: A cached key that has no value in the store (read and not found, or deleted).
+_ABSENT: Final[Any] = object()
 _EXPIRY = struct.Struct(">q")
 
 Dumps = Callable[[Any], bytes]
@@ -239,17 +244,24 @@ class RocksDBTables:
 
 
 class RocksDBTable(MutableMapping[Any, Any]):
-    """One state's entries: cached live objects in front of a column family (see the module)."""
+    """One state's entries: cached live objects in front of a column family (see the module).
+
+    The cache also remembers keys that are absent (``_ABSENT``): a read that found nothing, or a
+    delete. Reading such a key again costs a dict lookup, not a RocksDB get; a delete reaches the
+    store when its entry is evicted or flushed (``deleted`` holds those not written yet).
+    """
 
     def __init__(self, owner: RocksDBTables, name: str, family: list[Any]) -> None:
         self.owner = owner
         self.name = name
         #: ``[column family, handle]``: held only here and by the owner, which empties it on close.
         self._family = family
-        #: key -> live value, oldest first.
+        #: key -> live value (or ``_ABSENT``), oldest first.
         self.cache: dict[Any, Any] = {}
         #: key -> its encoding, for cached keys read from the store or flushed.
         self.encoded: dict[Any, bytes] = {}
+        #: Cached keys deleted whose delete is not in the store yet.
+        self.deleted: set[Any] = set()
         self._max_parallelism = owner.max_parallelism
         self.dumps, self.loads = value_codec(None)
         self._codec: Codec = None
@@ -290,21 +302,24 @@ class RocksDBTable(MutableMapping[Any, Any]):
         return rocksdict.WriteBatch(raw_mode=True)
 
     def _load(self, key: Any) -> Any:
+        """The key's value, cached or read; ``_ABSENT`` if it has none."""
         value = self.cache.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        return self._read(key)
+        if value is _MISSING:
+            return self._read(key)
+        return value
 
     def _read(self, key: Any) -> Any:
-        """A key not cached: from the store into the cache (``_MISSING`` if absent)."""
+        """A key not cached: from the store into the cache (its value, or ``_ABSENT``, cached too)."""
         encoded = encode_key(key, self._max_parallelism)
         data = self.family.get(encoded)
         self.owner.misses += 1
-        if data is None:
-            return _MISSING
-        value = self.loads(data)
+        value = _ABSENT if data is None else self.loads(data)
         self.encoded[key] = encoded  # for the write-back: a key is encoded once per stay
-        self._cache(key, value)
+        self.cache[key] = value
+        owner = self.owner
+        owner.cached += 1
+        if owner.cached > owner.capacity:
+            owner.make_room()
         return value
 
     def _cache(self, key: Any, value: Any) -> None:
@@ -314,6 +329,24 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if owner.cached > owner.capacity:
             owner.make_room()
 
+    def _write_back(self, keys: Any, batch: Any) -> None:
+        """Put ``keys``' cached values (or their deletes) into ``batch``."""
+        cache = self.cache
+        dumps = self.dumps
+        handle = self.handle
+        encoded = self.encoded
+        deleted = self.deleted
+        max_parallelism = self._max_parallelism
+        for key in keys:
+            value = cache[key]
+            data = encoded.get(key)
+            if data is None:
+                data = encoded[key] = encode_key(key, max_parallelism)
+            if value is not _ABSENT:
+                batch.put(data, dumps(value), handle)
+            elif key in deleted:
+                batch.delete(data, handle)
+
     def evict(self, count: int, current: Any) -> None:
         """Write the ``count`` oldest cached entries back and drop them (not ``current``'s)."""
         cache = self.cache
@@ -321,15 +354,13 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if not victims:
             return
         batch = self._batch()
-        dumps = self.dumps
-        handle = self.handle
+        self._write_back(victims, batch)
         encoded = self.encoded
-        max_parallelism = self._max_parallelism
+        deleted = self.deleted
         for key in victims:
-            data = encoded.pop(key, None)
-            if data is None:
-                data = encode_key(key, max_parallelism)
-            batch.put(data, dumps(cache.pop(key)), handle)
+            del cache[key]
+            encoded.pop(key, None)
+            deleted.discard(key)
         self.owner.cached -= len(victims)
         self.owner.write(batch)
 
@@ -338,39 +369,33 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if not self.cache:
             return
         batch = self._batch()
-        dumps = self.dumps
-        handle = self.handle
-        encoded = self.encoded
-        for key, value in self.cache.items():
-            data = encoded.get(key)
-            if data is None:
-                data = encoded[key] = self._encode(key)
-            batch.put(data, dumps(value), handle)
+        self._write_back(self.cache, batch)
+        self.deleted.clear()
         self.owner.write(batch)
 
     # -- the mapping ----------------------------------------------------------------------------
 
-    # The cache is looked up inline: a hit is the hot path, and it costs one dict lookup more
-    # than the heap's.
+    # The cache is looked up inline: a hit is the hot path, and it costs one dict lookup and one
+    # comparison more than the heap's.
 
     def get(self, key: Any, default: Any = None) -> Any:
         value = self.cache.get(key, _MISSING)
         if value is _MISSING:
             value = self._read(key)
-            if value is _MISSING:
-                return default
+        if value is _ABSENT:
+            return default
         return value
 
     def __getitem__(self, key: Any) -> Any:
         value = self.cache.get(key, _MISSING)
         if value is _MISSING:
             value = self._read(key)
-            if value is _MISSING:
-                raise KeyError(key)
+        if value is _ABSENT:
+            raise KeyError(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self.cache or self._read(key) is not _MISSING
+        return self._load(key) is not _ABSENT
 
     def __setitem__(self, key: Any, value: Any) -> None:
         cache = self.cache
@@ -380,22 +405,19 @@ class RocksDBTable(MutableMapping[Any, Any]):
             self._cache(key, value)
 
     def __delitem__(self, key: Any) -> None:
-        self.encoded.pop(key, None)
-        if self.cache.pop(key, _MISSING) is not _MISSING:
-            self.owner.cached -= 1
-        else:
-            encoded = self._encode(key)
-            if self.family.get(encoded) is None:
-                raise KeyError(key)
-        self.family.delete(self._encode(key))
+        if self._load(key) is _ABSENT:
+            raise KeyError(key)
+        self.cache[key] = _ABSENT
+        self.deleted.add(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         value = self._load(key)
-        if value is _MISSING:
+        if value is _ABSENT:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        del self[key]
+        self.cache[key] = _ABSENT
+        self.deleted.add(key)
         return value
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
@@ -439,6 +461,7 @@ class RocksDBTable(MutableMapping[Any, Any]):
         self.owner.cached -= len(self.cache)
         self.cache.clear()
         self.encoded.clear()
+        self.deleted.clear()
         batch = self._batch()
         for data in self.family.keys():  # noqa: SIM118
             batch.delete(data, self.handle)
