@@ -199,17 +199,23 @@ class RocksDBTables:
         """A new, empty table for state ``name`` in its own column family."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
-        column = "state:" + name  # apart from RocksDB's "default" and from what comes later (timers)
+        self.column_family("state:" + name)  # apart from RocksDB's "default" and the timers
+        table = RocksDBTable(self, name, self._families[-1])
+        if descriptor is not None:
+            table.declare(descriptor)
+        self.tables.append(table)
+        return table
+
+    def column_family(self, column: str) -> tuple[Any, Any]:
+        """A new column family of the store and its handle (closed with the store)."""
+        if self._finalizer.alive is False:
+            raise StateError(f"the state of {self.path} was closed")
         family = [
             self.db.create_column_family(column, _options()),
             self.db.get_column_family_handle(column),
         ]
         self._families.append(family)
-        table = RocksDBTable(self, name, family)
-        if descriptor is not None:
-            table.declare(descriptor)
-        self.tables.append(table)
-        return table
+        return family[0], family[1]
 
     def declare(self, table: MutableMapping[Any, Any], descriptor: StateDescriptor) -> None:
         """``descriptor`` declares a table restored before it: its values take the declared codec."""
