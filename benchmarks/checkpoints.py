@@ -34,7 +34,8 @@ class MeteredStorage(FileSystemStorage):
         self._lock = threading.Lock()
         #: Checkpoints committed (made complete) by this process.
         self.commits = 0
-        #: Bytes of parts written by this process (manifests not included).
+        #: Bytes of parts and of shared files (RocksDB's SST files) written by this process
+        #: (manifests not included; a shared file the storage already held costs nothing).
         self.bytes_written = 0
         #: Seconds spent writing parts and manifests, summed over threads.
         self.write_seconds = 0.0
@@ -45,6 +46,14 @@ class MeteredStorage(FileSystemStorage):
         with self._lock:
             self.bytes_written += len(data)
             self.write_seconds += time.perf_counter() - started
+
+    def _put_shared(self, checkpoint_id: int | None, key: str, source: str) -> tuple[int, str]:
+        started = time.perf_counter()
+        size, digest = super()._put_shared(checkpoint_id, key, source)
+        with self._lock:
+            self.bytes_written += size
+            self.write_seconds += time.perf_counter() - started
+        return size, digest
 
     def _put_manifest(self, info: CheckpointInfo) -> None:
         started = time.perf_counter()

@@ -14,10 +14,12 @@ bytes it wrote). The run, in order:
 1. **fill**: the source reads its events while checkpoints are taken every
    ``checkpoint_interval_ms``; ``events_per_s`` is the events over the time from the first read to
    the last event processed (the checkpoints taken meanwhile included);
-2. **full checkpoint** of all ``keys`` cards: ``checkpoint_bytes``;
+2. **full checkpoint** of all ``keys`` cards: ``checkpoint_bytes`` is its size as stored (its
+   parts and every shared file it lists, whoever stored them: what a restore reads);
 3. **1 % change**: one event each for every 100th card, then a checkpoint:
-   ``incremental_checkpoint_bytes`` (the heap backend writes its whole state every time, so today
-   this is about ``checkpoint_bytes``; the field is there for incremental checkpoints);
+   ``incremental_checkpoint_bytes`` is what it wrote (the heap writes its whole state every time,
+   so about ``checkpoint_bytes``; RocksDB's native checkpoints store only the SST files no earlier
+   checkpoint stored: about 1 % of a full one, more when a compaction has rewritten files since);
 4. **crash**: the run is cancelled (no final checkpoint), so the last checkpoint is the one after
    the change;
 5. **restore**: a new flow from the storage, timed from ``run()`` until its source starts reading
@@ -53,6 +55,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -107,9 +110,11 @@ class StateMeasurement(TypedDict):
     checkpoint_pause_ms: float
     """The longest pause of the event loop that overlaps a checkpoint."""
     checkpoint_bytes: int
-    """Bytes written by the checkpoint of all ``keys`` cards."""
+    """The size of the checkpoint of all ``keys`` cards: its parts and the shared files it lists
+    (RocksDB's SST files, most of them stored by earlier checkpoints already)."""
     incremental_checkpoint_bytes: int
-    """Bytes written by the checkpoint after 1 % of the cards changed."""
+    """Bytes written by the checkpoint after 1 % of the cards changed: its parts and the shared
+    files no earlier checkpoint had stored."""
     restore_s: float
     restored_keys: int
     """Cards whose profile the restored flow found, and found right (must equal ``keys``)."""
@@ -117,6 +122,9 @@ class StateMeasurement(TypedDict):
     """Checkpoints taken by the first flow: the periodic ones, the full one, the one after the change."""
     pause_outside_checkpoints_ms: float
     peak_rss_before_restore_mb: float
+    child_peak_rss_mb: float
+    """The largest peak RSS of a child the run forked to pickle a heap checkpoint (0: none). Its
+    pages are the run's until one of them writes to them, so the two peaks do not add up."""
     error: NotRequired[str]
 
 
@@ -350,6 +358,15 @@ async def _checkpoint(flow: Flow, storage: MeteredStorage, windows: list[tuple[f
     return storage.bytes_written - before
 
 
+def _stored_size(storage: MeteredStorage) -> int:
+    """The size of the newest complete checkpoint: its parts and every shared file it lists."""
+    info = storage.latest()
+    assert info is not None
+    parts: int = sum(entry["size"] for entry in info.parts.values())
+    shared: int = sum(entry["size"] for entry in info.shared.values())
+    return parts + shared
+
+
 async def _periodic(
     flow: Flow,
     storage: MeteredStorage,
@@ -411,7 +428,8 @@ async def _measure(
     await _until(signals.filled, job, "the flow ended before its source had read every event")
     await periodic
     _progress(f"the full checkpoint, after {len(windows)} periodic ones")
-    full_bytes = await _checkpoint(flow, storage, windows)
+    await _checkpoint(flow, storage, windows)
+    full_bytes = _stored_size(storage)
     signals.go_on.set()
     await _until(signals.changed, job, "the flow ended before its source changed the cards")
     _progress("the checkpoint after the change")
@@ -455,6 +473,7 @@ async def _measure(
         "checkpoints": taken,
         "pause_outside_checkpoints_ms": probe.longest(windows, inside=False),
         "peak_rss_before_restore_mb": round(before_restore, 1),
+        "child_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
 
 

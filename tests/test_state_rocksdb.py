@@ -157,6 +157,22 @@ def test_a_delete_reaches_rocksdb_when_its_entry_leaves_the_cache(tmp_path: Path
     backend.close()
 
 
+def test_a_cached_delete_is_in_what_a_checkpoint_writes_back(tmp_path: Path) -> None:
+    backend, tables = rocksdb_backend(tmp_path, cache_entries=100)
+    armed = backend.get_state(ValueStateDescriptor("armed"))
+    backend.keys.current = "a"
+    armed.update(1)
+    backend.keys.current = "b"
+    assert armed.value() is None  # an absence read: nothing to write for it
+    assert sum(tables.write_back(10)) == 1
+    backend.keys.current = "a"
+    armed.clear()
+    assert sum(tables.write_back(10)) == 1  # the delete
+    assert tables.tables[0].family.get(encode_key("a", tables.max_parallelism)) is None
+    assert sum(tables.write_back(10)) == 0
+    backend.close()
+
+
 def test_the_current_keys_entries_are_never_evicted_under_it(tmp_path: Path) -> None:
     backend, _ = rocksdb_backend(tmp_path, cache_entries=1)
     names = [backend.get_state(ValueStateDescriptor(f"s{i}")) for i in range(4)]

@@ -18,13 +18,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.failures import guarded, route_failure
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import incremental_changes
+from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.state.backends import open_tables
 from actorflow.state.descriptors import (
@@ -47,6 +47,9 @@ from actorflow.state.keyed import (
 from actorflow.state.keygroups import KeyGroupFilter
 from actorflow.time.clock import Clock
 from actorflow.time.timers import IndexedTimerQueue, TimerQueue
+
+if TYPE_CHECKING:
+    from actorflow.state.rocksdb_checkpoint import NativeCheckpoints  # needs rocksdict
 
 __all__ = [
     "Context",
@@ -366,6 +369,9 @@ class KeyedProcessOperator(Operator):
         #: snapshot. None otherwise, so the per-batch check is all the tracking costs.
         self.changed_keys: set[Hashable] | None = None
         self._stamped = False
+        #: The native checkpoints of a RocksDB state (None on the heap); see
+        #: :meth:`checkpoint_state_async`.
+        self.native_checkpoints: NativeCheckpoints | None = None
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -380,6 +386,13 @@ class KeyedProcessOperator(Operator):
                 keys=keys,
             )
         self.backend = KeyedStateBackend(context.max_parallelism, context.clock, tables, keys)
+        self.native_checkpoints = None
+        if context.state_backend is not None and context.state_backend.kind == "rocksdb":
+            from actorflow.state.rocksdb import RocksDBTables  # rocksdict is there: tables opened
+            from actorflow.state.rocksdb_checkpoint import NativeCheckpoints
+
+            assert isinstance(tables, RocksDBTables)
+            self.native_checkpoints = NativeCheckpoints(tables)
         if context.incremental:
             # Timer changes (a timer set, deleted or fired, from any path) mark their key in the
             # queues themselves; records are marked per batch in process().
@@ -541,6 +554,37 @@ class KeyedProcessOperator(Operator):
             "processing": self.processing_timers.export(),
         }
 
+    async def checkpoint_state_async(self, checkpoint_id: int) -> Any:
+        """On RocksDB: a native, incremental checkpoint (see
+        :mod:`~actorflow.state.rocksdb_checkpoint`), a :class:`SnapshotPart` whose data is the
+        pickled ``{"key_groups": (start, stop), "rocksdb": description, "event": ([times], [keys]),
+        "processing": (...)}`` and whose shared files are the store's SST files: the cache is
+        written back (the loop runs between batches), the store checkpointed in a worker thread;
+        the local checkpoint is deleted once the checkpoint completes or aborts. On the heap, and
+        for incremental snapshots: :meth:`snapshot_state`.
+        """
+        native = self.native_checkpoints
+        if native is None or self.changed_keys is not None:
+            return await self.snapshot_state_async()
+        owned = self.context.key_groups
+        event, processing = self.event_timers.export(), self.processing_timers.export()
+        description, shared = await native.take(checkpoint_id)
+        state = {
+            "key_groups": (owned.start, owned.stop),
+            "rocksdb": description,
+            "event": event,
+            "processing": processing,
+        }
+        return SnapshotPart(dumps(state), shared)
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self.native_checkpoints is not None:
+            self.native_checkpoints.release(checkpoint_id)
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self.native_checkpoints is not None:
+            self.native_checkpoints.release(checkpoint_id)
+
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         changed.discard(NO_KEY)  # the key of a broadcast input's records
         entry_of = self.backend.entry_of
@@ -595,6 +639,9 @@ class KeyedProcessOperator(Operator):
     def _restore_full(self, states: list[Any]) -> None:
         owned = self.context.key_groups
         max_parallelism = self.context.max_parallelism
+        native = [state for state in states if "rocksdb" in state]
+        if native:  # first: one of them may become the store itself
+            self._restore_native(native, owned)
         for state in states:  # just unpickled: nobody else holds these objects
             if "groups" in state:  # cut by key group (the format before session 3)
                 self._restore_groups(state["groups"], owned)
@@ -602,7 +649,8 @@ class KeyedProcessOperator(Operator):
             keep = KeyGroupFilter(range(*state["key_groups"]), owned, max_parallelism)
             if keep.takes_none:
                 continue
-            self.backend.load_tables(state["state"], keep)
+            if "rocksdb" not in state:
+                self.backend.load_tables(state["state"], keep)
             for queue, saved in (
                 (self.event_timers, state["event"]),
                 (self.processing_timers, state["processing"]),
@@ -612,6 +660,24 @@ class KeyedProcessOperator(Operator):
                     queue.add_all(zip(times, keys, strict=True))
                 else:
                     queue.add_all(timer for timer in zip(times, keys, strict=True) if keep(timer[1]))
+
+    def _restore_native(self, states: list[Any], owned: range) -> None:
+        """Native RocksDB checkpoint parts (their timers are restored with the others'): on
+        RocksDB at the same parallelism, a part's files become the store; otherwise the owned key
+        groups are read from each overlapping part. Needs rocksdict, even on the heap."""
+        try:
+            from actorflow.state.rocksdb_checkpoint import restore
+        except ModuleNotFoundError as error:
+            if error.name != "rocksdict":
+                raise
+            raise StateError(
+                f"operator {self.name!r}: the checkpoint holds RocksDB state, which needs rocksdict "
+                "to restore: pip install 'actorflow[rocksdb]' (or restore from a savepoint)"
+            ) from None
+        parts = [(state["rocksdb"], range(*state["key_groups"])) for state in states]
+        backend = self.context.state_backend
+        scratch = backend.path if backend is not None else None
+        restore(parts, self.backend, owned, self.context.restored_files, self.native_checkpoints, scratch)
 
     def _restore_groups(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
         self.backend.restore(
@@ -625,4 +691,6 @@ class KeyedProcessOperator(Operator):
         try:
             self.function.close()
         finally:
+            if self.native_checkpoints is not None:
+                self.native_checkpoints.release_all()
             self.backend.close()  # the RocksDB backend deletes its files

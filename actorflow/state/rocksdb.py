@@ -17,8 +17,10 @@ that found nothing, a delete): most records of a fraud rule read state their car
 and reading that absence again costs a dict lookup, not a RocksDB get; a delete is written when its
 entry leaves the cache.
 
-*Snapshots* flush the cache and read every state back as plain dicts, the heap's format, so
-checkpoints and savepoints move between backends. RocksDB's own write-ahead log is off: the
+*Checkpoints* are RocksDB's own, incremental (:mod:`actorflow.state.rocksdb_checkpoint`: the cache
+written back, the SST files hard-linked, only new ones stored). *Savepoints* and the final
+snapshot flush the cache and read every state back as plain dicts (:meth:`RocksDBTables.export`),
+the heap's format, so a job moves between backends. RocksDB's own write-ahead log is off: the
 checkpoint, not this directory, is what a restore reads.
 
 >>> from actorflow.state.backends import StateBackendConfig
@@ -41,7 +43,7 @@ import shutil
 import struct
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from functools import partial
 from itertools import islice
 from typing import Any, Final
@@ -54,7 +56,16 @@ from actorflow.state.descriptors import Codec, StateDescriptor
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 
-__all__ = ["PREFIX", "RocksDBTable", "RocksDBTables", "sweep_stale", "value_codec"]
+__all__ = [
+    "COLUMN_PREFIX",
+    "PREFIX",
+    "RocksDBTable",
+    "RocksDBTables",
+    "codec_name",
+    "open_db",
+    "sweep_stale",
+    "value_codec",
+]
 
 _MISSING: Final[Any] = object()
 #: A cached key that has no value in the store (read and not found, or deleted).
@@ -98,14 +109,19 @@ def value_codec(codec: Codec, ttl: bool = False) -> tuple[Dumps, Loads]:
     return dumps_ttl, loads_ttl
 
 
-def _remove(db: Any, families: list[list[Any]], path: str) -> None:
+def _close(store: list[Any], families: list[list[Any]]) -> None:
     # Every column family object keeps the database open, and one dropped after its directory is
-    # gone stalls in RocksDB's destructor: let go of them all first, then close, then delete.
+    # gone stalls in RocksDB's destructor: let go of them all first, then close.
     for family in families:
         if family:
             family[0].close()
         family.clear()
-    db.close()
+    if store:
+        store.pop().close()
+
+
+def _remove(store: list[Any], families: list[list[Any]], path: str) -> None:
+    _close(store, families)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -149,13 +165,39 @@ def _options() -> Any:
     options = rocksdict.Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_write_buffer_size(8 << 20)
+    # A checkpoint carries the MANIFEST in its part's bytes (it is rewritten every time): keep it
+    # small by starting a new one past this size.
+    options.set_max_manifest_file_size(MAX_MANIFEST_BYTES)
     return options
+
+
+#: Past this size RocksDB starts a new MANIFEST (see :func:`_options`).
+MAX_MANIFEST_BYTES: Final = 1 << 20
+#: The column family of state ``name``: apart from RocksDB's ``default`` (and from what may come
+#: later, such as timers).
+COLUMN_PREFIX: Final = "state:"
+
+
+def open_db(directory: str, columns: list[str], *, read_only: bool = False) -> Any:
+    """Open the RocksDB in ``directory`` with its column families ``columns`` (``default`` aside)."""
+    families = {column: _options() for column in columns if column != "default"}
+    if read_only:
+        return rocksdict.Rdict(
+            directory, _options(), column_families=families, access_type=rocksdict.AccessType.read_only()
+        )
+    options = _options()
+    options.set_db_write_buffer_size(64 << 20)  # all memtables together
+    return rocksdict.Rdict(directory, options, column_families=families or None)
 
 
 class RocksDBTables:
     """One operator instance's RocksDB and the cache its states share (see the module docstring).
 
     ``keys``: the instance's key context; the current key's entries are never evicted.
+
+    The instance's directory (:attr:`path`) holds the database (:attr:`db_path`) and whatever is
+    made next to it: the local checkpoints of :mod:`actorflow.state.rocksdb_checkpoint`, a
+    restore's scratch files. All of it goes when the instance closes.
     """
 
     def __init__(
@@ -176,51 +218,123 @@ class RocksDBTables:
         #: The instance's own directory, deleted by :meth:`close` (or when this is collected); one
         #: a killed process left is deleted by the next process that opens state in ``base``.
         self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{name}-{index}-", dir=base)
-        options = _options()
-        options.set_db_write_buffer_size(64 << 20)  # all memtables together
-        self.db = rocksdict.Rdict(self.path, options)
+        #: The live database's directory, inside :attr:`path` (a restore opens another one).
+        self.db_path = os.path.join(self.path, "db-0")
+        #: The open database, alone in a list the finalizer shares (a restore replaces it).
+        self._store: list[Any] = [open_db(self.db_path, [])]
         self._write_options = rocksdict.WriteOptions()
         self._write_options.disable_wal = True  # type: ignore[assignment,method-assign]
         self.db.set_write_options(self._write_options)
         #: ``[column family, handle]`` per state, shared with the tables (emptied on close).
         self._families: list[list[Any]] = []
-        self._finalizer = weakref.finalize(self, _remove, self.db, self._families, self.path)
+        #: The column families the open database has (a restored one comes with its own).
+        self._columns: set[str] = set()
+        self._finalizer = weakref.finalize(self, _remove, self._store, self._families, self.path)
         self.max_parallelism = max_parallelism
         self.keys = keys
         #: The cache's bound, in entries over all states, and how many it holds.
         self.capacity = config.cache_size
         self.cached = 0
         self.tables: list[RocksDBTable] = []
+        #: How each state's values are stored: ``(codec, ttl)``, the codec named by
+        #: :func:`codec_name`; what a checkpoint records, so that a restore reads them back.
+        self.formats: dict[str, tuple[str, bool]] = {}
+        #: States whose column family holds values of a codec of the user's own, restored before
+        #: they were declared: their declaration brings the codec (see :meth:`adopt_format`).
+        self._undeclared_custom: set[str] = set()
+        #: The states declared so far (a restore may bring others).
+        self.declared: set[str] = set()
         #: Reads that missed the cache (for metrics and tests; hits are not counted: they are the
         #: hot path).
         self.misses = 0
 
+    @property
+    def db(self) -> Any:
+        """The open database (an ``Rdict``)."""
+        if not self._store:
+            raise StateError(f"the state of {self.path} was closed")
+        return self._store[0]
+
     def table(self, name: str, descriptor: StateDescriptor | None) -> MutableMapping[Any, Any]:
-        """A new, empty table for state ``name`` in its own column family."""
+        """A new table for state ``name`` in its own column family: empty, or what a restored
+        database holds for it."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
-        self.column_family("state:" + name)  # apart from RocksDB's "default" and the timers
-        table = RocksDBTable(self, name, self._families[-1])
+        table = RocksDBTable(self, name, self._family(COLUMN_PREFIX + name))
+        self.formats[name] = ("pickle", False)
         if descriptor is not None:
-            table.declare(descriptor)
+            self.declare(table, descriptor)
         self.tables.append(table)
         return table
 
+    def _family(self, column: str) -> list[Any]:
+        """``[column family, handle]``: created, or the restored store's; closed with the store."""
+        db = self.db
+        if column in self._columns:
+            family = [db.get_column_family(column), db.get_column_family_handle(column)]
+        else:
+            family = [db.create_column_family(column, _options()), db.get_column_family_handle(column)]
+            self._columns.add(column)
+        self._families.append(family)
+        return family
+
     def column_family(self, column: str) -> tuple[Any, Any]:
-        """A new column family of the store and its handle (closed with the store)."""
+        """A column family of the store (the restored store's, if it has it) and its handle,
+        for what is not a state's table (timers)."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
-        family = [
-            self.db.create_column_family(column, _options()),
-            self.db.get_column_family_handle(column),
-        ]
-        self._families.append(family)
+        family = self._family(column)
         return family[0], family[1]
 
     def declare(self, table: MutableMapping[Any, Any], descriptor: StateDescriptor) -> None:
         """``descriptor`` declares a table restored before it: its values take the declared codec."""
         assert isinstance(table, RocksDBTable)
-        table.declare(descriptor)
+        name = table.name
+        self.declared.add(name)
+        ttl = descriptor.time_to_live is not None
+        if name in self._undeclared_custom:  # stored with this (the user's own) codec already
+            self._undeclared_custom.discard(name)
+            table.dumps, table.loads = value_codec(descriptor.value_codec, ttl)
+            table._codec = descriptor.value_codec
+        else:
+            table.declare(descriptor)
+        self.formats[name] = (codec_name(descriptor.value_codec), ttl)
+
+    def adopt_format(self, name: str, codec: str, ttl: bool) -> None:
+        """State ``name``'s column family now holds values stored as ``(codec, ttl)`` (a restored
+        checkpoint's :attr:`formats`): its table reads them so. A declared state whose codec
+        differs has its values re-encoded (a scan; only after its codec changed between runs),
+        which a codec of the user's own cannot be (:class:`StateError`).
+        """
+        table = self.table_named(name)
+        if self.formats[name] == (codec, ttl):
+            return
+        if name not in self.declared:
+            if codec == "custom":
+                self._undeclared_custom.add(name)
+            else:
+                table.dumps, table.loads = value_codec(codec, ttl)
+                table._codec = None if codec == "pickle" else codec
+            self.formats[name] = (codec, ttl)
+            return
+        if codec == "custom":
+            raise StateError(
+                f"state {name!r} was checkpointed with a codec of its own and is now declared with "
+                "another: restore it from a savepoint"
+            )
+        loads = value_codec(codec, ttl)[1]
+        dumps = table.dumps
+        batch = table._batch()
+        for key, data in table.family.items():
+            batch.put(key, dumps(loads(data)), table.handle)
+        self.write(batch)
+
+    def table_named(self, name: str) -> RocksDBTable:
+        """State ``name``'s table (:class:`StateError` if there is none)."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise StateError(f"the RocksDB state has no table {name!r}")
 
     def export(self, tables: dict[str, MutableMapping[Any, Any]]) -> dict[str, dict[Any, Any]]:
         """Every state as a dict, read back after a flush (the heap's snapshot format)."""
@@ -230,6 +344,74 @@ class RocksDBTables:
         """Write every cached entry back (they stay cached)."""
         for table in self.tables:
             table.flush()
+
+    def write_back(self, chunk: int) -> Iterator[int]:
+        """Write the cached entries back, ``chunk`` entries at a time, yielding after each chunk
+        how many it wrote (the entries stay cached and live): a caller on the event loop lets other
+        tasks run between chunks. Every cached entry may have changed in place, so each is
+        serialized, but only those whose bytes differ from the store's are written (one multi-get
+        per chunk): a checkpoint's flush then holds the changed entries, not the whole cache. The
+        cache is read once at the start; the caller changes no state until the iteration ends.
+
+        >>> from actorflow.state.backends import StateBackendConfig
+        >>> tables = RocksDBTables(StateBackendConfig("rocksdb"), "doc", 0)
+        >>> counts = tables.table("counts", None)
+        >>> for key in range(5):
+        ...     counts[key] = [key]
+        >>> list(tables.write_back(2))
+        [2, 2, 1]
+        >>> counts[3].append("changed in place")
+        >>> list(tables.write_back(2))
+        [0, 1, 0]
+        >>> tables.close()
+        """
+        max_parallelism = self.max_parallelism
+        for table in self.tables:
+            entries = list(table.cache.items())
+            dumps = table.dumps
+            handle = table.handle
+            family = table.family
+            encoded = table.encoded
+            deleted = table.deleted
+            for start in range(0, len(entries), chunk):
+                keys = []
+                values = []
+                for key, value in entries[start : start + chunk]:
+                    data = encoded.get(key)
+                    if data is None:
+                        data = encoded[key] = encode_key(key, max_parallelism)
+                    keys.append(data)
+                    values.append(None if value is _ABSENT else dumps(value))
+                batch = table._batch()
+                written = 0
+                for data, value, stored in zip(keys, values, family.get(keys), strict=True):
+                    if value != stored:  # None for an absent key: a delete where the store has it
+                        if value is None:
+                            batch.delete(data, handle)
+                        else:
+                            batch.put(data, value, handle)
+                        written += 1
+                if written:
+                    self.write(batch)
+                yield written
+            deleted.clear()  # written, or not in the store anyway
+
+    def put_raw(self, name: str, entries: Iterable[tuple[bytes, bytes]], chunk: int = 4096) -> int:
+        """Store encoded ``(key, value)`` pairs, as another database of this state stored them
+        (same encoding), in state ``name``'s column family, bypassing the cache (whose entries
+        they must not meet: a restore writes before the first record); returns how many."""
+        table = self.table_named(name)
+        handle = table.handle
+        count = 0
+        batch = table._batch()
+        for key, value in entries:
+            batch.put(key, value, handle)
+            count += 1
+            if count % chunk == 0:
+                self.write(batch)
+                batch = table._batch()
+        self.write(batch)
+        return count
 
     def write(self, batch: Any) -> None:
         self.db.write(batch, self._write_options)
@@ -244,9 +426,57 @@ class RocksDBTables:
             if share:
                 table.evict(share, current)
 
+    def checkpoint(self, directory: str) -> None:
+        """Write a RocksDB checkpoint of the store into ``directory`` (which must not exist): the
+        memtables are flushed, the SST files hard-linked, MANIFEST, OPTIONS and CURRENT copied.
+        Holds no lock of the event loop's: run it in a worker thread, after :meth:`write_back`,
+        while no state changes."""
+        rocksdict.Checkpoint(self.db).create_checkpoint(directory)
+
+    def reopen(self, fill: Callable[[str], None]) -> None:
+        """Replace the (empty) store with the database ``fill(directory)`` writes into a fresh
+        directory inside :attr:`path` (a restored checkpoint's files): the tables made so far
+        read their column family there (one is made for a state it lacks); tables for its other
+        column families come from :meth:`table`. Raises :class:`StateError` if the cache holds
+        anything (a restore comes before the first record)."""
+        if self.cached:
+            raise StateError("a RocksDB state can be replaced only before it is used")
+        generation = int(self.db_path.rpartition("-")[2]) + 1
+        directory = os.path.join(self.path, f"db-{generation}")
+        os.mkdir(directory)
+        fill(directory)
+        columns = rocksdict.Rdict.list_cf(directory, _options())
+        _close(self._store, self._families)
+        shutil.rmtree(self.db_path, ignore_errors=True)
+        db = open_db(directory, columns)
+        db.set_write_options(self._write_options)
+        self._store.append(db)
+        self.db_path = directory
+        self._columns = set(columns)
+        for table in self.tables:
+            column = COLUMN_PREFIX + table.name
+            if column not in self._columns:
+                db.create_column_family(column, _options())
+                self._columns.add(column)
+            family = [db.get_column_family(column), db.get_column_family_handle(column)]
+            table._family[:] = family
+            self._families.append(table._family)
+
     def close(self) -> None:
         """Close the store and delete its directory (idempotent). The tables are unusable after."""
         self._finalizer()
+
+
+def codec_name(codec: Codec) -> str:
+    """How a codec is named where its values are recorded: ``"pickle"``, ``"json"`` or
+    ``"custom"`` (a ``(dumps, loads)`` pair, which only the declaration can bring back).
+
+    >>> codec_name(None), codec_name("json"), codec_name((repr, eval))
+    ('pickle', 'json', 'custom')
+    """
+    if codec is None or codec == "pickle":
+        return "pickle"
+    return "json" if codec == "json" else "custom"
 
 
 class RocksDBTable(MutableMapping[Any, Any]):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from bisect import insort
+from collections.abc import Callable, Hashable, MutableMapping
+from typing import Any, Final, Generic, TypeVar
 
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.cep.nfa import NFA, Match, NFAState
@@ -31,6 +32,8 @@ from actorflow.operators.process import RuntimeContext
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.state.backends import StateBackendConfig, open_tables
+from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter
 
 __all__ = ["PatternContext", "PatternOperator", "PatternProcessFunction"]
@@ -41,6 +44,8 @@ OUT = TypeVar("OUT")
 Events = dict[str, list[Any]]
 #: ``handler(match, ctx, out)``.
 Handler = Callable[[Events, "PatternContext", Collector], None]
+#: The name of the table that holds each key's state.
+TABLE: Final = "pattern"
 
 
 class PatternContext:
@@ -110,14 +115,29 @@ class PatternOperator(Operator):
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
-        #: Per key with partial matches: its automaton state.
-        self.states: dict[Hashable, NFAState] = {}
-        #: Events waiting for the watermark: ``(ts, seq, key, event)``.
-        self.waiting: list[tuple[int, int, Hashable, Any]] = []
-        #: Due times of partial matches: ``(due, key)``, and each key's current one (entries that
-        #: differ from it are stale and skipped).
+        #: The key whose state the operator works on: the RocksDB cache never evicts its entry.
+        self.keys = keys = KeyContext()
+        self.tables = open_tables(
+            context.state_backend or StateBackendConfig(),
+            context.name,
+            context.index,
+            max_parallelism=context.max_parallelism,
+            keys=keys,
+        )
+        #: Per key with partial matches or waiting events: ``[NFAState or None, [(ts, seq, event),
+        #: ...] in (ts, seq) order, due time of its earliest partial match or None]`` (see the
+        #: module). A dict on the heap; on RocksDB read only after :attr:`keys` names the key.
+        self.table: MutableMapping[Hashable, list[Any]] = self.tables.table(TABLE, None)
+        #: Whether each key's waiting events are in its entry (on RocksDB, where entries may be
+        #: evicted) rather than all in :attr:`waiting` (on the heap, the fastest).
+        self.per_key = not isinstance(self.table, dict)
+        #: Events waiting for the watermark. On the heap: ``(ts, seq, key, event)``. Per key:
+        #: ``(ts, seq, key)`` of each key's earliest waiting event (an entry whose event is no
+        #: longer its key's first is stale and skipped): which key the watermark releases next.
+        self.waiting: list[tuple[Any, ...]] = []
+        #: ``(due, key)`` per key whose partial matches time out (an entry whose due time differs
+        #: from the key's is stale and skipped).
         self.timeouts: list[tuple[int, Hashable]] = []
-        self._due: dict[Hashable, int] = {}
         self.watermark = MIN_WATERMARK
         self.processing = False
         self._seq = 0
@@ -141,22 +161,27 @@ class PatternOperator(Operator):
         values = batch.values
         timestamps = batch.timestamps
         marks = batch.marks
+        keys = self.keys
         if timestamps is None:  # no event time: as they come (and watermarks, such as the last)
             if values:
                 self.processing = True
                 now = self.context.clock.now()
+                table = self.table
+                step = self._step
                 for value in values:
-                    self._step(self.key_of(value), value, now)
+                    key = keys.current = self.key_of(value)
+                    step(key, table.get(key), value, now)
+                keys.current = NO_KEY
             for _, mark in marks or ():
                 if mark > self.watermark:
                     self.watermark = mark
                     self._release(mark)
             return self._output(marks)
         key_of = self.key_of
+        arrive = self._arrive_per_key if self.per_key else None
         waiting = self.waiting
         push = heapq.heappush
         changed = self.changed
-        late = self.late
         watermark = self.watermark
         seq = self._seq
         start = 0
@@ -164,20 +189,20 @@ class PatternOperator(Operator):
         # released once, at the batch's last mark: an event not late when it came is after every
         # event an earlier mark passed, so the order is the same as releasing at each mark.
         for end, mark in [*(marks or ()), (len(values), None)]:
-            for position in range(start, end):
-                ts = timestamps[position]
-                value = values[position]
-                if ts <= watermark:
-                    if late is not None:
-                        self.emit_side(late, value, ts)
-                    else:
-                        self.late_events += 1
-                    continue
-                key = key_of(value)
-                push(waiting, (ts, seq, key, value))
-                seq += 1
-                if changed is not None:
-                    changed.add(key)
+            if arrive is not None:
+                seq = arrive(values, timestamps, start, end, watermark, seq)
+            else:
+                for position in range(start, end):
+                    ts = timestamps[position]
+                    value = values[position]
+                    if ts <= watermark:
+                        self._late(value, ts)
+                        continue
+                    key = key_of(value)
+                    push(waiting, (ts, seq, key, value))
+                    seq += 1
+                    if changed is not None:
+                        changed.add(key)
             start = end
             if mark is not None and mark > watermark:
                 watermark = mark
@@ -186,6 +211,53 @@ class PatternOperator(Operator):
             self.watermark = watermark
             self._release(watermark)
         return self._output(marks)
+
+    def _late(self, value: Any, ts: int) -> None:
+        if self.late is not None:
+            self.emit_side(self.late, value, ts)
+        else:
+            self.late_events += 1
+
+    def _arrive_per_key(
+        self, values: list[Any], timestamps: list[Any], start: int, end: int, watermark: int, seq: int
+    ) -> int:
+        """Events ``start:end`` of a batch into their keys' entries (late ones aside), numbered
+        from ``seq``; returns the next number."""
+        keys = self.keys
+        key_of = self.key_of
+        table = self.table
+        get = table.get
+        waiting = self.waiting
+        push = heapq.heappush
+        changed = self.changed
+        for position in range(start, end):
+            ts = timestamps[position]
+            value = values[position]
+            if ts <= watermark:
+                self._late(value, ts)
+                continue
+            key = keys.current = key_of(value)
+            item = (ts, seq, value)
+            entry = get(key)
+            if entry is None:
+                table[key] = [None, [item], None]
+                push(waiting, (ts, seq, key))
+            else:
+                events = entry[1]
+                if not events:
+                    events.append(item)
+                    push(waiting, (ts, seq, key))
+                elif ts >= events[-1][0]:
+                    events.append(item)  # the common case: in time order
+                else:  # (ts, seq) order; seq is unique, so events are never compared
+                    insort(events, item)
+                    if events[0] is item:
+                        push(waiting, (ts, seq, key))
+            seq += 1
+            if changed is not None:
+                changed.add(key)
+        keys.current = NO_KEY
+        return seq
 
     def _output(self, marks: list[tuple[int, int]] | None) -> Batch | None:
         """This batch's results, with the batch's last watermark after them."""
@@ -201,35 +273,85 @@ class PatternOperator(Operator):
     def _release(self, watermark: int) -> None:
         """Every waiting event and timeout the watermark passed, in time order (a timeout due at
         an event's time first, as a partial match times out before that event could extend it)."""
+        if self.per_key:
+            self._release_per_key(watermark)
+            return
         waiting = self.waiting
         timeouts = self.timeouts
         pop = heapq.heappop
-        states = self.states
+        get = self.table.get
+        changed = self.changed
         begins = self.nfa.begin_condition
-        fast = begins is not None and self.changed is None
         step = self._step
         while waiting and waiting[0][0] <= watermark:
             if timeouts and timeouts[0][0] <= waiting[0][0]:
                 self._expire(waiting[0][0])
             ts, _, key, value = pop(waiting)
-            if fast and key not in states:
+            entry = get(key)
+            if entry is None and begins is not None:
                 # The common case: nothing to continue and (the first stage's own condition, called
                 # directly) nothing begun: no state. If it raises, _step raises or routes it.
                 try:
-                    if not begins(value):  # type: ignore[misc]
+                    if not begins(value):
+                        if changed is not None:
+                            changed.add(key)
                         continue
                 except Exception:
                     pass
-            step(key, value, ts)
+            step(key, entry, value, ts)
         self._expire(watermark)
 
-    def _step(self, key: Hashable, value: Any, ts: int) -> None:
-        """One event of ``key`` through its automaton."""
+    def _release_per_key(self, watermark: int) -> None:
+        """:meth:`_release` with each key's waiting events in its entry."""
+        waiting = self.waiting
+        timeouts = self.timeouts
+        pop = heapq.heappop
+        push = heapq.heappush
+        keys = self.keys
+        table = self.table
+        get = table.get
+        changed = self.changed
+        begins = self.nfa.begin_condition
+        step = self._step
+        while waiting and waiting[0][0] <= watermark:
+            if timeouts and timeouts[0][0] <= waiting[0][0]:
+                self._expire(waiting[0][0])
+            ts, seq, key = pop(waiting)
+            keys.current = key
+            entry = get(key)
+            if entry is None:
+                continue  # stale
+            events = entry[1]
+            if not events or events[0][1] != seq:
+                continue  # stale: an earlier event came after this entry was made
+            value = events.pop(0)[2]
+            if events:
+                push(waiting, (events[0][0], events[0][1], key))
+            if changed is not None:
+                changed.add(key)
+            if entry[0] is None and begins is not None:
+                # The common case: nothing to continue and (the first stage's own condition, called
+                # directly) nothing begun: no state. If it raises, _step raises or routes it.
+                try:
+                    if not begins(value):
+                        if not events:
+                            del table[key]
+                        continue
+                except Exception:
+                    pass
+            step(key, entry, value, ts)
+        keys.current = NO_KEY
+        self._expire(watermark)
+
+    def _step(self, key: Hashable, entry: list[Any] | None, value: Any, ts: int) -> None:
+        """One event of ``key`` (the current key; ``entry`` its entry, if it has one) through its
+        automaton."""
         nfa = self.nfa
-        state = self.states.get(key)
+        state: NFAState | None = None if entry is None else entry[0]
         try:
             if state is None:
                 if not nfa.may_begin(value, None):  # type: ignore[arg-type]
+                    self._settle(key, entry, None)
                     return  # nothing to continue, nothing begun: no state
                 state = NFAState()
             elif self.errors is not None:  # time on its own: what times out is reported anyway
@@ -239,41 +361,56 @@ class PatternOperator(Operator):
             if self.errors is None:
                 raise
             route_failure(self, self.errors, value, error, ts)  # the partial matches stay
+            self._settle(key, entry, None if entry is None else entry[0])
             return
         finally:
             if self.changed is not None:
                 self.changed.add(key)
         if matches or timed_out:
             self._hand_over(key, matches, timed_out, ts)
-        self._settle(key, state)
+        self._settle(key, entry, state)
 
-    def _settle(self, key: Hashable, state: NFAState) -> None:
-        """Keep ``key``'s state while it has partial matches (and note when the first times out);
-        forget it once it has none."""
-        if not state.partials:
-            self.states.pop(key, None)
-            self._due.pop(key, None)
+    def _settle(self, key: Hashable, entry: list[Any] | None, state: NFAState | None) -> None:
+        """Keep ``key``'s ``state`` while it has partial matches (and note when the first times
+        out); forget the key once it has neither partial matches nor waiting events."""
+        if state is None or not state.partials:
+            if entry is not None:
+                if entry[1]:
+                    entry[0] = entry[2] = None
+                else:
+                    del self.table[key]
             return
-        self.states[key] = state
+        if entry is None:
+            entry = [state, [], None]
+            self.table[key] = entry
+        else:
+            entry[0] = state
         due = self.nfa.next_timeout(state)
-        if due is not None and self._due.get(key) != due:
-            self._due[key] = due
+        if due is not None and entry[2] != due:
+            entry[2] = due
             heapq.heappush(self.timeouts, (due, key))
+        elif due is None:
+            entry[2] = None
 
     def _expire(self, now: int) -> None:
         """Time out what is due at ``now``."""
         timeouts = self.timeouts
         pop = heapq.heappop
+        keys = self.keys
+        get = self.table.get
         while timeouts and timeouts[0][0] <= now:
             due, key = pop(timeouts)
-            state = self.states.get(key)
-            if state is None or self._due.get(key) != due:
+            keys.current = key
+            entry = get(key)
+            if entry is None or entry[2] != due:
                 continue  # a stale entry: the key moved on since
-            del self._due[key]
+            entry[2] = None
             if self.changed is not None:
                 self.changed.add(key)
+            state = entry[0]
             self._hand_over(key, *self.nfa.advance(state, due), due)
-            self._settle(key, state)
+            self._settle(key, entry, state)
+        keys.current = NO_KEY
 
     def _hand_over(self, key: Hashable, matches: list[Match], timed_out: list[Match], ts: int) -> None:
         ctx = self._ctx
@@ -298,24 +435,52 @@ class PatternOperator(Operator):
     def finish(self) -> Batch | None:
         return None
 
+    def close(self) -> None:
+        tables = getattr(self, "tables", None)  # None: never opened
+        if tables is not None:
+            tables.close()  # the RocksDB backend deletes its files
+
     # -- checkpoints -------------------------------------------------------------------------
 
     def _entries(self, keys: set[Hashable] | None) -> dict[Hashable, Any]:
         """``{key: (NFAState or None, [(ts, seq, event), ...])}`` of ``keys`` (None: every key
-        with state), a key without state as None."""
+        with state), a key without state as None. Live objects (read back, on RocksDB): pickle
+        them before the next record."""
+        if self.per_key:
+            return self._entries_per_key(keys)
         events: dict[Hashable, list[tuple[int, int, Any]]] = {}
         for ts, seq, key, value in self.waiting:
             if keys is None or key in keys:
                 events.setdefault(key, []).append((ts, seq, value))
-        wanted = set(self.states) | set(events) if keys is None else keys
+        table = self.table
+        wanted = set(table) | set(events) if keys is None else keys
         entries: dict[Hashable, Any] = {}
         for key in wanted:
-            state = self.states.get(key)
+            entry = table.get(key)
+            state = None if entry is None else entry[0]
             mine = events.get(key)
             entries[key] = None if state is None and not mine else (state, sorted(mine or []))
         return entries
 
+    def _entries_per_key(self, keys: set[Hashable] | None) -> dict[Hashable, Any]:
+        if keys is None:
+            table = self.tables.export({TABLE: self.table})[TABLE]
+            return {key: (entry[0], entry[1]) for key, entry in table.items()}
+        context = self.keys
+        get = self.table.get
+        entries: dict[Hashable, Any] = {}
+        for key in keys:
+            context.current = key
+            entry = get(key)
+            entries[key] = None if entry is None else (entry[0], entry[1])
+        context.current = NO_KEY
+        return entries
+
     def snapshot_state(self) -> Any:
+        """``{"key_groups": (start, stop), "keys": {key: (NFAState or None, [(ts, seq, event),
+        ...])}}`` (every key with state; read back as plain dicts on RocksDB, so a snapshot
+        restores on either backend), or in incremental mode ``{"changes": {key: ... or None}}``
+        for the keys changed since the previous snapshot."""
         if self.changed is not None:
             changes = self._entries(self.changed)
             self.changed = set()
@@ -338,16 +503,35 @@ class PatternOperator(Operator):
                 for key, entry in state["keys"].items():
                     if keep.takes_all or keep(key):
                         entries[key] = entry
-        waiting = []
-        for key, entry in entries.items():
-            if entry is None:
-                continue
-            state, events = entry
-            if state is not None:
-                self.states[key] = state
-                self._settle(key, state)
-            waiting += [(ts, seq, key, value) for ts, seq, value in events]
         # Renumber: instances restored together may have used the same sequence numbers.
-        waiting.sort(key=lambda item: (item[0], item[1]))
-        self.waiting = [(ts, n, key, value) for n, (ts, _, key, value) in enumerate(waiting)]
-        self._seq = len(waiting)
+        events = sorted(
+            ((ts, seq, key, value) for key, entry in entries.items() if entry is not None
+             for ts, seq, value in entry[1]),
+            key=lambda item: (item[0], item[1]),
+        )  # fmt: skip
+        self._seq = len(events)
+        restored: dict[Hashable, list[Any]] = {
+            key: [entry[0], [], None]
+            for key, entry in entries.items()
+            if entry is not None and entry[0] is not None and entry[0].partials
+        }
+        if self.per_key:
+            for n, (ts, _, key, value) in enumerate(events):
+                entry = restored.get(key)
+                if entry is None:
+                    entry = restored[key] = [None, [], None]
+                entry[1].append((ts, n, value))
+            for key, (_, mine, _) in restored.items():
+                if mine:
+                    self.waiting.append((mine[0][0], mine[0][1], key))
+        else:
+            self.waiting = [(ts, n, key, value) for n, (ts, _, key, value) in enumerate(events)]
+        heapq.heapify(self.waiting)
+        nfa = self.nfa
+        for key, entry in restored.items():
+            due = None if entry[0] is None else nfa.next_timeout(entry[0])
+            if due is not None:
+                entry[2] = due
+                self.timeouts.append((due, key))
+        heapq.heapify(self.timeouts)
+        self.table.update(restored)  # on RocksDB: written through, not cached

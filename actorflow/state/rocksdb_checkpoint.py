@@ -1,0 +1,314 @@
+"""Native, incremental checkpoints of a RocksDB keyed state, and their restore.
+
+A checkpoint of an operator instance's :class:`~actorflow.state.rocksdb.RocksDBTables` is a
+RocksDB checkpoint of its store: :meth:`NativeCheckpoints.take` writes the cache back (in chunks,
+letting the event loop run between them), then, in a worker thread, flushes the memtables and
+hard-links the SST files into a local directory next to the store. What it returns is plain data:
+
+- ``description``, the part's ``"rocksdb"`` entry (pickled by the caller with the timers)::
+
+      {"format": 1,
+       "lineage": "<hex>",                      # the database's lineage (see below)
+       "max_parallelism": 128,
+       "files": {"000012.sst": "rocksdb/<lineage>/000012.sst", ...},  # SST -> shared key
+       "small": {"CURRENT": b"...", "MANIFEST-000005": b"...", "OPTIONS-000009": b"...", ...},
+       "families": {state name: {"column": "state:<name>", "codec": "pickle", "ttl": False}}}
+
+  ``small`` holds every file that is not an SST, whole: they are rewritten by every checkpoint
+  and small (the MANIFEST is kept under a MiB, see :data:`~actorflow.state.rocksdb.MAX_MANIFEST_BYTES`).
+- ``shared``: ``{shared key: local path}`` of the SST files, for the checkpoint storage, which
+  copies a key only if it does not hold it yet. An SST file never changes and its number is never
+  reused within one database, so ``rocksdb/<lineage>/<name>`` names one content forever, and a
+  checkpoint costs the SST files written since the previous one: the incremental part.
+
+The local directory stays until the checkpoint completes or aborts (:meth:`NativeCheckpoints.release`)
+or the store closes (it lives inside the instance's directory).
+
+*Lineage.* Each opened database gets a fresh lineage id. A database restored from a checkpoint's
+files keeps those files' keys (:meth:`NativeCheckpoints.inherit`), so its first checkpoint uploads
+only what it wrote since; the SST files it writes itself take its new lineage, so they can never be
+mistaken for files a crashed run wrote under the old one after that checkpoint.
+
+*Restore* (:func:`restore`): at the same parallelism, a part whose key groups lie inside this
+instance's is taken whole: its files are hard-linked (or copied) from the storage into a fresh
+directory, and the store is opened there; nothing is re-inserted. Any other part that overlaps
+(after a change of parallelism, or onto the heap) is opened read-only in a scratch directory, and
+only the key groups this instance owns are read: keys start with their key group (two big-endian
+bytes, :mod:`~actorflow.state.keycodec`), so that is one seek and a scan per column family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any, Final, Protocol
+
+from actorflow.errors import StateError
+from actorflow.state.keycodec import decode_key
+from actorflow.state.keyed import KeyedStateBackend
+from actorflow.state.rocksdb import COLUMN_PREFIX, PREFIX, RocksDBTables, open_db, value_codec
+
+__all__ = ["FORMAT", "WRITE_BACK_CHUNK", "NativeCheckpoints", "RestoredFiles", "restore", "takes_whole"]
+
+#: The version of the ``"rocksdb"`` entry's shape.
+FORMAT: Final = 1
+#: Cached entries written back per batch before the loop gets a turn.
+WRITE_BACK_CHUNK: Final = 8192
+
+
+class RestoredFiles(Protocol):
+    """The shared files of the checkpoint being restored (the storage's ``SharedFiles``)."""
+
+    def path(self, key: str) -> str | None:
+        """A local file holding ``key`` (never to be changed), or None if the storage is remote."""
+        ...
+
+    def copy(self, key: str, dest: str) -> None:
+        """Write ``key`` to ``dest``, checked."""
+        ...
+
+
+class NativeCheckpoints:
+    """Takes the native checkpoints of one :class:`RocksDBTables` and keeps their local
+    directories until they are released (see the module docstring)."""
+
+    def __init__(self, tables: RocksDBTables) -> None:
+        self.tables = tables
+        #: This database's lineage: the shared keys of the SST files it writes.
+        self.lineage = uuid.uuid4().hex
+        #: SST name -> shared key, for files a restore brought in (they keep their keys).
+        self.inherited: dict[str, str] = {}
+        #: Checkpoint id -> its local directory, until released.
+        self.pending: dict[int, str] = {}
+
+    async def take(self, checkpoint_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """Checkpoint the store: ``(description, {shared key: local path})`` (see the module
+        docstring). The caller changes no state until this returns; the event loop runs
+        meanwhile (between write-back batches, and during the flush, which a worker thread does).
+        """
+        for _ in self.tables.write_back(WRITE_BACK_CHUNK):
+            await asyncio.sleep(0)
+        self.release(checkpoint_id)  # a leftover of an earlier try with this id
+        directory = os.path.join(self.tables.path, f"checkpoint-{checkpoint_id}")
+        self.pending[checkpoint_id] = directory
+        work = asyncio.ensure_future(asyncio.to_thread(self._create, directory))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let it finish before anyone closes the store under it.
+            await asyncio.wait({work})
+            raise
+
+    def _create(self, directory: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """In a worker thread: the RocksDB checkpoint, its small files read, its SSTs named."""
+        tables = self.tables
+        tables.checkpoint(directory)
+        files: dict[str, str] = {}
+        small: dict[str, bytes] = {}
+        shared: dict[str, str] = {}
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if name.endswith(".sst"):
+                key = self.inherited.get(name) or f"rocksdb/{self.lineage}/{name}"
+                files[name] = key
+                shared[key] = path
+            else:
+                with open(path, "rb") as file:
+                    small[name] = file.read()
+        families = {
+            name: {"column": column_of(name), "codec": codec, "ttl": ttl}
+            for name, (codec, ttl) in tables.formats.items()
+        }
+        description = {
+            "format": FORMAT,
+            "lineage": self.lineage,
+            "max_parallelism": tables.max_parallelism,
+            "files": files,
+            "small": small,
+            "families": families,
+        }
+        return description, shared
+
+    def inherit(self, description: dict[str, Any]) -> None:
+        """The store was opened from the checkpoint ``description`` describes: its files keep
+        their shared keys."""
+        self.inherited.update(description["files"])
+
+    def release(self, checkpoint_id: int) -> None:
+        """Delete checkpoint ``checkpoint_id``'s local directory (complete or aborted: the storage
+        has what it needs, or will never need it)."""
+        directory = self.pending.pop(checkpoint_id, None)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def release_all(self) -> None:
+        """Delete every local checkpoint directory."""
+        for checkpoint_id in list(self.pending):
+            self.release(checkpoint_id)
+
+
+def column_of(name: str) -> str:
+    """State ``name``'s column family.
+
+    >>> column_of("profile")
+    'state:profile'
+    """
+    return COLUMN_PREFIX + name
+
+
+def _check(description: dict[str, Any]) -> None:
+    if description.get("format") != FORMAT:
+        found = description.get("format")
+        raise StateError(f"a RocksDB checkpoint of format {found!r}: this version reads {FORMAT}")
+
+
+def _fill(description: dict[str, Any], files: RestoredFiles | None, directory: str) -> None:
+    """Write the checkpoint's files into ``directory``: SSTs hard-linked from the storage when it
+    is local (copied across file systems), fetched otherwise; the small files from the part."""
+    _check(description)
+    if files is None and description["files"]:
+        raise StateError("a RocksDB checkpoint is restored without its files (the storage gave none)")
+    for name, key in description["files"].items():
+        dest = os.path.join(directory, name)
+        assert files is not None
+        source = files.path(key)
+        if source is None:
+            files.copy(key, dest)
+            continue
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copyfile(source, dest)
+    for name, data in description["small"].items():
+        with open(os.path.join(directory, name), "wb") as file:
+            file.write(data)
+
+
+def takes_whole(key_groups: range, owned: range) -> bool:
+    """Whether a part of ``key_groups`` lies inside ``owned`` (a restore may take its files).
+
+    >>> takes_whole(range(0, 64), range(0, 128)), takes_whole(range(0, 64), range(32, 96))
+    (True, False)
+    """
+    return owned.start <= key_groups.start and key_groups.stop <= owned.stop and len(key_groups) > 0
+
+
+class _Reader:
+    """A checkpoint's database opened read-only in a scratch directory (deleted on close)."""
+
+    def __init__(self, description: dict[str, Any], files: RestoredFiles | None, base: str) -> None:
+        self.directory = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-restore-", dir=base)
+        self.db: Any = None
+        self.families: list[Any] = []
+        try:
+            _fill(description, files, self.directory)
+            columns = [family["column"] for family in description["families"].values()]
+            self.db = open_db(self.directory, columns, read_only=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def entries(self, column: str, groups: range) -> Iterator[tuple[bytes, bytes]]:
+        """The encoded ``(key, value)`` pairs of ``column`` whose key group is in ``groups``."""
+        family = self.db.get_column_family(column)
+        self.families.append(family)
+        stop = groups.stop.to_bytes(2, "big") if groups.stop < 1 << 16 else None
+        cursor = family.iter()
+        cursor.seek(groups.start.to_bytes(2, "big"))
+        while cursor.valid():
+            key = cursor.key()
+            if stop is not None and key >= stop:
+                break
+            yield key, cursor.value()
+            cursor.next()
+
+    def close(self) -> None:
+        for family in self.families:
+            family.close()
+        self.families.clear()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def restore(
+    parts: list[tuple[dict[str, Any], range]],
+    backend: KeyedStateBackend,
+    owned: range,
+    files: RestoredFiles | None,
+    checkpoints: NativeCheckpoints | None,
+    scratch: str | None = None,
+) -> None:
+    """Load the native checkpoint parts ``parts`` (``(description, their key groups)``, the parts
+    that overlap ``owned``) into ``backend``: the first one inside ``owned`` taken whole when the
+    backend is RocksDB (``checkpoints`` given, and its store not used yet), the key groups in
+    ``owned`` of every other one read into the tables. ``scratch``: where a read-only copy of a
+    part is made for that (default: next to the store, else the system's temporary directory).
+    Raises :class:`StateError` when the parts' files are not available.
+    """
+    store = backend.store
+    tables = store if isinstance(store, RocksDBTables) else None
+    whole = None
+    if tables is not None and checkpoints is not None and tables.cached == 0:
+        whole = next((part for part in parts if takes_whole(part[1], owned)), None)
+    if whole is not None:
+        assert tables is not None and checkpoints is not None
+        description = whole[0]
+        tables.reopen(lambda directory: _fill(description, files, directory))
+        checkpoints.inherit(description)
+        _declare_families(description, backend)
+    base = scratch or (tables.path if tables is not None else tempfile.gettempdir())
+    for part in parts:
+        if part is whole:
+            continue
+        description, key_groups = part
+        groups = range(max(key_groups.start, owned.start), min(key_groups.stop, owned.stop))
+        if not groups:
+            continue
+        reader = _Reader(description, files, base)
+        try:
+            _read_into(reader, description, groups, backend, tables)
+        finally:
+            reader.close()
+
+
+def _declare_families(description: dict[str, Any], backend: KeyedStateBackend) -> None:
+    """After the store was opened from ``description``'s files: every family has its table, whose
+    values read as they were stored."""
+    families = description["families"]
+    backend.load_tables({name: {} for name in families})  # makes the tables not declared yet
+    store = backend.store
+    assert isinstance(store, RocksDBTables)
+    for name, family in families.items():
+        store.adopt_format(name, family["codec"], family["ttl"])
+
+
+def _read_into(
+    reader: _Reader,
+    description: dict[str, Any],
+    groups: range,
+    backend: KeyedStateBackend,
+    tables: RocksDBTables | None,
+) -> None:
+    for name, family in description["families"].items():
+        entries = reader.entries(family["column"], groups)
+        stored = (family["codec"], family["ttl"])
+        if tables is not None:
+            backend.load_tables({name: {}})  # its table, if it has none yet
+            if name not in tables.declared:
+                tables.adopt_format(name, *stored)  # not declared yet: it reads them as stored
+            if tables.formats[name] == stored:  # copied as they are, neither decoded nor encoded
+                tables.put_raw(name, entries)
+                continue
+        if stored[0] == "custom":
+            raise StateError(
+                f"state {name!r} was checkpointed in RocksDB with a codec of its own, which only "
+                "RocksDB restores: restore it from a savepoint"
+            )
+        loads = value_codec(stored[0], stored[1])[1]
+        backend.load_tables({name: {decode_key(key): loads(value) for key, value in entries}})

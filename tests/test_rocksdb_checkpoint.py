@@ -1,0 +1,415 @@
+"""Native, incremental RocksDB checkpoints: only new SST files are stored, a restore at the same
+parallelism opens the checkpoint's files, one at another parallelism (or on the heap) reads the key
+groups it owns, and the local checkpoint directories go once a checkpoint completes or aborts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actorflow import Flow
+from actorflow.checkpoint.filesystem import FileSystemStorage
+from actorflow.checkpoint.parts import SnapshotPart
+from actorflow.checkpoint.storage import CheckpointInfo
+from actorflow.errors import StateError
+from actorflow.operators.base import Collector, OperatorContext
+from actorflow.operators.process import Context, KeyedProcessFunction, KeyedProcessOperator, RuntimeContext
+from actorflow.operators.sources import IterableSource
+from actorflow.runtime.messages import Batch
+from actorflow.state.backends import StateBackendConfig
+from actorflow.state.descriptors import ListStateDescriptor, StateTtl, ValueStateDescriptor
+from actorflow.state.keygroups import key_group
+from actorflow.state.rocksdb import PREFIX, RocksDBTables
+
+KEYS = 300
+
+
+class Profile(KeyedProcessFunction[dict[str, Any], list[Any]]):
+    """A count, a JSON-coded last value with a TTL, a list updated in place, and an event-time
+    timer per key (which fires at the end: the final watermark)."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.count = ctx.get_state(ValueStateDescriptor[int]("count", default=0))
+        self.last = ctx.get_state(ValueStateDescriptor[Any]("last", ttl=StateTtl(3_600_000), codec="json"))
+        self.recent = ctx.get_list_state(ListStateDescriptor[int]("recent"))
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
+        self.count.update(self.count.value() + 1)
+        self.last.update({"v": value["v"]})
+        self.recent.add(value["v"])
+        ctx.timer_service().register_event_time_timer(1_000_000 + len(str(ctx.current_key)))
+        out.collect([ctx.current_key, self.count.value(), self.recent.get()[-3:]])
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        out.collect(["timer", ctx.current_key, timestamp, self.count.value(), self.last.value()])
+
+
+def records(n: int, keys: int = KEYS) -> list[dict[str, Any]]:
+    return [{"k": f"card-{i % keys}", "v": (i * 7) % 101, "ts": i} for i in range(n)]
+
+
+class CheckpointingSource(IterableSource):
+    """Checkpoints (and waits for it) after each of ``gates`` records; raises after ``crash_at``
+    records (once every gate is passed), as a crash would end the run."""
+
+    def __init__(self, items: list[Any], flow: Flow, gates: list[int], crash_at: int | None = None) -> None:
+        super().__init__(items)
+        self.flow = flow
+        self.gates = gates
+        self.crash_at = crash_at
+        self.checkpointed: list[int] = []
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        async for batch in super().read(context):
+            yield batch
+            for gate in self.gates:
+                if gate not in self.checkpointed and self._emitted >= gate:
+                    await self.flow.checkpoint()
+                    self.checkpointed.append(gate)
+            if self.crash_at is not None and self._emitted >= self.crash_at:
+                raise RuntimeError("crash")
+
+
+def build(
+    items: list[dict[str, Any]],
+    checkpoints: Path,
+    target: Path,
+    *,
+    parallelism: int,
+    backend: str,
+    rocks: Path,
+    gates: list[int] = (),  # type: ignore[assignment]
+    crash_at: int | None = None,
+    cache_entries: int = 16,
+) -> tuple[Flow, CheckpointingSource]:
+    flow = Flow("profiles", parallelism=parallelism, batch_size=20)
+    if backend == "rocksdb":
+        flow.set_state_backend("rocksdb", path=rocks, cache_entries=cache_entries)
+    else:  # the heap, whatever $ACTORFLOW_STATE_BACKEND says
+        flow.set_state_backend("heap")
+    flow.enable_checkpointing(FileSystemStorage(checkpoints, retain=10))
+    source = CheckpointingSource(items, flow, list(gates), crash_at)
+    flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
+    return flow, source
+
+
+def lines(path: Path) -> list[Any]:
+    return sorted((orjson.loads(line) for line in path.read_bytes().splitlines()), key=repr)
+
+
+def completed(checkpoints: Path) -> list[CheckpointInfo]:
+    return FileSystemStorage(checkpoints, retain=10).completed()
+
+
+def new_shared_bytes(infos: list[CheckpointInfo]) -> list[int]:
+    """Per checkpoint, the bytes of the shared files no earlier one listed (what it uploaded)."""
+    seen: set[str] = set()
+    sizes = []
+    for info in infos:
+        sizes.append(sum(entry["size"] for key, entry in info.shared.items() if key not in seen))
+        seen |= info.shared.keys()
+    return sizes
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    items = records(2_400)
+    target = tmp_path / "reference.jsonl"
+    flow, _ = build(
+        items, tmp_path / "reference-checkpoints", target, parallelism=2, backend="heap", rocks=tmp_path
+    )
+    flow.execute()
+    return items, lines(target)
+
+
+# -- the checkpoints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cache_entries", [16, 100_000], ids=["small-cache", "every-key-cached"])
+def test_a_checkpoint_after_few_changes_stores_only_the_new_sst_files(
+    tmp_path: Path, cache_entries: int
+) -> None:
+    """Every key, then a checkpoint; ten keys more, then another: the second stores a small
+    fraction of the first's SST bytes, also when every key is in the cache (where any entry may
+    have changed in place: only those whose bytes changed are written back)."""
+    keys = 3_000
+    items = records(2 * keys, keys) + records(10, keys)
+    flow, source = build(
+        items,
+        tmp_path / "checkpoints",
+        tmp_path / "out.jsonl",
+        parallelism=1,
+        backend="rocksdb",
+        rocks=tmp_path / "rocks",
+        gates=[2 * keys, 2 * keys + 10],
+        cache_entries=cache_entries,
+    )
+    flow.execute()
+    assert source.checkpointed == [2 * keys, 2 * keys + 10]
+    first, second = completed(tmp_path / "checkpoints")[:2]
+    assert first.shared and all(key.startswith("rocksdb/") for key in first.shared)
+    full, incremental = new_shared_bytes([first, second])
+    assert full > 50_000
+    assert incremental < full / 10, (full, incremental)
+    assert set(first.shared) & set(second.shared), "the second checkpoint lists the first's files"
+
+
+def test_the_local_checkpoints_are_deleted_when_they_complete_abort_or_the_operator_closes(
+    tmp_path: Path,
+) -> None:
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(50))
+    instance = only_instance(tmp_path / "rocks")
+
+    def local_checkpoints() -> list[str]:
+        return sorted(name for name in os.listdir(instance) if name.startswith("checkpoint-"))
+
+    async def scenario() -> None:
+        part = await operator.checkpoint_state_async(1)
+        assert isinstance(part, SnapshotPart) and part.shared
+        assert all(map(os.path.exists, part.shared.values()))
+        await operator.checkpoint_state_async(2)
+        assert local_checkpoints() == ["checkpoint-1", "checkpoint-2"]
+        await operator.checkpoint_complete(1)
+        assert local_checkpoints() == ["checkpoint-2"]
+        await operator.checkpoint_aborted(2)
+        assert local_checkpoints() == []
+        await operator.checkpoint_state_async(3)
+        assert local_checkpoints() == ["checkpoint-3"]
+
+    asyncio.run(scenario())
+    operator.close()
+    assert not os.path.exists(instance)
+
+
+def test_an_aborted_checkpoint_does_not_break_the_next_one(tmp_path: Path) -> None:
+    """The storage deletes what only an aborted checkpoint wrote; the next one lists the same
+    SST files and stores them again, and restores."""
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(200))
+
+    async def checkpoint(checkpoint_id: int, commit: bool) -> None:
+        part = await operator.checkpoint_state_async(checkpoint_id)
+        assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+        storage.write_part(checkpoint_id, "process/0", part.data)
+        for key, path in part.shared.items():
+            storage.write_shared(checkpoint_id, key, path)
+        if commit:
+            storage.commit(checkpoint_id)
+            await operator.checkpoint_complete(checkpoint_id)
+        else:
+            storage.abort(checkpoint_id)
+            await operator.checkpoint_aborted(checkpoint_id)
+
+    asyncio.run(checkpoint(1, commit=False))
+    feed(operator, range(200, 220))
+    asyncio.run(checkpoint(2, commit=True))
+    expected = contents([operator])
+    operator.close()
+    loaded = storage.load_latest()
+    assert loaded is not None and loaded.info.checkpoint_id == 2
+    restored = open_operator(tmp_path, 0, 1, files=loaded.files)
+    restored.restore_state([pickle.loads(loaded.parts["process/0"])])
+    assert contents([restored]) == expected
+    store = restored.backend.store
+    assert isinstance(store, RocksDBTables)
+    ssts = [name for name in os.listdir(store.db_path) if name.endswith(".sst")]
+    assert ssts and all(os.stat(os.path.join(store.db_path, name)).st_nlink > 1 for name in ssts), (
+        "opened on the checkpoint's files, hard-linked from the storage"
+    )
+    restored.close()
+    halves = [open_operator(tmp_path, index, 2, files=loaded.files) for index in (0, 1)]
+    for half in halves:
+        half.restore_state([pickle.loads(loaded.parts["process/0"])])
+        owned = half.context.key_groups
+        assert all(key_group(key, 128) in owned for key in half.backend.keys_in("count"))
+    assert contents(halves) == expected
+    for half in halves:
+        half.close()
+
+
+# -- restores in a flow -------------------------------------------------------------------------------
+
+
+def test_a_restore_at_the_same_parallelism_gives_the_output_of_a_run_without_failure(
+    tmp_path: Path, reference: tuple[list[dict[str, Any]], list[Any]]
+) -> None:
+    """Crashed after two checkpoints, restarted on RocksDB at the same parallelism: the output of
+    a run without failure, and the restarted run's first checkpoint stores only new files (the
+    restored databases keep the keys of the files they were opened from)."""
+    items, expected = reference
+    checkpoints, target, rocks = tmp_path / "checkpoints", tmp_path / "out.jsonl", tmp_path / "rocks"
+    first, _ = build(
+        items, checkpoints, target, parallelism=2, backend="rocksdb", rocks=rocks, gates=[800, 1_200],
+        crash_at=1_400,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="crash"):
+        first.execute()
+    assert [info.checkpoint_id for info in completed(checkpoints)] == [1, 2]
+    second, source = build(
+        items, checkpoints, target, parallelism=2, backend="rocksdb", rocks=rocks, gates=[1_600]
+    )
+    second.execute()
+    assert source.checkpointed == [1_600]
+    assert lines(target) == expected
+    infos = completed(checkpoints)
+    restored_from, after = infos[1], infos[2]
+    assert set(restored_from.shared) & set(after.shared), "the files restored from were not uploaded again"
+    assert new_shared_bytes([restored_from, after])[1] < sum(e["size"] for e in after.shared.values())
+    assert list(rocks.iterdir()) == []
+
+
+@pytest.mark.parametrize("parallelisms", [(2, 3), (3, 1)], ids=["2-to-3", "3-to-1"])
+def test_a_restore_at_another_parallelism_reads_the_key_groups_it_owns(
+    tmp_path: Path, reference: tuple[list[dict[str, Any]], list[Any]], parallelisms: tuple[int, int]
+) -> None:
+    items, expected = reference
+    checkpoints, target, rocks = tmp_path / "checkpoints", tmp_path / "out.jsonl", tmp_path / "rocks"
+    before, after = parallelisms
+    first, _ = build(
+        items, checkpoints, target, parallelism=before, backend="rocksdb", rocks=rocks, gates=[1_000],
+        crash_at=1_300,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="crash"):
+        first.execute()
+    second, _ = build(items, checkpoints, target, parallelism=after, backend="rocksdb", rocks=rocks)
+    second.execute()
+    assert lines(target) == expected
+    assert list(rocks.iterdir()) == []
+
+
+def test_a_rocksdb_checkpoint_restores_on_the_heap(
+    tmp_path: Path, reference: tuple[list[dict[str, Any]], list[Any]]
+) -> None:
+    items, expected = reference
+    checkpoints, target, rocks = tmp_path / "checkpoints", tmp_path / "out.jsonl", tmp_path / "rocks"
+    first, _ = build(
+        items, checkpoints, target, parallelism=2, backend="rocksdb", rocks=rocks, gates=[1_000],
+        crash_at=1_300,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="crash"):
+        first.execute()
+    assert completed(checkpoints)[-1].shared
+    second, _ = build(items, checkpoints, target, parallelism=3, backend="heap", rocks=rocks)
+    second.execute()
+    assert lines(target) == expected
+
+
+# -- operators, directly ------------------------------------------------------------------------------
+
+
+def open_operator(tmp_path: Path, index: int, parallelism: int, files: Any = None) -> KeyedProcessOperator:
+    operator = KeyedProcessOperator("process", Profile(), lambda record: record["k"])
+    config = StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=16)
+    operator.open(
+        OperatorContext(
+            "process", index, parallelism, state_backend=config, checkpointing=True, restored_files=files
+        )
+    )
+    return operator
+
+
+def feed(operator: KeyedProcessOperator, numbers: range) -> None:
+    operator.process(Batch([{"k": f"card-{n % 37}", "v": n} for n in numbers]))
+
+
+def contents(operators: list[KeyedProcessOperator]) -> tuple[dict[str, Any], list[Any]]:
+    state: dict[str, Any] = {}
+    timers: list[Any] = []
+    for operator in operators:
+        for name, table in operator.backend.tables().items():
+            state.setdefault(name, {}).update(table)
+        timers.extend(zip(*operator.event_timers.export(), strict=True))
+    return state, sorted(timers)
+
+
+def only_instance(rocks: Path) -> str:
+    (instance,) = [path for path in rocks.iterdir() if path.name.startswith(PREFIX)]
+    return str(instance)
+
+
+def test_tables_are_rocksdb_tables_in_these_tests(tmp_path: Path) -> None:
+    operator = open_operator(tmp_path, 0, 1)
+    assert isinstance(operator.backend.store, RocksDBTables)
+    assert operator.native_checkpoints is not None
+    operator.close()
+
+
+def test_a_rocksdb_checkpoint_needs_rocksdict_to_restore_on_the_heap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(10))
+    part = asyncio.run(operator.checkpoint_state_async(1))
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    operator.close()
+    monkeypatch.setitem(sys.modules, "rocksdict", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "actorflow.state.rocksdb_checkpoint")
+    monkeypatch.delitem(sys.modules, "actorflow.state.rocksdb")
+    heap = KeyedProcessOperator("process", Profile(), lambda record: record["k"])
+    heap.open(OperatorContext("process", 0, 1))
+    with pytest.raises(StateError, match=r"holds RocksDB state, which needs rocksdict"):
+        heap.restore_state([pickle.loads(part.data)])
+
+
+class Lazy(KeyedProcessFunction[dict[str, Any], Any]):
+    """Declares its JSON-coded state on the first record, not in ``open``: a restore meets the
+    state before its declaration."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector) -> None:
+        last = self.ctx.get_state(ValueStateDescriptor[Any]("last", codec="json"))
+        seen = last.value()
+        last.update({"v": value["v"], "before": None if seen is None else seen["v"]})
+        out.collect(last.value())
+
+
+@pytest.mark.parametrize("parallelism", [1, 2], ids=["whole", "key-group-ranges"])
+def test_a_state_restored_before_its_declaration_reads_as_it_was_stored(
+    tmp_path: Path, parallelism: int
+) -> None:
+    def lazy_operator(index: int, files: Any = None) -> KeyedProcessOperator:
+        operator = KeyedProcessOperator("process", Lazy(), lambda record: record["k"])
+        config = StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=4)
+        context = OperatorContext("process", index, parallelism, state_backend=config, restored_files=files)
+        operator.open(context)
+        return operator
+
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = KeyedProcessOperator("process", Lazy(), lambda record: record["k"])
+    operator.open(
+        OperatorContext(
+            "process",
+            state_backend=StateBackendConfig("rocksdb", path=str(tmp_path / "rocks"), cache_entries=4),
+        )
+    )
+    operator.process(Batch([{"k": f"k{n % 9}", "v": n} for n in range(30)]))
+    part = asyncio.run(operator.checkpoint_state_async(1))
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    storage.write_part(1, "process/0", part.data)
+    for key, path in part.shared.items():
+        storage.write_shared(1, key, path)
+    storage.commit(1)
+    operator.close()
+    loaded = storage.load_latest()
+    assert loaded is not None
+    results = []
+    for index in range(parallelism):
+        restored = lazy_operator(index, loaded.files)
+        restored.restore_state([pickle.loads(loaded.parts["process/0"])])
+        keys = [f"k{n}" for n in range(9)]
+        owned = [key for key in keys if key_group(key, 128) in restored.context.key_groups]
+        results += restored.process(Batch([{"k": key, "v": 100} for key in owned])).values
+        restored.close()
+    assert sorted(result["before"] for result in results) == list(range(21, 30))
