@@ -124,6 +124,63 @@ def test_a_list_in_a_value_state_updated_in_place_survives_eviction(tmp_path: Pa
     backend.close()
 
 
+def test_a_key_without_state_is_read_from_rocksdb_once_while_cached(tmp_path: Path) -> None:
+    backend, tables = rocksdb_backend(tmp_path, cache_entries=100)
+    armed = backend.get_state(ValueStateDescriptor("armed"))
+    backend.keys.current = "card-1"
+    assert armed.value() is None and armed.value() is None
+    assert tables.misses == 1  # the absence is cached too: Q3 reads absent state for most records
+    armed.update((7, 1_000))
+    armed.clear()
+    assert armed.value() is None and tables.misses == 1
+    backend.close()
+
+
+def test_a_delete_reaches_rocksdb_when_its_entry_leaves_the_cache(tmp_path: Path) -> None:
+    backend, tables = rocksdb_backend(tmp_path, cache_entries=2)
+    armed = backend.get_state(ValueStateDescriptor("armed"))
+    for key in ("a", "b", "c"):
+        backend.keys.current = key
+        armed.update(key)
+    backend.keys.current = "a"
+    armed.clear()  # "a" was evicted and read back: its delete is cached, then evicted below
+    for key in ("d", "e", "f"):
+        backend.keys.current = key
+        armed.update(key)
+    assert backend.tables()["armed"] == {"b": "b", "c": "c", "d": "d", "e": "e", "f": "f"}
+    backend.keys.current = "b"
+    armed.clear()
+    backend.keys.current = "b"
+    armed.update("again")  # set after a delete still cached: the value wins
+    assert backend.tables()["armed"]["b"] == "again"
+    assert tables.cached <= 2
+    backend.close()
+
+
+def write_back(tables: RocksDBTables) -> int:
+    """What a native checkpoint writes back: the cached entries that differ from the store."""
+    return sum(
+        tables.write_changed(table, keys, values, table.family.get(keys))
+        for table, keys, values in tables.serialized(10)
+    )
+
+
+def test_a_cached_delete_is_in_what_a_checkpoint_writes_back(tmp_path: Path) -> None:
+    backend, tables = rocksdb_backend(tmp_path, cache_entries=100)
+    armed = backend.get_state(ValueStateDescriptor("armed"))
+    backend.keys.current = "a"
+    armed.update(1)
+    backend.keys.current = "b"
+    assert armed.value() is None  # an absence read: nothing to write for it
+    assert write_back(tables) == 1
+    backend.keys.current = "a"
+    armed.clear()
+    assert write_back(tables) == 1  # the delete
+    assert tables.tables[0].family.get(encode_key("a", tables.max_parallelism)) is None
+    assert write_back(tables) == 0
+    backend.close()
+
+
 def test_the_current_keys_entries_are_never_evicted_under_it(tmp_path: Path) -> None:
     backend, _ = rocksdb_backend(tmp_path, cache_entries=1)
     names = [backend.get_state(ValueStateDescriptor(f"s{i}")) for i in range(4)]

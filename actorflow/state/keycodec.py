@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import struct
 from typing import Any
+from zlib import crc32
 
 from actorflow.state.keygroups import key_group
 
@@ -89,6 +90,9 @@ def encode_key(key: Any, max_parallelism: int) -> bytes:
     >>> encode_key("a", 128)[2:]
     b'sa'
     """
+    if type(key) is str:  # the common case, encoded once for the hash and the store
+        data = key.encode()
+        return (crc32(data) % max_parallelism).to_bytes(2, "big") + b"s" + data
     try:
         group = key_group(key, max_parallelism)
     except TypeError:  # not stably hashable: it cannot have been partitioned by hash either

@@ -12,7 +12,10 @@ treated as dirty and written back (through one ``WriteBatch``) when it is evicte
 cache holds at most ``cache_size`` entries over all the instance's states; when it is full, the
 oldest entries are evicted (first in, first out), never the current key's (the operator's record or
 timer may still hold them). So an object read from state is live until the operator moves to
-another key: keep no reference to it beyond the record.
+another key: keep no reference to it beyond the record. The cache remembers absent keys too (a read
+that found nothing, a delete): most records of a fraud rule read state their card does not have,
+and reading that absence again costs a dict lookup, not a RocksDB get; a delete is written when its
+entry leaves the cache.
 
 *Checkpoints* are RocksDB's own, incremental (:mod:`actorflow.state.rocksdb_checkpoint`: the cache
 written back, the SST files hard-linked, only new ones stored). *Savepoints* and the final
@@ -65,6 +68,8 @@ __all__ = [
 ]
 
 _MISSING: Final[Any] = object()
+#: A cached key that has no value in the store (read and not found, or deleted).
+_ABSENT: Final[Any] = object()
 _EXPIRY = struct.Struct(">q")
 
 Dumps = Callable[[Any], bytes]
@@ -255,7 +260,15 @@ class RocksDBTables:
         database holds for it."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
-        column = COLUMN_PREFIX + name
+        table = RocksDBTable(self, name, self._family(COLUMN_PREFIX + name))
+        self.formats[name] = ("pickle", False)
+        if descriptor is not None:
+            self.declare(table, descriptor)
+        self.tables.append(table)
+        return table
+
+    def _family(self, column: str) -> list[Any]:
+        """``[column family, handle]``: created, or the restored store's; closed with the store."""
         db = self.db
         if column in self._columns:
             family = [db.get_column_family(column), db.get_column_family_handle(column)]
@@ -263,12 +276,15 @@ class RocksDBTables:
             family = [db.create_column_family(column, _options()), db.get_column_family_handle(column)]
             self._columns.add(column)
         self._families.append(family)
-        table = RocksDBTable(self, name, family)
-        self.formats[name] = ("pickle", False)
-        if descriptor is not None:
-            self.declare(table, descriptor)
-        self.tables.append(table)
-        return table
+        return family
+
+    def column_family(self, column: str) -> tuple[Any, Any]:
+        """A column family of the store (the restored store's, if it has it) and its handle,
+        for what is not a state's table (timers)."""
+        if self._finalizer.alive is False:
+            raise StateError(f"the state of {self.path} was closed")
+        family = self._family(column)
+        return family[0], family[1]
 
     def declare(self, table: MutableMapping[Any, Any], descriptor: StateDescriptor) -> None:
         """``descriptor`` declares a table restored before it: its values take the declared codec."""
@@ -350,7 +366,7 @@ class RocksDBTables:
         for table, keys, values in self.serialized(chunk):
             yield self.write_changed(table, keys, values, table.family.get(keys))
 
-    def serialized(self, chunk: int) -> Iterator[tuple[RocksDBTable, list[bytes], list[bytes]]]:
+    def serialized(self, chunk: int) -> Iterator[tuple[RocksDBTable, list[bytes], list[bytes | None]]]:
         """The cached entries, encoded and serialized, ``chunk`` at a time: ``(table, keys,
         values)``. Every cached entry may have changed in place, so each is serialized; the
         cache is read once, at the start, and the caller changes no state until the iteration
@@ -360,30 +376,40 @@ class RocksDBTables:
             entries = list(table.cache.items())
             dumps = table.dumps
             encoded = table.encoded
+            deleted = table.deleted
             for start in range(0, len(entries), chunk):
                 keys = []
-                values = []
+                values: list[bytes | None] = []
                 for key, value in entries[start : start + chunk]:
                     data = encoded.get(key)
                     if data is None:
                         data = encoded[key] = encode_key(key, max_parallelism)
                     keys.append(data)
-                    values.append(dumps(value))
+                    values.append(None if value is _ABSENT else dumps(value))
                 yield table, keys, values
+            deleted.clear()  # written by then, or never in the store
 
     def write_changed(
-        self, table: RocksDBTable, keys: list[bytes], values: list[bytes], stored: list[bytes | None]
+        self,
+        table: RocksDBTable,
+        keys: list[bytes],
+        values: list[bytes | None],
+        stored: list[bytes | None],
     ) -> int:
         """Write the entries of a :meth:`serialized` chunk whose bytes differ from ``stored``,
         the store's (``table.family.get(keys)``; equal bytes mean an equal value, so nothing
         changed is missed), in one batch; return how many. A checkpoint's flush then holds the
-        entries that changed, not the whole cache."""
+        entries that changed, not the whole cache. A value None is a key the cache knows absent:
+        a delete where the store still has it."""
         batch = table._batch()
         handle = table.handle
         written = 0
         for data, value, old in zip(keys, values, stored, strict=True):
             if value != old:
-                batch.put(data, value, handle)
+                if value is None:
+                    batch.delete(data, handle)
+                else:
+                    batch.put(data, value, handle)
                 written += 1
         if written:
             self.write(batch)
@@ -473,17 +499,24 @@ def codec_name(codec: Codec) -> str:
 
 
 class RocksDBTable(MutableMapping[Any, Any]):
-    """One state's entries: cached live objects in front of a column family (see the module)."""
+    """One state's entries: cached live objects in front of a column family (see the module).
+
+    The cache also remembers keys that are absent (``_ABSENT``): a read that found nothing, or a
+    delete. Reading such a key again costs a dict lookup, not a RocksDB get; a delete reaches the
+    store when its entry is evicted or flushed (``deleted`` holds those not written yet).
+    """
 
     def __init__(self, owner: RocksDBTables, name: str, family: list[Any]) -> None:
         self.owner = owner
         self.name = name
         #: ``[column family, handle]``: held only here and by the owner, which empties it on close.
         self._family = family
-        #: key -> live value, oldest first.
+        #: key -> live value (or ``_ABSENT``), oldest first.
         self.cache: dict[Any, Any] = {}
         #: key -> its encoding, for cached keys read from the store or flushed.
         self.encoded: dict[Any, bytes] = {}
+        #: Cached keys deleted whose delete is not in the store yet.
+        self.deleted: set[Any] = set()
         self._max_parallelism = owner.max_parallelism
         self.dumps, self.loads = value_codec(None)
         self._codec: Codec = None
@@ -524,21 +557,24 @@ class RocksDBTable(MutableMapping[Any, Any]):
         return rocksdict.WriteBatch(raw_mode=True)
 
     def _load(self, key: Any) -> Any:
+        """The key's value, cached or read; ``_ABSENT`` if it has none."""
         value = self.cache.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        return self._read(key)
+        if value is _MISSING:
+            return self._read(key)
+        return value
 
     def _read(self, key: Any) -> Any:
-        """A key not cached: from the store into the cache (``_MISSING`` if absent)."""
+        """A key not cached: from the store into the cache (its value, or ``_ABSENT``, cached too)."""
         encoded = encode_key(key, self._max_parallelism)
         data = self.family.get(encoded)
         self.owner.misses += 1
-        if data is None:
-            return _MISSING
-        value = self.loads(data)
+        value = _ABSENT if data is None else self.loads(data)
         self.encoded[key] = encoded  # for the write-back: a key is encoded once per stay
-        self._cache(key, value)
+        self.cache[key] = value
+        owner = self.owner
+        owner.cached += 1
+        if owner.cached > owner.capacity:
+            owner.make_room()
         return value
 
     def _cache(self, key: Any, value: Any) -> None:
@@ -548,6 +584,24 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if owner.cached > owner.capacity:
             owner.make_room()
 
+    def _write_back(self, keys: Any, batch: Any) -> None:
+        """Put ``keys``' cached values (or their deletes) into ``batch``."""
+        cache = self.cache
+        dumps = self.dumps
+        handle = self.handle
+        encoded = self.encoded
+        deleted = self.deleted
+        max_parallelism = self._max_parallelism
+        for key in keys:
+            value = cache[key]
+            data = encoded.get(key)
+            if data is None:
+                data = encoded[key] = encode_key(key, max_parallelism)
+            if value is not _ABSENT:
+                batch.put(data, dumps(value), handle)
+            elif key in deleted:
+                batch.delete(data, handle)
+
     def evict(self, count: int, current: Any) -> None:
         """Write the ``count`` oldest cached entries back and drop them (not ``current``'s)."""
         cache = self.cache
@@ -555,15 +609,13 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if not victims:
             return
         batch = self._batch()
-        dumps = self.dumps
-        handle = self.handle
+        self._write_back(victims, batch)
         encoded = self.encoded
-        max_parallelism = self._max_parallelism
+        deleted = self.deleted
         for key in victims:
-            data = encoded.pop(key, None)
-            if data is None:
-                data = encode_key(key, max_parallelism)
-            batch.put(data, dumps(cache.pop(key)), handle)
+            del cache[key]
+            encoded.pop(key, None)
+            deleted.discard(key)
         self.owner.cached -= len(victims)
         self.owner.write(batch)
 
@@ -572,39 +624,33 @@ class RocksDBTable(MutableMapping[Any, Any]):
         if not self.cache:
             return
         batch = self._batch()
-        dumps = self.dumps
-        handle = self.handle
-        encoded = self.encoded
-        for key, value in self.cache.items():
-            data = encoded.get(key)
-            if data is None:
-                data = encoded[key] = self._encode(key)
-            batch.put(data, dumps(value), handle)
+        self._write_back(self.cache, batch)
+        self.deleted.clear()
         self.owner.write(batch)
 
     # -- the mapping ----------------------------------------------------------------------------
 
-    # The cache is looked up inline: a hit is the hot path, and it costs one dict lookup more
-    # than the heap's.
+    # The cache is looked up inline: a hit is the hot path, and it costs one dict lookup and one
+    # comparison more than the heap's.
 
     def get(self, key: Any, default: Any = None) -> Any:
         value = self.cache.get(key, _MISSING)
         if value is _MISSING:
             value = self._read(key)
-            if value is _MISSING:
-                return default
+        if value is _ABSENT:
+            return default
         return value
 
     def __getitem__(self, key: Any) -> Any:
         value = self.cache.get(key, _MISSING)
         if value is _MISSING:
             value = self._read(key)
-            if value is _MISSING:
-                raise KeyError(key)
+        if value is _ABSENT:
+            raise KeyError(key)
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self.cache or self._read(key) is not _MISSING
+        return self._load(key) is not _ABSENT
 
     def __setitem__(self, key: Any, value: Any) -> None:
         cache = self.cache
@@ -614,22 +660,19 @@ class RocksDBTable(MutableMapping[Any, Any]):
             self._cache(key, value)
 
     def __delitem__(self, key: Any) -> None:
-        self.encoded.pop(key, None)
-        if self.cache.pop(key, _MISSING) is not _MISSING:
-            self.owner.cached -= 1
-        else:
-            encoded = self._encode(key)
-            if self.family.get(encoded) is None:
-                raise KeyError(key)
-        self.family.delete(self._encode(key))
+        if self._load(key) is _ABSENT:
+            raise KeyError(key)
+        self.cache[key] = _ABSENT
+        self.deleted.add(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         value = self._load(key)
-        if value is _MISSING:
+        if value is _ABSENT:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        del self[key]
+        self.cache[key] = _ABSENT
+        self.deleted.add(key)
         return value
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
@@ -673,6 +716,7 @@ class RocksDBTable(MutableMapping[Any, Any]):
         self.owner.cached -= len(self.cache)
         self.cache.clear()
         self.encoded.clear()
+        self.deleted.clear()
         batch = self._batch()
         for data in self.family.keys():  # noqa: SIM118
             batch.delete(data, self.handle)
