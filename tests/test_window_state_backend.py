@@ -159,9 +159,9 @@ def window_operator(
 
 def batches(seed: int = 1, keys: int = 20, records: int = 600) -> list[Batch]:
     """Records of ``keys`` keys out of order by up to 12 ms, one in ten by up to 60 ms (later than
-    the watermark, some within the allowed lateness, some past it), a
-    watermark that lags 5 ms behind the largest timestamp every 4 records, 8 batches, and a last
-    watermark that ends every window."""
+    the watermark, some within the allowed lateness, some past it), after every 4 records a
+    watermark 5 ms behind the largest timestamp, in 8 batches, then a watermark that ends every
+    window."""
     rng = random.Random(seed)
     values, stamps, highest = [], [], 0
     for n in range(records):
@@ -176,8 +176,7 @@ def batches(seed: int = 1, keys: int = 20, records: int = 600) -> list[Batch]:
         for position in range(size):
             highest = max(highest, stamps[start + position])
             if position % 4 == 3:
-                marks.append((position + 1 if position + 1 < size else position, highest - 5))
-        marks = sorted(dict(marks).items())
+                marks.append((position + 1, highest - 5))  # after the record at ``position``
         out.append(Batch(values[start : start + size], stamps[start : start + size], marks))
     out.append(Batch([], [], [(0, MAX_WATERMARK)]))
     return out

@@ -40,7 +40,7 @@ are merged directly.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Hashable, Iterable, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from operator import itemgetter
 from typing import Any
 
@@ -192,12 +192,9 @@ def _timers_of(queue: IndexedTimerQueue, key: Hashable) -> list[tuple[int, TimeW
     return [(time, scope[1], sequence) for time, scope, sequence in queue.timers_of(key)]
 
 
-def _by_scope(
-    triggers: Iterable[tuple[Hashable, dict[TimeWindow, Any]]] | MutableMapping[Hashable, Any],
-) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
+def _by_scope(triggers: Mapping[Hashable, Any]) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
     """``{key: {window: state}}`` as ``{(key, window): state}`` (the snapshots' format)."""
-    items = triggers.items() if isinstance(triggers, MutableMapping) else triggers
-    return {(key, window): state for key, per_key in items for window, state in per_key.items()}
+    return {(key, window): state for key, per_key in triggers.items() for window, state in per_key.items()}
 
 
 def _by_key(
