@@ -141,11 +141,16 @@ def pickle_in_child(objects: Sequence[tuple[str, Any]]) -> ChildPickling:
     """
     loop = asyncio.get_running_loop()
     labels = [label for label, _ in objects]
-    pipes = [_pipe() for _ in range(len(objects) + 1)]  # the last one carries the status line
+    pipes: list[tuple[int, int]] = []
+    try:
+        for _ in range(len(objects) + 1):  # the last one carries the status line
+            pipes.append(_pipe())
+    except OSError:  # out of file descriptors
+        _close(pipes)
+        raise
     global _children
     with _children_lock:
-        if _children == 0:
-            gc.freeze()
+        gc.freeze()  # O(1): the collector's generations move to the permanent one
         _children += 1
     parent = os.getpid()
     started = time.perf_counter()
@@ -154,9 +159,7 @@ def pickle_in_child(objects: Sequence[tuple[str, Any]]) -> ChildPickling:
         pid = os.fork()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        for read_end, write_end in pipes:
-            os.close(read_end)
-            os.close(write_end)
+        _close(pipes)
         _child_ended()
         raise
     if pid == 0:  # the child: never returns
@@ -195,6 +198,12 @@ async def reaped() -> None:
     loop = asyncio.get_running_loop()
     while mine := [task for task in _running if task.get_loop() is loop]:
         await asyncio.wait(mine)
+
+
+def _close(pipes: list[tuple[int, int]]) -> None:
+    for read_end, write_end in pipes:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _pipe() -> tuple[int, int]:
