@@ -297,3 +297,26 @@ def test_a_savepoint_taken_in_a_child_resumes_to_the_same_output(
     assert sorted(out.values) == expected()
     assert list((tmp_path / "checkpoints").glob("sp-*")), "the stop took a savepoint"
     assert forks, "its keyed states were pickled in children"
+
+
+def test_the_chain_forks_for_states_that_took_long_to_pickle_and_not_for_small_ones() -> None:
+    from actorflow.operators.base import Operator
+    from actorflow.operators.chain import Chain
+    from actorflow.time.clock import ManualClock
+
+    chain = Chain([Operator("keep")], [OperatorContext("keep")], [], ManualClock())
+    chain.fork_after_ms = 10.0
+    small, large = {"state": {"n": {1: 2}}}, {"state": {"n": dict.fromkeys(range(20_000), 0)}}
+    # Never pickled: the size of the outer containers decides (1,000 entries per ms).
+    assert not chain._is_large(0, small) and chain._is_large(0, large)
+    chain._pickle_ms[0] = 15.0  # the last pickling took 15 ms: whatever the state looks like now
+    assert chain._is_large(0, small)
+    chain._fork_ms = 10.0  # ... unless a fork costs more than half of it
+    assert not chain._is_large(0, large)
+    chain._pickle_ms[0] = 5.0
+    chain._fork_ms = 0.0
+    assert not chain._is_large(0, large)
+    chain._pickle_ms[0], chain._inline_next = 50.0, {0}  # the last child failed: inline
+    assert not chain._is_large(0, large)
+    chain._inline_next, chain.fork_after_ms = set(), None  # off
+    assert not chain._is_large(0, large)

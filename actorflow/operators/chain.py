@@ -14,7 +14,9 @@ parts whose data the child is still making; the loop pauses only for the fork (3
 resident memory, 20-40 ms at 2.4 GB). The last time measured (inline, or the child's own) decides
 the next checkpoint, so a state that shrinks goes back inline; before a state's first pickling, a
 look at the sizes of its outer containers (:func:`_entries`, ``ENTRIES_PER_MS`` entries per ms of
-the threshold) stands in for it. ``0`` forks for every state, ``off`` never; a child that failed
+the threshold) stands in for it. In a large process a fork costs more than a small pickle: a state
+forks only if it took at least twice as long as the chain's last fork (:data:`FORK_MARGIN`).
+``0`` forks for every state, ``off`` never; a child that failed
 makes the next snapshot of its states inline, so a state that cannot be pickled fails the job as
 it always did (the checkpoint the child failed is aborted with the error).
 """
@@ -65,6 +67,8 @@ FORK_ENV = "ACTORFLOW_SNAPSHOT_FORK_MS"
 FORK_AFTER_MS = 10.0
 #: Before a state was ever pickled: entries in its outer containers per ms of the threshold.
 ENTRIES_PER_MS = 1_000
+#: A state forks only if pickling it took this many times as long as the chain's last fork.
+FORK_MARGIN = 2.0
 
 
 def _locate(error: BaseException, label: str, values: list[Any] | None = None) -> None:
@@ -183,6 +187,8 @@ class Chain:
         self._pickle_ms: list[float | None] = [None] * len(operators)
         #: Operators whose state the last child failed to pickle: the next snapshot is inline.
         self._inline_next: set[int] = set()
+        #: How long the chain's last fork held the loop, in ms (0: it never forked).
+        self._fork_ms = 0.0
 
     @property
     def has_processing_timers(self) -> bool:
@@ -283,7 +289,7 @@ class Chain:
         last = self._pickle_ms[index]
         if last is None:
             return _entries(state) >= threshold * ENTRIES_PER_MS
-        return last >= threshold
+        return last >= threshold and (threshold == 0 or last >= FORK_MARGIN * self._fork_ms)
 
     def _pickle(self, index: int, state: Any) -> bytes:
         """Pickle operator ``index``'s state here, and time it."""
@@ -300,6 +306,7 @@ class Chain:
             pickling = pickle_in_child([(self.contexts[index].label, state) for index, _, state in large])
         except OSError:
             return {name: self._pickle(index, state) for index, name, state in large}
+        self._fork_ms = pickling.fork_ms
         parts: dict[str, bytes | SnapshotPart] = {}
         for position, ((index, name, _), data) in enumerate(zip(large, pickling.parts, strict=True)):
             data.add_done_callback(functools.partial(self._forked, pickling, position, index))
