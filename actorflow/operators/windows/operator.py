@@ -775,8 +775,8 @@ class WindowOperator(Operator):
         key: Hashable
         window: TimeWindow
         for time, scoped in self.event_timers.pop_due(limit):
-            keys.current = key = scoped[0]  # type: ignore[index]
-            window = scoped[1]  # type: ignore[index]
+            key, window = scoped  # type: ignore[misc]
+            keys.current = key  # before the key's windows are read
             per_key = state.get(key)
             if per_key is None:
                 continue
@@ -880,8 +880,9 @@ class WindowOperator(Operator):
         key: Hashable
         window: TimeWindow
         for time, scoped in queue.pop_due(limit):
-            keys.current = key = scoped[0]  # type: ignore[index]  # before the key's windows are read
-            scope.window = window = scoped[1]  # type: ignore[index]
+            key, window = scoped  # type: ignore[misc]
+            keys.current = key  # before the key's windows are read
+            scope.window = window
             per_key = state.get(key)
             if merging and (per_key is None or window not in per_key):
                 continue  # a window that merged into another: a trigger left its timer behind
