@@ -38,6 +38,7 @@ from actorflow.state.descriptors import (
 )
 from actorflow.state.keygroups import key_group
 from actorflow.state.rocksdb import PREFIX, RocksDBTables
+from actorflow.state.rocksdb_timers import RocksDBTimerQueue
 
 KEYS = 300
 
@@ -373,6 +374,8 @@ def test_tables_are_rocksdb_tables_in_these_tests(tmp_path: Path) -> None:
     operator = open_operator(tmp_path, 0, 1)
     assert isinstance(operator.backend.store, RocksDBTables)
     assert operator.native_checkpoints is not None
+    assert isinstance(operator.event_timers, RocksDBTimerQueue)  # timers in the store too
+    assert isinstance(operator.processing_timers, RocksDBTimerQueue)
     operator.close()
 
 

@@ -79,15 +79,13 @@ def test_a_restore_keeps_the_order_timers_of_one_time_were_registered_in(tables:
 def test_the_timers_are_in_rocksdb_not_in_memory(tables: RocksDBTables) -> None:
     queue = RocksDBTimerQueue(tables, "processing")
     queue.add_all((time, f"card-{time}") for time in range(10_000))
-    assert vars(queue).keys() <= {
-        "_timers",
-        "_timers_handle",
-        "_index",
-        "_index_handle",
+    assert len(queue.keys_at(5)) == 1 and not hasattr(queue, "_times")  # no heap queue inside
+    assert vars(queue).keys() == {
+        "_timers_family",
+        "_index_family",
         "_tables",
         "_max_parallelism",
         "_sequence",
-        "next_time",
     }
     assert [time for time, _ in queue.pop_due(2)] == [0, 1, 2] and queue.next_time == 3
     queue.clear()

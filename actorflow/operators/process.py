@@ -389,12 +389,6 @@ class KeyedProcessOperator(Operator):
             )
         self.backend = KeyedStateBackend(context.max_parallelism, context.clock, tables, keys)
         self.native_checkpoints = None
-        if context.state_backend is not None and context.state_backend.kind == "rocksdb":
-            from actorflow.state.rocksdb import RocksDBTables  # rocksdict is there: tables opened
-            from actorflow.state.rocksdb_checkpoint import NativeCheckpoints
-
-            assert isinstance(tables, RocksDBTables)
-            self.native_checkpoints = NativeCheckpoints(tables)
         if context.incremental:
             # Timer changes (a timer set, deleted or fired, from any path) mark their key in the
             # queues themselves; records are marked per batch in process().
@@ -405,6 +399,16 @@ class KeyedProcessOperator(Operator):
             self.changed_keys = None
             self.event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
+        if context.state_backend is not None and context.state_backend.kind == "rocksdb":
+            from actorflow.state.rocksdb import RocksDBTables  # rocksdict is there: tables opened
+            from actorflow.state.rocksdb_checkpoint import NativeCheckpoints
+            from actorflow.state.rocksdb_timers import RocksDBTimerQueue
+
+            assert isinstance(tables, RocksDBTables)
+            self.native_checkpoints = NativeCheckpoints(tables)
+            if not context.incremental:  # a changelog task indexes its timers by key: heap
+                self.event_timers = RocksDBTimerQueue(tables, "event")
+                self.processing_timers = RocksDBTimerQueue(tables, "processing")
         self.timers = TimerService(context.clock, keys, self.event_timers, self.processing_timers)
         self._ctx = self._make_context(self.timers, keys)
         self._out = Collector()

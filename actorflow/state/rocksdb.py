@@ -229,6 +229,8 @@ class RocksDBTables:
         self._families: list[list[Any]] = []
         #: The column families the open database has (a restored one comes with its own).
         self._columns: set[str] = set()
+        #: Column families that are not a state's, by name (see :meth:`column_family`).
+        self._extra: dict[str, list[Any]] = {}
         self._finalizer = weakref.finalize(self, _remove, self._store, self._families, self.path)
         self.max_parallelism = max_parallelism
         self.keys = keys
@@ -278,13 +280,16 @@ class RocksDBTables:
         self._families.append(family)
         return family
 
-    def column_family(self, column: str) -> tuple[Any, Any]:
-        """A column family of the store (the restored store's, if it has it) and its handle,
-        for what is not a state's table (timers)."""
+    def column_family(self, column: str) -> list[Any]:
+        """``[column family, handle]`` of the store, for what is not a state's table (timers),
+        created empty. The list is updated in place when a restore replaces the store
+        (:meth:`reopen`), where the family starts empty again: what it held comes back through
+        the checkpoint's neutral part."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
         family = self._family(column)
-        return family[0], family[1]
+        self._extra[column] = family
+        return family
 
     def declare(self, table: MutableMapping[Any, Any], descriptor: StateDescriptor) -> None:
         """``descriptor`` declares a table restored before it: its values take the declared codec."""
@@ -480,6 +485,13 @@ class RocksDBTables:
             family = [db.get_column_family(column), db.get_column_family_handle(column)]
             table._family[:] = family
             self._families.append(table._family)
+        for column, family in self._extra.items():
+            if column in self._columns:
+                db.drop_column_family(column)
+            db.create_column_family(column, _options())
+            self._columns.add(column)
+            family[:] = [db.get_column_family(column), db.get_column_family_handle(column)]
+            self._families.append(family)
 
     def close(self) -> None:
         """Close the store and delete its directory (idempotent). The tables are unusable after."""

@@ -18,6 +18,7 @@ flat lists in firing order), so checkpoints and savepoints move between backends
 
 >>> from actorflow.state.backends import StateBackendConfig
 >>> from actorflow.state.rocksdb import RocksDBTables
+from actorflow.time.timers import TimerQueue
 >>> tables = RocksDBTables(StateBackendConfig("rocksdb"), "doc", 0)
 >>> queue = RocksDBTimerQueue(tables, "event")
 >>> queue.add(20, "a"), queue.add(-5, "b"), queue.add(20, "a")
@@ -37,6 +38,7 @@ import rocksdict
 
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.rocksdb import RocksDBTables
+from actorflow.time.timers import TimerQueue
 
 __all__ = ["RocksDBTimerQueue"]
 
@@ -54,13 +56,15 @@ def _time_of(data: bytes) -> int:
     return int(_TIME.unpack_from(data)[0]) - _SIGN
 
 
-class RocksDBTimerQueue:
+class RocksDBTimerQueue(TimerQueue):
     """The timers of one time domain (``name``: ``"event"`` or ``"processing"``) in ``tables``'
-    store (see the module docstring)."""
+    store (see the module docstring). A :class:`TimerQueue` to its users; it overrides every
+    method and keeps none of the heap queue's structures."""
 
-    def __init__(self, tables: RocksDBTables, name: str) -> None:
-        self._timers, self._timers_handle = tables.column_family(f"timers:{name}")
-        self._index, self._index_handle = tables.column_family(f"timer-index:{name}")
+    def __init__(self, tables: RocksDBTables, name: str) -> None:  # no heap structures: no super()
+        #: ``[column family, handle]`` each, updated in place if a restore replaces the store.
+        self._timers_family = tables.column_family(f"timers:{name}")
+        self._index_family = tables.column_family(f"timer-index:{name}")
         self._tables = tables
         self._max_parallelism = tables.max_parallelism
         #: The next sequence number: orders the timers of one time as they were registered.
@@ -69,7 +73,7 @@ class RocksDBTimerQueue:
         self.next_time: int | None = None
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._timers.keys())  # noqa: SIM118 (an Rdict is not iterable)
+        return sum(1 for _ in self._timers_family[0].keys())  # noqa: SIM118 (an Rdict is not iterable)
 
     def _index_key(self, time: int, key: Hashable) -> bytes:
         return encode_key(key, self._max_parallelism) + _TIME.pack(time + _SIGN)
@@ -77,7 +81,7 @@ class RocksDBTimerQueue:
     def add(self, time: int, key: Hashable) -> bool:
         """Register a timer; return False if the same (time, key) was already registered."""
         index_key = self._index_key(time, key)
-        if self._index.get(index_key) is not None:
+        if self._index_family[0].get(index_key) is not None:
             return False
         self._put(time, key, index_key)
         next_time = self.next_time
@@ -89,14 +93,14 @@ class RocksDBTimerQueue:
         sequence = self._sequence
         self._sequence = sequence + 1
         batch = rocksdict.WriteBatch(raw_mode=True)
-        batch.put(_timer_key(time, sequence), index_key[:-8], self._timers_handle)
-        batch.put(index_key, _TIME.pack(sequence), self._index_handle)
+        batch.put(_timer_key(time, sequence), index_key[:-8], self._timers_family[1])
+        batch.put(index_key, _TIME.pack(sequence), self._index_family[1])
         self._tables.write(batch)
 
     def remove(self, time: int, key: Hashable) -> bool:
         """Forget a timer; return False if there was none."""
         index_key = self._index_key(time, key)
-        sequence = self._index.get(index_key)
+        sequence = self._index_family[0].get(index_key)
         if sequence is None:
             return False
         self._delete(_timer_key(time, _TIME.unpack(sequence)[0]), index_key)
@@ -106,14 +110,14 @@ class RocksDBTimerQueue:
 
     def _delete(self, timer_key: bytes, index_key: bytes) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)
-        batch.delete(timer_key, self._timers_handle)
-        batch.delete(index_key, self._index_handle)
+        batch.delete(timer_key, self._timers_family[1])
+        batch.delete(index_key, self._index_family[1])
         self._tables.write(batch)
 
     def _first(self) -> tuple[bytes, bytes] | None:
         """The earliest timer's key and value, seeking from ``next_time`` (deleted timers before
         it are not scanned again)."""
-        iterator = self._timers.iter()
+        iterator = self._timers_family[0].iter()
         if self.next_time is None:
             iterator.seek_to_first()
         else:
@@ -151,13 +155,13 @@ class RocksDBTimerQueue:
         return
 
     def _items(self) -> Iterator[tuple[int, Hashable]]:
-        for timer_key, encoded in self._timers.items():
+        for timer_key, encoded in self._timers_family[0].items():
             yield _time_of(timer_key), decode_key(encoded)
 
     def keys_at(self, time: int) -> list[Hashable]:
         start = _timer_key(time, 0)
         keys = []
-        for timer_key, encoded in self._timers.items(from_key=start):
+        for timer_key, encoded in self._timers_family[0].items(from_key=start):
             if _time_of(timer_key) != time:
                 break
             keys.append(decode_key(encoded))
@@ -195,7 +199,7 @@ class RocksDBTimerQueue:
         """Register many timers at once (a restore), through one write batch per thousand."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         pending: set[bytes] = set()
-        index_get = self._index.get
+        index_get = self._index_family[0].get
         earliest = self.next_time
         for time, key in timers:
             index_key = self._index_key(time, key)
@@ -204,8 +208,8 @@ class RocksDBTimerQueue:
             pending.add(index_key)
             sequence = self._sequence
             self._sequence = sequence + 1
-            batch.put(_timer_key(time, sequence), index_key[:-8], self._timers_handle)
-            batch.put(index_key, _TIME.pack(sequence), self._index_handle)
+            batch.put(_timer_key(time, sequence), index_key[:-8], self._timers_family[1])
+            batch.put(index_key, _TIME.pack(sequence), self._index_family[1])
             if earliest is None or time < earliest:
                 earliest = time
             if len(pending) >= 1024:
@@ -218,10 +222,10 @@ class RocksDBTimerQueue:
     def clear(self) -> None:
         """Forget every timer."""
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for timer_key in self._timers.keys():  # noqa: SIM118
-            batch.delete(timer_key, self._timers_handle)
-        for index_key in self._index.keys():  # noqa: SIM118
-            batch.delete(index_key, self._index_handle)
+        for timer_key in self._timers_family[0].keys():  # noqa: SIM118
+            batch.delete(timer_key, self._timers_family[1])
+        for index_key in self._index_family[0].keys():  # noqa: SIM118
+            batch.delete(index_key, self._index_family[1])
         self._tables.write(batch)
         self.next_time = None
 
