@@ -52,6 +52,7 @@ from actorflow.operators.windows.functions import AggregateContents, ReduceConte
 from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import Batch
 from actorflow.time.timers import IndexedTimerQueue, TimerQueue
+from tests.state_backends import operator_context
 
 # -- a scenario: steps run on an operator that is never interrupted and on one that is ---------------
 
@@ -135,7 +136,7 @@ def changes_of(op: Operator) -> dict[Any, Any]:
 
 
 def context(name: str, clock: ManualClock, *, incremental: bool = True) -> OperatorContext:
-    return OperatorContext(name, clock=clock, checkpointing=True, incremental=incremental)
+    return operator_context(name, clock=clock, checkpointing=True, incremental=incremental)
 
 
 # -- keyed process functions: every kind of state, both kinds of timers, a cleared key ---------------
@@ -250,7 +251,7 @@ def test_timers_fired_by_a_watermark_alone_mark_their_keys() -> None:
 
 def test_full_snapshots_are_unchanged_without_incremental() -> None:
     op = keyed(Everything, incremental=False)(ManualClock(0))
-    assert type(op.event_timers) is TimerQueue and op.changed_keys is None
+    assert not isinstance(op.event_timers, IndexedTimerQueue) and op.changed_keys is None
     op.process(Batch([("a", 3)], [1], [(1, 0)]))
     state = op.snapshot_state()
     assert sorted(state) == ["event", "key_groups", "processing", "state"]

@@ -37,12 +37,12 @@ from actorflow import (
     WindowAssigner,
     WindowContext,
 )
-from actorflow.operators.base import OperatorContext
 from actorflow.operators.windows.assigners import merge_time_windows
 from actorflow.operators.windows.functions import EMPTY, AggregateContents, ProcessContents, ReduceContents
 from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import Batch
 from actorflow.state.keygroups import key_group, operator_index
+from tests.state_backends import operator_context
 
 Record = dict[str, Any]
 
@@ -358,7 +358,7 @@ def session_operator(
     trigger: Trigger | None = None,
 ) -> WindowOperator:
     op = WindowOperator("w", lambda r: r["k"], assigner, AggregateContents(Sum()), trigger, lateness)
-    op.open(OperatorContext("w", clock=clock or ManualClock(0)))
+    op.open(operator_context("w", clock=clock or ManualClock(0)))
     return op
 
 
@@ -457,7 +457,7 @@ def test_a_session_snapshot_restored_on_two_instances_gives_the_same_results() -
             PurgingTrigger.of(CountTrigger.of(2)),
             20,
         )
-        op.open(OperatorContext("w", index=index, parallelism=parallelism))
+        op.open(operator_context("w", index=index, parallelism=parallelism))
         return op
 
     whole = make()
@@ -504,7 +504,7 @@ def test_checkpoint_state_of_sessions_survives_pickling_and_a_new_parallelism() 
         op = WindowOperator(
             "w", lambda r: r["k"], EventTimeSessionWindows.with_gap(10), ProcessContents(Elements())
         )
-        op.open(OperatorContext("w", index=index, parallelism=parallelism))
+        op.open(operator_context("w", index=index, parallelism=parallelism))
         return op
 
     empty = make()

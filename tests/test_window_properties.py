@@ -44,12 +44,12 @@ from actorflow import (
     WindowAssigner,
     WindowContext,
 )
-from actorflow.operators.base import OperatorContext
 from actorflow.operators.side_outputs import SideOutputs
 from actorflow.operators.windows.functions import AggregateContents
 from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import Batch
 from actorflow.time.watermarks import WatermarkGenerator
+from tests.state_backends import operator_context
 
 Record = dict[str, Any]
 Result = tuple[Any, int, int, int, int]  # key, window start, window end, sum of v, count
@@ -339,7 +339,7 @@ def test_the_session_operator_counts_late_records_and_cleans_up_as_the_reference
         lateness,
         LATE,
     )
-    op.open(OperatorContext("w"))
+    op.open(operator_context("w"))
     op.side_outputs = SideOutputs([LATE])
     got: Counter[Any] = Counter()
     position = 0

@@ -46,7 +46,6 @@ from actorflow import (
     WindowAssigner,
     WindowContext,
 )
-from actorflow.operators.base import OperatorContext
 from actorflow.operators.windows.functions import AggregateContents
 from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import Batch
@@ -54,6 +53,7 @@ from actorflow.state.keygroups import key_group, operator_index
 from benchmarks import baseline
 from benchmarks.generate import write
 from benchmarks.results import compare
+from tests.state_backends import operator_context
 
 Record = dict[str, Any]
 Result = tuple[Any, int, int, int, int]  # key, window start, window end, sum, count
@@ -415,7 +415,7 @@ def operator(
     trigger: Trigger | None = None,
 ) -> WindowOperator:
     op = WindowOperator("w", lambda r: r["k"], assigner, AggregateContents(SumCount()), trigger, lateness)
-    op.open(OperatorContext("w", clock=clock or ManualClock(0)))
+    op.open(operator_context("w", clock=clock or ManualClock(0)))
     return op
 
 
@@ -594,7 +594,7 @@ def test_q2_with_the_window_api_matches_the_baseline(
 def test_a_snapshot_restored_on_two_instances_gives_the_same_results(trigger: Trigger | None) -> None:
     def make(index: int = 0, parallelism: int = 1) -> WindowOperator:
         op = operator(SlidingEventTimeWindows.of(20, 10), lateness=5, trigger=copy.deepcopy(trigger))
-        op.open(OperatorContext("w", index=index, parallelism=parallelism))
+        op.open(operator_context("w", index=index, parallelism=parallelism))
         return op
 
     whole = make()
