@@ -24,6 +24,7 @@ from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
 from actorflow.plan.graph import LogicalGraph
 from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
+from actorflow.runtime import forked
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics
 from actorflow.state.backends import StateBackendConfig
@@ -425,6 +426,7 @@ class Flow:
             self._running = False
             self._coordinator = None
             self._actors = []
+            forked.thaw()  # what forked snapshots froze goes back to the collector
 
     def _tell_start(self, restore: LoadedCheckpoint | None) -> None:
         sources = [node.name for node in self._graph.nodes if node.kind == "source"]
