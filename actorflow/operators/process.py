@@ -60,6 +60,7 @@ __all__ = [
     "RuntimeContext",
     "TimeDomain",
     "TimerService",
+    "restore_native",
 ]
 
 IN = TypeVar("IN")
@@ -675,22 +676,17 @@ class KeyedProcessOperator(Operator):
                     queue.add_all(timer for timer in zip(times, keys, strict=True) if keep(timer[1]))
 
     def _restore_native(self, states: list[Any], owned: range) -> None:
-        """Native RocksDB checkpoint parts (their timers are restored with the others'): on
-        RocksDB at the same parallelism, a part's files become the store; otherwise the owned key
-        groups are read from each overlapping part. Needs rocksdict, even on the heap."""
-        try:
-            from actorflow.state.rocksdb_checkpoint import restore
-        except ModuleNotFoundError as error:
-            if error.name != "rocksdict":
-                raise
-            raise StateError(
-                f"operator {self.name!r}: the checkpoint holds RocksDB state, which needs rocksdict "
-                "to restore: pip install 'actorflow[rocksdb]' (or restore from a savepoint)"
-            ) from None
+        """Native RocksDB checkpoint parts (their timers are restored with the others'): see
+        :func:`restore_native`."""
         parts = [(state["rocksdb"], range(*state["key_groups"])) for state in states]
-        backend = self.context.state_backend
-        scratch = backend.path if backend is not None else None
-        restore(parts, self.backend, owned, self.context.restored_files, self.native_checkpoints, scratch)
+        backend = self.backend
+        restore_native(
+            self.name,
+            self.context,
+            parts,
+            lambda name, entries: backend.load_tables({name: entries}),
+            self.native_checkpoints,
+        )
 
     def _restore_groups(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
         self.backend.restore(
@@ -707,3 +703,36 @@ class KeyedProcessOperator(Operator):
             if self.native_checkpoints is not None:
                 self.native_checkpoints.release_all()
             self.backend.close()  # the RocksDB backend deletes its files
+
+
+def restore_native(
+    operator: str,
+    context: OperatorContext,
+    parts: list[tuple[dict[str, Any], range]],
+    load: Callable[[str, dict[Hashable, Any]], None],
+    checkpoints: NativeCheckpoints | None,
+) -> bool:
+    """Restore native RocksDB checkpoint parts (``(description, their key groups)``) into the
+    state of ``operator``'s instance of ``context``: on RocksDB (``checkpoints`` given) at the same
+    parallelism a part's files become the store; otherwise the owned key groups of every
+    overlapping part are read and handed to ``load(name, entries)`` (see
+    :func:`actorflow.state.rocksdb_checkpoint.restore`, which every keyed operator shares).
+    Returns whether a part was taken whole. Needs rocksdict, even onto the heap
+    (:class:`StateError` without it).
+
+    >>> from actorflow.operators.base import OperatorContext
+    >>> restore_native("op", OperatorContext("op"), [], lambda name, entries: None, None)
+    False
+    """
+    try:
+        from actorflow.state.rocksdb_checkpoint import restore
+    except ModuleNotFoundError as error:
+        if error.name != "rocksdict":
+            raise
+        raise StateError(
+            f"operator {operator!r}: the checkpoint holds RocksDB state, which needs rocksdict "
+            "to restore: pip install 'actorflow[rocksdb]' (or restore from a savepoint)"
+        ) from None
+    backend = context.state_backend
+    scratch = backend.path if backend is not None else None
+    return restore(parts, load, context.key_groups, context.restored_files, checkpoints, scratch)

@@ -44,15 +44,22 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Final, Protocol, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.state.keycodec import decode_key
-from actorflow.state.keyed import KeyedStateBackend
 from actorflow.state.rocksdb import COLUMN_PREFIX, PREFIX, RocksDBTables, open_db, value_codec
 
-__all__ = ["FORMAT", "WRITE_BACK_CHUNK", "NativeCheckpoints", "RestoredFiles", "restore", "takes_whole"]
+__all__ = [
+    "FORMAT",
+    "WRITE_BACK_CHUNK",
+    "LoadEntries",
+    "NativeCheckpoints",
+    "RestoredFiles",
+    "restore",
+    "takes_whole",
+]
 
 T = TypeVar("T")
 
@@ -60,6 +67,12 @@ T = TypeVar("T")
 FORMAT: Final = 1
 #: Cached entries serialized per step of a checkpoint's write-back (the loop runs between steps).
 WRITE_BACK_CHUNK: Final = 4096
+
+
+#: ``load(name, entries)``: put decoded ``{key: value}`` entries into state ``name``'s table of
+#: the operator being restored, making the table if it has none (``{}`` only makes it): how
+#: :func:`restore` hands over what it read, whatever holds the operator's state.
+LoadEntries = Callable[[str, dict[Hashable, Any]], None]
 
 
 class RestoredFiles(Protocol):
@@ -253,21 +266,31 @@ class _Reader:
 
 def restore(
     parts: list[tuple[dict[str, Any], range]],
-    backend: KeyedStateBackend,
+    load: LoadEntries,
     owned: range,
     files: RestoredFiles | None,
     checkpoints: NativeCheckpoints | None,
     scratch: str | None = None,
-) -> None:
+) -> bool:
     """Load the native checkpoint parts ``parts`` (``(description, their key groups)``, the parts
-    that overlap ``owned``) into ``backend``: the first one inside ``owned`` taken whole when the
-    backend is RocksDB (``checkpoints`` given, and its store not used yet), the key groups in
-    ``owned`` of every other one read into the tables. ``scratch``: where a read-only copy of a
-    part is made for that (default: next to the store, else the system's temporary directory).
-    Raises :class:`StateError` when the parts' files are not available.
+    that overlap ``owned``) into an operator's state, whatever holds it: ``load(name, entries)``
+    puts decoded ``{key: value}`` entries into state ``name``'s table (made if it has none; ``{}``
+    just makes it). With ``checkpoints`` (the operator's store is RocksDB and it accepts the parts'
+    bytes as they are), the first part inside ``owned`` is taken whole if the store was not used
+    yet, and the key groups in ``owned`` of every other part are copied into its column families
+    undecoded when their codec matches; without (the heap, or an operator that wants every entry
+    decoded), every owned entry goes through ``load``. ``scratch``: where a read-only copy of a
+    part is made for reading it (default: next to the store, else the system's temporary
+    directory). Returns whether a part was taken whole. Raises :class:`StateError` when the parts'
+    files are not available.
+
+    >>> loaded: dict[str, dict[Any, Any]] = {}
+    >>> def load(name, entries):
+    ...     loaded.setdefault(name, {}).update(entries)
+    >>> restore([], load, range(0, 128), None, None), loaded  # no part overlaps: nothing read
+    (False, {})
     """
-    store = backend.store
-    tables = store if isinstance(store, RocksDBTables) else None
+    tables = checkpoints.tables if checkpoints is not None else None
     whole = None
     if tables is not None and checkpoints is not None and tables.cached == 0:
         whole = next((part for part in parts if takes_whole(part[1], owned)), None)
@@ -276,7 +299,7 @@ def restore(
         description = whole[0]
         tables.reopen(lambda directory: _fill(description, files, directory))
         checkpoints.inherit(description)
-        _declare_families(description, backend)
+        _declare_families(description, load, tables)
     base = scratch or (tables.path if tables is not None else tempfile.gettempdir())
     for part in parts:
         if part is whole:
@@ -287,34 +310,34 @@ def restore(
             continue
         reader = _Reader(description, files, base)
         try:
-            _read_into(reader, description, groups, backend, tables)
+            _read_into(reader, description, groups, load, tables)
         finally:
             reader.close()
+    return whole is not None
 
 
-def _declare_families(description: dict[str, Any], backend: KeyedStateBackend) -> None:
+def _declare_families(description: dict[str, Any], load: LoadEntries, tables: RocksDBTables) -> None:
     """After the store was opened from ``description``'s files: every family has its table, whose
     values read as they were stored."""
     families = description["families"]
-    backend.load_tables({name: {} for name in families})  # makes the tables not declared yet
-    store = backend.store
-    assert isinstance(store, RocksDBTables)
+    for name in families:
+        load(name, {})  # makes the tables not declared yet
     for name, family in families.items():
-        store.adopt_format(name, family["codec"], family["ttl"])
+        tables.adopt_format(name, family["codec"], family["ttl"])
 
 
 def _read_into(
     reader: _Reader,
     description: dict[str, Any],
     groups: range,
-    backend: KeyedStateBackend,
+    load: LoadEntries,
     tables: RocksDBTables | None,
 ) -> None:
     for name, family in description["families"].items():
         entries = reader.entries(family["column"], groups)
         stored = (family["codec"], family["ttl"])
         if tables is not None:
-            backend.load_tables({name: {}})  # its table, if it has none yet
+            load(name, {})  # its table, if it has none yet
             if name not in tables.declared:
                 tables.adopt_format(name, *stored)  # not declared yet: it reads them as stored
             if tables.formats[name] == stored:  # copied as they are, neither decoded nor encoded
@@ -326,4 +349,4 @@ def _read_into(
                 "RocksDB restores: restore it from a savepoint"
             )
         loads = value_codec(stored[0], stored[1])[1]
-        backend.load_tables({name: {decode_key(key): loads(value) for key, value in entries}})
+        load(name, {decode_key(key): loads(value) for key, value in entries})
