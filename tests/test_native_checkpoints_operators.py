@@ -86,7 +86,7 @@ def build(
     return flow, source
 
 
-KINDS = ["window"]
+KINDS = ["window", "pattern"]
 N = 2_400
 
 
@@ -186,8 +186,9 @@ def open_operator(
 
 
 def feed(operator: Any, numbers: range) -> None:
+    """Records of 37 keys; the watermark releases all but the last 30 (windows stay open)."""
     records = [{"k": f"card-{n % 37}", "v": n % 3, "ts": 100 + n} for n in numbers]
-    operator.process(Batch(records, [r["ts"] for r in records], [(len(records), 50)]))
+    operator.process(Batch(records, [r["ts"] for r in records], [(len(records), 70 + numbers.stop)]))
 
 
 def state_of(operator: Any) -> Any:
@@ -195,7 +196,10 @@ def state_of(operator: Any) -> Any:
     state = operator.snapshot_state()
     if isinstance(operator, WindowOperator):
         return state["windows"], state["trigger_state"], sorted(zip(*state["event_timers"], strict=True))
-    return {key: (len(nfa.partials), events) for key, (nfa, events) in state["keys"].items()}
+    return {
+        key: (0 if nfa is None else len(nfa.partials), events)
+        for key, (nfa, events) in state["keys"].items()
+    }
 
 
 def only_instance(rocks: Path) -> str:

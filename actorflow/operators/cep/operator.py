@@ -35,18 +35,22 @@ import heapq
 from abc import ABC, abstractmethod
 from bisect import insort
 from collections.abc import Callable, Hashable, MutableMapping
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.cep.nfa import NFA, Match, NFAState
 from actorflow.operators.failures import FailedRecord, route_failure
-from actorflow.operators.process import RuntimeContext
+from actorflow.operators.process import RuntimeContext, restore_native
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import incremental_changes
+from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.state.backends import StateBackendConfig, StateTables, open_tables
 from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter
+
+if TYPE_CHECKING:
+    from actorflow.state.rocksdb_checkpoint import NativeCheckpoints  # needs rocksdict
 
 __all__ = ["PatternContext", "PatternOperator", "PatternProcessFunction"]
 
@@ -136,6 +140,9 @@ class PatternOperator(Operator):
         #: The instance's tables; on RocksDB None until the first record or restore (opening a
         #: store costs tens of milliseconds: an instance that never holds a key does without).
         self.tables: StateTables | None = None
+        #: The native checkpoints of a RocksDB store (None on the heap, and until the store
+        #: opens); see :meth:`checkpoint_state_async`.
+        self.native_checkpoints: NativeCheckpoints | None = None
         #: Per key with partial matches or waiting events: ``[NFAState or None, [(ts, seq, event),
         #: ...] in (ts, seq) order (or () when there are none), due time of its earliest partial
         #: match or None]`` (see the module). On RocksDB read only after :attr:`keys` names the key.
@@ -171,6 +178,12 @@ class PatternOperator(Operator):
             keys=self.keys,
         )
         self.table = self.tables.table(TABLE, None)
+        if self._backend.kind == "rocksdb":
+            from actorflow.state.rocksdb import RocksDBTables  # rocksdict is there: tables opened
+            from actorflow.state.rocksdb_checkpoint import NativeCheckpoints
+
+            assert isinstance(self.tables, RocksDBTables)
+            self.native_checkpoints = NativeCheckpoints(self.tables)
 
     def _collect(self, value: Any) -> None:
         self._values.append(value)
@@ -460,7 +473,10 @@ class PatternOperator(Operator):
         return None
 
     def close(self) -> None:
-        tables = getattr(self, "tables", None)  # None: never opened
+        native = getattr(self, "native_checkpoints", None)  # None: never opened
+        if native is not None:
+            native.release_all()
+        tables = getattr(self, "tables", None)
         if tables is not None:
             tables.close()  # the RocksDB backend deletes its files
             self.tables = None
@@ -515,7 +531,39 @@ class PatternOperator(Operator):
         groups = self.context.key_groups
         return {"key_groups": (groups.start, groups.stop), "keys": self._entries(None)}
 
+    async def checkpoint_state_async(self, checkpoint_id: int) -> Any:
+        """On RocksDB: a native, incremental checkpoint of the table (see
+        :mod:`~actorflow.state.rocksdb_checkpoint`), a :class:`SnapshotPart` whose data is the
+        pickled ``{"key_groups": (start, stop), "rocksdb": description}`` and whose shared files
+        are the store's SST files; the local checkpoint is deleted once the checkpoint completes
+        or aborts. Nothing of the heap's indexes goes with it: a restore rebuilds them from the
+        table. On the heap, for incremental snapshots, and on RocksDB before the store opened (an
+        empty snapshot): :meth:`snapshot_state`.
+        """
+        native = self.native_checkpoints
+        if native is None or self.changed is not None:
+            return await self.snapshot_state_async()
+        description, shared = await native.take(checkpoint_id)
+        groups = self.context.key_groups
+        return SnapshotPart(
+            dumps({"key_groups": (groups.start, groups.stop), "rocksdb": description}), shared
+        )
+
+    async def checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self.native_checkpoints is not None:
+            self.native_checkpoints.release(checkpoint_id)
+
+    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self.native_checkpoints is not None:
+            self.native_checkpoints.release(checkpoint_id)
+
     def restore_state(self, states: list[Any]) -> None:
+        """Load every instance's :meth:`snapshot_state` or native checkpoint part: the keys this
+        instance owns (incremental ones whole, applied in order), then both heaps rebuilt. On
+        RocksDB, when a native part is all that overlaps this instance's key groups, its owned
+        entries go into the store as they are (the part's files become the store when it lies
+        inside them) and the heaps are rebuilt from the table; otherwise entries are renumbered
+        (instances restored together may have used the same sequence numbers)."""
         changes = incremental_changes(self.name, states)
         entries: dict[Hashable, Any] = {}
         if changes is not None:
@@ -523,13 +571,22 @@ class PatternOperator(Operator):
                 entries.update(part)
         else:
             owned = self.context.key_groups
+            native = []
             for state in states:
                 keep = KeyGroupFilter(range(*state["key_groups"]), owned, self.context.max_parallelism)
                 if keep.takes_none:
                     continue
+                if "rocksdb" in state:
+                    native.append((state["rocksdb"], range(*state["key_groups"])))
+                    continue
                 for key, entry in state["keys"].items():
                     if keep.takes_all or keep(key):
                         entries[key] = entry
+            if native and self.per_key and not entries and len(native) == 1:
+                self._restore_native_as_stored(native)
+                return
+            if native:
+                entries.update(self._read_native(native))
         # Renumber: instances restored together may have used the same sequence numbers.
         events = sorted(
             ((ts, seq, key, value) for key, entry in entries.items() if entry is not None
@@ -567,3 +624,40 @@ class PatternOperator(Operator):
         if self.tables is None and restored:
             self._open_tables()
         self.table.update(restored)  # on RocksDB: written through, not cached
+
+    def _loader(self, into: MutableMapping[Hashable, Any]) -> Callable[[str, dict[Hashable, Any]], None]:
+        """The :data:`~actorflow.state.rocksdb_checkpoint.LoadEntries` of a native restore: the
+        restored entries of the pattern table go ``into`` a mapping."""
+
+        def load(name: str, entries: dict[Hashable, Any]) -> None:
+            if name != TABLE:
+                raise StateError(f"{self.name}: a checkpoint holds table {name!r}, which patterns lack")
+            into.update(entries)
+
+        return load
+
+    def _restore_native_as_stored(self, parts: list[tuple[dict[str, Any], range]]) -> None:
+        """One native part on RocksDB: its files become the store, or its owned key groups are
+        copied in undecoded; then the heaps of waiting events and timeouts are rebuilt from the
+        table (one read of every entry), the sequence numbers kept."""
+        if self.tables is None:
+            self._open_tables()
+        restore_native(self.name, self.context, parts, self._loader(self.table), self.native_checkpoints)
+        last = -1
+        for key, entry in self.table.items():
+            events = entry[1]
+            if events:
+                self.waiting.append((events[0][0], events[0][1], key))
+                last = max(last, max(event[1] for event in events))
+            if entry[2] is not None:
+                self.timeouts.append((entry[2], key))
+        heapq.heapify(self.waiting)
+        heapq.heapify(self.timeouts)
+        self._seq = last + 1
+
+    def _read_native(self, parts: list[tuple[dict[str, Any], range]]) -> dict[Hashable, Any]:
+        """The owned entries of native parts, decoded, in the snapshot's form: ``{key: (NFAState
+        or None, [(ts, seq, event), ...])}``."""
+        read: dict[Hashable, list[Any]] = {}
+        restore_native(self.name, self.context, parts, self._loader(read), None)
+        return {key: (entry[0], list(entry[1])) for key, entry in read.items()}
