@@ -87,6 +87,7 @@ def test_the_timers_are_in_rocksdb_not_in_memory(tables: RocksDBTables) -> None:
         "_max_parallelism",
         "_sequence",
         "_resume",
+        "_count",
     }
     assert [time for time, _ in queue.pop_due(2)] == [0, 1, 2] and queue.next_time == 3
     queue.clear()

@@ -68,6 +68,8 @@ class RocksDBTimerQueue(TimerQueue):
         self._max_parallelism = tables.max_parallelism
         #: The next sequence number: orders the timers of one time as they were registered.
         self._sequence = 0
+        #: How many timers there are (kept here: len() is read after the store closed, too).
+        self._count = 0
         #: The earliest time with a timer, or None. Read on every watermark: kept as an attribute.
         self.next_time: int | None = None
         #: The key of the timer :meth:`pop_due` removed last: the next one of its time comes after
@@ -76,7 +78,7 @@ class RocksDBTimerQueue(TimerQueue):
         self._resume: bytes | None = None
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._timers_family[0].keys())  # noqa: SIM118 (an Rdict is not iterable)
+        return self._count
 
     def _index_key(self, time: int, key: Hashable) -> bytes:
         return encode_key(key, self._max_parallelism) + _TIME.pack(time + _SIGN)
@@ -87,6 +89,7 @@ class RocksDBTimerQueue(TimerQueue):
         if self._index_family[0].get(index_key) is not None:
             return False
         self._put(time, key, index_key)
+        self._count += 1
         next_time = self.next_time
         if next_time is None or time < next_time:
             self.next_time = time
@@ -107,6 +110,7 @@ class RocksDBTimerQueue(TimerQueue):
         if sequence is None:
             return False
         self._delete(_timer_key(time, _TIME.unpack(sequence)[0]), index_key)
+        self._count -= 1
         if time == self.next_time:
             self._refresh()
         return True
@@ -157,6 +161,7 @@ class RocksDBTimerQueue(TimerQueue):
                 self.next_time = time
                 return
             self._delete(timer_key, encoded + timer_key[:8])
+            self._count -= 1
             self._resume = timer_key
             self.next_time = time
             yield time, decode_key(encoded)
@@ -221,9 +226,11 @@ class RocksDBTimerQueue(TimerQueue):
             if earliest is None or time < earliest:
                 earliest = time
             if len(pending) >= 1024:
+                self._count += len(pending)
                 self._tables.write(batch)
                 batch = rocksdict.WriteBatch(raw_mode=True)
                 pending.clear()
+        self._count += len(pending)
         self._tables.write(batch)
         self.next_time = earliest
 
@@ -237,6 +244,7 @@ class RocksDBTimerQueue(TimerQueue):
         self._tables.write(batch)
         self.next_time = None
         self._resume = None
+        self._count = 0
 
     def __repr__(self) -> str:
         return f"RocksDBTimerQueue(next_time={self.next_time!r})"

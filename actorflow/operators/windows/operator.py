@@ -299,6 +299,7 @@ class WindowOperator(Operator):
         #: The key whose windows the operator works on; the RocksDB cache keeps its entries live.
         self.keys = KeyContext()
         self._tables: StateTables = HEAP
+        self._size_at_close: int | None = None
         #: A RocksDB backend's settings until the first record or restore opens its store (see
         #: :meth:`_open_store`); None once open, and on the heap.
         self._unopened: StateBackendConfig | None = None
@@ -330,6 +331,7 @@ class WindowOperator(Operator):
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self._release()  # opened again: the previous run's tables go
+        self._size_at_close = None
         self._reset()
         self._window_context = WindowContext(context.clock, GLOBAL_WINDOW)
         backend = context.state_backend
@@ -364,7 +366,8 @@ class WindowOperator(Operator):
 
     def close(self) -> None:
         """Close the state tables (the RocksDB backend deletes its files, local checkpoints
-        included)."""
+        included); :meth:`state_size` answers what it was then."""
+        self._size_at_close = self.state_size()
         self._release()
 
     def _release(self) -> None:
@@ -386,7 +389,10 @@ class WindowOperator(Operator):
         return _by_scope(self.triggers)
 
     def state_size(self) -> int:
-        """(key, window) entries with contents, plus those with trigger state."""
+        """(key, window) entries with contents, plus those with trigger state (after
+        :meth:`close`: as they were when it closed; a closed RocksDB store cannot be read)."""
+        if self._size_at_close is not None:
+            return self._size_at_close
         return sum(len(windows) for windows in self.windows.values()) + sum(
             len(windows) for windows in self.triggers.values()
         )
