@@ -202,7 +202,8 @@ class SharedFiles:
     >>> from pathlib import Path
     >>> storage, scratch = MemoryStorage(), Path(tempfile.mkdtemp())
     >>> _ = (scratch / "a.sst").write_bytes(b"immutable")
-    >>> storage.write_shared(1, "db/a.sst", scratch / "a.sst")
+    >>> storage.write_shared(1, "db/a.sst", scratch / "a.sst")  # bytes copied
+    9
     >>> info = storage.commit(1)
     >>> storage.load(info).files.copy("db/a.sst", scratch / "restored.sst")
     >>> (scratch / "restored.sst").read_bytes()
