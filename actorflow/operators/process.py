@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.failures import guarded, route_failure
+from actorflow.operators.native import NativeCheckpointing
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
@@ -344,7 +345,7 @@ class ProcessOperator(Operator):
         self.function.close()
 
 
-class KeyedProcessOperator(Operator):
+class KeyedProcessOperator(NativeCheckpointing):
     """Runs a :class:`KeyedProcessFunction`: sets the current key, keeps state, fires timers."""
 
     has_processing_timers = True
@@ -590,14 +591,6 @@ class KeyedProcessOperator(Operator):
         finally:
             self._native_description = None
         return SnapshotPart(dumps(state), shared)
-
-    async def checkpoint_complete(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
-
-    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
 
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         changed.discard(NO_KEY)  # the key of a broadcast input's records

@@ -38,9 +38,10 @@ from collections.abc import Callable, Hashable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from actorflow.errors import StateError
-from actorflow.operators.base import Collector, Operator, OperatorContext
+from actorflow.operators.base import Collector, OperatorContext
 from actorflow.operators.cep.nfa import NFA, Match, NFAState
 from actorflow.operators.failures import FailedRecord, route_failure
+from actorflow.operators.native import NativeCheckpointing
 from actorflow.operators.process import RuntimeContext, restore_native
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
@@ -98,7 +99,7 @@ class PatternProcessFunction(ABC, Generic[IN, OUT]):
         """A partial match that timed out (only with ``timed_out=True``). Default: nothing."""
 
 
-class PatternOperator(Operator):
+class PatternOperator(NativeCheckpointing):
     """Runs ``nfa`` per key of ``key_of`` and hands each match to ``on_match(match, ctx, out)``,
     each timed-out partial match to ``on_timeout``; see the module for time and state."""
 
@@ -548,14 +549,6 @@ class PatternOperator(Operator):
         return SnapshotPart(
             dumps({"key_groups": (groups.start, groups.stop), "rocksdb": description}), shared
         )
-
-    async def checkpoint_complete(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
-
-    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
 
     def restore_state(self, states: list[Any]) -> None:
         """Load every instance's :meth:`snapshot_state` or native checkpoint part: the keys this

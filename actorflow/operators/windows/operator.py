@@ -45,7 +45,8 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import PlanError, StateError
-from actorflow.operators.base import Collector, Operator, OperatorContext
+from actorflow.operators.base import Collector, OperatorContext
+from actorflow.operators.native import NativeCheckpointing
 from actorflow.operators.process import restore_native
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
@@ -253,7 +254,7 @@ class _Out(Collector):
             self.timestamps.extend([timestamp] * missing)
 
 
-class WindowOperator(Operator):
+class WindowOperator(NativeCheckpointing):
     """Keyed windows: ``assigner`` + ``trigger`` + ``contents`` (the window function).
 
     ``late_records`` counts records dropped because all their windows were past the allowed
@@ -495,14 +496,6 @@ class WindowOperator(Operator):
             "processing_timers": self.processing_timers.export(),
         }
         return SnapshotPart(dumps(state), shared)
-
-    async def checkpoint_complete(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
-
-    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
-        if self.native_checkpoints is not None:
-            self.native_checkpoints.release(checkpoint_id)
 
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         windows = self.windows
