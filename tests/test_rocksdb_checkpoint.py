@@ -498,3 +498,45 @@ def test_a_keyed_broadcast_operators_native_checkpoint_keeps_its_broadcast_state
     out = restored.process_input(Batch([{"k": "k0", "v": 1}]), 0)
     assert out is not None and out.values == [("k0", 15)]
     restored.close()
+
+
+@pytest.mark.parametrize("target", ["whole", "key-group-ranges", "heap"])
+def test_a_native_checkpoint_keeps_its_timers_in_the_store_and_a_restore_gets_them_all(
+    tmp_path: Path, target: str
+) -> None:
+    """Taking the checkpoint reads no timer (the part exports none, it counts them); restored whole
+    the queues adopt the store's timers, by key-group ranges or onto the heap they are read."""
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(100))  # 37 keys, an event-time timer each
+    expected = contents([operator])
+    part = asyncio.run(operator.checkpoint_state_async(1))
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    saved = pickle.loads(part.data)
+    assert saved["event"] is None and saved["processing"] is None
+    assert saved["rocksdb"]["timers"]["event"]["count"] == 37
+    storage.write_part(1, "process/0", part.data)
+    for key, path in part.shared.items():
+        storage.write_shared(1, key, path)
+    storage.commit(1)
+    asyncio.run(operator.checkpoint_complete(1))
+    operator.close()
+    loaded = storage.load_latest()
+    assert loaded is not None
+
+    if target == "heap":
+        restored = [KeyedProcessOperator("process", Profile(), lambda record: record["k"])]
+        restored[0].open(OperatorContext("process", 0, 1, restored_files=loaded.files))
+    else:
+        parallelism = 1 if target == "whole" else 2
+        restored = [open_operator(tmp_path, index, parallelism, loaded.files) for index in range(parallelism)]
+    for instance in restored:
+        instance.restore_state([pickle.loads(loaded.parts["process/0"])])
+    assert contents(restored) == expected
+    assert sum(len(instance.event_timers) for instance in restored) == 37
+    fired = []
+    for instance in restored:
+        fired += [value for value in instance.process(Batch([], marks=[(0, 2_000_000)])).values]
+        assert len(instance.event_timers) == 0 and instance.event_timers.next_time is None
+        instance.close()
+    assert sorted(value[1] for value in fired) == sorted(expected[0]["count"])

@@ -81,6 +81,7 @@ def test_the_timers_are_in_rocksdb_not_in_memory(tables: RocksDBTables) -> None:
     queue.add_all((time, f"card-{time}") for time in range(10_000))
     assert len(queue.keys_at(5)) == 1 and not hasattr(queue, "_times")  # no heap queue inside
     assert vars(queue).keys() == {
+        "_columns",
         "_timers_family",
         "_index_family",
         "_tables",

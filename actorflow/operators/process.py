@@ -16,7 +16,7 @@ runs with the timer's key as the current key. Results go to ``out.collect``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -555,12 +555,14 @@ class KeyedProcessOperator(NativeCheckpointing):
         if self.changed_keys is not None:
             return {"changes": self._changes(self.changed_keys)}
         owned = self.context.key_groups
-        if self._native_description is not None:  # within checkpoint_state_async
+        native = self._native_description
+        if native is not None:  # within checkpoint_state_async
+            stored = native.get("timers", {})  # timers the store holds are not exported
             return {
                 "key_groups": (owned.start, owned.stop),
-                "rocksdb": self._native_description,
-                "event": self.event_timers.export(),
-                "processing": self.processing_timers.export(),
+                "rocksdb": native,
+                "event": None if "event" in stored else self.event_timers.export(),
+                "processing": None if "processing" in stored else self.processing_timers.export(),
             }
         return {
             "key_groups": (owned.start, owned.stop),
@@ -576,13 +578,25 @@ class KeyedProcessOperator(NativeCheckpointing):
         "processing": (...)}`` (what :meth:`snapshot_state` returns while it runs, so a subclass's
         additions are kept) and whose shared files are the store's SST files: the cache is
         written back (the loop runs between batches), the store checkpointed in a worker thread;
-        the local checkpoint is deleted once the checkpoint completes or aborts. On the heap, and
-        for incremental snapshots: :meth:`snapshot_state`.
+        the local checkpoint is deleted once the checkpoint completes or aborts. Timers in
+        RocksDB are in the store's files: the description records their count (``"timers"``)
+        and the part exports none (``None``), so taking it reads no timer. On the heap, and for
+        incremental snapshots: :meth:`snapshot_state`.
         """
         native = self.native_checkpoints
         if native is None or self.changed_keys is not None:
             return await self.snapshot_state_async()
+        from actorflow.state.rocksdb_timers import RocksDBTimerQueue  # on RocksDB: rocksdict is there
+
         description, shared = await native.take(checkpoint_id)
+        queues = {"event": self.event_timers, "processing": self.processing_timers}
+        stored = {
+            name: queue.native_state()
+            for name, queue in queues.items()
+            if isinstance(queue, RocksDBTimerQueue)
+        }
+        if stored:
+            description["timers"] = stored
         # snapshot_state() gives the native shape meanwhile: what a subclass adds to it (the
         # broadcast state of a keyed broadcast function) goes into the part as well.
         self._native_description = description
@@ -662,6 +676,8 @@ class KeyedProcessOperator(NativeCheckpointing):
                 (self.event_timers, state["event"]),
                 (self.processing_timers, state["processing"]),
             ):
+                if saved is None:  # in the RocksDB part's store: restored with it
+                    continue
                 times, keys = saved
                 if keep.takes_all:
                     queue.add_all(zip(times, keys, strict=True))
@@ -679,6 +695,7 @@ class KeyedProcessOperator(NativeCheckpointing):
             parts,
             lambda name, entries: backend.load_tables({name: entries}),
             self.native_checkpoints,
+            {"event": self.event_timers, "processing": self.processing_timers},
         )
 
     def _restore_groups(self, groups: dict[int, dict[str, Any]], owned: range) -> None:
@@ -704,6 +721,7 @@ def restore_native(
     parts: list[tuple[dict[str, Any], range]],
     load: Callable[[str, dict[Hashable, Any]], None],
     checkpoints: NativeCheckpoints | None,
+    timers: Mapping[str, TimerQueue] | None = None,
 ) -> bool:
     """Restore native RocksDB checkpoint parts (``(description, their key groups)``) into the
     state of ``operator``'s instance of ``context``: on RocksDB (``checkpoints`` given) at the same
@@ -728,4 +746,4 @@ def restore_native(
         ) from None
     backend = context.state_backend
     scratch = backend.path if backend is not None else None
-    return restore(parts, load, context.key_groups, context.restored_files, checkpoints, scratch)
+    return restore(parts, load, context.key_groups, context.restored_files, checkpoints, scratch, timers)

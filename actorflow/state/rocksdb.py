@@ -43,7 +43,7 @@ import shutil
 import struct
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from functools import partial
 from itertools import islice
 from typing import Any, Final
@@ -172,7 +172,7 @@ def _options() -> Any:
 
 
 #: Past this size RocksDB starts a new MANIFEST (see :func:`_options`).
-MAX_MANIFEST_BYTES: Final = 1 << 20
+MAX_MANIFEST_BYTES: Final = 1 << 16
 #: The column family of state ``name``: apart from RocksDB's ``default`` (and from what may come
 #: later, such as timers).
 COLUMN_PREFIX: Final = "state:"
@@ -283,8 +283,7 @@ class RocksDBTables:
     def column_family(self, column: str) -> list[Any]:
         """``[column family, handle]`` of the store, for what is not a state's table (timers),
         created empty. The list is updated in place when a restore replaces the store
-        (:meth:`reopen`), where the family starts empty again: what it held comes back through
-        the checkpoint's neutral part."""
+        (:meth:`reopen`), where the family starts empty again unless the restore keeps it."""
         if self._finalizer.alive is False:
             raise StateError(f"the state of {self.path} was closed")
         family = self._family(column)
@@ -457,12 +456,14 @@ class RocksDBTables:
         while no state changes."""
         rocksdict.Checkpoint(self.db).create_checkpoint(directory)
 
-    def reopen(self, fill: Callable[[str], None]) -> None:
+    def reopen(self, fill: Callable[[str], None], keep: Collection[str] = ()) -> None:
         """Replace the (empty) store with the database ``fill(directory)`` writes into a fresh
         directory inside :attr:`path` (a restored checkpoint's files): the tables made so far
         read their column family there (one is made for a state it lacks); tables for its other
-        column families come from :meth:`table`. Raises :class:`StateError` if the cache holds
-        anything (a restore comes before the first record)."""
+        column families come from :meth:`table`. The families of :meth:`column_family` start
+        empty, except those named in ``keep`` that the files hold (timers the checkpoint kept
+        in the store). Raises :class:`StateError` if the cache holds anything (a restore comes
+        before the first record)."""
         if self.cached:
             raise StateError("a RocksDB state can be replaced only before it is used")
         generation = int(self.db_path.rpartition("-")[2]) + 1
@@ -486,10 +487,12 @@ class RocksDBTables:
             table._family[:] = family
             self._families.append(table._family)
         for column, family in self._extra.items():
-            if column in self._columns:
+            if column in self._columns and column not in keep:
                 db.drop_column_family(column)
-            db.create_column_family(column, _options())
-            self._columns.add(column)
+                self._columns.discard(column)
+            if column not in self._columns:
+                db.create_column_family(column, _options())
+                self._columns.add(column)
             family[:] = [db.get_column_family(column), db.get_column_family_handle(column)]
             self._families.append(family)
 

@@ -12,10 +12,11 @@ hard-links the SST files into a local directory next to the store. What it retur
        "max_parallelism": 128,
        "files": {"000012.sst": "rocksdb/<lineage>/000012.sst", ...},  # SST -> shared key
        "small": {"CURRENT": b"...", "MANIFEST-000005": b"...", "OPTIONS-000009": b"...", ...},
-       "families": {state name: {"column": "state:<name>", "codec": "pickle", "ttl": False}}}
+       "families": {state name: {"column": "state:<name>", "codec": "pickle", "ttl": False}},
+       "timers": {"event": {"count": 3, "sequence": 7}, ...}}  # optional, see below
 
   ``small`` holds every file that is not an SST, whole: they are rewritten by every checkpoint
-  and small (the MANIFEST is kept under a MiB, see :data:`~actorflow.state.rocksdb.MAX_MANIFEST_BYTES`).
+  and small (the MANIFEST is kept under 64 KiB, see :data:`~actorflow.state.rocksdb.MAX_MANIFEST_BYTES`).
 - ``shared``: ``{shared key: local path}`` of the SST files, for the checkpoint storage, which
   copies a key only if it does not hold it yet. An SST file never changes and its number is never
   reused within one database, so ``rocksdb/<lineage>/<name>`` names one content forever, and a
@@ -23,6 +24,10 @@ hard-links the SST files into a local directory next to the store. What it retur
 
 The local directory stays until the checkpoint completes or aborts (:meth:`NativeCheckpoints.release`)
 or the store closes (it lives inside the instance's directory).
+
+*Timers* of a :class:`~actorflow.state.rocksdb_timers.RocksDBTimerQueue` are in the store's
+families already: the operator adds their ``native_state()`` as ``"timers"`` (per time domain) and
+exports none, so taking a checkpoint reads no timer. A restore hands :func:`restore` the queues.
 
 *Lineage.* Each opened database gets a fresh lineage id. A database restored from a checkpoint's
 files keeps those files' keys (:meth:`NativeCheckpoints.inherit`), so its first checkpoint uploads
@@ -44,12 +49,14 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.state.keycodec import decode_key
 from actorflow.state.rocksdb import COLUMN_PREFIX, PREFIX, RocksDBTables, open_db, value_codec
+from actorflow.state.rocksdb_timers import RocksDBTimerQueue, stored_timers, timer_columns
+from actorflow.time.timers import TimerQueue
 
 __all__ = [
     "FORMAT",
@@ -235,10 +242,17 @@ class _Reader:
         try:
             _fill(description, files, self.directory)
             columns = [family["column"] for family in description["families"].values()]
+            columns += [timer_columns(name)[0] for name in description.get("timers", ())]
             self.db = open_db(self.directory, columns, read_only=True)
         except BaseException:
             self.close()
             raise
+
+    def items(self, column: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` of ``column``, in order."""
+        family = self.db.get_column_family(column)
+        self.families.append(family)
+        return iter(family.items())
 
     def entries(self, column: str, groups: range) -> Iterator[tuple[bytes, bytes]]:
         """The encoded ``(key, value)`` pairs of ``column`` whose key group is in ``groups``."""
@@ -271,6 +285,7 @@ def restore(
     files: RestoredFiles | None,
     checkpoints: NativeCheckpoints | None,
     scratch: str | None = None,
+    timers: Mapping[str, TimerQueue] | None = None,
 ) -> bool:
     """Load the native checkpoint parts ``parts`` (``(description, their key groups)``, the parts
     that overlap ``owned``) into an operator's state, whatever holds it: ``load(name, entries)``
@@ -281,8 +296,11 @@ def restore(
     undecoded when their codec matches; without (the heap, or an operator that wants every entry
     decoded), every owned entry goes through ``load``. ``scratch``: where a read-only copy of a
     part is made for reading it (default: next to the store, else the system's temporary
-    directory). Returns whether a part was taken whole. Raises :class:`StateError` when the parts'
-    files are not available.
+    directory). ``timers``: the operator's timer queues by time domain, for parts that keep their
+    timers in the store (module docstring): a part taken whole hands its timer families to the
+    :class:`~actorflow.state.rocksdb_timers.RocksDBTimerQueue` of their domain; any other part's
+    owned timers are added to the queue. Returns whether a part was taken whole. Raises
+    :class:`StateError` when the parts' files are not available, or a part's timers have no queue.
 
     >>> loaded: dict[str, dict[Any, Any]] = {}
     >>> def load(name, entries):
@@ -297,9 +315,22 @@ def restore(
     if whole is not None:
         assert tables is not None and checkpoints is not None
         description = whole[0]
-        tables.reopen(lambda directory: _fill(description, files, directory))
+        stored = _stored_timers(description, timers)
+        keep = [
+            column
+            for name, queue in stored
+            if isinstance(queue, RocksDBTimerQueue)
+            for column in queue.columns
+        ]
+        tables.reopen(lambda directory: _fill(description, files, directory), keep)
         checkpoints.inherit(description)
         _declare_families(description, load, tables)
+        for name, queue in stored:
+            if isinstance(queue, RocksDBTimerQueue):
+                queue.adopt(description["timers"][name])
+            else:  # a queue on the heap: the timers are read out of the store
+                family = tables.column_family(timer_columns(name)[0])[0]
+                queue.add_all(stored_timers(family.items(), owned))
     base = scratch or (tables.path if tables is not None else tempfile.gettempdir())
     for part in parts:
         if part is whole:
@@ -311,9 +342,22 @@ def restore(
         reader = _Reader(description, files, base)
         try:
             _read_into(reader, description, groups, load, tables)
+            for name, queue in _stored_timers(description, timers):
+                queue.add_all(stored_timers(reader.items(timer_columns(name)[0]), groups))
         finally:
             reader.close()
     return whole is not None
+
+
+def _stored_timers(
+    description: dict[str, Any], timers: Mapping[str, TimerQueue] | None
+) -> list[tuple[str, TimerQueue]]:
+    """``(time domain, queue)`` for each domain whose timers ``description``'s store holds."""
+    names = list(description.get("timers", ()))
+    if names and timers is None:
+        raise StateError("a RocksDB checkpoint holds timers, but the operator restoring it has none")
+    assert timers is not None or not names
+    return [(name, timers[name]) for name in names]  # type: ignore[index]
 
 
 def _declare_families(description: dict[str, Any], load: LoadEntries, tables: RocksDBTables) -> None:

@@ -13,8 +13,12 @@ watermark), laid out as:
 - ``timer-index:<domain>``: the encoded key and the time -> the sequence number: finds a timer by
   ``(time, key)`` to deduplicate and to remove it.
 
-Only ``next_time`` stays in memory. Snapshots take the timers as the heap queue exports them (two
-flat lists in firing order), so checkpoints and savepoints move between backends.
+Only ``next_time`` stays in memory. Savepoints take the timers as the heap queue exports them (two
+flat lists in firing order), so they move between backends. A native checkpoint of the store
+(:mod:`~actorflow.state.rocksdb_checkpoint`) holds the two families already: it records only
+:meth:`RocksDBTimerQueue.native_state` (how many timers, the next sequence number), so taking it
+reads no timer; a restore that opens its files adopts them (:meth:`RocksDBTimerQueue.adopt`), one
+that reads key groups reads the timers with :func:`stored_timers`.
 
 >>> from actorflow.state.backends import StateBackendConfig
 >>> from actorflow.state.rocksdb import RocksDBTables
@@ -39,12 +43,30 @@ from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.rocksdb import RocksDBTables
 from actorflow.time.timers import TimerQueue
 
-__all__ = ["RocksDBTimerQueue"]
+__all__ = ["RocksDBTimerQueue", "stored_timers", "timer_columns"]
 
 _TIME = struct.Struct(">Q")
 _TIME_AND_SEQUENCE = struct.Struct(">QQ")
 _SIGN = 1 << 63
 _time_and_sequence = itemgetter(0, 1)
+
+
+def timer_columns(name: str) -> tuple[str, str]:
+    """The column families of time domain ``name``'s timers and of their index.
+
+    >>> timer_columns("event")
+    ('timers:event', 'timer-index:event')
+    """
+    return f"timers:{name}", f"timer-index:{name}"
+
+
+def stored_timers(entries: Iterable[tuple[bytes, bytes]], groups: range) -> Iterator[tuple[int, Hashable]]:
+    """``(time, key)`` of the timers in ``entries`` (a timer family's items, in order) whose key's
+    key group is in ``groups``, in firing order: how a restore reads another store's timers."""
+    start, stop = groups.start, groups.stop
+    for timer_key, encoded in entries:
+        if start <= int.from_bytes(encoded[:2], "big") < stop:
+            yield _time_of(timer_key), decode_key(encoded)
 
 
 def _timer_key(time: int, sequence: int) -> bytes:
@@ -61,9 +83,10 @@ class RocksDBTimerQueue(TimerQueue):
     method and keeps none of the heap queue's structures."""
 
     def __init__(self, tables: RocksDBTables, name: str) -> None:  # no heap structures: no super()
+        self._columns = timer_columns(name)
         #: ``[column family, handle]`` each, updated in place if a restore replaces the store.
-        self._timers_family = tables.column_family(f"timers:{name}")
-        self._index_family = tables.column_family(f"timer-index:{name}")
+        self._timers_family = tables.column_family(self._columns[0])
+        self._index_family = tables.column_family(self._columns[1])
         self._tables = tables
         self._max_parallelism = tables.max_parallelism
         #: The next sequence number: orders the timers of one time as they were registered.
@@ -79,6 +102,25 @@ class RocksDBTimerQueue(TimerQueue):
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def columns(self) -> tuple[str, str]:
+        """The column families of the timers and of their index."""
+        return self._columns
+
+    def native_state(self) -> dict[str, int]:
+        """What a native checkpoint of the store records of this queue beside its families:
+        ``{"count": timers, "sequence": the next sequence number}``."""
+        return {"count": self._count, "sequence": self._sequence}
+
+    def adopt(self, native: dict[str, int]) -> None:
+        """The store was replaced by a checkpoint's files, timer families included, which
+        recorded ``native`` (:meth:`native_state`): take them as this queue's timers."""
+        self._count = native["count"]
+        self._sequence = native["sequence"]
+        self._resume = None
+        self.next_time = None
+        self._refresh()
 
     def _index_key(self, time: int, key: Hashable) -> bytes:
         return encode_key(key, self._max_parallelism) + _TIME.pack(time + _SIGN)
