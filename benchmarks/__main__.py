@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     state.add_argument("--backend", choices=("heap", "rocksdb"), nargs="+", default=["heap"])
     state.add_argument("--events", type=_positive, default=None, help="events read (default: 2 * keys)")
     state.add_argument(
+        "--rounds", type=_positive, default=5, help="1 %% changes, each followed by a checkpoint"
+    )
+    state.add_argument(
         "--checkpoint-interval-ms", type=_positive, default=10_000, help="between periodic checkpoints"
     )
     state.add_argument(
@@ -234,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     keys,
                     backend,
                     events=args.events,
+                    rounds=args.rounds,
                     checkpoint_interval_ms=args.checkpoint_interval_ms,
                     max_rss_mb=args.max_rss_mb,
                     timeout=args.timeout,

@@ -16,12 +16,15 @@ bytes it wrote). The run, in order:
    the last event processed (the checkpoints taken meanwhile included);
 2. **full checkpoint** of all ``keys`` cards: ``checkpoint_bytes`` is its size as stored (its
    parts and every shared file it lists, whoever stored them: what a restore reads);
-3. **1 % change**: one event each for every 100th card, then a checkpoint:
-   ``incremental_checkpoint_bytes`` is what it wrote (the heap writes its whole state every time,
+3. **1 % changes**, ``rounds`` times (default 5): one event each for every 100th card (another
+   1 % each round: cards ``n`` with ``n % 100 == round``), then a checkpoint.
+   ``incremental_checkpoint_bytes`` is the mean of what these checkpoints wrote, and
+   ``incremental_checkpoint_bytes_each`` lists them (the heap writes its whole state every time,
    so about ``checkpoint_bytes``; RocksDB's native checkpoints store only the SST files no earlier
-   checkpoint stored: about 1 % of a full one, more when a compaction has rewritten files since);
+   checkpoint stored: about 1 % of a full one, more when a compaction has rewritten files since,
+   which is why one round alone says little);
 4. **crash**: the run is cancelled (no final checkpoint), so the last checkpoint is the one after
-   the change;
+   the last change;
 5. **restore**: a new flow from the storage, timed from ``run()`` until its source starts reading
    (every operator has opened and restored its state by then: ``restore_s``); then, untimed, the
    source sends one probe per card and the function checks the card's restored profile (count and
@@ -86,8 +89,10 @@ __all__ = [
 ]
 
 BACKENDS = ("heap", "rocksdb")
-#: One card in this many is changed by the second phase (1 %).
+#: One card in this many is changed by each round of the second phase (1 %).
 CHANGE_EVERY = 100
+#: Rounds of 1 % changes, each followed by a checkpoint (see the module docstring).
+ROUNDS = 5
 #: The probe's sleep, in seconds; a wake-up later than this is a pause of the loop.
 PROBE_S = 0.001
 #: Late wake-ups below this (seconds) are not kept: scheduling noise.
@@ -113,8 +118,10 @@ class StateMeasurement(TypedDict):
     """The size of the checkpoint of all ``keys`` cards: its parts and the shared files it lists
     (RocksDB's SST files, most of them stored by earlier checkpoints already)."""
     incremental_checkpoint_bytes: int
-    """Bytes written by the checkpoint after 1 % of the cards changed: its parts and the shared
-    files no earlier checkpoint had stored."""
+    """Bytes written by a checkpoint after 1 % of the cards changed (its parts and the shared files
+    no earlier checkpoint had stored), the mean over the rounds."""
+    incremental_checkpoint_bytes_each: list[int]
+    """The same, round by round."""
     restore_s: float
     restored_keys: int
     """Cards whose profile the restored flow found, and found right (must equal ``keys``)."""
@@ -145,17 +152,24 @@ def card(number: int) -> str:
     return f"c{number:09d}"
 
 
-def changed_cards(keys: int) -> range:
-    """The cards the second phase changes: every ``CHANGE_EVERY``-th one."""
-    return range(0, keys, CHANGE_EVERY)
+def changed_cards(keys: int, turn: int = 0) -> range:
+    """The cards round ``turn`` of the second phase changes (from 0): every ``CHANGE_EVERY``-th
+    one, from card ``turn`` on."""
+    return range(turn, keys, CHANGE_EVERY)
 
 
-def expected_profile(number: int, keys: int, events: int) -> tuple[int, int]:
-    """``(count, last seen)`` of card ``number`` after both phases (events are ``i % keys``)."""
+def change_time(number: int, keys: int, events: int) -> int:
+    """The time of the second phase's event for card ``number`` (after every earlier event)."""
+    return events + (number % CHANGE_EVERY) * keys + number
+
+
+def expected_profile(number: int, keys: int, events: int, rounds: int = 1) -> tuple[int, int]:
+    """``(count, last seen)`` of card ``number`` after the fill and ``rounds`` rounds of changes
+    (events are ``i % keys``)."""
     count = events // keys + (1 if number < events % keys else 0)
     last_seen = number + keys * (count - 1)
-    if number % CHANGE_EVERY == 0:
-        return count + 1, events + number // CHANGE_EVERY
+    if number % CHANGE_EVERY < rounds:
+        return count + 1, change_time(number, keys, events)
     return count, last_seen
 
 
@@ -222,15 +236,17 @@ class Signals:
 
 
 class CardSource(Source):
-    """Phase 1: ``events`` events; waits; phase 2: one event per changed card; waits (forever: the
-    driver cancels the run). Restored, it sends one :class:`Probe` per card instead, then waits.
+    """Phase 1: ``events`` events; waits; phase 2: ``rounds`` times one event per card of the
+    round, waiting before each; then waits (forever: the driver cancels the run). Restored, it
+    sends one :class:`Probe` per card instead, then waits.
 
     Its position is how many events it has read; a restore only needs to know it was restored.
     """
 
-    def __init__(self, keys: int, events: int, signals: Signals) -> None:
+    def __init__(self, keys: int, events: int, rounds: int, signals: Signals) -> None:
         self.keys = keys
         self.events = events
+        self.rounds = rounds
         self.signals = signals
         self.restored: Any = None
 
@@ -250,7 +266,7 @@ class CardSource(Source):
             for first in range(0, keys, size):
                 probes = []
                 for number in range(first, min(first + size, keys)):
-                    count, last_seen = expected_profile(number, keys, events)
+                    count, last_seen = expected_profile(number, keys, events, self.rounds)
                     probes.append(Probe(card(number), count, last_seen))
                 yield probes
             signals.verified.set()
@@ -264,14 +280,15 @@ class CardSource(Source):
                 _progress(f"fill: {read:,} events read")
         signals.filled_at = time.perf_counter()
         signals.filled.set()
-        await signals.go_on.wait()
-        signals.go_on.clear()
-        changed = changed_cards(keys)
-        for first in range(0, len(changed), size):
-            numbers = changed[first : first + size]
-            yield [(card(n), 1, events + n // CHANGE_EVERY) for n in numbers]
-        signals.events_read = events + len(changed)
-        signals.changed.set()
+        for turn in range(self.rounds):
+            await signals.go_on.wait()
+            signals.go_on.clear()
+            changed = changed_cards(keys, turn)
+            for first in range(0, len(changed), size):
+                numbers = changed[first : first + size]
+                yield [(card(n), 1, change_time(n, keys, events)) for n in numbers]
+            signals.events_read += len(changed)
+            signals.changed.set()
         await asyncio.Event().wait()
 
 
@@ -325,6 +342,7 @@ def _memory_of(pid: int) -> tuple[float, float]:
 def _build(
     keys: int,
     events: int,
+    rounds: int,
     backend: str,
     state_dir: Path,
     storage: MeteredStorage,
@@ -342,7 +360,7 @@ def _build(
             )
         set_backend(backend, path=str(state_dir))
     flow.enable_checkpointing(storage)
-    source = CardSource(keys, events, signals)
+    source = CardSource(keys, events, rounds, signals)
     flow.from_source(source, name="cards").key_by(itemgetter(0)).process(
         CardProfiles(tally), name="profiles"
     ).collect(name="nothing")  # the function emits nothing; a flow ends in a sink
@@ -411,13 +429,14 @@ async def _measure(
     keys: int,
     backend: str,
     events: int,
+    rounds: int,
     checkpoint_interval_ms: int,
     directory: Path,
     signals: Signals,
 ) -> StateMeasurement:
     storage = MeteredStorage(directory / "checkpoints")
     tally = Tally()
-    flow, _ = _build(keys, events, backend, directory / "state", storage, signals, tally)
+    flow, _ = _build(keys, events, rounds, backend, directory / "state", storage, signals, tally)
     probe = LoopProbe()
     probing = asyncio.ensure_future(probe.run())
     windows: list[tuple[float, float]] = []
@@ -430,11 +449,14 @@ async def _measure(
     _progress(f"the full checkpoint, after {len(windows)} periodic ones")
     await _checkpoint(flow, storage, windows)
     full_bytes = _stored_size(storage)
-    signals.go_on.set()
-    await _until(signals.changed, job, "the flow ended before its source changed the cards")
-    _progress("the checkpoint after the change")
-    changed_bytes = await _checkpoint(flow, storage, windows)
-    await _cancel(job)  # a crash: the last checkpoint is the one after the change
+    changed_bytes = []
+    for turn in range(rounds):
+        signals.go_on.set()
+        await _until(signals.changed, job, "the flow ended before its source changed the cards")
+        signals.changed.clear()
+        _progress(f"the checkpoint after change {turn + 1} of {rounds}")
+        changed_bytes.append(await _checkpoint(flow, storage, windows))
+    await _cancel(job)  # a crash: the last checkpoint is the one after the last change
     await _cancel(probing)
     taken = len(windows)
     rate_seconds = signals.filled_at - signals.first_read_at
@@ -444,7 +466,9 @@ async def _measure(
 
     _progress("the restore")
     restored_signals = Signals()
-    again, _ = _build(keys, events, backend, directory / "state-restored", storage, restored_signals, tally)
+    again, _ = _build(
+        keys, events, rounds, backend, directory / "state-restored", storage, restored_signals, tally
+    )
     started = time.perf_counter()
     restoring = asyncio.ensure_future(again.run())
     await _until(restored_signals.loaded, restoring, "the restored flow ended before its source started")
@@ -467,7 +491,8 @@ async def _measure(
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "checkpoint_pause_ms": probe.longest(windows, inside=True),
         "checkpoint_bytes": full_bytes,
-        "incremental_checkpoint_bytes": changed_bytes,
+        "incremental_checkpoint_bytes": round(sum(changed_bytes) / rounds),
+        "incremental_checkpoint_bytes_each": changed_bytes,
         "restore_s": round(restore_s, 3),
         "restored_keys": restored,
         "checkpoints": taken,
@@ -482,6 +507,7 @@ def measure(
     backend: str,
     *,
     events: int | None = None,
+    rounds: int = ROUNDS,
     checkpoint_interval_ms: int = 10_000,
     directory: str | os.PathLike[str] | None = None,
 ) -> StateMeasurement:
@@ -497,12 +523,16 @@ def measure(
     events = 2 * keys if events is None else events
     if events < keys:
         raise ValueError(f"--events ({events:,}) must be at least --keys ({keys:,}): every card is touched")
+    if not 1 <= rounds <= CHANGE_EVERY:
+        raise ValueError(f"--rounds ({rounds}) must be 1 to {CHANGE_EVERY}: each round changes other cards")
     signals = Signals()
     owned = directory is None
     root = Path(tempfile.mkdtemp(prefix="actorflow-state-bench-") if directory is None else directory)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(_measure(keys, backend, events, checkpoint_interval_ms, root, signals))
+            return runner.run(
+                _measure(keys, backend, events, rounds, checkpoint_interval_ms, root, signals)
+            )
     finally:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
@@ -513,6 +543,7 @@ def run_in_subprocess(
     backend: str,
     *,
     events: int | None = None,
+    rounds: int = ROUNDS,
     checkpoint_interval_ms: int = 10_000,
     max_rss_mb: float | None = None,
     timeout: float | None = None,
@@ -526,7 +557,7 @@ def run_in_subprocess(
     command = [sys.executable, "-m", "benchmarks.state_bench", "--keys", str(keys), "--backend", backend]
     if events is not None:
         command += ["--events", str(events)]
-    command += ["--checkpoint-interval-ms", str(checkpoint_interval_ms)]
+    command += ["--rounds", str(rounds), "--checkpoint-interval-ms", str(checkpoint_interval_ms)]
     failure: dict[str, Any] = {"backend": backend, "keys": keys}
     deadline = None if timeout is None else time.monotonic() + timeout
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -585,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, required=True)
     parser.add_argument("--backend", choices=BACKENDS, default="heap")
     parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--checkpoint-interval-ms", type=int, default=10_000)
     args = parser.parse_args(argv)
     status = 0
@@ -594,6 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.keys,
                 args.backend,
                 events=args.events,
+                rounds=args.rounds,
                 checkpoint_interval_ms=args.checkpoint_interval_ms,
             )
         )

@@ -27,6 +27,7 @@ FIELDS = {
     "checkpoint_pause_ms",
     "checkpoint_bytes",
     "incremental_checkpoint_bytes",
+    "incremental_checkpoint_bytes_each",
     "restore_s",
 }
 
@@ -59,6 +60,9 @@ def test_one_json_line_per_run_with_every_field_and_every_key_restored(backend: 
         assert isinstance(line[name], int | float) and line[name] > 0, name
     for name in ("checkpoint_pause_ms", "restore_s"):
         assert isinstance(line[name], int | float) and line[name] >= 0, name
+    each = line["incremental_checkpoint_bytes_each"]
+    assert len(each) == state_bench.ROUNDS and all(size > 0 for size in each)
+    assert line["incremental_checkpoint_bytes"] == round(sum(each) / len(each))
 
 
 @pytest.mark.skipif(hasattr(Flow, "set_state_backend"), reason="the RocksDB backend exists")
@@ -83,7 +87,10 @@ def test_a_restore_that_loses_state_fails_instead_of_reporting_a_time(
     monkeypatch.setattr(
         state_bench,
         "expected_profile",
-        lambda number, keys, events: (right(number, keys, events)[0] + 1, right(number, keys, events)[1]),
+        lambda number, keys, events, rounds: (
+            right(number, keys, events, rounds)[0] + 1,
+            right(number, keys, events, rounds)[1],
+        ),
     )
     with pytest.raises(
         RuntimeError, match="the restore lost state: 200 cards checked of 200, 0 missing, 200"
@@ -92,14 +99,20 @@ def test_a_restore_that_loses_state_fails_instead_of_reporting_a_time(
 
 
 def test_the_expected_profiles_are_those_of_the_events() -> None:
-    keys, events = 250, 620
+    keys, events, rounds = 250, 620, 3
     counts = {n: [0, -1] for n in range(keys)}
     for i in range(events):
         counts[i % keys] = [counts[i % keys][0] + 1, i]
-    for n in state_bench.changed_cards(keys):
-        counts[n] = [counts[n][0] + 1, events + n // state_bench.CHANGE_EVERY]
-    assert {n: list(state_bench.expected_profile(n, keys, events)) for n in range(keys)} == counts
+    times = []
+    for turn in range(rounds):
+        for n in state_bench.changed_cards(keys, turn):
+            time = state_bench.change_time(n, keys, events)
+            times.append(time)
+            counts[n] = [counts[n][0] + 1, time]
+    assert times == sorted(times) and times[0] >= events  # each after every earlier event
+    assert {n: list(state_bench.expected_profile(n, keys, events, rounds)) for n in range(keys)} == counts
     assert list(state_bench.changed_cards(keys)) == [0, 100, 200]
+    assert list(state_bench.changed_cards(keys, 2)) == [2, 102, 202]
 
 
 def test_fewer_events_than_keys_is_refused() -> None:
