@@ -529,14 +529,16 @@ def test_a_native_checkpoint_keeps_its_timers_in_the_store_and_a_restore_gets_th
         restored[0].open(OperatorContext("process", 0, 1, restored_files=loaded.files))
     else:
         parallelism = 1 if target == "whole" else 2
-        restored = [open_operator(tmp_path, index, parallelism, loaded.files) for index in range(parallelism)]
+        restored = [
+            open_operator(tmp_path, index, parallelism, loaded.files) for index in range(parallelism)
+        ]
     for instance in restored:
         instance.restore_state([pickle.loads(loaded.parts["process/0"])])
     assert contents(restored) == expected
     assert sum(len(instance.event_timers) for instance in restored) == 37
     fired = []
     for instance in restored:
-        fired += [value for value in instance.process(Batch([], marks=[(0, 2_000_000)])).values]
+        fired += instance.process(Batch([], marks=[(0, 2_000_000)])).values
         assert len(instance.event_timers) == 0 and instance.event_timers.next_time is None
         instance.close()
     assert sorted(value[1] for value in fired) == sorted(expected[0]["count"])
