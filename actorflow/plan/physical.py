@@ -105,6 +105,14 @@ def compile_graph(
         raise PlanError("parallelism must be at least 1")
     if not graph.nodes:
         raise PlanError("the flow is empty: add a source and a sink")
+    parallelism = _parallelisms(graph, default_parallelism, one_instance)
+    consumers = {node: graph.consumers(node) for node in graph.nodes}
+    _check_ends(graph, consumers)
+    return PhysicalPlan(_chains(graph, parallelism, consumers))
+
+
+def _parallelisms(graph: LogicalGraph, default: int, one_instance: bool) -> dict[Node, int]:
+    """Every node's number of instances."""
     parallelism: dict[Node, int] = {}
     for node in graph.nodes:  # in the order they were added: inputs first
         if one_instance:
@@ -116,8 +124,13 @@ def compile_graph(
         ):  # behind forward(): as many instances as its input, unless it says otherwise
             parallelism[node] = _parallelism(node, parallelism[node.inputs[0].upstream])
         else:
-            parallelism[node] = _parallelism(node, default_parallelism)
-    consumers = {node: graph.consumers(node) for node in graph.nodes}
+            parallelism[node] = _parallelism(node, default)
+    return parallelism
+
+
+def _check_ends(graph: LogicalGraph, consumers: Mapping[Node, list[Node]]) -> None:
+    """Raise :class:`PlanError` unless every node but a source has an input and every node but a
+    sink has a consumer."""
     for node in graph.nodes:
         if node.kind != "source" and not node.inputs:
             raise PlanError(f"operator {node.name!r} has no input")
@@ -126,6 +139,12 @@ def compile_graph(
                 f"the output of {node.name!r} goes nowhere: end it with a sink "
                 "(sink, print, collect, sink_to_json_lines)"
             )
+
+
+def _chains(
+    graph: LogicalGraph, parallelism: Mapping[Node, int], consumers: Mapping[Node, list[Node]]
+) -> list[ChainPlan]:
+    """Fuse the nodes into chains by the chaining rule (see the module's docstring)."""
     chain_of: dict[Node, ChainPlan] = {}
     chains: list[ChainPlan] = []
     for node in graph.nodes:
@@ -133,23 +152,33 @@ def compile_graph(
             _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
             for edge in node.inputs
         ]
-        if len(node.inputs) == 1 and node.chainable and node.inputs[0].tag is None:
-            upstream = node.inputs[0].upstream
-            same = parallelism[upstream] == parallelism[node]
-            forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
-            if same and forwardish and len(consumers[upstream]) == 1:
-                chain = chain_of[upstream]
-                chain.nodes.append(node)
-                chain_of[node] = chain
-                continue
-        chain = ChainPlan([node], parallelism[node])
-        chain.inputs = [
-            InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
-            for edge, partitioner in zip(node.inputs, partitioners, strict=True)
-        ]
+        if _joins_input_chain(node, partitioners, parallelism, consumers):
+            chain = chain_of[node.inputs[0].upstream]
+            chain.nodes.append(node)
+        else:
+            inputs = [
+                InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
+                for edge, partitioner in zip(node.inputs, partitioners, strict=True)
+            ]
+            chain = ChainPlan([node], parallelism[node], inputs)
+            chains.append(chain)
         chain_of[node] = chain
-        chains.append(chain)
-    return PhysicalPlan(chains)
+    return chains
+
+
+def _joins_input_chain(
+    node: Node,
+    partitioners: list[Partitioner],
+    parallelism: Mapping[Node, int],
+    consumers: Mapping[Node, list[Node]],
+) -> bool:
+    """Whether ``node`` runs in the chain of its input (``partitioners``: those of its edges)."""
+    if len(node.inputs) != 1 or not node.chainable or node.inputs[0].tag is not None:
+        return False
+    upstream = node.inputs[0].upstream
+    same = parallelism[upstream] == parallelism[node]
+    forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
+    return same and forwardish and len(consumers[upstream]) == 1
 
 
 def _parallelism(node: Node, default: int) -> int:
