@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from actorflow.checkpoint.coordinator import CheckpointCoordinator
@@ -282,12 +283,12 @@ class _Instance:
     outputs: list[Output] = field(default_factory=list)
     side_outputs: list[tuple[OutputTag[Any], Output]] = field(default_factory=list)
 
-    @property
+    @cached_property
     def name(self) -> str:
         """``chain name[i/n]``: its actor's name, as in logs and metrics."""
         return _actor_name(self.chain, *self.shown)
 
-    @property
+    @cached_property
     def end_name(self) -> str:
         """``chain name[i]``: how the names of its mailboxes show it."""
         return f"{self.chain.name}[{self.shown[0] + 1}]"
