@@ -5,6 +5,10 @@ other consumer, both have the same parallelism, and the edge is forward, or both
 parallelism of 1 (then every partitioner is forward). A user can break a chain
 (``start_new_chain``). Each chain instance becomes one actor; each edge between two actor instances
 becomes one bounded mailbox.
+
+``compile_graph`` makes the plan once per flow; ``deploy`` makes a run's actors from it, once per
+run (and again at every restart): it creates an ``_Instance`` per chain instance, wires every edge
+into them, then builds each instance's actor with fresh operators and their restored state.
 """
 
 from __future__ import annotations
@@ -113,7 +117,8 @@ def compile_graph(
 
 
 def _parallelisms(graph: LogicalGraph, default: int, one_instance: bool) -> dict[Node, int]:
-    """Every node's number of instances."""
+    """Every node's number of instances: its own, else its input's behind ``forward()``, else
+    ``default``; capped by what the node allows (``one_instance``: 1 for every node)."""
     parallelism: dict[Node, int] = {}
     for node in graph.nodes:  # in the order they were added: inputs first
         if one_instance:
