@@ -5,12 +5,17 @@ other consumer, both have the same parallelism, and the edge is forward, or both
 parallelism of 1 (then every partitioner is forward). A user can break a chain
 (``start_new_chain``). Each chain instance becomes one actor; each edge between two actor instances
 becomes one bounded mailbox.
+
+``compile_graph`` makes the plan once per flow; ``deploy`` makes a run's actors from it, once per
+run (and again at every restart): it creates an ``_Instance`` per chain instance, wires every edge
+into them, then builds each instance's actor with fresh operators and their restored state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from actorflow.checkpoint.coordinator import CheckpointCoordinator
@@ -105,6 +110,15 @@ def compile_graph(
         raise PlanError("parallelism must be at least 1")
     if not graph.nodes:
         raise PlanError("the flow is empty: add a source and a sink")
+    parallelism = _parallelisms(graph, default_parallelism, one_instance)
+    consumers = {node: graph.consumers(node) for node in graph.nodes}
+    _check_ends(graph, consumers)
+    return PhysicalPlan(_chains(graph, parallelism, consumers))
+
+
+def _parallelisms(graph: LogicalGraph, default: int, one_instance: bool) -> dict[Node, int]:
+    """Every node's number of instances: its own, else its input's behind ``forward()``, else
+    ``default``; capped by what the node allows (``one_instance``: 1 for every node)."""
     parallelism: dict[Node, int] = {}
     for node in graph.nodes:  # in the order they were added: inputs first
         if one_instance:
@@ -116,8 +130,13 @@ def compile_graph(
         ):  # behind forward(): as many instances as its input, unless it says otherwise
             parallelism[node] = _parallelism(node, parallelism[node.inputs[0].upstream])
         else:
-            parallelism[node] = _parallelism(node, default_parallelism)
-    consumers = {node: graph.consumers(node) for node in graph.nodes}
+            parallelism[node] = _parallelism(node, default)
+    return parallelism
+
+
+def _check_ends(graph: LogicalGraph, consumers: Mapping[Node, list[Node]]) -> None:
+    """Raise :class:`PlanError` unless every node but a source has an input and every node but a
+    sink has a consumer."""
     for node in graph.nodes:
         if node.kind != "source" and not node.inputs:
             raise PlanError(f"operator {node.name!r} has no input")
@@ -126,6 +145,12 @@ def compile_graph(
                 f"the output of {node.name!r} goes nowhere: end it with a sink "
                 "(sink, print, collect, sink_to_json_lines)"
             )
+
+
+def _chains(
+    graph: LogicalGraph, parallelism: Mapping[Node, int], consumers: Mapping[Node, list[Node]]
+) -> list[ChainPlan]:
+    """Fuse the nodes into chains by the chaining rule (see the module's docstring)."""
     chain_of: dict[Node, ChainPlan] = {}
     chains: list[ChainPlan] = []
     for node in graph.nodes:
@@ -133,23 +158,33 @@ def compile_graph(
             _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
             for edge in node.inputs
         ]
-        if len(node.inputs) == 1 and node.chainable and node.inputs[0].tag is None:
-            upstream = node.inputs[0].upstream
-            same = parallelism[upstream] == parallelism[node]
-            forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
-            if same and forwardish and len(consumers[upstream]) == 1:
-                chain = chain_of[upstream]
-                chain.nodes.append(node)
-                chain_of[node] = chain
-                continue
-        chain = ChainPlan([node], parallelism[node])
-        chain.inputs = [
-            InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
-            for edge, partitioner in zip(node.inputs, partitioners, strict=True)
-        ]
+        if _joins_input_chain(node, partitioners, parallelism, consumers):
+            chain = chain_of[node.inputs[0].upstream]
+            chain.nodes.append(node)
+        else:
+            inputs = [
+                InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
+                for edge, partitioner in zip(node.inputs, partitioners, strict=True)
+            ]
+            chain = ChainPlan([node], parallelism[node], inputs)
+            chains.append(chain)
         chain_of[node] = chain
-        chains.append(chain)
-    return PhysicalPlan(chains)
+    return chains
+
+
+def _joins_input_chain(
+    node: Node,
+    partitioners: list[Partitioner],
+    parallelism: Mapping[Node, int],
+    consumers: Mapping[Node, list[Node]],
+) -> bool:
+    """Whether ``node`` runs in the chain of its input (``partitioners``: those of its edges)."""
+    if len(node.inputs) != 1 or not node.chainable or node.inputs[0].tag is not None:
+        return False
+    upstream = node.inputs[0].upstream
+    same = parallelism[upstream] == parallelism[node]
+    forwardish = isinstance(partitioners[0], Forward) or parallelism[node] == 1
+    return same and forwardish and len(consumers[upstream]) == 1
 
 
 def _parallelism(node: Node, default: int) -> int:
@@ -205,148 +240,253 @@ def deploy(
     operators still own every key group. ``state_backend``: where keyed operators keep their
     state (``OperatorContext.state_backend``; None: the heap). ``restored_files``: the shared
     files of the checkpoint ``restore`` comes from (``OperatorContext.restored_files``).
+
+    In three steps: one :class:`_Instance` per chain instance; every edge wired, a mailbox per
+    (sending instance, receiving instance) pair its partitioner can reach; then one actor per
+    instance, its operators fresh and handed their restored state. The coordinator learns the
+    actors last.
     """
-
-    def actor_name(chain: ChainPlan, index: int) -> str:
-        return _actor_name(chain, index) if instance is None else _actor_name(chain, *instance)
-
-    hooks = None
-    if checkpoints is not None:
-        hooks = CheckpointHooks(
-            checkpoints.acknowledge,
-            checkpoints.actor_finished,
-            checkpoints.source_finished,
-            checkpoints.add_participant,
-            checkpoints.kind_of,
-        )
-    restored: dict[str, list[Any]] = {}
-
-    def states(node: Node) -> list[Any] | None:
-        if restore is None:
-            return None
-        if node.name not in restored:
-            restored[node.name] = states_of(node.name, restore)
-        return restored[node.name]
-
-    def watermark(node: Node) -> int | None:
-        """The watermark a source put out at the checkpoint (the lowest of its instances': after
-        a change of parallelism an instance may read what any of them read)."""
-        if restore is None:
-            return None
-        saved = states_of(watermark_owner(node.name), restore)
-        return min(saved) if saved else None
-
-    # inboxes[chain][instance] collects the mailboxes that feed that instance, in input order.
-    inboxes: dict[ChainPlan, list[list[Mailbox]]] = {
-        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
-    }
-    # input_of[chain][instance][i]: which input of a two-input head the i-th mailbox feeds.
-    input_of: dict[ChainPlan, list[list[int]]] = {
-        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
-    }
-    outputs: dict[ChainPlan, list[list[Output]]] = {
-        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
-    }
-    side_outputs: dict[ChainPlan, list[list[tuple[OutputTag[Any], Output]]]] = {
-        chain: [[] for _ in range(chain.parallelism)] for chain in plan.chains
-    }
+    run = _Run(
+        clock=clock,
+        batch_size=batch_size,
+        mailbox_capacity=mailbox_capacity,
+        max_parallelism=max_parallelism,
+        hooks=None if checkpoints is None else _hooks(checkpoints),
+        restored=_Restored(restore, restored_files),
+        metrics=metrics,
+        sources=sources,
+        incremental=incremental,
+        state_backend=state_backend,
+    )
+    instances = _create_instances(plan, instance)
     for chain in plan.chains:
         for edge in chain.inputs:
-            upstream = edge.upstream
-            one_to_one = isinstance(edge.partitioner, Forward)
-            for sender in range(upstream.parallelism):
-                receivers = [sender] if one_to_one else list(range(chain.parallelism))
-                boxes = []
-                for receiver in receivers:
-                    shown = (sender, receiver) if instance is None else (instance[0], instance[0])
-                    box = Mailbox(
-                        mailbox_capacity,
-                        name=f"{upstream.name}[{shown[0] + 1}] => {chain.name}[{shown[1] + 1}]",
-                    )
-                    inboxes[chain][receiver].append(box)
-                    if metrics is not None:
-                        metrics.add_channel(actor_name(upstream, sender), actor_name(chain, receiver), box)
-                    input_of[chain][receiver].append(edge.input)
-                    boxes.append(box)
-                router = None if one_to_one else edge.partitioner.router(chain.parallelism, max_parallelism)
-                output = Output(boxes, router)
-                if edge.tag is None:
-                    outputs[upstream][sender].append(output)
-                else:
-                    side_outputs[upstream][sender].append((edge.tag, output))
-    actors: list[Runnable] = []
-    for chain in plan.chains:
-        for index in range(chain.parallelism):
-
-            def context(node: Node, index: int = index, chain: ChainPlan = chain) -> OperatorContext:
-                return OperatorContext(
-                    node.name,
-                    index,
-                    chain.parallelism,
-                    max_parallelism,
-                    clock,
-                    batch_size,
-                    node.watermarks,
-                    checkpoints is not None,
-                    incremental,
-                    state_backend,
-                    restored_files,
-                )
-
-            head = chain.head
-            body = chain.nodes[1:] if head.kind == "source" else chain.nodes
-            operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
-            name = actor_name(chain, index)
-            runner = Chain(
-                operators,
-                [context(node) for node in body],
-                outputs[chain][index],
-                clock,
-                side_outputs[chain][index],
-                name=name,
-                hooks=hooks,
-                restore=None if restore is None else [states(node) or [] for node in body],
-            )
-            if metrics is not None:
-                metrics.add_actor(
-                    ActorEntry(
-                        name,
-                        chain.name,
-                        *((index, chain.parallelism) if instance is None else instance),
-                        runner.metrics,
-                        _kind(chain),
-                        {node.name: operator for node, operator in zip(body, operators, strict=True)},
-                        (head.name, head.source) if head.kind == "source" else None,
-                    )
-                )
-            if head.kind == "source":
-                source = sources.get(head.name) if sources is not None else None
-                if source is None:
-                    source = head.source
-                assert source is not None
-                actors.append(
-                    SourceActor(
-                        name,
-                        source,
-                        context(head),
-                        head.watermarks,
-                        runner,
-                        restore=states(head),
-                        restore_watermark=watermark(head),
-                        restore_ended=restore is not None and ended_at(head.name, restore),
-                    )
-                )
-            else:
-                inputs = input_of[chain][index]
-                two_inputs = any(inputs)
-                actors.append(
-                    Actor(name, Inbox(inboxes[chain][index]), runner, inputs if two_inputs else None)
-                )
+            _wire_edge(edge, instances[edge.upstream], instances[chain], run)
+    actors = [_build_actor(each, run) for chain in plan.chains for each in instances[chain]]
     if checkpoints is not None:
         checkpoints.begin_run(
             [actor.name for actor in actors], [actor for actor in actors if isinstance(actor, SourceActor)]
         )
     return actors
+
+
+@dataclass(eq=False)
+class _Instance:
+    """One instance of a chain while ``deploy`` wires it: what feeds it and where it sends."""
+
+    chain: ChainPlan
+    #: 0-based, among the chain's ``parallelism`` instances.
+    index: int
+    #: ``(index, count)`` as actor names, mailbox names and metrics show it: ``(index,
+    #: parallelism)``, or the partition task's ``instance`` for a plan of one task.
+    shown: tuple[int, int]
+    #: The mailboxes that feed it, in input order.
+    mailboxes: list[Mailbox] = field(default_factory=list)
+    #: For each of ``mailboxes``: which input of a two-input head operator it feeds (else 0).
+    inputs: list[int] = field(default_factory=list)
+    #: Its main output's edges, and the edges that read a side output of its last operator.
+    outputs: list[Output] = field(default_factory=list)
+    side_outputs: list[tuple[OutputTag[Any], Output]] = field(default_factory=list)
+
+    @cached_property
+    def name(self) -> str:
+        """``chain name[i/n]``: its actor's name, as in logs and metrics."""
+        return _actor_name(self.chain, *self.shown)
+
+    @cached_property
+    def end_name(self) -> str:
+        """``chain name[i]``: how the names of its mailboxes show it."""
+        return f"{self.chain.name}[{self.shown[0] + 1}]"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every actor of one run is built with."""
+
+    clock: Clock
+    batch_size: int
+    mailbox_capacity: int
+    max_parallelism: int
+    #: How actors reach the checkpoint coordinator (None: the job takes no checkpoints).
+    hooks: CheckpointHooks | None
+    restored: _Restored
+    metrics: JobMetrics | None
+    #: Sources read instead of a source node's own, by node name.
+    sources: Mapping[str, Source] | None
+    incremental: bool
+    state_backend: StateBackendConfig | None
+
+    def context(self, node: Node, instance: _Instance) -> OperatorContext:
+        """Where the operator of ``node`` runs in ``instance``."""
+        return OperatorContext(
+            node.name,
+            index=instance.index,
+            parallelism=instance.chain.parallelism,
+            max_parallelism=self.max_parallelism,
+            clock=self.clock,
+            batch_size=self.batch_size,
+            watermarks=node.watermarks,
+            checkpointing=self.hooks is not None,
+            incremental=self.incremental,
+            state_backend=self.state_backend,
+            restored_files=self.restored.files,
+        )
+
+    def source_of(self, node: Node) -> Source:
+        """The source a source node reads: the one ``sources`` names for it, else its own."""
+        source = self.sources.get(node.name) if self.sources is not None else None
+        if source is None:
+            source = node.source
+        assert source is not None
+        return source
+
+
+class _Restored:
+    """The state a checkpoint hands back to a run's operators and sources (none without a restore).
+
+    Every instance of an operator gets the states of all its instances at the checkpoint, so the
+    parallelism may have changed since; they are unpickled once per operator.
+    """
+
+    def __init__(self, parts: Mapping[str, Part] | None, files: SharedFiles | None) -> None:
+        self.parts = parts
+        #: The checkpoint's shared files (``OperatorContext.restored_files``).
+        self.files = files
+        self._states: dict[str, list[Any]] = {}
+
+    def states(self, node: Node) -> list[Any] | None:
+        """The states of every instance of ``node`` at the checkpoint (None: no restore)."""
+        if self.parts is None:
+            return None
+        if node.name not in self._states:
+            self._states[node.name] = states_of(node.name, self.parts)
+        return self._states[node.name]
+
+    def of_chain(self, nodes: list[Node]) -> list[list[Any]] | None:
+        """The states of each of ``nodes``, as a :class:`Chain` takes them (None: no restore)."""
+        if self.parts is None:
+            return None
+        return [self.states(node) or [] for node in nodes]
+
+    def watermark(self, source: Node) -> int | None:
+        """The watermark ``source`` had put out at the checkpoint: the lowest of its instances'
+        (after a change of parallelism an instance may read what any of them read)."""
+        if self.parts is None:
+            return None
+        saved = states_of(watermark_owner(source.name), self.parts)
+        return min(saved) if saved else None
+
+    def ended(self, source: Node) -> bool:
+        """Whether every instance of ``source`` had ended at the checkpoint."""
+        return self.parts is not None and ended_at(source.name, self.parts)
+
+
+def _hooks(checkpoints: CheckpointCoordinator) -> CheckpointHooks:
+    return CheckpointHooks(
+        checkpoints.acknowledge,
+        checkpoints.actor_finished,
+        checkpoints.source_finished,
+        checkpoints.add_participant,
+        checkpoints.kind_of,
+    )
+
+
+def _create_instances(
+    plan: PhysicalPlan, instance: tuple[int, int] | None
+) -> dict[ChainPlan, list[_Instance]]:
+    """Every chain's instances, not yet wired."""
+    return {
+        chain: [
+            _Instance(chain, index, (index, chain.parallelism) if instance is None else instance)
+            for index in range(chain.parallelism)
+        ]
+        for chain in plan.chains
+    }
+
+
+def _wire_edge(edge: InputPlan, senders: list[_Instance], receivers: list[_Instance], run: _Run) -> None:
+    """Give every sender one output for ``edge``: a forward edge goes to the receiver of the same
+    index through one mailbox, any other partitioner routes over a mailbox to every receiver."""
+    forward = isinstance(edge.partitioner, Forward)
+    for sender in senders:
+        reached = [receivers[sender.index]] if forward else receivers
+        mailboxes = [_channel(sender, receiver, edge.input, run) for receiver in reached]
+        router = None if forward else edge.partitioner.router(len(receivers), run.max_parallelism)
+        output = Output(mailboxes, router)
+        if edge.tag is None:
+            sender.outputs.append(output)
+        else:
+            sender.side_outputs.append((edge.tag, output))
+
+
+def _channel(sender: _Instance, receiver: _Instance, input: int, run: _Run) -> Mailbox:
+    """A new mailbox from ``sender`` to ``receiver``'s input ``input``, counted in the metrics."""
+    mailbox = Mailbox(
+        run.mailbox_capacity,
+        name=f"{sender.end_name} => {receiver.end_name}",
+    )
+    receiver.mailboxes.append(mailbox)
+    receiver.inputs.append(input)
+    if run.metrics is not None:
+        run.metrics.add_channel(sender.name, receiver.name, mailbox)
+    return mailbox
+
+
+def _build_actor(instance: _Instance, run: _Run) -> Runnable:
+    """The actor of a wired instance: a :class:`Chain` of fresh operators, driven by a
+    :class:`SourceActor` when the chain starts at a source, else by an :class:`Actor` reading
+    the instance's mailboxes."""
+    chain = instance.chain
+    body = chain.nodes[1:] if chain.head.kind == "source" else chain.nodes
+    operators: list[Operator] = [node.make_operator() for node in body]  # type: ignore[misc]
+    runner = Chain(
+        operators,
+        [run.context(node, instance) for node in body],
+        instance.outputs,
+        run.clock,
+        instance.side_outputs,
+        name=instance.name,
+        hooks=run.hooks,
+        restore=run.restored.of_chain(body),
+    )
+    if run.metrics is not None:
+        run.metrics.add_actor(_actor_entry(instance, runner, body, operators))
+    if chain.head.kind == "source":
+        return _source_actor(instance, runner, run)
+    two_inputs = any(instance.inputs)
+    return Actor(instance.name, Inbox(instance.mailboxes), runner, instance.inputs if two_inputs else None)
+
+
+def _source_actor(instance: _Instance, runner: Chain, run: _Run) -> SourceActor:
+    """The actor that reads the source at the head of ``instance``'s chain into ``runner``."""
+    head = instance.chain.head
+    return SourceActor(
+        instance.name,
+        run.source_of(head),
+        run.context(head, instance),
+        head.watermarks,
+        runner,
+        restore=run.restored.states(head),
+        restore_watermark=run.restored.watermark(head),
+        restore_ended=run.restored.ended(head),
+    )
+
+
+def _actor_entry(
+    instance: _Instance, runner: Chain, body: list[Node], operators: list[Operator]
+) -> ActorEntry:
+    """What the metrics show of ``instance``'s actor (and queryable state reads)."""
+    chain = instance.chain
+    head = chain.head
+    return ActorEntry(
+        instance.name,
+        chain.name,
+        *instance.shown,
+        runner.metrics,
+        _kind(chain),
+        {node.name: operator for node, operator in zip(body, operators, strict=True)},
+        (head.name, head.source) if head.kind == "source" else None,
+    )
 
 
 def _actor_name(chain: ChainPlan, index: int, parallelism: int | None = None) -> str:
