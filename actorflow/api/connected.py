@@ -21,8 +21,9 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from actorflow.api import nodes
 from actorflow.errors import PlanError
-from actorflow.operators.base import Collector, Operator
+from actorflow.operators.base import Collector
 from actorflow.operators.broadcast import (
     BroadcastProcessFunction,
     BroadcastProcessOperator,
@@ -36,7 +37,6 @@ from actorflow.operators.co_process import (
     KeyedCoProcessOperator,
 )
 from actorflow.operators.process import Context
-from actorflow.plan.graph import Edge, Node
 from actorflow.state.descriptors import MapStateDescriptor
 
 if TYPE_CHECKING:
@@ -48,23 +48,6 @@ T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 U = TypeVar("U")
 K = TypeVar("K")
-
-
-def _two_input_node(
-    first: DataStream[Any],
-    second: DataStream[Any],
-    kind: str,
-    name: str | None,
-    make_operator: Callable[[], Operator],
-    parallelism: int | None,
-) -> Node:
-    if first.flow is not second.flow:
-        raise PlanError("cannot connect streams of different flows")
-    edges = [Edge(node, partitioner, None, 0) for node, partitioner in first._inputs]
-    edges += [Edge(node, partitioner, None, 1) for node, partitioner in second._inputs]
-    return first.flow._graph.add(
-        kind, name, parallelism=parallelism, make_operator=make_operator, inputs=edges
-    )
 
 
 class _CoMap(CoProcessFunction[Any, Any, Any]):
@@ -107,7 +90,7 @@ class ConnectedStreams(Generic[T1, T2]):
         :class:`PlanError` otherwise, or for a function of another kind.
         """
         first, second = self.first, self.second
-        make: Callable[[], Operator]
+        make: nodes.MakeOperator
         if isinstance(function, KeyedCoProcessFunction):
             key1, key2 = _key(first), _key(second)
             if key1 is None or key2 is None:
@@ -115,16 +98,17 @@ class ConnectedStreams(Generic[T1, T2]):
                     "a KeyedCoProcessFunction needs two keyed streams: "
                     "a.key_by(k1).connect(b.key_by(k2)) or a.connect(b).key_by(k1, k2)"
                 )
-            make = lambda: KeyedCoProcessOperator(node.name, copy.deepcopy(function), key1, key2)  # noqa: E731
+            make = lambda node_name: KeyedCoProcessOperator(  # noqa: E731
+                node_name, copy.deepcopy(function), key1, key2
+            )
         elif isinstance(function, CoProcessFunction):
-            make = lambda: CoProcessOperator(node.name, copy.deepcopy(function))  # noqa: E731
+            make = lambda node_name: CoProcessOperator(node_name, copy.deepcopy(function))  # noqa: E731
         else:
             raise PlanError(
                 f"connect(...).process() takes a CoProcessFunction or KeyedCoProcessFunction, "
                 f"got {function!r}"
             )
-        node = _two_input_node(first, second, "co_process", name, make, parallelism)
-        return first._follow(node)
+        return nodes.add_two_input(first, second, "co_process", name, make, parallelism=parallelism)
 
     def map(
         self,
@@ -184,21 +168,24 @@ class BroadcastConnectedStream(Generic[T1, T2]):
         main = self.main
         descriptors = self.broadcast.descriptors
         key = _key(main)
-        make: Callable[[], Operator]
+        make: nodes.MakeOperator
         if isinstance(function, KeyedBroadcastProcessFunction):
             if key is None:
                 raise PlanError("a KeyedBroadcastProcessFunction needs a keyed main stream: key_by() first")
-            make = lambda: KeyedBroadcastProcessOperator(  # noqa: E731
-                node.name, copy.deepcopy(function), key, descriptors
+            make = lambda node_name: KeyedBroadcastProcessOperator(  # noqa: E731
+                node_name, copy.deepcopy(function), key, descriptors
             )
         elif isinstance(function, BroadcastProcessFunction):
             if key is not None:
                 raise PlanError("a keyed main stream takes a KeyedBroadcastProcessFunction")
-            make = lambda: BroadcastProcessOperator(node.name, copy.deepcopy(function), descriptors)  # noqa: E731
+            make = lambda node_name: BroadcastProcessOperator(  # noqa: E731
+                node_name, copy.deepcopy(function), descriptors
+            )
         else:
             raise PlanError(
                 "connect(broadcast_stream).process() takes a BroadcastProcessFunction or "
                 f"KeyedBroadcastProcessFunction, got {function!r}"
             )
-        node = _two_input_node(main, self.broadcast.stream, "broadcast_process", name, make, parallelism)
-        return main._follow(node)
+        return nodes.add_two_input(
+            main, self.broadcast.stream, "broadcast_process", name, make, parallelism=parallelism
+        )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from actorflow.api import nodes
 from actorflow.api.stream import DataStream
 from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordinator, CheckpointStats
 from actorflow.checkpoint.filesystem import FileSystemStorage
@@ -261,15 +262,7 @@ class Flow:
         parallelism: int | None = None,
     ) -> DataStream[Any]:
         """Read ``source``; with ``watermarks``, its records carry event time."""
-        node = self._graph.add(
-            "source",
-            name,
-            source=source,
-            watermarks=watermarks,
-            parallelism=parallelism,
-            max_parallelism=source.max_parallelism,
-        )
-        return DataStream(self, ((node, None),))
+        return nodes.add_source(self, source, name, watermarks=watermarks, parallelism=parallelism)
 
     def from_iterable(
         self,

@@ -32,6 +32,7 @@ import operator
 from collections.abc import Callable
 from typing import Any, Generic, Self, TypeVar
 
+from actorflow.api import nodes
 from actorflow.api.stream import DataStream, KeyedStream
 from actorflow.errors import PlanError
 from actorflow.operators.base import Collector
@@ -92,28 +93,21 @@ def _selector(key: Callable[[Any], Any] | str, what: str) -> Callable[[Any], Any
     return selector
 
 
-def _free_name(stream: DataStream[Any], base: str) -> str:
-    """``base``, or ``base-2``, ``base-3``... whichever no operator of the flow has yet."""
-    taken = {node.name for node in stream.flow._graph.nodes}
-    name = base
-    serial = 2
-    while name in taken:
-        name = f"{base}-{serial}"
-        serial += 1
-    return name
-
-
 def _tag(stream: DataStream[Any], side: int, key: Callable[[Any], Any], name: str) -> DataStream[Any]:
     # A keyed input's own hash shuffle is superseded by the join's: the tag map reads the records
     # where they are (chained when it can be) and only the union is shuffled.
     inputs = tuple(
         (node, None if isinstance(partitioner, Hash) else partitioner)
-        for node, partitioner in stream._inputs
+        for node, partitioner in nodes.inputs_of(stream)
     )
-    source: DataStream[Any] = DataStream(stream.flow, inputs, chainable=stream._chainable)
     tagger = Tagger(side, key)
-    node = source._add("map", None, lambda: MapOperator(node.name, tagger), default_name=name)
-    return source._follow(node)
+    return nodes.add(
+        nodes.rewired(stream, inputs),
+        "map",
+        None,
+        lambda node_name: MapOperator(node_name, tagger),
+        default_name=name,
+    )
 
 
 def _tagged_union(
@@ -196,7 +190,7 @@ class _WindowJoinBuilder(Generic[L, R]):
     ) -> DataStream[Any]:
         assigner = self._windowed("apply")
         assert self._left_key is not None and self._right_key is not None
-        base = name if name is not None else _free_name(self._left, self._what)
+        base = name if name is not None else nodes.free_name(self._left.flow, self._what)
         keyed = _tagged_union(self._left, self._right, self._left_key, self._right_key, base)
         windowed = keyed.window(assigner).allowed_lateness(self._lateness)
         if self._trigger is not None:
@@ -395,7 +389,7 @@ class IntervalJoined(Generic[L, R]):
                 f"the interval join's bounds are empty: between({self._lower}, {self._upper}) "
                 "with exclusive ends leaves no timestamp to join"
             )
-        base = name if name is not None else _free_name(self._left, "interval_join")
+        base = name if name is not None else nodes.free_name(self._left.flow, "interval_join")
         keyed = _tagged_union(self._left, self._right, self._left.key, self._right.key, base)
         join = IntervalJoinFunction(
             process_join_function(function),

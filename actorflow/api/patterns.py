@@ -18,6 +18,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from actorflow.api import nodes
 from actorflow.errors import PlanError
 from actorflow.operators.base import Collector
 from actorflow.operators.cep import (
@@ -114,17 +115,17 @@ class PatternStream(Generic[T]):
         if not isinstance(function, PatternProcessFunction):
             raise PlanError("a pattern stream's process() takes a PatternProcessFunction")
 
-        def make(operator_name: str) -> PatternOperator:
+        def make(node_name: str) -> PatternOperator:
             own = copy.deepcopy(function)  # one per instance, as for process functions
             return self._operator(
-                operator_name,
+                node_name,
                 own.process_match,
                 own.process_timed_out_match if timed_out else None,
                 dead_letters,
                 opened=own.open,
             )
 
-        return self._add(make, name)
+        return nodes.add(self._keyed, "pattern", name, make, parallelism=self._parallelism)
 
     def _build(
         self,
@@ -144,9 +145,12 @@ class PatternStream(Generic[T]):
             def handle_timeout(match: Events, ctx: PatternContext, out: Collector) -> None:
                 ctx.output(tag, match if convert is None else convert(match, ctx.timestamp or 0))
 
-        return self._add(
-            lambda operator_name: self._operator(operator_name, on_match, handle_timeout, dead_letters),
+        return nodes.add(
+            self._keyed,
+            "pattern",
             name,
+            lambda node_name: self._operator(node_name, on_match, handle_timeout, dead_letters),
+            parallelism=self._parallelism,
         )
 
     def _operator(
@@ -168,8 +172,3 @@ class PatternStream(Generic[T]):
             errors=dead_letters,
             opened=opened,
         )
-
-    def _add(self, make: Callable[[str], PatternOperator], name: str | None) -> DataStream[Any]:
-        keyed = self._keyed
-        node = keyed._add("pattern", name, lambda: make(node.name), self._parallelism)
-        return keyed._follow(node)

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from actorflow.api import nodes
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.windowed import WindowedStream
 from actorflow.errors import PlanError
 from actorflow.operators.async_io import AsyncMapOperator, AsyncMapSpec, FailedRequest
-from actorflow.operators.base import Operator
 from actorflow.operators.failures import FailedRecord
 from actorflow.operators.file_sink import ExactlyOnceJsonLinesSink
 from actorflow.operators.process import (
@@ -31,11 +31,9 @@ from actorflow.operators.stateless import (
     FilterOperator,
     FlatMapOperator,
     MapOperator,
-    PassThroughOperator,
     TimestampOperator,
 )
 from actorflow.operators.windows.assigners import WindowAssigner
-from actorflow.plan.graph import Edge, Node
 from actorflow.plan.partitioners import Broadcast, Forward, Hash, Partitioner, Rebalance
 from actorflow.state.descriptors import MapStateDescriptor
 from actorflow.time.watermarks import WatermarkStrategy, field_getter
@@ -89,7 +87,7 @@ class DataStream(Generic[T]):
     def __init__(
         self,
         flow: Flow,
-        inputs: tuple[tuple[Node, Partitioner | None], ...],
+        inputs: nodes.Inputs,
         *,
         chainable: bool = True,
     ) -> None:
@@ -100,29 +98,6 @@ class DataStream(Generic[T]):
     @property
     def flow(self) -> Flow:
         return self._flow
-
-    def _add(
-        self,
-        kind: str,
-        name: str | None,
-        make_operator: Callable[[], Operator],
-        parallelism: int | None = None,
-        max_parallelism: int | None = None,
-        default_name: str | None = None,
-    ) -> Node:
-        return self._flow._graph.add(
-            kind,
-            name,
-            default_name=default_name,
-            parallelism=parallelism,
-            max_parallelism=max_parallelism,
-            make_operator=make_operator,
-            inputs=[Edge(node, partitioner) for node, partitioner in self._inputs],
-            chainable=self._chainable,
-        )
-
-    def _follow(self, node: Node) -> DataStream[Any]:
-        return DataStream(self._flow, ((node, None),))
 
     # -- transformations -----------------------------------------------------------------------
 
@@ -141,8 +116,9 @@ class DataStream(Generic[T]):
         ``errors=`` is the former name of ``dead_letters=`` (kept for this release)."""
         _plain(fn, "map")
         errors = _dead_letter_tag(dead_letters, errors)
-        node = self._add("map", name, lambda: MapOperator(node.name, fn, errors), parallelism)
-        return self._follow(node)
+        return nodes.add(
+            self, "map", name, lambda node_name: MapOperator(node_name, fn, errors), parallelism=parallelism
+        )
 
     def filter(
         self,
@@ -156,8 +132,13 @@ class DataStream(Generic[T]):
         """Keep the records for which ``predicate`` is true (``dead_letters``: as for :meth:`map`)."""
         _plain(predicate, "filter")
         errors = _dead_letter_tag(dead_letters, errors)
-        node = self._add("filter", name, lambda: FilterOperator(node.name, predicate, errors), parallelism)
-        return self._follow(node)
+        return nodes.add(
+            self,
+            "filter",
+            name,
+            lambda node_name: FilterOperator(node_name, predicate, errors),
+            parallelism=parallelism,
+        )
 
     def flat_map(
         self,
@@ -172,8 +153,13 @@ class DataStream(Generic[T]):
         as for :meth:`map`)."""
         _plain(fn, "flat_map")
         errors = _dead_letter_tag(dead_letters, errors)
-        node = self._add("flat_map", name, lambda: FlatMapOperator(node.name, fn, errors), parallelism)
-        return self._follow(node)
+        return nodes.add(
+            self,
+            "flat_map",
+            name,
+            lambda node_name: FlatMapOperator(node_name, fn, errors),
+            parallelism=parallelism,
+        )
 
     @overload
     def map_async(
@@ -277,8 +263,13 @@ class DataStream(Generic[T]):
             on_timeout=on_timeout,
             dead_letters=dead_letters,
         )
-        node = self._add("map_async", name, lambda: AsyncMapOperator(node.name, spec), parallelism)
-        return self._follow(node)
+        return nodes.add(
+            self,
+            "map_async",
+            name,
+            lambda node_name: AsyncMapOperator(node_name, spec),
+            parallelism=parallelism,
+        )
 
     def process(
         self,
@@ -292,13 +283,13 @@ class DataStream(Generic[T]):
         """Run a :class:`ProcessFunction` (a fresh copy per instance) over every record
         (``dead_letters``: records ``process_element`` raises on, as for :meth:`map`)."""
         errors = _dead_letter_tag(dead_letters, errors)
-        node = self._add(
+        return nodes.add(
+            self,
             "process",
             name,
-            lambda: ProcessOperator(node.name, copy.deepcopy(function), errors),
-            parallelism,
+            lambda node_name: ProcessOperator(node_name, copy.deepcopy(function), errors),
+            parallelism=parallelism,
         )
-        return self._follow(node)
 
     def get_side_output(self, tag: OutputTag[U], *, name: str | None = None) -> DataStream[U]:
         """The stream of the values this operator sent to the side output ``tag``.
@@ -324,27 +315,13 @@ class DataStream(Generic[T]):
         """
         if not isinstance(tag, OutputTag):
             raise PlanError(f"get_side_output() takes an OutputTag, got {tag!r}")
-        if len(self._inputs) != 1 or self._inputs[0][1] is not None or self._inputs[0][0].kind == "source":
-            raise PlanError("get_side_output() needs the stream of one operator, not a union or source")
-        upstream = self._inputs[0][0]
-        graph = self._flow._graph
-        node: Node = graph.add(
-            "side",
-            name,
-            default_name=f"{upstream.name}.{tag.name}",
-            parallelism=upstream.parallelism,
-            max_parallelism=upstream.max_parallelism,
-            make_operator=lambda: PassThroughOperator(node.name),
-            inputs=[Edge(upstream, None, tag)],
-        )
-        return self._follow(node)
+        return nodes.add_side_output(self, tag, name)
 
     def assign_timestamps_and_watermarks(
         self, strategy: WatermarkStrategy, *, name: str | None = None
     ) -> DataStream[T]:
         """Stamp records with event time and replace upstream watermarks with ``strategy``'s."""
-        node = self._add("timestamps", name, lambda: TimestampOperator(node.name, strategy))
-        return self._follow(node)
+        return nodes.add(self, "timestamps", name, lambda node_name: TimestampOperator(node_name, strategy))
 
     def to_table(
         self, name: str, columns: Mapping[str, str], *, rowtime: str | None = None
@@ -466,14 +443,23 @@ class DataStream(Generic[T]):
 
         return CoGroupedStreams(self, other)
 
-    def _with(self, partitioner: Partitioner) -> tuple[tuple[Node, Partitioner | None], ...]:
+    def _with(self, partitioner: Partitioner) -> nodes.Inputs:
         return tuple((node, partitioner) for node, _ in self._inputs)
 
     # -- sinks ---------------------------------------------------------------------------------
 
     def sink(self, sink: Sink, *, name: str | None = None, parallelism: int | None = None) -> Sink:
         """Send every record to ``sink``; returns the sink."""
-        self._add("sink", name, sink.copy, parallelism, sink.max_parallelism, sink.name)
+        # A sink's instances are copies of it, named as it is (its node's name keys their state).
+        nodes.add(
+            self,
+            "sink",
+            name,
+            lambda node_name: sink.copy(),
+            parallelism=parallelism,
+            max_parallelism=sink.max_parallelism,
+            default_name=sink.name,
+        )
         return sink
 
     def print(self, prefix: str = "", *, name: str | None = None) -> PrintSink:
@@ -516,7 +502,7 @@ class KeyedStream(DataStream[T], Generic[T, K]):
     def __init__(
         self,
         flow: Flow,
-        inputs: tuple[tuple[Node, Partitioner | None], ...],
+        inputs: nodes.Inputs,
         key: Callable[[T], K],
         *,
         chainable: bool = True,
@@ -540,13 +526,13 @@ class KeyedStream(DataStream[T], Generic[T, K]):
             raise PlanError("a keyed stream's process() takes a KeyedProcessFunction")
         errors = _dead_letter_tag(dead_letters, errors)
         key = self.key
-        node = self._add(
+        return nodes.add(
+            self,
             "process",
             name,
-            lambda: KeyedProcessOperator(node.name, copy.deepcopy(function), key, errors),
-            parallelism,
+            lambda node_name: KeyedProcessOperator(node_name, copy.deepcopy(function), key, errors),
+            parallelism=parallelism,
         )
-        return self._follow(node)
 
     def window(self, assigner: WindowAssigner) -> WindowedStream[T, K]:
         """Cut each key's records into the windows of ``assigner``; finish with a window function.

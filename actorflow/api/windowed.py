@@ -22,6 +22,7 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from actorflow.api import nodes
 from actorflow.errors import PlanError
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.windows.assigners import WindowAssigner
@@ -162,9 +163,9 @@ class WindowedStream(Generic[T, K]):
         # Refuse sessions with a trigger or function that cannot merge now, not when the job runs.
         check_window_setup(assigner, trigger or assigner.default_trigger(), contents)
 
-        def make() -> WindowOperator:
+        def make(node_name: str) -> WindowOperator:
             return WindowOperator(
-                node.name,
+                node_name,
                 key,
                 copy.deepcopy(assigner),
                 copy.deepcopy(contents),
@@ -173,5 +174,4 @@ class WindowedStream(Generic[T, K]):
                 late_data,
             )
 
-        node = stream._add("window", name, make, parallelism)
-        return stream._follow(node)
+        return nodes.add(stream, "window", name, make, parallelism=parallelism)
