@@ -5,6 +5,7 @@ groups it owns, and the local checkpoint directories go once a checkpoint comple
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import sys
@@ -542,3 +543,20 @@ def test_a_native_checkpoint_keeps_its_timers_in_the_store_and_a_restore_gets_th
         assert len(instance.event_timers) == 0 and instance.event_timers.next_time is None
         instance.close()
     assert sorted(value[1] for value in fired) == sorted(expected[0]["count"])
+
+
+def test_checkpoints_of_small_changes_keep_the_files_of_the_first(tmp_path: Path) -> None:
+    """Compaction in tiers: up to twelve flushes wait unmerged, so ten checkpoints of a few changes
+    each store their own new files and never the first one's again (leveled compaction merged
+    every four flushes, rewriting the base, which the next checkpoint then stored again)."""
+    operator = open_operator(tmp_path, 0, 1)
+    listed: list[set[str]] = []
+    for checkpoint_id in range(1, 11):
+        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 50))
+        part = asyncio.run(operator.checkpoint_state_async(checkpoint_id))
+        assert isinstance(part, SnapshotPart)
+        listed.append(set(part.shared))
+        asyncio.run(operator.checkpoint_complete(checkpoint_id))
+    operator.close()
+    assert listed[0] and listed[0] <= listed[-1], "a file of the first checkpoint was compacted away"
+    assert all(len(now - before) <= 5 for before, now in itertools.pairwise(listed))  # a flush per family
