@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorflow import Context, KeyedProcessFunction, RuntimeContext, ValueState, ValueStateDescriptor
+from actorflow.api.nodes import inputs_of
 from actorflow.errors import CheckpointError, SqlError
 from actorflow.operators.base import OperatorContext
 from actorflow.sql.catalog import SqlTable
@@ -253,14 +254,13 @@ def _kafka_input(table: SqlTable, stream: Any) -> KafkaSource:
     commits with its results; raises :class:`SqlError` if the query reads anything else."""
     sources = []
     seen: set[int] = set()
-    # The graph upstream of the stream (the API keeps a stream's inputs as (node, partitioner)).
-    pending = [node for node, _ in stream._inputs]
+    pending = [node for node, _ in inputs_of(stream)]  # the graph upstream of the stream
     while pending:
         node = pending.pop()
         if node.id in seen:
             continue
         seen.add(node.id)
-        if node.kind == "source":
+        if node.source is not None:
             sources.append(node.source)
         pending += [edge.upstream for edge in node.inputs]
     kafka = [source for source in sources if isinstance(source, KafkaSource) and source.group_id]
