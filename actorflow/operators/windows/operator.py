@@ -40,7 +40,9 @@ are merged directly.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
+import functools
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -288,13 +290,19 @@ class WindowOperator(NativeCheckpointing):
         self.allowed_lateness = allowed_lateness if assigner.is_event_time else 0
         check_window_setup(assigner, self.trigger, contents)
         self._merging = isinstance(assigner, MergingWindowAssigner)
+        #: The default event-time trigger, whose rules the operator applies itself (no trigger call).
+        self._default_event_trigger = (
+            assigner.is_event_time and type(self.trigger) is EventTimeTrigger and not self._merging
+        )
         # The common case (Q2 of the benchmark) gets a loop of its own: epoch-aligned tumbling
         # event-time windows with the default trigger need no assigner call, no trigger call and
         # one timer per window (see _process_tumbling).
-        self._tumbling = (
-            type(assigner) is TumblingEventTimeWindows and type(self.trigger) is EventTimeTrigger
-        )
+        self._tumbling = self._default_event_trigger and type(assigner) is TumblingEventTimeWindows
+        if self._tumbling:
+            self._size: int = assigner.size  # type: ignore[attr-defined]
+            self._offset: int = assigner.offset  # type: ignore[attr-defined]
         self._reset()
+        self._choose_paths()  # again in open(): an operator may be used without it, in tests
 
     def _reset(self) -> None:
         #: The key whose windows the operator works on; the RocksDB cache keeps its entries live.
@@ -334,6 +342,7 @@ class WindowOperator(NativeCheckpointing):
         self._release()  # opened again: the previous run's tables go
         self._size_at_close = None
         self._reset()
+        self._choose_paths()
         self._window_context = WindowContext(context.clock, GLOBAL_WINDOW)
         backend = context.state_backend
         if backend is not None and backend.kind != "heap":
@@ -634,205 +643,313 @@ class WindowOperator(NativeCheckpointing):
             self.event_timers.add_all(parts["event_timers"])
             self.processing_timers.add_all(parts["processing_timers"])
 
+    # --- The rules -------------------------------------------------------------------------------
+    # Each shape's record path below applies them; the tumbling fast path inlines them (and says so).
+
+    def cleanup_time(self, window: TimeWindow) -> int:
+        """When ``window``'s contents, trigger state and timers go: its max timestamp plus the allowed
+        lateness (which is 0 in processing time).
+
+        >>> from actorflow.operators.windows import TumblingEventTimeWindows
+        >>> from actorflow.operators.windows.functions import ReduceContents
+        >>> windows = TumblingEventTimeWindows.of(10)
+        >>> op = WindowOperator("w", len, windows, ReduceContents(max), allowed_lateness=5)
+        >>> op.cleanup_time(TimeWindow(0, 10))
+        14
+        """
+        return window.end - 1 + self.allowed_lateness
+
+    def is_late(self, window: TimeWindow) -> bool:
+        """Whether ``window`` can no longer take records: in event time, the watermark has reached its
+        :meth:`cleanup_time` (a processing-time window is never late).
+
+        >>> from actorflow.operators.windows import TumblingEventTimeWindows
+        >>> from actorflow.operators.windows.functions import ReduceContents
+        >>> op = WindowOperator("w", len, TumblingEventTimeWindows.of(10), ReduceContents(max))
+        >>> op.watermark = 9
+        >>> op.is_late(TimeWindow(0, 10)), op.is_late(TimeWindow(10, 20))
+        (True, False)
+        """
+        return self.assigner.is_event_time and window.end - 1 + self.allowed_lateness <= self.watermark
+
+    def _drop_if_late(self, value: Any, timestamp: int | None) -> None:
+        """A record no window took: dropped as late (counted, and sent to ``late_data``) if it is
+        past the allowed lateness itself (in event time)."""
+        if self.assigner.is_event_time and timestamp + self.allowed_lateness <= self.watermark:  # type: ignore[operator]
+            self._drop_late(value, timestamp)
+
+    def _drop_late(self, value: Any, timestamp: int | None) -> None:
+        self.late_records += 1
+        if self.late_data is not None:
+            self.emit_side(self.late_data, value, timestamp)
+
+    def _apply(
+        self, result: TriggerResult, key: Hashable, per_key: dict[TimeWindow, Any], window: TimeWindow
+    ) -> None:
+        """Do what the trigger decided for ``key``'s ``window``: FIRE emits its contents, PURGE drops
+        them (a merging assigner's window stays in the key's set, empty, until its cleanup)."""
+        if result.fire:
+            self._emit(key, window, per_key[window])
+        if result.purge:
+            if self._merging:
+                per_key[window] = EMPTY
+            else:
+                del per_key[window]
+
+    # --- One record path per window shape, chosen once (see _choose_paths) --------------------------
+
+    def _choose_paths(self) -> None:
+        """Pick the record path and the event-timer path of this operator's window shape: tumbling
+        event-time windows with the default trigger (the fast path), merging windows, other
+        event-time windows with the default trigger, and the rest (custom triggers, processing
+        time), which call the trigger."""
+        self._fire_event_timers: Callable[[int], None] = self._fire_event_time
+        if self._tumbling:
+            self._process_batch: Callable[[Batch], Batch] = self._process_tumbling
+            self._fire_event_timers = self._fire_tumbling
+        elif self._merging:
+            self._process_batch = functools.partial(self._process_each, add_record=self._add_merging)
+        elif self._default_event_trigger:
+            self._process_batch = functools.partial(self._process_each, add_record=self._add_default)
+        else:
+            self._process_batch = functools.partial(self._process_each, add_record=self._add_triggered)
+
     def process(self, batch: Batch) -> Batch:
         if self._unopened is not None and batch.values:
             self._open_store()
-        if self._tumbling:
-            return self._process_tumbling(batch)
+        return self._process_batch(batch)
+
+    def _begin(self, batch: Batch) -> list[tuple[int, int]]:
+        """Start a batch: a fresh output, and a check that event time has its timestamps."""
+        if batch.values and batch.timestamps is None and self.assigner.is_event_time:
+            raise StateError(
+                f"{self.name}: event-time windows need timestamps: "
+                "use assign_timestamps_and_watermarks() or a source with watermarks"
+            )
+        self._out.bind()
+        return []
+
+    def _end(
+        self, batch: Batch, marks: Sequence[tuple[int, int]], out_marks: list[tuple[int, int]]
+    ) -> Batch:
+        """End a batch: the ``marks`` after its last record, the changed keys, the output."""
+        for _, watermark in marks:
+            self._advance(watermark, out_marks)
+        self.keys.current = NO_KEY
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(self.key_of, batch.values))
         out = self._out
-        out.bind()
-        out_marks: list[tuple[int, int]] = []
-        values = batch.values
+        return Batch(out.values, out.timestamps, out_marks or None)
+
+    def _process_each(self, batch: Batch, add_record: Callable[[Any, int | None, int], None]) -> Batch:
+        """:meth:`process` of the general shapes: each record goes to ``add_record(value, timestamp,
+        time)`` (``time``, what the assigner goes by: the timestamp, or in processing time the
+        clock's time at the start of the batch), after the watermarks that precede it."""
+        out_marks = self._begin(batch)
         timestamps = batch.timestamps
         marks = batch.marks or ()
         event_time = self.assigner.is_event_time
-        if event_time and values and timestamps is None:
-            raise StateError(
-                f"{self.name}: event-time windows need timestamps: "
-                "use assign_timestamps_and_watermarks() or a source with watermarks"
-            )
         now = 0 if event_time else self.context.clock.now()
-        key_of = self.key_of
-        assign = self.assigner.assign
-        add = self.contents.add
-        on_element = self.trigger.on_element
-        state = self.windows
-        keys = self.keys
-        scope = self._scope
-        lateness = self.allowed_lateness
-        cleanup_timers = self.event_timers if event_time else self.processing_timers
-        merging = self._merging
-        merge = self._merge
-        # The default event-time trigger registers a timer at max_timestamp for every record it
-        # accepts: without lateness, that is the cleanup timer already. (Merged windows get their
-        # timer from on_merge, so merging assigners call the trigger.)
-        fast_event_trigger = event_time and type(self.trigger) is EventTimeTrigger and not merging
-        set_cleanup = not (fast_event_trigger and lateness == 0)
-        emit = self._emit
         mark_index = 0
-        mark_count = len(marks)
-        next_position = marks[0][0] if marks else -1
         timestamp: int | None = None
-        for position, value in enumerate(values):
-            while position == next_position:
+        for position, value in enumerate(batch.values):
+            while mark_index < len(marks) and marks[mark_index][0] == position:
                 self._advance(marks[mark_index][1], out_marks)
                 mark_index += 1
-                next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            keys.current = key = key_of(value)  # before the key's windows are read
             if timestamps is not None:
                 timestamp = timestamps[position]
-            windows = assign(value, timestamp if event_time else now)  # type: ignore[arg-type]
-            per_key = state.get(key)
-            stored = per_key is not None
+            add_record(value, timestamp, timestamp if event_time else now)  # type: ignore[arg-type]
+        return self._end(batch, marks[mark_index:], out_marks)
+
+    def _add_default(self, value: Any, timestamp: int | None, time: int) -> None:
+        """A record of a non-merging event-time shape with the default trigger, whose rules are
+        inlined: a window fires once at its max timestamp (one timer, set with its first record),
+        and again with each record inside the allowed lateness; its cleanup timer is that same
+        timer without lateness."""
+        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        state = self.windows
+        per_key = state.get(key)
+        accepted = False
+        for window in self.assigner.assign(value, time):
+            if self.is_late(window):
+                continue
             if per_key is None:
-                per_key = {}  # stored below if a window takes the record
-            watermark = self.watermark
-            accepted = False
-            for window in windows:
-                if merging:
-                    window = merge(key, per_key, window)
-                cleanup = window.end - 1 + lateness
-                if event_time and cleanup <= watermark:
-                    continue  # this window can no longer fire
+                per_key = state[key] = {}
+            accepted = True
+            previous = per_key.get(window, EMPTY)
+            contents = per_key[window] = self.contents.add(previous, value)
+            if previous is EMPTY:
+                self._set_default_timers(key, window)
+            if window.end - 1 <= self.watermark:
+                self._emit(key, window, contents)  # a late record inside the lateness fires it again
+        if not accepted:
+            self._drop_if_late(value, timestamp)
+
+    def _set_default_timers(self, key: Hashable, window: TimeWindow) -> None:
+        """A new window's timers under the default trigger: it fires at its max timestamp (unless
+        the watermark passed it: it fires at once), and is cleaned up at its cleanup time."""
+        scope = (key, window)
+        last = window.end - 1
+        if last > self.watermark:
+            self.event_timers.add(last, scope)
+        cleanup = last + self.allowed_lateness
+        if cleanup != last and cleanup < MAX_WATERMARK:
+            self.event_timers.add(cleanup, scope)
+
+    def _add_triggered(self, value: Any, timestamp: int | None, time: int) -> None:
+        """A record of a non-merging shape whose trigger is called (a custom trigger, or processing
+        time)."""
+        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        per_key = self.windows.get(key)
+        stored = per_key is not None
+        if per_key is None:
+            per_key = {}  # stored below if a window keeps the record
+        accepted = False
+        for window in self.assigner.assign(value, time):
+            if not self.is_late(window):
                 accepted = True
-                previous = per_key.get(window, EMPTY)
-                contents = per_key[window] = add(previous, value)
-                if fast_event_trigger:
-                    # EventTimeTrigger.on_element inlined: its timer is set once per window.
-                    if cleanup - lateness <= watermark:
-                        emit(key, window, contents)  # a late record inside the lateness
-                    elif previous is EMPTY:
-                        cleanup_timers.add(cleanup - lateness, (key, window))
-                else:
-                    scope.window = window
-                    result = on_element(value, timestamp, window, scope)
-                    if result is not CONTINUE:
-                        if result.fire:
-                            emit(key, window, contents)
-                        if result.purge:
-                            if merging:
-                                per_key[window] = EMPTY  # the window stays in the merging set
-                            else:
-                                del per_key[window]
-                if (
-                    set_cleanup
-                    and cleanup < MAX_WATERMARK
-                    and (previous is EMPTY or not fast_event_trigger)
-                ):
-                    cleanup_timers.add(cleanup, (key, window))
-            if per_key:
-                if not stored:
-                    state[key] = per_key
-            elif stored:
-                del state[key]
-            if not accepted and event_time and timestamp + lateness <= watermark:  # type: ignore[operator]
-                self.late_records += 1
-                if self.late_data is not None:
-                    self.emit_side(self.late_data, value, timestamp)
-        for _, watermark in marks[mark_index:]:
-            self._advance(watermark, out_marks)
-        keys.current = NO_KEY
-        if self.changed_keys is not None:
-            self.changed_keys.update(map(key_of, values))
-        return Batch(out.values, out.timestamps, out_marks or None)
+                self._add_to_window(key, per_key, window, value, timestamp)
+        self._store(key, per_key, stored)
+        if not accepted:
+            self._drop_if_late(value, timestamp)
+
+    def _add_merging(self, value: Any, timestamp: int | None, time: int) -> None:
+        """A record of a merging shape (sessions): its new window first merges with the key's windows
+        it touches, then the merged window takes it unless late (so a record whose own window is
+        late still joins a live session)."""
+        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        per_key = self.windows.get(key)
+        stored = per_key is not None
+        if per_key is None:
+            per_key = {}  # stored below if it holds a window
+        accepted = False
+        for new in self.assigner.assign(value, time):
+            window = self._merge(key, per_key, new)
+            if not self.is_late(window):
+                accepted = True
+                self._add_to_window(key, per_key, window, value, timestamp)
+        self._store(key, per_key, stored)
+        if not accepted:
+            self._drop_if_late(value, timestamp)
+
+    def _add_to_window(
+        self,
+        key: Hashable,
+        per_key: dict[TimeWindow, Any],
+        window: TimeWindow,
+        value: Any,
+        timestamp: int | None,
+    ) -> None:
+        """``value`` joins ``window``'s contents; the trigger decides; the cleanup timer is set."""
+        per_key[window] = self.contents.add(per_key.get(window, EMPTY), value)
+        scope = self._scope
+        scope.window = window
+        result = self.trigger.on_element(value, timestamp, window, scope)
+        if result is not CONTINUE:
+            self._apply(result, key, per_key, window)
+        cleanup = self.cleanup_time(window)
+        if cleanup < MAX_WATERMARK:
+            cleanup_timers = self.event_timers if self.assigner.is_event_time else self.processing_timers
+            cleanup_timers.add(cleanup, (key, window))
+
+    def _store(self, key: Hashable, per_key: dict[TimeWindow, Any], stored: bool) -> None:
+        """``key``'s windows go back to the table: stored if new and not empty, deleted if empty."""
+        if per_key:
+            if not stored:
+                self.windows[key] = per_key
+        elif stored:
+            del self.windows[key]
+
+    # --- The tumbling fast path (Q2) ----------------------------------------------------------------
 
     def _process_tumbling(self, batch: Batch) -> Batch:
-        """:meth:`process` for tumbling event-time windows and the default trigger.
+        """:meth:`process` for epoch-aligned tumbling event-time windows with the default trigger.
 
-        The same rules, unrolled: the window is computed inline (the last one is reused, as
-        out-of-order records mostly fall in the window of the record before them), an aggregate
-        function is called directly, and a window's timer (its trigger timer, and its cleanup timer
-        unless there is lateness) is registered when it gets its first record.
+        The rules of :meth:`_add_default`, unrolled for on-time records: the window is computed
+        inline (the last one is reused, as out-of-order records mostly fall in the window of the
+        record before them), an aggregate function is called directly, and a window's timer (its
+        trigger timer, and its cleanup timer unless there is lateness) is set with its first record.
+        A record whose window the watermark has passed takes the general path.
+
+        Watermarks are written to the output lazily: one that fires no timer only replaces the
+        pending one (no result came out since), which is written before the next result.
         """
-        out = self._out
-        out.bind()
-        out_marks: list[tuple[int, int]] = []
+        out_marks = self._begin(batch)
         values = batch.values
-        timestamps = batch.timestamps
+        timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
         marks = batch.marks or ()
-        if values and timestamps is None:
-            raise StateError(
-                f"{self.name}: event-time windows need timestamps: "
-                "use assign_timestamps_and_watermarks() or a source with watermarks"
-            )
-        assigner: TumblingEventTimeWindows = self.assigner  # type: ignore[assignment]
-        size = assigner.size
-        offset = assigner.offset
+        size = self._size
+        offset = self._offset
         lateness = self.allowed_lateness
         key_of = self.key_of
         state = self.windows
         keys = self.keys
-        add_timer = self.event_timers.add
-        contents = self.contents
-        aggregate = contents.function if type(contents) is AggregateContents else None
-        aggregate_add = aggregate.add if aggregate is not None else None
-        create = aggregate.create_accumulator if aggregate is not None else None
-        add = contents.add
-        emit = self._emit
         timers = self.event_timers
-        fire = self._fire_tumbling
-        out_values = out.values
-        late_data = self.late_data
+        add_timer = timers.add
+        create, add = self._tumbling_adders()
         window = GLOBAL_WINDOW
-        start: int | None = None  # of ``window``, the window of the last record
+        window_last = None  # the max timestamp of ``window``, the window of the last record
         empty = EMPTY
         watermark = self.watermark
-        dropped_to = watermark - lateness  # a window whose max timestamp is <= this is gone
+        pending: int | None = None  # a watermark not written to the output yet
         mark_index = 0
         mark_count = len(marks)
         next_position = marks[0][0] if marks else -1
         for position, value in enumerate(values):
-            while position == next_position:
-                # _advance inlined: the benchmark's watermark moves every few records.
-                self.watermark = watermark = marks[mark_index][1]
-                dropped_to = watermark - lateness
+            while position == next_position:  # a watermark comes before this record
+                watermark = marks[mark_index][1]
                 next_time = timers.next_time
                 if next_time is not None and next_time <= watermark:
-                    fire(watermark)
-                out_position = len(out_values)
-                if out_marks and out_marks[-1][0] == out_position:
-                    out_marks[-1] = (out_position, watermark)
+                    self._flush(pending, out_marks)
+                    self._advance(watermark, out_marks)
+                    pending = None
                 else:
-                    out_marks.append((out_position, watermark))
+                    pending = watermark
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            timestamp: int = timestamps[position]  # type: ignore[index]
+            timestamp = timestamps[position]
             last = timestamp - (timestamp - offset) % size + size - 1  # the window's max timestamp
-            if last <= dropped_to:
-                # Past the lateness: dropped (tumbling windows hold their records' timestamps, so
-                # the record itself is past it too).
-                self.late_records += 1
-                if late_data is not None:
-                    self.emit_side(late_data, value, timestamp)
+            if last <= watermark:  # its window fired, or is gone: the general rules
+                self._flush(pending, out_marks, watermark)
+                pending = None
+                self._add_default(value, timestamp, timestamp)
                 continue
-            if last - size + 1 != start:
-                start = last - size + 1
-                window = TimeWindow(start, last + 1)
+            if last != window_last:
+                window_last = last
+                window = TimeWindow(last - size + 1, last + 1)
             keys.current = key = key_of(value)  # before the key's windows are read
             per_key = state.get(key)
             if per_key is None:
                 per_key = state[key] = {}
             previous = per_key.get(window, empty)
-            if aggregate_add is None:
-                current = per_key[window] = add(previous, value)
-            elif previous is empty:
-                current = per_key[window] = aggregate_add(value, create())  # type: ignore[misc]
-            else:
-                current = per_key[window] = aggregate_add(value, previous)
-            if last <= watermark:
-                emit(key, window, current)  # a late record inside the lateness fires it again
-                if previous is empty:
-                    add_timer(last + lateness, (key, window))  # its cleanup
-            elif previous is empty:
+            if previous is empty:  # the window's first record: its contents start, its timers are set
+                previous = create()
                 add_timer(last, (key, window))
                 if lateness:
-                    add_timer(last + lateness, (key, window))
-        for _, mark in marks[mark_index:]:
-            self._advance(mark, out_marks)
-        keys.current = NO_KEY
-        if self.changed_keys is not None:
-            self.changed_keys.update(map(key_of, values))
-        return Batch(out.values, out.timestamps, out_marks or None)
+                    add_timer(last + lateness, (key, window))  # its cleanup
+            per_key[window] = add(value, previous)
+        self._flush(pending, out_marks, watermark)
+        return self._end(batch, marks[mark_index:], out_marks)
+
+    def _flush(
+        self, pending: int | None, out_marks: list[tuple[int, int]], watermark: int | None = None
+    ) -> None:
+        """Write the pending watermark (if any) to the output, and set the operator's watermark to
+        ``watermark`` (when given)."""
+        if pending is not None:
+            self._mark(pending, out_marks)
+        if watermark is not None:
+            self.watermark = watermark
+
+    def _tumbling_adders(self) -> tuple[Callable[[], Any], Callable[[Any, Any], Any]]:
+        """``(create, add)`` of :meth:`_process_tumbling`: a new window's empty contents, and
+        ``add(value, contents)``; an aggregate function's own, called directly, when there is one."""
+        contents = self.contents
+        if type(contents) is AggregateContents:
+            function = contents.function
+            return function.create_accumulator, function.add
+        add = contents.add
+        return itertools.repeat(EMPTY).__next__, lambda value, previous: add(previous, value)
 
     def _fire_tumbling(self, limit: int) -> None:
         """Event-time timers of :meth:`_process_tumbling`: fire at the window's max timestamp,
@@ -861,19 +978,16 @@ class WindowOperator(NativeCheckpointing):
             if per_key is None:
                 continue
             last = window.end - 1
-            if time == last:
-                contents = per_key.get(window, EMPTY)
-                if contents is not EMPTY:
-                    context.window = window
-                    if get_result is None:
-                        emit_contents(key, context, contents, out)
-                    elif window_function is None:
-                        values.append(get_result(contents))
-                    else:
-                        window_function.process(key, context, [get_result(contents)], out)
-                    missing = len(values) - len(timestamps)
-                    if missing:
-                        timestamps.extend([last] * missing)
+            contents = per_key.get(window, EMPTY) if time == last else EMPTY
+            if contents is not EMPTY:
+                context.window = window
+                if get_result is None:
+                    emit_contents(key, context, contents, out)
+                elif window_function is None:
+                    values.append(get_result(contents))
+                else:
+                    window_function.process(key, context, [get_result(contents)], out)
+                timestamps.extend([last] * (len(values) - len(timestamps)))
             if time == last + lateness:
                 per_key.pop(window, None)
                 if not per_key:
@@ -938,22 +1052,27 @@ class WindowOperator(NativeCheckpointing):
         self.watermark = watermark
         next_time = self.event_timers.next_time
         if next_time is not None and next_time <= watermark:
-            if self._tumbling:
-                self._fire_tumbling(watermark)
-            else:
-                self._fire(self.event_timers, watermark, event=True)
+            self._fire_event_timers(watermark)
+        self._mark(watermark, out_marks)
+
+    def _mark(self, watermark: int, out_marks: list[tuple[int, int]]) -> None:
+        """Pass ``watermark`` on after the results so far."""
         position = len(self._out.values)
         if out_marks and out_marks[-1][0] == position:
             out_marks[-1] = (position, watermark)  # no record since the last mark: replace it
         else:
             out_marks.append((position, watermark))
 
+    def _fire_event_time(self, limit: int) -> None:
+        self._fire(self.event_timers, limit, event=True)
+
     def _fire(self, queue: TimerQueue, limit: int, *, event: bool) -> None:
+        """Fire ``queue``'s timers due at ``limit``: the trigger decides, and a window whose cleanup
+        time it is goes."""
         scope = self._scope
         trigger = self.trigger
         on_timer = trigger.on_event_time if event else trigger.on_processing_time
         cleans = event is self.assigner.is_event_time
-        lateness = self.allowed_lateness
         state = self.windows
         keys = self.keys
         merging = self._merging
@@ -968,17 +1087,11 @@ class WindowOperator(NativeCheckpointing):
                 continue  # a window that merged into another: a trigger left its timer behind
             contents = EMPTY if per_key is None else per_key.get(window, EMPTY)
             result = on_timer(time, window, scope)
-            if per_key is not None and contents is not EMPTY and result is not CONTINUE:
-                if result.fire:
-                    self._emit(key, window, contents)
-                if result.purge:
-                    if merging:
-                        per_key[window] = EMPTY  # the window stays in the merging set
-                    else:
-                        del per_key[window]
-                        if not per_key:
-                            del state[key]
-            if cleans and time == window.end - 1 + lateness:
+            if contents is not EMPTY and result is not CONTINUE:
+                self._apply(result, key, per_key, window)  # type: ignore[arg-type]
+                if not per_key:
+                    del state[key]
+            if cleans and time == self.cleanup_time(window):
                 self._clear(key, window)
 
     def _clear(self, key: Hashable, window: TimeWindow) -> None:
