@@ -27,9 +27,20 @@ trigger's ``on_merge`` runs for the merged window, then the old windows' trigger
 timers and cleanup timers are cleared, and their contents are merged into the new window's (in time
 order). A purged window stays in the set with empty contents until its cleanup.
 
-Tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2) run
-a loop of their own with the same rules: the window is computed inline, an aggregate function is
-called directly, and each window has one timer (plus a cleanup timer with allowed lateness).
+The rules have names: :meth:`WindowOperator.cleanup_time` (``max_timestamp + allowed_lateness``),
+:meth:`WindowOperator.is_late` (a window whose cleanup time the watermark reached), a record no
+window took is dropped if it is past the lateness itself, and the trigger's result is applied in one
+place (FIRE emits, PURGE drops the contents). Each window shape has a record path of its own,
+chosen once when the operator is built (so the common shape's loop does no dispatch per record):
+
+- tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
+  the window is computed inline, an aggregate function is called directly, each window has one
+  timer (plus a cleanup timer with allowed lateness), and a record whose window the watermark has
+  passed goes to the next path's rules;
+- other event-time windows with the default trigger: its rules applied by the operator, no
+  trigger call;
+- merging windows (sessions), and the rest (custom triggers, processing time): the trigger is
+  called for each record and timer.
 
 Deviation from Flink: Flink keeps a merged window's state under one of the old windows ("state
 window") to avoid copying state in RocksDB; here a key's windows are one entry of the ``windows``
@@ -336,6 +347,8 @@ class WindowOperator(NativeCheckpointing):
         else:
             self.event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
+        #: Where a window's cleanup timer goes: the queue of the assigner's time domain.
+        self._cleanup_timers = self.event_timers if self.assigner.is_event_time else self.processing_timers
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -670,7 +683,12 @@ class WindowOperator(NativeCheckpointing):
         >>> op.is_late(TimeWindow(0, 10)), op.is_late(TimeWindow(10, 20))
         (True, False)
         """
-        return self.assigner.is_event_time and window.end - 1 + self.allowed_lateness <= self.watermark
+        return window.end - 1 <= self._late_bound()
+
+    def _late_bound(self) -> int:
+        """The max timestamp at or below which a window :meth:`is_late`: the watermark less the
+        allowed lateness in event time; below every time in processing time."""
+        return self.watermark - self.allowed_lateness if self.assigner.is_event_time else MIN_WATERMARK
 
     def _drop_if_late(self, value: Any, timestamp: int | None) -> None:
         """A record no window took: dropped as late (counted, and sent to ``late_data``) if it is
@@ -741,27 +759,30 @@ class WindowOperator(NativeCheckpointing):
         out = self._out
         return Batch(out.values, out.timestamps, out_marks or None)
 
-    def _process_each(self, batch: Batch, add_record: Callable[[Any, int | None, int], None]) -> Batch:
+    def _process_each(self, batch: Batch, add_record: Callable[[Any, int | None, int, int], None]) -> Batch:
         """:meth:`process` of the general shapes: each record goes to ``add_record(value, timestamp,
-        time)`` (``time``, what the assigner goes by: the timestamp, or in processing time the
-        clock's time at the start of the batch), after the watermarks that precede it."""
+        time, late_bound)`` after the watermarks that precede it; ``time`` is what the assigner goes
+        by (the timestamp, or in processing time the clock's time at the start of the batch), and
+        ``late_bound`` the :meth:`_late_bound` of the watermark then."""
         out_marks = self._begin(batch)
         timestamps = batch.timestamps
         marks = batch.marks or ()
         event_time = self.assigner.is_event_time
         now = 0 if event_time else self.context.clock.now()
+        late_bound = self._late_bound()
         mark_index = 0
         timestamp: int | None = None
         for position, value in enumerate(batch.values):
             while mark_index < len(marks) and marks[mark_index][0] == position:
                 self._advance(marks[mark_index][1], out_marks)
+                late_bound = self._late_bound()
                 mark_index += 1
             if timestamps is not None:
                 timestamp = timestamps[position]
-            add_record(value, timestamp, timestamp if event_time else now)  # type: ignore[arg-type]
+            add_record(value, timestamp, timestamp if event_time else now, late_bound)  # type: ignore[arg-type]
         return self._end(batch, marks[mark_index:], out_marks)
 
-    def _add_default(self, value: Any, timestamp: int | None, time: int) -> None:
+    def _add_default(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
         """A record of a non-merging event-time shape with the default trigger, whose rules are
         inlined: a window fires once at its max timestamp (one timer, set with its first record),
         and again with each record inside the allowed lateness; its cleanup timer is that same
@@ -771,8 +792,8 @@ class WindowOperator(NativeCheckpointing):
         per_key = state.get(key)
         accepted = False
         for window in self.assigner.assign(value, time):
-            if self.is_late(window):
-                continue
+            if window.end - 1 <= late_bound:
+                continue  # is_late(window)
             if per_key is None:
                 per_key = state[key] = {}
             accepted = True
@@ -796,7 +817,7 @@ class WindowOperator(NativeCheckpointing):
         if cleanup != last and cleanup < MAX_WATERMARK:
             self.event_timers.add(cleanup, scope)
 
-    def _add_triggered(self, value: Any, timestamp: int | None, time: int) -> None:
+    def _add_triggered(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
         """A record of a non-merging shape whose trigger is called (a custom trigger, or processing
         time)."""
         self.keys.current = key = self.key_of(value)  # before the key's windows are read
@@ -806,14 +827,14 @@ class WindowOperator(NativeCheckpointing):
             per_key = {}  # stored below if a window keeps the record
         accepted = False
         for window in self.assigner.assign(value, time):
-            if not self.is_late(window):
+            if window.end - 1 > late_bound:  # not is_late(window)
                 accepted = True
                 self._add_to_window(key, per_key, window, value, timestamp)
         self._store(key, per_key, stored)
         if not accepted:
             self._drop_if_late(value, timestamp)
 
-    def _add_merging(self, value: Any, timestamp: int | None, time: int) -> None:
+    def _add_merging(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
         """A record of a merging shape (sessions): its new window first merges with the key's windows
         it touches, then the merged window takes it unless late (so a record whose own window is
         late still joins a live session)."""
@@ -825,7 +846,7 @@ class WindowOperator(NativeCheckpointing):
         accepted = False
         for new in self.assigner.assign(value, time):
             window = self._merge(key, per_key, new)
-            if not self.is_late(window):
+            if window.end - 1 > late_bound:  # not is_late(window)
                 accepted = True
                 self._add_to_window(key, per_key, window, value, timestamp)
         self._store(key, per_key, stored)
@@ -847,10 +868,9 @@ class WindowOperator(NativeCheckpointing):
         result = self.trigger.on_element(value, timestamp, window, scope)
         if result is not CONTINUE:
             self._apply(result, key, per_key, window)
-        cleanup = self.cleanup_time(window)
+        cleanup = window.end - 1 + self.allowed_lateness  # cleanup_time(window)
         if cleanup < MAX_WATERMARK:
-            cleanup_timers = self.event_timers if self.assigner.is_event_time else self.processing_timers
-            cleanup_timers.add(cleanup, (key, window))
+            self._cleanup_timers.add(cleanup, (key, window))
 
     def _store(self, key: Hashable, per_key: dict[TimeWindow, Any], stored: bool) -> None:
         """``key``'s windows go back to the table: stored if new and not empty, deleted if empty."""
@@ -912,7 +932,7 @@ class WindowOperator(NativeCheckpointing):
             if last <= watermark:  # its window fired, or is gone: the general rules
                 self._flush(pending, out_marks, watermark)
                 pending = None
-                self._add_default(value, timestamp, timestamp)
+                self._add_default(value, timestamp, timestamp, watermark - lateness)
                 continue
             if last != window_last:
                 window_last = last
