@@ -53,7 +53,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, MutableMapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -73,13 +73,12 @@ from actorflow.operators.windows.assigners import (
 from actorflow.operators.windows.functions import (
     EMPTY,
     AggregateContents,
-    Watermark,
     WindowContents,
     WindowContext,
 )
+from actorflow.operators.windows.scope import TriggerScope, by_key, by_scope, clear_trigger_state, timers_of
 from actorflow.operators.windows.triggers import (
     EventTimeTrigger,
-    OnMergeContext,
     Trigger,
     TriggerResult,
 )
@@ -98,135 +97,6 @@ CONTINUE = TriggerResult.CONTINUE
 
 #: The index key of a window timer's ``(key, window)``: the key.
 _key_of_scope = itemgetter(0)
-
-
-class _Scope(OnMergeContext):
-    """The trigger's view of the current key and window (one object, re-pointed per call).
-
-    The key is the operator's key context (``keys.current``), which the operator sets before it
-    calls the trigger: trigger state is read through it, so it is the key whose entries the
-    RocksDB cache keeps live.
-    """
-
-    __slots__ = ("keys", "merged", "operator", "window")
-
-    def __init__(self, operator: WindowOperator) -> None:
-        self.operator = operator
-        self.keys = operator.keys
-        self.window: TimeWindow = GLOBAL_WINDOW
-        self.merged: list[TimeWindow] = []
-
-    @property
-    def key(self) -> Hashable:
-        """The current key."""
-        return self.keys.current  # type: ignore[no-any-return]
-
-    @property
-    def merged_windows(self) -> list[TimeWindow]:
-        return self.merged
-
-    def merge_state(self, name: str, combine: Callable[[Any, Any], Any]) -> None:
-        per_key = self.operator.triggers.get(self.keys.current)
-        if per_key is None:
-            return
-        combined: Any = None
-        found = False
-        for window in self.merged:
-            state = per_key.get(window)
-            if state is not None and name in state:
-                combined = combine(combined, state[name]) if found else state[name]
-                found = True
-        if found:
-            self.set_state(name, combined)
-
-    @property
-    def current_watermark(self) -> Watermark:
-        return Watermark(self.operator.watermark)
-
-    def current_processing_time(self) -> int:
-        return self.operator.context.clock.now()
-
-    def register_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.add(time, (self.keys.current, self.window))
-
-    def delete_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.remove(time, (self.keys.current, self.window))
-
-    def register_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.add(time, (self.keys.current, self.window))
-
-    def delete_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.remove(time, (self.keys.current, self.window))
-
-    def get_state(self, name: str, default: Any = None) -> Any:
-        per_key = self.operator.triggers.get(self.keys.current)
-        if per_key is None:
-            return default
-        state = per_key.get(self.window)
-        return default if state is None else state.get(name, default)
-
-    def set_state(self, name: str, value: Any) -> None:
-        triggers = self.operator.triggers
-        key = self.keys.current
-        per_key = triggers.get(key)
-        if per_key is None:
-            triggers[key] = {self.window: {name: value}}
-            return
-        state = per_key.get(self.window)
-        if state is None:
-            per_key[self.window] = {name: value}
-        else:
-            state[name] = value
-
-    def clear_state(self, name: str) -> None:
-        _clear_trigger_state(self.operator.triggers, self.keys.current, self.window, name)
-
-
-def _clear_trigger_state(
-    triggers: MutableMapping[Hashable, dict[TimeWindow, dict[str, Any]]],
-    key: Hashable,
-    window: TimeWindow,
-    name: str | None = None,
-) -> None:
-    """Drop ``key``'s trigger state ``name`` of ``window`` (all of it if None), and the key's
-    entry once it holds nothing."""
-    per_key = triggers.get(key)
-    if per_key is None:
-        return
-    state = per_key.get(window)
-    if state is None:
-        return
-    if name is not None:
-        state.pop(name, None)
-        if state:
-            return
-    del per_key[window]
-    if not per_key:
-        del triggers[key]
-
-
-def _timers_of(queue: IndexedTimerQueue, key: Hashable) -> list[tuple[int, TimeWindow, int]]:
-    """``key``'s timers as ``[(time, window, sequence)]`` (the queue's keys are ``(key, window)``)."""
-    return [(time, scope[1], sequence) for time, scope, sequence in queue.timers_of(key)]
-
-
-def _by_scope(triggers: Mapping[Hashable, Any]) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
-    """``{key: {window: state}}`` as ``{(key, window): state}`` (the snapshots' format)."""
-    return {(key, window): state for key, per_key in triggers.items() for window, state in per_key.items()}
-
-
-def _by_key(
-    scopes: Iterable[tuple[tuple[Hashable, TimeWindow], dict[str, Any]]],
-) -> dict[Hashable, dict[TimeWindow, dict[str, Any]]]:
-    """``{(key, window): state}`` items as ``{key: {window: state}}`` (the tables' layout)."""
-    triggers: dict[Hashable, dict[TimeWindow, dict[str, Any]]] = {}
-    for (key, window), state in scopes:
-        per_key = triggers.get(key)
-        if per_key is None:
-            triggers[key] = {window: state}
-        else:
-            per_key[window] = state
-    return triggers
 
 
 def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
@@ -335,7 +205,7 @@ class WindowOperator(NativeCheckpointing):
         self.watermark = MIN_WATERMARK
         self.late_records = 0
         self._out = _Out()
-        self._scope = _Scope(self)
+        self._scope = TriggerScope(self)
         #: Incremental snapshots only (``context.incremental``): the keys changed since the last
         #: snapshot. None otherwise, so the per-batch check is all it costs.
         self.changed_keys: set[Hashable] | None = None
@@ -409,7 +279,7 @@ class WindowOperator(NativeCheckpointing):
         >>> op.trigger_state
         {('k', TimeWindow(start=0, end=10)): {'count': 1}}
         """
-        return _by_scope(self.triggers)
+        return by_scope(self.triggers)
 
     def state_size(self) -> int:
         """(key, window) entries with contents, plus those with trigger state (after
@@ -492,7 +362,7 @@ class WindowOperator(NativeCheckpointing):
         return {
             "key_groups": (owned.start, owned.stop),
             "windows": windows,
-            "trigger_state": _by_scope(triggers),
+            "trigger_state": by_scope(triggers),
             "event_timers": self.event_timers.export(),
             "processing_timers": self.processing_timers.export(),
         }
@@ -530,8 +400,8 @@ class WindowOperator(NativeCheckpointing):
         for key in changed:
             per_key = windows.get(key)
             trigger_state = triggers.get(key)
-            event_timers = _timers_of(event, key)
-            processing_timers = _timers_of(processing, key)
+            event_timers = timers_of(event, key)
+            processing_timers = timers_of(processing, key)
             if per_key or trigger_state or event_timers or processing_timers:
                 changes[key] = {
                     "windows": per_key if per_key is not None else {},
@@ -617,10 +487,10 @@ class WindowOperator(NativeCheckpointing):
             trigger_state = state["trigger_state"]
             if everything:
                 self.windows.update(windows)
-                self.triggers.update(_by_key(trigger_state.items()))
+                self.triggers.update(by_key(trigger_state.items()))
             else:
                 self.windows.update({key: per_key for key, per_key in windows.items() if keep(key)})
-                self.triggers.update(_by_key(item for item in trigger_state.items() if keep(item[0][0])))
+                self.triggers.update(by_key(item for item in trigger_state.items() if keep(item[0][0])))
             self._restore_timers(state, keep)
 
     def _restore_timers(self, state: dict[str, Any], keep: KeyGroupFilter) -> None:
@@ -652,7 +522,7 @@ class WindowOperator(NativeCheckpointing):
             if copy_values:
                 parts = copy.deepcopy(parts)
             self.windows.update(parts["windows"])
-            self.triggers.update(_by_key(parts["trigger_state"].items()))
+            self.triggers.update(by_key(parts["trigger_state"].items()))
             self.event_timers.add_all(parts["event_timers"])
             self.processing_timers.add_all(parts["processing_timers"])
 
@@ -1052,7 +922,7 @@ class WindowOperator(NativeCheckpointing):
         for window in members:
             scope.window = window
             trigger.clear(window, scope)
-            _clear_trigger_state(triggers, key, window)
+            clear_trigger_state(triggers, key, window)
             cleanup_timers.remove(window.end - 1 + lateness, (key, window))
             combined = merge(combined, per_key.pop(window, EMPTY))
         per_key[merged] = combined
@@ -1122,7 +992,7 @@ class WindowOperator(NativeCheckpointing):
             if not per_key:
                 del self.windows[key]
         self.trigger.clear(window, self._scope)
-        _clear_trigger_state(self.triggers, key, window)
+        clear_trigger_state(self.triggers, key, window)
 
     def next_processing_time(self) -> int | None:
         return self.processing_timers.next_time
