@@ -51,9 +51,8 @@ are merged directly.
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
-from collections.abc import Callable, Hashable, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -588,19 +587,17 @@ class WindowOperator(NativeCheckpointing):
 
     def _choose_paths(self) -> None:
         """Pick the record path and the event-timer path of this operator's window shape: tumbling
-        event-time windows with the default trigger (the fast path), merging windows, other
-        event-time windows with the default trigger, and the rest (custom triggers, processing
-        time), which call the trigger."""
+        event-time windows with the default trigger (the fast path), other windows with the
+        default event-time trigger (its rules applied here), and the rest (merging windows, custom
+        triggers, processing time), which call the trigger."""
         self._fire_event_timers: Callable[[int], None] = self._fire_event_time
         if self._tumbling:
             self._process_batch: Callable[[Batch], Batch] = self._process_tumbling
             self._fire_event_timers = self._fire_tumbling
-        elif self._merging:
-            self._process_batch = functools.partial(self._process_each, add_record=self._add_merging)
         elif self._default_event_trigger:
-            self._process_batch = functools.partial(self._process_each, add_record=self._add_default)
+            self._process_batch = self._process_default
         else:
-            self._process_batch = functools.partial(self._process_each, add_record=self._add_triggered)
+            self._process_batch = self._process_triggered
 
     def process(self, batch: Batch) -> Batch:
         if self._unopened is not None and batch.values:
@@ -617,6 +614,19 @@ class WindowOperator(NativeCheckpointing):
         self._out.bind()
         return []
 
+    def _runs(self, batch: Batch, out_marks: list[tuple[int, int]]) -> Iterator[range]:
+        """The positions of the batch's records, in runs between its watermarks: when a run comes,
+        the operator has advanced to the watermarks before it (those after the last record follow
+        the last run)."""
+        start = 0
+        for position, watermark in batch.marks or ():
+            if position > start:
+                yield range(start, position)
+                start = position
+            self._advance(watermark, out_marks)
+        if start < len(batch.values):
+            yield range(start, len(batch.values))
+
     def _end(
         self, batch: Batch, marks: Sequence[tuple[int, int]], out_marks: list[tuple[int, int]]
     ) -> Batch:
@@ -629,56 +639,49 @@ class WindowOperator(NativeCheckpointing):
         out = self._out
         return Batch(out.values, out.timestamps, out_marks or None)
 
-    def _process_each(self, batch: Batch, add_record: Callable[[Any, int | None, int, int], None]) -> Batch:
-        """:meth:`process` of the general shapes: each record goes to ``add_record(value, timestamp,
-        time, late_bound)`` after the watermarks that precede it; ``time`` is what the assigner goes
-        by (the timestamp, or in processing time the clock's time at the start of the batch), and
-        ``late_bound`` the :meth:`_late_bound` of the watermark then."""
+    def _process_default(self, batch: Batch) -> Batch:
+        """:meth:`process` of non-merging event-time windows with the default trigger, whose rules
+        are applied here: a window fires once at its max timestamp (one timer, set with its first
+        record), and again with each record inside the allowed lateness (see
+        :meth:`_set_default_timers`)."""
         out_marks = self._begin(batch)
-        timestamps = batch.timestamps
-        marks = batch.marks or ()
-        event_time = self.assigner.is_event_time
-        now = 0 if event_time else self.context.clock.now()
-        late_bound = self._late_bound()
-        mark_index = 0
-        timestamp: int | None = None
-        for position, value in enumerate(batch.values):
-            while mark_index < len(marks) and marks[mark_index][0] == position:
-                self._advance(marks[mark_index][1], out_marks)
-                late_bound = self._late_bound()
-                mark_index += 1
-            if timestamps is not None:
-                timestamp = timestamps[position]
-            add_record(value, timestamp, timestamp if event_time else now, late_bound)  # type: ignore[arg-type]
-        return self._end(batch, marks[mark_index:], out_marks)
-
-    def _add_default(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
-        """A record of a non-merging event-time shape with the default trigger, whose rules are
-        inlined: a window fires once at its max timestamp (one timer, set with its first record),
-        and again with each record inside the allowed lateness; its cleanup timer is that same
-        timer without lateness."""
-        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        values = batch.values
+        timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
+        key_of = self.key_of
+        assign = self.assigner.assign
+        add = self.contents.add
         state = self.windows
-        per_key = state.get(key)
-        accepted = False
-        for window in self.assigner.assign(value, time):
-            if window.end - 1 <= late_bound:
-                continue  # is_late(window)
-            if per_key is None:
-                per_key = state[key] = {}
-            accepted = True
-            previous = per_key.get(window, EMPTY)
-            contents = per_key[window] = self.contents.add(previous, value)
-            if previous is EMPTY:
-                self._set_default_timers(key, window)
-            if window.end - 1 <= self.watermark:
-                self._emit(key, window, contents)  # a late record inside the lateness fires it again
-        if not accepted:
-            self._drop_if_late(value, timestamp)
+        keys = self.keys
+        for run in self._runs(batch, out_marks):
+            watermark = self.watermark
+            late_bound = self._late_bound()
+            for position in run:
+                value = values[position]
+                keys.current = key = key_of(value)  # before the key's windows are read
+                per_key = state.get(key)
+                accepted = False
+                for window in assign(value, timestamps[position]):
+                    if window.end - 1 <= late_bound:
+                        continue  # is_late(window)
+                    if per_key is None:
+                        per_key = state[key] = {}
+                    accepted = True
+                    previous = per_key.get(window, EMPTY)
+                    contents = per_key[window] = add(previous, value)
+                    if previous is EMPTY:
+                        self._set_default_timers(key, window)
+                    if window.end - 1 <= watermark:
+                        self._emit(
+                            key, window, contents
+                        )  # a late record inside the lateness fires it again
+                if not accepted:
+                    self._drop_if_late(value, timestamps[position])
+        return self._end(batch, (), out_marks)
 
     def _set_default_timers(self, key: Hashable, window: TimeWindow) -> None:
         """A new window's timers under the default trigger: it fires at its max timestamp (unless
-        the watermark passed it: it fires at once), and is cleaned up at its cleanup time."""
+        the watermark passed it: it fires at once), and is cleaned up at its cleanup time (the same
+        timer without lateness)."""
         scope = (key, window)
         last = window.end - 1
         if last > self.watermark:
@@ -687,41 +690,42 @@ class WindowOperator(NativeCheckpointing):
         if cleanup != last and cleanup < MAX_WATERMARK:
             self.event_timers.add(cleanup, scope)
 
-    def _add_triggered(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
-        """A record of a non-merging shape whose trigger is called (a custom trigger, or processing
-        time)."""
-        self.keys.current = key = self.key_of(value)  # before the key's windows are read
-        per_key = self.windows.get(key)
-        stored = per_key is not None
-        if per_key is None:
-            per_key = {}  # stored below if a window keeps the record
-        accepted = False
-        for window in self.assigner.assign(value, time):
-            if window.end - 1 > late_bound:  # not is_late(window)
-                accepted = True
-                self._add_to_window(key, per_key, window, value, timestamp)
-        self._store(key, per_key, stored)
-        if not accepted:
-            self._drop_if_late(value, timestamp)
-
-    def _add_merging(self, value: Any, timestamp: int | None, time: int, late_bound: int) -> None:
-        """A record of a merging shape (sessions): its new window first merges with the key's windows
-        it touches, then the merged window takes it unless late (so a record whose own window is
-        late still joins a live session)."""
-        self.keys.current = key = self.key_of(value)  # before the key's windows are read
-        per_key = self.windows.get(key)
-        stored = per_key is not None
-        if per_key is None:
-            per_key = {}  # stored below if it holds a window
-        accepted = False
-        for new in self.assigner.assign(value, time):
-            window = self._merge(key, per_key, new)
-            if window.end - 1 > late_bound:  # not is_late(window)
-                accepted = True
-                self._add_to_window(key, per_key, window, value, timestamp)
-        self._store(key, per_key, stored)
-        if not accepted:
-            self._drop_if_late(value, timestamp)
+    def _process_triggered(self, batch: Batch) -> Batch:
+        """:meth:`process` of the shapes whose trigger is called: merging windows (sessions), custom
+        triggers, processing time. A merging assigner's new window first merges with the key's
+        windows it touches; the merged window then takes the record unless late (so a record whose
+        own window is late still joins a live session)."""
+        out_marks = self._begin(batch)
+        values = batch.values
+        timestamps = batch.timestamps
+        event_time = self.assigner.is_event_time
+        now = 0 if event_time else self.context.clock.now()  # processing time: once per batch
+        key_of = self.key_of
+        assign = self.assigner.assign
+        merging = self._merging
+        state = self.windows
+        keys = self.keys
+        for run in self._runs(batch, out_marks):
+            late_bound = self._late_bound()
+            for position in run:
+                value = values[position]
+                timestamp = None if timestamps is None else timestamps[position]
+                keys.current = key = key_of(value)  # before the key's windows are read
+                per_key = state.get(key)
+                if per_key is None:
+                    per_key = state[key] = {}
+                accepted = False
+                for window in assign(value, timestamp if event_time else now):  # type: ignore[arg-type]
+                    if merging:
+                        window = self._merge(key, per_key, window)
+                    if window.end - 1 > late_bound:  # not is_late(window)
+                        accepted = True
+                        self._add_to_window(key, per_key, window, value, timestamp)
+                if not per_key:  # no window (left), or the record was late
+                    del state[key]
+                if not accepted:
+                    self._drop_if_late(value, timestamp)
+        return self._end(batch, (), out_marks)
 
     def _add_to_window(
         self,
@@ -742,20 +746,12 @@ class WindowOperator(NativeCheckpointing):
         if cleanup < MAX_WATERMARK:
             self._cleanup_timers.add(cleanup, (key, window))
 
-    def _store(self, key: Hashable, per_key: dict[TimeWindow, Any], stored: bool) -> None:
-        """``key``'s windows go back to the table: stored if new and not empty, deleted if empty."""
-        if per_key:
-            if not stored:
-                self.windows[key] = per_key
-        elif stored:
-            del self.windows[key]
-
     # --- The tumbling fast path (Q2) ----------------------------------------------------------------
 
     def _process_tumbling(self, batch: Batch) -> Batch:
         """:meth:`process` for epoch-aligned tumbling event-time windows with the default trigger.
 
-        The rules of :meth:`_add_default`, unrolled for on-time records: the window is computed
+        The rules of :meth:`_process_default`, unrolled for on-time records: the window is computed
         inline (the last one is reused, as out-of-order records mostly fall in the window of the
         record before them), an aggregate function is called directly, and a window's timer (its
         trigger timer, and its cleanup timer unless there is lateness) is set with its first record.
@@ -802,7 +798,7 @@ class WindowOperator(NativeCheckpointing):
             if last <= watermark:  # its window fired, or is gone: the general rules
                 self._flush(pending, out_marks, watermark)
                 pending = None
-                self._add_default(value, timestamp, timestamp, watermark - lateness)
+                self._add_late(value, timestamp)
                 continue
             if last != window_last:
                 window_last = last
@@ -820,6 +816,24 @@ class WindowOperator(NativeCheckpointing):
             per_key[window] = add(value, previous)
         self._flush(pending, out_marks, watermark)
         return self._end(batch, marks[mark_index:], out_marks)
+
+    def _add_late(self, value: Any, timestamp: int) -> None:
+        """A record of :meth:`_process_tumbling` whose window the watermark has passed: inside the
+        allowed lateness, its window takes it and fires again; past it, it is dropped (a tumbling
+        window holds its records' timestamps, so the record is past the lateness too)."""
+        window = self.assigner.assign(value, timestamp)[0]
+        if self.is_late(window):
+            self._drop_late(value, timestamp)
+            return
+        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        per_key = self.windows.get(key)
+        if per_key is None:
+            per_key = self.windows[key] = {}
+        previous = per_key.get(window, EMPTY)
+        contents = per_key[window] = self.contents.add(previous, value)
+        if previous is EMPTY:
+            self._set_default_timers(key, window)
+        self._emit(key, window, contents)
 
     def _flush(
         self, pending: int | None, out_marks: list[tuple[int, int]], watermark: int | None = None
