@@ -68,6 +68,7 @@ def _run(
 def _batches(draw: st.DrawFn) -> list[tuple[list[dict[str, Any]], list[int], list[tuple[int, int]]]]:
     batches = []
     highest = 0
+    watermark = 0  # never goes back
     for _ in range(draw(st.integers(1, 6))):
         size = draw(st.integers(0, 6))
         timestamps = [draw(st.integers(max(0, highest - 25), highest + 8)) for _ in range(size)]
@@ -75,8 +76,8 @@ def _batches(draw: st.DrawFn) -> list[tuple[list[dict[str, Any]], list[int], lis
         marks: list[tuple[int, int]] = []
         for position in sorted(draw(st.lists(st.integers(0, size), max_size=4))):
             seen = max([highest, *timestamps[:position]])
-            watermark = seen - draw(st.integers(0, 6))  # may repeat or stand still
-            marks.append((position, max(watermark, marks[-1][1] if marks else watermark)))
+            watermark = max(watermark, seen - draw(st.integers(0, 6)))  # may stand still
+            marks.append((position, watermark))
         highest = max([highest, *timestamps])
         batches.append((values, timestamps, marks))
     return batches

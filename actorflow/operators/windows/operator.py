@@ -642,53 +642,54 @@ class WindowOperator(NativeCheckpointing):
     def _process_default(self, batch: Batch) -> Batch:
         """:meth:`process` of non-merging event-time windows with the default trigger, whose rules
         are applied here: a window fires once at its max timestamp (one timer, set with its first
-        record), and again with each record inside the allowed lateness (see
-        :meth:`_set_default_timers`)."""
+        record; its cleanup timer is the same timer without lateness), and again at once with each
+        record inside the allowed lateness (:meth:`_fire_late`)."""
         out_marks = self._begin(batch)
         values = batch.values
         timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
         key_of = self.key_of
         assign = self.assigner.assign
         add = self.contents.add
+        add_timer = self.event_timers.add
+        lateness = self.allowed_lateness
         state = self.windows
         keys = self.keys
         for run in self._runs(batch, out_marks):
             watermark = self.watermark
-            late_bound = self._late_bound()
+            late_bound = watermark - lateness  # _late_bound() in event time
             for position in run:
                 value = values[position]
                 keys.current = key = key_of(value)  # before the key's windows are read
                 per_key = state.get(key)
                 accepted = False
                 for window in assign(value, timestamps[position]):
-                    if window.end - 1 <= late_bound:
+                    last = window.end - 1
+                    if last <= late_bound:
                         continue  # is_late(window)
+                    accepted = True
                     if per_key is None:
                         per_key = state[key] = {}
-                    accepted = True
                     previous = per_key.get(window, EMPTY)
                     contents = per_key[window] = add(previous, value)
-                    if previous is EMPTY:
-                        self._set_default_timers(key, window)
-                    if window.end - 1 <= watermark:
-                        self._emit(
-                            key, window, contents
-                        )  # a late record inside the lateness fires it again
+                    if last <= watermark:
+                        self._fire_late(key, window, contents, previous is EMPTY)
+                    elif previous is EMPTY:  # the window's first record: its timers
+                        add_timer(last, (key, window))
+                        if lateness and last + lateness < MAX_WATERMARK:
+                            add_timer(last + lateness, (key, window))  # its cleanup
                 if not accepted:
                     self._drop_if_late(value, timestamps[position])
         return self._end(batch, (), out_marks)
 
-    def _set_default_timers(self, key: Hashable, window: TimeWindow) -> None:
-        """A new window's timers under the default trigger: it fires at its max timestamp (unless
-        the watermark passed it: it fires at once), and is cleaned up at its cleanup time (the same
-        timer without lateness)."""
-        scope = (key, window)
-        last = window.end - 1
-        if last > self.watermark:
-            self.event_timers.add(last, scope)
-        cleanup = last + self.allowed_lateness
-        if cleanup != last and cleanup < MAX_WATERMARK:
-            self.event_timers.add(cleanup, scope)
+    def _fire_late(self, key: Hashable, window: TimeWindow, contents: Any, new: bool) -> None:
+        """A record inside the allowed lateness joined ``window``, whose max timestamp the watermark
+        has passed: under the default trigger it fires again at once; a ``new`` window's only timer
+        is its cleanup."""
+        if new:
+            cleanup = window.end - 1 + self.allowed_lateness  # cleanup_time(window)
+            if cleanup < MAX_WATERMARK:
+                self.event_timers.add(cleanup, (key, window))
+        self._emit(key, window, contents)
 
     def _process_triggered(self, batch: Batch) -> Batch:
         """:meth:`process` of the shapes whose trigger is called: merging windows (sessions), custom
@@ -831,9 +832,7 @@ class WindowOperator(NativeCheckpointing):
             per_key = self.windows[key] = {}
         previous = per_key.get(window, EMPTY)
         contents = per_key[window] = self.contents.add(previous, value)
-        if previous is EMPTY:
-            self._set_default_timers(key, window)
-        self._emit(key, window, contents)
+        self._fire_late(key, window, contents, previous is EMPTY)
 
     def _flush(
         self, pending: int | None, out_marks: list[tuple[int, int]], watermark: int | None = None
@@ -977,6 +976,7 @@ class WindowOperator(NativeCheckpointing):
         trigger = self.trigger
         on_timer = trigger.on_event_time if event else trigger.on_processing_time
         cleans = event is self.assigner.is_event_time
+        lateness = self.allowed_lateness
         state = self.windows
         keys = self.keys
         merging = self._merging
@@ -995,7 +995,7 @@ class WindowOperator(NativeCheckpointing):
                 self._apply(result, key, per_key, window)  # type: ignore[arg-type]
                 if not per_key:
                     del state[key]
-            if cleans and time == self.cleanup_time(window):
+            if cleans and time == window.end - 1 + lateness:  # cleanup_time(window)
                 self._clear(key, window)
 
     def _clear(self, key: Hashable, window: TimeWindow) -> None:
