@@ -30,8 +30,9 @@ order). A purged window stays in the set with empty contents until its cleanup.
 The rules have names: :meth:`WindowOperator.cleanup_time` (``max_timestamp + allowed_lateness``),
 :meth:`WindowOperator.is_late` (a window whose cleanup time the watermark reached), a record no
 window took is dropped if it is past the lateness itself, and the trigger's result is applied in one
-place (FIRE emits, PURGE drops the contents). Each window shape has a record path of its own,
-chosen once when the operator is built (so the common shape's loop does no dispatch per record):
+place (FIRE emits, PURGE drops the contents). There are three record paths, one per window shape,
+chosen once when the operator is built or opened (so the common shape's loop does no dispatch per
+record), each a loop over the runs of records between the batch's watermarks:
 
 - tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
   the window is computed inline, an aggregate function is called directly, each window has one
@@ -39,8 +40,8 @@ chosen once when the operator is built (so the common shape's loop does no dispa
   passed goes to the next path's rules;
 - other event-time windows with the default trigger: its rules applied by the operator, no
   trigger call;
-- merging windows (sessions), and the rest (custom triggers, processing time): the trigger is
-  called for each record and timer.
+- merging windows (sessions), custom triggers and processing time: the trigger is called for
+  each record and timer.
 
 Deviation from Flink: Flink keeps a merged window's state under one of the old windows ("state
 window") to avoid copying state in RocksDB; here a key's windows are one entry of the ``windows``
