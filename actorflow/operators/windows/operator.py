@@ -32,14 +32,14 @@ The rules have names: :meth:`WindowOperator.cleanup_time` (``max_timestamp + all
 window took is dropped if it is past the lateness itself, and the trigger's result is applied in one
 place (FIRE emits, PURGE drops the contents). There are three record paths, one per window shape,
 chosen once when the operator is built or opened (so the common shape's loop does no dispatch per
-record), each a loop over the runs of records between the batch's watermarks:
+record):
 
 - tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
   the window is computed inline, an aggregate function is called directly, each window has one
   timer (plus a cleanup timer with allowed lateness), and a record whose window the watermark has
   passed goes to the next path's rules;
 - other event-time windows with the default trigger: its rules applied by the operator, no
-  trigger call;
+  trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
 - merging windows (sessions), custom triggers and processing time: the trigger is called for
   each record and timer.
 
