@@ -27,9 +27,21 @@ trigger's ``on_merge`` runs for the merged window, then the old windows' trigger
 timers and cleanup timers are cleared, and their contents are merged into the new window's (in time
 order). A purged window stays in the set with empty contents until its cleanup.
 
-Tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2) run
-a loop of their own with the same rules: the window is computed inline, an aggregate function is
-called directly, and each window has one timer (plus a cleanup timer with allowed lateness).
+The rules have names: :meth:`WindowOperator.cleanup_time` (``max_timestamp + allowed_lateness``),
+:meth:`WindowOperator.is_late` (a window whose cleanup time the watermark reached), a record no
+window took is dropped if it is past the lateness itself, and the trigger's result is applied in one
+place (FIRE emits, PURGE drops the contents). There are three record paths, one per window shape,
+chosen once when the operator is built or opened (so the common shape's loop does no dispatch per
+record):
+
+- tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
+  the window is computed inline, an aggregate function is called directly, each window has one
+  timer (plus a cleanup timer with allowed lateness), and a record whose window the watermark has
+  passed goes to the next path's rules;
+- other event-time windows with the default trigger: its rules applied by the operator, no
+  trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
+- merging windows (sessions), custom triggers and processing time: the trigger is called for
+  each record and timer.
 
 Deviation from Flink: Flink keeps a merged window's state under one of the old windows ("state
 window") to avoid copying state in RocksDB; here a key's windows are one entry of the ``windows``
@@ -40,7 +52,8 @@ are merged directly.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
+import itertools
+from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +73,12 @@ from actorflow.operators.windows.assigners import (
 from actorflow.operators.windows.functions import (
     EMPTY,
     AggregateContents,
-    Watermark,
     WindowContents,
     WindowContext,
 )
+from actorflow.operators.windows.scope import TriggerScope, by_key, by_scope, clear_trigger_state, timers_of
 from actorflow.operators.windows.triggers import (
     EventTimeTrigger,
-    OnMergeContext,
     Trigger,
     TriggerResult,
 )
@@ -85,135 +97,6 @@ CONTINUE = TriggerResult.CONTINUE
 
 #: The index key of a window timer's ``(key, window)``: the key.
 _key_of_scope = itemgetter(0)
-
-
-class _Scope(OnMergeContext):
-    """The trigger's view of the current key and window (one object, re-pointed per call).
-
-    The key is the operator's key context (``keys.current``), which the operator sets before it
-    calls the trigger: trigger state is read through it, so it is the key whose entries the
-    RocksDB cache keeps live.
-    """
-
-    __slots__ = ("keys", "merged", "operator", "window")
-
-    def __init__(self, operator: WindowOperator) -> None:
-        self.operator = operator
-        self.keys = operator.keys
-        self.window: TimeWindow = GLOBAL_WINDOW
-        self.merged: list[TimeWindow] = []
-
-    @property
-    def key(self) -> Hashable:
-        """The current key."""
-        return self.keys.current  # type: ignore[no-any-return]
-
-    @property
-    def merged_windows(self) -> list[TimeWindow]:
-        return self.merged
-
-    def merge_state(self, name: str, combine: Callable[[Any, Any], Any]) -> None:
-        per_key = self.operator.triggers.get(self.keys.current)
-        if per_key is None:
-            return
-        combined: Any = None
-        found = False
-        for window in self.merged:
-            state = per_key.get(window)
-            if state is not None and name in state:
-                combined = combine(combined, state[name]) if found else state[name]
-                found = True
-        if found:
-            self.set_state(name, combined)
-
-    @property
-    def current_watermark(self) -> Watermark:
-        return Watermark(self.operator.watermark)
-
-    def current_processing_time(self) -> int:
-        return self.operator.context.clock.now()
-
-    def register_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.add(time, (self.keys.current, self.window))
-
-    def delete_event_time_timer(self, time: int) -> None:
-        self.operator.event_timers.remove(time, (self.keys.current, self.window))
-
-    def register_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.add(time, (self.keys.current, self.window))
-
-    def delete_processing_time_timer(self, time: int) -> None:
-        self.operator.processing_timers.remove(time, (self.keys.current, self.window))
-
-    def get_state(self, name: str, default: Any = None) -> Any:
-        per_key = self.operator.triggers.get(self.keys.current)
-        if per_key is None:
-            return default
-        state = per_key.get(self.window)
-        return default if state is None else state.get(name, default)
-
-    def set_state(self, name: str, value: Any) -> None:
-        triggers = self.operator.triggers
-        key = self.keys.current
-        per_key = triggers.get(key)
-        if per_key is None:
-            triggers[key] = {self.window: {name: value}}
-            return
-        state = per_key.get(self.window)
-        if state is None:
-            per_key[self.window] = {name: value}
-        else:
-            state[name] = value
-
-    def clear_state(self, name: str) -> None:
-        _clear_trigger_state(self.operator.triggers, self.keys.current, self.window, name)
-
-
-def _clear_trigger_state(
-    triggers: MutableMapping[Hashable, dict[TimeWindow, dict[str, Any]]],
-    key: Hashable,
-    window: TimeWindow,
-    name: str | None = None,
-) -> None:
-    """Drop ``key``'s trigger state ``name`` of ``window`` (all of it if None), and the key's
-    entry once it holds nothing."""
-    per_key = triggers.get(key)
-    if per_key is None:
-        return
-    state = per_key.get(window)
-    if state is None:
-        return
-    if name is not None:
-        state.pop(name, None)
-        if state:
-            return
-    del per_key[window]
-    if not per_key:
-        del triggers[key]
-
-
-def _timers_of(queue: IndexedTimerQueue, key: Hashable) -> list[tuple[int, TimeWindow, int]]:
-    """``key``'s timers as ``[(time, window, sequence)]`` (the queue's keys are ``(key, window)``)."""
-    return [(time, scope[1], sequence) for time, scope, sequence in queue.timers_of(key)]
-
-
-def _by_scope(triggers: Mapping[Hashable, Any]) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
-    """``{key: {window: state}}`` as ``{(key, window): state}`` (the snapshots' format)."""
-    return {(key, window): state for key, per_key in triggers.items() for window, state in per_key.items()}
-
-
-def _by_key(
-    scopes: Iterable[tuple[tuple[Hashable, TimeWindow], dict[str, Any]]],
-) -> dict[Hashable, dict[TimeWindow, dict[str, Any]]]:
-    """``{(key, window): state}`` items as ``{key: {window: state}}`` (the tables' layout)."""
-    triggers: dict[Hashable, dict[TimeWindow, dict[str, Any]]] = {}
-    for (key, window), state in scopes:
-        per_key = triggers.get(key)
-        if per_key is None:
-            triggers[key] = {window: state}
-        else:
-            per_key[window] = state
-    return triggers
 
 
 def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
@@ -288,13 +171,19 @@ class WindowOperator(NativeCheckpointing):
         self.allowed_lateness = allowed_lateness if assigner.is_event_time else 0
         check_window_setup(assigner, self.trigger, contents)
         self._merging = isinstance(assigner, MergingWindowAssigner)
+        #: The default event-time trigger, whose rules the operator applies itself (no trigger call).
+        self._default_event_trigger = (
+            assigner.is_event_time and type(self.trigger) is EventTimeTrigger and not self._merging
+        )
         # The common case (Q2 of the benchmark) gets a loop of its own: epoch-aligned tumbling
         # event-time windows with the default trigger need no assigner call, no trigger call and
         # one timer per window (see _process_tumbling).
-        self._tumbling = (
-            type(assigner) is TumblingEventTimeWindows and type(self.trigger) is EventTimeTrigger
-        )
+        self._tumbling = self._default_event_trigger and type(assigner) is TumblingEventTimeWindows
+        if self._tumbling:
+            self._size: int = assigner.size  # type: ignore[attr-defined]
+            self._offset: int = assigner.offset  # type: ignore[attr-defined]
         self._reset()
+        self._choose_paths()  # again in open(): an operator may be used without it, in tests
 
     def _reset(self) -> None:
         #: The key whose windows the operator works on; the RocksDB cache keeps its entries live.
@@ -316,7 +205,7 @@ class WindowOperator(NativeCheckpointing):
         self.watermark = MIN_WATERMARK
         self.late_records = 0
         self._out = _Out()
-        self._scope = _Scope(self)
+        self._scope = TriggerScope(self)
         #: Incremental snapshots only (``context.incremental``): the keys changed since the last
         #: snapshot. None otherwise, so the per-batch check is all it costs.
         self.changed_keys: set[Hashable] | None = None
@@ -328,12 +217,15 @@ class WindowOperator(NativeCheckpointing):
         else:
             self.event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
+        #: Where a window's cleanup timer goes: the queue of the assigner's time domain.
+        self._cleanup_timers = self.event_timers if self.assigner.is_event_time else self.processing_timers
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self._release()  # opened again: the previous run's tables go
         self._size_at_close = None
         self._reset()
+        self._choose_paths()
         self._window_context = WindowContext(context.clock, GLOBAL_WINDOW)
         backend = context.state_backend
         if backend is not None and backend.kind != "heap":
@@ -387,7 +279,7 @@ class WindowOperator(NativeCheckpointing):
         >>> op.trigger_state
         {('k', TimeWindow(start=0, end=10)): {'count': 1}}
         """
-        return _by_scope(self.triggers)
+        return by_scope(self.triggers)
 
     def state_size(self) -> int:
         """(key, window) entries with contents, plus those with trigger state (after
@@ -470,7 +362,7 @@ class WindowOperator(NativeCheckpointing):
         return {
             "key_groups": (owned.start, owned.stop),
             "windows": windows,
-            "trigger_state": _by_scope(triggers),
+            "trigger_state": by_scope(triggers),
             "event_timers": self.event_timers.export(),
             "processing_timers": self.processing_timers.export(),
         }
@@ -508,8 +400,8 @@ class WindowOperator(NativeCheckpointing):
         for key in changed:
             per_key = windows.get(key)
             trigger_state = triggers.get(key)
-            event_timers = _timers_of(event, key)
-            processing_timers = _timers_of(processing, key)
+            event_timers = timers_of(event, key)
+            processing_timers = timers_of(processing, key)
             if per_key or trigger_state or event_timers or processing_timers:
                 changes[key] = {
                     "windows": per_key if per_key is not None else {},
@@ -595,10 +487,10 @@ class WindowOperator(NativeCheckpointing):
             trigger_state = state["trigger_state"]
             if everything:
                 self.windows.update(windows)
-                self.triggers.update(_by_key(trigger_state.items()))
+                self.triggers.update(by_key(trigger_state.items()))
             else:
                 self.windows.update({key: per_key for key, per_key in windows.items() if keep(key)})
-                self.triggers.update(_by_key(item for item in trigger_state.items() if keep(item[0][0])))
+                self.triggers.update(by_key(item for item in trigger_state.items() if keep(item[0][0])))
             self._restore_timers(state, keep)
 
     def _restore_timers(self, state: dict[str, Any], keep: KeyGroupFilter) -> None:
@@ -630,209 +522,338 @@ class WindowOperator(NativeCheckpointing):
             if copy_values:
                 parts = copy.deepcopy(parts)
             self.windows.update(parts["windows"])
-            self.triggers.update(_by_key(parts["trigger_state"].items()))
+            self.triggers.update(by_key(parts["trigger_state"].items()))
             self.event_timers.add_all(parts["event_timers"])
             self.processing_timers.add_all(parts["processing_timers"])
+
+    # --- The rules -------------------------------------------------------------------------------
+    # Each shape's record path below applies them; the tumbling fast path inlines them (and says so).
+
+    def cleanup_time(self, window: TimeWindow) -> int:
+        """When ``window``'s contents, trigger state and timers go: its max timestamp plus the allowed
+        lateness (which is 0 in processing time).
+
+        >>> from actorflow.operators.windows import TumblingEventTimeWindows
+        >>> from actorflow.operators.windows.functions import ReduceContents
+        >>> windows = TumblingEventTimeWindows.of(10)
+        >>> op = WindowOperator("w", len, windows, ReduceContents(max), allowed_lateness=5)
+        >>> op.cleanup_time(TimeWindow(0, 10))
+        14
+        """
+        return window.end - 1 + self.allowed_lateness
+
+    def is_late(self, window: TimeWindow) -> bool:
+        """Whether ``window`` can no longer take records: in event time, the watermark has reached its
+        :meth:`cleanup_time` (a processing-time window is never late).
+
+        >>> from actorflow.operators.windows import TumblingEventTimeWindows
+        >>> from actorflow.operators.windows.functions import ReduceContents
+        >>> op = WindowOperator("w", len, TumblingEventTimeWindows.of(10), ReduceContents(max))
+        >>> op.watermark = 9
+        >>> op.is_late(TimeWindow(0, 10)), op.is_late(TimeWindow(10, 20))
+        (True, False)
+        """
+        return window.end - 1 <= self._late_bound()
+
+    def _late_bound(self) -> int:
+        """The max timestamp at or below which a window :meth:`is_late`: the watermark less the
+        allowed lateness in event time; below every time in processing time."""
+        return self.watermark - self.allowed_lateness if self.assigner.is_event_time else MIN_WATERMARK
+
+    def _drop_if_late(self, value: Any, timestamp: int | None) -> None:
+        """A record no window took: dropped as late (counted, and sent to ``late_data``) if it is
+        past the allowed lateness itself (in event time)."""
+        if self.assigner.is_event_time and timestamp + self.allowed_lateness <= self.watermark:  # type: ignore[operator]
+            self._drop_late(value, timestamp)
+
+    def _drop_late(self, value: Any, timestamp: int | None) -> None:
+        self.late_records += 1
+        if self.late_data is not None:
+            self.emit_side(self.late_data, value, timestamp)
+
+    def _apply(
+        self, result: TriggerResult, key: Hashable, per_key: dict[TimeWindow, Any], window: TimeWindow
+    ) -> None:
+        """Do what the trigger decided for ``key``'s ``window``: FIRE emits its contents, PURGE drops
+        them (a merging assigner's window stays in the key's set, empty, until its cleanup)."""
+        if result.fire:
+            self._emit(key, window, per_key[window])
+        if result.purge:
+            if self._merging:
+                per_key[window] = EMPTY
+            else:
+                del per_key[window]
+
+    # --- One record path per window shape, chosen once (see _choose_paths) --------------------------
+
+    def _choose_paths(self) -> None:
+        """Pick the record path and the event-timer path of this operator's window shape: tumbling
+        event-time windows with the default trigger (the fast path), other windows with the
+        default event-time trigger (its rules applied here), and the rest (merging windows, custom
+        triggers, processing time), which call the trigger."""
+        self._fire_event_timers: Callable[[int], None] = self._fire_event_time
+        if self._tumbling:
+            self._process_batch: Callable[[Batch], Batch] = self._process_tumbling
+            self._fire_event_timers = self._fire_tumbling
+        elif self._default_event_trigger:
+            self._process_batch = self._process_default
+        else:
+            self._process_batch = self._process_triggered
 
     def process(self, batch: Batch) -> Batch:
         if self._unopened is not None and batch.values:
             self._open_store()
-        if self._tumbling:
-            return self._process_tumbling(batch)
-        out = self._out
-        out.bind()
-        out_marks: list[tuple[int, int]] = []
-        values = batch.values
-        timestamps = batch.timestamps
-        marks = batch.marks or ()
-        event_time = self.assigner.is_event_time
-        if event_time and values and timestamps is None:
+        return self._process_batch(batch)
+
+    def _begin(self, batch: Batch) -> list[tuple[int, int]]:
+        """Start a batch: a fresh output, and a check that event time has its timestamps."""
+        if batch.values and batch.timestamps is None and self.assigner.is_event_time:
             raise StateError(
                 f"{self.name}: event-time windows need timestamps: "
                 "use assign_timestamps_and_watermarks() or a source with watermarks"
             )
-        now = 0 if event_time else self.context.clock.now()
+        self._out.bind()
+        return []
+
+    def _runs(self, batch: Batch, out_marks: list[tuple[int, int]]) -> Iterator[range]:
+        """The positions of the batch's records, in runs between its watermarks: when a run comes,
+        the operator has advanced to the watermarks before it (those after the last record follow
+        the last run)."""
+        start = 0
+        for position, watermark in batch.marks or ():
+            if position > start:
+                yield range(start, position)
+                start = position
+            self._advance(watermark, out_marks)
+        if start < len(batch.values):
+            yield range(start, len(batch.values))
+
+    def _end(
+        self, batch: Batch, marks: Sequence[tuple[int, int]], out_marks: list[tuple[int, int]]
+    ) -> Batch:
+        """End a batch: the ``marks`` after its last record, the changed keys, the output."""
+        for _, watermark in marks:
+            self._advance(watermark, out_marks)
+        self.keys.current = NO_KEY
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(self.key_of, batch.values))
+        out = self._out
+        return Batch(out.values, out.timestamps, out_marks or None)
+
+    def _process_default(self, batch: Batch) -> Batch:
+        """:meth:`process` of non-merging event-time windows with the default trigger, whose rules
+        are applied here: a window fires once at its max timestamp (one timer, set with its first
+        record; its cleanup timer is the same timer without lateness), and again at once with each
+        record inside the allowed lateness (:meth:`_fire_late`)."""
+        out_marks = self._begin(batch)
+        values = batch.values
+        timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
         key_of = self.key_of
         assign = self.assigner.assign
         add = self.contents.add
-        on_element = self.trigger.on_element
+        add_timer = self.event_timers.add
+        lateness = self.allowed_lateness
         state = self.windows
         keys = self.keys
-        scope = self._scope
-        lateness = self.allowed_lateness
-        cleanup_timers = self.event_timers if event_time else self.processing_timers
-        merging = self._merging
-        merge = self._merge
-        # The default event-time trigger registers a timer at max_timestamp for every record it
-        # accepts: without lateness, that is the cleanup timer already. (Merged windows get their
-        # timer from on_merge, so merging assigners call the trigger.)
-        fast_event_trigger = event_time and type(self.trigger) is EventTimeTrigger and not merging
-        set_cleanup = not (fast_event_trigger and lateness == 0)
-        emit = self._emit
-        mark_index = 0
-        mark_count = len(marks)
-        next_position = marks[0][0] if marks else -1
-        timestamp: int | None = None
-        for position, value in enumerate(values):
-            while position == next_position:
-                self._advance(marks[mark_index][1], out_marks)
-                mark_index += 1
-                next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            keys.current = key = key_of(value)  # before the key's windows are read
-            if timestamps is not None:
-                timestamp = timestamps[position]
-            windows = assign(value, timestamp if event_time else now)  # type: ignore[arg-type]
-            per_key = state.get(key)
-            stored = per_key is not None
-            if per_key is None:
-                per_key = {}  # stored below if a window takes the record
+        for run in self._runs(batch, out_marks):
             watermark = self.watermark
-            accepted = False
-            for window in windows:
-                if merging:
-                    window = merge(key, per_key, window)
-                cleanup = window.end - 1 + lateness
-                if event_time and cleanup <= watermark:
-                    continue  # this window can no longer fire
-                accepted = True
-                previous = per_key.get(window, EMPTY)
-                contents = per_key[window] = add(previous, value)
-                if fast_event_trigger:
-                    # EventTimeTrigger.on_element inlined: its timer is set once per window.
-                    if cleanup - lateness <= watermark:
-                        emit(key, window, contents)  # a late record inside the lateness
-                    elif previous is EMPTY:
-                        cleanup_timers.add(cleanup - lateness, (key, window))
-                else:
-                    scope.window = window
-                    result = on_element(value, timestamp, window, scope)
-                    if result is not CONTINUE:
-                        if result.fire:
-                            emit(key, window, contents)
-                        if result.purge:
-                            if merging:
-                                per_key[window] = EMPTY  # the window stays in the merging set
-                            else:
-                                del per_key[window]
-                if (
-                    set_cleanup
-                    and cleanup < MAX_WATERMARK
-                    and (previous is EMPTY or not fast_event_trigger)
-                ):
-                    cleanup_timers.add(cleanup, (key, window))
-            if per_key:
-                if not stored:
-                    state[key] = per_key
-            elif stored:
-                del state[key]
-            if not accepted and event_time and timestamp + lateness <= watermark:  # type: ignore[operator]
-                self.late_records += 1
-                if self.late_data is not None:
-                    self.emit_side(self.late_data, value, timestamp)
-        for _, watermark in marks[mark_index:]:
-            self._advance(watermark, out_marks)
-        keys.current = NO_KEY
-        if self.changed_keys is not None:
-            self.changed_keys.update(map(key_of, values))
-        return Batch(out.values, out.timestamps, out_marks or None)
+            late_bound = watermark - lateness  # _late_bound() in event time
+            for position in run:
+                value = values[position]
+                keys.current = key = key_of(value)  # before the key's windows are read
+                per_key = state.get(key)
+                accepted = False
+                for window in assign(value, timestamps[position]):
+                    last = window.end - 1
+                    if last <= late_bound:
+                        continue  # is_late(window)
+                    accepted = True
+                    if per_key is None:
+                        per_key = state[key] = {}
+                    previous = per_key.get(window, EMPTY)
+                    contents = per_key[window] = add(previous, value)
+                    if last <= watermark:
+                        self._fire_late(key, window, contents, previous is EMPTY)
+                    elif previous is EMPTY:  # the window's first record: its timers
+                        add_timer(last, (key, window))
+                        if lateness and last + lateness < MAX_WATERMARK:
+                            add_timer(last + lateness, (key, window))  # its cleanup
+                if not accepted:
+                    self._drop_if_late(value, timestamps[position])
+        return self._end(batch, (), out_marks)
 
-    def _process_tumbling(self, batch: Batch) -> Batch:
-        """:meth:`process` for tumbling event-time windows and the default trigger.
+    def _fire_late(self, key: Hashable, window: TimeWindow, contents: Any, new: bool) -> None:
+        """A record inside the allowed lateness joined ``window``, whose max timestamp the watermark
+        has passed: under the default trigger it fires again at once; a ``new`` window's only timer
+        is its cleanup."""
+        if new:
+            cleanup = window.end - 1 + self.allowed_lateness  # cleanup_time(window)
+            if cleanup < MAX_WATERMARK:
+                self.event_timers.add(cleanup, (key, window))
+        self._emit(key, window, contents)
 
-        The same rules, unrolled: the window is computed inline (the last one is reused, as
-        out-of-order records mostly fall in the window of the record before them), an aggregate
-        function is called directly, and a window's timer (its trigger timer, and its cleanup timer
-        unless there is lateness) is registered when it gets its first record.
-        """
-        out = self._out
-        out.bind()
-        out_marks: list[tuple[int, int]] = []
+    def _process_triggered(self, batch: Batch) -> Batch:
+        """:meth:`process` of the shapes whose trigger is called: merging windows (sessions), custom
+        triggers, processing time. A merging assigner's new window first merges with the key's
+        windows it touches; the merged window then takes the record unless late (so a record whose
+        own window is late still joins a live session)."""
+        out_marks = self._begin(batch)
         values = batch.values
         timestamps = batch.timestamps
+        event_time = self.assigner.is_event_time
+        now = 0 if event_time else self.context.clock.now()  # processing time: once per batch
+        key_of = self.key_of
+        assign = self.assigner.assign
+        merging = self._merging
+        state = self.windows
+        keys = self.keys
+        for run in self._runs(batch, out_marks):
+            late_bound = self._late_bound()
+            for position in run:
+                value = values[position]
+                timestamp = None if timestamps is None else timestamps[position]
+                keys.current = key = key_of(value)  # before the key's windows are read
+                per_key = state.get(key)
+                if per_key is None:
+                    per_key = state[key] = {}
+                accepted = False
+                for window in assign(value, timestamp if event_time else now):  # type: ignore[arg-type]
+                    if merging:
+                        window = self._merge(key, per_key, window)
+                    if window.end - 1 > late_bound:  # not is_late(window)
+                        accepted = True
+                        self._add_to_window(key, per_key, window, value, timestamp)
+                if not per_key:  # no window (left), or the record was late
+                    del state[key]
+                if not accepted:
+                    self._drop_if_late(value, timestamp)
+        return self._end(batch, (), out_marks)
+
+    def _add_to_window(
+        self,
+        key: Hashable,
+        per_key: dict[TimeWindow, Any],
+        window: TimeWindow,
+        value: Any,
+        timestamp: int | None,
+    ) -> None:
+        """``value`` joins ``window``'s contents; the trigger decides; the cleanup timer is set."""
+        per_key[window] = self.contents.add(per_key.get(window, EMPTY), value)
+        scope = self._scope
+        scope.window = window
+        result = self.trigger.on_element(value, timestamp, window, scope)
+        if result is not CONTINUE:
+            self._apply(result, key, per_key, window)
+        cleanup = window.end - 1 + self.allowed_lateness  # cleanup_time(window)
+        if cleanup < MAX_WATERMARK:
+            self._cleanup_timers.add(cleanup, (key, window))
+
+    # --- The tumbling fast path (Q2) ----------------------------------------------------------------
+
+    def _process_tumbling(self, batch: Batch) -> Batch:
+        """:meth:`process` for epoch-aligned tumbling event-time windows with the default trigger.
+
+        The rules of :meth:`_process_default`, unrolled for on-time records: the window is computed
+        inline (the last one is reused, as out-of-order records mostly fall in the window of the
+        record before them), an aggregate function is called directly, and a window's timer (its
+        trigger timer, and its cleanup timer unless there is lateness) is set with its first record.
+        A record whose window the watermark has passed takes the general path.
+
+        Watermarks are written to the output lazily: one that fires no timer only replaces the
+        pending one (no result came out since), which is written before the next result.
+        """
+        out_marks = self._begin(batch)
+        values = batch.values
+        timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
         marks = batch.marks or ()
-        if values and timestamps is None:
-            raise StateError(
-                f"{self.name}: event-time windows need timestamps: "
-                "use assign_timestamps_and_watermarks() or a source with watermarks"
-            )
-        assigner: TumblingEventTimeWindows = self.assigner  # type: ignore[assignment]
-        size = assigner.size
-        offset = assigner.offset
+        size = self._size
+        offset = self._offset
         lateness = self.allowed_lateness
         key_of = self.key_of
         state = self.windows
         keys = self.keys
-        add_timer = self.event_timers.add
-        contents = self.contents
-        aggregate = contents.function if type(contents) is AggregateContents else None
-        aggregate_add = aggregate.add if aggregate is not None else None
-        create = aggregate.create_accumulator if aggregate is not None else None
-        add = contents.add
-        emit = self._emit
         timers = self.event_timers
-        fire = self._fire_tumbling
-        out_values = out.values
-        late_data = self.late_data
+        add_timer = timers.add
+        create, add = self._tumbling_adders()
         window = GLOBAL_WINDOW
-        start: int | None = None  # of ``window``, the window of the last record
+        window_last = None  # the max timestamp of ``window``, the window of the last record
         empty = EMPTY
         watermark = self.watermark
-        dropped_to = watermark - lateness  # a window whose max timestamp is <= this is gone
+        pending: int | None = None  # a watermark not written to the output yet
         mark_index = 0
         mark_count = len(marks)
         next_position = marks[0][0] if marks else -1
         for position, value in enumerate(values):
-            while position == next_position:
-                # _advance inlined: the benchmark's watermark moves every few records.
-                self.watermark = watermark = marks[mark_index][1]
-                dropped_to = watermark - lateness
+            while position == next_position:  # a watermark comes before this record
+                watermark = marks[mark_index][1]
                 next_time = timers.next_time
                 if next_time is not None and next_time <= watermark:
-                    fire(watermark)
-                out_position = len(out_values)
-                if out_marks and out_marks[-1][0] == out_position:
-                    out_marks[-1] = (out_position, watermark)
+                    self._flush(pending, out_marks)
+                    self._advance(watermark, out_marks)
+                    pending = None
                 else:
-                    out_marks.append((out_position, watermark))
+                    pending = watermark
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            timestamp: int = timestamps[position]  # type: ignore[index]
+            timestamp = timestamps[position]
             last = timestamp - (timestamp - offset) % size + size - 1  # the window's max timestamp
-            if last <= dropped_to:
-                # Past the lateness: dropped (tumbling windows hold their records' timestamps, so
-                # the record itself is past it too).
-                self.late_records += 1
-                if late_data is not None:
-                    self.emit_side(late_data, value, timestamp)
+            if last <= watermark:  # its window fired, or is gone: the general rules
+                self._flush(pending, out_marks, watermark)
+                pending = None
+                self._add_late(value, timestamp)
                 continue
-            if last - size + 1 != start:
-                start = last - size + 1
-                window = TimeWindow(start, last + 1)
+            if last != window_last:
+                window_last = last
+                window = TimeWindow(last - size + 1, last + 1)
             keys.current = key = key_of(value)  # before the key's windows are read
             per_key = state.get(key)
             if per_key is None:
                 per_key = state[key] = {}
             previous = per_key.get(window, empty)
-            if aggregate_add is None:
-                current = per_key[window] = add(previous, value)
-            elif previous is empty:
-                current = per_key[window] = aggregate_add(value, create())  # type: ignore[misc]
-            else:
-                current = per_key[window] = aggregate_add(value, previous)
-            if last <= watermark:
-                emit(key, window, current)  # a late record inside the lateness fires it again
-                if previous is empty:
-                    add_timer(last + lateness, (key, window))  # its cleanup
-            elif previous is empty:
+            if previous is empty:  # the window's first record: its contents start, its timers are set
+                previous = create()
                 add_timer(last, (key, window))
                 if lateness:
-                    add_timer(last + lateness, (key, window))
-        for _, mark in marks[mark_index:]:
-            self._advance(mark, out_marks)
-        keys.current = NO_KEY
-        if self.changed_keys is not None:
-            self.changed_keys.update(map(key_of, values))
-        return Batch(out.values, out.timestamps, out_marks or None)
+                    add_timer(last + lateness, (key, window))  # its cleanup
+            per_key[window] = add(value, previous)
+        self._flush(pending, out_marks, watermark)
+        return self._end(batch, marks[mark_index:], out_marks)
+
+    def _add_late(self, value: Any, timestamp: int) -> None:
+        """A record of :meth:`_process_tumbling` whose window the watermark has passed: inside the
+        allowed lateness, its window takes it and fires again; past it, it is dropped (a tumbling
+        window holds its records' timestamps, so the record is past the lateness too)."""
+        window = self.assigner.assign(value, timestamp)[0]
+        if self.is_late(window):
+            self._drop_late(value, timestamp)
+            return
+        self.keys.current = key = self.key_of(value)  # before the key's windows are read
+        per_key = self.windows.get(key)
+        if per_key is None:
+            per_key = self.windows[key] = {}
+        previous = per_key.get(window, EMPTY)
+        contents = per_key[window] = self.contents.add(previous, value)
+        self._fire_late(key, window, contents, previous is EMPTY)
+
+    def _flush(
+        self, pending: int | None, out_marks: list[tuple[int, int]], watermark: int | None = None
+    ) -> None:
+        """Write the pending watermark (if any) to the output, and set the operator's watermark to
+        ``watermark`` (when given)."""
+        if pending is not None:
+            self._mark(pending, out_marks)
+        if watermark is not None:
+            self.watermark = watermark
+
+    def _tumbling_adders(self) -> tuple[Callable[[], Any], Callable[[Any, Any], Any]]:
+        """``(create, add)`` of :meth:`_process_tumbling`: a new window's empty contents, and
+        ``add(value, contents)``; an aggregate function's own, called directly, when there is one."""
+        contents = self.contents
+        if type(contents) is AggregateContents:
+            function = contents.function
+            return function.create_accumulator, function.add
+        add = contents.add
+        return itertools.repeat(EMPTY).__next__, lambda value, previous: add(previous, value)
 
     def _fire_tumbling(self, limit: int) -> None:
         """Event-time timers of :meth:`_process_tumbling`: fire at the window's max timestamp,
@@ -861,19 +882,16 @@ class WindowOperator(NativeCheckpointing):
             if per_key is None:
                 continue
             last = window.end - 1
-            if time == last:
-                contents = per_key.get(window, EMPTY)
-                if contents is not EMPTY:
-                    context.window = window
-                    if get_result is None:
-                        emit_contents(key, context, contents, out)
-                    elif window_function is None:
-                        values.append(get_result(contents))
-                    else:
-                        window_function.process(key, context, [get_result(contents)], out)
-                    missing = len(values) - len(timestamps)
-                    if missing:
-                        timestamps.extend([last] * missing)
+            contents = per_key.get(window, EMPTY) if time == last else EMPTY
+            if contents is not EMPTY:
+                context.window = window
+                if get_result is None:
+                    emit_contents(key, context, contents, out)
+                elif window_function is None:
+                    values.append(get_result(contents))
+                else:
+                    window_function.process(key, context, [get_result(contents)], out)
+                timestamps.extend([last] * (len(values) - len(timestamps)))
             if time == last + lateness:
                 per_key.pop(window, None)
                 if not per_key:
@@ -918,7 +936,7 @@ class WindowOperator(NativeCheckpointing):
         for window in members:
             scope.window = window
             trigger.clear(window, scope)
-            _clear_trigger_state(triggers, key, window)
+            clear_trigger_state(triggers, key, window)
             cleanup_timers.remove(window.end - 1 + lateness, (key, window))
             combined = merge(combined, per_key.pop(window, EMPTY))
         per_key[merged] = combined
@@ -938,17 +956,23 @@ class WindowOperator(NativeCheckpointing):
         self.watermark = watermark
         next_time = self.event_timers.next_time
         if next_time is not None and next_time <= watermark:
-            if self._tumbling:
-                self._fire_tumbling(watermark)
-            else:
-                self._fire(self.event_timers, watermark, event=True)
+            self._fire_event_timers(watermark)
+        self._mark(watermark, out_marks)
+
+    def _mark(self, watermark: int, out_marks: list[tuple[int, int]]) -> None:
+        """Pass ``watermark`` on after the results so far."""
         position = len(self._out.values)
         if out_marks and out_marks[-1][0] == position:
             out_marks[-1] = (position, watermark)  # no record since the last mark: replace it
         else:
             out_marks.append((position, watermark))
 
+    def _fire_event_time(self, limit: int) -> None:
+        self._fire(self.event_timers, limit, event=True)
+
     def _fire(self, queue: TimerQueue, limit: int, *, event: bool) -> None:
+        """Fire ``queue``'s timers due at ``limit``: the trigger decides, and a window whose cleanup
+        time it is goes."""
         scope = self._scope
         trigger = self.trigger
         on_timer = trigger.on_event_time if event else trigger.on_processing_time
@@ -968,17 +992,11 @@ class WindowOperator(NativeCheckpointing):
                 continue  # a window that merged into another: a trigger left its timer behind
             contents = EMPTY if per_key is None else per_key.get(window, EMPTY)
             result = on_timer(time, window, scope)
-            if per_key is not None and contents is not EMPTY and result is not CONTINUE:
-                if result.fire:
-                    self._emit(key, window, contents)
-                if result.purge:
-                    if merging:
-                        per_key[window] = EMPTY  # the window stays in the merging set
-                    else:
-                        del per_key[window]
-                        if not per_key:
-                            del state[key]
-            if cleans and time == window.end - 1 + lateness:
+            if contents is not EMPTY and result is not CONTINUE:
+                self._apply(result, key, per_key, window)  # type: ignore[arg-type]
+                if not per_key:
+                    del state[key]
+            if cleans and time == window.end - 1 + lateness:  # cleanup_time(window)
                 self._clear(key, window)
 
     def _clear(self, key: Hashable, window: TimeWindow) -> None:
@@ -989,7 +1007,7 @@ class WindowOperator(NativeCheckpointing):
             if not per_key:
                 del self.windows[key]
         self.trigger.clear(window, self._scope)
-        _clear_trigger_state(self.triggers, key, window)
+        clear_trigger_state(self.triggers, key, window)
 
     def next_processing_time(self) -> int | None:
         return self.processing_timers.next_time
