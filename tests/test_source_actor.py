@@ -1,7 +1,8 @@
 """The source actor's events and its loop: what a quiet input reports, and what the loop makes of it.
 
-The events come from :func:`watch` (or :func:`records_of` when only records can happen); the loop
-of :class:`SourceActor` is checked against a chain that writes down every call it gets.
+The events come from :func:`watch` (or are the source's batches alone when only records can
+happen); the loop of :class:`SourceActor` is checked against a chain that writes down every call
+it gets.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from actorflow.operators.source_actor import (
     Active,
     BarrierDue,
     Idle,
-    Records,
     SourceActor,
     Wakeup,
-    records_of,
     watch,
 )
 from actorflow.operators.sources import Source
@@ -61,13 +60,6 @@ def soon(action: Any, *args: Any) -> None:
 # -- the events of an input ------------------------------------------------------------------
 
 
-async def test_records_of_is_each_batch_as_it_comes() -> None:
-    feed = Feed()
-    for item in ([1, 2], [3], None):
-        feed.queue.put_nowait(item)
-    assert [event async for event in records_of(feed.read())] == [Records([1, 2]), Records([3])]
-
-
 async def test_a_quiet_input_goes_idle_once_and_active_before_its_next_records() -> None:
     clock, feed = ManualClock(), Feed()
     events = watch(feed.read(), clock, idle_timeout=100)
@@ -75,7 +67,7 @@ async def test_a_quiet_input_goes_idle_once_and_active_before_its_next_records()
     assert [await anext(events), await anext(events)] == [Idle(), Wakeup()]
     soon(clock.advance, 1_000)  # idle already: no second Idle, and nothing else to wake for
     soon(feed.queue.put_nowait, [1])
-    assert [await anext(events), await anext(events)] == [Active(), Records([1])]
+    assert [await anext(events), await anext(events)] == [Active(), [1]]
     assert feed.reads == 1  # one read waited through the quiet spell
     feed.queue.put_nowait(None)
     assert [event async for event in events] == []
@@ -85,7 +77,7 @@ async def test_the_idleness_timeout_counts_from_the_last_records() -> None:
     clock, feed = ManualClock(), Feed()
     feed.queue.put_nowait([1])
     events = watch(feed.read(), clock, idle_timeout=100)
-    assert await anext(events) == Records([1])
+    assert await anext(events) == [1]
     clock.advance(60)
     soon(clock.advance, 60)  # 120 ms after the records
     assert [await anext(events), await anext(events)] == [Idle(), Wakeup()]
@@ -109,7 +101,7 @@ async def test_records_win_over_a_barrier_request_that_came_with_them() -> None:
     feed.queue.put_nowait([1])
     requested.set()
     events = watch(feed.read(), clock, barrier_requested=requested)
-    assert await anext(events) == Records([1])
+    assert await anext(events) == [1]
     await events.aclose()
 
 
@@ -125,7 +117,7 @@ async def test_the_chain_s_wakeup_wakes_a_quiet_input_and_is_asked_again_each_ti
     soon(clock.advance, 50)
     assert await anext(events) == Wakeup()
     soon(feed.queue.put_nowait, [1])
-    assert await anext(events) == Records([1])
+    assert await anext(events) == [1]
     assert asked == [0, 50]
     await events.aclose()
 
@@ -281,3 +273,72 @@ async def test_an_error_names_the_source_and_still_closes_source_and_chain() -> 
     assert raised.value.__notes__ == ["actorflow: raised in operator numbers[1/1]"]
     assert chain.calls == [("open",), ("close",)]
     assert cast(FeedSource, source.source).finished is False
+
+
+async def test_a_batch_the_source_stamped_itself_goes_through_as_it_is() -> None:
+    feed, chain = Feed(), FakeChain()
+    feed.queue.put_nowait(Batch([{"ts": 5}], [5], [(1, 3)]))
+    feed.queue.put_nowait(None)
+    await actor(feed, chain, WatermarkStrategy.punctuated("ts")).run()
+    assert chain.calls[1] == ("batch", [{"ts": 5}], [(1, 3)])
+
+
+class FakeHooks:
+    """The coordinator, as far as a source actor and this fake chain reach it."""
+
+    def __init__(self) -> None:
+        self.registered: list[object] = []
+        self.sources_finished = 0
+
+    def register(self, participant: object) -> None:
+        self.registered.append(participant)
+
+    def source_finished(self) -> None:
+        self.sources_finished += 1
+
+
+async def test_a_restored_watermark_goes_out_first_and_the_fresh_marks_below_it_are_dropped() -> None:
+    feed, chain = Feed(), FakeChain()
+    chain.hooks = FakeHooks()  # type: ignore[assignment]
+    feed.queue.put_nowait([{"ts": 5}, {"ts": 8}, {"ts": 12}])
+    feed.queue.put_nowait([{"ts": 9}])
+    feed.queue.put_nowait(None)
+    context = OperatorContext("numbers", clock=ManualClock())
+    source = SourceActor(
+        "numbers",
+        FeedSource(feed),
+        context,
+        WatermarkStrategy.punctuated("ts"),
+        cast(Chain, chain),
+        restore_watermark=10,
+    )
+    await source.run()
+    assert [call[2] for call in chain.calls if call[0] == "batch"] == [
+        [(0, 10)],
+        [(3, 12)],
+        [],  # ts 9 does not move the generator's watermark (12)
+        [(0, MAX_WATERMARK)],
+    ]
+    assert chain.hooks.registered == [source]  # type: ignore[attr-defined]
+    assert chain.hooks.sources_finished == 1  # type: ignore[attr-defined]
+
+
+async def test_a_barrier_requested_while_the_input_is_quiet_goes_out_at_once() -> None:
+    feed, chain = Feed(), FakeChain()
+    chain.hooks = FakeHooks()  # type: ignore[assignment]
+    source = actor(feed, chain)
+    original_open, original_on_time = chain.open, chain.on_time
+
+    async def open() -> None:
+        await original_open()
+        soon(source.request_barrier, 7)  # once the loop waits for its first read
+
+    async def on_time() -> None:
+        await original_on_time()
+        feed.queue.put_nowait(None)
+
+    chain.open = open  # type: ignore[method-assign]
+    chain.on_time = on_time  # type: ignore[method-assign]
+    await source.run()
+    assert chain.calls[1:3] == [("barrier", 7), ("time",)]
+    assert chain.calls[-2:] == [("end",), ("close",)]

@@ -1,14 +1,15 @@
 """The source actor: one loop that reads a source and drives the chain behind it.
 
-A :class:`SourceActor` turns what happens at its source into typed events and handles each in
-turn, in one ``match`` (:meth:`SourceActor._handle`); that loop is the only place that calls the
-chain while the input runs:
+A :class:`SourceActor` takes what happens at its source as typed events and handles each in turn,
+in one ``match`` (:meth:`SourceActor._handle`); that loop is the only place that calls the chain
+while the input runs:
 
-- :class:`Records`: a batch came from the source. It is stamped with event time, its marks are
-  checked against a restored watermark, and it goes through the chain; barriers the coordinator
-  asked for meanwhile go out right after it.
+- :data:`Records`: a batch the source read, as it yielded it (a list of records, or a
+  :class:`~actorflow.runtime.messages.Batch` it stamped itself). It is stamped with event time, its
+  marks are checked against a restored watermark, and it goes through the chain; barriers the
+  coordinator asked for meanwhile go out right after it.
 - :class:`Idle` / :class:`Active`: the input has been quiet for the watermark strategy's idleness
-  timeout, and records came again after that (``StreamStatus`` downstream).
+  timeout, and records came again after that (a ``StreamStatus`` downstream).
 - :class:`BarrierDue`: the coordinator asked for a barrier while the input was quiet.
 - :class:`Wakeup`: the source woke while its input was quiet (a processing-time timer, output an
   operator got ready in the background, the idleness timeout, a barrier request): the chain gets
@@ -17,23 +18,13 @@ chain while the input runs:
 The end of the input ends the events; the actor then puts out its final watermark, its final
 state (with checkpoints) and the end of the stream. When nothing but records can happen (no
 idleness timeout, no timers or background output in the chain, no checkpoints), the events are the
-source's batches as they come (:func:`records_of`); otherwise :func:`watch` races each read
+source's batches as they come, at no cost per batch; otherwise :func:`watch` races each read
 against the clock, the chain's wake-ups and barrier requests.
-
->>> import asyncio
->>> from actorflow.operators.base import OperatorContext
->>> from actorflow.operators.sources import IterableSource
->>> async def events() -> list[Event]:
-...     reader = IterableSource(range(5)).read(OperatorContext("numbers", batch_size=2))
-...     return [event async for event in records_of(reader)]
->>> asyncio.run(events())
-[Records(values=[0, 1]), Records(values=[2, 3]), Records(values=[4])]
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -58,17 +49,13 @@ __all__ = [
     "Records",
     "SourceActor",
     "Wakeup",
-    "records_of",
     "watch",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Records:
-    """A batch read from the source: a list of raw records, or a :class:`Batch` the source
-    stamped itself (per-partition watermarks)."""
-
-    values: list[Any] | Batch
+#: A batch read from the source, as it yielded it: a list of raw records, or a :class:`Batch` it
+#: stamped itself (per-partition watermarks). Not wrapped: the records cost the loop nothing more.
+Records: TypeAlias = list[Any] | Batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +88,8 @@ _BARRIER_DUE = BarrierDue()
 _WAKEUP = Wakeup()
 
 
-async def records_of(reader: AsyncIterator[list[Any] | Batch]) -> AsyncGenerator[Event, None]:
-    """The events of an input nothing else happens to: each batch of ``reader``, as it comes."""
-    async for values in reader:
-        yield Records(values)
-
-
 async def watch(
-    reader: AsyncIterator[list[Any] | Batch],
+    reader: AsyncIterator[Records],
     clock: Clock,
     *,
     idle_timeout: int | None = None,
@@ -138,17 +119,21 @@ async def watch(
     ...     records.put_nowait([1]), records.put_nowait(None)
     ...     return seen + [event async for event in events]
     >>> asyncio.run(quiet())
-    [Idle(), Wakeup(), Active(), Records(values=[1])]
+    [Idle(), Wakeup(), Active(), [1]]
     """
     idle = False
     last_record = clock.now()
-    pending: asyncio.Future[list[Any] | Batch] | None = None
+    pending: asyncio.Future[Records] | None = None
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(reader))
             deadline = None if idle_timeout is None or idle else last_record + idle_timeout
-            await _first(pending, _waits(clock, deadline, wakeup, barrier_requested))
+            waits = _waits(clock, deadline, wakeup, barrier_requested)
+            try:
+                await asyncio.wait((pending, *waits), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                _cancel(waits)
             if pending.done():
                 read, pending = pending, None
                 try:
@@ -159,7 +144,7 @@ async def watch(
                     idle = False
                     yield _ACTIVE
                 last_record = clock.now()
-                yield Records(values)
+                yield values
                 continue
             if barrier_requested is not None and barrier_requested.is_set():
                 yield _BARRIER_DUE
@@ -190,13 +175,10 @@ def _waits(
     return waits
 
 
-async def _first(read: asyncio.Future[Any], waits: list[asyncio.Future[Any]]) -> None:
-    """Wait until ``read`` or one of ``waits`` is done; ``waits`` are cancelled either way."""
-    try:
-        await asyncio.wait((read, *waits), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
+def _cancel(waits: list[asyncio.Future[Any]]) -> None:
+    """Cancel what a quiet input waited for (done ones are left as they are)."""
+    for wait in waits:
+        wait.cancel()
 
 
 async def _forget(read: asyncio.Future[Any]) -> None:
@@ -296,21 +278,22 @@ class SourceActor:
         """Open the chain, handle the input's events until it ends (or a drain stops it), then
         end the stream; the source and the chain are closed whatever happens. An exception is
         re-raised with a note naming the source instance (unless an operator was named)."""
-        if self.strategy is not None:  # a fresh watermark generator for each run
-            generator = self.strategy.generator()
-            self._stamp = functools.partial(stamp, strategy=self.strategy, generator=generator)
+        strategy = self.strategy
+        if strategy is not None:  # a fresh watermark generator for each run
+            generator = strategy.generator()
+            self._stamp = lambda values: stamp(values, strategy, generator)
         if self._restore is not None:
             self.source.restore_state(self.context, self._restore)
         # Drained before it started (a stop while the job was starting): nothing to read.
         reader = _nothing() if self._restore_ended or self._draining else self.source.read(self.context)
-        events = self._events(reader)
+        watching = self._watch(reader)
         completed = False
         try:
             await self.chain.open()
             if self._floor is not None:  # the restored watermark goes out before any record
                 self._watermark = self._floor
                 await self.chain.on_batch(Batch([], None, [(0, self._floor)]))
-            await self._handle(events)
+            await self._handle(reader if watching is None else watching)
             await self._end_input()
             completed = True
         except Exception as error:
@@ -318,21 +301,22 @@ class SourceActor:
             raise
         finally:
             try:
-                # Closed here, not by the garbage collector's finaliser task: a pending read of
-                # ``reader`` stops before ``reader`` is closed.
-                await events.aclose()
+                if watching is not None:
+                    # Closed here, not by the garbage collector's finaliser task: its pending
+                    # read of ``reader`` stops before ``reader`` is closed.
+                    await watching.aclose()
                 await reader.aclose()  # type: ignore[attr-defined]
                 await self.source.finish(self.context, completed=completed)
             finally:
                 await self.chain.close()
 
-    def _events(self, reader: AsyncIterator[list[Any] | Batch]) -> AsyncGenerator[Event, None]:
-        """The events of ``reader`` for this actor: its batches alone when nothing else can
-        happen, else :func:`watch` with what can."""
+    def _watch(self, reader: AsyncIterator[Records]) -> AsyncGenerator[Event, None] | None:
+        """:func:`watch` of ``reader`` with what can happen to this actor's input while it is
+        quiet; None when nothing can: the batches of ``reader`` are then the only events."""
         chain = self.chain
         idle_timeout = self.strategy.idle_timeout_ms if self.strategy is not None else None
         if idle_timeout is None and not chain.wants_wakeups and chain.hooks is None:
-            return records_of(reader)
+            return None
         return watch(
             reader,
             self.context.clock,
@@ -346,8 +330,8 @@ class SourceActor:
         chain = self.chain
         async for event in events:
             match event:
-                case Records(values):
-                    await self._on_records(values)
+                case list() | Batch():  # Records
+                    await self._on_records(event)
                     if self._draining:
                         return
                 case Idle():
@@ -359,7 +343,7 @@ class SourceActor:
                 case Wakeup():
                     await chain.on_time()
 
-    async def _on_records(self, values: list[Any] | Batch) -> None:
+    async def _on_records(self, values: Records) -> None:
         """Stamp ``values`` (unless the source did), push them through the chain, and put out the
         barriers requested meanwhile."""
         batch = values if isinstance(values, Batch) else self._stamp(values)
