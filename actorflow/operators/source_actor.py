@@ -330,10 +330,6 @@ class SourceActor:
         chain = self.chain
         async for event in events:
             match event:
-                case list() | Batch():  # Records
-                    await self._on_records(event)
-                    if self._draining:
-                        return
                 case Idle():
                     await chain.on_status(True)
                 case Active():
@@ -342,6 +338,10 @@ class SourceActor:
                     await self._emit_barriers()
                 case Wakeup():
                     await chain.on_time()
+                case records:  # Records: whatever the source yielded (a list, or a Batch)
+                    await self._on_records(records)
+                    if self._draining:
+                        return
 
     async def _on_records(self, values: Records) -> None:
         """Stamp ``values`` (unless the source did), push them through the chain, and put out the
