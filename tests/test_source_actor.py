@@ -342,3 +342,11 @@ async def test_a_barrier_requested_while_the_input_is_quiet_goes_out_at_once() -
     await source.run()
     assert chain.calls[1:3] == [("barrier", 7), ("time",)]
     assert chain.calls[-2:] == [("end",), ("close",)]
+
+
+async def test_whatever_else_a_source_yields_is_records() -> None:
+    feed, chain = Feed(), FakeChain()
+    feed.queue.put_nowait(cast(list[Any], (1, 2)))  # not a list: still its records, as before
+    feed.queue.put_nowait(None)
+    await actor(feed, chain).run()
+    assert chain.calls[1] == ("batch", (1, 2), None)
