@@ -384,6 +384,7 @@ class SourceActor:
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def _emit_barriers(self) -> None:
+        """Put out every barrier requested so far, in order, each with the source's position."""
         self._barrier_requested.clear()
         while self._barriers:
             checkpoint_id = self._barriers.pop(0)
