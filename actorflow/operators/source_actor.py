@@ -339,21 +339,22 @@ class SourceActor:
                 case Wakeup():
                     await chain.on_time()
                 case records:  # Records: whatever the source yielded (a list, or a Batch)
-                    await self._on_records(records)
+                    await chain.on_batch(self._batch_of(records))
+                    if self._barriers:  # requested meanwhile: they go out right after it
+                        await self._emit_barriers()
                     if self._draining:
                         return
 
-    async def _on_records(self, values: Records) -> None:
-        """Stamp ``values`` (unless the source did), push them through the chain, and put out the
-        barriers requested meanwhile."""
-        batch = values if isinstance(values, Batch) else self._stamp(values)
+    def _batch_of(self, records: Records) -> Batch:
+        """``records`` as the chain gets them: stamped with event time (unless the source did),
+        and with checkpoints, without the marks a restored watermark covers (the last mark left
+        is the watermark put out)."""
+        batch = records if isinstance(records, Batch) else self._stamp(records)
         if batch.marks and self.chain.hooks is not None:
             batch = self._above_floor(batch)
             if batch.marks:
                 self._watermark = batch.marks[-1][1]
-        await self.chain.on_batch(batch)
-        if self._barriers:
-            await self._emit_barriers()
+        return batch
 
     def _above_floor(self, batch: Batch) -> Batch:
         """``batch`` without the marks at or below the restored watermark: the fresh generator
