@@ -7,7 +7,7 @@ while the input runs:
 - :data:`Records`: a batch the source read, as it yielded it (a list of records, or a
   :class:`~actorflow.runtime.messages.Batch` it stamped itself). It is stamped with event time, its
   marks are checked against a restored watermark, and it goes through the chain; barriers the
-  coordinator asked for meanwhile go out right after it.
+  coordinator asked for meanwhile go out right after it, and a drain stops the loop there.
 - :class:`Idle` / :class:`Active`: the input has been quiet for the watermark strategy's idleness
   timeout, and records came again after that (a ``StreamStatus`` downstream).
 - :class:`BarrierDue`: the coordinator asked for a barrier while the input was quiet.
@@ -18,8 +18,8 @@ while the input runs:
 The end of the input ends the events; the actor then puts out its final watermark, its final
 state (with checkpoints) and the end of the stream. When nothing but records can happen (no
 idleness timeout, no timers or background output in the chain, no checkpoints), the events are the
-source's batches as they come, at no cost per batch; otherwise :func:`watch` races each read
-against the clock, the chain's wake-ups and barrier requests.
+source's batches as it yields them, with nothing in between; otherwise :func:`watch` races each
+read against the clock, the chain's wake-ups and barrier requests.
 """
 
 from __future__ import annotations
