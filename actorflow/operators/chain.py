@@ -2,9 +2,9 @@
 
 A :class:`Chain` is the runtime :class:`~actorflow.runtime.actor.Handler` of an actor: each batch
 goes through its operators in order and what comes out of the last one goes to every outgoing edge.
-A :class:`SourceActor` drives a chain from a :class:`~actorflow.operators.sources.Source` instead of
-an inbox. Any exception a user function raises is re-raised with a note naming the operator
-instance, and the job fails with it.
+A :class:`~actorflow.operators.source_actor.SourceActor` (re-exported here) drives a chain from a
+:class:`~actorflow.operators.sources.Source` instead of an inbox. Any exception a user function
+raises is re-raised with a note naming the operator instance, and the job fails with it.
 
 **Large states are pickled in a forked child** (:mod:`actorflow.runtime.forked`): at a barrier the
 chain pickles an operator's state on the event loop only while that is cheap. Once pickling an
@@ -27,37 +27,21 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import Operator, OperatorContext
-from actorflow.operators.failures import failing_record, shorten
+from actorflow.operators.locate import locate as _locate
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
-from actorflow.operators.snapshots import (
-    CheckpointHooks,
-    SnapshotPart,
-    dumps,
-    ended_owner,
-    part_name,
-    watermark_owner,
-)
-from actorflow.operators.sources import Source
-from actorflow.operators.stateless import stamp
+from actorflow.operators.snapshots import CheckpointHooks, SnapshotPart, dumps, part_name
+from actorflow.operators.source_actor import SourceActor
 from actorflow.runtime.forked import ChildPickling, can_fork, pickle_in_child
 from actorflow.runtime.gcpause import paused_gc
-from actorflow.runtime.messages import (
-    MAX_WATERMARK,
-    MIN_WATERMARK,
-    Barrier,
-    Batch,
-    EndOfStream,
-    StreamStatus,
-)
+from actorflow.runtime.messages import Barrier, Batch, EndOfStream, StreamStatus
 from actorflow.runtime.metrics import ActorMetrics
 from actorflow.runtime.output import Output
 from actorflow.time.clock import Clock
-from actorflow.time.watermarks import WatermarkStrategy
 
 __all__ = ["Chain", "FORK_AFTER_MS", "FORK_ENV", "SourceActor"]
 
@@ -69,24 +53,6 @@ FORK_AFTER_MS = 10.0
 ENTRIES_PER_MS = 1_000
 #: A state forks only if pickling it took this many times as long as the chain's last fork.
 FORK_MARGIN = 2.0
-
-
-def _locate(error: BaseException, label: str, values: list[Any] | None = None) -> None:
-    """Note on ``error`` the operator instance it was raised in and, when the operator had a batch
-    in hand (``values``), the record a user function failed on; the command line reads the
-    attributes ``_actorflow_operator`` and ``_actorflow_record`` (a shortened repr) for its one
-    line."""
-    if getattr(error, "_actorflow_located", False):
-        return
-    error._actorflow_located = True  # type: ignore[attr-defined]
-    error._actorflow_operator = label  # type: ignore[attr-defined]
-    found, record = failing_record(error, values) if values else (False, None)
-    if found:
-        shown = shorten(record)
-        error._actorflow_record = shown  # type: ignore[attr-defined]
-        error.add_note(f"actorflow: raised in operator {label} on record {shown}")
-    else:
-        error.add_note(f"actorflow: raised in operator {label}")
 
 
 async def _resolved(parts: dict[str, bytes | SnapshotPart]) -> dict[str, bytes]:
@@ -495,230 +461,6 @@ class Chain:
                     await self._push(fired, index + 1)
                 elif self.side_outputs and index == len(self.operators) - 1:
                     await self._send_sides(None)
-
-
-class SourceActor:
-    """Reads a source, stamps event time, and drives the chain behind it.
-
-    With checkpoints, the watermark it has put out is checkpointed beside the source's position
-    (part ``watermark_owner(name)/index``), and a restore (``restore_watermark``) puts it out again
-    before the first record: the watermark generator starts afresh after a restore and would
-    otherwise judge the first records against no watermark at all, then against one computed from
-    the records read since, so a record late before the crash would be on time after it. Marks the
-    fresh generator makes at or below the restored watermark are dropped, so downstream sees the
-    watermarks of a run that never failed.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        source: Source,
-        context: OperatorContext,
-        strategy: WatermarkStrategy | None,
-        chain: Chain,
-        *,
-        restore: list[Any] | None = None,
-        restore_watermark: int | None = None,
-        restore_ended: bool = False,
-    ) -> None:
-        self.name = name
-        self.source = source
-        self.context = context
-        self.strategy = strategy
-        self.chain = chain
-        self._restore = restore
-        self._restore_watermark = restore_watermark
-        #: Every instance had ended at the restored checkpoint: read nothing, end at once.
-        self._restore_ended = restore_ended
-        #: The last watermark put out (kept only with checkpoints, which record it).
-        self._watermark = MIN_WATERMARK
-        # Checkpoint ids whose barrier this source still has to put out, and a wake-up for them.
-        self._barriers: list[int] = []
-        self._barrier_requested = asyncio.Event()
-        self._ended = False
-        self._draining = False
-        if chain.hooks is not None:
-            chain.hooks.register(self)
-
-    def drain(self) -> None:
-        """Read no more: after the batch in hand (or at once, if the source's read ends when
-        told to stop), end the input as if it had ended, so that what was read goes through."""
-        self._draining = True
-        self.source.stop()
-
-    def request_barrier(self, checkpoint_id: int) -> None:
-        """Put barrier ``checkpoint_id`` out after the current batch (the coordinator asks).
-
-        After the end of its input the source puts out no barrier: the chain's final state is its
-        acknowledgement (see
-        :meth:`~actorflow.checkpoint.coordinator.CheckpointCoordinator.actor_finished`).
-        """
-        if self._ended:
-            return
-        self._barriers.append(checkpoint_id)
-        self._barrier_requested.set()
-
-    async def _emit_barriers(self) -> None:
-        self._barrier_requested.clear()
-        while self._barriers:
-            checkpoint_id = self._barriers.pop(0)
-            await self.chain.on_barrier(Barrier(checkpoint_id), self._position_parts())
-
-    def _position_parts(self) -> dict[str, bytes]:
-        """The source's position and the watermark put out so far, as checkpoint parts."""
-        context = self.context
-        parts = {}
-        position = self.source.snapshot_state(context)
-        if position is not None:
-            parts[part_name(context.name, context.index)] = dumps(position)
-        # Also when it is still the minimum: the restore takes the lowest of all instances'.
-        parts[part_name(watermark_owner(context.name), context.index)] = dumps(self._watermark)
-        return parts
-
-    async def checkpoint_complete(self, checkpoint_id: int) -> None:
-        """Tell the source (it may commit its positions now)."""
-        await self.source.checkpoint_complete(self.context, checkpoint_id)
-
-    async def checkpoint_aborted(self, checkpoint_id: int) -> None:
-        """Nothing to undo: a source only acts on completed checkpoints."""
-
-    async def run(self) -> None:
-        chain = self.chain
-        strategy = self.strategy
-        generator = strategy.generator() if strategy is not None else None
-        idle_timeout = strategy.idle_timeout_ms if strategy is not None else None
-        hooks = chain.hooks
-        if self._restore is not None:
-            self.source.restore_state(self.context, self._restore)
-        # Drained before it started (a stop while the job was starting): nothing to read.
-        reader = _nothing() if self._restore_ended or self._draining else self.source.read(self.context)
-        timeouts: AsyncGenerator[Any, None] | None = None
-        completed = False
-        # Marks at or below it are the fresh generator catching up with the restored watermark.
-        floor = self._restore_watermark
-        if floor is not None and floor <= MIN_WATERMARK:
-            floor = None
-        try:
-            await chain.open()
-            if floor is not None:
-                self._watermark = floor
-                await chain.on_batch(Batch([], None, [(0, floor)]))
-            if idle_timeout is not None or chain.wants_wakeups or hooks is not None:
-                timeouts = self._with_timeouts(reader, idle_timeout)
-            batches = reader if timeouts is None else timeouts
-            async for values in batches:
-                if values is _IDLE:
-                    await chain.on_status(True)
-                    continue
-                if values is _BARRIER:
-                    await self._emit_barriers()
-                    continue
-                if isinstance(values, Batch):
-                    batch = values  # the source stamped it (per-partition watermarks)
-                elif strategy is not None and generator is not None:
-                    batch = stamp(values, strategy, generator)
-                else:
-                    batch = Batch(values)
-                if hooks is not None and batch.marks:
-                    if floor is not None:
-                        marks = [mark for mark in batch.marks if mark[1] > floor]
-                        batch = Batch(batch.values, batch.timestamps, marks)
-                        if marks:
-                            floor = None  # past it: the generator's marks only rise from here
-                    if batch.marks:
-                        self._watermark = batch.marks[-1][1]
-                await chain.on_batch(batch)
-                if self._barriers:
-                    await self._emit_barriers()
-                if self._draining:
-                    break
-            extra = None
-            if hooks is not None:
-                await self._emit_barriers()  # requested ones go out before the end
-                self._ended = True
-                hooks.source_finished()
-                extra = self._position_parts()
-                extra[part_name(ended_owner(self.context.name), self.context.index)] = dumps(True)
-            await chain.on_batch(Batch([], None, [(0, MAX_WATERMARK)]))
-            await chain.on_end(extra)
-            completed = True
-        except Exception as error:
-            _locate(error, self.context.label)
-            raise
-        finally:
-            try:
-                if timeouts is not None:
-                    # Closed here, not by the garbage collector's finaliser task: it stops its
-                    # pending read of ``reader`` before ``reader`` is closed.
-                    await timeouts.aclose()
-                await reader.aclose()  # type: ignore[attr-defined]
-                await self.source.finish(self.context, completed=completed)
-            finally:
-                await chain.close()
-
-    async def _with_timeouts(
-        self, reader: AsyncIterator[list[Any] | Batch], idle_timeout: int | None
-    ) -> AsyncGenerator[Any, None]:
-        """Batches from ``reader``; while it is quiet, idleness and the chain's wake-ups (timers,
-        results of async I/O)."""
-        clock = self.context.clock
-        chain = self.chain
-        idle = False
-        last_record = clock.now()
-        pending: asyncio.Future[list[Any] | Batch] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(reader))
-                waits: list[asyncio.Future[Any]] = []
-                if idle_timeout is not None and not idle:
-                    waits.append(clock.at(last_record + idle_timeout))
-                wakeup = chain.wakeup()  # processing-time timers, output ready in an operator
-                if wakeup is not None:
-                    waits.append(asyncio.ensure_future(wakeup))
-                if chain.hooks is not None:
-                    waits.append(asyncio.ensure_future(self._barrier_requested.wait()))
-                try:
-                    await asyncio.wait((pending, *waits), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for wait in waits:
-                        wait.cancel()
-                if pending.done():
-                    try:
-                        values = pending.result()
-                    except StopAsyncIteration:
-                        return
-                    finally:
-                        pending = None
-                    if idle:
-                        idle = False
-                        await chain.on_status(False)
-                    last_record = clock.now()
-                    yield values
-                    continue
-                if self._barrier_requested.is_set():
-                    yield _BARRIER
-                now = clock.now()
-                if idle_timeout is not None and not idle and now >= last_record + idle_timeout:
-                    idle = True
-                    yield _IDLE
-                await chain.on_time()
-        finally:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.wait((pending,))
-                if not pending.cancelled():
-                    pending.exception()  # retrieved: the reader is being closed anyway
-
-
-_IDLE: Any = object()
-_BARRIER: Any = object()
-
-
-async def _nothing() -> AsyncIterator[list[Any]]:
-    """The reader of a source restored as ended."""
-    return
-    yield  # an async generator that yields nothing
 
 
 def _first_of(waits: list[asyncio.Future[Any]]) -> asyncio.Future[None]:
