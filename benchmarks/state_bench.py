@@ -395,7 +395,7 @@ async def _periodic(
     """Checkpoint every ``interval_ms`` (from one start to the next, as the flow's own timer does)
     until ``until`` is set; a checkpoint in progress then completes first."""
     next_start = time.perf_counter() + interval_ms / 1000
-    while True:
+    while not until.is_set():  # wait_for with no time left times out even on a set event
         try:
             await asyncio.wait_for(until.wait(), max(0.0, next_start - time.perf_counter()))
             return

@@ -5,6 +5,7 @@ Structure only, on a tiny number of keys: what the numbers are is docs/benchmark
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,29 @@ def test_a_run_past_max_rss_mb_is_ended_and_says_so() -> None:
     [line] = lines
     assert (line["backend"], line["keys"]) == ("heap", KEYS)
     assert "passed --max-rss-mb 1" in line["error"] and line["peak_rss_mb"] > 1
+
+
+def test_periodic_checkpoints_end_once_the_fill_ends_even_when_they_take_longer_than_the_interval() -> None:
+    class Storage:
+        bytes_written = 0
+
+    class Checkpointing:
+        """A flow whose checkpoints take longer than the interval (0 ms); the third ends the fill."""
+
+        def __init__(self, until: asyncio.Event) -> None:
+            self.until = until
+            self.taken = 0
+
+        async def checkpoint(self) -> None:
+            self.taken += 1
+            if self.taken == 3:
+                self.until.set()
+
+    async def scenario() -> int:
+        until = asyncio.Event()
+        flow = Checkpointing(until)
+        periodic = state_bench._periodic(flow, Storage(), [], 0, until)  # type: ignore[arg-type]
+        await asyncio.wait_for(periodic, timeout=10)  # before the fix: checkpoints forever
+        return flow.taken
+
+    assert asyncio.run(scenario()) == 3
