@@ -354,10 +354,11 @@ def _stored_timers(
 ) -> list[tuple[str, TimerQueue]]:
     """``(time domain, queue)`` for each domain whose timers ``description``'s store holds."""
     names = list(description.get("timers", ()))
-    if names and timers is None:
+    if not names:
+        return []
+    if timers is None:
         raise StateError("a RocksDB checkpoint holds timers, but the operator restoring it has none")
-    assert timers is not None or not names
-    return [(name, timers[name]) for name in names]  # type: ignore[index]
+    return [(name, timers[name]) for name in names]
 
 
 def _declare_families(description: dict[str, Any], load: LoadEntries, tables: RocksDBTables) -> None:
