@@ -14,7 +14,7 @@ from actorflow.checkpoint.storage import MemoryStorage
 from actorflow.operators.base import Operator
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.sources import IterableSource
-from actorflow.plan.physical import deploy
+from actorflow.plan.deploy import deploy
 from actorflow.runtime.actor import Actor, Runnable
 from actorflow.runtime.metrics import JobMetrics
 from actorflow.state.backends import StateBackendConfig

@@ -23,8 +23,9 @@ from actorflow.errors import CheckpointError, CorruptCheckpointError, PlanError,
 from actorflow.operators.chain import SourceActor
 from actorflow.operators.snapshots import ended_at, states_of
 from actorflow.operators.sources import DeadLetter, IterableSource, JsonLinesSource, Source, TaskRunner
+from actorflow.plan.deploy import deploy
 from actorflow.plan.graph import LogicalGraph
-from actorflow.plan.physical import PhysicalPlan, compile_graph, deploy
+from actorflow.plan.physical import PhysicalPlan, compile_graph
 from actorflow.runtime import forked
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics

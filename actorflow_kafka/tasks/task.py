@@ -3,7 +3,7 @@
 A task is what Kafka Streams calls a task and Flink a subtask pinned to a partition: its own
 operators, keyed state, timers and event time, fed by its partition alone, so its results are a
 function of that partition's records whichever worker runs it. It runs on the ordinary actor
-runtime (:func:`~actorflow.plan.physical.deploy` with the partition's
+runtime (:func:`~actorflow.plan.deploy.deploy` with the partition's
 :class:`~actorflow_kafka.tasks.feed.PartitionFeed` as the source) with a checkpoint coordinator of
 its own. Its keyed operators snapshot incrementally (only the keys changed since the previous
 checkpoint), and each completed checkpoint commits, in one Kafka transaction of the task's own
@@ -37,7 +37,7 @@ from actorflow.checkpoint.coordinator import CheckpointConfig, CheckpointCoordin
 from actorflow.checkpoint.storage import MemoryStorage
 from actorflow.errors import CheckpointError
 from actorflow.operators.snapshots import Loaded, Part, ended_owner, part_name, watermark_owner
-from actorflow.plan.physical import deploy
+from actorflow.plan.deploy import deploy
 from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics
