@@ -191,13 +191,7 @@ def free_name(flow: Flow, base: str) -> str:
     >>> free_name(flow, "join"), free_name(flow, "interval_join")
     ('join-2', 'interval_join')
     """
-    taken = {node.name for node in flow.graph.nodes}
-    name = base
-    serial = 2
-    while name in taken:
-        name = f"{base}-{serial}"
-        serial += 1
-    return name
+    return flow.graph.free_name(base)
 
 
 def _output(flow: Flow, node: Node, make: MakeOperator) -> DataStream[Any]:

@@ -60,20 +60,31 @@ class LogicalGraph:
     def add(
         self, kind: str, name: str | None, *, default_name: str | None = None, **fields: object
     ) -> Node:
-        """Add a node; ``name`` must be unique, a missing one is derived from ``default_name``."""
+        """Add a node; ``name`` must be unique, a missing one is derived from ``default_name``
+        (see :meth:`free_name`)."""
         if name is None:
-            base = default_name or kind
-            name = base
-            serial = 2
-            while name in self._names:
-                name = f"{base}-{serial}"
-                serial += 1
+            name = self.free_name(default_name or kind)
         elif name in self._names:
             raise PlanError(f"an operator named {name!r} already exists in this flow")
         self._names.add(name)
         node = Node(len(self.nodes), name, kind, **fields)  # type: ignore[arg-type]
         self.nodes.append(node)
         return node
+
+    def free_name(self, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``... whichever no node has yet.
+
+        >>> graph = LogicalGraph()
+        >>> _ = graph.add("map", None)
+        >>> graph.free_name("map"), graph.free_name("filter")
+        ('map-2', 'filter')
+        """
+        name = base
+        serial = 2
+        while name in self._names:
+            name = f"{base}-{serial}"
+            serial += 1
+        return name
 
     def consumers(self, node: Node) -> list[Node]:
         return [n for n in self.nodes if any(edge.upstream is node for edge in n.inputs)]
