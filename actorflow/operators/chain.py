@@ -19,6 +19,10 @@ forks only if it took at least twice as long as the chain's last fork (:data:`FO
 ``0`` forks for every state, ``off`` never; a child that failed
 makes the next snapshot of its states inline, so a state that cannot be pickled fails the job as
 it always did (the checkpoint the child failed is aborted with the error).
+
+Every batch a chain takes in counts toward the process's paced young collections
+(:mod:`actorflow.runtime.collector`), so replacing state values cannot pile up objects for one long
+collection.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from actorflow.operators.locate import locate as _locate
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.operators.snapshots import CheckpointHooks, SnapshotPart, dumps, part_name
 from actorflow.operators.source_actor import SourceActor
+from actorflow.runtime.collector import records_done
 from actorflow.runtime.forked import ChildPickling, can_fork, pickle_in_child
 from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.messages import Barrier, Batch, EndOfStream, StreamStatus
@@ -182,11 +187,13 @@ class Chain:
         self.metrics.opened = True
 
     async def on_batch(self, batch: Batch) -> None:
+        records_done(len(batch.values))
         await self._push(batch, 0)  # counts the batch as the first operator's input
         if self._timer_operators:
             await self._fire_processing_timers()
 
     async def on_input(self, batch: Batch, input: int) -> None:
+        records_done(len(batch.values))
         self._records[0] += len(batch.values)
         if batch.marks:
             self._watermarks[0] = batch.marks[-1][1]
