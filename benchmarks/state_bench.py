@@ -37,6 +37,9 @@ it knows each one's start and end; ``checkpoint_pause_ms`` is the longest late w
 a checkpoint. This measures what a checkpoint costs everything else on the loop (snapshot, pickling,
 the collector, whatever else the loop is kept from doing), not what one call takes: instrumenting
 the snapshot call would miss work done elsewhere on the loop for the checkpoint.
+``full_size_checkpoint_pause_ms`` is the same over the checkpoints taken once every card exists
+(the full one and the rounds'), when the state no longer grows: while it grows, a checkpoint may
+overlap a pause of the fill's own, such as a dict outgrowing its table.
 ``pause_outside_checkpoints_ms`` is the same outside checkpoints (the time one batch of records
 holds the loop: the floor under the checkpoint number).
 
@@ -114,6 +117,10 @@ class StateMeasurement(TypedDict):
     peak_rss_mb: float
     checkpoint_pause_ms: float
     """The longest pause of the event loop that overlaps a checkpoint."""
+    full_size_checkpoint_pause_ms: float
+    """The same over the checkpoints taken once every card existed (the full one and the rounds'):
+    the state no longer grew, so no pause of the fill's own (a dict outgrowing its table) falls into
+    one of them by chance."""
     checkpoint_bytes: int
     """The size of the checkpoint of all ``keys`` cards: its parts and the shared files it lists
     (RocksDB's SST files, most of them stored by earlier checkpoints already)."""
@@ -446,7 +453,8 @@ async def _measure(
     )
     await _until(signals.filled, job, "the flow ended before its source had read every event")
     await periodic
-    _progress(f"the full checkpoint, after {len(windows)} periodic ones")
+    periodic_taken = len(windows)
+    _progress(f"the full checkpoint, after {periodic_taken} periodic ones")
     await _checkpoint(flow, storage, windows)
     full_bytes = _stored_size(storage)
     changed_bytes = []
@@ -490,6 +498,7 @@ async def _measure(
         "events_per_s": round(events / rate_seconds, 1) if rate_seconds > 0 else 0.0,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "checkpoint_pause_ms": probe.longest(windows, inside=True),
+        "full_size_checkpoint_pause_ms": probe.longest(windows[periodic_taken:], inside=True),
         "checkpoint_bytes": full_bytes,
         "incremental_checkpoint_bytes": round(sum(changed_bytes) / rounds),
         "incremental_checkpoint_bytes_each": changed_bytes,

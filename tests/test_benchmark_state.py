@@ -26,6 +26,7 @@ FIELDS = {
     "events_per_s",
     "peak_rss_mb",
     "checkpoint_pause_ms",
+    "full_size_checkpoint_pause_ms",
     "checkpoint_bytes",
     "incremental_checkpoint_bytes",
     "incremental_checkpoint_bytes_each",
@@ -59,8 +60,9 @@ def test_one_json_line_per_run_with_every_field_and_every_key_restored(backend: 
     assert line["restored_keys"] == KEYS  # the restored flow checked every card's profile
     for name in ("events_per_s", "peak_rss_mb", "checkpoint_bytes", "incremental_checkpoint_bytes"):
         assert isinstance(line[name], int | float) and line[name] > 0, name
-    for name in ("checkpoint_pause_ms", "restore_s"):
+    for name in ("checkpoint_pause_ms", "full_size_checkpoint_pause_ms", "restore_s"):
         assert isinstance(line[name], int | float) and line[name] >= 0, name
+    assert line["full_size_checkpoint_pause_ms"] <= line["checkpoint_pause_ms"]  # fewer checkpoints
     each = line["incremental_checkpoint_bytes_each"]
     assert len(each) == state_bench.ROUNDS and all(size > 0 for size in each)
     assert line["incremental_checkpoint_bytes"] == round(sum(each) / len(each))
