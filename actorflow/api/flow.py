@@ -176,6 +176,7 @@ class Flow:
         path: str | os.PathLike[str] | None = None,
         cache_mb: float = 64.0,
         cache_entries: int | None = None,
+        incremental: bool | None = None,
     ) -> Flow:
         """Keep the keyed state of every keyed operator (process functions, SQL aggregations, joins,
         OVER, Top-N...) on the ``"heap"`` (the default, the fastest) or in an embedded
@@ -188,12 +189,21 @@ class Flow:
         it in entries instead. Raises :class:`PlanError` for an unknown kind or a missing rocksdict.
         The default backend comes from ``$ACTORFLOW_STATE_BACKEND`` (heap when unset).
 
+        ``incremental=True`` on the heap: a checkpoint after the first writes only the keys that
+        changed since the previous one, as RocksDB's always do (the keyed process functions' state;
+        see :mod:`actorflow.state.heap_checkpoint`); the default comes from
+        ``$ACTORFLOW_STATE_INCREMENTAL``. Savepoints stay whole.
+
         >>> Flow("doc").set_state_backend("heap").state_backend.kind
         'heap'
         """
         try:
             config = StateBackendConfig(
-                kind, None if path is None else os.fspath(path), cache_mb, cache_entries
+                kind,
+                None if path is None else os.fspath(path),
+                cache_mb,
+                cache_entries,
+                StateBackendConfig.from_env().incremental if incremental is None else incremental,
             )
         except StateError as error:
             raise PlanError(str(error)) from None

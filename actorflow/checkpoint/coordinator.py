@@ -342,9 +342,7 @@ class CheckpointCoordinator:
     async def _write_snapshot_part(self, pending: _Pending, name: str, part: SnapshotPart) -> None:
         storage, checkpoint_id, kind = self.storage, pending.checkpoint_id, pending.kind
         shared = [
-            asyncio.ensure_future(
-                asyncio.to_thread(storage.write_shared, checkpoint_id, key, path, kind=kind)
-            )
+            asyncio.ensure_future(_write_shared(storage, checkpoint_id, key, path, kind))
             for key, path in part.shared.items()
         ]
         try:
@@ -450,3 +448,12 @@ class CheckpointCoordinator:
             with contextlib.suppress(CheckpointError):
                 await self.trigger()
             next_start = started + interval
+
+
+async def _write_shared(
+    storage: CheckpointStorage, checkpoint_id: int, key: str, path: str | Awaitable[str], kind: str
+) -> int:
+    """Store shared file ``key`` of a checkpoint in a worker thread, once its local file is written
+    (``path`` may be an awaitable of it); the bytes copied."""
+    local = path if isinstance(path, str) else await path
+    return await asyncio.to_thread(storage.write_shared, checkpoint_id, key, local, kind=kind)

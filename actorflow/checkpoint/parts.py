@@ -20,11 +20,12 @@ __all__ = ["SnapshotPart"]
 class SnapshotPart:
     """A checkpoint part an operator serialized itself, or is still serializing off the event loop
     (``data``: its bytes, or an awaitable of them), with the files it shares with other
-    checkpoints (``shared``: storage key -> a local file; see
-    :meth:`~actorflow.checkpoint.storage.CheckpointStorage.write_shared`). The coordinator awaits
-    the data and stores the part and the files in worker threads; each local file must stay until
-    the checkpoint completes or aborts (the operator hears which).
+    checkpoints (``shared``: storage key -> a local file, or an awaitable of its path while it is
+    still being written; see :meth:`~actorflow.checkpoint.storage.CheckpointStorage.write_shared`).
+    The coordinator awaits the data and the paths and stores the part and the files in worker
+    threads; each local file must stay until the checkpoint completes or aborts (the operator
+    hears which).
     """
 
     data: bytes | Awaitable[bytes]
-    shared: Mapping[str, str] = field(default_factory=dict)
+    shared: Mapping[str, str | Awaitable[str]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ runs with the timer's key as the current key. Results go to ``out.collect``.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from enum import Enum
@@ -35,6 +36,7 @@ from actorflow.state.descriptors import (
     ReducingStateDescriptor,
     ValueStateDescriptor,
 )
+from actorflow.state.heap_checkpoint import Deferred, HeapCheckpoints, read_chain
 from actorflow.state.keyed import (
     NO_KEY,
     AggregatingState,
@@ -367,9 +369,14 @@ class KeyedProcessOperator(NativeCheckpointing):
         self.backend = KeyedStateBackend()
         self.event_timers = TimerQueue()
         self.processing_timers = TimerQueue()
-        #: Incremental snapshots only (``context.incremental``): the keys changed since the last
-        #: snapshot. None otherwise, so the per-batch check is all the tracking costs.
+        #: Incremental snapshots (``context.incremental``) and incremental heap checkpoints only:
+        #: the keys changed since the last snapshot. None otherwise, so the per-batch check is all
+        #: the tracking costs.
         self.changed_keys: set[Hashable] | None = None
+        #: Whether snapshots are incremental (``context.incremental``: a changelog's steps).
+        self._changelog = False
+        #: The chain of the checkpoint being taken, within an incremental heap checkpoint.
+        self._heap_chain: list[str] | None = None
         self._stamped = False
         #: The native checkpoints of a RocksDB state (None on the heap); see
         #: :meth:`checkpoint_state_async`.
@@ -391,7 +398,12 @@ class KeyedProcessOperator(NativeCheckpointing):
             )
         self.backend = KeyedStateBackend(context.max_parallelism, context.clock, tables, keys)
         self.native_checkpoints = None
-        if context.incremental:
+        self._changelog = context.incremental
+        config = context.state_backend
+        self.heap_checkpoints = None
+        if not context.incremental and config is not None and config.kind == "heap" and config.incremental:
+            self.heap_checkpoints = HeapCheckpoints(context.label, config.path)
+        if context.incremental or self.heap_checkpoints is not None:
             # Timer changes (a timer set, deleted or fired, from any path) mark their key in the
             # queues themselves; records are marked per batch in process().
             self.changed_keys = changed = set[Hashable]()
@@ -552,9 +564,12 @@ class KeyedProcessOperator(NativeCheckpointing):
         None means the key holds nothing any more. The watermark is not part of it (as in a full
         snapshot: the inputs bring it again).
         """
-        if self.changed_keys is not None:
+        if self._changelog:
+            assert self.changed_keys is not None
             return {"changes": self._changes(self.changed_keys)}
         owned = self.context.key_groups
+        if self._heap_chain is not None:  # within an incremental heap checkpoint
+            return {"key_groups": (owned.start, owned.stop), "heap": self._heap_chain}
         native = self._native_description
         if native is not None:  # within checkpoint_state_async
             stored = native.get("timers", {})  # timers the store holds are not exported
@@ -564,6 +579,10 @@ class KeyedProcessOperator(NativeCheckpointing):
                 "event": None if "event" in stored else self.event_timers.export(),
                 "processing": None if "processing" in stored else self.processing_timers.export(),
             }
+        return self._whole_state()
+
+    def _whole_state(self) -> dict[str, Any]:
+        owned = self.context.key_groups
         return {
             "key_groups": (owned.start, owned.stop),
             "state": self.backend.tables(),
@@ -582,9 +601,16 @@ class KeyedProcessOperator(NativeCheckpointing):
         RocksDB are in the store's files: the description records their count (``"timers"``)
         and the part exports none (``None``), so taking it reads no timer. On the heap, and for
         incremental snapshots: :meth:`snapshot_state`.
+
+        On the heap with ``incremental=True``: a base or the changes since the last checkpoint, as
+        a shared file (:mod:`actorflow.state.heap_checkpoint`); the part is
+        ``{"key_groups": (start, stop), "heap": [shared keys of the chain]}`` (plus what a
+        subclass's :meth:`snapshot_state` adds to it).
         """
+        if self.heap_checkpoints is not None:
+            return await self._heap_checkpoint(self.heap_checkpoints, checkpoint_id)
         native = self.native_checkpoints
-        if native is None or self.changed_keys is not None:
+        if native is None or self._changelog:
             return await self.snapshot_state_async()
         from actorflow.state.rocksdb_timers import RocksDBTimerQueue  # on RocksDB: rocksdict is there
 
@@ -605,6 +631,29 @@ class KeyedProcessOperator(NativeCheckpointing):
         finally:
             self._native_description = None
         return SnapshotPart(dumps(state), shared)
+
+    async def _heap_checkpoint(self, heap: HeapCheckpoints, checkpoint_id: int) -> SnapshotPart:
+        changed = self.changed_keys
+        assert changed is not None
+        base = heap.wants_base()
+        state: Any
+        if base:
+            state = self._whole_state()
+            entries = sum(map(len, state["state"].values())) + len(state["event"][0])
+            changed.clear()
+        else:  # built where it is pickled: in a forked child when it is large
+            state = Deferred(functools.partial(self._changes, set(changed)))
+            entries = len(changed)
+            changed.clear()
+        chain, shared = heap.take(checkpoint_id, state, base=base, entries=entries)
+        # snapshot_state() gives the chain's shape meanwhile: what a subclass adds to it (the
+        # broadcast state of a keyed broadcast function) goes into the part as well.
+        self._heap_chain = chain
+        try:
+            part = await self.snapshot_state_async()
+        finally:
+            self._heap_chain = None
+        return SnapshotPart(dumps(part), shared)
 
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         changed.discard(NO_KEY)  # the key of a broadcast input's records
@@ -639,7 +688,7 @@ class KeyedProcessOperator(NativeCheckpointing):
             self._restore_changes(changes)
             return
         self._restore_full(states)
-        if self.changed_keys is not None:  # timers marked their keys as the queues took them
+        if self._changelog and self.changed_keys is not None:  # as the queues took timers
             self.changed_keys.update(key for table in self.backend.tables().values() for key in table)
 
     def _restore_changes(self, changes: list[dict[Hashable, dict[str, Any] | None]]) -> None:
@@ -660,6 +709,7 @@ class KeyedProcessOperator(NativeCheckpointing):
     def _restore_full(self, states: list[Any]) -> None:
         owned = self.context.key_groups
         max_parallelism = self.context.max_parallelism
+        states = [self._unchained(state) if "heap" in state else state for state in states]
         native = [state for state in states if "rocksdb" in state]
         if native:  # first: one of them may become the store itself
             self._restore_native(native, owned)
@@ -683,6 +733,17 @@ class KeyedProcessOperator(NativeCheckpointing):
                     queue.add_all(zip(times, keys, strict=True))
                 else:
                     queue.add_all(timer for timer in zip(times, keys, strict=True) if keep(timer[1]))
+
+    def _unchained(self, part: dict[str, Any]) -> dict[str, Any]:
+        """An incremental heap checkpoint's part as the whole state it stands for: its base with
+        its changes folded in."""
+        owned = KeyGroupFilter(
+            range(*part["key_groups"]), self.context.key_groups, self.context.max_parallelism
+        )
+        if owned.takes_none:
+            return part  # skipped, unread
+        base, *changes = read_chain(self.context.restored_files, part["heap"], self.name)
+        return fold_changes(base, changes)
 
     def _restore_native(self, states: list[Any], owned: range) -> None:
         """Native RocksDB checkpoint parts (their timers are restored with the others'): see
@@ -712,7 +773,48 @@ class KeyedProcessOperator(NativeCheckpointing):
         finally:
             if self.native_checkpoints is not None:
                 self.native_checkpoints.release_all()
+            if self.heap_checkpoints is not None:
+                self.heap_checkpoints.close()
             self.backend.close()  # the RocksDB backend deletes its files
+
+
+def fold_changes(
+    base: dict[str, Any], changes: list[dict[Hashable, dict[str, Any] | None]]
+) -> dict[str, Any]:
+    """The whole state (:meth:`KeyedProcessOperator.snapshot_state`'s shape) that ``base``, a whole
+    state, stands for after ``changes`` (incremental snapshots' ``{key: entry or None}``, oldest
+    first): every changed key's state and timers are replaced by its latest entry. At one time, the
+    base's timers fire before the changes' (which keep their order among themselves).
+
+    >>> base = {"state": {"n": {"a": 1, "b": 2}}, "event": ([5, 9], ["a", "b"]), "processing": ([], [])}
+    >>> c = {"state": {"n": 7}, "event": [(5, 0)], "processing": []}
+    >>> state = fold_changes(base, [{"a": None}, {"c": c}])
+    >>> state["state"], state["event"]
+    ({'n': {'b': 2, 'c': 7}}, ([5, 9], ['c', 'b']))
+    """
+    latest: dict[Hashable, dict[str, Any] | None] = {}
+    for change in changes:
+        latest.update(change)
+    if not latest:
+        return base
+    tables: dict[str, dict[Hashable, Any]] = base["state"]
+    for table in tables.values():
+        for key in latest:
+            table.pop(key, None)
+    entries = [(key, entry) for key, entry in latest.items() if entry is not None]
+    for key, entry in entries:
+        for name, value in entry["state"].items():
+            tables.setdefault(name, {})[key] = value
+    for domain in ("event", "processing"):
+        times, keys = base[domain]
+        kept = [(time, key) for time, key in zip(times, keys, strict=True) if key not in latest]
+        added = sorted(
+            ((time, sequence, key) for key, entry in entries for time, sequence in entry[domain]),
+            key=lambda timer: (timer[0], timer[1]),
+        )
+        timers = sorted(kept + [(time, key) for time, _, key in added], key=lambda timer: timer[0])
+        base[domain] = ([time for time, _ in timers], [key for _, key in timers])
+    return base
 
 
 def restore_native(

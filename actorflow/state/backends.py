@@ -27,6 +27,7 @@ __all__ = [
     "BACKENDS",
     "ENV_BACKEND",
     "ENV_DIR",
+    "ENV_INCREMENTAL",
     "HEAP",
     "HeapTables",
     "StateBackendConfig",
@@ -41,6 +42,8 @@ BACKENDS: Final = ("heap", "rocksdb")
 ENV_BACKEND: Final = "ACTORFLOW_STATE_BACKEND"
 #: The environment variable a flow reads the RocksDB directory from (the daemon's ``state_dir``).
 ENV_DIR: Final = "ACTORFLOW_STATE_DIR"
+#: The environment variable that makes heap checkpoints incremental (``1``, ``true``, ``on``).
+ENV_INCREMENTAL: Final = "ACTORFLOW_STATE_INCREMENTAL"
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ class StateBackendConfig:
     under which every operator instance gets a fresh directory of its own (default: the system's
     temporary directory), deleted when the instance closes; ``cache_mb`` bounds the cache of live
     objects in front of the store (about :data:`ENTRY_BYTES` per entry); ``cache_entries`` sets the
-    bound in entries instead (for tests and tuning).
+    bound in entries instead (for tests and tuning). ``incremental``: on the heap, checkpoints
+    after the first write only the keys changed since the previous one
+    (:mod:`actorflow.state.heap_checkpoint`); RocksDB's checkpoints are incremental anyway.
 
     >>> StateBackendConfig("rocksdb", cache_mb=16).cache_size
     32768
@@ -61,6 +66,7 @@ class StateBackendConfig:
     path: str | None = None
     cache_mb: float = 64.0
     cache_entries: int | None = None
+    incremental: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:
@@ -78,14 +84,18 @@ class StateBackendConfig:
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> StateBackendConfig:
         """The backend ``$ACTORFLOW_STATE_BACKEND`` names (heap when unset or empty), with its
-        files under ``$ACTORFLOW_STATE_DIR`` when set.
+        files under ``$ACTORFLOW_STATE_DIR`` when set, incremental when
+        ``$ACTORFLOW_STATE_INCREMENTAL`` is ``1``, ``true`` or ``on``.
 
         >>> StateBackendConfig.from_env({"ACTORFLOW_STATE_BACKEND": "rocksdb"}).kind
         'rocksdb'
+        >>> StateBackendConfig.from_env({"ACTORFLOW_STATE_INCREMENTAL": "on"}).incremental
+        True
         """
         source = os.environ if environ is None else environ
         kind = source.get(ENV_BACKEND, "").strip().lower() or "heap"
-        return StateBackendConfig(kind, source.get(ENV_DIR) or None)
+        incremental = source.get(ENV_INCREMENTAL, "").strip().lower() in ("1", "true", "on")
+        return StateBackendConfig(kind, source.get(ENV_DIR) or None, incremental=incremental)
 
 
 #: What one cached entry is counted as, in bytes, when ``cache_mb`` is turned into entries: a

@@ -50,12 +50,13 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 from actorflow.errors import StateError
 from actorflow.state.keycodec import decode_key
 from actorflow.state.rocksdb import COLUMN_PREFIX, PREFIX, RocksDBTables, open_db, value_codec
 from actorflow.state.rocksdb_timers import RocksDBTimerQueue, stored_timers, timer_columns
+from actorflow.state.shared_files import RestoredFiles
 from actorflow.time.timers import TimerQueue
 
 __all__ = [
@@ -80,18 +81,6 @@ WRITE_BACK_CHUNK: Final = 4096
 #: the operator being restored, making the table if it has none (``{}`` only makes it): how
 #: :func:`restore` hands over what it read, whatever holds the operator's state.
 LoadEntries = Callable[[str, dict[Hashable, Any]], None]
-
-
-class RestoredFiles(Protocol):
-    """The shared files of the checkpoint being restored (the storage's ``SharedFiles``)."""
-
-    def path(self, key: str) -> str | None:
-        """A local file holding ``key`` (never to be changed), or None if the storage is remote."""
-        ...
-
-    def copy(self, key: str, dest: str) -> None:
-        """Write ``key`` to ``dest``, checked."""
-        ...
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:

@@ -1,0 +1,304 @@
+"""Incremental checkpoints on the heap (``set_state_backend("heap", incremental=True)``): a base,
+then the keys changed since the previous checkpoint, each a shared file; restores fold them back
+into the whole state, at any parallelism and onto either backend; savepoints stay whole."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.util
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actorflow import Flow
+from actorflow.checkpoint.filesystem import FileSystemStorage
+from actorflow.checkpoint.parts import SnapshotPart
+from actorflow.operators.base import OperatorContext
+from actorflow.operators.process import KeyedProcessOperator
+from actorflow.state import heap_checkpoint
+from actorflow.state.backends import StateBackendConfig
+from actorflow.state.keygroups import key_group
+from tests.checkpoint_flows import (
+    CheckpointingSource,
+    Profile,
+    completed,
+    contents,
+    feed,
+    lines,
+    new_shared_bytes,
+    records,
+)
+
+needs_rocksdict = pytest.mark.skipif(importlib.util.find_spec("rocksdict") is None, reason="no rocksdict")
+
+
+def build(
+    items: list[dict[str, Any]],
+    checkpoints: Path,
+    target: Path,
+    *,
+    parallelism: int,
+    backend: str = "heap-incremental",
+    gates: list[int] = (),  # type: ignore[assignment]
+    crash_at: int | None = None,
+) -> tuple[Flow, CheckpointingSource]:
+    flow = Flow("profiles", parallelism=parallelism, batch_size=20)
+    if backend == "rocksdb":
+        flow.set_state_backend("rocksdb", path=checkpoints.parent / "rocks", cache_entries=16)
+    else:
+        flow.set_state_backend("heap", incremental=backend == "heap-incremental")
+    flow.enable_checkpointing(FileSystemStorage(checkpoints, retain=10))
+    source = CheckpointingSource(items, flow, list(gates), crash_at)
+    flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
+    return flow, source
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    items = records(2_400)
+    target = tmp_path / "reference.jsonl"
+    flow, _ = build(items, tmp_path / "reference-checkpoints", target, parallelism=2, backend="heap")
+    flow.execute()
+    return items, lines(target)
+
+
+def chains(checkpoints: Path, part: str = "process/0") -> list[list[str]]:
+    """Each complete checkpoint's chain of shared keys in ``part`` (the final checkpoint at the end
+    of the input is whole: it has none)."""
+    storage = FileSystemStorage(checkpoints, retain=10)
+    states = [pickle.loads(storage.read_part(info, part)) for info in storage.completed()]
+    return [state["heap"] for state in states if "heap" in state]
+
+
+# -- in a flow ----------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_after_few_changes_stores_only_the_changed_keys(tmp_path: Path) -> None:
+    keys = 3_000
+    items = records(2 * keys, keys) + records(10, keys) + records(10, keys)
+    gates = [2 * keys, 2 * keys + 10, 2 * keys + 20]
+    flow, source = build(
+        items, tmp_path / "checkpoints", tmp_path / "out.jsonl", parallelism=1, gates=gates
+    )
+    flow.execute()
+    assert source.checkpointed == gates
+    infos = completed(tmp_path / "checkpoints")[:3]
+    base, first, second = chains(tmp_path / "checkpoints")[:3]
+    assert len(base) == 1 and base[0].startswith("heap/")
+    assert first == base + first[1:] and len(first) == 2
+    assert second == first + second[2:] and len(second) == 3
+    full, *changes = new_shared_bytes(infos)
+    assert full > 100_000
+    assert all(0 < change < full / 50 for change in changes), (full, changes)
+
+
+def test_a_restore_folds_the_changes_into_the_base_and_resumes_exactly(
+    tmp_path: Path, reference: tuple[list[dict[str, Any]], list[Any]]
+) -> None:
+    items, expected = reference
+    checkpoints, target = tmp_path / "checkpoints", tmp_path / "out.jsonl"
+    gates = [800, 850, 900]  # 50 records change fewer than 50 of 300 keys: chained changes
+    first, _ = build(items, checkpoints, target, parallelism=2, gates=gates, crash_at=1_400)
+    with pytest.raises(RuntimeError, match="crash"):
+        first.execute()
+    assert [len(chain) for chain in chains(checkpoints)] == [1, 2, 3]
+    second, _ = build(items, checkpoints, target, parallelism=2, gates=[1_600])
+    second.execute()
+    assert lines(target) == expected
+    assert len(chains(checkpoints)[-1]) == 1, "the first checkpoint after a restore is a base"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((2, "heap-incremental"), (3, "heap-incremental")),
+        ((3, "heap-incremental"), (1, "heap")),
+        pytest.param((2, "heap-incremental"), (3, "rocksdb"), marks=needs_rocksdict),
+        pytest.param((2, "rocksdb"), (1, "heap-incremental"), marks=needs_rocksdict),
+    ],
+    ids=["2-to-3", "3-to-1-whole-heap", "onto-rocksdb", "from-rocksdb"],
+)
+def test_a_restore_at_another_parallelism_or_backend_resumes_exactly(
+    tmp_path: Path,
+    reference: tuple[list[dict[str, Any]], list[Any]],
+    before: tuple[int, str],
+    after: tuple[int, str],
+) -> None:
+    items, expected = reference
+    checkpoints, target = tmp_path / "checkpoints", tmp_path / "out.jsonl"
+    first, _ = build(
+        items,
+        checkpoints,
+        target,
+        parallelism=before[0],
+        backend=before[1],
+        gates=[900, 950],
+        crash_at=1_300,
+    )
+    with pytest.raises(RuntimeError, match="crash"):
+        first.execute()
+    second, _ = build(items, checkpoints, target, parallelism=after[0], backend=after[1])
+    second.execute()
+    assert lines(target) == expected
+
+
+def test_a_savepoint_is_whole_and_lists_no_shared_file(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(100))
+    state = asyncio.run(operator.snapshot_state_async())
+    assert "heap" not in state and set(state["state"]["count"]) == {f"card-{n}" for n in range(37)}
+    asyncio.run(checkpoint(operator, storage, 1))
+    feed(operator, range(100, 110))
+    assert "heap" not in asyncio.run(operator.snapshot_state_async())
+    operator.close()
+
+
+# -- an operator, directly ----------------------------------------------------------------------------
+
+
+def open_operator(tmp_path: Path, index: int, parallelism: int, files: Any = None) -> KeyedProcessOperator:
+    operator = KeyedProcessOperator("process", Profile(), lambda record: record["k"])
+    config = StateBackendConfig("heap", path=str(tmp_path), incremental=True)
+    operator.open(
+        OperatorContext(
+            "process", index, parallelism, state_backend=config, checkpointing=True, restored_files=files
+        )
+    )
+    return operator
+
+
+async def checkpoint(
+    operator: KeyedProcessOperator, storage: FileSystemStorage, checkpoint_id: int, *, commit: bool = True
+) -> list[str]:
+    """Take checkpoint ``checkpoint_id`` of ``operator`` into ``storage`` as the coordinator would:
+    its chain."""
+    part = await operator.checkpoint_state_async(checkpoint_id)
+    assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+    storage.write_part(checkpoint_id, "process/0", part.data)
+    for key, path in part.shared.items():
+        storage.write_shared(checkpoint_id, key, path if isinstance(path, str) else await path)
+    if commit:
+        storage.commit(checkpoint_id)
+        await operator.checkpoint_complete(checkpoint_id)
+    else:
+        storage.abort(checkpoint_id)
+        await operator.checkpoint_aborted(checkpoint_id)
+    chain: list[str] = pickle.loads(part.data)["heap"]
+    return chain
+
+
+def restored(
+    tmp_path: Path, storage: FileSystemStorage, parallelism: int = 1
+) -> list[KeyedProcessOperator]:
+    loaded = storage.load_latest()
+    assert loaded is not None
+    instances = [
+        open_operator(tmp_path, index, parallelism, files=loaded.files) for index in range(parallelism)
+    ]
+    for instance in instances:
+        instance.restore_state([pickle.loads(loaded.parts["process/0"])])
+    return instances
+
+
+def test_changes_that_outgrow_the_base_start_a_new_base(tmp_path: Path) -> None:
+    """A checkpoint writes a base exactly when the changes since the last base have grown larger
+    than it; the chains restore whatever their length."""
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+    heap = operator.heap_checkpoints
+    assert heap is not None
+    lengths, outgrown = [], []
+    for checkpoint_id in range(1, 10):
+        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 15))  # 15 of 37 keys
+        outgrown.append(heap.changes_bytes > heap.base_bytes)
+        lengths.append(len(asyncio.run(checkpoint(operator, storage, checkpoint_id))))
+    assert 1 in lengths[1:] and max(lengths) >= 3, lengths
+    assert [length == 1 for length in lengths[1:]] == outgrown[1:], (lengths, outgrown)
+    expected = contents([operator])
+    operator.close()
+    assert contents(restored(tmp_path, storage)) == expected
+
+
+def test_an_aborted_checkpoint_makes_the_next_one_a_base_and_nothing_is_lost(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(100))
+    assert len(asyncio.run(checkpoint(operator, storage, 1))) == 1
+    feed(operator, range(100, 105))
+    assert len(asyncio.run(checkpoint(operator, storage, 2, commit=False))) == 2
+    feed(operator, range(105, 110))
+    assert len(asyncio.run(checkpoint(operator, storage, 3))) == 1
+    expected = contents([operator])
+    operator.close()
+    assert contents(restored(tmp_path, storage)) == expected
+
+
+def test_a_restore_at_another_parallelism_keeps_the_key_groups_it_owns(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(100))
+    asyncio.run(checkpoint(operator, storage, 1))
+    feed(operator, range(100, 130))
+    asyncio.run(checkpoint(operator, storage, 2))
+    expected = contents([operator])
+    operator.close()
+    halves = restored(tmp_path, storage, parallelism=2)
+    for half in halves:
+        owned = half.context.key_groups
+        assert all(key_group(key, 128) in owned for key in half.backend.keys_in("count"))
+        assert all(key_group(key, 128) in owned for key in half.event_timers.export()[1])
+    assert contents(halves) == expected
+    for half in halves:
+        half.close()
+
+
+def test_local_files_go_when_their_checkpoint_completes_or_aborts_and_the_directory_at_close(
+    tmp_path: Path,
+) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(50))
+    asyncio.run(checkpoint(operator, storage, 1))
+    feed(operator, range(50, 60))
+    asyncio.run(checkpoint(operator, storage, 2, commit=False))
+    (scratch,) = [path for path in tmp_path.iterdir() if path.name.startswith("actorflow-heap-")]
+    assert list(scratch.iterdir()) == []
+    operator.close()
+    assert not scratch.exists()
+
+
+def test_a_large_change_is_built_in_a_forked_child_as_the_state_was_at_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every base and change pickled in a child, the records the operator takes right after
+    the checkpoint returned are not in it, and a restore gives the state at the checkpoint."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    monkeypatch.setattr(heap_checkpoint, "FORK_ENTRIES", 0)
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+
+    async def checkpoints() -> Any:
+        feed(operator, range(100))
+        await checkpoint(operator, storage, 1)
+        feed(operator, range(100, 120))
+        part = await operator.checkpoint_state_async(2)
+        at_checkpoint = copy.deepcopy(contents([operator]))  # lists in state change in place
+        feed(operator, range(120, 200))  # while the child builds the change
+        assert isinstance(part, SnapshotPart) and isinstance(part.data, bytes)
+        storage.write_part(2, "process/0", part.data)
+        for key, path in part.shared.items():
+            storage.write_shared(2, key, path if isinstance(path, str) else await path)
+        storage.commit(2)
+        await operator.checkpoint_complete(2)
+        return at_checkpoint
+
+    expected = asyncio.run(checkpoints())
+    assert contents([operator]) != expected
+    operator.close()
+    assert contents(restored(tmp_path, storage)) == expected
