@@ -11,8 +11,8 @@
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
     python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
     python -m benchmarks changelog-restore [--keys N]
-    python -m benchmarks state --keys N [N ...] [--backend heap|rocksdb ...] [--events E] \\
-        [--checkpoint-interval-ms MS] [--max-rss-mb M]
+    python -m benchmarks state --keys N [N ...] [--backend heap|heap-incremental|rocksdb ...] \\
+        [--events E] [--checkpoint-interval-ms MS] [--max-rss-mb M]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
         --output-topic OUT --group G [--state-dir DIR] [--checkpoint-interval-ms N]
 
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import orjson
 
 from benchmarks.runner import CHECKPOINTING_ENGINES, ENGINES, QUERIES
+from benchmarks.state_bench import BACKENDS as STATE_BACKENDS
 
 __all__ = ["main"]
 
@@ -148,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "(one JSON line per run, each run a process of its own)",
     )
     state.add_argument("--keys", type=_positive, nargs="+", required=True, help="cards in state")
-    state.add_argument("--backend", choices=("heap", "rocksdb"), nargs="+", default=["heap"])
+    state.add_argument("--backend", choices=STATE_BACKENDS, nargs="+", default=["heap"])
     state.add_argument("--events", type=_positive, default=None, help="events read (default: 2 * keys)")
     state.add_argument(
         "--rounds", type=_positive, default=5, help="1 %% changes, each followed by a checkpoint"

@@ -20,7 +20,8 @@ bytes it wrote). The run, in order:
    1 % each round: cards ``n`` with ``n % 100 == round``), then a checkpoint.
    ``incremental_checkpoint_bytes`` is the mean of what these checkpoints wrote, and
    ``incremental_checkpoint_bytes_each`` lists them (the heap writes its whole state every time,
-   so about ``checkpoint_bytes``; RocksDB's native checkpoints store only the SST files no earlier
+   so about ``checkpoint_bytes``; ``heap-incremental`` the changed cards, and a new base once the
+   changes outgrow the last one; RocksDB's native checkpoints store only the SST files no earlier
    checkpoint stored: about 1 % of a full one, more when a compaction has rewritten files since,
    which is why one round alone says little);
 4. **crash**: the run is cancelled (no final checkpoint), so the last checkpoint is the one after
@@ -91,7 +92,7 @@ __all__ = [
     "run_in_subprocess",
 ]
 
-BACKENDS = ("heap", "rocksdb")
+BACKENDS = ("heap", "heap-incremental", "rocksdb")
 #: One card in this many is changed by each round of the second phase (1 %).
 CHANGE_EVERY = 100
 #: Rounds of 1 % changes, each followed by a checkpoint (see the module docstring).
@@ -358,7 +359,9 @@ def _build(
 ) -> tuple[Flow, CardSource]:
     """The benchmark's flow (the same graph for the first run and the restore)."""
     flow = Flow("state-bench")
-    if backend != "heap":
+    if backend == "heap-incremental":
+        flow.set_state_backend("heap", incremental=True)
+    elif backend != "heap":
         set_backend = getattr(flow, "set_state_backend", None)
         if set_backend is None:
             raise BackendUnavailable(

@@ -640,11 +640,10 @@ class KeyedProcessOperator(NativeCheckpointing):
         if base:
             state = self._whole_state()
             entries = sum(map(len, state["state"].values())) + len(state["event"][0])
-            changed.clear()
         else:  # built where it is pickled: in a forked child when it is large
-            state = Deferred(functools.partial(self._changes, set(changed)))
+            state = Deferred(functools.partial(self._heap_change, set(changed)))
             entries = len(changed)
-            changed.clear()
+        changed.clear()
         chain, shared = heap.take(checkpoint_id, state, base=base, entries=entries)
         # snapshot_state() gives the chain's shape meanwhile: what a subclass adds to it (the
         # broadcast state of a keyed broadcast function) goes into the part as well.
@@ -654,6 +653,28 @@ class KeyedProcessOperator(NativeCheckpointing):
         finally:
             self._heap_chain = None
         return SnapshotPart(dumps(part), shared)
+
+    def _heap_change(self, keys: set[Hashable]) -> dict[str, Any]:
+        """The change of an incremental heap checkpoint: the whole entries of ``keys`` in a whole
+        state's shape, ``{"keys": [...], "state": {name: {key: value}}, "event": ([times],
+        [keys]), "processing": (...)}`` (a key listed but in no table holds nothing any more; its
+        timers in the order they fire). Columns rather than an entry per key: the same bytes per
+        key as a base."""
+        keys.discard(NO_KEY)  # the key of a broadcast input's records
+
+        def timers(queue: IndexedTimerQueue) -> tuple[list[int], list[Hashable]]:
+            found = sorted(
+                ((time, sequence, key) for index in keys for time, key, sequence in queue.timers_of(index)),
+                key=lambda timer: (timer[0], timer[1]),
+            )
+            return [time for time, _, _ in found], [key for _, _, key in found]
+
+        return {
+            "keys": list(keys),
+            "state": self.backend.entries_of(keys),
+            "event": timers(self.event_timers),  # type: ignore[arg-type]
+            "processing": timers(self.processing_timers),  # type: ignore[arg-type]
+        }
 
     def _changes(self, changed: set[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
         changed.discard(NO_KEY)  # the key of a broadcast input's records
@@ -778,42 +799,44 @@ class KeyedProcessOperator(NativeCheckpointing):
             self.backend.close()  # the RocksDB backend deletes its files
 
 
-def fold_changes(
-    base: dict[str, Any], changes: list[dict[Hashable, dict[str, Any] | None]]
-) -> dict[str, Any]:
+def fold_changes(base: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole state (:meth:`KeyedProcessOperator.snapshot_state`'s shape) that ``base``, a whole
-    state, stands for after ``changes`` (incremental snapshots' ``{key: entry or None}``, oldest
-    first): every changed key's state and timers are replaced by its latest entry. At one time, the
-    base's timers fire before the changes' (which keep their order among themselves).
+    state, stands for after ``changes`` (:meth:`KeyedProcessOperator._heap_change`'s, oldest
+    first): each change replaces the state and timers of its keys. At one time, the base's timers
+    fire first, then the changes' in the order they were taken.
 
     >>> base = {"state": {"n": {"a": 1, "b": 2}}, "event": ([5, 9], ["a", "b"]), "processing": ([], [])}
-    >>> c = {"state": {"n": 7}, "event": [(5, 0)], "processing": []}
-    >>> state = fold_changes(base, [{"a": None}, {"c": c}])
+    >>> no_timers = ([], [])
+    >>> a_gone = {"keys": ["a"], "state": {}, "event": no_timers, "processing": no_timers}
+    >>> c_new = {"keys": ["c"], "state": {"n": {"c": 7}}, "event": ([5], ["c"]), "processing": no_timers}
+    >>> state = fold_changes(base, [a_gone, c_new])
     >>> state["state"], state["event"]
     ({'n': {'b': 2, 'c': 7}}, ([5, 9], ['c', 'b']))
     """
-    latest: dict[Hashable, dict[str, Any] | None] = {}
-    for change in changes:
-        latest.update(change)
-    if not latest:
+    if not changes:
         return base
     tables: dict[str, dict[Hashable, Any]] = base["state"]
-    for table in tables.values():
-        for key in latest:
-            table.pop(key, None)
-    entries = [(key, entry) for key, entry in latest.items() if entry is not None]
-    for key, entry in entries:
-        for name, value in entry["state"].items():
-            tables.setdefault(name, {})[key] = value
-    for domain in ("event", "processing"):
+    changed: set[Hashable] = set()
+    timers: dict[str, dict[Hashable, list[int]]] = {"event": {}, "processing": {}}
+    for change in changes:
+        keys = change["keys"]
+        changed.update(keys)
+        for table in tables.values():
+            for key in keys:
+                table.pop(key, None)
+        for name, entries in change["state"].items():
+            tables.setdefault(name, {}).update(entries)
+        for domain, by_key in timers.items():
+            for key in keys:
+                by_key[key] = []
+            for time, key in zip(*change[domain], strict=True):
+                by_key[key].append(time)
+    for domain, by_key in timers.items():
         times, keys = base[domain]
-        kept = [(time, key) for time, key in zip(times, keys, strict=True) if key not in latest]
-        added = sorted(
-            ((time, sequence, key) for key, entry in entries for time, sequence in entry[domain]),
-            key=lambda timer: (timer[0], timer[1]),
-        )
-        timers = sorted(kept + [(time, key) for time, _, key in added], key=lambda timer: timer[0])
-        base[domain] = ([time for time, _ in timers], [key for _, key in timers])
+        kept = [(time, key) for time, key in zip(times, keys, strict=True) if key not in changed]
+        added = [(time, key) for key, key_times in by_key.items() for time in key_times]
+        merged = sorted(kept + added, key=lambda timer: timer[0])  # stable: the base's first
+        base[domain] = ([time for time, _ in merged], [key for _, key in merged])
     return base
 
 
