@@ -379,6 +379,17 @@ def test_the_state_backend_comes_from_a_table_of_the_file_and_a_flag_overrides_i
     assert own.state_backend.kind == "heap"
 
 
+def test_heap_incremental_is_the_heap_with_incremental_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTORFLOW_STATE_BACKEND", raising=False)
+    flow = Flow("incremental")
+    apply_config(flow, resolve({"state_backend": "heap-incremental"}, {}))
+    assert (flow.state_backend.kind, flow.state_backend.incremental) == ("heap", True)
+    apply_config(flow, resolve({"state_backend": "heap"}, {}))
+    assert (flow.state_backend.kind, flow.state_backend.incremental) == ("heap", False)
+    monkeypatch.setenv("ACTORFLOW_STATE_BACKEND", "heap-incremental")
+    assert (Flow("env").state_backend.kind, Flow("env").state_backend.incremental) == ("heap", True)
+
+
 def test_rocksdb_settings_with_the_heap_backend_are_bad_usage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACTORFLOW_STATE_BACKEND", raising=False)
     with pytest.raises(UsageError, match="state_cache_mb need the rocksdb state backend"):

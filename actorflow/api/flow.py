@@ -176,7 +176,7 @@ class Flow:
         path: str | os.PathLike[str] | None = None,
         cache_mb: float = 64.0,
         cache_entries: int | None = None,
-        incremental: bool | None = None,
+        incremental: bool = False,
     ) -> Flow:
         """Keep the keyed state of every keyed operator (process functions, SQL aggregations, joins,
         OVER, Top-N...) on the ``"heap"`` (the default, the fastest) or in an embedded
@@ -191,8 +191,8 @@ class Flow:
 
         ``incremental=True`` on the heap: a checkpoint after the first writes only the keys that
         changed since the previous one, as RocksDB's always do (the keyed process functions' state;
-        see :mod:`actorflow.state.heap_checkpoint`); the default comes from
-        ``$ACTORFLOW_STATE_INCREMENTAL``. Savepoints stay whole.
+        see :mod:`actorflow.state.heap_checkpoint`); ``$ACTORFLOW_STATE_BACKEND=heap-incremental``
+        chooses it for flows that do not call this. Savepoints stay whole.
 
         >>> Flow("doc").set_state_backend("heap").state_backend.kind
         'heap'
@@ -203,7 +203,7 @@ class Flow:
                 None if path is None else os.fspath(path),
                 cache_mb,
                 cache_entries,
-                StateBackendConfig.from_env().incremental if incremental is None else incremental,
+                incremental,
             )
         except StateError as error:
             raise PlanError(str(error)) from None

@@ -125,10 +125,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "state_backend",
-        parsing.choice("heap", "rocksdb"),
-        "where keyed state lives: on the heap, or in an embedded RocksDB (state larger than memory)",
+        parsing.choice("heap", "heap-incremental", "rocksdb"),
+        "where keyed state lives: on the heap (heap-incremental: checkpoints after the first write "
+        "only the keys changed), or in an embedded RocksDB (state larger than memory)",
         "the flow's own (heap)",
-        metavar="heap|rocksdb",
+        metavar="heap|heap-incremental|rocksdb",
     ),
     Option(
         "state_dir",

@@ -38,6 +38,7 @@ from actorflow.cli.logs import NOTICE
 from actorflow.cli.progress import Progress, counted, records_read
 from actorflow.cli.signals import DaemonSignals, exit_code
 from actorflow.errors import CheckpointError, PlanError
+from actorflow.state.backends import HEAP_INCREMENTAL
 
 __all__ = ["Daemon", "apply_config"]
 
@@ -97,6 +98,9 @@ def _apply_state_backend(flow: Flow, config: Config) -> None:
         raise UsageError(
             f"{' and '.join(given)} need the rocksdb state backend: set state_backend = rocksdb"
         )
+    incremental = kind == HEAP_INCREMENTAL or (config.state_backend is None and current.incremental)
+    if kind == HEAP_INCREMENTAL:
+        kind = "heap"
     same = kind == current.kind
     try:
         flow.set_state_backend(
@@ -104,6 +108,7 @@ def _apply_state_backend(flow: Flow, config: Config) -> None:
             path=config.state_dir if config.state_dir is not None else (current.path if same else None),
             cache_mb=config.state_cache_mb or (current.cache_mb if same else 64.0),
             cache_entries=current.cache_entries if same and config.state_cache_mb is None else None,
+            incremental=incremental,
         )
     except PlanError as error:
         raise UsageError(str(error)) from None

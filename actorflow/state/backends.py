@@ -27,7 +27,7 @@ __all__ = [
     "BACKENDS",
     "ENV_BACKEND",
     "ENV_DIR",
-    "ENV_INCREMENTAL",
+    "HEAP_INCREMENTAL",
     "HEAP",
     "HeapTables",
     "StateBackendConfig",
@@ -42,8 +42,9 @@ BACKENDS: Final = ("heap", "rocksdb")
 ENV_BACKEND: Final = "ACTORFLOW_STATE_BACKEND"
 #: The environment variable a flow reads the RocksDB directory from (the daemon's ``state_dir``).
 ENV_DIR: Final = "ACTORFLOW_STATE_DIR"
-#: The environment variable that makes heap checkpoints incremental (``1``, ``true``, ``on``).
-ENV_INCREMENTAL: Final = "ACTORFLOW_STATE_INCREMENTAL"
+#: What ``$ACTORFLOW_STATE_BACKEND`` (and the daemon's ``state_backend``) calls the heap with
+#: incremental checkpoints.
+HEAP_INCREMENTAL: Final = "heap-incremental"
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,20 @@ class StateBackendConfig:
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> StateBackendConfig:
-        """The backend ``$ACTORFLOW_STATE_BACKEND`` names (heap when unset or empty), with its
-        files under ``$ACTORFLOW_STATE_DIR`` when set, incremental when
-        ``$ACTORFLOW_STATE_INCREMENTAL`` is ``1``, ``true`` or ``on``.
+        """The backend ``$ACTORFLOW_STATE_BACKEND`` names (heap when unset or empty;
+        ``heap-incremental``: the heap with incremental checkpoints), with its files under
+        ``$ACTORFLOW_STATE_DIR`` when set.
 
         >>> StateBackendConfig.from_env({"ACTORFLOW_STATE_BACKEND": "rocksdb"}).kind
         'rocksdb'
-        >>> StateBackendConfig.from_env({"ACTORFLOW_STATE_INCREMENTAL": "on"}).incremental
+        >>> StateBackendConfig.from_env({"ACTORFLOW_STATE_BACKEND": "heap-incremental"}).incremental
         True
         """
         source = os.environ if environ is None else environ
         kind = source.get(ENV_BACKEND, "").strip().lower() or "heap"
-        incremental = source.get(ENV_INCREMENTAL, "").strip().lower() in ("1", "true", "on")
-        return StateBackendConfig(kind, source.get(ENV_DIR) or None, incremental=incremental)
+        if kind == HEAP_INCREMENTAL:
+            return StateBackendConfig("heap", source.get(ENV_DIR) or None, incremental=True)
+        return StateBackendConfig(kind, source.get(ENV_DIR) or None)
 
 
 #: What one cached entry is counted as, in bytes, when ``cache_mb`` is turned into entries: a
