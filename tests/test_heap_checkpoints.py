@@ -11,16 +11,21 @@ import os
 import pickle
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from actorflow import Flow
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.parts import SnapshotPart
-from actorflow.operators.base import OperatorContext
-from actorflow.operators.process import KeyedProcessOperator
+from actorflow.operators.base import Collector, OperatorContext
+from actorflow.operators.process import Context, KeyedProcessFunction, KeyedProcessOperator, RuntimeContext
+from actorflow.runtime.messages import Batch
 from actorflow.state import heap_checkpoint
 from actorflow.state.backends import StateBackendConfig
+from actorflow.state.descriptors import ListStateDescriptor, ValueStateDescriptor
 from actorflow.state.keygroups import key_group
 from tests.checkpoint_flows import (
     CheckpointingSource,
@@ -302,3 +307,88 @@ def test_a_large_change_is_built_in_a_forked_child_as_the_state_was_at_the_check
     assert contents([operator]) != expected
     operator.close()
     assert contents(restored(tmp_path, storage)) == expected
+
+
+class Expiring(KeyedProcessFunction[int, Any]):
+    """Per key a count and a list, and a timer 1 ms after each record; a timer clears the key's
+    state when its count is even: records add, change and remove keys and timers."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.count = ctx.get_state(ValueStateDescriptor[int]("count", default=0))
+        self.seen = ctx.get_list_state(ListStateDescriptor[int]("seen"))
+
+    def process_element(self, value: int, ctx: Context, out: Collector) -> None:
+        self.count.update(self.count.value() + 1)
+        self.seen.add(value)
+        assert ctx.timestamp is not None
+        ctx.timer_service().register_event_time_timer(ctx.timestamp + 1)
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        if self.count.value() % 2 == 0:
+            self.count.clear()
+            self.seen.clear()
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("records"), st.lists(st.integers(0, 30), min_size=1, max_size=12)),
+        st.tuples(st.just("watermark"), st.integers(0, 4)),
+        st.tuples(st.just("checkpoint"), st.booleans()),
+    ),
+    max_size=30,
+)
+
+
+def run_steps(
+    operator: KeyedProcessOperator, storage: FileSystemStorage, steps: list[tuple[str, Any]]
+) -> Any:
+    """Run ``steps`` on ``operator``: the contents at the last checkpoint that completed, or None."""
+    time = watermark = 0
+    expected = None
+    for checkpoint_id, (kind, arg) in enumerate(steps, start=1):
+        if kind == "records":
+            time += 2
+            operator.process(Batch(arg, [time] * len(arg)))
+        elif kind == "watermark":
+            watermark = max(watermark, time - arg)
+            operator.process(Batch([], [], [(0, watermark)]))
+        else:
+            asyncio.run(checkpoint(operator, storage, checkpoint_id, commit=arg))
+            if arg:
+                expected = copy.deepcopy(contents([operator]))
+    return expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=steps, parallelism=st.sampled_from([1, 2]))
+@example(  # key 1's timer at 3 is in the first change, fired before the second: gone
+    steps=[("records", [1]), ("checkpoint", True)] * 2 + [("watermark", 0), ("checkpoint", True)],
+    parallelism=1,
+)
+def test_any_records_timers_and_checkpoints_restore_the_state_of_the_last_complete_one(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, Any]], parallelism: int
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("heap")
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=50)
+    operator = KeyedProcessOperator("process", Expiring(), lambda value: value)
+    config = StateBackendConfig("heap", path=str(tmp_path), incremental=True)
+    operator.open(OperatorContext("process", 0, 1, state_backend=config, checkpointing=True))
+    with mock.patch.object(heap_checkpoint, "REBASE_RATIO", 1e9):  # long chains
+        expected = run_steps(operator, storage, steps)
+    operator.close()
+    if expected is None:
+        return
+    loaded = storage.load_latest()
+    assert loaded is not None
+    instances = []
+    for index in range(parallelism):
+        instance = KeyedProcessOperator("process", Expiring(), lambda value: value)
+        context = OperatorContext(
+            "process", index, parallelism, state_backend=config, restored_files=loaded.files
+        )
+        instance.open(context)
+        instance.restore_state([pickle.loads(loaded.parts["process/0"])])
+        instances.append(instance)
+    assert contents(instances) == expected
+    for instance in instances:
+        instance.close()

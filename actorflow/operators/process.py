@@ -816,25 +816,24 @@ def fold_changes(base: dict[str, Any], changes: list[dict[str, Any]]) -> dict[st
     if not changes:
         return base
     tables: dict[str, dict[Hashable, Any]] = base["state"]
-    changed: set[Hashable] = set()
-    timers: dict[str, dict[Hashable, list[int]]] = {"event": {}, "processing": {}}
-    for change in changes:
+    latest: dict[Hashable, int] = {}  # key -> the index of the last change that has it
+    for index, change in enumerate(changes):
         keys = change["keys"]
-        changed.update(keys)
+        latest.update(dict.fromkeys(keys, index))
         for table in tables.values():
             for key in keys:
                 table.pop(key, None)
         for name, entries in change["state"].items():
             tables.setdefault(name, {}).update(entries)
-        for domain, by_key in timers.items():
-            for key in keys:
-                by_key[key] = []
-            for time, key in zip(*change[domain], strict=True):
-                by_key[key].append(time)
-    for domain, by_key in timers.items():
+    for domain in ("event", "processing"):
         times, keys = base[domain]
-        kept = [(time, key) for time, key in zip(times, keys, strict=True) if key not in changed]
-        added = [(time, key) for key, key_times in by_key.items() for time in key_times]
+        kept = [(time, key) for time, key in zip(times, keys, strict=True) if key not in latest]
+        added = [
+            (time, key)
+            for index, change in enumerate(changes)
+            for time, key in zip(*change[domain], strict=True)
+            if latest[key] == index
+        ]
         merged = sorted(kept + added, key=lambda timer: timer[0])  # stable: the base's first
         base[domain] = ([time for time, _ in merged], [key for _, key in merged])
     return base

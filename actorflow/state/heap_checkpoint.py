@@ -57,13 +57,15 @@ from actorflow.errors import StateError
 from actorflow.runtime.forked import PROTOCOL, can_fork, start_pickling
 from actorflow.state.shared_files import RestoredFiles
 
-__all__ = ["Deferred", "FORK_ENTRIES", "HeapCheckpoints", "MAX_CHANGES", "read_chain"]
+__all__ = ["Deferred", "FORK_ENTRIES", "HeapCheckpoints", "MAX_CHANGES", "REBASE_RATIO", "read_chain"]
 
 #: A base or change of at least this many entries is pickled in a forked child (about 10 ms of
 #: pickling on the loop: the chain's default threshold for whole states, too).
 FORK_ENTRIES: Final = 10_000
 #: At most this many changes follow a base before the next base.
 MAX_CHANGES: Final = 100
+#: A new base once the changes written since the last one are this many times its size.
+REBASE_RATIO = 1.0
 
 
 def _identity(value: Any) -> Any:
@@ -116,7 +118,7 @@ class HeapCheckpoints:
         return (
             self.rebase
             or len(self.chain) > MAX_CHANGES
-            or (self.base_bytes > 0 and self.changes_bytes > self.base_bytes)
+            or (self.base_bytes > 0 and self.changes_bytes > REBASE_RATIO * self.base_bytes)
         )
 
     def take(
