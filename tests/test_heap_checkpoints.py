@@ -218,8 +218,9 @@ def test_changes_that_outgrow_the_base_start_a_new_base(tmp_path: Path) -> None:
     heap = operator.heap_checkpoints
     assert heap is not None
     lengths, outgrown = [], []
+    feed(operator, range(74))  # every one of the 37 keys
     for checkpoint_id in range(1, 10):
-        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 15))  # 15 of 37 keys
+        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 15))  # 15 of the 37 keys
         outgrown.append(heap.changes_bytes > heap.base_bytes)
         lengths.append(len(asyncio.run(checkpoint(operator, storage, checkpoint_id))))
     assert 1 in lengths[1:] and max(lengths) >= 3, lengths
@@ -227,6 +228,18 @@ def test_changes_that_outgrow_the_base_start_a_new_base(tmp_path: Path) -> None:
     expected = contents([operator])
     operator.close()
     assert contents(restored(tmp_path, storage)) == expected
+
+
+def test_a_checkpoint_after_half_the_keys_changed_is_a_base(tmp_path: Path) -> None:
+    storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
+    operator = open_operator(tmp_path, 0, 1)
+    feed(operator, range(37))
+    assert len(asyncio.run(checkpoint(operator, storage, 1))) == 1
+    feed(operator, range(100, 118))  # 18 of 37 keys: a change
+    assert len(asyncio.run(checkpoint(operator, storage, 2))) == 2
+    feed(operator, range(200, 219))  # 19 of 37: a base
+    assert len(asyncio.run(checkpoint(operator, storage, 3))) == 1
+    operator.close()
 
 
 def test_an_aborted_checkpoint_makes_the_next_one_a_base_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -373,7 +386,10 @@ def test_any_records_timers_and_checkpoints_restore_the_state_of_the_last_comple
     operator = KeyedProcessOperator("process", Expiring(), lambda value: value)
     config = StateBackendConfig("heap", path=str(tmp_path), incremental=True)
     operator.open(OperatorContext("process", 0, 1, state_backend=config, checkpointing=True))
-    with mock.patch.object(heap_checkpoint, "REBASE_RATIO", 1e9):  # long chains
+    with (  # long chains
+        mock.patch.object(heap_checkpoint, "REBASE_RATIO", 1e9),
+        mock.patch.object(heap_checkpoint, "BASE_SHARE", 2.0),
+    ):
         expected = run_steps(operator, storage, steps)
     operator.close()
     if expected is None:

@@ -635,7 +635,7 @@ class KeyedProcessOperator(NativeCheckpointing):
     async def _heap_checkpoint(self, heap: HeapCheckpoints, checkpoint_id: int) -> SnapshotPart:
         changed = self.changed_keys
         assert changed is not None
-        base = heap.wants_base()
+        base = heap.wants_base(len(changed), self.backend.largest_state())
         state: Any
         if base:
             state = self._whole_state()
@@ -663,6 +663,8 @@ class KeyedProcessOperator(NativeCheckpointing):
         keys.discard(NO_KEY)  # the key of a broadcast input's records
 
         def timers(queue: IndexedTimerQueue) -> tuple[list[int], list[Hashable]]:
+            if not queue:
+                return [], []
             found = sorted(
                 ((time, sequence, key) for index in keys for time, key, sequence in queue.timers_of(index)),
                 key=lambda timer: (timer[0], timer[1]),

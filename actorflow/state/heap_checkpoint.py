@@ -7,9 +7,9 @@ operator notes the keys its records and timers touch (as a Kafka partition task 
 changelog), and each checkpoint writes one of two things:
 
 - a **base**, the operator's whole state as a full checkpoint holds it: the first time, after a
-  restore, after a checkpoint was aborted, and once the changes written since the base add up to
-  more than the base itself (a restore then reads at most about twice the state) or number
-  :data:`MAX_CHANGES`;
+  restore, after a checkpoint was aborted, when half the keys or more changed (as while a state
+  fills up), and once the changes written since the base add up to more than the base itself (a
+  restore then reads at most about twice the state) or number :data:`MAX_CHANGES`;
 - otherwise a **change**: ``{key: entry or None}`` for the keys changed since the previous
   checkpoint (None: the key holds nothing any more).
 
@@ -57,7 +57,15 @@ from actorflow.errors import StateError
 from actorflow.runtime.forked import PROTOCOL, can_fork, start_pickling
 from actorflow.state.shared_files import RestoredFiles
 
-__all__ = ["Deferred", "FORK_ENTRIES", "HeapCheckpoints", "MAX_CHANGES", "REBASE_RATIO", "read_chain"]
+__all__ = [
+    "Deferred",
+    "FORK_ENTRIES",
+    "HeapCheckpoints",
+    "BASE_SHARE",
+    "MAX_CHANGES",
+    "REBASE_RATIO",
+    "read_chain",
+]
 
 #: A base or change of at least this many entries is pickled in a forked child (about 10 ms of
 #: pickling on the loop: the chain's default threshold for whole states, too).
@@ -66,6 +74,8 @@ FORK_ENTRIES: Final = 10_000
 MAX_CHANGES: Final = 100
 #: A new base once the changes written since the last one are this many times its size.
 REBASE_RATIO = 1.0
+#: A base instead of a change once this share of the keys changed.
+BASE_SHARE = 0.5
 
 
 def _identity(value: Any) -> Any:
@@ -113,12 +123,15 @@ class HeapCheckpoints:
         self._written = 0
         self._scratch: str | None = None
 
-    def wants_base(self) -> bool:
-        """Whether the next checkpoint writes a base rather than a change."""
+    def wants_base(self, changed: int, keys: int) -> bool:
+        """Whether the next checkpoint writes a base rather than a change, with ``changed`` of the
+        state's ``keys`` changed: a change of half the keys (:data:`BASE_SHARE`) or more costs
+        about as much as a base to write, and more to build."""
         return (
             self.rebase
             or len(self.chain) > MAX_CHANGES
             or (self.base_bytes > 0 and self.changes_bytes > REBASE_RATIO * self.base_bytes)
+            or changed >= BASE_SHARE * keys > 0
         )
 
     def take(

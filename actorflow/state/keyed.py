@@ -337,6 +337,17 @@ class KeyedStateBackend:
         """How many keys have an entry in state ``name``."""
         return len(self._tables.get(name, {}))
 
+    def largest_state(self) -> int:
+        """How many keys the state with the most entries has (0 with no state).
+
+        >>> backend = KeyedStateBackend()
+        >>> backend.keys.current = "a"
+        >>> backend.get_state(ValueStateDescriptor("n")).update(1)
+        >>> backend.largest_state()
+        1
+        """
+        return max(map(len, self._tables.values()), default=0)
+
     def keys_in(self, name: str) -> list[Any]:
         """The keys that have an entry in state ``name`` (a copy: safe to change state meanwhile)."""
         return list(self._tables.get(name, ()))
