@@ -220,7 +220,7 @@ def test_changes_that_outgrow_the_base_start_a_new_base(tmp_path: Path) -> None:
     lengths, outgrown = [], []
     feed(operator, range(74))  # every one of the 37 keys
     for checkpoint_id in range(1, 10):
-        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 15))  # 15 of the 37 keys
+        feed(operator, range(checkpoint_id * 100, checkpoint_id * 100 + 10))  # 10 of the 37 keys
         outgrown.append(heap.changes_bytes > heap.base_bytes)
         lengths.append(len(asyncio.run(checkpoint(operator, storage, checkpoint_id))))
     assert 1 in lengths[1:] and max(lengths) >= 3, lengths
@@ -230,14 +230,14 @@ def test_changes_that_outgrow_the_base_start_a_new_base(tmp_path: Path) -> None:
     assert contents(restored(tmp_path, storage)) == expected
 
 
-def test_a_checkpoint_after_half_the_keys_changed_is_a_base(tmp_path: Path) -> None:
+def test_a_checkpoint_after_many_keys_changed_is_a_base(tmp_path: Path) -> None:
     storage = FileSystemStorage(tmp_path / "checkpoints", retain=10)
     operator = open_operator(tmp_path, 0, 1)
     feed(operator, range(37))
     assert len(asyncio.run(checkpoint(operator, storage, 1))) == 1
-    feed(operator, range(100, 118))  # 18 of 37 keys: a change
+    feed(operator, range(100, 110))  # 10 of 37 keys: a change
     assert len(asyncio.run(checkpoint(operator, storage, 2))) == 2
-    feed(operator, range(200, 219))  # 19 of 37: a base
+    feed(operator, range(200, 212))  # 12 of 37, over 30 %: a base
     assert len(asyncio.run(checkpoint(operator, storage, 3))) == 1
     operator.close()
 

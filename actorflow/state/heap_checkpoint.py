@@ -7,8 +7,8 @@ operator notes the keys its records and timers touch (as a Kafka partition task 
 changelog), and each checkpoint writes one of two things:
 
 - a **base**, the operator's whole state as a full checkpoint holds it: the first time, after a
-  restore, after a checkpoint was aborted, when half the keys or more changed (as while a state
-  fills up), and once the changes written since the base add up to more than the base itself (a
+  restore, after a checkpoint was aborted, when 30 % of the keys or more changed (as while a
+  state fills up), and once the changes written since the base add up to more than the base itself (a
   restore then reads at most about twice the state) or number :data:`MAX_CHANGES`;
 - otherwise a **change**: ``{key: entry or None}`` for the keys changed since the previous
   checkpoint (None: the key holds nothing any more).
@@ -75,7 +75,7 @@ MAX_CHANGES: Final = 100
 #: A new base once the changes written since the last one are this many times its size.
 REBASE_RATIO = 1.0
 #: A base instead of a change once this share of the keys changed.
-BASE_SHARE = 0.5
+BASE_SHARE = 0.3
 
 
 def _identity(value: Any) -> Any:
@@ -125,8 +125,9 @@ class HeapCheckpoints:
 
     def wants_base(self, changed: int, keys: int) -> bool:
         """Whether the next checkpoint writes a base rather than a change, with ``changed`` of the
-        state's ``keys`` changed: a change of half the keys (:data:`BASE_SHARE`) or more costs
-        about as much as a base to write, and more to build."""
+        state's ``keys`` changed: a change of 30 % of the keys (:data:`BASE_SHARE`) or more takes
+        as long to build and pickle as a base (a key's entry is looked up in every table, where a
+        base walks the tables in order)."""
         return (
             self.rebase
             or len(self.chain) > MAX_CHANGES
