@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.process import KeyedProcessOperator
-from actorflow.runtime.gcpause import paused_gc
+from actorflow.runtime.collector import paused_gc
 from actorflow.runtime.messages import Batch
 from actorflow_kafka.tasks.changelog import changelog_records, dumps, read_partition, restored_state
 from benchmarks.kafka import _bootstrap_servers, create_topics, delete_topics

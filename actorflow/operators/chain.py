@@ -40,9 +40,8 @@ from actorflow.operators.locate import locate as _locate
 from actorflow.operators.side_outputs import OutputTag, SideOutputs
 from actorflow.operators.snapshots import CheckpointHooks, SnapshotPart, dumps, part_name
 from actorflow.operators.source_actor import SourceActor
-from actorflow.runtime.collector import records_done
+from actorflow.runtime.collector import paused_gc, records_done
 from actorflow.runtime.forked import ChildPickling, can_fork, pickle_in_child
-from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.messages import Barrier, Batch, EndOfStream, StreamStatus
 from actorflow.runtime.metrics import ActorMetrics
 from actorflow.runtime.output import Output

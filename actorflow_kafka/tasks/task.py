@@ -38,7 +38,7 @@ from actorflow.checkpoint.storage import MemoryStorage
 from actorflow.errors import CheckpointError
 from actorflow.operators.snapshots import Loaded, Part, ended_owner, part_name, watermark_owner
 from actorflow.plan.deploy import deploy
-from actorflow.runtime.gcpause import paused_gc
+from actorflow.runtime.collector import paused_gc
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics
 from actorflow_kafka.connection import start_client
