@@ -822,10 +822,15 @@ def fold_changes(base: dict[str, Any], changes: list[dict[str, Any]]) -> dict[st
     for index, change in enumerate(changes):
         keys = change["keys"]
         latest.update(dict.fromkeys(keys, index))
-        for table in tables.values():
+        state = change["state"]
+        for name, table in tables.items():
+            # Only what the key lost is removed: a dict without removed entries is copied whole
+            # (a memory copy) into the table a restore fills, one with them entry by entry.
+            kept = state.get(name, ())
             for key in keys:
-                table.pop(key, None)
-        for name, entries in change["state"].items():
+                if key not in kept:
+                    table.pop(key, None)
+        for name, entries in state.items():
             tables.setdefault(name, {}).update(entries)
     for domain in ("event", "processing"):
         times, keys = base[domain]
