@@ -640,11 +640,11 @@ class KeyedProcessOperator(NativeCheckpointing):
         if base:
             state = self._whole_state()
             entries = sum(map(len, state["state"].values())) + len(state["event"][0])
-        else:  # built where it is pickled: in a forked child when it is large
-            state = Deferred(functools.partial(self._heap_change, set(changed)))
+        else:  # built where it is pickled, from the keys as they are now: in a forked child
+            state = Deferred(functools.partial(self._heap_change, changed))  # when it is large
             entries = len(changed)
-        changed.clear()
         chain, shared = heap.take(checkpoint_id, state, base=base, entries=entries)
+        changed.clear()  # after the pickling or the fork: no copy of the keys on the loop
         # snapshot_state() gives the chain's shape meanwhile: what a subclass adds to it (the
         # broadcast state of a keyed broadcast function) goes into the part as well.
         self._heap_chain = chain
