@@ -98,3 +98,40 @@ def contents(operators: list[KeyedProcessOperator]) -> tuple[dict[str, Any], lis
             state.setdefault(name, {}).update(table)
         timers.extend(zip(*operator.event_timers.export(), strict=True))
     return state, sorted(timers)
+
+
+def build(
+    items: list[dict[str, Any]],
+    checkpoints: Path,
+    target: Path,
+    *,
+    parallelism: int,
+    backend: str,
+    rocks: Path | None = None,
+    gates: list[int] = (),  # type: ignore[assignment]
+    crash_at: int | None = None,
+    cache_entries: int = 16,
+) -> tuple[Flow, CheckpointingSource]:
+    """The profile flow from ``items`` to ``target`` (exactly once), checkpointing into
+    ``checkpoints`` at ``gates`` and crashing at ``crash_at``, with its state on ``backend``:
+    ``heap``, ``heap-incremental`` or ``rocksdb`` (under ``rocks``, next to the checkpoints when
+    None), whatever ``$ACTORFLOW_STATE_BACKEND`` says."""
+    flow = Flow("profiles", parallelism=parallelism, batch_size=20)
+    if backend == "rocksdb":
+        path = checkpoints.parent / "rocks" if rocks is None else rocks
+        flow.set_state_backend("rocksdb", path=path, cache_entries=cache_entries)
+    else:
+        flow.set_state_backend("heap", incremental=backend == "heap-incremental")
+    flow.enable_checkpointing(FileSystemStorage(checkpoints, retain=10))
+    source = CheckpointingSource(items, flow, list(gates), crash_at)
+    flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
+    return flow, source
+
+
+def reference_run(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    """2,400 records over 300 cards and the output of a run without failure, on the heap."""
+    items = records(2_400)
+    target = tmp_path / "reference.jsonl"
+    flow, _ = build(items, tmp_path / "reference-checkpoints", target, parallelism=2, backend="heap")
+    flow.execute()
+    return items, lines(target)

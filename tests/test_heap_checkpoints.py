@@ -17,7 +17,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from actorflow import Flow
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.operators.base import Collector, OperatorContext
@@ -28,47 +27,24 @@ from actorflow.state.backends import StateBackendConfig
 from actorflow.state.descriptors import ListStateDescriptor, ValueStateDescriptor
 from actorflow.state.keygroups import key_group
 from tests.checkpoint_flows import (
-    CheckpointingSource,
     Profile,
+    build,
     completed,
     contents,
     feed,
     lines,
     new_shared_bytes,
     records,
+    reference_run,
 )
 
+INCREMENTAL = "heap-incremental"
 needs_rocksdict = pytest.mark.skipif(importlib.util.find_spec("rocksdict") is None, reason="no rocksdict")
-
-
-def build(
-    items: list[dict[str, Any]],
-    checkpoints: Path,
-    target: Path,
-    *,
-    parallelism: int,
-    backend: str = "heap-incremental",
-    gates: list[int] = (),  # type: ignore[assignment]
-    crash_at: int | None = None,
-) -> tuple[Flow, CheckpointingSource]:
-    flow = Flow("profiles", parallelism=parallelism, batch_size=20)
-    if backend == "rocksdb":
-        flow.set_state_backend("rocksdb", path=checkpoints.parent / "rocks", cache_entries=16)
-    else:
-        flow.set_state_backend("heap", incremental=backend == "heap-incremental")
-    flow.enable_checkpointing(FileSystemStorage(checkpoints, retain=10))
-    source = CheckpointingSource(items, flow, list(gates), crash_at)
-    flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
-    return flow, source
 
 
 @pytest.fixture
 def reference(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
-    items = records(2_400)
-    target = tmp_path / "reference.jsonl"
-    flow, _ = build(items, tmp_path / "reference-checkpoints", target, parallelism=2, backend="heap")
-    flow.execute()
-    return items, lines(target)
+    return reference_run(tmp_path)
 
 
 def chains(checkpoints: Path, part: str = "process/0") -> list[list[str]]:
@@ -87,7 +63,12 @@ def test_a_checkpoint_after_few_changes_stores_only_the_changed_keys(tmp_path: P
     items = records(2 * keys, keys) + records(10, keys) + records(10, keys)
     gates = [2 * keys, 2 * keys + 10, 2 * keys + 20]
     flow, source = build(
-        items, tmp_path / "checkpoints", tmp_path / "out.jsonl", parallelism=1, gates=gates
+        items,
+        tmp_path / "checkpoints",
+        tmp_path / "out.jsonl",
+        parallelism=1,
+        backend=INCREMENTAL,
+        gates=gates,
     )
     flow.execute()
     assert source.checkpointed == gates
@@ -107,11 +88,13 @@ def test_a_restore_folds_the_changes_into_the_base_and_resumes_exactly(
     items, expected = reference
     checkpoints, target = tmp_path / "checkpoints", tmp_path / "out.jsonl"
     gates = [800, 850, 900]  # 50 records change fewer than 50 of 300 keys: chained changes
-    first, _ = build(items, checkpoints, target, parallelism=2, gates=gates, crash_at=1_400)
+    first, _ = build(
+        items, checkpoints, target, parallelism=2, backend=INCREMENTAL, gates=gates, crash_at=1_400
+    )
     with pytest.raises(RuntimeError, match="crash"):
         first.execute()
     assert [len(chain) for chain in chains(checkpoints)] == [1, 2, 3]
-    second, _ = build(items, checkpoints, target, parallelism=2, gates=[1_600])
+    second, _ = build(items, checkpoints, target, parallelism=2, backend=INCREMENTAL, gates=[1_600])
     second.execute()
     assert lines(target) == expected
     assert len(chains(checkpoints)[-1]) == 1, "the first checkpoint after a restore is a base"

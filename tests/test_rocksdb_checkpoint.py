@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from actorflow import Flow
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.parts import SnapshotPart
 from actorflow.errors import StateError
@@ -35,49 +34,21 @@ from actorflow.state.keygroups import key_group
 from actorflow.state.rocksdb import PREFIX, RocksDBTables
 from actorflow.state.rocksdb_timers import RocksDBTimerQueue
 from tests.checkpoint_flows import (
-    CheckpointingSource,
     Profile,
+    build,
     completed,
     contents,
     feed,
     lines,
     new_shared_bytes,
     records,
+    reference_run,
 )
-
-
-def build(
-    items: list[dict[str, Any]],
-    checkpoints: Path,
-    target: Path,
-    *,
-    parallelism: int,
-    backend: str,
-    rocks: Path,
-    gates: list[int] = (),  # type: ignore[assignment]
-    crash_at: int | None = None,
-    cache_entries: int = 16,
-) -> tuple[Flow, CheckpointingSource]:
-    flow = Flow("profiles", parallelism=parallelism, batch_size=20)
-    if backend == "rocksdb":
-        flow.set_state_backend("rocksdb", path=rocks, cache_entries=cache_entries)
-    else:  # the heap, whatever $ACTORFLOW_STATE_BACKEND says
-        flow.set_state_backend("heap")
-    flow.enable_checkpointing(FileSystemStorage(checkpoints, retain=10))
-    source = CheckpointingSource(items, flow, list(gates), crash_at)
-    flow.from_source(source).key_by("k").process(Profile()).sink_to_json_lines(target, exactly_once=True)
-    return flow, source
 
 
 @pytest.fixture
 def reference(tmp_path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
-    items = records(2_400)
-    target = tmp_path / "reference.jsonl"
-    flow, _ = build(
-        items, tmp_path / "reference-checkpoints", target, parallelism=2, backend="heap", rocks=tmp_path
-    )
-    flow.execute()
-    return items, lines(target)
+    return reference_run(tmp_path)
 
 
 # -- the checkpoints ----------------------------------------------------------------------------------
