@@ -85,12 +85,13 @@ def _run(op: WindowOperator, batches: Batches, incremental: bool) -> tuple[Any, 
     outputs = []
     for values, timestamps, marks in [*batches, ([], [], [(0, MAX_WATERMARK)])]:
         out = op.process(Batch(values, timestamps, marks))
-        outputs.append((out.values, out.timestamps, out.marks))
+        # The state and timers after each batch too: what a checkpoint would hold.
+        outputs.append((out.values, out.timestamps, out.marks, op.state_size(), len(op.event_timers)))
     side = op.side_outputs.take(LATE, None)
     return outputs, op.late_records, side.values if side is not None else [], op.state_size()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     batches=_punctuated(),
     lateness=st.sampled_from([0, 4, 10, 25]),
@@ -165,3 +166,19 @@ def indexed_after_pop() -> list[Any]:
     queue.add(10, "a")
     queue.pop_time(10)
     return queue.timers_of("a")
+
+
+def test_a_late_windows_cleanup_fires_at_the_first_watermark_past_it() -> None:
+    """A record inside the allowed lateness opens [0, 10), which fires at once; its cleanup timer
+    (14) comes before every other (29), so the next watermark (16) clears it, in this batch."""
+    op = WindowOperator(
+        "w", itemgetter("k"), TumblingEventTimeWindows.of(10), ReduceContents(_sum), allowed_lateness=5
+    )
+    op.open(operator_context("w"))
+    op.process(Batch([{"k": "a", "v": 1}], [25], [(1, 12)]))
+    out = op.process(Batch([{"k": "b", "v": 2}], [5], [(1, 16)]))
+    assert out.values == [{"k": "b", "v": 2}] and out.timestamps == [9]
+    assert op.state_size() == 1 and op.event_timers.snapshot() == [
+        (29, [("a", (20, 30))]),
+        (34, [("a", (20, 30))]),
+    ]

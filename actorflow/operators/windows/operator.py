@@ -36,8 +36,9 @@ record):
 
 - tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
   the window is computed inline, an aggregate function is called directly, each window has one
-  timer (plus a cleanup timer with allowed lateness), and a record whose window the watermark has
-  passed goes to the next path's rules;
+  timer (plus a cleanup timer with allowed lateness), a record whose window the watermark has
+  passed goes to the next path's rules, and the batch is cut only at the watermarks that fire a
+  timer (punctuated watermarks come after almost every record, and almost none fires anything);
 - other event-time windows with the default trigger: its rules applied by the operator, no
   trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
 - merging windows (sessions), custom triggers and processing time: the trigger is called for
@@ -777,8 +778,8 @@ class WindowOperator(NativeCheckpointing):
                 due = bisect_left(marks, next_time, passed, key=_watermark_of)
             end = marks[due][0] if due < len(marks) else count
             start, passed = self._tumbling_run(batch, start, end, passed, due, out_marks)
-            if start < end:
-                continue  # a new window fires before every other: the due mark may come sooner
+            if start < end or timers.next_time != next_time:
+                continue  # the run set a timer before every other: the due mark may come sooner
             self._pass(marks, passed, due, out_marks)
             if due == len(marks):
                 return self._end(batch, (), out_marks)
@@ -834,6 +835,8 @@ class WindowOperator(NativeCheckpointing):
                     self._set_timers(new_timers)
                     late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
                     if late:
+                        if self.event_timers.next_time != next_time:  # a late window's cleanup
+                            return position + 1, passed  # may come first: the due mark, sooner
                         continue
                 fires = new_timers.setdefault(time, [])
                 cleans = new_timers.setdefault(time + lateness, []) if lateness else fires
