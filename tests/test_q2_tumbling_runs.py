@@ -182,3 +182,13 @@ def test_a_late_windows_cleanup_fires_at_the_first_watermark_past_it() -> None:
         (29, [("a", (20, 30))]),
         (34, [("a", (20, 30))]),
     ]
+
+
+def test_a_batchs_last_record_opening_the_earliest_window_fires_at_the_mark_after_it() -> None:
+    """The only record of the second batch opens [0, 10), before the open [10, 20): the run stops
+    after it, at the end of the records, and the mark after it (10) must still fire the window."""
+    op = WindowOperator("w", itemgetter("k"), TumblingEventTimeWindows.of(10), ReduceContents(_sum))
+    op.open(operator_context("w"))
+    op.process(Batch([{"k": "a", "v": 1}], [12], [(1, 5)]))
+    out = op.process(Batch([{"k": "b", "v": 2}], [8], [(1, 10)]))
+    assert out.values == [{"k": "b", "v": 2}] and out.timestamps == [9] and out.marks == [(1, 10)]
