@@ -55,6 +55,30 @@ class TimerQueue:
         keys[key] = None
         return True
 
+    def add_keys(self, time: int, keys: Iterable[Hashable]) -> None:
+        """Register a timer at ``time`` for each of ``keys``, in their order (as :meth:`add` one
+        by one, in one call: a key registered already keeps its place).
+
+        >>> queue = TimerQueue()
+        >>> queue.add(20, "b")
+        True
+        >>> queue.add_keys(20, ["a", "b", "c"]), queue.add_keys(10, ["d"])
+        (None, None)
+        >>> queue.snapshot(), queue.next_time
+        ([(10, ['d']), (20, ['b', 'a', 'c'])], 10)
+        """
+        new = dict.fromkeys(keys)
+        if not new:
+            return
+        slot = self._times.get(time)
+        if slot is not None:
+            slot.update(new)
+            return
+        self._times[time] = new
+        next_time = self.next_time
+        if next_time is None or time < next_time:
+            self.next_time = time
+
     def remove(self, time: int, key: Hashable) -> bool:
         """Forget a timer; return False if there was none."""
         keys = self._times.get(time)
@@ -85,6 +109,23 @@ class TimerQueue:
             if not keys and times.get(time) is keys:
                 del times[time]
                 self._refresh()
+
+    def pop_time(self, limit: int) -> tuple[int, dict[Hashable, None]] | None:
+        """Remove and return the earliest time ``<= limit`` with its timers (the keys, a dict in
+        registration order), or None if no timer is due: :meth:`pop_due` a time at a time, for an
+        owner whose timers set or remove no timer while they fire.
+
+        >>> queue = TimerQueue()
+        >>> queue.add_all([(20, "a"), (10, "b"), (10, "c")])
+        >>> queue.pop_time(15), queue.pop_time(15), queue.next_time
+        ((10, {'b': None, 'c': None}), None, 20)
+        """
+        time = self.next_time
+        if time is None or time > limit:
+            return None
+        keys = self._times.pop(time)
+        self._refresh()
+        return time, keys
 
     def keys_at(self, time: int) -> list[Hashable]:
         return list(self._times.get(time, ()))
@@ -219,6 +260,10 @@ class IndexedTimerQueue(TimerQueue):
         self.changed.add(index)
         return True
 
+    def add_keys(self, time: int, keys: Iterable[Hashable]) -> None:
+        for key in keys:
+            self.add(time, key)
+
     def remove(self, time: int, key: Hashable) -> bool:
         if not super().remove(time, key):
             return False
@@ -253,6 +298,22 @@ class IndexedTimerQueue(TimerQueue):
             if not keys and times.get(time) is keys:
                 del times[time]
                 self._refresh()
+
+    def pop_time(self, limit: int) -> tuple[int, dict[Hashable, None]] | None:
+        due = super().pop_time(limit)
+        if due is not None:
+            time, keys = due
+            by_key = self._by_key
+            index_of = self._index_of
+            changed = self.changed
+            for key in keys:
+                index = key if index_of is None else index_of(key)
+                timers = by_key[index]
+                del timers[(time, key)]
+                if not timers:
+                    del by_key[index]
+                changed.add(index)
+        return due
 
     def add_all(self, timers: Iterable[tuple[int, Hashable]]) -> None:
         by_key = self._by_key

@@ -36,8 +36,9 @@ record):
 
 - tumbling event-time windows with the default trigger (the common case, and the benchmark's Q2):
   the window is computed inline, an aggregate function is called directly, each window has one
-  timer (plus a cleanup timer with allowed lateness), and a record whose window the watermark has
-  passed goes to the next path's rules;
+  timer (plus a cleanup timer with allowed lateness), a record whose window the watermark has
+  passed goes to the next path's rules, and the batch is cut only at the watermarks that fire a
+  timer (punctuated watermarks come after almost every record, and almost none fires anything);
 - other event-time windows with the default trigger: its rules applied by the operator, no
   trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
 - merging windows (sessions), custom triggers and processing time: the trigger is called for
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -97,6 +99,9 @@ CONTINUE = TriggerResult.CONTINUE
 
 #: The index key of a window timer's ``(key, window)``: the key.
 _key_of_scope = itemgetter(0)
+#: A mark's ``(position, watermark)`` parts, for bisecting a batch's marks.
+_position_of = itemgetter(0)
+_watermark_of = itemgetter(1)
 
 
 def check_window_setup(assigner: WindowAssigner, trigger: Trigger, contents: WindowContents) -> None:
@@ -753,71 +758,144 @@ class WindowOperator(NativeCheckpointing):
     def _process_tumbling(self, batch: Batch) -> Batch:
         """:meth:`process` for epoch-aligned tumbling event-time windows with the default trigger.
 
-        The rules of :meth:`_process_default`, unrolled for on-time records: the window is computed
-        inline (the last one is reused, as out-of-order records mostly fall in the window of the
-        record before them), an aggregate function is called directly, and a window's timer (its
-        trigger timer, and its cleanup timer unless there is lateness) is set with its first record.
-        A record whose window the watermark has passed takes the general path.
-
-        Watermarks are written to the output lazily: one that fires no timer only replaces the
-        pending one (no result came out since), which is written before the next result.
+        The rules of :meth:`_process_default`, unrolled for on-time records (see
+        :meth:`_tumbling_run`). Watermarks cost nothing per record: the batch is cut at the marks
+        that fire a timer (the first whose watermark reaches the earliest timer, found by bisection:
+        a batch's watermarks only rise), and the records between two such marks run in one loop.
+        The marks in between fire nothing and produce no output, so only the last of them is
+        written to the output, before the next result or at the end of the batch.
         """
         out_marks = self._begin(batch)
+        marks = batch.marks or []
+        count = len(batch.values)
+        timers = self.event_timers
+        start = 0  # the next record
+        passed = 0  # the marks before this one are the operator's watermark (written out or not)
+        while True:
+            next_time = timers.next_time
+            due = len(marks)  # the first mark that fires a timer
+            if next_time is not None:
+                due = bisect_left(marks, next_time, passed, key=_watermark_of)
+            end = marks[due][0] if due < len(marks) else count
+            start, passed = self._tumbling_run(batch, start, end, passed, due, out_marks)
+            if start < end or timers.next_time != next_time:
+                continue  # the run set a timer before every other: the due mark may come sooner
+            self._pass(marks, passed, due, out_marks)
+            if due == len(marks):
+                return self._end(batch, (), out_marks)
+            self._advance(marks[due][1], out_marks)
+            passed = due + 1
+
+    def _tumbling_run(
+        self, batch: Batch, start: int, end: int, passed: int, due: int, out_marks: list[tuple[int, int]]
+    ) -> tuple[int, int]:
+        """The records ``start..end`` of :meth:`_process_tumbling`, between whose marks
+        ``passed..due`` no timer fires; return where it stopped and the marks passed by then.
+
+        The window is computed inline (the last one is reused, as out-of-order records mostly fall
+        in the window of the record before them), an aggregate function is called directly, and a
+        window's timer (its trigger timer, and its cleanup timer with lateness) is set with its
+        first record. A record is on time if its window ends after the run's highest watermark;
+        otherwise :meth:`_tumbling_late` looks its watermark up. The run stops after a record that
+        opens a window firing before every other timer: a mark before ``end`` may fire it.
+        """
         values = batch.values
         timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
-        marks = batch.marks or ()
         size = self._size
         offset = self._offset
         lateness = self.allowed_lateness
         key_of = self.key_of
         state = self.windows
         keys = self.keys
-        timers = self.event_timers
-        add_timer = timers.add
+        next_time = self.event_timers.next_time
+        if next_time is None:
+            next_time = MAX_WATERMARK
         create, add = self._tumbling_adders()
-        window = GLOBAL_WINDOW
-        window_last = None  # the max timestamp of ``window``, the window of the last record
+        # The timers of the run's new windows by time, set at its end (or before a late record):
+        # those of the window in hand go to ``fires`` (and ``cleans``, its cleanup timers).
+        new_timers: dict[int, list[tuple[Hashable, TimeWindow]]] = {}
+        fires = cleans = []
         empty = EMPTY
-        watermark = self.watermark
-        pending: int | None = None  # a watermark not written to the output yet
-        mark_index = 0
-        mark_count = len(marks)
-        next_position = marks[0][0] if marks else -1
-        for position, value in enumerate(values):
-            while position == next_position:  # a watermark comes before this record
-                watermark = marks[mark_index][1]
-                next_time = timers.next_time
-                if next_time is not None and next_time <= watermark:
-                    self._flush(pending, out_marks)
-                    self._advance(watermark, out_marks)
-                    pending = None
-                else:
-                    pending = watermark
-                mark_index += 1
-                next_position = marks[mark_index][0] if mark_index < mark_count else -1
+        # The watermark before any record of the run is at most this.
+        highest = batch.marks[due - 1][1] if due > passed else self.watermark  # type: ignore[index]
+        window = GLOBAL_WINDOW
+        time = MIN_WATERMARK  # the max timestamp of ``window``
+        # The window of the last record, by its first and last timestamp (none yet). Only a window
+        # after ``highest`` is kept: its records need no lateness check (nor arithmetic on big ints).
+        first, last = 1, 0
+        for position in range(start, end):
             timestamp = timestamps[position]
-            last = timestamp - (timestamp - offset) % size + size - 1  # the window's max timestamp
-            if last <= watermark:  # its window fired, or is gone: the general rules
-                self._flush(pending, out_marks, watermark)
-                pending = None
-                self._add_late(value, timestamp)
-                continue
-            if last != window_last:
-                window_last = last
-                window = TimeWindow(last - size + 1, last + 1)
+            if timestamp > last or timestamp < first:  # another window than the last record's
+                time = timestamp - (timestamp - offset) % size + size - 1  # its max timestamp
+                first = time - size + 1
+                last = time
+                window = TimeWindow(first, time + 1)
+                if time <= highest:  # perhaps its window fired, or is gone: the general rules
+                    first, last = 1, 0  # the run's watermarks may pass it: not kept
+                    self._set_timers(new_timers)
+                    late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
+                    if late:
+                        if self.event_timers.next_time != next_time:  # a late window's cleanup
+                            return position + 1, passed  # may come first: the due mark, sooner
+                        continue
+                fires = new_timers.setdefault(time, [])
+                cleans = new_timers.setdefault(time + lateness, []) if lateness else fires
+            value = values[position]
             keys.current = key = key_of(value)  # before the key's windows are read
             per_key = state.get(key)
             if per_key is None:
                 per_key = state[key] = {}
             previous = per_key.get(window, empty)
             if previous is empty:  # the window's first record: its contents start, its timers are set
-                previous = create()
-                add_timer(last, (key, window))
+                previous = per_key[window] = create()
+                fires.append((key, window))
                 if lateness:
-                    add_timer(last + lateness, (key, window))  # its cleanup
-            per_key[window] = add(value, previous)
-        self._flush(pending, out_marks, watermark)
-        return self._end(batch, marks[mark_index:], out_marks)
+                    cleans.append((key, window))
+                if time < next_time:  # the earliest timer now
+                    per_key[window] = add(value, previous)
+                    self._set_timers(new_timers)
+                    return position + 1, passed
+            contents = add(value, previous)
+            if contents is not previous:  # an accumulator updated in place is there already
+                per_key[window] = contents
+        self._set_timers(new_timers)
+        return end, passed
+
+    def _set_timers(self, new_timers: dict[int, list[tuple[Hashable, TimeWindow]]]) -> None:
+        """Register the timers of :meth:`_tumbling_run` (``{time: [(key, window)]}``), and forget them."""
+        add_keys = self.event_timers.add_keys
+        for time, scopes in new_timers.items():
+            add_keys(time, scopes)
+        new_timers.clear()
+
+    def _tumbling_late(
+        self,
+        batch: Batch,
+        position: int,
+        window: TimeWindow,
+        passed: int,
+        due: int,
+        out_marks: list[tuple[int, int]],
+    ) -> tuple[bool, int]:
+        """Whether the record at ``position`` (of ``window``) is past the watermark before it, and
+        the marks passed then: for such a record, the marks before it are passed (written out: the
+        record may fire its window) and :meth:`_add_late` takes it."""
+        marks: list[tuple[int, int]] = batch.marks  # type: ignore[assignment]
+        before = bisect_right(marks, position, passed, due, key=_position_of)  # marks before the record
+        if window.end - 1 > (marks[before - 1][1] if before > passed else self.watermark):
+            return False, passed
+        self._pass(marks, passed, before, out_marks)
+        self._add_late(batch.values[position], batch.timestamps[position])  # type: ignore[index]
+        return True, before
+
+    def _pass(
+        self, marks: list[tuple[int, int]], passed: int, stop: int, out_marks: list[tuple[int, int]]
+    ) -> None:
+        """The marks ``passed..stop`` fire no timer: the last of them becomes the operator's
+        watermark and goes to the output (after the results so far)."""
+        if stop > passed:
+            self.watermark = watermark = marks[stop - 1][1]
+            self._mark(watermark, out_marks)
 
     def _add_late(self, value: Any, timestamp: int) -> None:
         """A record of :meth:`_process_tumbling` whose window the watermark has passed: inside the
@@ -835,16 +913,6 @@ class WindowOperator(NativeCheckpointing):
         contents = per_key[window] = self.contents.add(previous, value)
         self._fire_late(key, window, contents, previous is EMPTY)
 
-    def _flush(
-        self, pending: int | None, out_marks: list[tuple[int, int]], watermark: int | None = None
-    ) -> None:
-        """Write the pending watermark (if any) to the output, and set the operator's watermark to
-        ``watermark`` (when given)."""
-        if pending is not None:
-            self._mark(pending, out_marks)
-        if watermark is not None:
-            self.watermark = watermark
-
     def _tumbling_adders(self) -> tuple[Callable[[], Any], Callable[[Any, Any], Any]]:
         """``(create, add)`` of :meth:`_process_tumbling`: a new window's empty contents, and
         ``add(value, contents)``; an aggregate function's own, called directly, when there is one."""
@@ -856,16 +924,17 @@ class WindowOperator(NativeCheckpointing):
         return itertools.repeat(EMPTY).__next__, lambda value, previous: add(previous, value)
 
     def _fire_tumbling(self, limit: int) -> None:
-        """Event-time timers of :meth:`_process_tumbling`: fire at the window's max timestamp,
-        clean up at ``max timestamp + lateness`` (the same timer without lateness)."""
-        state = self.windows
-        keys = self.keys
-        lateness = self.allowed_lateness
+        """Event-time timers of :meth:`_process_tumbling`, a time at a time (firing a window sets
+        or removes no timer): fire at the window's max timestamp, clean up at ``max timestamp +
+        lateness`` (the same timer without lateness). Results are stamped with the timer's time."""
         out = self._out
         values = out.values
         timestamps = out.timestamps
         context = self._window_context
         context._watermark = self.watermark
+        state = self.windows
+        keys = self.keys
+        lateness = self.allowed_lateness
         emit_contents = self.contents.emit
         # An aggregate's result goes straight to the window function or the output.
         get_result = None
@@ -873,17 +942,27 @@ class WindowOperator(NativeCheckpointing):
         if type(self.contents) is AggregateContents:
             get_result = self.contents.function.get_result
             window_function = self.contents.window_function
+        pop_time = self.event_timers.pop_time
         key: Hashable
         window: TimeWindow
-        for time, scoped in self.event_timers.pop_due(limit):
-            key, window = scoped  # type: ignore[misc]
-            keys.current = key  # before the key's windows are read
-            per_key = state.get(key)
-            if per_key is None:
-                continue
-            last = window.end - 1
-            contents = per_key.get(window, EMPTY) if time == last else EMPTY
-            if contents is not EMPTY:
+        while (due := pop_time(limit)) is not None:
+            time, scopes = due
+            fires = time + 1  # the end of the windows whose trigger timer this is
+            cleans = fires - lateness  # the end of those whose cleanup timer this is
+            for key, window in scopes:  # type: ignore[misc]
+                keys.current = key  # before the key's windows are read
+                per_key = state.get(key)
+                if per_key is None:
+                    continue
+                end = window.end
+                if end == cleans:
+                    contents = per_key.pop(window, EMPTY)
+                    if not per_key:
+                        del state[key]
+                else:
+                    contents = per_key.get(window, EMPTY)
+                if contents is EMPTY or end != fires:
+                    continue
                 context.window = window
                 if get_result is None:
                     emit_contents(key, context, contents, out)
@@ -891,11 +970,7 @@ class WindowOperator(NativeCheckpointing):
                     values.append(get_result(contents))
                 else:
                     window_function.process(key, context, [get_result(contents)], out)
-                timestamps.extend([last] * (len(values) - len(timestamps)))
-            if time == last + lateness:
-                per_key.pop(window, None)
-                if not per_key:
-                    del state[key]
+            timestamps.extend([time] * (len(values) - len(timestamps)))
 
     def _merge(self, key: Hashable, per_key: dict[TimeWindow, Any], new: TimeWindow) -> TimeWindow:
         """Add ``new`` to the key's windows and merge what the assigner merges (Flink's merging
