@@ -46,6 +46,7 @@ from actorflow import Source
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.sources import TaskRunner
+from actorflow.runtime.gcpause import paused_gc
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
@@ -779,7 +780,14 @@ class _PartitionReader:
                     fetched = await self._poll(consumer, limit, stopped)
                 # No await between _decode's bookkeeping and the yield: a snapshot (cut between
                 # two batches) sees exactly the positions of the records that went out.
-                batch = await self._decode(fetched)
+                # Decoding builds a container per record while the fetched records are alive:
+                # collections meanwhile would go through all of them, for no garbage. So the
+                # collector waits until the records are gone (dropped here, not after the next
+                # poll); it runs as usual during the flow's work and the poll. (_decode awaits
+                # only to publish a dead letter.)
+                with paused_gc():
+                    batch = await self._decode(fetched)
+                    del fetched
                 if self.failure is not None:
                     raise self.failure
                 if batch is not None:

@@ -21,10 +21,11 @@ Both use the same client settings (``PRODUCER_OPTIONS``: acks=1, linger_ms=5, 1 
 compression; ``CONSUMER_OPTIONS``: aiokafka's fetch sizes; ``--linger-ms`` changes linger_ms for
 both) and the same event loop (uvloop). Each run is timed from the first record read (the first
 non-empty fetch in the loop; the first batch the source hands to the flow in actorflow) to the
-last result acknowledged by the broker (the loop's ``flush`` returned; the sink's last ``write_async``,
-which waits for the acknowledgement of every record of its batch, returned). Client start-up
-and shutdown are excluded from both; ``kafka-run`` prints the wall time including them on
-stderr.
+last result acknowledged by the broker (the loop's ``flush`` returned; the sink's ``finish_async``,
+which waits for the acknowledgement of every record it wrote, returned). Client start-up and
+shutdown are excluded from both; ``kafka-run`` prints the wall time including them on stderr.
+The same span's CPU time of the process is ``cpu_seconds``: the measure to compare on a busy
+machine (the broker shares the cores).
 
 Both output topics are read back and compared, as multisets, with the Q1 result computed
 from the generated data (so also with each other). One JSON line per engine goes to stdout,
@@ -138,12 +139,33 @@ class Stamps:
 
     first_read: float | None = None
     last_ack: float | None = None
+    first_read_cpu: float | None = None
+    last_ack_cpu: float | None = None
+    """The process's CPU time (``process_time``) at the same two moments."""
+
+    def read(self) -> None:
+        """Note the first read (later calls change nothing)."""
+        if self.first_read is None:
+            self.first_read = time.perf_counter()
+            self.first_read_cpu = time.process_time()
+
+    def acknowledged(self) -> None:
+        """Note an acknowledgement (the last call counts)."""
+        self.last_ack = time.perf_counter()
+        self.last_ack_cpu = time.process_time()
 
     def seconds(self, ended: float) -> float:
         """From the first read to the last ack (``ended`` when nothing was written)."""
         if self.first_read is None:
             return 0.0
         return max((self.last_ack or ended) - self.first_read, 0.0)
+
+    def cpu_seconds(self, ended: float) -> float:
+        """CPU time of the process from the first read to the last ack (``ended``: ``process_time``
+        when nothing was written)."""
+        if self.first_read_cpu is None:
+            return 0.0
+        return max((self.last_ack_cpu or ended) - self.first_read_cpu, 0.0)
 
 
 # -- topics -----------------------------------------------------------------------------------
@@ -317,21 +339,20 @@ class _TimedKafkaSource(KafkaSource):
         assert isinstance(inner, AsyncGenerator)  # KafkaSource.read is an async generator
         async with contextlib.aclosing(inner) as batches:
             async for batch in batches:
-                if stamps.first_read is None:
-                    stamps.first_read = time.perf_counter()
+                stamps.read()
                 yield batch
 
 
 class _TimedKafkaSink(KafkaSink):
-    """A KafkaSink that notes when the broker acknowledged its last batch."""
+    """A KafkaSink that notes when the broker acknowledged its last record."""
 
     def __init__(self, *args: Any, stamps: Stamps, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stamps = stamps  # shared by the copies the flow makes per instance
 
-    async def write_async(self, values: list[Any]) -> None:
-        await super().write_async(values)  # returns once every record of the batch is acknowledged
-        self.stamps.last_ack = time.perf_counter()
+    async def finish_async(self) -> None:
+        await super().finish_async()  # returns once every record written is acknowledged
+        self.stamps.acknowledged()
 
 
 async def run_actorflow(
@@ -406,8 +427,7 @@ async def run_loop(
                 for tp, records in fetched.items():
                     if not records:
                         continue
-                    if stamps.first_read is None:
-                        stamps.first_read = time.perf_counter()
+                    stamps.read()
                     events += len(records)
                     for record in records:
                         r = loads(record.value)
@@ -420,7 +440,7 @@ async def run_loop(
                     if records[-1].offset + 1 >= ends[tp]:
                         pending.discard(tp)
             await producer.flush()
-            stamps.last_ack = time.perf_counter()
+            stamps.acknowledged()
         finally:
             await producer.stop()
     finally:
@@ -451,9 +471,10 @@ async def run_engine(
     events = await runner(bootstrap_servers, input_topic, output_topic, stamps, producer_config)
     ended = time.perf_counter()
     seconds = stamps.seconds(ended)
+    cpu_seconds = stamps.cpu_seconds(time.process_time())
     print(
-        f"{engine}: {events} events in {seconds:.3f} s timed, {ended - started:.3f} s with client "
-        "start-up and shutdown",
+        f"{engine}: {events} events in {seconds:.3f} s timed ({cpu_seconds:.3f} CPU s), "
+        f"{ended - started:.3f} s with client start-up and shutdown",
         file=sys.stderr,
     )
     return {
@@ -463,6 +484,7 @@ async def run_engine(
         "seconds": round(seconds, 6),
         "events_per_s": round(events / seconds, 1) if seconds > 0 else 0.0,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "cpu_seconds": round(cpu_seconds, 6),
     }
 
 
@@ -545,6 +567,14 @@ def _check(bootstrap_servers: str, topic: str, expected_path: str, workdir: str,
     return results.compare("q1", path, expected_path)
 
 
+def _cpu_ratio(cpu: Mapping[str, Sequence[float]]) -> str:
+    """The CPU seconds of both engines (medians) and loop / actorflow: the ratio to read when other
+    processes compete for the cores (the broker among them)."""
+    actorflow, loop = statistics.median(cpu["actorflow"]), statistics.median(cpu["loop"])
+    ratio = f"{loop / actorflow:.2f}" if actorflow > 0 else "n/a"
+    return f"CPU s loop / actorflow = {loop:.3f} / {actorflow:.3f} = {ratio}"
+
+
 def main(
     events: int = 200_000,
     partitions: int = 1,
@@ -569,6 +599,7 @@ def main(
             expected_path = write_result(expected, Path(work) / "expected.jsonl")
             print(f"pre-loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
             rates: dict[str, list[float]] = {engine: [] for engine in ENGINES}
+            cpu: dict[str, list[float]] = {engine: [] for engine in ENGINES}
             lines: dict[str, list[KafkaMeasurement]] = {engine: [] for engine in ENGINES}
             for attempt in range(repeat):
                 for engine in ENGINES:
@@ -594,6 +625,7 @@ def main(
                     line = kafka_measurement(measurement, difference is None)
                     lines[engine].append(line)
                     rates[engine].append(float(measurement["events_per_s"]))
+                    cpu[engine].append(float(measurement.get("cpu_seconds", 0.0)))
             for engine in ENGINES:
                 if lines[engine]:
                     median = statistics.median_low(rates[engine])
@@ -606,7 +638,7 @@ def main(
                 print(
                     f"actorflow / loop = {actorflow:,.0f} / {loop:,.0f} events/s = {actorflow / loop:.2f} "
                     f"({events} events, {partitions} partition(s), linger_ms={linger_ms}, "
-                    f"median of {repeat})",
+                    f"median of {repeat}); {_cpu_ratio(cpu)}",
                     file=sys.stderr,
                     flush=True,
                 )

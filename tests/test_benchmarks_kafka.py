@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
+from actorflow_kafka import KafkaSink
 from benchmarks import kafka, results
 from benchmarks.runner import Measurement
 from tests.kafka_fixtures import KafkaEndpoint
@@ -51,8 +53,51 @@ async def test_both_engines_write_the_q1_result(kafka_broker: KafkaEndpoint, tmp
             assert line["seconds"] > 0
             assert line["events_per_s"] > 0
             assert line["peak_rss_mb"] > 0
+            assert 0 < line["cpu_seconds"] < 60
             assert orjson.loads(orjson.dumps(line)) == line
         assert results.compare("q1", outputs["actorflow"], outputs["loop"]) is None
+    finally:
+        await kafka.delete_topics(bootstrap, topics.all)
+
+
+def test_stamps_span_the_first_read_to_the_last_ack() -> None:
+    stamps = kafka.Stamps()
+    assert stamps.seconds(ended=10.0) == 0.0 and stamps.cpu_seconds(ended=10.0) == 0.0
+    stamps.read()
+    first, first_cpu = stamps.first_read, stamps.first_read_cpu
+    assert first is not None and first_cpu is not None
+    stamps.read()  # only the first read counts
+    assert (stamps.first_read, stamps.first_read_cpu) == (first, first_cpu)
+    sum(range(100_000))  # some CPU time
+    stamps.acknowledged()
+    assert stamps.last_ack is not None and stamps.last_ack_cpu is not None
+    assert stamps.seconds(ended=first + 100) == stamps.last_ack - first
+    assert stamps.cpu_seconds(ended=first_cpu + 100) == stamps.last_ack_cpu - first_cpu
+
+
+async def test_actorflow_is_timed_to_its_sinks_last_acknowledgement(kafka_broker: KafkaEndpoint) -> None:
+    """The sink keeps acknowledgements pending: the run ends when its end of input flushed them."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = kafka.Topics.fresh(engines=["actorflow"])
+    await kafka.create_topics(bootstrap, topics.all, partitions=1)
+    try:
+        expected = await kafka.preload(bootstrap, topics.input, 500, seed=5)
+        stamps = kafka.Stamps()
+        acknowledged: list[bool] = []
+        flush = KafkaSink.flush
+
+        async def watched_flush(sink: KafkaSink) -> None:
+            await flush(sink)
+            acknowledged.append(stamps.last_ack is None)  # the stamp comes after the last flush
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(KafkaSink, "flush", watched_flush)
+            read = await kafka.run_actorflow(bootstrap, topics.input, topics.outputs["actorflow"], stamps)
+        assert read == 500
+        assert acknowledged and all(acknowledged)
+        assert stamps.first_read is not None and stamps.last_ack is not None
+        assert stamps.last_ack > stamps.first_read
+        assert len(await kafka.read_topic(bootstrap, topics.outputs["actorflow"])) == len(expected)
     finally:
         await kafka.delete_topics(bootstrap, topics.all)
 
