@@ -46,7 +46,7 @@ from actorflow import Source
 from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.operators.sources import TaskRunner
-from actorflow.runtime.gcpause import paused_gc
+from actorflow.runtime.collector import paused_gc
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
