@@ -37,8 +37,8 @@ import heapq
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Hashable, MutableMapping
-from itertools import compress, repeat
-from operator import gt, itemgetter
+from itertools import accumulate, chain, compress, repeat
+from operator import gt, itemgetter, sub
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from actorflow.errors import StateError
@@ -49,7 +49,7 @@ from actorflow.operators.native import NativeCheckpointing
 from actorflow.operators.process import RuntimeContext, restore_native
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
-from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
 from actorflow.state.backends import StateBackendConfig, StateTables, open_tables
 from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter
@@ -314,13 +314,15 @@ class PatternOperator(NativeCheckpointing):
         timeouts = self.timeouts
         get = self.table.get
         changed = self.changed
-        begins = self.nfa.begin_condition
+        begins = self.nfa.begin_condition or _may_begin
         step = self._step
+        next_due = timeouts[0][0] if timeouts else MAX_WATERMARK  # at MAX_WATERMARK: a no-op
         for ts, _, key, value in self._due(watermark):
-            if timeouts and timeouts[0][0] <= ts:
+            if ts >= next_due:
                 self._expire(ts)
+                next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
             entry = get(key)
-            if entry is None and begins is not None:
+            if entry is None:
                 # The common case: nothing to continue and (the first stage's own condition, called
                 # directly) nothing begun: no state. If it raises, _step raises or routes it.
                 try:
@@ -331,6 +333,7 @@ class PatternOperator(NativeCheckpointing):
                 except Exception:
                     pass
             step(key, entry, value, ts)
+            next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
         self._expire(watermark)
 
     def _due(self, watermark: int) -> list[tuple[Any, ...]]:
@@ -664,25 +667,28 @@ class PatternOperator(NativeCheckpointing):
         return {key: (entry[0], list(entry[1])) for key, entry in read.items()}
 
 
+def _may_begin(value: Any) -> bool:
+    """Without a plain first condition: any event may begin a match (the automaton decides)."""
+    return True
+
+
 def _watermark_at_each(
     marks: list[tuple[int, int]] | None, count: int, watermark: int
 ) -> tuple[list[int], int]:
     """The watermark each of a batch's ``count`` events comes at (a mark ``(n, w)`` holds from the
     batch's ``n``-th event on; ``watermark`` before the first), and the one after the last mark.
+    Built in C (``repeat`` per stretch between marks): a punctuated source marks every few events.
 
     >>> _watermark_at_each([(1, 5), (3, 4), (3, 7)], 4, 0)
     ([0, 5, 5, 7], 7)
     """
-    at_each: list[int] = []
-    extend = at_each.extend
-    start = 0
-    for end, mark in marks or ():
-        extend(repeat(watermark, end - start))
-        start = end
-        if mark > watermark:
-            watermark = mark
-    extend(repeat(watermark, count - start))
-    return at_each, watermark
+    if not marks:
+        return [watermark] * count, watermark
+    ends, levels = zip(*marks, strict=True)
+    # The watermark never goes back: each stretch's is the highest mark so far.
+    held = list(accumulate(levels, max, initial=watermark))
+    lengths = map(sub, (*ends, count), (0, *ends))
+    return list(chain.from_iterable(map(repeat, held, lengths))), held[-1]
 
 
 def _merge(waiting: list[tuple[Any, ...]], arrived: list[tuple[Any, ...]]) -> None:
