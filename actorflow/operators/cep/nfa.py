@@ -372,9 +372,12 @@ class NFA:
 
     def next_timeout(self, state: NFAState) -> int | None:
         """When the earliest partial match of ``state`` times out, or None."""
-        if self.window is None or not state.partials:
+        partials = state.partials
+        if self.window is None or not partials:
             return None
-        return min(partial.start_ts for partial in state.partials) + self.window
+        if len(partials) == 1:  # the common case (always, for a strict pair)
+            return partials[0].start_ts + self.window
+        return min(partial.start_ts for partial in partials) + self.window
 
     def _step(
         self, partial: Partial, event: Any, seq: int, ts: int, kept: list[Partial], completed: list[Match]
