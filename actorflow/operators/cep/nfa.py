@@ -270,12 +270,20 @@ class NFA:
         self.begin_condition: Callable[[Any], Any] | None = (
             plain if not first.optional and callable(plain) and condition_arity(plain) == 1 else None
         )
+        #: ``begin(a).next(b)``, one event each, no negation (the commonest pattern): stepped by
+        #: :meth:`_process_pair`, which does what :meth:`_process_general` does for it directly.
+        self.strict_pair = _is_strict_pair(steps, guards, not_next)
 
     # -- one event -----------------------------------------------------------------------------
 
     def process(self, state: NFAState, event: Any, ts: int) -> tuple[list[Match], list[Match]]:
         """Move ``state`` by ``event`` (event time ``ts``, after every earlier event of the key):
         returns the completed matches and the partial matches that timed out, in order."""
+        if self.strict_pair:
+            return self._process_pair(state, event, ts)
+        return self._process_general(state, event, ts)
+
+    def _process_general(self, state: NFAState, event: Any, ts: int) -> tuple[list[Match], list[Match]]:
         matches, timed_out = self.advance(state, ts)
         seq = state.seq
         state.seq = seq + 1
@@ -286,6 +294,26 @@ class NFA:
         fresh = Partial(0, 0, None, ts, seq)  # type: ignore[arg-type]
         self._take(fresh, event, seq, ts, kept, completed, first=True)
         state.partials = kept
+        if completed or state.held:
+            matches += self._emit(state, completed)
+        return matches, timed_out
+
+    def _process_pair(self, state: NFAState, event: Any, ts: int) -> tuple[list[Match], list[Match]]:
+        """:meth:`process` of a strict pair: its partial matches all wait for the second stage
+        (each began at the key's previous event), so ``event`` completes them or ends them, and
+        may begin one of its own."""
+        matches, timed_out = self.advance(state, ts)
+        seq = state.seq
+        state.seq = seq + 1
+        first, second = self.steps
+        window = self.window
+        completed: list[Match] = []
+        for partial in state.partials:
+            if second.test(event, partial) and (window is None or ts - partial.start_ts < window):
+                node = (second.name, event, seq, ts, partial.node)
+                completed.append(_match(node, partial.start_ts, partial.start_seq))
+        begun = first.test(event, None)  # type: ignore[arg-type]
+        state.partials = [Partial(1, 0, (first.name, event, seq, ts, None), ts, seq)] if begun else []
         if completed or state.held:
             matches += self._emit(state, completed)
         return matches, timed_out
@@ -344,9 +372,12 @@ class NFA:
 
     def next_timeout(self, state: NFAState) -> int | None:
         """When the earliest partial match of ``state`` times out, or None."""
-        if self.window is None or not state.partials:
+        partials = state.partials
+        if self.window is None or not partials:
             return None
-        return min(partial.start_ts for partial in state.partials) + self.window
+        if len(partials) == 1:  # the common case (always, for a strict pair)
+            return partials[0].start_ts + self.window
+        return min(partial.start_ts for partial in partials) + self.window
 
     def _step(
         self, partial: Partial, event: Any, seq: int, ts: int, kept: list[Partial], completed: list[Match]
@@ -483,6 +514,23 @@ class NFA:
             state.partials = [p for p in state.partials if not _discarded(p.start_seq, match, skip)]
         state.held = held
         return emitted
+
+
+def _is_strict_pair(steps: list[_Step], final_guards: list[Test], final_not_next: Test | None) -> bool:
+    """Whether ``steps`` are two stages of one event each, the second strictly after the first,
+    without a negation or ``until`` anywhere (see :meth:`NFA._process_pair`)."""
+    if len(steps) != 2 or final_guards or final_not_next is not None:
+        return False
+    single = all(
+        step.min == step.max == 1
+        and not step.optional
+        and not step.greedy
+        and step.until is None
+        and not step.guards
+        and step.not_next is None
+        for step in steps
+    )
+    return single and steps[1].entry is _STRICT
 
 
 def _discarded(start_seq: int, match: Match, skip: AfterMatchSkip) -> bool:

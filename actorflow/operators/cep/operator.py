@@ -1,6 +1,6 @@
 """The keyed operator that runs a pattern over each key's events.
 
-**Event time.** Events wait in one heap per operator instance, ordered by timestamp and arrival,
+**Event time.** Events wait in one buffer per operator instance, ordered by timestamp and arrival,
 until the watermark passes them; then each goes through its key's automaton
 (:class:`~actorflow.operators.cep.nfa.NFA`), so a key sees its events in timestamp order, equal
 timestamps in arrival order. An event at or behind the watermark when it arrives is late: it goes to
@@ -14,13 +14,15 @@ waiting events; a key with neither keeps nothing, and an event that neither cont
 match nor begins one costs no state at all. It lives in the table ``"pattern"`` of the instance's
 :func:`~actorflow.state.backends.open_tables` (the flow's state backend): per key ``[NFAState or
 None, [(ts, seq, event), ...], due time or None]``. On the heap the table is a dict and the waiting
-events stay in the instance's heap of ``(ts, seq, key, event)`` (nothing is evicted there, and it is
-the fastest); on RocksDB each key's waiting events are in its entry, in ``(ts, seq)`` order, and the
-heap holds only ``(ts, seq, key)`` of each key's earliest one. The operator sets its key context
-before it touches a key's entry (a record, the watermark releasing an event, a timeout) and keeps
-no entry across keys: on RocksDB an entry is live only while its key is current. What stays on the
-heap either way: the heap of due times ``(due, key)`` per key with a ``within``, the index of
-waiting events above, the keys changed since the last snapshot (incremental mode).
+events stay in the instance's list of ``(ts, seq, key, event)`` (nothing is evicted there, and it is
+the fastest): a batch's events are appended as they come, and a watermark sorts them in (a stable
+sort of what is mostly in order already) and takes the due ones off the front; on RocksDB each key's
+waiting events are in its entry, in ``(ts, seq)`` order, and a heap holds only ``(ts, seq, key)`` of
+each key's earliest one. The operator sets its key context before it touches a key's entry (a
+record, the watermark releasing an event, a timeout) and keeps no entry across keys: on RocksDB an
+entry is live only while its key is current. What stays on the heap either way: the heap of due
+times ``(due, key)`` per key with a ``within``, the index of waiting events above, the keys changed
+since the last snapshot (incremental mode).
 
 A snapshot writes, per key, ``(NFAState or None, [(ts, seq, event), ...])``, with the instance's
 key groups (on RocksDB the table is read back as a dict: the same format, so a savepoint moves
@@ -33,8 +35,10 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
-from bisect import insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Hashable, MutableMapping
+from itertools import accumulate, chain, compress, repeat
+from operator import gt, itemgetter, sub
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from actorflow.errors import StateError
@@ -45,7 +49,7 @@ from actorflow.operators.native import NativeCheckpointing
 from actorflow.operators.process import RuntimeContext, restore_native
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.snapshots import SnapshotPart, dumps, incremental_changes
-from actorflow.runtime.messages import MIN_WATERMARK, Batch
+from actorflow.runtime.messages import MAX_WATERMARK, MIN_WATERMARK, Batch
 from actorflow.state.backends import StateBackendConfig, StateTables, open_tables
 from actorflow.state.keyed import NO_KEY, KeyContext
 from actorflow.state.keygroups import KeyGroupFilter
@@ -63,6 +67,8 @@ Events = dict[str, list[Any]]
 Handler = Callable[[Events, "PatternContext", Collector], None]
 #: The name of the table that holds each key's state.
 TABLE: Final = "pattern"
+#: A waiting event's time.
+_TIME: Final = itemgetter(0)
 
 
 class PatternContext:
@@ -150,10 +156,14 @@ class PatternOperator(NativeCheckpointing):
         self.table: MutableMapping[Hashable, list[Any]] = {}
         if not self.per_key:
             self._open_tables()
-        #: Events waiting for the watermark. On the heap: ``(ts, seq, key, event)``. Per key:
-        #: ``(ts, seq, key)`` of each key's earliest waiting event (an entry whose event is no
+        #: Events waiting for the watermark. On the heap: ``(ts, seq, key, event)`` in (ts, seq)
+        #: order, those that arrived since the last release in :attr:`arrived`. Per key, a heap
+        #: of ``(ts, seq, key)`` of each key's earliest waiting event (an entry whose event is no
         #: longer its key's first is stale and skipped): which key the watermark releases next.
         self.waiting: list[tuple[Any, ...]] = []
+        #: On the heap: ``(ts, seq, key, event)`` of the events that arrived since the last
+        #: release, in arrival order (the release merges them into :attr:`waiting`).
+        self.arrived: list[tuple[Any, ...]] = []
         #: ``(due, key)`` per key whose partial matches time out (an entry whose due time differs
         #: from the key's is stale and skipped).
         self.timeouts: list[tuple[int, Hashable]] = []
@@ -215,40 +225,36 @@ class PatternOperator(NativeCheckpointing):
                     self.watermark = mark
                     self._release(mark)
             return self._output(marks)
-        key_of = self.key_of
-        arrive = self._arrive_per_key if self.per_key else None
-        waiting = self.waiting
-        push = heapq.heappush
-        changed = self.changed
-        watermark = self.watermark
-        seq = self._seq
-        start = 0
-        # The watermark moves mark by mark (it decides what is late), the waiting events are
-        # released once, at the batch's last mark: an event not late when it came is after every
-        # event an earlier mark passed, so the order is the same as releasing at each mark.
-        for end, mark in [*(marks or ()), (len(values), None)]:
-            if arrive is not None:
-                seq = arrive(values, timestamps, start, end, watermark, seq)
-            else:
-                for position in range(start, end):
-                    ts = timestamps[position]
-                    value = values[position]
-                    if ts <= watermark:
-                        self._late(value, ts)
-                        continue
-                    key = key_of(value)
-                    push(waiting, (ts, seq, key, value))
-                    seq += 1
-                    if changed is not None:
-                        changed.add(key)
-            start = end
-            if mark is not None and mark > watermark:
-                watermark = mark
-        self._seq = seq
+        watermark = self._arrive(values, timestamps, marks)
         if watermark > self.watermark:
             self.watermark = watermark
             self._release(watermark)
         return self._output(marks)
+
+    def _arrive(self, values: list[Any], timestamps: list[Any], marks: list[tuple[int, int]] | None) -> int:
+        """A batch's events in: the late ones (at or behind the watermark when they come) to
+        :meth:`_late`, the others waiting, numbered in arrival order. Returns the watermark after
+        the batch's marks: the waiting events are released once, at the last mark (an event not
+        late when it came is after every event an earlier mark passed, so the order is the same
+        as releasing at each mark)."""
+        in_effect, watermark = _watermark_at_each(marks, len(values), self.watermark)
+        timely = list(map(gt, timestamps, in_effect))
+        if not all(timely):
+            for value, ts, on_time in zip(values, timestamps, timely, strict=True):
+                if not on_time:
+                    self._late(value, ts)
+            values = list(compress(values, timely))
+            timestamps = list(compress(timestamps, timely))
+        seq = self._seq
+        self._seq = seq + len(values)
+        if self.per_key:
+            self._arrive_per_key(values, timestamps, seq)
+            return watermark
+        keys = list(map(self.key_of, values))
+        self.arrived.extend(zip(timestamps, range(seq, self._seq), keys, values, strict=True))
+        if self.changed is not None:
+            self.changed.update(keys)
+        return watermark
 
     def _late(self, value: Any, ts: int) -> None:
         if self.late is not None:
@@ -256,11 +262,8 @@ class PatternOperator(NativeCheckpointing):
         else:
             self.late_events += 1
 
-    def _arrive_per_key(
-        self, values: list[Any], timestamps: list[Any], start: int, end: int, watermark: int, seq: int
-    ) -> int:
-        """Events ``start:end`` of a batch into their keys' entries (late ones aside), numbered
-        from ``seq``; returns the next number."""
+    def _arrive_per_key(self, values: list[Any], timestamps: list[Any], seq: int) -> None:
+        """Timely events into their keys' entries, numbered from ``seq``."""
         keys = self.keys
         key_of = self.key_of
         table = self.table
@@ -268,12 +271,7 @@ class PatternOperator(NativeCheckpointing):
         waiting = self.waiting
         push = heapq.heappush
         changed = self.changed
-        for position in range(start, end):
-            ts = timestamps[position]
-            value = values[position]
-            if ts <= watermark:
-                self._late(value, ts)
-                continue
+        for ts, value in zip(timestamps, values, strict=True):
             key = keys.current = key_of(value)
             item = (ts, seq, value)
             entry = get(key)
@@ -295,7 +293,6 @@ class PatternOperator(NativeCheckpointing):
             if changed is not None:
                 changed.add(key)
         keys.current = NO_KEY
-        return seq
 
     def _output(self, marks: list[tuple[int, int]] | None) -> Batch | None:
         """This batch's results, with the batch's last watermark after them."""
@@ -314,19 +311,18 @@ class PatternOperator(NativeCheckpointing):
         if self.per_key:
             self._release_per_key(watermark)
             return
-        waiting = self.waiting
         timeouts = self.timeouts
-        pop = heapq.heappop
         get = self.table.get
         changed = self.changed
-        begins = self.nfa.begin_condition
+        begins = self.nfa.begin_condition or _may_begin
         step = self._step
-        while waiting and waiting[0][0] <= watermark:
-            if timeouts and timeouts[0][0] <= waiting[0][0]:
-                self._expire(waiting[0][0])
-            ts, _, key, value = pop(waiting)
+        next_due = timeouts[0][0] if timeouts else MAX_WATERMARK  # at MAX_WATERMARK: a no-op
+        for ts, _, key, value in self._due(watermark):
+            if ts >= next_due:
+                self._expire(ts)
+                next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
             entry = get(key)
-            if entry is None and begins is not None:
+            if entry is None:
                 # The common case: nothing to continue and (the first stage's own condition, called
                 # directly) nothing begun: no state. If it raises, _step raises or routes it.
                 try:
@@ -337,7 +333,22 @@ class PatternOperator(NativeCheckpointing):
                 except Exception:
                     pass
             step(key, entry, value, ts)
+            next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
         self._expire(watermark)
+
+    def _due(self, watermark: int) -> list[tuple[Any, ...]]:
+        """The waiting events at or behind ``watermark``, in (ts, seq) order, taken out of
+        :attr:`waiting` (the events that arrived since the previous release merged in first)."""
+        waiting = self.waiting
+        if self.arrived:
+            _merge(waiting, self.arrived)
+            self.arrived = []
+        cut = bisect_right(waiting, watermark, key=_TIME)
+        if not cut:
+            return []
+        due = waiting[:cut]
+        del waiting[:cut]
+        return due
 
     def _release_per_key(self, watermark: int) -> None:
         """:meth:`_release` with each key's waiting events in its entry."""
@@ -491,7 +502,7 @@ class PatternOperator(NativeCheckpointing):
         if self.per_key:
             return self._entries_per_key(keys)
         events: dict[Hashable, list[tuple[int, int, Any]]] = {}
-        for ts, seq, key, value in self.waiting:
+        for ts, seq, key, value in [*self.waiting, *self.arrived]:
             if keys is None or key in keys:
                 events.setdefault(key, []).append((ts, seq, value))
         table = self.table
@@ -604,9 +615,9 @@ class PatternOperator(NativeCheckpointing):
             for key, (_, mine, _) in restored.items():
                 if mine:
                     self.waiting.append((mine[0][0], mine[0][1], key))
-        else:
+            heapq.heapify(self.waiting)
+        else:  # in (ts, seq) order already
             self.waiting = [(ts, n, key, value) for n, (ts, _, key, value) in enumerate(events)]
-        heapq.heapify(self.waiting)
         nfa = self.nfa
         for key, entry in restored.items():
             due = None if entry[0] is None else nfa.next_timeout(entry[0])
@@ -654,3 +665,46 @@ class PatternOperator(NativeCheckpointing):
         read: dict[Hashable, list[Any]] = {}
         restore_native(self.name, self.context, parts, self._loader(read), None)
         return {key: (entry[0], list(entry[1])) for key, entry in read.items()}
+
+
+def _may_begin(value: Any) -> bool:
+    """Without a plain first condition: any event may begin a match (the automaton decides)."""
+    return True
+
+
+def _watermark_at_each(
+    marks: list[tuple[int, int]] | None, count: int, watermark: int
+) -> tuple[list[int], int]:
+    """The watermark each of a batch's ``count`` events comes at (a mark ``(n, w)`` holds from the
+    batch's ``n``-th event on; ``watermark`` before the first), and the one after the last mark.
+    Built in C (``repeat`` per stretch between marks): a punctuated source marks every few events.
+
+    >>> _watermark_at_each([(1, 5), (3, 4), (3, 7)], 4, 0)
+    ([0, 5, 5, 7], 7)
+    """
+    if not marks:
+        return [watermark] * count, watermark
+    ends, levels = zip(*marks, strict=True)
+    # The watermark never goes back: each stretch's is the highest mark so far.
+    held = list(accumulate(levels, max, initial=watermark))
+    lengths = map(sub, (*ends, count), (0, *ends))
+    return list(chain.from_iterable(map(repeat, held, lengths))), held[-1]
+
+
+def _merge(waiting: list[tuple[Any, ...]], arrived: list[tuple[Any, ...]]) -> None:
+    """``arrived`` (in arrival order, each numbered after every waiting event) into ``waiting``,
+    which stays in (ts, seq) order: only the waiting events from the earliest arrived one's time
+    on are sorted again, with them (the sort is stable, so equal times stay in arrival order;
+    both parts are mostly in order already, which Python's sort merges in about linear time).
+
+    >>> waiting = [(1, 0, "k", "a"), (3, 1, "k", "b")]
+    >>> _merge(waiting, [(3, 2, "k", "c"), (2, 3, "k", "d")])
+    >>> [event for *_, event in waiting]
+    ['a', 'd', 'b', 'c']
+    """
+    start = bisect_left(waiting, min(arrived, key=_TIME)[0], key=_TIME)
+    tail = waiting[start:]
+    del waiting[start:]
+    tail += arrived
+    tail.sort(key=_TIME)
+    waiting += tail
