@@ -391,3 +391,18 @@ def test_any_records_timers_and_checkpoints_restore_the_state_of_the_last_comple
     assert contents(instances) == expected
     for instance in instances:
         instance.close()
+
+
+def test_a_large_set_of_changed_keys_is_let_go_of_a_chunk_per_turn_of_the_loop() -> None:
+    keys = set(range(3 * heap_checkpoint.RELEASE_CHUNK + 5))
+    sizes = []
+
+    async def release() -> None:
+        heap_checkpoint.HeapCheckpoints("op").release_later(keys)
+        for _ in range(5):
+            sizes.append(len(keys))
+            await asyncio.sleep(0)
+
+    asyncio.run(release())
+    chunk = heap_checkpoint.RELEASE_CHUNK
+    assert sizes == [3 * chunk + 5, 2 * chunk + 5, chunk + 5, 5, 0]

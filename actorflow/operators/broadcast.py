@@ -237,6 +237,12 @@ class KeyedBroadcastProcessOperator(KeyedProcessOperator):
         ctx._changed = self.changed_keys
         return ctx
 
+    def _take_changed(self) -> set[Any]:
+        changed = super()._take_changed()
+        ctx: BroadcastContext = self._ctx  # type: ignore[assignment]
+        ctx._changed = self.changed_keys  # apply_to_keyed_state marks the new set
+        return changed
+
     def _element_of(self, input: int) -> Callable[[Any, Context, Collector], None]:
         function: Any = self.function
         element: Callable[[Any, Context, Collector], None] = (

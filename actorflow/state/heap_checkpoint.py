@@ -58,12 +58,13 @@ from actorflow.runtime.forked import PROTOCOL, can_fork, start_pickling
 from actorflow.state.shared_files import RestoredFiles
 
 __all__ = [
+    "BASE_SHARE",
     "Deferred",
     "FORK_ENTRIES",
     "HeapCheckpoints",
-    "BASE_SHARE",
     "MAX_CHANGES",
     "REBASE_RATIO",
+    "RELEASE_CHUNK",
     "read_chain",
 ]
 
@@ -76,6 +77,8 @@ MAX_CHANGES: Final = 100
 REBASE_RATIO = 1.0
 #: A base instead of a change once this share of the keys changed.
 BASE_SHARE = 0.3
+#: Keys let go of per turn of the event loop after a checkpoint (about a millisecond's work).
+RELEASE_CHUNK: Final = 20_000
 
 
 def _identity(value: Any) -> Any:
@@ -122,6 +125,8 @@ class HeapCheckpoints:
         self.pending: dict[int, str] = {}
         self._written = 0
         self._scratch: str | None = None
+        #: Sets of changed keys being let go of, a chunk per turn of the loop (release_later).
+        self._releasing: list[set[Any]] = []
 
     def wants_base(self, changed: int, keys: int) -> bool:
         """Whether the next checkpoint writes a base rather than a change, with ``changed`` of the
@@ -179,6 +184,26 @@ class HeapCheckpoints:
             self._scratch = tempfile.mkdtemp(prefix="actorflow-heap-", dir=self.directory)
         return self._scratch
 
+    def release_later(self, keys: set[Any]) -> None:
+        """Let go of ``keys`` (a checkpoint's changed keys) a chunk per turn of the event loop
+        (:data:`RELEASE_CHUNK`): a set of millions dropped at once holds the loop while it lets go
+        of each key (250 ms for 3M keys after a fork, whose child still shared their pages)."""
+        if len(keys) <= RELEASE_CHUNK:
+            return
+        self._releasing.append(keys)
+        if len(self._releasing) == 1:
+            asyncio.get_running_loop().call_soon(self._release_some)
+
+    def _release_some(self) -> None:
+        keys = self._releasing[0]
+        pop = keys.pop
+        for _ in range(min(RELEASE_CHUNK, len(keys))):
+            pop()
+        if not keys:
+            self._releasing.pop(0)
+        if self._releasing:
+            asyncio.get_running_loop().call_soon(self._release_some)
+
     def release(self, checkpoint_id: int, *, aborted: bool = False) -> None:
         """Checkpoint ``checkpoint_id`` completed (or ``aborted``): delete its local file. After an
         abort the next checkpoint writes a base, since the aborted one's change may be lost."""
@@ -192,6 +217,7 @@ class HeapCheckpoints:
     def close(self) -> None:
         """Delete the scratch directory and every local file in it."""
         self.pending.clear()
+        self._releasing.clear()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
