@@ -642,8 +642,8 @@ class KeyedProcessOperator(NativeCheckpointing):
         else:  # built where it is pickled, from the keys as they are now: in a forked child
             state = Deferred(functools.partial(self._heap_change, changed))  # when it is large
             entries = len(changed)
-        chain, shared = heap.take(checkpoint_id, state, base=base, entries=entries)
-        heap.release_later(changed)
+        chain, shared = heap.take(checkpoint_id, state, base=base, entries=entries, changed=changed)
+        del state, changed  # the heap lets go of the keys once they are written
         # snapshot_state() gives the chain's shape meanwhile: what a subclass adds to it (the
         # broadcast state of a keyed broadcast function) goes into the part as well.
         self._heap_chain = chain

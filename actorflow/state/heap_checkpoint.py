@@ -33,7 +33,7 @@ then: the checkpoint fails, and the next one writes a base).
 >>> import asyncio, pickle
 >>> async def demo():
 ...     increments = HeapCheckpoints("counts/0")
-...     chain, shared = increments.take(1, {"a": 1}, base=True, entries=1)
+...     chain, shared = increments.take(1, {"a": 1}, base=True, entries=1, changed={"a"})
 ...     path = await shared[chain[-1]]
 ...     with open(path, "rb") as file:
 ...         return chain[0].startswith("heap/"), pickle.load(file)
@@ -141,12 +141,15 @@ class HeapCheckpoints:
         )
 
     def take(
-        self, checkpoint_id: int, state: Any, *, base: bool, entries: int
+        self, checkpoint_id: int, state: Any, *, base: bool, entries: int, changed: set[Any]
     ) -> tuple[list[str], dict[str, str | Awaitable[str]]]:
         """Start writing ``state`` (a base when ``base``, else a change; ``entries`` says how large
         it is) for checkpoint ``checkpoint_id``: ``(the chain's keys, {shared key: local path or an
         awaitable of it})`` for the checkpoint's part. Pickles now, on the loop or in a forked
-        child (:data:`FORK_ENTRIES`), so the state may change as soon as this returns."""
+        child (:data:`FORK_ENTRIES`), so the state may change as soon as this returns. The set of
+        ``changed`` keys the checkpoint was taken for is let go of once it is written
+        (:meth:`release_later`): while a child shares its pages, every key let go of would copy
+        one."""
         key = f"heap/{self.lineage}/{self._written}"
         path = os.path.join(self._directory(), f"{self._written}.pickle")
         self._written += 1
@@ -167,12 +170,15 @@ class HeapCheckpoints:
         else:
             self.chain.append(key)
         shared: dict[str, str | Awaitable[str]] = dict.fromkeys(self.chain[:-1], "")
-        shared[key] = asyncio.ensure_future(self._write(data, path, base))
+        shared[key] = asyncio.ensure_future(self._write(data, path, base, changed))
         return list(self.chain), shared
 
-    async def _write(self, data: bytes | Awaitable[bytes], path: str, base: bool) -> str:
-        pickled = data if isinstance(data, bytes) else await data
-        await asyncio.to_thread(_write_file, path, pickled)
+    async def _write(self, data: bytes | Awaitable[bytes], path: str, base: bool, changed: set[Any]) -> str:
+        try:
+            pickled = data if isinstance(data, bytes) else await data
+            await asyncio.to_thread(_write_file, path, pickled)
+        finally:
+            self.release_later(changed)
         if base:
             self.base_bytes = len(pickled)
         else:
@@ -187,7 +193,8 @@ class HeapCheckpoints:
     def release_later(self, keys: set[Any]) -> None:
         """Let go of ``keys`` (a checkpoint's changed keys) a chunk per turn of the event loop
         (:data:`RELEASE_CHUNK`): a set of millions dropped at once holds the loop while it lets go
-        of each key (250 ms for 3M keys after a fork, whose child still shared their pages)."""
+        of each key (3M keys: 249 ms while a forked child shared their pages, when each key let go
+        of copied a page; 20,000 keys then cost up to 135 ms)."""
         if len(keys) <= RELEASE_CHUNK:
             return
         self._releasing.append(keys)
