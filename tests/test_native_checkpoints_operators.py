@@ -27,7 +27,7 @@ from actorflow.runtime.messages import Batch
 from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import key_group
 from actorflow.state.rocksdb import RocksDBTables
-from tests.test_rocksdb_checkpoint import CheckpointingSource, completed, lines, new_shared_bytes
+from tests.checkpoint_flows import CheckpointingSource, completed, lines, new_shared_bytes
 from tests.test_window_state_backend import SumCount
 
 Record = dict[str, Any]
