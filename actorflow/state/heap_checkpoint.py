@@ -22,13 +22,14 @@ and at any parallelism, as a full checkpoint does. Savepoints stay whole (backen
 self-contained).
 
 **Off the event loop.** A state of :data:`FORK_ENTRIES` entries or more is pickled in a forked
-child, and a change is even computed there: the loop only copies the set of changed keys, forks,
-and goes on; :class:`Deferred` makes the child build the ``{key: entry}`` dict from its copy of the
-state as it pickles it. The child's bytes are written to a local file under the instance's own
-scratch directory, which the checkpoint's storage copies; the file is deleted once the checkpoint
-completes or aborts. A chain's earlier files are listed by later checkpoints by key only: the
-storage has them already (a key it does not have is copied from its local file, which is gone by
-then: the checkpoint fails, and the next one writes a base).
+child, and a change is even computed there: the loop swaps the set of changed keys for a new
+one, forks, and goes on; :class:`Deferred` makes the child build the change from its copy of the
+state as it pickles it. The old set is let go of a chunk per turn of the loop once the file is
+written (:meth:`HeapCheckpoints.release_later`). The child's bytes are written to a local file
+under the instance's own scratch directory, which the checkpoint's storage copies; the file is
+deleted once the checkpoint completes or aborts. A chain's earlier files are listed by later
+checkpoints by key only: the storage has them already (a key it does not have is copied from its
+local file, which is gone by then: the checkpoint fails, and the next one writes a base).
 
 >>> import asyncio, pickle
 >>> async def demo():
