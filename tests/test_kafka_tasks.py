@@ -334,26 +334,38 @@ def test_a_task_flow_refuses_what_it_cannot_repartition() -> None:
 
 
 class Worker:
-    """``python -m benchmarks worker`` as a process of its own."""
+    """``python -m benchmarks worker`` as a process of its own; its output goes to ``log``."""
 
     def __init__(self, argv: list[str], log: Path) -> None:
         self.argv = argv
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
+        #: Set once the worker printed ``ready``: its signal handlers are in place.
+        self.ready = asyncio.Event()
+        self._copying: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "worker",
+            *self.argv,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self._copying = asyncio.ensure_future(self._copy_output(self.process))
+
+    async def _copy_output(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
         with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "benchmarks",
-                "worker",
-                *self.argv,
-                cwd=ROOT,
-                stdout=out,
-                stderr=out,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
+            async for line in process.stdout:
+                out.write(line)
+                out.flush()
+                if line.strip() == b"ready":
+                    self.ready.set()
 
     def alive(self) -> None:
         if self.process is not None and self.process.returncode is not None:
@@ -363,10 +375,20 @@ class Worker:
         return self.log.read_text(errors="replace")[-3000:]
 
     async def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Send ``signum`` and wait for the exit status. A graceful stop waits until the worker is
+        ready first: before that, SIGTERM would end it by default, not by its handler."""
         assert self.process is not None
+        if signum != signal.SIGKILL:
+            ready = asyncio.ensure_future(self.ready.wait())
+            exited = asyncio.ensure_future(self.process.wait())
+            await asyncio.wait({ready, exited}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
         if self.process.returncode is None:
             self.process.send_signal(signum)
-        return await asyncio.wait_for(self.process.wait(), 60)
+        status = await asyncio.wait_for(self.process.wait(), 60)
+        if self._copying is not None:
+            await self._copying
+        return status
 
 
 @contextlib.asynccontextmanager
@@ -379,6 +401,8 @@ async def processes() -> AsyncIterator[list[Worker]]:
             if worker.process is not None and worker.process.returncode is None:
                 worker.process.kill()
                 await worker.process.wait()
+            if worker._copying is not None:
+                await worker._copying
 
 
 SCENARIOS = {
