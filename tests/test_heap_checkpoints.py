@@ -401,7 +401,7 @@ def test_a_large_set_of_changed_keys_is_let_go_of_a_chunk_per_turn_of_the_loop()
         heap_checkpoint.HeapCheckpoints("op").release_later(keys)
         for _ in range(5):
             sizes.append(len(keys))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # one turn of the loop: what the release is counted in
 
     asyncio.run(release())
     chunk = heap_checkpoint.RELEASE_CHUNK

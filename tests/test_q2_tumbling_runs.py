@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actorflow import AggregateFunction, OutputTag
+from actorflow import OutputTag
 from actorflow.operators.side_outputs import SideOutputs
 from actorflow.operators.windows import SlidingEventTimeWindows, TumblingEventTimeWindows
 from actorflow.operators.windows.functions import AggregateContents, ReduceContents, WindowContents
@@ -26,25 +26,11 @@ from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.time.timers import IndexedTimerQueue, TimerQueue
 from tests.state_backends import operator_context
+from tests.test_window_paths import SumCount  # updates its accumulator in place, as Q2's does
 
 LATE: OutputTag[dict[str, Any]] = OutputTag("late")
 
 Batches = list[tuple[list[dict[str, Any]], list[int], list[tuple[int, int]]]]
-
-
-class Total(AggregateFunction[dict[str, Any], list[int], list[int]]):
-    """Updates its accumulator in place (as the benchmark's does)."""
-
-    def create_accumulator(self) -> list[int]:
-        return [0, 0]
-
-    def add(self, value: dict[str, Any], accumulator: list[int]) -> list[int]:
-        accumulator[0] += value["v"]
-        accumulator[1] += 1
-        return accumulator
-
-    def get_result(self, accumulator: list[int]) -> tuple[int, int]:
-        return (accumulator[0], accumulator[1])
 
 
 def _sum(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +88,7 @@ def test_the_fast_path_cut_at_due_watermarks_agrees_with_the_general_path(
     batches: Batches, lateness: int, aggregate: bool, incremental: bool
 ) -> None:
     def operator(assigner: Any) -> WindowOperator:
-        contents: WindowContents = AggregateContents(Total()) if aggregate else ReduceContents(_sum)
+        contents: WindowContents = AggregateContents(SumCount()) if aggregate else ReduceContents(_sum)
         return WindowOperator("w", itemgetter("k"), assigner, contents, None, lateness, LATE)
 
     fast = operator(TumblingEventTimeWindows.of(10))

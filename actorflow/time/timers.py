@@ -267,20 +267,11 @@ class IndexedTimerQueue(TimerQueue):
     def remove(self, time: int, key: Hashable) -> bool:
         if not super().remove(time, key):
             return False
-        index_of = self._index_of
-        index = key if index_of is None else index_of(key)
-        timers = self._by_key[index]
-        del timers[(time, key)]
-        if not timers:
-            del self._by_key[index]
-        self.changed.add(index)
+        self._unindex(time, (key,))
         return True
 
     def pop_due(self, limit: int) -> Iterator[tuple[int, Hashable]]:
         times = self._times
-        by_key = self._by_key
-        index_of = self._index_of
-        changed = self.changed
         while self.next_time is not None and self.next_time <= limit:
             time = self.next_time
             keys = times[time]
@@ -288,12 +279,7 @@ class IndexedTimerQueue(TimerQueue):
                 if key in keys:
                     del keys[key]
                     # Unindexed before it fires: the firing may register the same timer again.
-                    index = key if index_of is None else index_of(key)
-                    timers = by_key[index]
-                    del timers[(time, key)]
-                    if not timers:
-                        del by_key[index]
-                    changed.add(index)
+                    self._unindex(time, (key,))
                     yield time, key
             if not keys and times.get(time) is keys:
                 del times[time]
@@ -302,18 +288,22 @@ class IndexedTimerQueue(TimerQueue):
     def pop_time(self, limit: int) -> tuple[int, dict[Hashable, None]] | None:
         due = super().pop_time(limit)
         if due is not None:
-            time, keys = due
-            by_key = self._by_key
-            index_of = self._index_of
-            changed = self.changed
-            for key in keys:
-                index = key if index_of is None else index_of(key)
-                timers = by_key[index]
-                del timers[(time, key)]
-                if not timers:
-                    del by_key[index]
-                changed.add(index)
+            self._unindex(*due)
         return due
+
+    def _unindex(self, time: int, keys: Iterable[Hashable]) -> None:
+        """Forget the timers at ``time`` of ``keys`` (removed, or firing now) in the index by key,
+        and mark their keys changed."""
+        by_key = self._by_key
+        index_of = self._index_of
+        changed = self.changed
+        for key in keys:
+            index = key if index_of is None else index_of(key)
+            timers = by_key[index]
+            del timers[(time, key)]
+            if not timers:
+                del by_key[index]
+            changed.add(index)
 
     def add_all(self, timers: Iterable[tuple[int, Hashable]]) -> None:
         by_key = self._by_key
