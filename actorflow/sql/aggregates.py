@@ -376,7 +376,7 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
         self.aggregates = aggregates
         self.calc = calc
         #: The whole of :meth:`process`, generated: the window operator calls it straight.
-        self.process = self._generate()  # type: ignore[method-assign]
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -385,7 +385,7 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.process = self._generate()  # type: ignore[method-assign]
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
 
     def _generate(self) -> Callable[[Any, Any, list[list[Any]], Any], None]:
         """``process(key, context, elements, out)`` as one function: the row of the window's
@@ -411,5 +411,5 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
 
     def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
         """Replaced on each instance by the generated function (see ``_generate``)."""
-        self.process = self._generate()  # type: ignore[method-assign]
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
         self.process(key, context, elements, out)

@@ -832,7 +832,9 @@ class WindowOperator(NativeCheckpointing):
         open_windows = self._open_windows
         run = values[start:end]
         # The keys are taken in C, a record at a time (the loop may stop early).
-        for position, value, timestamp, key in zip(itertools.count(start), run, timestamps[start:end], map(key_of, run)):
+        for position, value, timestamp, key in zip(
+            itertools.count(start), run, timestamps[start:end], map(key_of, run)
+        ):
             if timestamp > last or timestamp < first:  # another window than the last record's
                 time = timestamp - (timestamp - offset) % size + size - 1  # its max timestamp
                 first = time - size + 1
@@ -867,7 +869,7 @@ class WindowOperator(NativeCheckpointing):
                     return position + 1, passed
             contents = add(value, previous)
             if contents is not previous:  # an accumulator updated in place is there already
-                per_key[window] = contents
+                per_key[window] = contents  # type: ignore[index]  # the key has a window: a dict
         self._set_timers(new_timers)
         return end, passed
 
