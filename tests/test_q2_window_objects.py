@@ -1,8 +1,9 @@
 """The objects Q2's paths share instead of making again.
 
 The tumbling fast path keeps one :class:`TimeWindow` object per open window (by max timestamp), so
-the dicts that hold a window find it by identity; the object goes when its window fires, so the
-operator keeps no more of them than it has timers. The SQL window aggregation makes a flat
+the dicts that hold a window find it by identity (on the heap; RocksDB decodes a key's windows anew);
+the object goes when its window fires, so the operator keeps no more of them than it has timers.
+The SQL window aggregation makes a flat
 accumulator with the template's ``copy`` and its result row with one generated function; both are
 made again when the functions are unpickled (a worker process gets them pickled).
 """
@@ -26,7 +27,7 @@ from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.sql.aggregates import Accumulate, Aggregate, WindowRow
 from actorflow.sql.expressions import compile_expression
 from actorflow.sql.types import BIGINT
-from tests.state_backends import operator_context
+from tests.state_backends import chosen, operator_context
 from tests.test_q2_tumbling_runs import LATE, Batches, _punctuated
 from tests.test_window_paths import SumCount
 
@@ -45,14 +46,16 @@ def test_an_open_window_is_one_object_kept_until_it_fires(batches: Batches, late
     )
     op.open(operator_context("w"))
     op.side_outputs = SideOutputs([LATE])
+    heap = chosen() is None
     for values, timestamps, marks in [*batches, ([], [], [(0, MAX_WATERMARK)])]:
         op.process(Batch(values, timestamps, marks))
         kept = op._open_windows
         assert set(kept) <= {time for time, _ in op.event_timers.snapshot()}
-        for per_key in op.windows.values():
-            for window in per_key:
-                if window.end - 1 in kept:
-                    assert window is kept[window.end - 1]
+        if heap:  # RocksDB decodes a key's windows anew each time it reads them
+            for per_key in op.windows.values():
+                for window in per_key:
+                    if window.end - 1 in kept:
+                        assert window is kept[window.end - 1]
     assert op._open_windows == {}
 
 

@@ -795,9 +795,10 @@ class WindowOperator(NativeCheckpointing):
         ``passed..due`` no timer fires; return where it stopped and the marks passed by then.
 
         The window is computed inline (the last one is reused, as out-of-order records mostly fall
-        in the window of the record before them), an aggregate function is called directly, and a
-        window's timer (its trigger timer, and its cleanup timer with lateness) is set with its
-        first record. A record is on time if its window ends after the run's highest watermark;
+        in the window of the record before them; an open window is one object, kept by its max
+        timestamp until it fires), the keys are taken in C, an aggregate function is called
+        directly, and a window's timer (its trigger timer, and its cleanup timer with lateness) is
+        set with its first record. A record is on time if its window ends after the run's highest watermark;
         otherwise :meth:`_tumbling_late` looks its watermark up. The run stops after a record that
         opens a window firing before every other timer: a mark before ``end`` may fire it.
         """
