@@ -56,7 +56,7 @@ import copy
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
-from operator import itemgetter
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import PlanError, StateError
@@ -832,10 +832,10 @@ class WindowOperator(NativeCheckpointing):
         # it by identity (a tuple's hash is not cached, its comparison costs two big ints).
         open_windows = self._open_windows
         run = values[start:end]
-        # The keys are taken in C, a record at a time (the loop may stop early).
-        for position, value, timestamp, key in zip(
-            itertools.count(start), run, timestamps[start:end], map(key_of, run)
-        ):
+        # The keys are taken in C, a record at a time (the loop may stop early). A record's position,
+        # needed off the common path only, is the run's end less the records not taken yet.
+        records = iter(run)
+        for value, timestamp, key in zip(records, timestamps[start:end], map(key_of, run), strict=True):
             if timestamp > last or timestamp < first:  # another window than the last record's
                 time = timestamp - (timestamp - offset) % size + size - 1  # its max timestamp
                 first = time - size + 1
@@ -844,6 +844,7 @@ class WindowOperator(NativeCheckpointing):
                 if time <= highest:  # perhaps its window fired, or is gone: the general rules
                     first, last = 1, 0  # the run's watermarks may pass it: not kept
                     self._set_timers(new_timers)
+                    position = end - 1 - length_hint(records)
                     late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
                     if late:
                         if self.event_timers.next_time != next_time:  # a late window's cleanup
@@ -867,7 +868,7 @@ class WindowOperator(NativeCheckpointing):
                 if time < next_time:  # the earliest timer now
                     per_key[window] = add(value, previous)
                     self._set_timers(new_timers)
-                    return position + 1, passed
+                    return end - length_hint(records), passed  # after this record
             contents = add(value, previous)
             if contents is not previous:  # an accumulator updated in place is there already
                 per_key[window] = contents  # type: ignore[index]  # the key has a window: a dict
