@@ -148,6 +148,12 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
             if not any(a.distinct or a.kind == "avg" for a in aggregates)
             else None
         )
+        self._bind_create()
+
+    def _bind_create(self) -> None:
+        """A flat accumulator is made by the template's own ``copy`` (no Python call per window)."""
+        if self._flat is not None:
+            self.create_accumulator = self._flat.copy  # type: ignore[method-assign]
 
     def create_accumulator(self) -> list[Any]:
         if self._flat is not None:
@@ -162,11 +168,13 @@ class Accumulate(AggregateFunction[dict[str, Any], list[Any], list[Any]]):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["add"]  # generated code: made again where it is unpickled
+        state.pop("create_accumulator", None)  # bound again there too
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.add = self._generate()  # type: ignore[method-assign, assignment]
+        self._bind_create()
 
     def _generate(self) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
         """One function that reads every argument of a record, then updates each slot: the
@@ -367,30 +375,41 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
         self.keys = keys
         self.aggregates = aggregates
         self.calc = calc
-        self._row = self._generate()
+        #: The whole of :meth:`process`, generated: the window operator calls it straight.
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["_row"]  # generated code: made again where it is unpickled
+        del state["process"]  # generated code: made again where it is unpickled
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._row = self._generate()
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
 
-    def _generate(self) -> Callable[[Any, Any, list[Any]], dict[str, Any]]:
+    def _generate(self) -> Callable[[Any, Any, list[list[Any]], Any], None]:
+        """``process(key, context, elements, out)`` as one function: the row of the window's
+        group keys, bounds and aggregates, through ``calc``, to ``out`` unless HAVING dropped it."""
         entries = ["'window_start': window.start", "'window_end': end", "'window_time': end - 1"]
         if len(self.keys) == 1:
             entries.append(f"{self.keys[0]!r}: key")
         else:
             entries += [f"{name!r}: key[{index}]" for index, name in enumerate(self.keys)]
         entries += [f"'$a{index}': acc[{index}]" for index in range(self.aggregates)]
-        source = f"def row(key, window, acc):\n    end = window.end\n    return {{{', '.join(entries)}}}\n"
-        namespace: dict[str, Any] = {}
+        source = (
+            "def process(key, context, elements, out):\n"
+            "    window = context.window\n"
+            "    end = window.end\n"
+            "    acc = elements[0]\n"
+            f"    result = _calc({{{', '.join(entries)}}})\n"
+            "    if result is not None:\n"
+            "        out.collect(result)\n"
+        )
+        namespace: dict[str, Any] = {"_calc": self.calc}
         exec(compile(source, "<sql window row>", "exec"), namespace)  # code built from column names
-        return namespace["row"]  # type: ignore[no-any-return]
+        return namespace["process"]  # type: ignore[no-any-return]
 
     def process(self, key: Any, context: Any, elements: list[list[Any]], out: Any) -> None:
-        result = self.calc(self._row(key, context.window, elements[0]))
-        if result is not None:
-            out.collect(result)
+        """Replaced on each instance by the generated function (see ``_generate``)."""
+        self.process = self._generate()  # type: ignore[method-assign, assignment]
+        self.process(key, context, elements, out)

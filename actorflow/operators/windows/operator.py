@@ -56,7 +56,7 @@ import copy
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
-from operator import itemgetter
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from actorflow.errors import PlanError, StateError
@@ -209,6 +209,8 @@ class WindowOperator(NativeCheckpointing):
         self.native_checkpoints: NativeCheckpoints | None = None
         self.watermark = MIN_WATERMARK
         self.late_records = 0
+        #: The tumbling path's open windows by max timestamp (see :meth:`_tumbling_run`).
+        self._open_windows: dict[int, TimeWindow] = {}
         self._out = _Out()
         self._scope = TriggerScope(self)
         #: Incremental snapshots only (``context.incremental``): the keys changed since the last
@@ -793,12 +795,15 @@ class WindowOperator(NativeCheckpointing):
         ``passed..due`` no timer fires; return where it stopped and the marks passed by then.
 
         The window is computed inline (the last one is reused, as out-of-order records mostly fall
-        in the window of the record before them), an aggregate function is called directly, and a
-        window's timer (its trigger timer, and its cleanup timer with lateness) is set with its
-        first record. A record is on time if its window ends after the run's highest watermark;
+        in the window of the record before them; an open window is one object, kept by its max
+        timestamp until it fires), the keys are taken in C, an aggregate function is called
+        directly, and a window's timer (its trigger timer, and its cleanup timer with lateness) is
+        set with its first record. A record is on time if its window ends after the run's highest watermark;
         otherwise :meth:`_tumbling_late` looks its watermark up. The run stops after a record that
         opens a window firing before every other timer: a mark before ``end`` may fire it.
         """
+        if start == end:
+            return end, passed  # no record (an empty batch may have no timestamps)
         values = batch.values
         timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
         size = self._size
@@ -823,41 +828,50 @@ class WindowOperator(NativeCheckpointing):
         # The window of the last record, by its first and last timestamp (none yet). Only a window
         # after ``highest`` is kept: its records need no lateness check (nor arithmetic on big ints).
         first, last = 1, 0
-        for position in range(start, end):
-            timestamp = timestamps[position]
+        # The open windows by max timestamp: one object per window, so the dicts that hold it find
+        # it by identity (a tuple's hash is not cached, its comparison costs two big ints).
+        open_windows = self._open_windows
+        run = values[start:end]
+        # The keys are taken in C, a record at a time (the loop may stop early). A record's position,
+        # needed off the common path only, is the run's end less the records not taken yet.
+        records = iter(run)
+        for value, timestamp, key in zip(records, timestamps[start:end], map(key_of, run), strict=True):
             if timestamp > last or timestamp < first:  # another window than the last record's
                 time = timestamp - (timestamp - offset) % size + size - 1  # its max timestamp
                 first = time - size + 1
                 last = time
-                window = TimeWindow(first, time + 1)
+                window = open_windows.get(time) or TimeWindow(first, time + 1)
                 if time <= highest:  # perhaps its window fired, or is gone: the general rules
                     first, last = 1, 0  # the run's watermarks may pass it: not kept
                     self._set_timers(new_timers)
+                    position = end - 1 - length_hint(records)
                     late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
                     if late:
                         if self.event_timers.next_time != next_time:  # a late window's cleanup
                             return position + 1, passed  # may come first: the due mark, sooner
                         continue
+                open_windows[time] = window  # until it fires
                 fires = new_timers.setdefault(time, [])
                 cleans = new_timers.setdefault(time + lateness, []) if lateness else fires
-            value = values[position]
-            keys.current = key = key_of(value)  # before the key's windows are read
+            keys.current = key  # before the key's windows are read
             per_key = state.get(key)
-            if per_key is None:
-                per_key = state[key] = {}
-            previous = per_key.get(window, empty)
+            previous = empty if per_key is None else per_key.get(window, empty)
             if previous is empty:  # the window's first record: its contents start, its timers are set
-                previous = per_key[window] = create()
+                previous = create()
+                if per_key is None:  # the key's only window
+                    per_key = state[key] = {window: previous}
+                else:
+                    per_key[window] = previous
                 fires.append((key, window))
                 if lateness:
                     cleans.append((key, window))
                 if time < next_time:  # the earliest timer now
                     per_key[window] = add(value, previous)
                     self._set_timers(new_timers)
-                    return position + 1, passed
+                    return end - length_hint(records), passed  # after this record
             contents = add(value, previous)
             if contents is not previous:  # an accumulator updated in place is there already
-                per_key[window] = contents
+                per_key[window] = contents  # type: ignore[index]  # the key has a window: a dict
         self._set_timers(new_timers)
         return end, passed
 
@@ -938,15 +952,18 @@ class WindowOperator(NativeCheckpointing):
         emit_contents = self.contents.emit
         # An aggregate's result goes straight to the window function or the output.
         get_result = None
-        window_function = None
+        process = None
         if type(self.contents) is AggregateContents:
             get_result = self.contents.function.get_result
-            window_function = self.contents.window_function
+            if self.contents.window_function is not None:
+                process = self.contents.window_function.process
         pop_time = self.event_timers.pop_time
         key: Hashable
         window: TimeWindow
+        open_windows = self._open_windows
         while (due := pop_time(limit)) is not None:
             time, scopes = due
+            open_windows.pop(time, None)  # its windows fire: a record of theirs is late from now on
             fires = time + 1  # the end of the windows whose trigger timer this is
             cleans = fires - lateness  # the end of those whose cleanup timer this is
             for key, window in scopes:  # type: ignore[misc]
@@ -954,22 +971,26 @@ class WindowOperator(NativeCheckpointing):
                 per_key = state.get(key)
                 if per_key is None:
                     continue
-                end = window.end
-                if end == cleans:
+                if lateness:  # its trigger timer fires it, its cleanup timer (lateness later) drops it
+                    end = window.end
+                    if end == cleans:
+                        per_key.pop(window, None)
+                        if not per_key:
+                            del state[key]
+                    contents = per_key.get(window, EMPTY) if end == fires else EMPTY
+                else:  # its trigger timer is its cleanup timer
                     contents = per_key.pop(window, EMPTY)
                     if not per_key:
                         del state[key]
-                else:
-                    contents = per_key.get(window, EMPTY)
-                if contents is EMPTY or end != fires:
+                if contents is EMPTY:
                     continue
                 context.window = window
                 if get_result is None:
                     emit_contents(key, context, contents, out)
-                elif window_function is None:
+                elif process is None:
                     values.append(get_result(contents))
                 else:
-                    window_function.process(key, context, [get_result(contents)], out)
+                    process(key, context, [get_result(contents)], out)
             timestamps.extend([time] * (len(values) - len(timestamps)))
 
     def _merge(self, key: Hashable, per_key: dict[TimeWindow, Any], new: TimeWindow) -> TimeWindow:
