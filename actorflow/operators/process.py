@@ -276,6 +276,38 @@ class _StampedAppend:
         self.timestamps.append(self.ctx.timestamp)
 
 
+class _MarkedOutput:
+    """The collector of a batch with watermarks: results, their timestamps (if stamped), and the
+    output's marks. A watermark waits in ``pending`` and is written just before the next result
+    (or by :meth:`flush` at the end), so watermarks with no result between them leave one mark,
+    the last, and a per-record watermark costs one attribute store."""
+
+    __slots__ = ("ctx", "marks", "pending", "timestamps", "values")
+
+    def __init__(
+        self, ctx: Context, values: list[Any], timestamps: list[Any] | None, marks: list[tuple[int, int]]
+    ) -> None:
+        self.ctx = ctx
+        self.values = values
+        self.timestamps = timestamps
+        self.marks = marks
+        #: The watermark passed since the last result, or None.
+        self.pending: int | None = None
+
+    def flush(self) -> None:
+        """Write the pending watermark, after the results so far."""
+        if self.pending is not None:
+            self.marks.append((len(self.values), self.pending))
+            self.pending = None
+
+    def __call__(self, value: Any) -> None:
+        if self.pending is not None:
+            self.flush()
+        self.values.append(value)
+        if self.timestamps is not None:
+            self.timestamps.append(self.ctx.timestamp)
+
+
 class ProcessOperator(Operator):
     """Runs a :class:`ProcessFunction` over every record."""
 
@@ -456,68 +488,90 @@ class KeyedProcessOperator(NativeCheckpointing):
 
     def process(self, batch: Batch) -> Batch:
         values = batch.values
-        timestamps = batch.timestamps
         marks = batch.marks
         if values:
-            self._stamped = stamped = timestamps is not None
+            self._stamped = stamped = batch.timestamps is not None
         else:
             # A watermark-only batch says nothing about timestamps: timers that fire on it stamp
             # their output as the stream does (with the timer's time).
             stamped = self._stamped or bool(marks)
         out_values, out_timestamps = self._bind(stamped)
+        if batch.timestamps is None:
+            self._ctx.timestamp = None
+        if marks:
+            out_marks: list[tuple[int, int]] = []
+            output = _MarkedOutput(self._ctx, out_values, out_timestamps, out_marks)
+            self._out.collect = output
+            self._process_marked(values, batch.timestamps if stamped else None, marks, output)
+        else:
+            self._process_unmarked(values, batch.timestamps)
+        self.backend.keys.current = NO_KEY
+        if self.changed_keys is not None:
+            self.changed_keys.update(map(self.key_of, values))
+        return Batch(out_values, out_timestamps, out_marks if marks else None)
+
+    def _process_unmarked(self, values: list[Any], timestamps: list[Any] | None) -> None:
         keys = self.backend.keys
         key_of = self.key_of
         ctx = self._ctx
-        if timestamps is None:
-            ctx.timestamp = None
         out = self._out
         process = self._element
-        if not marks:
-            if timestamps is None:
-                for value in values:
-                    keys.current = key_of(value)
-                    process(value, ctx, out)
-            else:
-                for value, timestamp in zip(values, timestamps, strict=True):
-                    keys.current = key_of(value)
-                    ctx.timestamp = timestamp
-                    process(value, ctx, out)
-            keys.current = NO_KEY
-            if self.changed_keys is not None:
-                self.changed_keys.update(map(key_of, values))
-            return Batch(out_values, out_timestamps)
-        out_marks: list[tuple[int, int]] = []
-        advance = self._advance
+        if timestamps is None:
+            for value in values:
+                keys.current = key_of(value)
+                process(value, ctx, out)
+        else:
+            for value, timestamp in zip(values, timestamps, strict=True):
+                keys.current = key_of(value)
+                ctx.timestamp = timestamp
+                process(value, ctx, out)
+
+    def _process_marked(
+        self,
+        values: list[Any],
+        timestamps: list[Any] | None,
+        marks: list[tuple[int, int]],
+        output: _MarkedOutput,
+    ) -> None:
+        """The records of a batch with watermarks (``marks``: ``(position, watermark)``, the
+        watermark before the record at ``position``). There is one every few records, so they are
+        handled inline: a mark sets the watermark, fires the timers it passed (rarely), and waits
+        in ``output`` until the next result or the end (what :meth:`_advance` does in a call)."""
+        keys = self.backend.keys
+        key_of = self.key_of
+        ctx = self._ctx
+        out = self._out
+        process = self._element
+        timers = self.timers
+        queue = self.event_timers
         mark_index = 0
         mark_count = len(marks)
         next_position = marks[0][0]
         for position, value in enumerate(values):
             while position == next_position:
-                advance(marks[mark_index][1], out_values, out_marks)
+                timers.watermark = watermark = marks[mark_index][1]
+                next_time = queue.next_time
+                if next_time is not None and next_time <= watermark:
+                    self._fire(queue, watermark, TimeDomain.EVENT_TIME)
+                output.pending = watermark
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
             keys.current = key_of(value)
-            if stamped:
-                ctx.timestamp = timestamps[position]  # type: ignore[index]
+            if timestamps is not None:
+                ctx.timestamp = timestamps[position]
             process(value, ctx, out)
         for _, watermark in marks[mark_index:]:
-            advance(watermark, out_values, out_marks)
-        keys.current = NO_KEY
-        if self.changed_keys is not None:
-            self.changed_keys.update(map(key_of, values))
-        return Batch(out_values, out_timestamps, out_marks)
+            self._advance(watermark, output)
+        output.flush()
 
-    def _advance(self, watermark: int, out_values: list[Any], out_marks: list[tuple[int, int]]) -> None:
-        """The watermark moved: fire the event-time timers it passed, then pass it on."""
+    def _advance(self, watermark: int, output: _MarkedOutput) -> None:
+        """The watermark moved: fire the event-time timers it passed, then pass it on (after the
+        timers' results: ``output`` writes it before the next result)."""
         self.timers.watermark = watermark
         next_time = self.event_timers.next_time
         if next_time is not None and next_time <= watermark:
             self._fire(self.event_timers, watermark, TimeDomain.EVENT_TIME)
-        position = len(out_values)
-        if out_marks and out_marks[-1][0] == position:
-            out_marks[-1] = (position, watermark)  # no record since the last mark: replace it
-        else:
-            out_marks.append((position, watermark))
+        output.pending = watermark
 
     def _fire(self, queue: TimerQueue, limit: int, domain: TimeDomain) -> None:
         keys = self.backend.keys

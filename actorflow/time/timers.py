@@ -1,8 +1,10 @@
 """Timer queues: timers per (time, key), deduplicated, fired in time order.
 
-One queue per time domain of a keyed operator. Times are kept in a sorted dict (sortedcontainers), so
-finding the next due time is cheap and registering a timer at a time that already has timers costs
-one dict lookup. Keys registered for the same time fire in registration order.
+One queue per time domain of a keyed operator. Each time's keys are a dict (keys registered for the
+same time fire in registration order), and the times are also in a binary heap (``heapq``, in C), so
+registering a timer costs a dict lookup (and a heap push for a new time), and the next due time is
+the heap's first entry. A time whose timers were all removed stays in the heap until it comes
+first, then it is dropped: :attr:`TimerQueue.next_time` is always a time with timers.
 
 :class:`IndexedTimerQueue` adds, as an opt-in, an index from key to its timers (for incremental
 snapshots, which export the timers of the keys that changed): a plain queue pays nothing for it.
@@ -11,10 +13,9 @@ snapshots, which export the timers of the keys that changed): a plain queue pays
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from heapq import heapify, heappop, heappush
 from operator import itemgetter
 from typing import Any
-
-from sortedcontainers import SortedDict
 
 __all__ = ["IndexedTimerQueue", "TimerQueue"]
 
@@ -31,10 +32,13 @@ class TimerQueue:
     ([(10, 'b')], 20)
     """
 
-    __slots__ = ("_times", "next_time")
+    __slots__ = ("_heap", "_times", "next_time")
 
     def __init__(self) -> None:
-        self._times: SortedDict = SortedDict()
+        #: ``{time: {key: None}}``, a time's keys in registration order; no empty slot.
+        self._times: dict[int, dict[Hashable, None]] = {}
+        #: Every time of ``_times`` (and perhaps times since emptied, dropped when they come first).
+        self._heap: list[int] = []
         #: The earliest time with a timer, or None. Read on every watermark: kept as an attribute.
         self.next_time: int | None = None
 
@@ -46,6 +50,7 @@ class TimerQueue:
         keys = self._times.get(time)
         if keys is None:
             self._times[time] = {key: None}
+            heappush(self._heap, time)
             next_time = self.next_time
             if next_time is None or time < next_time:
                 self.next_time = time
@@ -75,6 +80,7 @@ class TimerQueue:
             slot.update(new)
             return
         self._times[time] = new
+        heappush(self._heap, time)
         next_time = self.next_time
         if next_time is None or time < next_time:
             self.next_time = time
@@ -86,9 +92,13 @@ class TimerQueue:
             return False
         del keys[key]
         if not keys:
-            del self._times[time]
+            times = self._times
+            del times[time]
             if time == self.next_time:
                 self._refresh()
+            elif len(self._heap) > 2 * len(times) + 64:  # mostly emptied times: start afresh
+                self._heap = list(times)
+                heapify(self._heap)
         return True
 
     def pop_due(self, limit: int) -> Iterator[tuple[int, Hashable]]:
@@ -132,7 +142,8 @@ class TimerQueue:
 
     def snapshot(self) -> list[tuple[int, list[Hashable]]]:
         """All timers as ``[(time, [keys...]), ...]`` in time order."""
-        return [(time, list(keys)) for time, keys in self._times.items()]
+        times = self._times
+        return [(time, list(times[time])) for time in sorted(times)]
 
     def export(self) -> tuple[list[int], list[Hashable]]:
         """Every timer as two flat lists, times and keys, in time order: the cheapest form to
@@ -144,9 +155,8 @@ class TimerQueue:
         ([10, 20, 20], ['b', 'a', 'c'])
         """
         times = self._times
-        return [time for time, keys in times.items() for _ in keys], [
-            key for keys in times.values() for key in keys
-        ]
+        order = sorted(times)
+        return [time for time in order for _ in times[time]], [key for time in order for key in times[time]]
 
     def restore(self, timers: list[tuple[int, list[Hashable]]]) -> None:
         self.add_all((time, key) for time, keys in timers for key in keys)
@@ -187,11 +197,18 @@ class TimerQueue:
             keys[key] = None
         if new:
             times.update(new)
+            heap = self._heap
+            heap.extend(new)
+            heapify(heap)
             self._refresh()
 
     def _refresh(self) -> None:
+        """Drop the emptied times at the heap's front; ``next_time`` is the first left."""
         times = self._times
-        self.next_time = times.keys()[0] if times else None
+        heap = self._heap
+        while heap and heap[0] not in times:
+            heappop(heap)
+        self.next_time = heap[0] if heap else None
 
 
 class IndexedTimerQueue(TimerQueue):
@@ -241,6 +258,7 @@ class IndexedTimerQueue(TimerQueue):
         keys = times.get(time)
         if keys is None:
             times[time] = {key: None}
+            heappush(self._heap, time)
             next_time = self.next_time
             if next_time is None or time < next_time:
                 self.next_time = time
