@@ -31,7 +31,7 @@ odd_times = st.one_of(
     st.text(max_size=3),
     st.none(),
     st.sampled_from([EVENT_TIME_LIMIT, -EVENT_TIME_LIMIT, EVENT_TIME_LIMIT - 1, 1 - EVENT_TIME_LIMIT]),
-    st.integers(-(2**64), 2**64 - 1),
+    st.integers(-(2**63), 2**64 - 1),  # what orjson writes
 )
 times = st.one_of(st.integers(0, 10_000), odd_times)
 
@@ -39,6 +39,7 @@ lines_strategy = st.lists(
     st.one_of(
         times.map(lambda ts: orjson.dumps({"ts": ts})),
         st.integers(0, 10_000).map(lambda ts: orjson.dumps({"ts": ts})),
+        st.just(b'{"ts": 123456789012345678901234567890}'),  # beyond 64 bits
         st.just(b"{}"),  # no event time
         st.just(b""),  # blank
         st.just(b"{oops"),  # not JSON
@@ -146,3 +147,22 @@ def test_a_source_read_in_batches_reports_its_position_after_each(tmp_path: Path
 
     ends = [sum(map(len, lines[:count])) for count in (3, 6, 7)]
     assert asyncio.run(positions()) == [(ends[0], 3), (ends[1], 6), (ends[2], 7)]
+
+
+@given(st.lists(st.lists(times, max_size=8), max_size=5), st.integers(0, 100))
+def test_punctuated_marks_of_plain_batches_are_checked_in_the_same_loop(
+    batches: list[list[Any]], lag: int
+) -> None:
+    fused = PunctuatedGenerator(lag)
+    general = PunctuatedGenerator(lag)
+    for timestamps in batches:
+        expected = general.on_batch(timestamps) if plain_event_times(timestamps) else None
+        assert fused.on_plain_batch(timestamps) == expected
+        assert fused.on_batch([0, 10**15]) == general.on_batch([0, 10**15])  # the same state after
+
+
+def test_a_first_timestamp_at_the_lower_limit_is_not_plain() -> None:
+    generator = PunctuatedGenerator(0)
+    assert generator.on_plain_batch([-EVENT_TIME_LIMIT, 5]) is None  # a new maximum, out of range
+    assert generator.on_plain_batch([5, -EVENT_TIME_LIMIT]) is None
+    assert generator.on_plain_batch([1 - EVENT_TIME_LIMIT]) == [(1, 1 - EVENT_TIME_LIMIT)]

@@ -27,7 +27,7 @@ import orjson
 from actorflow.errors import BrokenResourceError, ClosedResourceError, InputError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
-from actorflow.time.watermarks import event_time, plain_event_times
+from actorflow.time.watermarks import WatermarkGenerator, event_time
 
 __all__ = [
     "DeadLetter",
@@ -263,16 +263,13 @@ class JsonLinesSource(Source):
             file.seek(offset)
             pause_at = offset + self._chunk_bytes
             while lines := list(islice(file, size)):
-                records, times = self._decode(lines, line_number, time_of)
+                records, times, marks = self._decode(lines, line_number, time_of, generator)
                 offset = file.tell()
                 line_number += len(lines)
                 self._position = (offset, line_number)
                 if records:
                     self.records_read += len(records)
-                    if times is None or generator is None:
-                        yield records
-                    else:
-                        yield Batch(records, times, generator.on_batch(times))
+                    yield records if times is None else Batch(records, times, marks)
                 if offset >= pause_at:  # give other actors a turn every chunk of the file
                     pause_at = offset + self._chunk_bytes
                     await asyncio.sleep(0)
@@ -281,22 +278,31 @@ class JsonLinesSource(Source):
             log.warning("%s: 0 records%s", self.path, empty)
 
     def _decode(
-        self, lines: list[bytes], first_line: int, time_of: Callable[[Any], Any] | None
-    ) -> tuple[list[Any], list[Any] | None]:
-        """The records of ``lines`` (the file's lines from ``first_line`` on, 0-based), and their
-        event times if ``time_of`` reads them."""
+        self,
+        lines: list[bytes],
+        first_line: int,
+        time_of: Callable[[Any], Any] | None,
+        generator: WatermarkGenerator | None,
+    ) -> tuple[list[Any], list[Any] | None, list[tuple[int, int]] | None]:
+        """The records of ``lines`` (the file's lines from ``first_line`` on, 0-based), and if
+        ``time_of`` reads event times, theirs and the marks ``generator`` makes of them."""
         try:
-            # Fast path: every line is a JSON value, with an event time that is an int in range.
-            # A blank or bad line raises, or fails the check, and the slow path sorts them out.
+            # Fast path: every line is a JSON value, with an event time that is an int in range
+            # (the generator checks them as it goes). A blank or bad line raises, or fails the
+            # check, and the slow path sorts them out.
             records = list(map(orjson.loads, lines))
-            if time_of is None:
-                return records, None
+            if time_of is None or generator is None:
+                return records, None, None
             times = list(map(time_of, records))
-            if plain_event_times(times):
-                return records, times
+            marks = generator.on_plain_batch(times)
+            if marks is not None:
+                return records, times, marks
         except Exception:
             pass
-        return self._decode_slowly(lines, first_line, time_of)
+        records, checked = self._decode_slowly(lines, first_line, time_of)
+        if checked is None or generator is None:
+            return records, None, None
+        return records, checked, generator.on_batch(checked)
 
     def _decode_slowly(
         self, lines: list[bytes], first_line: int, time_of: Callable[[Any], Any] | None
