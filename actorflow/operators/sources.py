@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sized
 from dataclasses import dataclass
-from itertools import accumulate, islice
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ import orjson
 from actorflow.errors import BrokenResourceError, ClosedResourceError, InputError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
 from actorflow.runtime.messages import Batch
-from actorflow.time.watermarks import EVENT_TIME_LIMIT, event_time
+from actorflow.time.watermarks import WatermarkGenerator, event_time
 
 __all__ = [
     "DeadLetter",
@@ -250,7 +250,8 @@ class JsonLinesSource(Source):
         self._start = (int(states[0][0]), int(states[0][1])) if states else (0, 0)
 
     async def read(self, context: OperatorContext) -> AsyncIterator[list[Any] | Batch]:
-        loads = orjson.loads
+        # Lines are read and decoded a batch at a time: only one batch's records are alive at
+        # once (the collector has less to walk), and the position after a batch is the file's.
         size = context.batch_size
         # With event time, the source reads it while decoding, so that a line without it is a
         # dead letter (file and line) like one that is not JSON, rather than a failed job.
@@ -260,48 +261,53 @@ class JsonLinesSource(Source):
         offset, line_number = self._position = self._start
         with self.path.open("rb") as file:
             file.seek(offset)
-            while True:
-                lines = file.readlines(self._chunk_bytes)
-                if not lines:
-                    if self._start == (0, 0) and self.records_read == 0:
-                        empty = " (the file is empty)" if offset == 0 else ""
-                        log.warning("%s: 0 records%s", self.path, empty)
-                    return
-                ends = list(accumulate(map(len, lines)))  # byte offset after each line
-                line_of: list[int] | None = None  # the line of each record, when not one per line
-                times: list[Any] | None = None
-                try:
-                    # Fast path: every line is a JSON value (with its event time). A blank or bad
-                    # line raises, and the slow path below sorts the chunk out line by line.
-                    records = [loads(line) for line in lines]
-                    if time_of is not None:
-                        times = list(map(time_of, records))
-                        if not all(type(time) is int for time in times) or not (
-                            min(times) > -EVENT_TIME_LIMIT and max(times) < EVENT_TIME_LIMIT
-                        ):
-                            raise TypeError("an event time that is not an int, or out of range")
-                except Exception:
-                    records, line_of, times = self._decode_slowly(lines, line_number, time_of)
-                self.records_read += len(records)
-                for start in range(0, len(records), size):
-                    end = min(start + size, len(records))
-                    last = end - 1 if line_of is None else line_of[end - 1]
-                    self._position = (offset + ends[last], line_number + last + 1)
-                    if times is None or generator is None:
-                        yield records[start:end]
-                    else:
-                        stamps = times[start:end]
-                        yield Batch(records[start:end], stamps, generator.on_batch(stamps))
-                offset += ends[-1]
+            pause_at = offset + self._chunk_bytes
+            while lines := list(islice(file, size)):
+                records, times, marks = self._decode(lines, line_number, time_of, generator)
+                offset = file.tell()
                 line_number += len(lines)
                 self._position = (offset, line_number)
-                await asyncio.sleep(0)
+                if records:
+                    self.records_read += len(records)
+                    yield records if times is None else Batch(records, times, marks)
+                if offset >= pause_at:  # give other actors a turn every chunk of the file
+                    pause_at = offset + self._chunk_bytes
+                    await asyncio.sleep(0)
+        if self._start == (0, 0) and self.records_read == 0:
+            empty = " (the file is empty)" if offset == 0 else ""
+            log.warning("%s: 0 records%s", self.path, empty)
+
+    def _decode(
+        self,
+        lines: list[bytes],
+        first_line: int,
+        time_of: Callable[[Any], Any] | None,
+        generator: WatermarkGenerator | None,
+    ) -> tuple[list[Any], list[Any] | None, list[tuple[int, int]] | None]:
+        """The records of ``lines`` (the file's lines from ``first_line`` on, 0-based), and if
+        ``time_of`` reads event times, theirs and the marks ``generator`` makes of them."""
+        try:
+            # Fast path: every line is a JSON value, with an event time that is an int in range
+            # (the generator checks them as it goes). A blank or bad line raises, or fails the
+            # check, and the slow path sorts them out.
+            records = list(map(orjson.loads, lines))
+            if time_of is None or generator is None:
+                return records, None, None
+            times = list(map(time_of, records))
+            marks = generator.on_plain_batch(times)
+            if marks is not None:
+                return records, times, marks
+        except Exception:
+            pass
+        records, checked = self._decode_slowly(lines, first_line, time_of)
+        if checked is None or generator is None:
+            return records, None, None
+        return records, checked, generator.on_batch(checked)
 
     def _decode_slowly(
         self, lines: list[bytes], first_line: int, time_of: Callable[[Any], Any] | None
-    ) -> tuple[list[Any], list[int], list[Any] | None]:
+    ) -> tuple[list[Any], list[Any] | None]:
         records = []
-        line_of = []
         times: list[Any] = []
         for index, line in enumerate(lines):
             if line.isspace():
@@ -321,8 +327,7 @@ class JsonLinesSource(Source):
                 self._dead_letters(DeadLetter(line.rstrip(b"\r\n"), origin, reason))
                 continue
             records.append(record)
-            line_of.append(index)
-        return records, line_of, None if time_of is None else times
+        return records, None if time_of is None else times
 
 
 def _why_not_json(line: bytes, error: orjson.JSONDecodeError) -> str:
