@@ -230,8 +230,12 @@ def test_the_client_shows_an_updating_result_as_changes(project: Path) -> None:
     )
 
 
+#: Runs the client on the terminal. SIGINT goes back to its default first: a shell starts a
+#: background job (`bash .ci/run &`) with SIGINT ignored, the ignore survives exec, and a Python
+#: started so installs no KeyboardInterrupt handler, so Ctrl-C would not reach the client.
 _ON_TERMINAL = (
-    "import os, sys; terminal = os.open(sys.argv[1], os.O_RDWR); "
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "terminal = os.open(sys.argv[1], os.O_RDWR); "
     "[os.dup2(terminal, n) for n in (0, 1, 2)]; "
     "os.execv(sys.executable, [sys.executable, '-m', 'actorflow', 'sql'])"
 )
