@@ -13,6 +13,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from actorflow import Flow
 from actorflow.errors import PlanError, StateError
 from actorflow.operators.base import Collector
 from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
+from actorflow.state import removal
 from actorflow.state.backends import StateBackendConfig, open_tables
 from actorflow.state.descriptors import (
     AggregateFunction,
@@ -38,6 +40,7 @@ from actorflow.state.descriptors import (
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.keyed import KeyContext, KeyedStateBackend
 from actorflow.state.keygroups import key_group
+from actorflow.state.removal import wait_removed
 from actorflow.state.rocksdb import EVICT_CHUNK, PREFIX, RocksDBTables, sweep_stale
 from actorflow.time.clock import ManualClock
 from tests.faults import StoppingSource
@@ -406,6 +409,43 @@ def test_a_flow_on_rocksdb_gives_the_heaps_results_and_deletes_its_files(tmp_pat
         results.append(sorted(collected.values, key=repr))
     assert results[0] == results[1]
     assert list((tmp_path / "rocks").iterdir()) == []
+
+
+def test_a_closed_store_leaves_its_path_at_once_and_its_files_in_a_worker_thread(tmp_path: Path) -> None:
+    tables = RocksDBTables(StateBackendConfig("rocksdb", path=str(tmp_path)), "closing", 0)
+    tables.table("n", None).update({key: key for key in range(1000)})
+    tables.flush()
+    removals: list[str] = []
+    real_rmtree = removal.shutil.rmtree
+
+    def rmtree(path: str, ignore_errors: bool = False) -> None:
+        removals.append(threading.current_thread().name)
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(removal.shutil, "rmtree", rmtree)
+        tables.close()
+        assert not os.path.exists(tables.path)
+        wait_removed()
+    assert removals == ["actorflow-remove"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_a_store_closed_or_left_open_is_deleted_before_the_process_exits(
+    tmp_path: Path, close: bool
+) -> None:
+    """Closed just before the interpreter exits, the worker thread deleting it is waited for; left
+    open, the finalizer deletes it at exit, in place."""
+    script = (
+        "from actorflow.state.backends import StateBackendConfig\n"
+        "from actorflow.state.rocksdb import RocksDBTables\n"
+        f"tables = RocksDBTables(StateBackendConfig('rocksdb', path={str(tmp_path)!r}), 'exiting', 0)\n"
+        "tables.table('n', None).update({key: key for key in range(20000)})\n"
+        "tables.flush()\n" + ("tables.close()\n" if close else "")
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_choosing_rocksdb_without_rocksdict_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from actorflow.plan.physical import PhysicalPlan, compile_graph
 from actorflow.runtime import forked
 from actorflow.runtime.job import run_actors
 from actorflow.runtime.metrics import JobMetrics
+from actorflow.state import removal
 from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
@@ -431,6 +432,7 @@ class Flow:
             self._coordinator = None
             self._actors = []
             forked.thaw()  # what forked snapshots froze goes back to the collector
+            await removal.removed()  # closed stores' directories, deleted in a worker thread
 
     def _tell_start(self, restore: LoadedCheckpoint | None) -> None:
         sources = [node.name for node in self._graph.nodes if node.kind == "source"]

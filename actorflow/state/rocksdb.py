@@ -55,6 +55,7 @@ from actorflow.state.backends import StateBackendConfig
 from actorflow.state.descriptors import Codec, StateDescriptor
 from actorflow.state.keycodec import decode_key, encode_key
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
+from actorflow.state.removal import remove_later
 
 __all__ = [
     "COLUMN_PREFIX",
@@ -122,7 +123,7 @@ def _close(store: list[Any], families: list[list[Any]]) -> None:
 
 def _remove(store: list[Any], families: list[list[Any]], path: str) -> None:
     _close(store, families)
-    shutil.rmtree(path, ignore_errors=True)
+    remove_later(path)  # gigabytes of SST files: not on the event loop
 
 
 #: The prefix of an instance's directory: ``actorflow-rocksdb-<pid>-<operator>-<index>-<random>``.
