@@ -74,7 +74,10 @@ T = TypeVar("T")
 #: The version of the ``"rocksdb"`` entry's shape.
 FORMAT: Final = 1
 #: Cached entries serialized per step of a checkpoint's write-back (the loop runs between steps).
-WRITE_BACK_CHUNK: Final = 4096
+#: A step serializes one chunk and writes the previous one's changes: with 4,096 entries of a
+#: small profile, 6 ms and 3.5 ms of CPU (the write holds the GIL throughout); with 1,024, about
+#: 1 ms each, for about a hundred more hops to the worker thread per checkpoint (~0.1 ms each).
+WRITE_BACK_CHUNK: Final = 1024
 
 
 #: ``load(name, entries)``: put decoded ``{key: value}`` entries into state ``name``'s table of
