@@ -596,7 +596,7 @@ class KeyedStream(DataStream[T], Generic[T, K]):
         >>> sorted((s.value["shop"], s.value["day"], s.prediction) for s in out.values)
         [('a', 0, 0.0), ('a', 2, 10.0), ('a', 4, 15.0), ('b', 1, 0.0), ('b', 3, 100.0)]
         """
-        from actorflow.ml.learner import learner  # only flows that learn need river
+        from actorflow.ml.learning import learner  # only flows that learn need river
 
         name = name if name is not None else nodes.free_name(self._flow, "learn_predict")
         function = learner(make_model, features=features, target=target, operator=name)

@@ -20,7 +20,7 @@ uses it. Layer: above the operators (it is a keyed process function), below the 
 """
 
 from actorflow.ml.features import Features, Target
-from actorflow.ml.learner import LearnPredict, learner
+from actorflow.ml.learning import LearnPredict, learner
 from actorflow.ml.models import ModelKind
 from actorflow.ml.scored import Scored
 
