@@ -48,6 +48,11 @@ from actorflow import (
 )
 from actorflow.ml import Scored
 
+try:
+    from river import anomaly, preprocessing
+except ImportError:  # pragma: no cover - the ml extra is in the dev extra
+    raise SystemExit("examples/anomaly_detection.py needs river: pip install 'actorflow[ml]'") from None
+
 #: The first event time (2023-11-14T22:13:20Z).
 START_TS = 1_700_000_000_000
 #: Velocity counts a card's transactions within this much event time.
@@ -140,8 +145,6 @@ class CardFeatures(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
 
 def detector() -> Any:
     """A fresh model: scaled features into HalfSpaceTrees (seeded: runs score alike)."""
-    from river import anomaly, preprocessing
-
     return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
         n_trees=10, height=8, window_size=250, seed=42
     )

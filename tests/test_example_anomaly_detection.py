@@ -56,3 +56,15 @@ def test_the_example_runs_from_the_command_line_and_prints_its_alerts() -> None:
         r"ALERT card c\d{4} tx \d+: [\d.]+ \([\d.]+x its average\), \d+ in 60 s, score 0\.\d{3}"
     )
     assert all(shape.fullmatch(line) for line in alerts), alerts[:3]
+
+
+def test_without_river_the_example_says_how_to_install_it() -> None:
+    script = (
+        "import runpy, sys; sys.modules['river'] = None; "
+        "sys.argv = ['examples/anomaly_detection.py']; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr == "examples/anomaly_detection.py needs river: pip install 'actorflow[ml]'\n"
