@@ -300,3 +300,44 @@ def test_importing_actorflow_and_actorflow_ml_does_not_import_river() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+class LastSeen:
+    """Not a river model: predicts the previous target (learn_one takes two arguments)."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def predict_one(self, x: dict[str, Any]) -> Any:
+        return self.last
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+        self.last = y
+
+
+class Counter:
+    """Not a river model: predicts how many records it learnt from (learn_one takes one)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def predict_one(self, x: dict[str, Any]) -> int:
+        return self.seen
+
+    def learn_one(self, x: dict[str, Any]) -> None:
+        self.seen += 1
+
+
+def test_another_object_is_supervised_when_its_learn_one_takes_a_target() -> None:
+    flow = Flow("ml")
+    stream = flow.from_iterable(records(6)).key_by("key")
+    with pytest.raises(PlanError, match="LastSeen learns from a target"):
+        stream.learn_predict(LastSeen, features=FEATURES)
+    last = stream.learn_predict(LastSeen, features=FEATURES, target="id").collect()
+    counted = flow.from_iterable(records(6)).learn_predict(Counter, features=FEATURES).collect()
+    flow.execute()
+    previous: dict[str, int] = {}
+    for record in records(6):
+        assert by_id(last.values)[record["id"]] == previous.get(record["key"])
+        previous[record["key"]] = record["id"]
+    assert sorted(by_id(counted.values).items()) == [(n, n) for n in range(6)]

@@ -65,20 +65,19 @@ def _learns_with_a_target(model: Any) -> bool:
     return len(required) >= 2
 
 
-def kind_of(model: Any, river: ModuleType) -> ModelKind | None:
+def kind_of(model: Any) -> ModelKind | None:
     """How ``model`` learns and predicts (see :data:`ModelKind`), None if in no way we know.
 
     Decided by what the model has: ``learn_one``, and ``score_one`` (an anomaly detector) or
     ``predict_one`` (supervised if it learns with a target, else unsupervised); for a river
-    pipeline, by its last step.
+    pipeline, by its last step. Needs river (:func:`require_river` first).
 
-    >>> import river
     >>> from river import anomaly, cluster, linear_model, preprocessing
-    >>> kind_of(preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(), river)
+    >>> kind_of(preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees())
     'anomaly'
-    >>> kind_of(linear_model.LogisticRegression(), river), kind_of(cluster.KMeans(), river)
+    >>> kind_of(linear_model.LogisticRegression()), kind_of(cluster.KMeans())
     ('supervised', 'unsupervised')
-    >>> kind_of(preprocessing.StandardScaler(), river) is None  # a transformer predicts nothing
+    >>> kind_of(preprocessing.StandardScaler()) is None  # a transformer predicts nothing
     True
     """
     if not callable(getattr(model, "learn_one", None)):
@@ -96,7 +95,7 @@ def check_model(make_model: Callable[[], Any], *, has_target: bool, operator: st
     (naming ``operator``) when river is missing, when ``make_model`` is a model rather than a
     function that makes one, when the model fits no :data:`ModelKind`, and when a supervised model
     has no target or another kind has one."""
-    river = require_river(operator)
+    require_river(operator)
     is_model = not isinstance(make_model, type) and callable(getattr(make_model, "learn_one", None))
     if is_model or not callable(make_model):
         raise PlanError(
@@ -104,7 +103,7 @@ def check_model(make_model: Callable[[], Any], *, has_target: bool, operator: st
             f"got {type(make_model).__name__}"
         )
     model = make_model()
-    kind = kind_of(model, river)
+    kind = kind_of(model)
     name = type(model).__name__
     if kind is None:
         raise PlanError(
