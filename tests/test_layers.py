@@ -23,6 +23,7 @@ LAYERS = [
     "state",
     "checkpoint",
     "operators",
+    "ml",
     "plan",
     "api",
     "sql",

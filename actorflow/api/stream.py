@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from actorflow.api.flow import Flow
     from actorflow.api.joins import CoGroupedStreams, IntervalJoin, JoinedStreams
     from actorflow.api.patterns import PatternStream
+    from actorflow.ml import Features, Scored, Target
     from actorflow.operators.cep import AfterMatchSkip, Pattern
 
 __all__ = ["DataStream", "KeyedStream"]
@@ -443,6 +444,27 @@ class DataStream(Generic[T]):
 
         return CoGroupedStreams(self, other)
 
+    def learn_predict(
+        self,
+        make_model: Callable[[], Any],
+        *,
+        features: Features,
+        target: Target | None = None,
+        name: str | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
+    ) -> DataStream[Scored[T]]:
+        """Learn and predict online with one river model for the whole stream (one instance):
+        see :meth:`KeyedStream.learn_predict`, of which this is the keyed form on one key, so
+        the model is checkpointed and restored the same way. Needs the ``ml`` extra."""
+        return self.key_by(_whole_stream).learn_predict(
+            make_model,
+            features=features,
+            target=target,
+            name=name,
+            parallelism=1,
+            dead_letters=dead_letters,
+        )
+
     def _with(self, partitioner: Partitioner) -> nodes.Inputs:
         return tuple((node, partitioner) for node, _ in self._inputs)
 
@@ -533,6 +555,52 @@ class KeyedStream(DataStream[T], Generic[T, K]):
             lambda node_name: KeyedProcessOperator(node_name, copy.deepcopy(function), key, errors),
             parallelism=parallelism,
         )
+
+    def learn_predict(
+        self,
+        make_model: Callable[[], Any],
+        *,
+        features: Features,
+        target: Target | None = None,
+        name: str | None = None,
+        parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
+    ) -> DataStream[Scored[T]]:
+        """Learn and predict online with a river model per key (:mod:`actorflow.ml`; needs the
+        ``ml`` extra, ``pip install 'actorflow[ml]'``).
+
+        ``make_model()`` makes a key's model for its first record (``lambda:
+        anomaly.HalfSpaceTrees(seed=42)``); ``features`` lists the numeric fields the model reads,
+        or is a function of the record giving the features dict; ``target`` (a field or a
+        function) is what a supervised model learns to predict. Each record is predicted first,
+        then learnt from (test then train), and goes on as ``Scored(value, prediction)``: an
+        anomaly detector's ``score_one``, or the model's ``predict_one``. The model is keyed
+        state: checkpointed, restored and rescaled with the flow.
+
+        Raises :class:`PlanError` when river is missing, for a model it cannot run and for a
+        supervised model without ``target``. A record whose features or target cannot be read
+        raises ValueError naming the operator and the record, which fails the job or, with
+        ``dead_letters``, goes there as for :meth:`process` (the model untouched).
+
+        >>> from actorflow import Flow
+        >>> from river import dummy, stats
+        >>> flow = Flow()
+        >>> sales = [("a", 10.0), ("b", 100.0), ("a", 20.0), ("b", 300.0), ("a", 30.0)]
+        >>> days = [{"shop": shop, "day": day, "sales": amount} for day, (shop, amount) in enumerate(sales)]
+        >>> mean = lambda: dummy.StatisticRegressor(stats.Mean())  # predicts the mean of what it saw
+        >>> out = (
+        ...     flow.from_iterable(days).key_by("shop")
+        ...     .learn_predict(mean, features=["day"], target="sales").collect()
+        ... )
+        >>> flow.execute()
+        >>> sorted((s.value["shop"], s.value["day"], s.prediction) for s in out.values)
+        [('a', 0, 0.0), ('a', 2, 10.0), ('a', 4, 15.0), ('b', 1, 0.0), ('b', 3, 100.0)]
+        """
+        from actorflow.ml.learning import learner  # only flows that learn need river
+
+        name = name if name is not None else nodes.free_name(self._flow, "learn_predict")
+        function = learner(make_model, features=features, target=target, operator=name)
+        return self.process(function, name=name, parallelism=parallelism, dead_letters=dead_letters)
 
     def window(self, assigner: WindowAssigner) -> WindowedStream[T, K]:
         """Cut each key's records into the windows of ``assigner``; finish with a window function.
