@@ -99,6 +99,50 @@ def test_run_a_file(project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     assert len(done.stderr.splitlines()) == 2
 
 
+def test_a_file_may_define_dataclasses_and_keep_them_in_checkpointed_state(tmp_path: Path) -> None:
+    """The file is a module in ``sys.modules`` while it runs: a dataclass (which looks its module
+    up there) works, and so does pickling its instances into a checkpoint."""
+    (tmp_path / "typed.py").write_text(
+        textwrap.dedent(
+            """
+            from dataclasses import dataclass
+            from actorflow import Flow
+            from actorflow.operators.process import KeyedProcessFunction
+            from actorflow.state.descriptors import ValueStateDescriptor
+
+            @dataclass
+            class Total:
+                card: str
+                amount: int
+
+            class Sum(KeyedProcessFunction):
+                def open(self, ctx):
+                    self.total = ctx.get_state(ValueStateDescriptor("total"))
+
+                def process_element(self, value, ctx, out):
+                    card, amount = value
+                    total = self.total.value() or Total(card, 0)
+                    total = Total(card, total.amount + amount)
+                    self.total.update(total)
+                    out.collect(total)
+
+            flow = Flow("typed")
+            flow.from_iterable([("a", 1), ("b", 2), ("a", 3)]).key_by(lambda pair: pair[0]).process(
+                Sum()
+            ).print(prefix="out: ")
+            """
+        )
+    )
+    done = actorflow("run", "typed.py", "--checkpoint-dir", str(tmp_path / "checkpoints"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        "out: Total(card='a', amount=1)",
+        "out: Total(card='a', amount=4)",
+        "out: Total(card='b', amount=2)",
+    ]
+    assert list((tmp_path / "checkpoints").iterdir()), "no checkpoint of the state was written"
+
+
 def test_run_a_file_with_an_attribute(project: Path) -> None:
     done = actorflow("run", "tiny_flows.py:wide", cwd=project)
     assert done.returncode == 0, done.stderr

@@ -51,7 +51,14 @@ def _import(target: str, arguments: Sequence[str]) -> tuple[ModuleType, str, str
             raise UsageError(f"cannot load {location}")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))
-        spec.loader.exec_module(module)
+        # Registered before it runs, as an import would: a dataclass looks its module up there,
+        # and pickle finds the file's classes (state, checkpoints) by the module's name.
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
         return module, location, attribute or None
     # As ``python -m`` and uvicorn do: a module in the working directory can be named, also when
     # the console script (whose own directory is first on the path) runs the command.
