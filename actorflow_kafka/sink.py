@@ -49,7 +49,7 @@ from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.time.watermarks import field_getter
 from actorflow_kafka.admin import ADMIN_OPTIONS
-from actorflow_kafka.batches import PartitionBatches, SentBatch
+from actorflow_kafka.batches import PartitionBatches
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.serde import Serializer, resolve_serializer
 from actorflow_kafka.source import KafkaSource
@@ -488,13 +488,9 @@ class KafkaSink(Sink):
                 await self.offsets_of._close_lingering()
 
     async def close_async(self) -> None:
-        batches, self._batches = self._batches, None
-        sent = batches.sent if batches is not None else []
         if self._task is not None:  # the task's producer: the task stops it
             self._task = self._producer = None
-            if batches is not None:
-                batches.discard()
-            _retrieve(sent)
+            self._drop_batches()
             return
         if self.exactly_once and self._finished and self._producer is not None:
             return  # kept for the final checkpoint, which commits the last transaction and stops it
@@ -508,16 +504,25 @@ class KafkaSink(Sink):
                     # A job that stops or fails leaves nothing open: read_committed readers of the
                     # topic would otherwise wait for the transaction to time out.
                     await _abort_quietly(producer)
-                elif batches is not None:
+                elif self._batches is not None:
                     with contextlib.suppress(KafkaError):
-                        await batches.hand_over_all()  # as send() would have: stop() flushes them
+                        await self._batches.hand_over_all()  # as with send(): stop() flushes them
                 await producer.stop()  # flushes what is pending first
         finally:
-            if batches is not None:
-                batches.discard()
+            self._drop_batches()
             if self._link is not None:
                 self._link.reset()
-            _retrieve(sent)
+
+    def _drop_batches(self) -> None:
+        """Forget the batches: those not handed over are dropped, and the errors of those handed
+        over are retrieved (nobody waits for them any more: the job already ends with a reason)."""
+        batches, self._batches = self._batches, None
+        if batches is None:
+            return
+        batches.discard()
+        for batch in batches.sent:
+            if batch.future.done() and not batch.future.cancelled():
+                batch.future.exception()
 
 
 def _future(futures: dict[int, asyncio.Future[Any]], checkpoint_id: int) -> asyncio.Future[Any]:
@@ -559,13 +564,6 @@ def _check(future: asyncio.Future[Any], topic: str, size: int, transactional_id:
     if isinstance(error, ProducerFenced):
         _explain_fenced(error, transactional_id)
     raise error
-
-
-def _retrieve(sent: list[SentBatch]) -> None:
-    """Retrieve the errors of batches nobody waits for any more: the job already ends with a reason."""
-    for batch in sent:
-        if batch.future.done() and not batch.future.cancelled():
-            batch.future.exception()
 
 
 def _explain_fenced(error: BaseException, transactional_id: str | None) -> None:
