@@ -1,7 +1,9 @@
 """KafkaSink: records to a Kafka topic (fixed, or chosen per record), at least once or exactly once.
 
-Each batch is handed to aiokafka's producer record by record (it batches and compresses them per
-partition as configured). The sink does not wait for the broker's acknowledgements batch by batch,
+The sink gathers records into a batch per partition itself and hands each batch to aiokafka's
+producer whole (:mod:`actorflow_kafka.batches`: the producer's partitioner, ``linger_ms``,
+``max_batch_size`` and ``max_request_size`` apply as with ``send()``, without a future per record).
+The sink does not wait for the broker's acknowledgements batch by batch,
 which would stall the whole chain for a linger and a round trip each time: it keeps the pending
 acknowledgements, fails the job on the first one that fails, waits for all of them once
 ``max_in_flight`` records are pending, and always before the end of its input, at every checkpoint's
@@ -47,6 +49,7 @@ from actorflow.errors import CheckpointError
 from actorflow.operators.base import OperatorContext
 from actorflow.time.watermarks import field_getter
 from actorflow_kafka.admin import ADMIN_OPTIONS
+from actorflow_kafka.batches import PartitionBatches
 from actorflow_kafka.connection import start_client
 from actorflow_kafka.serde import Serializer, resolve_serializer
 from actorflow_kafka.source import KafkaSource
@@ -153,7 +156,8 @@ class KafkaSink(Sink):
         elif transactional_id is not None or offsets_of is not None:
             raise ValueError("transactional_id and offsets_of go with exactly_once=True")
         self._producer: AIOKafkaProducer | None = None
-        self._pending: list[tuple[asyncio.Future[Any], str, int]] = []
+        #: Per instance and run: the batches being filled and the ones handed over (set in open_async).
+        self._batches: PartitionBatches | None = None
         self._known_topics: set[str] = set()
         # Shared by the per-instance copies the flow makes (shallow copies share these objects).
         self._written = [0]
@@ -192,7 +196,7 @@ class KafkaSink(Sink):
     async def open_async(self, context: OperatorContext) -> None:
         self.open(context)
         self._known_topics = set()
-        self._pending = []  # this instance's own (copies share what __init__ made)
+        self._batches = None  # this instance's own (copies share what __init__ made)
         self._finished = False
         self._barriers = 0
         self._captured = {}
@@ -203,6 +207,7 @@ class KafkaSink(Sink):
             # A partition task: write into its transaction, which it commits with its state
             # changes and offsets (see actorflow_kafka.tasks.transaction).
             self._producer = self._task.producer
+            self._batches = PartitionBatches(self._producer, self._task.producer_options)
             if isinstance(self.topic, str):
                 await self._ensure_topic(self.topic)
             return
@@ -223,6 +228,7 @@ class KafkaSink(Sink):
         # a crashed run left open is aborted, one it was committing is finished first.
         await start_client(producer, self.bootstrap_servers)
         self._producer = producer
+        self._batches = PartitionBatches(producer, self._producer_settings())
         try:
             if isinstance(self.topic, str):
                 await self._ensure_topic(self.topic)
@@ -275,52 +281,62 @@ class KafkaSink(Sink):
             await admin.close()
 
     async def write_async(self, values: list[Any]) -> None:
-        producer = self._producer
-        assert producer is not None
+        batches = self._batches
+        assert batches is not None
         topic_of = self.topic
         key_of = self._key
         value_of = self._value
         headers_of = self._headers
         serialize_key = self._key_serializer
         serialize_value = self._value_serializer
-        sends: list[tuple[asyncio.Future[Any], str, int]] = []
+        append = batches.append
+        # The partitions of each topic are read once per call (send() reads them per record).
+        ready: set[str] = set()
+        if isinstance(topic_of, str):
+            await self._ready_to_write(topic_of, ready)
         for record in values:
             topic = topic_of if isinstance(topic_of, str) else topic_of(record)
-            if topic not in self._known_topics:
-                await self._ensure_topic(topic)
+            if topic not in ready:
+                await self._ready_to_write(topic, ready)
             key = serialize_key(key_of(record)) if key_of is not None else None
             value = serialize_value(value_of(record) if value_of is not None else record)
-            size = len(value or b"") + len(key or b"")
+            headers = headers_of(record) if headers_of is not None else None
             try:
-                future = await producer.send(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers_of(record) if headers_of is not None else None,
-                )
+                full = append(topic, key, value, headers)
+                if full is not None:
+                    await batches.hand_over(full)
+                    batches.append_to(full, key, value, headers)
             except MessageSizeTooLargeError as error:
-                raise _too_large(size, topic, error) from error
-            sends.append((future, topic, size))
+                raise _too_large(len(value or b"") + len(key or b""), topic, error) from error
         if self._task is not None:
-            self._task.written += len(sends)
-        pending = self._pending
-        pending += sends
-        if len(pending) >= self.max_in_flight:
+            self._task.written += len(values)
+        await batches.hand_over_due()
+        sent = batches.sent
+        if batches.in_flight >= self.max_in_flight:
             await self.flush()
-        elif pending[0][0].done():
+        elif sent and sent[0].future.done():
             self._collect_done()
 
+    async def _ready_to_write(self, topic: str, ready: set[str]) -> None:
+        if topic not in self._known_topics:
+            await self._ensure_topic(topic)
+        assert self._batches is not None
+        await self._batches.refresh(topic)
+        ready.add(topic)
+
     def _collect_done(self) -> None:
-        # Forget the acknowledged records (in order), failing on the first failed one.
-        pending = self._pending
-        done = 0
-        for future, topic, size in pending:
-            if not future.done():
+        # Forget the acknowledged batches (in order), failing on the first failed one.
+        assert self._batches is not None
+        sent = self._batches.sent
+        done = records = 0
+        for batch in sent:
+            if not batch.future.done():
                 break
-            _check(future, topic, size, self.transactional_id)
+            _check(batch.future, batch.topic, batch.largest, self.transactional_id)
             done += 1
-        del pending[:done]
-        self._written[0] += done
+            records += batch.records
+        del sent[:done]
+        self._written[0] += records
 
     async def flush(self) -> None:
         """Wait until every record handed to the producer has been acknowledged.
@@ -332,14 +348,16 @@ class KafkaSink(Sink):
                 if instance._producer is not None:
                     await instance.flush()
             return
-        pending, self._pending = self._pending, []
-        if self._producer is not None:
-            await self._producer.flush()
-        if pending:
-            await asyncio.wait([future for future, _, _ in pending])
-        for future, topic, size in pending:
-            _check(future, topic, size, self.transactional_id)
-        self._written[0] += len(pending)
+        batches = self._batches
+        assert batches is not None
+        await batches.hand_over_all()
+        sent, batches.sent = batches.sent, []
+        await self._producer.flush()
+        if sent:
+            await asyncio.wait([batch.future for batch in sent])
+        for batch in sent:
+            _check(batch.future, batch.topic, batch.largest, self.transactional_id)
+        self._written[0] += sum(batch.records for batch in sent)
 
     async def finish_async(self) -> None:
         await self.flush()
@@ -472,15 +490,11 @@ class KafkaSink(Sink):
     async def close_async(self) -> None:
         if self._task is not None:  # the task's producer: the task stops it
             self._task = self._producer = None
-            for future, _, _ in self._pending:
-                if future.done() and not future.cancelled():
-                    future.exception()
-            self._pending = []
+            self._drop_batches()
             return
         if self.exactly_once and self._finished and self._producer is not None:
             return  # kept for the final checkpoint, which commits the last transaction and stops it
         producer, self._producer = self._producer, None
-        pending, self._pending = self._pending, []
         for done in self._commits.values():
             if not done.done():
                 done.set_result(None)  # closed before committing: a restore finds out which one Kafka has
@@ -490,13 +504,25 @@ class KafkaSink(Sink):
                     # A job that stops or fails leaves nothing open: read_committed readers of the
                     # topic would otherwise wait for the transaction to time out.
                     await _abort_quietly(producer)
+                elif self._batches is not None:
+                    with contextlib.suppress(KafkaError):
+                        await self._batches.hand_over_all()  # as with send(): stop() flushes them
                 await producer.stop()  # flushes what is pending first
         finally:
+            self._drop_batches()
             if self._link is not None:
                 self._link.reset()
-            for future, _, _ in pending:
-                if future.done() and not future.cancelled():
-                    future.exception()  # retrieved: the job already ends with a reason
+
+    def _drop_batches(self) -> None:
+        """Forget the batches: those not handed over are dropped, and the errors of those handed
+        over are retrieved (nobody waits for them any more: the job already ends with a reason)."""
+        batches, self._batches = self._batches, None
+        if batches is None:
+            return
+        batches.discard()
+        for batch in batches.sent:
+            if batch.future.done() and not batch.future.cancelled():
+                batch.future.exception()
 
 
 def _future(futures: dict[int, asyncio.Future[Any]], checkpoint_id: int) -> asyncio.Future[Any]:
@@ -528,8 +554,8 @@ def _too_large(size: int, topic: str, error: BaseException) -> ValueError:
 
 
 def _check(future: asyncio.Future[Any], topic: str, size: int, transactional_id: str | None) -> None:
-    """Raise the producer's error for one record, explained when it is about its size or a
-    fenced transactional producer."""
+    """Raise the producer's error for a batch, explained when it is about its size (``size``: its
+    largest record's) or a fenced transactional producer."""
     error = future.exception()
     if error is None:
         return

@@ -87,6 +87,7 @@ __all__ = [
     "run_actorflow",
     "run_engine",
     "run_loop",
+    "run_queue_seconds",
     "write_result",
 ]
 
@@ -142,17 +143,30 @@ class Stamps:
     first_read_cpu: float | None = None
     last_ack_cpu: float | None = None
     """The process's CPU time (``process_time``) at the same two moments."""
+    first_read_queued: float | None = None
+    last_ack_queued: float | None = None
+    """How long the main thread had waited for a core (runnable, not running) at the same two
+    moments (``run_queue_seconds``; None where the system does not say)."""
 
     def read(self) -> None:
         """Note the first read (later calls change nothing)."""
         if self.first_read is None:
             self.first_read = time.perf_counter()
             self.first_read_cpu = time.process_time()
+            self.first_read_queued = run_queue_seconds()
 
     def acknowledged(self) -> None:
         """Note an acknowledgement (the last call counts)."""
         self.last_ack = time.perf_counter()
         self.last_ack_cpu = time.process_time()
+        self.last_ack_queued = run_queue_seconds()
+
+    def queued_seconds(self) -> float | None:
+        """From the first read to the last ack: how long the process waited for a core (the wall
+        time neither spent on the CPU nor waiting for the broker); None if unknown."""
+        if self.first_read_queued is None or self.last_ack_queued is None:
+            return None
+        return max(self.last_ack_queued - self.first_read_queued, 0.0)
 
     def seconds(self, ended: float) -> float:
         """From the first read to the last ack (``ended`` when nothing was written)."""
@@ -166,6 +180,16 @@ class Stamps:
         if self.first_read_cpu is None:
             return 0.0
         return max((self.last_ack_cpu or ended) - self.first_read_cpu, 0.0)
+
+
+def run_queue_seconds() -> float | None:
+    """The calling thread's total wait on the run queue (Linux ``/proc/thread-self/schedstat``),
+    or None elsewhere. On a busy machine it, not the engine, decides much of the wall time."""
+    try:
+        with open("/proc/thread-self/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # -- topics -----------------------------------------------------------------------------------
@@ -472,8 +496,10 @@ async def run_engine(
     ended = time.perf_counter()
     seconds = stamps.seconds(ended)
     cpu_seconds = stamps.cpu_seconds(time.process_time())
+    queued = stamps.queued_seconds()
+    waited = f", {queued:.3f} s waiting for a core" if queued is not None else ""
     print(
-        f"{engine}: {events} events in {seconds:.3f} s timed ({cpu_seconds:.3f} CPU s), "
+        f"{engine}: {events} events in {seconds:.3f} s timed ({cpu_seconds:.3f} CPU s{waited}), "
         f"{ended - started:.3f} s with client start-up and shutdown",
         file=sys.stderr,
     )

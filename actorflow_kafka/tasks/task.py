@@ -141,7 +141,9 @@ class PartitionTask:
             transactional_id=self.transactional_id,
             **job.producer_options,
         )
-        self.transaction = TaskTransaction(producer, self.transactional_id, self.tp.partition)
+        self.transaction = TaskTransaction(
+            producer, self.transactional_id, self.tp.partition, producer_options=job.producer_options
+        )
         try:
             # fences the previous owner; its open transaction is aborted
             await start_client(producer, job.bootstrap_servers)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -33,6 +35,8 @@ class TaskTransaction:
     partition: int = 0
     #: Records the task's sinks wrote into the open transaction (none: a commit may be skipped).
     written: int = 0
+    #: The options the producer was made with (sinks batch records as it would).
+    producer_options: Mapping[str, Any] = field(default_factory=dict)
     _outcomes: dict[int, asyncio.Future[bool]] = field(default_factory=dict)
 
     def _future(self, checkpoint_id: int) -> asyncio.Future[bool]:
