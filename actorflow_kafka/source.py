@@ -33,13 +33,13 @@ import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from actorflow import Source
@@ -50,7 +50,7 @@ from actorflow.runtime.collector import paused_gc
 from actorflow.runtime.messages import MIN_WATERMARK, Batch
 from actorflow.time.watermarks import WatermarkGenerator, WatermarkStrategy
 from actorflow_kafka.admin import ADMIN_OPTIONS
-from actorflow_kafka.connection import start_client
+from actorflow_kafka.connection import connect_timeout, start_client
 from actorflow_kafka.decoding import DeadLetterTarget, RecordDecoder
 from actorflow_kafka.polling import unless_stopped
 from actorflow_kafka.serde import Deserializer, resolve_deserializer
@@ -59,6 +59,8 @@ from actorflow_kafka.transactions import TransactionLink, matches_commit, owned_
 __all__ = ["KafkaSource", "Start"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Start = Literal["committed", "earliest", "latest"] | int
 #: A partition in a checkpoint: ``(topic, partition)``, plain values so that pickles stay stable.
@@ -438,7 +440,9 @@ class KafkaSource(Source):
         )
         await start_client(admin, self.bootstrap_servers)
         try:
-            found = await admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
+            found = await _retrying(
+                lambda: admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
+            )
         finally:
             await admin.close()
         return {
@@ -484,6 +488,24 @@ class KafkaSource(Source):
             state = states.get(reader.context.index)
             if state is not None:
                 reader.mark_committed(int(state["seq"]))
+
+
+async def _retrying(request: Callable[[], Awaitable[T]]) -> T:
+    """``request()``, again after a retriable Kafka error (the group's coordinator moving or
+    loading, right after a transaction's markers were written), with a doubling backoff, until
+    :func:`connect_timeout` has passed; then that error."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + connect_timeout()
+    backoff = 0.05
+    while True:
+        try:
+            return await request()
+        except KafkaError as error:
+            if not error.retriable or loop.time() + backoff > deadline:
+                raise
+            log.debug("retrying after %s", error)
+        await asyncio.sleep(backoff)
+        backoff = min(2 * backoff, 1.0)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -839,12 +839,13 @@ async def test_a_first_run_accepts_no_checkpoint_that_kafka_never_committed(
     topic = await kafka_topic(partitions=2)
     output = await kafka_topic(partitions=1)
     group = f"first-{uuid.uuid4().hex[:8]}"
+    transactional_id = f"first-{uuid.uuid4().hex[:8]}"
     source = KafkaSource(topic, bootstrap_servers=bootstrap, group_id=group)
     KafkaSink(
         output,
         bootstrap_servers=bootstrap,
         exactly_once=True,
-        transactional_id=f"first-{uuid.uuid4().hex[:8]}",
+        transactional_id=transactional_id,
         offsets_of=source,
     )
     checkpoint = [{"offsets": {(topic, 0): 5, (topic, 1): 2}, "pending": {}, "token": "run/0/1", "seq": 1}]
@@ -852,8 +853,11 @@ async def test_a_first_run_accepts_no_checkpoint_that_kafka_never_committed(
     assert not await source.accepts_restore(checkpoint)
     assert not await source.accepts_restore(empty)
 
-    # Commit these offsets the way the sink does: in a transaction, with the digest.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"test-{uuid.uuid4().hex}")
+    # Commit these offsets the way the sink does: in a transaction of its transactional id, with
+    # the digest. (commit_transaction returns before the markers are written; the fence that
+    # accepts_restore starts with waits for them, for this id only: another id's commit raced the
+    # offsets read and failed this test now and then under load.)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id)
     await producer.start()
     try:
         await producer.begin_transaction()
