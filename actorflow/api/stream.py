@@ -25,6 +25,7 @@ from actorflow.operators.process import (
     ProcessFunction,
     ProcessOperator,
 )
+from actorflow.operators.rolling import Aggregation, Field, Reduce, aggregation
 from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.sinks import CallbackSink, CollectSink, JsonLinesSink, PrintSink, Sink
 from actorflow.operators.stateless import (
@@ -555,6 +556,91 @@ class KeyedStream(DataStream[T], Generic[T, K]):
             lambda node_name: KeyedProcessOperator(node_name, copy.deepcopy(function), key, errors),
             parallelism=parallelism,
         )
+
+    def reduce(
+        self,
+        function: Callable[[T, T], T],
+        *,
+        name: str | None = None,
+        parallelism: int | None = None,
+        dead_letters: OutputTag[FailedRecord[T]] | None = None,
+    ) -> DataStream[T]:
+        """A rolling reduce per key (Flink's ``KeyedStream.reduce``): each record is combined with
+        the key's result so far, ``function(so_far, record)`` (the key's first record is its first
+        result), and every new result goes on. The result is keyed state: checkpointed, restored
+        and rescaled with the flow.
+
+        >>> from actorflow import Flow
+        >>> flow = Flow()
+        >>> longest = flow.from_iterable(["to", "tea", "a", "ink"]).key_by(lambda w: w[0]).reduce(
+        ...     lambda so_far, word: word if len(word) > len(so_far) else so_far
+        ... ).collect()
+        >>> flow.execute()
+        >>> longest.values
+        ['to', 'tea', 'a', 'ink']
+        """
+        name = name if name is not None else nodes.free_name(self._flow, "reduce")
+        return self.process(Reduce(function), name=name, parallelism=parallelism, dead_letters=dead_letters)
+
+    def sum(
+        self, field: Field, *, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[T]:
+        """A rolling sum of ``field`` per key (a dict's key, a tuple's position, an attribute):
+        each result is the key's first record with ``field`` replaced by the sum so far, as in
+        Flink (see :mod:`actorflow.operators.rolling`).
+
+        >>> from actorflow import Flow
+        >>> flow = Flow()
+        >>> rows = [("a", 1), ("b", 5), ("a", 2)]
+        >>> out = flow.from_iterable(rows).key_by(lambda row: row[0]).sum(1).collect()
+        >>> flow.execute()
+        >>> out.values
+        [('a', 1), ('b', 5), ('a', 3)]
+        """
+        return self._rolling("sum", field, name, parallelism)
+
+    def min(
+        self, field: Field, *, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[T]:
+        """A rolling minimum of ``field`` per key: the key's first record with ``field`` replaced
+        by the minimum so far (:meth:`min_by` keeps the whole record that holds it)."""
+        return self._rolling("min", field, name, parallelism)
+
+    def max(
+        self, field: Field, *, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[T]:
+        """A rolling maximum of ``field`` per key: the key's first record with ``field`` replaced
+        by the maximum so far (:meth:`max_by` keeps the whole record that holds it)."""
+        return self._rolling("max", field, name, parallelism)
+
+    def min_by(
+        self, field: Field, *, first: bool = True, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[T]:
+        """Per key, the record with the smallest ``field`` so far (of equal ones the earliest, or
+        the latest with ``first=False``), emitted for every record.
+
+        >>> from actorflow import Flow
+        >>> flow = Flow()
+        >>> bids = [{"item": "x", "price": 5, "by": "ann"}, {"item": "x", "price": 3, "by": "bo"}]
+        >>> out = flow.from_iterable(bids).key_by("item").min_by("price").collect()
+        >>> flow.execute()
+        >>> [bid["by"] for bid in out.values]
+        ['ann', 'bo']
+        """
+        return self._rolling("min_by", field, name, parallelism, first=first)
+
+    def max_by(
+        self, field: Field, *, first: bool = True, name: str | None = None, parallelism: int | None = None
+    ) -> DataStream[T]:
+        """Per key, the record with the largest ``field`` so far (of equal ones the earliest, or
+        the latest with ``first=False``), emitted for every record."""
+        return self._rolling("max_by", field, name, parallelism, first=first)
+
+    def _rolling(
+        self, kind: Aggregation, field: Field, name: str | None, parallelism: int | None, first: bool = True
+    ) -> DataStream[T]:
+        name = name if name is not None else nodes.free_name(self._flow, kind)
+        return self.process(aggregation(kind, field, first=first), name=name, parallelism=parallelism)
 
     def learn_predict(
         self,
