@@ -337,10 +337,17 @@ class DataStream(Generic[T]):
         _extension("sql", self._flow).register_stream(name, self, dict(columns), rowtime)
         return self
 
-    def key_by(self, key: Callable[[T], K] | str) -> KeyedStream[T, K]:
+    @overload
+    def key_by(self, key: str) -> KeyedStream[T, Any]: ...
+
+    @overload
+    def key_by(self, key: Callable[[T], K]) -> KeyedStream[T, K]: ...
+
+    def key_by(self, key: Callable[[T], K] | str) -> KeyedStream[T, Any]:
         """Partition by ``key(record)``: every record of a key reaches the same instance.
 
-        ``key`` may also name a field (``key_by("card_id")``), read without a Python call.
+        ``key`` may also name a field (``key_by("card_id")``), read without a Python call; the
+        key's type is then ``Any`` (a field's type is not known to the type checker).
         """
         selector = field_getter(key)
         _plain(selector, "key_by")
