@@ -6,6 +6,11 @@ graph is simple, as networkx's ``Graph``); each change goes on as a +1 or -1 to 
 second, keyed by the vertex, keeps each vertex's degree and emits it when it changes. Both run at
 the flow's parallelism. The distribution is a third stage, in one instance: how many vertices
 have each degree.
+
+Each edge's own changes keep their order (one key, one instance); the changes of one vertex that
+come through different edge instances (parallelism above 1) may arrive in another order than the
+input's, so a vertex may pass through other degrees on the way, but never below 0, and its latest
+degree is exact once the edges before it have been read. The same holds for the distribution.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actorflow.api import nodes
-from actorflow.graph.edges import Edge, EdgeReader
+from actorflow.graph.edges import read_edge
 from actorflow.operators.base import Collector
 from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
 from actorflow.state.descriptors import MapStateDescriptor, ValueStateDescriptor
@@ -52,8 +57,12 @@ class DegreeCount:
     vertices: int
 
 
-def _edge_key(edge: Edge[Any]) -> tuple[Any, Any]:
-    return edge.key
+def _edge_key(record: Any) -> tuple[Any, Any] | None:
+    """The edge's ends in order; None for a record that is no edge (its stage names it)."""
+    try:
+        return read_edge(record, "").key
+    except ValueError:
+        return None
 
 
 def _vertex(change: tuple[Any, int]) -> Any:
@@ -64,7 +73,7 @@ def _one_graph(record: Any) -> None:
     return None
 
 
-class EdgeSet(KeyedProcessFunction[Edge[Any], tuple[Any, int]]):
+class EdgeSet(KeyedProcessFunction[Any, tuple[Any, int]]):
     """Per edge: whether it is in the graph. Emits ``(vertex, +1 or -1)`` for both ends of an
     edge that came or went; an edge added again changes nothing, and removing an edge that is not
     there raises ValueError naming the operator and the record."""
@@ -76,10 +85,11 @@ class EdgeSet(KeyedProcessFunction[Edge[Any], tuple[Any, int]]):
         self.label = ctx.operator.label
         self.present = ctx.get_state(ValueStateDescriptor[bool]("present", default=False))
 
-    def process_element(self, value: Edge[Any], ctx: Context, out: Collector) -> None:
-        if value.removed:
+    def process_element(self, value: Any, ctx: Context, out: Collector) -> None:
+        edge = read_edge(value, self.label)
+        if edge.removed:
             if not self.present.value():
-                raise ValueError(f"{self.label}: no edge ({value.u!r}, {value.v!r}) to remove: {value!r}")
+                raise ValueError(f"{self.label}: no edge ({edge.u!r}, {edge.v!r}) to remove: {value!r}")
             self.present.clear()
             step = -1
         elif self.present.value():
@@ -87,8 +97,8 @@ class EdgeSet(KeyedProcessFunction[Edge[Any], tuple[Any, int]]):
         else:
             self.present.update(True)
             step = 1
-        out.collect((value.u, step))
-        out.collect((value.v, step))  # a self-loop: the same vertex twice, so it counts 2
+        out.collect((edge.u, step))
+        out.collect((edge.v, step))  # a self-loop: the same vertex twice, so it counts 2
 
 
 class DegreeCounter(KeyedProcessFunction[tuple[Any, int], Degree]):
@@ -150,6 +160,7 @@ def degrees(
 
     >>> from actorflow import Flow
     >>> flow = Flow()
+    >>> from actorflow.graph import Edge
     >>> edges = [(1, 2), (2, 3), (2, 1), Edge(1, 2, removed=True)]
     >>> out = degrees(flow.from_iterable(edges)).collect()
     >>> flow.execute()
@@ -157,8 +168,9 @@ def degrees(
     [(1, 1), (2, 1), (2, 2), (3, 1), (1, 0), (2, 1)]
     """
     name = name if name is not None else nodes.free_name(edges.flow, "degrees")
-    read = edges.map(EdgeReader(name), name=f"{name}.read", dead_letters=dead_letters)
-    steps = read.key_by(_edge_key).process(
+    # Keyed straight from the input, with no stage between that could reorder an edge's addition
+    # and its removal (a map at another parallelism would rebalance them to different instances).
+    steps = edges.key_by(_edge_key).process(
         EdgeSet(), name=f"{name}.edges", parallelism=parallelism, dead_letters=dead_letters
     )
     return steps.key_by(_vertex).process(DegreeCounter(), name=name, parallelism=parallelism)
