@@ -35,13 +35,14 @@ class ComponentChange:
     """What an added edge ``(u, v)`` did: both ends are in ``component`` (named by its smallest
     vertex) of ``size`` vertices now; ``absorbed`` is the name of the component that merged into it
     and is gone (a vertex seen for the first time counts as a component of its own), or None when
-    the edge changed no component."""
+    the edge changed no component, and ``absorbed_size`` its size (0 for none)."""
 
     u: Any
     v: Any
     component: Any
     size: int
     absorbed: Any = None
+    absorbed_size: int = 0
 
 
 def _one_graph(record: Any) -> None:
@@ -71,7 +72,7 @@ class ConnectedComponents(KeyedProcessFunction[Any, ComponentChange]):
             forest = Forest()
         union = forest.add(edge.u, edge.v)
         self.forest.update(forest)  # changed in place: the update says so to any backend
-        out.collect(ComponentChange(edge.u, edge.v, union.component, union.size, union.absorbed))
+        out.collect(ComponentChange(edge.u, edge.v, *union))
 
 
 def connected_components(
@@ -96,8 +97,8 @@ def connected_components(
     >>> flow = Flow()
     >>> changes = connected_components(flow.from_iterable([(1, 2), (3, 4), (4, 1), (2, 3)])).collect()
     >>> flow.execute()
-    >>> [(c.component, c.size, c.absorbed) for c in changes.values]
-    [(1, 2, 2), (3, 2, 4), (1, 4, 3), (1, 4, None)]
+    >>> [(c.component, c.size, c.absorbed, c.absorbed_size) for c in changes.values]
+    [(1, 2, 2, 1), (3, 2, 4, 1), (1, 4, 3, 2), (1, 4, None, 0)]
     >>> component_labels(changes.values)
     {1: 1, 2: 1, 3: 1, 4: 1}
     """
@@ -110,7 +111,7 @@ def connected_components(
 def component_labels(changes: Iterable[ComponentChange]) -> dict[Any, Any]:
     """Each vertex's component after ``changes`` (in the order they were emitted), by name.
 
-    >>> component_labels([ComponentChange(5, 6, 5, 2, 6), ComponentChange(6, 2, 2, 3, 5)])
+    >>> component_labels([ComponentChange(5, 6, 5, 2, 6, 1), ComponentChange(6, 2, 2, 3, 5, 2)])
     {2: 2, 5: 2, 6: 2}
     """
     members: dict[Any, set[Any]] = {}

@@ -14,12 +14,14 @@ __all__ = ["Forest", "Union"]
 
 class Union(NamedTuple):
     """What adding an edge did: the component the edge is in now (by its smallest vertex), the
-    component's size, and the name of the component that joined it (None when the edge joined
-    nothing new: both ends were in one component, or a new vertex looped on itself)."""
+    component's size, the name of the component that joined it (None when the edge joined
+    nothing new: both ends were in one component, or a new vertex looped on itself) and that
+    component's size before (0 for none)."""
 
     component: Any
     size: int
     absorbed: Any
+    absorbed_size: int
 
 
 class Forest:
@@ -27,11 +29,13 @@ class Forest:
 
     >>> forest = Forest()
     >>> forest.add(3, 4)
-    Union(component=3, size=2, absorbed=4)
-    >>> forest.add(5, 6), forest.add(6, 3)
-    (Union(component=5, size=2, absorbed=6), Union(component=3, size=4, absorbed=5))
+    Union(component=3, size=2, absorbed=4, absorbed_size=1)
+    >>> forest.add(5, 6)
+    Union(component=5, size=2, absorbed=6, absorbed_size=1)
+    >>> forest.add(6, 3)
+    Union(component=3, size=4, absorbed=5, absorbed_size=2)
     >>> forest.component(6), forest.add(4, 5)
-    (3, Union(component=3, size=4, absorbed=None))
+    (3, Union(component=3, size=4, absorbed=None, absorbed_size=0))
     """
 
     __slots__ = ("parent", "size", "smallest")
@@ -70,17 +74,18 @@ class Forest:
         """Add the edge ``(u, v)``: the two components become one."""
         ru, rv = self.root(u), self.root(v)
         if ru == rv:
-            return Union(self.smallest[ru], self.size[ru], None)
+            return Union(self.smallest[ru], self.size[ru], None, 0)
         size = self.size
         if size[ru] < size[rv]:
             ru, rv = rv, ru  # the larger tree's root stays a root
         keep, gone = self.smallest[ru], self.smallest.pop(rv)
-        if gone < keep:
-            keep, gone = gone, keep
+        kept, moved = size[ru], size.pop(rv)
+        if gone < keep:  # the component keeps the smaller name, whichever tree stays the root
+            keep, gone, kept, moved = gone, keep, moved, kept
         self.parent[rv] = ru
-        size[ru] += size.pop(rv)
+        size[ru] = kept + moved
         self.smallest[ru] = keep
-        return Union(keep, size[ru], gone)
+        return Union(keep, kept + moved, gone, moved)
 
     def components(self) -> dict[Any, set[Any]]:
         """Every component's vertices, by the component's name."""
