@@ -1,9 +1,8 @@
 """``python -m benchmarks graph --edges N``: edges per second through connected components.
 
-N seeded random edges among N / 2 vertices (mean degree 4: a giant component
-appears after a quarter of them)
-go through :func:`actorflow.graph.connected_components` in one process: one source, the forest in
-one keyed instance, a sink that counts the changes. The same edges through a bare
+N seeded random edges among N / 2 vertices (mean degree 4: a giant component appears after a
+quarter of them) go through :func:`actorflow.graph.connected_components` in one process: one
+source, the forest in one keyed instance, a sink that counts the changes. The same edges through a bare
 :class:`~actorflow.graph.forest.Forest` (no flow) give the union-find's own cost, so the line shows
 what the engine adds. Also printed: the machine's load average, since other processes' load
 decides a wall time on a shared machine. One JSON line.
