@@ -11,7 +11,8 @@
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
     python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
     python -m benchmarks changelog-restore [--keys N]
-    python -m benchmarks graph [--edges N] [--seed S] [--backend heap|rocksdb]
+    python -m benchmarks graph [--edges N] [--seed S] [--backend heap|rocksdb] \\
+        [--strategy union-find|label-propagation]
     python -m benchmarks state --keys N [N ...] [--backend heap|heap-incremental|rocksdb ...] \\
         [--events E] [--checkpoint-interval-ms MS] [--max-rss-mb M]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
@@ -170,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--edges", type=_positive, default=200_000)
     graph.add_argument("--seed", type=int, default=1)
     graph.add_argument("--backend", choices=["heap", "rocksdb"], default="heap")
+    graph.add_argument("--strategy", choices=["union-find", "label-propagation"], default="union-find")
 
     commands.add_parser(
         "worker",
@@ -269,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "graph":
         from benchmarks.graph import main as graph_bench
 
-        return graph_bench(args.edges, args.seed, None if args.backend == "heap" else args.backend)
+        backend = None if args.backend == "heap" else args.backend
+        return graph_bench(args.edges, args.seed, backend, args.strategy)
     if args.command == "changelog-restore":
         from benchmarks.changelog_restore import main as changelog_restore
 

@@ -26,6 +26,8 @@ from actorflow.graph import (
     degrees,
     top_k_degrees,
 )
+from actorflow.graph.components import Strategy
+from actorflow.graph.propagation import Labels
 from tests.faults import StoppingSource
 
 PARALLELISM = pytest.mark.parametrize("parallelism", [1, 3], ids=["p1", "p3"])
@@ -60,24 +62,30 @@ def in_order(stream: Any) -> CollectSink:
 
 @FEW
 @given(edges=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=80))
-def test_the_forest_has_networkx_components(edges: list[tuple[int, int]]) -> None:
-    forest, graph = Forest(), nx.Graph()
+def test_the_forest_and_the_labels_have_networkx_components(edges: list[tuple[int, int]]) -> None:
+    forest, labels, graph = Forest(), Labels(), nx.Graph()
     for u, v in edges:
         union = forest.add(u, v)
+        assert labels.add(u, v) == union
         graph.add_edge(u, v)
         component = nx.node_connected_component(graph, u)
         assert (union.component, union.size) == (min(component), len(component))
     assert {min(c): c for c in nx.connected_components(graph)} == forest.components()
+    assert labels.label == networkx_labels(graph)
 
 
+STRATEGIES = pytest.mark.parametrize("strategy", ["union-find", "label-propagation"])
+
+
+@STRATEGIES
 @PARALLELISM
 @FEW
 @given(edges=EDGES)
 def test_components_after_each_edge_are_networkx_components(
-    parallelism: int, edges: list[tuple[int, int]]
+    strategy: Strategy, parallelism: int, edges: list[tuple[int, int]]
 ) -> None:
     flow = Flow("cc", parallelism=parallelism)
-    changes = in_order(connected_components(flow.from_iterable(edges)))
+    changes = in_order(connected_components(flow.from_iterable(edges), strategy=strategy))
     flow.execute()
     assert len(changes.values) == len(edges), "one change per edge"
     graph = nx.Graph()
@@ -93,6 +101,12 @@ def test_components_after_each_edge_are_networkx_components(
         assert change.absorbed == (old.pop() if old else None)
         assert change.absorbed_size == (0 if change.absorbed is None else sizes.get(change.absorbed, 1))
     assert component_labels(changes.values) == networkx_labels(graph)
+
+
+def test_an_unknown_strategy_is_a_plan_error() -> None:
+    flow = Flow("cc")
+    with pytest.raises(PlanError, match="strategy is 'union-find' or 'label-propagation', got 'bfs'"):
+        connected_components(flow.from_iterable([(1, 2)]), strategy="bfs")  # type: ignore[arg-type]
 
 
 def test_removing_an_edge_from_the_components_fails_naming_the_operator_and_the_record() -> None:
@@ -254,9 +268,12 @@ def build(
     components = connected_components(edges).map(
         lambda c: ["cc", c.u, c.v, c.component, c.size, c.absorbed]
     )
+    labelled = connected_components(edges, strategy="label-propagation").map(
+        lambda c: ["lp", c.u, c.v, c.component, c.size, c.absorbed]
+    )
     vertex_degrees = degrees(edges).map(lambda d: ["deg", d.vertex, d.degree, d.previous])
     top = top_k_degrees(edges, k=3, window=100).map(lambda t: ["top", t.start, t.vertices])
-    components.union(vertex_degrees, top).sink_to_json_lines(target, exactly_once=True)
+    components.union(labelled, vertex_degrees, top).sink_to_json_lines(target, exactly_once=True)
     return flow, source
 
 
@@ -271,7 +288,9 @@ def summary(target: Path) -> tuple[list[Any], list[Any], dict[int, tuple[int, in
             vertex, degree, _ = fields
             final, changes = degrees.get(vertex, (0, 0))
             degrees[vertex] = (max(final, degree), changes + 1)  # edges only come: degrees only grow
-    return [r for r in records if r[0] == "cc"], [r for r in records if r[0] == "top"], degrees
+    components = [r for r in records if r[0] == "cc"]
+    assert [["cc", *r[1:]] for r in records if r[0] == "lp"] == components, "the strategies agree"
+    return components, [r for r in records if r[0] == "top"], degrees
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from actorflow.api import nodes
+from actorflow.errors import PlanError
 from actorflow.graph.edges import read_edge
 from actorflow.graph.forest import Forest
+from actorflow.graph.propagation import Labels
 from actorflow.operators.base import Collector
 from actorflow.operators.process import Context, KeyedProcessFunction, RuntimeContext
 from actorflow.state.descriptors import ValueStateDescriptor
@@ -26,8 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = ["ComponentChange", "ConnectedComponents", "component_labels", "connected_components"]
 
-#: The keyed state that holds the forest.
+#: The keyed state that holds the forest (or the labels).
 FOREST = "forest"
+
+#: How the components are kept: a union-find forest, or labels propagated along the edges
+#: (:mod:`actorflow.graph.propagation`, measured next to it; it keeps every edge).
+Strategy = Literal["union-find", "label-propagation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +59,13 @@ def _one_graph(record: Any) -> None:
 class ConnectedComponents(KeyedProcessFunction[Any, ComponentChange]):
     """Adds each edge to the forest and says what changed (see :func:`connected_components`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, strategy: Strategy = "union-find") -> None:
         self.label = "connected_components"
+        self.make = Forest if strategy == "union-find" else Labels
 
     def open(self, ctx: RuntimeContext) -> None:
         self.label = ctx.operator.label
-        self.forest = ctx.get_state(ValueStateDescriptor[Forest](FOREST))
+        self.forest = ctx.get_state(ValueStateDescriptor[Forest | Labels](FOREST))
 
     def process_element(self, value: Any, ctx: Context, out: Collector) -> None:
         edge = read_edge(value, self.label)
@@ -69,7 +76,7 @@ class ConnectedComponents(KeyedProcessFunction[Any, ComponentChange]):
             )
         forest = self.forest.value()
         if forest is None:
-            forest = Forest()
+            forest = self.make()
         union = forest.add(edge.u, edge.v)
         self.forest.update(forest)  # changed in place: the update says so to any backend
         out.collect(ComponentChange(edge.u, edge.v, *union))
@@ -78,6 +85,7 @@ class ConnectedComponents(KeyedProcessFunction[Any, ComponentChange]):
 def connected_components(
     edges: DataStream[Any],
     *,
+    strategy: Strategy = "union-find",
     name: str | None = None,
     dead_letters: OutputTag[FailedRecord[Any]] | None = None,
 ) -> DataStream[ComponentChange]:
@@ -88,6 +96,9 @@ def connected_components(
     in now, its size, and the component that merged into it, if any; :func:`component_labels`
     folds the changes into each vertex's component. All edges go through one instance (at
     parallelism 1) whose forest is keyed state, so it is checkpointed and restored with the flow.
+    ``strategy="label-propagation"`` keeps every edge and each vertex's label instead, with the
+    same results: slower, and there to be measured (``python -m benchmarks graph``). Raises
+    :class:`PlanError` for another strategy.
 
     A removed edge, a record that is not an edge, or vertices that do not compare raise ValueError
     naming the operator and the record: the job fails, or with ``dead_letters`` the record goes
@@ -102,9 +113,12 @@ def connected_components(
     >>> component_labels(changes.values)
     {1: 1, 2: 1, 3: 1, 4: 1}
     """
+    if strategy not in get_args(Strategy):
+        choices = " or ".join(repr(choice) for choice in get_args(Strategy))
+        raise PlanError(f"connected_components: strategy is {choices}, got {strategy!r}")
     name = name if name is not None else nodes.free_name(edges.flow, "connected_components")
     return edges.key_by(_one_graph).process(
-        ConnectedComponents(), name=name, parallelism=1, dead_letters=dead_letters
+        ConnectedComponents(strategy), name=name, parallelism=1, dead_letters=dead_letters
     )
 
 
