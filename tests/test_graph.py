@@ -200,6 +200,15 @@ def test_removing_an_edge_that_is_not_there_fails_naming_the_operator_and_the_re
     assert "deg.edges[1/1]: no edge (2, 3) to remove: Edge(u=2, v=3, removed=True)" in str(failure.value)
 
 
+def test_a_record_that_is_no_edge_fails_the_degrees_naming_the_record() -> None:
+    flow = Flow("degrees")
+    degrees(flow.from_iterable([(1, 2), "1-3"]), name="deg").collect()
+    with pytest.raises(
+        ValueError, match=r"deg.edges\[1/1\]: an edge is an Edge or a pair \(u, v\), got '1-3'"
+    ):
+        flow.execute()
+
+
 # -- top-k degrees per window -------------------------------------------------------------------
 
 WINDOW = 10

@@ -26,8 +26,6 @@ from actorflow.state.descriptors import MapStateDescriptor, ValueStateDescriptor
 
 if TYPE_CHECKING:
     from actorflow.api.stream import DataStream
-    from actorflow.operators.failures import FailedRecord
-    from actorflow.operators.side_outputs import OutputTag
 
 __all__ = [
     "Degree",
@@ -144,7 +142,6 @@ def degrees(
     *,
     name: str | None = None,
     parallelism: int | None = None,
-    dead_letters: OutputTag[FailedRecord[Any]] | None = None,
 ) -> DataStream[Degree]:
     """Each vertex's degree, emitted as a :class:`Degree` whenever an edge changes it.
 
@@ -155,8 +152,9 @@ def degrees(
     flow's by default), checkpointed and rescaled with the flow.
 
     A record that is not an edge, and removing an edge that is not in the graph, raise ValueError
-    naming the operator (``name``, or ``degrees``) and the record: the job fails, or with
-    ``dead_letters`` the record goes there and nothing changes.
+    naming the operator (``name.edges``) and the record, and the job fails (or restarts, by its
+    restart strategy). There is no ``dead_letters=`` here: the records fail in the first of the
+    stages, whose side outputs the returned stream cannot reach.
 
     >>> from actorflow import Flow
     >>> flow = Flow()
@@ -170,9 +168,7 @@ def degrees(
     name = name if name is not None else nodes.free_name(edges.flow, "degrees")
     # Keyed straight from the input, with no stage between that could reorder an edge's addition
     # and its removal (a map at another parallelism would rebalance them to different instances).
-    steps = edges.key_by(_edge_key).process(
-        EdgeSet(), name=f"{name}.edges", parallelism=parallelism, dead_letters=dead_letters
-    )
+    steps = edges.key_by(_edge_key).process(EdgeSet(), name=f"{name}.edges", parallelism=parallelism)
     return steps.key_by(_vertex).process(DegreeCounter(), name=name, parallelism=parallelism)
 
 
@@ -181,7 +177,6 @@ def degree_distribution(
     *,
     name: str | None = None,
     parallelism: int | None = None,
-    dead_letters: OutputTag[FailedRecord[Any]] | None = None,
 ) -> DataStream[DegreeCount]:
     """The degree distribution: how many vertices have each degree, kept up to date.
 
@@ -198,5 +193,5 @@ def degree_distribution(
     {1: 2, 2: 1}
     """
     name = name if name is not None else nodes.free_name(edges.flow, "degree_distribution")
-    changes = degrees(edges, name=f"{name}.degrees", parallelism=parallelism, dead_letters=dead_letters)
+    changes = degrees(edges, name=f"{name}.degrees", parallelism=parallelism)
     return changes.key_by(_one_graph).process(DegreeHistogram(), name=name, parallelism=1)

@@ -23,8 +23,6 @@ from actorflow.state.descriptors import AggregateFunction
 
 if TYPE_CHECKING:
     from actorflow.api.stream import DataStream
-    from actorflow.operators.failures import FailedRecord
-    from actorflow.operators.side_outputs import OutputTag
 
 __all__ = ["Neighbours", "RankDegrees", "TopDegrees", "top_k_degrees"]
 
@@ -99,7 +97,6 @@ def top_k_degrees(
     *,
     name: str | None = None,
     parallelism: int | None = None,
-    dead_letters: OutputTag[FailedRecord[Any]] | None = None,
 ) -> DataStream[TopDegrees]:
     """The ``k`` vertices of highest degree in each tumbling event-time window of ``window`` ms.
 
@@ -109,8 +106,9 @@ def top_k_degrees(
     watermark passes its end. Window contents are keyed state, checkpointed like any other.
 
     Raises :class:`PlanError` for ``k`` or ``window`` below 1. A removed edge (a window's graph
-    only gains edges) or a record that is not an edge raises ValueError naming the operator and the
-    record: the job fails, or with ``dead_letters`` the record goes there.
+    only gains edges) or a record that is not an edge raises ValueError naming the operator
+    (``name.read``'s function names ``name``) and the record, and the job fails (no
+    ``dead_letters=``: the first stage's side outputs are out of the returned stream's reach).
 
     >>> from actorflow import Flow, WatermarkStrategy
     >>> flow = Flow()
@@ -126,7 +124,7 @@ def top_k_degrees(
     if not isinstance(window, int) or window < 1:
         raise PlanError(f"top_k_degrees: window must be at least 1 ms, got {window!r}")
     name = name if name is not None else nodes.free_name(edges.flow, "top_k_degrees")
-    read = edges.map(EdgeReader(name, removals=False), name=f"{name}.read", dead_letters=dead_letters)
+    read = edges.map(EdgeReader(name, removals=False), name=f"{name}.read")
     ends = read.flat_map(_ends, name=f"{name}.ends")
     per_vertex = (
         ends.key_by(_vertex)
