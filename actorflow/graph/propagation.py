@@ -1,11 +1,12 @@
 """Components by label propagation: each vertex carries its component's name, and a merge pushes
 the smaller name through the other side's vertices along the edges.
 
-A second strategy, measured next to the union-find forest. Without an iteration operator, the
-loop a distributed label propagation runs over the edges (each vertex tells its neighbours its
-label until no label falls) runs here as a work list inside the one instance that holds the graph. It keeps every edge (the adjacency), where the forest keeps one parent per
-vertex, and a merge costs the size of the side that is renamed, where the forest's is nearly
-constant: ``python -m benchmarks graph --strategy label-propagation`` shows what that costs.
+A second strategy, measured next to the union-find forest. Without an iteration operator, the loop a
+distributed label propagation runs over the edges (each vertex tells its neighbours its label until
+no label falls) runs here as a work list inside the one instance that holds the graph. It keeps
+every edge (the adjacency), where the forest keeps one parent per vertex, and a merge costs the size
+of the side that is renamed, where the forest's is nearly constant: ``python -m benchmarks graph
+--strategy label-propagation`` shows what that costs.
 """
 
 from __future__ import annotations
