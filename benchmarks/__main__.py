@@ -11,6 +11,8 @@
     python -m benchmarks kafka [--events N] [--partitions P] [--seed S] [--repeat R] [--linger-ms L]
     python -m benchmarks scale [--events N] [--partitions P] [--seed S] [--queries q2 q3]
     python -m benchmarks changelog-restore [--keys N]
+    python -m benchmarks graph [--edges N] [--seed S] [--backend heap|rocksdb] \\
+        [--strategy union-find|label-propagation]
     python -m benchmarks state --keys N [N ...] [--backend heap|heap-incremental|rocksdb ...] \\
         [--events E] [--checkpoint-interval-ms MS] [--max-rss-mb M]
     python -m benchmarks worker --query q2|q3 --bootstrap-servers S --input-topic IN \
@@ -165,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     state.add_argument("--timeout", type=float, default=1_800.0, help="seconds per run")
 
+    graph = commands.add_parser("graph", help="edges per second through connected components")
+    graph.add_argument("--edges", type=_positive, default=200_000)
+    graph.add_argument("--seed", type=int, default=1)
+    graph.add_argument("--backend", choices=["heap", "rocksdb"], default="heap")
+    graph.add_argument("--strategy", choices=["union-find", "label-propagation"], default="union-find")
+
     commands.add_parser(
         "worker",
         help="one worker process of Q2 or Q3 from Kafka to Kafka, as partition tasks, until SIGTERM",
@@ -260,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             linger_ms=args.linger_ms,
             timeout=args.timeout,
         )
+    if args.command == "graph":
+        from benchmarks.graph import main as graph_bench
+
+        backend = None if args.backend == "heap" else args.backend
+        return graph_bench(args.edges, args.seed, backend, args.strategy)
     if args.command == "changelog-restore":
         from benchmarks.changelog_restore import main as changelog_restore
 

@@ -26,6 +26,7 @@ LAYERS = [
     "ml",
     "plan",
     "api",
+    "graph",
     "sql",
     "web",
     "cli",
