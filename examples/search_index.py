@@ -32,8 +32,9 @@ sink). The design, and why:
 
 Why a staging table rather than keeping the changes in the checkpoint itself: the checkpoint then
 holds a small handle, the changes are written once, and the database alone can finish a commit
-that a crash interrupted. Readers see the index as of the last completed checkpoint: whole
-intervals, never a half-applied one.
+that a crash interrupted. The sink holds a connection while it runs; a checkpoint that completes
+after the sink was closed (its input had ended) is committed on a connection of its own. Readers
+see the index as of the last completed checkpoint: whole intervals, never a half-applied one.
 
 Run it (the index is served while the updates stream in, and afterwards until Ctrl-C)::
 
@@ -106,17 +107,21 @@ WORDS = [
 def updates(seed: int = 11, count: int = 5_000, products: int = 300) -> list[dict[str, Any]]:
     """``count`` product updates in arrival order: ``op`` (``"upsert"`` or ``"delete"``), ``id``,
     ``version`` (1, 2, ... per product) and, for an upsert, ``title``, ``description``, ``price``.
-    About one in eight arrives a few places late, so some updates of a product arrive out of order.
+    About one in eight arrives a few places late; products are often edited in bursts, so some
+    updates of a product arrive out of order.
 
     >>> [(u["op"], u["id"], u["version"]) for u in updates(seed=1, count=2, products=5)]
-    [('upsert', 4, 1), ('upsert', 0, 1)]
+    [('upsert', 1, 2), ('upsert', 1, 1)]
     """
     rng = random.Random(seed)
     versions = [0] * products
     alive = [False] * products
     made: list[dict[str, Any]] = []
+    recent: list[int] = []
     for _ in range(count):
-        product = rng.randrange(products)
+        # Edits come in bursts: often a product changed a moment ago changes again.
+        product = rng.choice(recent) if recent and rng.random() < 0.3 else rng.randrange(products)
+        recent = [*recent[-4:], product]
         versions[product] += 1
         update: dict[str, Any] = {"id": product, "version": versions[product]}
         if alive[product] and rng.random() < 0.15:
@@ -271,21 +276,23 @@ class SearchIndexSink(TwoPhaseCommitSink[_Changes, int]):
     def open(self, context: OperatorContext) -> None:
         super().open(context)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect(self.path)
+        self._db: sqlite3.Connection | None = connect(self.path)
         self._next_txn = 1
         self._clean = False
 
     def close(self) -> None:
         super().close()
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def begin(self) -> _Changes:
         if not self._clean:  # a fresh start: the source starts again, so the index does too
-            with self._transaction():
-                self._db.execute("DELETE FROM products")
-                self._db.execute("DELETE FROM staged")
-                self._db.execute("DELETE FROM journal")
-                self._db.execute("DELETE FROM meta")
+            with self._transaction() as db:
+                db.execute("DELETE FROM products")
+                db.execute("DELETE FROM staged")
+                db.execute("DELETE FROM journal")
+                db.execute("DELETE FROM meta")
             self._clean = True
         txn, self._next_txn = self._next_txn, self._next_txn + 1
         return _Changes(txn)
@@ -297,22 +304,18 @@ class SearchIndexSink(TwoPhaseCommitSink[_Changes, int]):
         if not txn.changes:
             return None
         rows = [(txn.txn, seq, orjson.dumps(change)) for seq, change in enumerate(txn.changes)]
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO staged (txn, seq, change) VALUES (?, ?, ?)", rows)
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO staged (txn, seq, change) VALUES (?, ?, ?)", rows)
         return txn.txn
 
     def commit(self, handle: int) -> None:
-        with self._transaction():
-            if handle > last_applied(self._db):
-                changes = self._db.execute(
-                    "SELECT change FROM staged WHERE txn = ? ORDER BY seq", (handle,)
-                )
+        with self._transaction() as db:
+            if handle > last_applied(db):
+                changes = db.execute("SELECT change FROM staged WHERE txn = ? ORDER BY seq", (handle,))
                 for (raw,) in changes.fetchall():
-                    self._apply(handle, orjson.loads(raw))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_applied', ?)", (handle,)
-                )
-            self._db.execute("DELETE FROM staged WHERE txn = ?", (handle,))
+                    self._apply(db, handle, orjson.loads(raw))
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_applied', ?)", (handle,))
+            db.execute("DELETE FROM staged WHERE txn = ?", (handle,))
 
     def abort(self, txn: _Changes) -> None:
         txn.changes.clear()  # never written anywhere
@@ -323,42 +326,46 @@ class SearchIndexSink(TwoPhaseCommitSink[_Changes, int]):
     def abort_leftovers(self, recovered: list[int], state: dict[str, Any] | None) -> None:
         # The recovered handles are committed (their rows are gone); what is still staged belongs
         # to checkpoints that never completed.
-        with self._transaction():
-            newest_staged = self._db.execute("SELECT COALESCE(MAX(txn), 0) FROM staged").fetchone()[0]
-            self._db.execute("DELETE FROM staged")
+        with self._transaction() as db:
+            newest_staged = db.execute("SELECT COALESCE(MAX(txn), 0) FROM staged").fetchone()[0]
+            db.execute("DELETE FROM staged")
+            applied = last_applied(db)
         known = state["next_txn"] if state is not None else 1
-        self._next_txn = max(self._next_txn, known, last_applied(self._db) + 1, newest_staged + 1)
+        self._next_txn = max(self._next_txn, known, applied + 1, newest_staged + 1)
         self._clean = True
 
-    def _apply(self, txn: int, change: dict[str, Any]) -> None:
+    def _apply(self, db: sqlite3.Connection, txn: int, change: dict[str, Any]) -> None:
         product = change["id"]
-        self._db.execute("DELETE FROM products WHERE rowid = ?", (product,))
+        db.execute("DELETE FROM products WHERE rowid = ?", (product,))
         if change["op"] == "upsert":
-            self._db.execute(
+            db.execute(
                 "INSERT INTO products (rowid, title, description, price, version) VALUES (?, ?, ?, ?, ?)",
                 (product, change["title"], change["description"], change["price"], change["version"]),
             )
         if self.journal:
-            self._db.execute(
+            db.execute(
                 "INSERT INTO journal (txn, id, version, op) VALUES (?, ?, ?, ?)",
                 (txn, product, change["version"], change["op"]),
             )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """``with``: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT around the block (ROLLBACK if it raises). After :meth:`close`
+        on a connection of its own: the commit of a checkpoint that completes after the sink's
+        input ended comes after ``close`` (see the module docstring)."""
+        temporary = self._db is None
+        db = connect(self.path) if self._db is None else self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if temporary:
+                db.close()
 
 
 def build(
