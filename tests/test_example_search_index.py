@@ -256,4 +256,5 @@ def test_killed_and_restarted_runs_index_every_product_exactly_once(
     assert journal(db) == expected_changes(stream), f"a change lost or applied twice: {notes}"
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM staged").fetchone() == (0,)
+    print(notes)
     assert after_commit >= 2, f"too few kills after a commit to exercise recovery: {notes}"
