@@ -12,6 +12,7 @@ shape: each kill waits for a new checkpoint first, so every attempt makes progre
 from __future__ import annotations
 
 import asyncio
+import doctest
 import random
 import re
 import signal
@@ -77,6 +78,10 @@ def indexed(stream: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFacto
     db = tmp_path_factory.mktemp("search") / "index.sqlite"
     search_index.build(db, seed=SEED, count=COUNT, products=PRODUCTS, journal=True).execute()
     return db
+
+
+def test_the_docstring_examples_hold() -> None:
+    assert doctest.testmod(search_index).failed == 0
 
 
 def test_the_stream_has_deletes_and_updates_out_of_order(stream: list[dict[str, Any]]) -> None:
@@ -237,7 +242,7 @@ def test_killed_and_restarted_runs_index_every_product_exactly_once(
         processes.append(process)
         if attempt == early:
             time.sleep(rng.uniform(0.0, 0.5))
-        elif wait_for(lambda last=before: newest_checkpoint(checkpoints) > last, process):
+        elif wait_for(lambda: newest_checkpoint(checkpoints) > before, process):  # noqa: B023
             time.sleep(rng.uniform(0.0, 2 * INTERVAL_MS / 1000))
         if process.poll() is not None:
             assert process.returncode == 0, errors.read_text()
@@ -247,7 +252,9 @@ def test_killed_and_restarted_runs_index_every_product_exactly_once(
         process.wait()
         committed = applied(db)
         after_commit += committed > 0
-        notes.append(f"attempt {attempt} killed, transaction {committed} applied")
+        with sqlite3.connect(db) as connection:
+            staged = connection.execute("SELECT COUNT(DISTINCT txn) FROM staged").fetchone()[0]
+        notes.append(f"attempt {attempt} killed, transaction {committed} applied, {staged} staged")
 
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, timeout=DEADLINE_S, check=False)
     assert done.returncode == 0, done.stderr.decode()
