@@ -216,6 +216,14 @@ class LatestVersion(KeyedProcessFunction[dict[str, Any], dict[str, Any]]):
             raise ValueError(
                 f"latest-version: an update needs an integer version and op upsert/delete: {update}"
             )
+        if update["op"] == "upsert" and not (
+            isinstance(update.get("title"), str)
+            and isinstance(update.get("description"), str)
+            and isinstance(update.get("price"), int | float)
+        ):
+            raise ValueError(
+                f"latest-version: an upsert needs a title, a description and a price: {update}"
+            )
         if version > self.seen.value():
             self.seen.update(version)
             out.collect(update)

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actorflow import Flow
 from actorflow.operators.base import OperatorContext
 from examples import search_index
 
@@ -115,6 +116,21 @@ def test_a_search_finds_the_products_holding_every_word(
     assert {hit["id"] for hit in found} == expected
     assert query == "nosuchword" or expected, "the query should match something"
     assert search_index.search(indexed, " ,; ") == []
+
+
+def test_an_update_without_its_fields_fails_the_job_naming_it(tmp_path: Path) -> None:
+    flow = Flow("bad-update")
+    bad = {"op": "upsert", "id": 3, "version": 1, "title": "Red mug"}
+    (
+        flow.from_iterable([bad])
+        .key_by("id")
+        .process(search_index.LatestVersion(), name="latest-version")
+        .sink(search_index.SearchIndexSink(tmp_path / "index.sqlite"))
+    )
+    with pytest.raises(
+        Exception, match=r"latest-version: an upsert needs a title, a description and a price"
+    ):
+        flow.execute()
 
 
 def test_the_commit_is_idempotent_and_an_unfinished_checkpoint_leaves_nothing(tmp_path: Path) -> None:
