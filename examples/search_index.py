@@ -31,10 +31,11 @@ sink). The design, and why:
   restore) empties the index, since the source starts again from its first update.
 
 Why a staging table rather than keeping the changes in the checkpoint itself: the checkpoint then
-holds a small handle, the changes are written once, and the database alone can finish a commit
-that a crash interrupted. The sink holds a connection while it runs; a checkpoint that completes
-after the sink was closed (its input had ended) is committed on a connection of its own. Readers
-see the index as of the last completed checkpoint: whole intervals, never a half-applied one.
+holds a small handle, and a commit that a crash cut short (rolled back by SQLite) is redone on
+restore from rows the database already holds. The sink holds a connection while it runs; a
+checkpoint that completes after the sink was closed (its input had ended) is committed on a
+connection of its own. Readers see the index as of the last completed checkpoint: whole
+intervals, never a half-applied one.
 
 Run it (the index is served while the updates stream in, and afterwards until Ctrl-C)::
 
