@@ -15,7 +15,10 @@ an earlier one that was aborted (its data stays pending and commits with ``n``, 
 
 Subclasses implement :meth:`~TwoPhaseCommitSink.begin`, :meth:`~TwoPhaseCommitSink.write_to`,
 :meth:`~TwoPhaseCommitSink.pre_commit`, :meth:`~TwoPhaseCommitSink.commit` and
-:meth:`~TwoPhaseCommitSink.abort` (and the ``_async`` forms when ``is_async``).
+:meth:`~TwoPhaseCommitSink.abort` (and the ``_async`` forms when ``is_async``). A checkpoint may
+complete after the sink's input has ended and :meth:`~TwoPhaseCommitSink.close` has run, so
+:meth:`~TwoPhaseCommitSink.commit` must not need what ``close`` released (a connection: open one
+for that commit, as ``examples/search_index.py`` does).
 """
 
 from __future__ import annotations
