@@ -255,16 +255,19 @@ class PatternOperator(NativeCheckpointing):
         if timely is not None:
             for value, ts in compress(zip(values, timestamps, strict=True), map(not_, timely)):
                 self._late(value, ts)
+        seq = self._seq
+        self._seq = seq + len(values)  # a late event's number is not used
+        if not self.per_key:
+            events = zip(timestamps, count(seq), values)
+            self.arrived.extend(events if timely is None else compress(events, timely))
+            if self.changed is not None:
+                kept = values if timely is None else compress(values, timely)
+                self.changed.update(map(self.key_of, kept))
+            return watermark
+        if timely is not None:
             values = list(compress(values, timely))
             timestamps = list(compress(timestamps, timely))
-        seq = self._seq
-        self._seq = seq + len(values)
-        if self.per_key:
-            self._arrive_per_key(values, timestamps, seq)
-            return watermark
-        self.arrived.extend(zip(timestamps, range(seq, self._seq), values, strict=True))
-        if self.changed is not None:
-            self.changed.update(map(self.key_of, values))
+        self._arrive_per_key(values, timestamps, seq)
         return watermark
 
     def _late(self, value: Any, ts: int) -> None:
