@@ -214,6 +214,8 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
 
     if whole is not None:
         scanned, key_getter = planner.key_of(scanned, keys)
+        if scanned.raw is not None and len(keys) == 1:
+            key_getter = _field(keys[0])
         keyed = scanned.stream.key_by(key_getter)
     else:
         keyed = planner.rows(scanned).stream.key_by(key_getter)
@@ -225,6 +227,21 @@ def plan_match_recognize(planner: Planner, select: exp.Select) -> Relation:
 
 def _always(row: Any) -> bool:
     return True
+
+
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    """The key of a scan's records: field ``name``, None (NULL) when a record lacks it, as the
+    planner's ``methodcaller("get", name)``; a function, which the pattern operator calls per
+    event for less (a method caller makes a bound method at each call).
+
+    >>> _field("k")({"k": 1}), _field("k")({})
+    (1, None)
+    """
+
+    def key(record: dict[str, Any]) -> Any:
+        return record.get(name)
+
+    return key
 
 
 # -- the pattern -------------------------------------------------------------------------------

@@ -303,6 +303,21 @@ class NFA:
         (each began at the key's previous event), so ``event`` completes them or ends them, and
         may begin one of its own."""
         matches, timed_out = self.advance(state, ts)
+        matches += self.pair_event(state, event, ts)
+        return matches, timed_out
+
+    def begin_pair(self, event: Any, ts: int) -> NFAState:
+        """A strict pair's state for a key without one, after ``event`` (at ``ts``), which the
+        first stage's condition holds for: one partial match, waiting for the second stage."""
+        state = NFAState()
+        state.seq = 1
+        state.partials = [Partial(1, 0, (self.steps[0].name, event, 0, ts, None), ts, 0)]
+        return state
+
+    def pair_event(self, state: NFAState, event: Any, ts: int) -> list[Match]:
+        """A strict pair's key gets ``event`` (at ``ts``), once :meth:`advance` has moved it to
+        ``ts``: ``event`` completes or ends each partial match (all wait for the second stage)
+        and may begin one. Returns the matches."""
         seq = state.seq
         state.seq = seq + 1
         first, second = self.steps
@@ -315,8 +330,8 @@ class NFA:
         begun = first.test(event, None)  # type: ignore[arg-type]
         state.partials = [Partial(1, 0, (first.name, event, seq, ts, None), ts, seq)] if begun else []
         if completed or state.held:
-            matches += self._emit(state, completed)
-        return matches, timed_out
+            return self._emit(state, completed)
+        return []
 
     def _may_begin(self, event: Any, partial: Partial | None = None) -> bool:
         for step in self.steps:

@@ -14,9 +14,11 @@ waiting events; a key with neither keeps nothing, and an event that neither cont
 match nor begins one costs no state at all. It lives in the table ``"pattern"`` of the instance's
 :func:`~actorflow.state.backends.open_tables` (the flow's state backend): per key ``[NFAState or
 None, [(ts, seq, event), ...], due time or None]``. On the heap the table is a dict and the waiting
-events stay in the instance's list of ``(ts, seq, key, event)`` (nothing is evicted there, and it is
-the fastest): a batch's events are appended as they come, and a watermark sorts them in (a stable
-sort of what is mostly in order already) and takes the due ones off the front; on RocksDB each key's
+events stay in the instance's list of ``(ts, seq, event)`` (nothing is evicted there, and it is the
+fastest): a batch's events are appended as they come, and a watermark sorts them in (a stable sort
+of what is mostly in order already) and takes the due ones off the front, whose keys are found
+then; the first stage's condition runs over them in C, and only the events of keys with state (or
+that begin a partial match) go through Python, the rest never do; on RocksDB each key's
 waiting events are in its entry, in ``(ts, seq)`` order, and a heap holds only ``(ts, seq, key)`` of
 each key's earliest one. The operator sets its key context before it touches a key's entry (a
 record, the watermark releasing an event, a timeout) and keeps no entry across keys: on RocksDB an
@@ -37,8 +39,8 @@ import heapq
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Hashable, MutableMapping
-from itertools import accumulate, chain, compress, repeat
-from operator import gt, itemgetter, sub
+from itertools import accumulate, compress, count, repeat
+from operator import itemgetter, le, not_
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from actorflow.errors import StateError
@@ -67,8 +69,12 @@ Events = dict[str, list[Any]]
 Handler = Callable[[Events, "PatternContext", Collector], None]
 #: The name of the table that holds each key's state.
 TABLE: Final = "pattern"
-#: A waiting event's time.
+#: A waiting event's time (and a mark's position).
 _TIME: Final = itemgetter(0)
+#: A mark's watermark.
+_LEVEL: Final = itemgetter(1)
+#: A waiting event's event.
+_VALUE: Final = itemgetter(1)
 
 
 class PatternContext:
@@ -156,13 +162,14 @@ class PatternOperator(NativeCheckpointing):
         self.table: MutableMapping[Hashable, list[Any]] = {}
         if not self.per_key:
             self._open_tables()
-        #: Events waiting for the watermark. On the heap: ``(ts, seq, key, event)`` in (ts, seq)
-        #: order, those that arrived since the last release in :attr:`arrived`. Per key, a heap
-        #: of ``(ts, seq, key)`` of each key's earliest waiting event (an entry whose event is no
-        #: longer its key's first is stale and skipped): which key the watermark releases next.
+        #: Events waiting for the watermark. On the heap: ``(ts, seq, event)`` in time order, equal
+        #: times in arrival order, those that arrived since the last release in :attr:`arrived`.
+        #: Per key, a heap of ``(ts, seq, key)`` of each key's earliest waiting event (an entry
+        #: whose event is no longer its key's first is stale and skipped): which key the
+        #: watermark releases next.
         self.waiting: list[tuple[Any, ...]] = []
-        #: On the heap: ``(ts, seq, key, event)`` of the events that arrived since the last
-        #: release, in arrival order (the release merges them into :attr:`waiting`).
+        #: On the heap: ``(ts, seq, event)`` of the events that arrived since the last release, in
+        #: arrival order (the release merges them into :attr:`waiting`).
         self.arrived: list[tuple[Any, ...]] = []
         #: ``(due, key)`` per key whose partial matches time out (an entry whose due time differs
         #: from the key's is stale and skipped).
@@ -173,6 +180,13 @@ class PatternOperator(NativeCheckpointing):
         #: Keys whose state changed since the last snapshot (incremental snapshots only).
         self.changed: set[Hashable] | None = set() if context.incremental else None
         self._ctx = PatternContext(self)
+        #: Whether the heap's release steps keys by :meth:`_step_pair`.
+        self._pair = (
+            not self.per_key
+            and self.nfa.strict_pair
+            and self.nfa.begin_condition is not None
+            and self.errors is None
+        )
         self._values: list[Any] = []
         self._times: list[Any] = []
         self._out = Collector(self._collect)
@@ -237,23 +251,23 @@ class PatternOperator(NativeCheckpointing):
         the batch's marks: the waiting events are released once, at the last mark (an event not
         late when it came is after every event an earlier mark passed, so the order is the same
         as releasing at each mark)."""
-        in_effect, watermark = _watermark_at_each(marks, len(values), self.watermark)
-        timely = list(map(gt, timestamps, in_effect))
-        if not all(timely):
-            for value, ts, on_time in zip(values, timestamps, timely, strict=True):
-                if not on_time:
-                    self._late(value, ts)
+        timely, watermark = _timely(timestamps, marks, self.watermark)
+        if timely is not None:
+            for value, ts in compress(zip(values, timestamps, strict=True), map(not_, timely)):
+                self._late(value, ts)
+        seq = self._seq
+        self._seq = seq + len(values)  # a late event's number is not used
+        if not self.per_key:
+            events = zip(timestamps, count(seq), values)
+            self.arrived.extend(events if timely is None else compress(events, timely))
+            if self.changed is not None:
+                kept = values if timely is None else compress(values, timely)
+                self.changed.update(map(self.key_of, kept))
+            return watermark
+        if timely is not None:
             values = list(compress(values, timely))
             timestamps = list(compress(timestamps, timely))
-        seq = self._seq
-        self._seq = seq + len(values)
-        if self.per_key:
-            self._arrive_per_key(values, timestamps, seq)
-            return watermark
-        keys = list(map(self.key_of, values))
-        self.arrived.extend(zip(timestamps, range(seq, self._seq), keys, values, strict=True))
-        if self.changed is not None:
-            self.changed.update(keys)
+        self._arrive_per_key(values, timestamps, seq)
         return watermark
 
     def _late(self, value: Any, ts: int) -> None:
@@ -314,13 +328,15 @@ class PatternOperator(NativeCheckpointing):
         timeouts = self.timeouts
         get = self.table.get
         changed = self.changed
+        key_of = self.key_of
         begins = self.nfa.begin_condition or _may_begin
-        step = self._step
+        step = self._step_pair if self._pair else self._step
         next_due = timeouts[0][0] if timeouts else MAX_WATERMARK  # at MAX_WATERMARK: a no-op
-        for ts, _, key, value in self._due(watermark):
+        for ts, _, value in self._due(watermark):
             if ts >= next_due:
                 self._expire(ts)
                 next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
+            key = key_of(value)
             entry = get(key)
             if entry is None:
                 # The common case: nothing to continue and (the first stage's own condition, called
@@ -331,13 +347,15 @@ class PatternOperator(NativeCheckpointing):
                             changed.add(key)
                         continue
                 except Exception:
-                    pass
+                    self._step(key, entry, value, ts)  # raises or routes it, as it does
+                    next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
+                    continue
             step(key, entry, value, ts)
             next_due = timeouts[0][0] if timeouts else MAX_WATERMARK
         self._expire(watermark)
 
     def _due(self, watermark: int) -> list[tuple[Any, ...]]:
-        """The waiting events at or behind ``watermark``, in (ts, seq) order, taken out of
+        """The waiting ``(ts, seq, event)`` at or behind ``watermark``, in order, taken out of
         :attr:`waiting` (the events that arrived since the previous release merged in first)."""
         waiting = self.waiting
         if self.arrived:
@@ -418,6 +436,41 @@ class PatternOperator(NativeCheckpointing):
         if matches or timed_out:
             self._hand_over(key, matches, timed_out, ts)
         self._settle(key, entry, state)
+
+    def _step_pair(self, key: Hashable, entry: list[Any] | None, value: Any, ts: int) -> None:
+        """:meth:`_step` of a strict pair whose first stage has a plain condition, without dead
+        letters, on the heap (the entry holds no events), ``entry`` None only when the first
+        condition holds for ``value``: what :meth:`_step` does, without its general steps. A
+        key's entry has one partial match (it began at the key's previous event); anything else
+        (one timed out already, matches held) goes the general way."""
+        nfa = self.nfa
+        window = nfa.window
+        if self.changed is not None:
+            self.changed.add(key)
+        if entry is None:
+            state = nfa.begin_pair(value, ts)
+            entry = self.table[key] = [state, (), None]
+        else:
+            state = entry[0]
+            partials = state.partials
+            if (
+                len(partials) != 1
+                or state.held
+                or (window is not None and ts - partials[0].start_ts >= window)
+            ):
+                self._step(key, entry, value, ts)
+                return
+            matches = nfa.pair_event(state, value, ts)
+            if matches:
+                self._hand_over(key, matches, [], ts)
+            if not state.partials:
+                del self.table[key]
+                return
+        if window is not None:
+            due = state.partials[0].start_ts + window
+            if entry[2] != due:
+                entry[2] = due
+                heapq.heappush(self.timeouts, (due, key))
 
     def _settle(self, key: Hashable, entry: list[Any] | None, state: NFAState | None) -> None:
         """Keep ``key``'s ``state`` while it has partial matches (and note when the first times
@@ -502,7 +555,9 @@ class PatternOperator(NativeCheckpointing):
         if self.per_key:
             return self._entries_per_key(keys)
         events: dict[Hashable, list[tuple[int, int, Any]]] = {}
-        for ts, seq, key, value in [*self.waiting, *self.arrived]:
+        key_of = self.key_of
+        for ts, seq, value in [*self.waiting, *self.arrived]:
+            key = key_of(value)
             if keys is None or key in keys:
                 events.setdefault(key, []).append((ts, seq, value))
         table = self.table
@@ -617,7 +672,7 @@ class PatternOperator(NativeCheckpointing):
                     self.waiting.append((mine[0][0], mine[0][1], key))
             heapq.heapify(self.waiting)
         else:  # in (ts, seq) order already
-            self.waiting = [(ts, n, key, value) for n, (ts, _, key, value) in enumerate(events)]
+            self.waiting = [(ts, n, value) for n, (ts, _, _, value) in enumerate(events)]
         nfa = self.nfa
         for key, entry in restored.items():
             due = None if entry[0] is None else nfa.next_timeout(entry[0])
@@ -672,33 +727,40 @@ def _may_begin(value: Any) -> bool:
     return True
 
 
-def _watermark_at_each(
-    marks: list[tuple[int, int]] | None, count: int, watermark: int
-) -> tuple[list[int], int]:
-    """The watermark each of a batch's ``count`` events comes at (a mark ``(n, w)`` holds from the
-    batch's ``n``-th event on; ``watermark`` before the first), and the one after the last mark.
-    Built in C (``repeat`` per stretch between marks): a punctuated source marks every few events.
+def _timely(
+    timestamps: list[int], marks: list[tuple[int, int]] | None, watermark: int
+) -> tuple[list[bool] | None, int]:
+    """Which of a batch's events are not late (after the watermark in effect when each comes: a
+    mark ``(n, w)`` holds from the batch's ``n``-th event on, ``watermark`` before the first),
+    None if all; and the watermark after the last mark. Only an event at or behind that last
+    watermark can be late (the watermark never goes back), and few are: those alone are looked at
+    one by one.
 
-    >>> _watermark_at_each([(1, 5), (3, 4), (3, 7)], 4, 0)
-    ([0, 5, 5, 7], 7)
+    >>> _timely([6, 5, 6, 8], [(1, 5), (3, 4), (3, 7)], 0)
+    ([True, False, True, True], 7)
     """
-    if not marks:
-        return [watermark] * count, watermark
-    ends, levels = zip(*marks, strict=True)
-    # The watermark never goes back: each stretch's is the highest mark so far.
-    held = list(accumulate(levels, max, initial=watermark))
-    lengths = map(sub, (*ends, count), (0, *ends))
-    return list(chain.from_iterable(map(repeat, held, lengths))), held[-1]
+    last = max(watermark, max(map(_LEVEL, marks))) if marks else watermark
+    suspects = list(compress(count(), map(le, timestamps, repeat(last))))
+    if not suspects:
+        return None, last
+    positions = list(map(_TIME, marks or ()))
+    # The watermark at each stretch between marks: the highest so far.
+    held = list(accumulate(map(_LEVEL, marks or ()), max, initial=watermark))
+    timely = [True] * len(timestamps)
+    for position in suspects:
+        if timestamps[position] <= held[bisect_right(positions, position)]:
+            timely[position] = False
+    return (None if all(timely) else timely), last
 
 
 def _merge(waiting: list[tuple[Any, ...]], arrived: list[tuple[Any, ...]]) -> None:
-    """``arrived`` (in arrival order, each numbered after every waiting event) into ``waiting``,
-    which stays in (ts, seq) order: only the waiting events from the earliest arrived one's time
-    on are sorted again, with them (the sort is stable, so equal times stay in arrival order;
+    """``arrived`` (``(ts, seq, event)`` in arrival order, after every waiting event) into
+    ``waiting``, which stays in time order, equal times in arrival order: only the waiting events
+    from the earliest arrived one's time on are sorted again, with them (the sort is stable;
     both parts are mostly in order already, which Python's sort merges in about linear time).
 
-    >>> waiting = [(1, 0, "k", "a"), (3, 1, "k", "b")]
-    >>> _merge(waiting, [(3, 2, "k", "c"), (2, 3, "k", "d")])
+    >>> waiting = [(1, 0, "a"), (3, 1, "b")]
+    >>> _merge(waiting, [(3, 2, "c"), (2, 3, "d")])
     >>> [event for *_, event in waiting]
     ['a', 'd', 'b', 'c']
     """
