@@ -370,11 +370,18 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
     """
 
     def __init__(
-        self, keys: list[str], aggregates: int, calc: Callable[[dict[str, Any]], dict[str, Any] | None]
+        self,
+        keys: list[str],
+        aggregates: int,
+        calc: Callable[[dict[str, Any]], dict[str, Any] | None],
+        renames: list[tuple[str, str]] | None = None,
     ) -> None:
         self.keys = keys
         self.aggregates = aggregates
         self.calc = calc
+        #: When the select list only names columns (``[(output name, column)]``, no HAVING): the
+        #: output row is built directly, without the row of every column and ``calc``.
+        self.renames = renames
         #: The whole of :meth:`process`, generated: the window operator calls it straight.
         self.process = self._generate()  # type: ignore[method-assign, assignment]
 
@@ -390,21 +397,28 @@ class WindowRow(ProcessWindowFunction[list[Any], dict[str, Any], Any]):
     def _generate(self) -> Callable[[Any, Any, list[list[Any]], Any], None]:
         """``process(key, context, elements, out)`` as one function: the row of the window's
         group keys, bounds and aggregates, through ``calc``, to ``out`` unless HAVING dropped it."""
-        entries = ["'window_start': window.start", "'window_end': end", "'window_time': end - 1"]
+        sources = {"window_start": "window.start", "window_end": "end", "window_time": "end - 1"}
         if len(self.keys) == 1:
-            entries.append(f"{self.keys[0]!r}: key")
+            sources[self.keys[0]] = "key"
         else:
-            entries += [f"{name!r}: key[{index}]" for index, name in enumerate(self.keys)]
-        entries += [f"'$a{index}': acc[{index}]" for index in range(self.aggregates)]
-        source = (
+            sources.update({name: f"key[{index}]" for index, name in enumerate(self.keys)})
+        sources.update({f"$a{index}": f"acc[{index}]" for index in range(self.aggregates)})
+        head = (
             "def process(key, context, elements, out):\n"
             "    window = context.window\n"
             "    end = window.end\n"
             "    acc = elements[0]\n"
-            f"    result = _calc({{{', '.join(entries)}}})\n"
-            "    if result is not None:\n"
-            "        out.collect(result)\n"
         )
+        if self.renames is not None:
+            entries = [f"{name!r}: {sources[column]}" for name, column in self.renames]
+            source = head + f"    out.collect({{{', '.join(entries)}}})\n"
+        else:
+            entries = [f"{column!r}: {value}" for column, value in sources.items()]
+            source = head + (
+                f"    result = _calc({{{', '.join(entries)}}})\n"
+                "    if result is not None:\n"
+                "        out.collect(result)\n"
+            )
         namespace: dict[str, Any] = {"_calc": self.calc}
         exec(compile(source, "<sql window row>", "exec"), namespace)  # code built from column names
         return namespace["process"]  # type: ignore[no-any-return]

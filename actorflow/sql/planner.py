@@ -505,12 +505,18 @@ class Planner:
         window_columns.update(parts.columns)
         named = named_items(parts.items, window_columns)
         calc, columns = compile_calc(named, parts.having, window_columns, functions=self.catalog.functions)
+        # A select list of columns only (Q2's shape): the window's row is built directly.
+        plain = parts.having is None and all(
+            isinstance(node, exp.Column) and not node.table and node.name in window_columns
+            for _, node in named
+        )
+        renames = [(name, node.name) for name, node in named] if plain else None
         stream = (
             base.stream.key_by(key_of)
             .window(assigner)
             .aggregate(
                 Accumulate(parts.aggregates, relation.raw),
-                WindowRow(key_names, len(parts.aggregates), calc),
+                WindowRow(key_names, len(parts.aggregates), calc, renames),
                 name=self.node_name("window-aggregate"),
             )
         )

@@ -968,20 +968,24 @@ class WindowOperator(NativeCheckpointing):
             cleans = fires - lateness  # the end of those whose cleanup timer this is
             for key, window in scopes:  # type: ignore[misc]
                 keys.current = key  # before the key's windows are read
-                per_key = state.get(key)
-                if per_key is None:
-                    continue
                 if lateness:  # its trigger timer fires it, its cleanup timer (lateness later) drops it
+                    per_key = state.get(key)
+                    if per_key is None:
+                        continue
                     end = window.end
                     if end == cleans:
                         per_key.pop(window, None)
                         if not per_key:
                             del state[key]
                     contents = per_key.get(window, EMPTY) if end == fires else EMPTY
-                else:  # its trigger timer is its cleanup timer
+                else:  # its trigger timer is its cleanup timer: the window goes
+                    # The key goes with it (mostly its only window): one lookup, and back if it has others.
+                    per_key = state.pop(key, None)
+                    if per_key is None:
+                        continue
                     contents = per_key.pop(window, EMPTY)
-                    if not per_key:
-                        del state[key]
+                    if per_key:
+                        state[key] = per_key
                 if contents is EMPTY:
                     continue
                 context.window = window
