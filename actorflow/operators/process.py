@@ -19,6 +19,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from enum import Enum
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actorflow.errors import StateError
@@ -308,6 +309,25 @@ class _MarkedOutput:
             self.timestamps.append(self.ctx.timestamp)
 
 
+def _watermarks_before(marks: list[tuple[int, int]], count: int) -> list[Any] | None:
+    """For each of ``count`` records, the watermark of the mark at its position, or None; None
+    for the whole batch if two marks share a position before the last record. Marks at
+    ``count`` or after are left out (they follow the last record).
+
+    >>> _watermarks_before([(0, 5), (2, 9), (3, 12)], 3)
+    [5, None, 9]
+    >>> _watermarks_before([(1, 5), (1, 9)], 3) is None
+    True
+    """
+    due: list[Any] = [None] * count
+    for position, watermark in marks:
+        if position < count:
+            if due[position] is not None:
+                return None
+            due[position] = watermark
+    return due
+
+
 class ProcessOperator(Operator):
     """Runs a :class:`ProcessFunction` over every record."""
 
@@ -517,12 +537,12 @@ class KeyedProcessOperator(NativeCheckpointing):
         out = self._out
         process = self._element
         if timestamps is None:
-            for value in values:
-                keys.current = key_of(value)
+            for value, key in zip(values, map(key_of, values), strict=True):
+                keys.current = key
                 process(value, ctx, out)
         else:
-            for value, timestamp in zip(values, timestamps, strict=True):
-                keys.current = key_of(value)
+            for value, key, timestamp in zip(values, map(key_of, values), timestamps, strict=True):
+                keys.current = key
                 ctx.timestamp = timestamp
                 process(value, ctx, out)
 
@@ -536,24 +556,58 @@ class KeyedProcessOperator(NativeCheckpointing):
         """The records of a batch with watermarks (``marks``: ``(position, watermark)``, the
         watermark before the record at ``position``). There is one every few records, so they are
         handled inline: a mark sets the watermark, fires the timers it passed (rarely), and waits
-        in ``output`` until the next result or the end (what :meth:`_advance` does in a call)."""
+        in ``output`` until the next result or the end (what :meth:`_advance` does in a call).
+
+        Each record comes with the watermark due before it (None mostly) from one ``zip``, so a
+        record costs no position count and a mark no bookkeeping; a batch with two marks before
+        the same record goes through :meth:`_process_in_order` instead."""
+        due = _watermarks_before(marks, len(values))
+        if due is None:
+            self._process_in_order(values, timestamps, marks, output)
+            return
         keys = self.backend.keys
-        key_of = self.key_of
         ctx = self._ctx
         out = self._out
         process = self._element
         timers = self.timers
         queue = self.event_timers
+        stamps = repeat(None) if timestamps is None else timestamps  # endless: strict=False
+        records = zip(values, map(self.key_of, values), stamps, due, strict=False)
+        for value, key, timestamp, watermark in records:
+            if watermark is not None:
+                timers.watermark = watermark
+                next_time = queue.next_time
+                if next_time is not None and next_time <= watermark:
+                    self._fire(queue, watermark, TimeDomain.EVENT_TIME)
+                output.pending = watermark
+            keys.current = key
+            ctx.timestamp = timestamp  # None throughout without timestamps, as process() set it
+            process(value, ctx, out)
+        for position, watermark in marks:
+            if position >= len(values):  # after the last record
+                self._advance(watermark, output)
+        output.flush()
+
+    def _process_in_order(
+        self,
+        values: list[Any],
+        timestamps: list[Any] | None,
+        marks: list[tuple[int, int]],
+        output: _MarkedOutput,
+    ) -> None:
+        """:meth:`_process_marked` for any marks (several may come before the same record): the
+        records counted, each mark in turn before the record at its position."""
+        keys = self.backend.keys
+        key_of = self.key_of
+        ctx = self._ctx
+        out = self._out
+        process = self._element
         mark_index = 0
         mark_count = len(marks)
         next_position = marks[0][0]
         for position, value in enumerate(values):
             while position == next_position:
-                timers.watermark = watermark = marks[mark_index][1]
-                next_time = queue.next_time
-                if next_time is not None and next_time <= watermark:
-                    self._fire(queue, watermark, TimeDomain.EVENT_TIME)
-                output.pending = watermark
+                self._advance(marks[mark_index][1], output)
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
             keys.current = key_of(value)

@@ -103,8 +103,9 @@ async def watch(
     ``barrier_requested``. A batch wins over the rest; a wake without one is, in this order,
     :class:`BarrierDue` (if ``barrier_requested`` is set; the handler clears it), :class:`Idle`
     (once per quiet spell) and always :class:`Wakeup`. The read stays pending across a wake and
-    is not repeated; it is cancelled when the events are closed. Ends when ``reader`` does; what
-    ``reader`` raises propagates.
+    is not repeated; it is cancelled when the events are closed. With nothing to race it against
+    (no deadline, nothing to wake for, no barrier to wait for) the read is awaited inline, in the
+    caller's task. Ends when ``reader`` does; what ``reader`` raises propagates.
 
     >>> import asyncio
     >>> from actorflow.time.clock import ManualClock
@@ -124,34 +125,40 @@ async def watch(
     idle = False
     last_record = clock.now()
     pending: asyncio.Future[Records] | None = None
+    read: asyncio.Future[Records] | None
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(reader))
             deadline = None if idle_timeout is None or idle else last_record + idle_timeout
             waits = _waits(clock, deadline, wakeup, barrier_requested)
-            try:
-                await asyncio.wait((pending, *waits), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                _cancel(waits)
-            if pending.done():
-                read, pending = pending, None
+            if pending is None and not waits:
+                # Nothing but the read can happen meanwhile (no timer due, no output on its way,
+                # no barrier to wait for): read here, without a task and a wait per batch.
+                read = None
+            else:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(reader))
                 try:
-                    values = read.result()
-                except StopAsyncIteration:
-                    return
-                if idle:
-                    idle = False
-                    yield _ACTIVE
-                last_record = clock.now()
-                yield values
-                continue
-            if barrier_requested is not None and barrier_requested.is_set():
-                yield _BARRIER_DUE
-            if deadline is not None and clock.now() >= deadline:
-                idle = True
-                yield _IDLE
-            yield _WAKEUP
+                    await asyncio.wait((pending, *waits), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    _cancel(waits)
+                if not pending.done():
+                    if barrier_requested is not None and barrier_requested.is_set():
+                        yield _BARRIER_DUE
+                    if deadline is not None and clock.now() >= deadline:
+                        idle = True
+                        yield _IDLE
+                    yield _WAKEUP
+                    continue
+                read, pending = pending, None
+            try:
+                values = await anext(reader) if read is None else read.result()
+            except StopAsyncIteration:
+                return
+            if idle:
+                idle = False
+                yield _ACTIVE
+            last_record = clock.now()
+            yield values
     finally:
         if pending is not None:
             await _forget(pending)

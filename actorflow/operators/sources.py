@@ -26,6 +26,7 @@ import orjson
 
 from actorflow.errors import BrokenResourceError, ClosedResourceError, InputError, StateError, WouldBlock
 from actorflow.operators.base import OperatorContext
+from actorflow.runtime.collector import batch_in_flight
 from actorflow.runtime.messages import Batch
 from actorflow.time.watermarks import WatermarkGenerator, event_time
 
@@ -262,14 +263,18 @@ class JsonLinesSource(Source):
         with self.path.open("rb") as file:
             file.seek(offset)
             pause_at = offset + self._chunk_bytes
-            while lines := list(islice(file, size)):
-                records, times, marks = self._decode(lines, line_number, time_of, generator)
-                offset = file.tell()
-                line_number += len(lines)
-                self._position = (offset, line_number)
-                if records:
-                    self.records_read += len(records)
-                    yield records if times is None else Batch(records, times, marks)
+            while True:
+                with batch_in_flight():
+                    lines = list(islice(file, size))
+                    if not lines:
+                        break
+                    records, times, marks = self._decode(lines, line_number, time_of, generator)
+                    offset = file.tell()
+                    line_number += len(lines)
+                    self._position = (offset, line_number)
+                    if records:
+                        self.records_read += len(records)
+                        yield records if times is None else Batch(records, times, marks)
                 if offset >= pause_at:  # give other actors a turn every chunk of the file
                     pause_at = offset + self._chunk_bytes
                     await asyncio.sleep(0)
