@@ -320,3 +320,30 @@ def test_the_chain_forks_for_states_that_took_long_to_pickle_and_not_for_small_o
     assert not chain._is_large(0, large)
     chain._inline_next, chain.fork_after_ms = set(), None  # off
     assert not chain._is_large(0, large)
+
+
+async def test_after_a_snapshot_the_chain_lets_the_loop_run_before_its_next_batch() -> None:
+    """The turn of the loop that took a snapshot (a fork, for a large heap) ends with it: the next
+    batch, whose writes copy the pages a child shares, runs in a later turn."""
+    import asyncio
+
+    from actorflow.operators.base import Operator
+    from actorflow.operators.chain import Chain
+    from actorflow.operators.snapshots import CheckpointHooks
+    from actorflow.runtime.messages import Barrier
+    from actorflow.time.clock import ManualClock
+
+    acknowledged: list[int] = []
+    hooks = CheckpointHooks(
+        acknowledge=lambda checkpoint_id, actor, parts: acknowledged.append(checkpoint_id),
+        finished=lambda actor, parts: None,
+        source_finished=lambda: None,
+        register=lambda participant: None,
+    )
+    chain = Chain([Operator("keep")], [OperatorContext("keep")], [], ManualClock(), hooks=hooks)
+    others: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(others.append, "ran")  # ready before the barrier is handled
+    await chain.on_barrier(Barrier(1))
+    assert acknowledged == [1]
+    assert others == ["ran"], "the chain returned to its next batch without letting the loop run"
