@@ -2,8 +2,11 @@
 
 The data is generated once into a temporary directory. Each engine run is a separate
 ``python -m benchmarks run`` subprocess on that same file (so one run's memory and
-warm-up cannot leak into another's), repeated ``--repeat`` times; the table shows the
-median events/s and the largest peak RSS. Every output is checked against the
+warm-up cannot leak into another's), repeated ``--repeat`` times in rounds: each round runs every
+engine of a query once, the baseline first, so a machine whose speed drifts over minutes (a shared
+VM) slows every engine alike instead of the one whose runs fell in a slow minute. The table shows
+the median events/s, the ratio to the baseline by events/s and by CPU seconds (medians of each),
+and the largest peak RSS. Every output is checked against the
 reference result (also computed in a subprocess, unmeasured) and every other
 engine's against the baseline's.
 A failed or wrong run is shown as such; the command then exits with status 1.
@@ -43,6 +46,7 @@ class Row:
     engine: str
     parallelism: int
     rates: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     error: str | None = None
     """Why a run failed, if one did (the row then shows no numbers)."""
@@ -53,6 +57,11 @@ class Row:
     def rate(self) -> float | None:
         """Median events/s, or ``None`` if a run failed."""
         return statistics.median(self.rates) if self.rates and self.error is None else None
+
+    @property
+    def cpu(self) -> float | None:
+        """Median CPU seconds of the runs, or ``None`` if a run failed."""
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds and self.error is None else None
 
     @property
     def ok(self) -> bool:
@@ -114,41 +123,44 @@ def _run_once(
     raise RuntimeError("printed no measurement line")
 
 
-def _measure_row(
-    row: Row, data: Path, workdir: Path, repeat: int, timeout: float, expected: list[Path]
+def _measure_once(
+    row: Row, data: Path, workdir: Path, attempt: int, repeat: int, timeout: float, expected: list[Path]
 ) -> Path | None:
-    """Fill ``row`` with ``repeat`` runs; return its output file if every run succeeded."""
+    """Run ``row`` once more (``attempt`` of ``repeat``); return its output file if the run
+    succeeded (a failed run marks the row, which then runs no more)."""
     output = workdir / f"{row.query}-{row.engine}-p{row.parallelism}.jsonl"
-    for attempt in range(1, repeat + 1):
-        print(
-            f"  {row.query} {row.engine} p={row.parallelism} run {attempt}/{repeat}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            measurement = _run_once(row.query, row.engine, row.parallelism, data, output, timeout)
-        except RuntimeError as exc:
-            row.error = str(exc)
-            return None
-        row.rates.append(float(measurement["events_per_s"]))
-        row.rss_mb.append(float(measurement["peak_rss_mb"]))
-        for other in expected:
-            difference = results.compare(row.query, str(output), str(other))
-            if difference is not None and row.mismatch is None:
-                row.mismatch = f"differs from {other.stem}: {difference}"
+    print(
+        f"  {row.query} {row.engine} p={row.parallelism} run {attempt}/{repeat}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        measurement = _run_once(row.query, row.engine, row.parallelism, data, output, timeout)
+    except RuntimeError as exc:
+        row.error = str(exc)
+        return None
+    row.rates.append(float(measurement["events_per_s"]))
+    row.rss_mb.append(float(measurement["peak_rss_mb"]))
+    if "cpu_seconds" in measurement:
+        row.cpu_seconds.append(float(measurement["cpu_seconds"]))
+    for other in expected:
+        difference = results.compare(row.query, str(output), str(other))
+        if difference is not None and row.mismatch is None:
+            row.mismatch = f"differs from {other.stem}: {difference}"
     return output
 
 
 def _format_table(rows: list[Row]) -> list[str]:
     """The Markdown table for ``rows``."""
     baseline_rate = {row.query: row.rate for row in rows if row.engine == "baseline"}
+    baseline_cpu = {row.query: row.cpu for row in rows if row.engine == "baseline"}
     datastream_rate = {
         row.query: row.rate for row in rows if row.engine == "actorflow" and row.parallelism == 1
     }
     lines = [
         "| query | engine | parallelism | events/s | peak RSS MB | equal | ratio to baseline "
-        "| SQL/DataStream |",
-        "|---|---|---:|---:|---:|---|---:|---:|",
+        "| by CPU s | SQL/DataStream |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in rows:
         rate = row.rate
@@ -159,15 +171,18 @@ def _format_table(rows: list[Row]) -> list[str]:
             speed = f"{rate:,.0f}" if rate is not None else "—"
             rss = f"{max(row.rss_mb):.1f}"
             same = "yes" if row.mismatch is None else "**NO**"
-        ratio = sql = "—"
+        ratio = by_cpu = sql = "—"
         if row.engine != "baseline" and rate is not None and base:
             ratio = f"{rate / base:.2f}"
+        cpu, base_cpu = row.cpu, baseline_cpu.get(row.query)
+        if row.engine != "baseline" and cpu and base_cpu:
+            by_cpu = f"{base_cpu / cpu:.2f}"
         datastream = datastream_rate.get(row.query)
         if row.engine == "actorflow-sql" and rate is not None and datastream:
             sql = f"{rate / datastream:.2f}"
         lines.append(
             f"| {row.query} | {row.engine} | {row.parallelism} | {speed} | {rss} | {same} | {ratio} "
-            f"| {sql} |"
+            f"| {by_cpu} | {sql} |"
         )
     return lines
 
@@ -202,19 +217,23 @@ def main(
                 _run_once(query, "reference", 1, data, expected, timeout)
             except RuntimeError as exc:
                 problems.append(f"- {query} reference failed: {exc}")
-            baseline_output: Path | None = None
-            for engine in engines:
-                if engine == "actorflow-sql" and query not in SQL_QUERIES:
-                    continue
-                levels = (1,) if engine != "actorflow" else parallelism
-                for level in levels:
-                    row = Row(query, engine, level)
-                    rows.append(row)
+            query_rows = [
+                Row(query, engine, level)
+                for engine in engines
+                if engine != "actorflow-sql" or query in SQL_QUERIES
+                for level in ((1,) if engine != "actorflow" else parallelism)
+            ]
+            rows.extend(query_rows)
+            for attempt in range(1, repeat + 1):
+                baseline_output: Path | None = None
+                for row in query_rows:
+                    if row.error is not None:
+                        continue
                     checks = [expected] if expected.exists() else []
-                    if engine != "baseline" and baseline_output is not None:
+                    if row.engine != "baseline" and baseline_output is not None:
                         checks.append(baseline_output)
-                    output = _measure_row(row, data, workdir, repeat, timeout, checks)
-                    if engine == "baseline":
+                    output = _measure_once(row, data, workdir, attempt, repeat, timeout, checks)
+                    if row.engine == "baseline":
                         baseline_output = output
     overhead: list[checkpoint_report.OverheadRow] = []
     if checkpoint_events and checkpoint_queries:
