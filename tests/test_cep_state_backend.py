@@ -22,6 +22,7 @@ from actorflow.operators.base import OperatorContext
 from actorflow.operators.cep import NFA, NFAState, PatternOperator
 from actorflow.runtime.messages import Batch
 from actorflow.state.backends import StateBackendConfig
+from actorflow.state.removal import wait_removed
 from actorflow.state.rocksdb import RocksDBTable, RocksDBTables
 from actorflow.time.clock import ManualClock
 from tests.faults import StoppingSource
@@ -168,6 +169,7 @@ def test_the_partial_matches_and_waiting_events_of_many_keys_live_in_rocksdb(tmp
     finally:
         heap.close()
         rocks.close()
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list((tmp_path / "rocks").iterdir()) == []  # close deletes the instance's files
 
 
@@ -302,6 +304,7 @@ def test_a_savepoint_taken_on_the_heap_restores_on_rocksdb_and_back(tmp_path: Pa
         flow, source = _flow(stream, parallelism, backend, tmp_path, target, stop_at)
         flow.execute()
         assert source.stopped == (stop_at is not None)
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list((tmp_path / "rocks").iterdir()) == []
 
     def lines(path: Path) -> list[Any]:

@@ -26,6 +26,7 @@ from actorflow.operators.windows.operator import WindowOperator
 from actorflow.runtime.messages import Batch
 from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import key_group
+from actorflow.state.removal import wait_removed
 from actorflow.state.rocksdb import RocksDBTables
 from tests.checkpoint_flows import CheckpointingSource, completed, lines, new_shared_bytes
 from tests.test_window_state_backend import SumCount
@@ -123,6 +124,7 @@ def test_a_checkpoint_after_few_changes_stores_only_the_new_sst_files(tmp_path: 
     full, incremental = new_shared_bytes([first, second])
     assert full > 50_000
     assert incremental < full / 10, (full, incremental)
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list((tmp_path / "rocks").iterdir()) == []
 
 
@@ -155,6 +157,7 @@ def test_a_restore_gives_the_output_of_a_run_without_failure(
     if (before, after, backend) == (2, 2, "rocksdb"):
         restored_from, taken_after = completed(tmp_path / "checkpoints")[1:3]
         assert set(restored_from.shared) & set(taken_after.shared), "files restored were uploaded again"
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list((tmp_path / "rocks").iterdir()) == []
 
 

@@ -31,6 +31,7 @@ from actorflow.state.descriptors import (
     ValueStateDescriptor,
 )
 from actorflow.state.keygroups import key_group
+from actorflow.state.removal import wait_removed
 from actorflow.state.rocksdb import PREFIX, RocksDBTables
 from actorflow.state.rocksdb_timers import RocksDBTimerQueue
 from tests.checkpoint_flows import (
@@ -208,6 +209,7 @@ def test_a_restore_at_the_same_parallelism_gives_the_output_of_a_run_without_fai
     restored_from, after = infos[1], infos[2]
     assert set(restored_from.shared) & set(after.shared), "the files restored from were not uploaded again"
     assert new_shared_bytes([restored_from, after])[1] < sum(e["size"] for e in after.shared.values())
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list(rocks.iterdir()) == []
 
 
@@ -227,6 +229,7 @@ def test_a_restore_at_another_parallelism_reads_the_key_groups_it_owns(
     second, _ = build(items, checkpoints, target, parallelism=after, backend="rocksdb", rocks=rocks)
     second.execute()
     assert lines(target) == expected
+    wait_removed()  # closed stores' directories go in a worker thread
     assert list(rocks.iterdir()) == []
 
 

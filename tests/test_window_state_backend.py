@@ -44,6 +44,7 @@ from actorflow.operators.windows.triggers import (
 from actorflow.runtime.messages import MAX_WATERMARK, Batch
 from actorflow.state.backends import StateBackendConfig
 from actorflow.state.descriptors import AggregateFunction
+from actorflow.state.removal import wait_removed
 from actorflow.state.rocksdb import RocksDBTable, RocksDBTables
 from actorflow.time.clock import ManualClock
 from actorflow.time.watermarks import WatermarkStrategy
@@ -228,6 +229,7 @@ def test_window_contents_live_in_rocksdb_and_give_the_heaps_results(tmp_path: Pa
     assert op.state_size() == heap.state_size() == 0
     op.close()
     heap.close()
+    wait_removed()  # closed stores' directories go in a worker thread
     assert not (tmp_path / "rocks").exists() or list((tmp_path / "rocks").iterdir()) == []
 
 
@@ -354,6 +356,7 @@ def test_a_savepoint_of_a_windowed_job_taken_on_the_heap_restores_on_rocksdb_and
         flow, source = _windowed_flow(records, tmp_path / "checkpoints", target, stop_at, backend, rocks)
         flow.execute()
         assert source.stopped == (stop_at is not None)
+        wait_removed()  # closed stores' directories go in a worker thread
         assert not rocks.exists() or list(rocks.iterdir()) == []
     assert rocks.is_dir()  # the RocksDB run made its directories there, and deleted them
 
