@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -408,6 +409,12 @@ class Flow:
                     restored_files=restore.files if restore is not None else None,
                 )
                 self._actors = actors
+                # What exists now lives as long as this attempt: out of the collector's sight, so
+                # that full collections walk only what the records make (SQL's Q2: a fifth less
+                # CPU). After a restart the failed attempt's objects go first (thawed as it failed).
+                if self.restarts:
+                    gc.collect()
+                forked.freeze()
                 if self._draining:  # asked while starting or restarting
                     self.drain()
                 try:
@@ -418,11 +425,13 @@ class Flow:
                     if delay is None:
                         raise
                     self.restarts += 1
+                    self._coordinator = None  # nothing keeps the failed attempt's actors alive
+                    forked.thaw()
                     log.warning(
                         "flow %r failed (%s: %s); restart %d from the last checkpoint in %d ms",
                         self.name,
                         type(error).__name__,
-                        error,
+                        str(error),  # not the error: a kept log record would keep its frames
                         self.restarts,
                         delay,
                     )

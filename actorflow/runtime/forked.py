@@ -60,7 +60,16 @@ from typing import Any
 
 from actorflow.errors import CheckpointError
 
-__all__ = ["ChildPickling", "PROTOCOL", "can_fork", "pickle_in_child", "reaped", "start_pickling", "thaw"]
+__all__ = [
+    "PROTOCOL",
+    "ChildPickling",
+    "can_fork",
+    "freeze",
+    "pickle_in_child",
+    "reaped",
+    "start_pickling",
+    "thaw",
+]
 
 #: The pickle protocol of the parts (the same bytes as ``pickle.dumps(obj, PROTOCOL)``).
 PROTOCOL = 5
@@ -248,10 +257,24 @@ def _unfreeze() -> None:
         gc.unfreeze()
 
 
+def freeze() -> None:
+    """Move every object alive now out of the collector's sight until :func:`thaw`: a flow's
+    run calls it once an attempt's actors exist. The interpreter's modules and classes, the plan,
+    the operators and the mailboxes are tens of thousands of objects that every full collection
+    walked, and none of them becomes garbage while the attempt runs.
+
+    >>> freeze(); thaw()
+    """
+    global _froze
+    with _children_lock:
+        gc.freeze()
+        _froze = True
+
+
 def thaw() -> None:
     """Give the objects frozen for forked snapshots back to the collector (now, or when the
     children still running have ended), so cyclic garbage among them is collected again: called
-    when a flow's run ends.
+    when a flow's run ends, and when an attempt fails (its actors are garbage then).
 
     >>> thaw()
     >>> gc.get_freeze_count() == 0 or _children > 0
