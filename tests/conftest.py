@@ -5,7 +5,8 @@ async test runs on two event loops: asyncio's own in debug mode, and uvloop (the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,3 +47,16 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
         yield errors
     finally:
         loop.set_exception_handler(previous)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Every process a test starts; whatever is still alive at its end is killed, pass or fail."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait()

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,19 +89,6 @@ def references(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
         found[query] = folder / f"{query}.jsonl"
         assert baseline.run(query, str(source), str(found[query])) == EVENTS[query]
     return found
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Every process a test starts; whatever is still alive at its end is killed, pass or fail."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
 
 
 @dataclass

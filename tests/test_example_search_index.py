@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,19 +194,6 @@ RATE = 2_000
 INTERVAL_MS = 150
 KILLS = 4
 DEADLINE_S = 30.0
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Every process a test starts; whatever is still alive at its end is killed, pass or fail."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
 
 
 def newest_checkpoint(checkpoints: Path) -> int:
