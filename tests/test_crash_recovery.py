@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import pytest
 from actorflow import Flow, JsonLinesSource
 from actorflow.operators.base import OperatorContext
 from benchmarks import actorflow_engine, baseline, generate, reference, results
+from tests.killing import DEADLINE_S, complete_checkpoints, newest_checkpoint, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +48,6 @@ INTERVAL_MS = 50
 """Checkpoint interval of the killed runs: small, so a run takes many checkpoints to be killed in."""
 KILLS = 4
 """Attempts killed per run, before the last start that runs to the end."""
-DEADLINE_S = 40.0
-"""How long any one wait for a process may take before the test fails."""
 
 CASES = [  # (query, parallelism, kill seed)
     ("q2", 1, 1),
@@ -106,34 +105,11 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
 
-def complete_checkpoints(checkpoints: Path) -> list[Path]:
-    """The manifests of the complete checkpoints in the directory, oldest first."""
-    return sorted(checkpoints.glob("chk-*/MANIFEST.json"))
-
-
-def newest_checkpoint(checkpoints: Path) -> int:
-    """The id of the newest complete checkpoint (0: none yet)."""
-    manifests = complete_checkpoints(checkpoints)
-    return int(manifests[-1].parent.name.removeprefix("chk-")) if manifests else 0
-
-
 def final_checkpoint_taken(checkpoints: Path) -> bool:
     """Whether the newest complete checkpoint is the one taken at the end (ask when no process runs:
     a running one may be pruning the directory)."""
     manifests = complete_checkpoints(checkpoints)
     return bool(manifests) and bool(orjson.loads(manifests[-1].read_bytes())["metadata"].get("final"))
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> bool:
-    """Poll until ``condition()`` holds (True) or ``process`` exits (False); fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {DEADLINE_S:g} s")
-        time.sleep(0.002)
-    return True
 
 
 def run_command(query: str, parallelism: int, source: Path, output: Path, checkpoints: Path) -> list[str]:

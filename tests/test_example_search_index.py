@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 from actorflow import Flow
 from actorflow.operators.base import OperatorContext
 from examples import search_index
+from tests.killing import DEADLINE_S, newest_checkpoint, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,12 +193,6 @@ CRASH_COUNT = 6_000
 RATE = 2_000
 INTERVAL_MS = 150
 KILLS = 4
-DEADLINE_S = 30.0
-
-
-def newest_checkpoint(checkpoints: Path) -> int:
-    manifests = sorted(checkpoints.glob("chk-*/MANIFEST.json"))
-    return int(manifests[-1].parent.name.removeprefix("chk-")) if manifests else 0
 
 
 def applied(db: Path) -> int:
@@ -207,18 +201,6 @@ def applied(db: Path) -> int:
         return 0
     with sqlite3.connect(db) as connection:
         return search_index.last_applied(connection)
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> bool:
-    """Poll until ``condition()`` holds (True) or ``process`` exits (False); fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if process.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            pytest.fail(f"no new checkpoint within {DEADLINE_S:g} s")
-        time.sleep(0.005)
-    return True
 
 
 @pytest.mark.timeout(90)
@@ -243,9 +225,11 @@ def test_killed_and_restarted_runs_index_every_product_exactly_once(
         with errors.open("wb") as stderr:  # a file, not a pipe: a full pipe would block the run
             process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
         processes.append(process)
+        # The kill comes at a random moment (the test's subject, not a synchronisation): during
+        # start-up for one attempt, anywhere after a checkpoint of its own for the others.
         if attempt == early:
             time.sleep(rng.uniform(0.0, 0.5))
-        elif wait_for(lambda: newest_checkpoint(checkpoints) > before, process):  # noqa: B023
+        elif wait_for(lambda: newest_checkpoint(checkpoints) > before, process, "new checkpoint"):  # noqa: B023
             time.sleep(rng.uniform(0.0, 2 * INTERVAL_MS / 1000))
         if process.poll() is not None:
             assert process.returncode == 0, errors.read_text()
