@@ -107,9 +107,13 @@ class _Rolling(KeyedProcessFunction[T, T], Generic[T]):
 
     def process_element(self, value: T, ctx: Context, out: Collector) -> None:
         so_far = self.result.value()
-        result = value if so_far is None else self.combine(so_far, value)
+        result = self.start(value) if so_far is None else self.combine(so_far, value)
         self.result.update(result)
         out.collect(result)
+
+    def start(self, value: T) -> T:
+        """The result of a key's first record."""
+        return value
 
     def combine(self, so_far: T, value: T) -> T:
         raise NotImplementedError
@@ -140,9 +144,9 @@ class _FieldAggregation(_Rolling[T]):
                 f"{self.label}: {self.kind}({self.field!r}) of a record without it: {record!r}"
             ) from None
 
-    def process_element(self, value: T, ctx: Context, out: Collector) -> None:
+    def start(self, value: T) -> T:
         self._read(value)  # the first record of a key needs the field too
-        super().process_element(value, ctx, out)
+        return value
 
     def combine(self, so_far: T, value: T) -> T:
         old, new = self._read(so_far), self._read(value)
