@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - the web extra is in the dev extra
     ) from None
 
 try:
-    from generator import TransactionGenerator
+    from generator import TransactionGenerator  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - imported as examples.analytics
     from examples.generator import TransactionGenerator
 

@@ -20,7 +20,7 @@ import orjson
 from actorflow import Flow, PushSource, WatermarkStrategy
 
 try:  # the example's logic lives next to it
-    from fraud_detection import SmallThenLarge, describe
+    from fraud_detection import SmallThenLarge, describe  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - imported as examples.embedded
     from examples.fraud_detection import SmallThenLarge, describe
 

@@ -31,7 +31,12 @@ except ImportError:  # pragma: no cover - the kafka extra is in the dev extra
     raise SystemExit("examples/etl.py needs aiokafka: pip install 'actorflow[kafka]'") from None
 
 INVALID: OutputTag[dict[str, Any]] = OutputTag("invalid")
-REQUIRED = {"payment_id": int, "merchant_id": str, "amount": (int, float), "ts": int}
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "payment_id": int,
+    "merchant_id": str,
+    "amount": (int, float),
+    "ts": int,
+}
 
 #: The "remote" merchant directory the lookup calls.
 MERCHANTS = {

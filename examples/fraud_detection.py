@@ -61,8 +61,8 @@ from actorflow import (
 )
 
 try:
-    from dynamic_rules import REJECTED, RULES, RuleEngine
-    from generator import TransactionGenerator, on_clock
+    from dynamic_rules import REJECTED, RULES, RuleEngine  # type: ignore[import-not-found]
+    from generator import TransactionGenerator, on_clock  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - imported as examples.fraud_detection
     from examples.dynamic_rules import REJECTED, RULES, RuleEngine
     from examples.generator import TransactionGenerator, on_clock

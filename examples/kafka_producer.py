@@ -47,7 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 try:
-    from generator import START_TS, on_clock, transactions
+    from generator import START_TS, on_clock, transactions  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - imported as examples.kafka_producer
     from examples.generator import START_TS, on_clock, transactions
 

@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - the web extra is in the dev extra
     raise SystemExit("examples/web_service.py needs aiohttp: pip install 'actorflow[web]'") from None
 
 try:
-    from fraud_detection import SmallThenLarge, describe
+    from fraud_detection import SmallThenLarge, describe  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - imported as examples.web_service
     from examples.fraud_detection import SmallThenLarge, describe
 

@@ -570,6 +570,11 @@ async def test_the_main_example_on_kafka_runs_in_two_workers_that_share_the_part
     servers, topics = kafka_broker.bootstrap_servers, example_topics
     await kafka_producer.create_topics(servers, topics)
     group = f"fraud-{uuid.uuid4().hex[:8]}"
+    # Before the workers start: a failure here must not leave them running (their supervisor
+    # restarts them, and the test's event loop would wait for it when it closes).
+    expected = _file_mode_alerts()
+    wanted = {line for line in expected if " small-then-large " in line}
+    assert wanted
     log = (tmp_path / "workers.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "actorflow", "run", "--workers", "2", "--log-level", "info",
@@ -578,9 +583,6 @@ async def test_the_main_example_on_kafka_runs_in_two_workers_that_share_the_part
         cwd=ROOT, stdout=log, stderr=log,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    expected = _file_mode_alerts()
-    wanted = {line for line in expected if " small-then-large " in line}
-    assert wanted
     try:
         deadline = time.monotonic() + 120
 
