@@ -145,3 +145,16 @@ def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
     assert done.returncode == 0, done.stderr.decode()
     assert killed >= 2, "the kills landed while the job ran"
     assert iteration_job.read_output(output) == sorted(iteration_job.expected(count).items())
+
+
+def test_running_an_iteration_again_after_it_completed_changes_nothing(tmp_path: Path) -> None:
+    count = 100
+    data = tmp_path / "in.jsonl"
+    iteration_job.write_input(data, count)
+    output = tmp_path / "out.jsonl"
+    for _ in range(2):  # the second run restores the final checkpoint: every input ended, no loop left
+        flow = Flow("collatz", batch_size=8)
+        flow.enable_checkpointing(tmp_path / "checkpoints")
+        iteration_job.build(flow, JsonLinesSource(data), output)
+        flow.execute()
+        assert iteration_job.read_output(output) == sorted(iteration_job.expected(count).items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -267,3 +268,45 @@ def test_flows_without_a_loop_plan_no_loops() -> None:
     flow = Flow()
     flow.from_iterable([1]).map(lambda n: n).collect()
     assert flow.plan().loops == []
+
+
+def test_nested_iterations_are_one_loop_and_end_exactly() -> None:
+    # The inner loop counts each record down, the outer one restarts it until its rounds are done.
+    flow = Flow(batch_size=2, mailbox_capacity=1)
+    outer = flow.from_iterable([(n, 3) for n in range(20)]).iterate(name="outer")
+    inner = outer.map(lambda r: r, name="into").iterate(name="inner")
+    step = inner.map(lambda r: (r[0] - 1, r[1]), name="inner-step")
+    inner.close_with(step.filter(lambda r: r[0] > 0))
+    reset = step.filter(lambda r: r[0] <= 0).map(lambda r: (5, r[1] - 1), name="reset")
+    outer.close_with(reset.filter(lambda r: r[1] > 0))
+    out = reset.filter(lambda r: r[1] == 0).collect()
+    assert [loop.name for loop in flow.plan().loops] == ["outer + inner"]
+    flow.execute()
+    assert out.values == [(5, 0)] * 20
+
+
+def test_a_body_that_reads_another_input_ends_after_that_input_too() -> None:
+    flow = Flow(batch_size=2)
+    other = flow.from_iterable(range(100, 110), name="other")
+    it = flow.from_iterable(range(5)).iterate()
+    body = it.union(other).map(lambda n: n - 1)
+    it.close_with(body.filter(lambda n: 0 < n < 100))
+    out = body.filter(lambda n: n <= 0 or n >= 99).collect()
+    flow.execute()
+    # 99 both leaves and goes round again (down to 0): a fifth 0 besides those of 1, 2, 3, 4.
+    assert sorted(out.values) == [-1, 0, 0, 0, 0, 0, *range(99, 109)]
+
+
+async def slowly_less(n: int) -> int:
+    await asyncio.sleep(0.001)  # a request in flight while every mailbox of the loop is empty
+    return n - 1
+
+
+def test_a_loop_waits_for_async_requests_in_its_body() -> None:
+    flow = Flow(batch_size=2)
+    it = flow.from_iterable(range(10)).iterate()
+    body = it.map_async(slowly_less, capacity=3)
+    it.close_with(body.filter(lambda n: n > 0))
+    out = body.filter(lambda n: n <= 0).collect()
+    flow.execute()
+    assert sorted(out.values) == [-1] + [0] * 9
