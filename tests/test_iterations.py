@@ -51,40 +51,54 @@ def test_a_loop_of_many_rounds_ends_exactly(parallelism: int) -> None:
 ROUNDS = 5
 
 
-def double(record: tuple[int, int]) -> list[tuple[int, int]]:
-    """One record of round ``r`` makes two of round ``r + 1``."""
-    origin, round_ = record
-    return [(origin, round_ + 1), (origin, round_ + 1)]
+def spawn(fan_out: int) -> Any:
+    """A record of round ``r`` makes ``fan_out`` of round ``r + 1``."""
+
+    def next_round(record: tuple[int, int]) -> list[tuple[int, int]]:
+        origin, round_ = record
+        return [(origin, round_ + 1)] * fan_out
+
+    return next_round
 
 
-@pytest.mark.parametrize(("parallelism", "keyed"), [(1, False), (2, False), (2, True)])
+def loop_holds(flow: Flow, batch: int) -> int:
+    """Records the loop's bounded mailboxes and actors can hold: a batch per mailbox (of one
+    message each) between two actors of the loop, back edges aside, and a batch in each actor's hand."""
+    assert flow.metrics is not None
+    (loop,) = flow.plan().loops
+    members = {entry.name for entry in flow.metrics.actors if entry.chain in {c.name for c in loop.members}}
+    mailboxes = [
+        c
+        for c in flow.metrics.channels
+        if c.sender in members and c.receiver in members and not isinstance(c.mailbox, FeedbackMailbox)
+    ]
+    return batch * (len(mailboxes) + len(members))
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "keyed", "fan_out"),
+    [(1, False, 1), (2, True, 1), (1, False, 2), (2, False, 2), (2, True, 2)],
+)
 def test_an_amplifying_loop_with_tiny_mailboxes_ends_exactly_with_a_bounded_back_edge(
-    parallelism: int, keyed: bool
+    parallelism: int, keyed: bool, fan_out: int
 ) -> None:
-    # Each record spawns two for ROUNDS rounds: 32 results per input record. Every mailbox holds
-    # one batch of two records: a back edge that parked its sender would deadlock at once.
+    # Each record spawns fan_out for ROUNDS rounds (32 results per input record when it doubles).
+    # Every mailbox holds one batch of two records: a back edge that parked its sender would
+    # deadlock at once.
     records, batch = 1_000, 2
     flow = Flow(parallelism=parallelism, batch_size=batch, mailbox_capacity=1)
     it = flow.from_iterable((n, 0) for n in range(records)).iterate()
-    spawned = it.flat_map(double).map(lambda record: record, name="pass")
+    spawned = it.flat_map(spawn(fan_out)).map(lambda record: record, name="pass")
     again = spawned.filter(lambda record: record[1] < ROUNDS)
     it.close_with(again.key_by(lambda record: record[0]) if keyed else again)
     out = spawned.filter(lambda record: record[1] == ROUNDS).collect()
     flow.execute()
-    assert Counter(origin for origin, _ in out.values) == dict.fromkeys(range(records), 2**ROUNDS)
+    assert Counter(origin for origin, _ in out.values) == dict.fromkeys(range(records), fan_out**ROUNDS)
     # The head takes input only while its back edges are empty, so they hold at most what the
-    # body held then, amplified round by round: bounded by the loop's mailboxes, whatever the
-    # input's length (records * 2**ROUNDS = 32,000 would go round with nothing holding the input).
-    assert flow.metrics is not None
-    loop_actors = [a for a in flow.metrics.actors if not a.name.startswith(("source", "filter-2"))]
-    loop_mailboxes = [
-        c
-        for c in flow.metrics.channels
-        if c.sender in {a.name for a in loop_actors} and c.receiver in {a.name for a in loop_actors}
-    ]
-    held = batch * (len(loop_mailboxes) + len(loop_actors))  # a batch per mailbox and per actor
+    # loop held then, multiplied by what the rounds after make of it: bounded by the loop's
+    # mailboxes, not by the input (records * fan_out**ROUNDS records go round in all).
     high_water = max(edge.backlog.high_water for edge in back_edges(flow))
-    assert 0 < high_water <= held * 2**ROUNDS < records
+    assert 0 < high_water <= loop_holds(flow, batch) * fan_out**ROUNDS < records
 
 
 class Later(KeyedProcessFunction[int, int]):
