@@ -117,7 +117,7 @@ def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
     # Kill moments are random (the subject, not synchronisation): each attempt waits until a
     # checkpoint newer than the one it resumed from is complete, then dies after up to two
     # intervals, wherever it is: a barrier on its way round the loop, the head logging, a snapshot.
-    count = 2_000
+    count = 3_000  # about 1.3 s of work at parallelism 1 without kills: room for them to land
     rng = random.Random(seed)
     data = tmp_path / "in.jsonl"
     iteration_job.write_input(data, count)
