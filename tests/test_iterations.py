@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from actorflow import Flow, KeyedProcessFunction, ValueStateDescriptor, WatermarkStrategy
+from actorflow import (
+    Flow,
+    KeyedProcessFunction,
+    OutputTag,
+    TumblingEventTimeWindows,
+    ValueStateDescriptor,
+    WatermarkStrategy,
+)
 from actorflow.errors import ClosedResourceError, PlanError
 from actorflow.operators.base import Collector
 from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
@@ -324,3 +331,24 @@ def test_a_loop_waits_for_async_requests_in_its_body() -> None:
     out = body.filter(lambda n: n <= 0).collect()
     flow.execute()
     assert sorted(out.values) == [-1] + [0] * 9
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_a_window_in_the_body_fires_and_what_it_feeds_back_arrives_late_not_lost(parallelism: int) -> None:
+    # Every window result goes round once more. It comes back stamped with its window's last
+    # millisecond, which the input's watermark has passed (that is why the window fired): late.
+    # The windows still open when the input ends fire at its final watermark, after which the loop
+    # must still take their results round before it ends.
+    events = [(key, 1, ts) for ts in range(0, 5_000, 100) for key in "ab"]
+    late: OutputTag[tuple[str, int, int]] = OutputTag("late")
+    flow = Flow(parallelism=parallelism, batch_size=4)
+    stamped = flow.from_iterable(events, watermarks=WatermarkStrategy.punctuated(lambda e: e[2]))
+    it = stamped.iterate()
+    windowed = it.key_by(lambda e: e[0]).window(TumblingEventTimeWindows.of(1_000))
+    sums = windowed.side_output_late_data(late).reduce(lambda x, y: (x[0], x[1] + y[1], x[2]))
+    it.close_with(sums)
+    results = sums.collect()
+    came_back = sums.get_side_output(late).collect()
+    flow.execute()
+    assert sorted(r[:2] for r in results.values) == [("a", 10)] * 5 + [("b", 10)] * 5
+    assert sorted(came_back.values) == sorted(results.values)
