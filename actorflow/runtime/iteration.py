@@ -99,11 +99,6 @@ class IterationHead(Actor):
         self._restored = restored or []
         self._logging: dict[int, _Logging] = {}
 
-    @property
-    def backlog(self) -> int:
-        """Records waiting on the back edges into this head (they share one count)."""
-        return self._back_edges[0].backlog.records if self._back_edges else 0
-
     async def run(self) -> None:
         handler = self._handler
         inbox = self._inbox
