@@ -71,11 +71,13 @@ class Step(KeyedProcessFunction[dict[str, int], dict[str, int]]):
             out.collect({"id": value["id"], "n": n})
 
 
-def build(flow: Flow, source: Source, output: Path) -> None:
-    """The loop: the head, the step keyed by id, the feedback forward, the finished records out."""
+def build(flow: Flow, source: Source, output: Path, *, keyed_feedback: bool = False) -> None:
+    """The loop: the head, the step keyed by id, the feedback forward (or keyed by id, so that
+    every head instance reads a back edge from every step instance), the finished records out."""
     it = flow.from_source(source).iterate()
     stepped = it.key_by("id").process(Step(), name="step")
-    it.close_with(stepped.filter(lambda record: record["n"] != 1, name="again"))
+    again = stepped.filter(lambda record: record["n"] != 1, name="again")
+    it.close_with(again.key_by("id") if keyed_feedback else again)
     done = stepped.filter(lambda record: record["n"] == 1, name="done")
     done.map(lambda record: {"id": record["id"], "steps": record["steps"]}).sink_to_json_lines(
         output, exactly_once=True

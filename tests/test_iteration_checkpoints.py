@@ -52,9 +52,9 @@ class FailOnceAfterCheckpoint(JsonLinesSource):
                 raise RuntimeError("injected failure after a checkpoint taken mid-loop")
 
 
-@pytest.mark.parametrize("parallelism", [1, 2])
+@pytest.mark.parametrize(("parallelism", "keyed"), [(1, False), (2, False), (2, True)])
 def test_a_run_restored_from_a_checkpoint_taken_mid_loop_writes_the_failure_free_output(
-    tmp_path: Path, parallelism: int
+    tmp_path: Path, parallelism: int, keyed: bool
 ) -> None:
     count = 600
     data = tmp_path / "in.jsonl"
@@ -65,7 +65,7 @@ def test_a_run_restored_from_a_checkpoint_taken_mid_loop_writes_the_failure_free
     flow.enable_checkpointing(storage)
     flow.set_restart_strategy(FixedDelayRestart(1, 0))
     source = FailOnceAfterCheckpoint(data, flow, at=count // 2)
-    iteration_job.build(flow, source, output)
+    iteration_job.build(flow, source, output, keyed_feedback=keyed)
     flow.execute()
     assert flow.restarts == 1
     (taken,) = source.taken
@@ -101,6 +101,47 @@ def test_a_savepoint_of_an_iteration_resumes_to_the_failure_free_output(tmp_path
     again = Flow("collatz", batch_size=8)
     again.enable_checkpointing(tmp_path / "checkpoints")
     iteration_job.build(again, JsonLinesSource(data), output)
+    again.execute()
+    assert iteration_job.read_output(output) == sorted(iteration_job.expected(count).items())
+
+
+class StopAt(JsonLinesSource):
+    """Stops its flow with a savepoint once it has read ``at`` records."""
+
+    def __init__(self, path: Path, flow: Flow, at: int) -> None:
+        super().__init__(path)
+        self.flow = flow
+        self.at = at
+
+    async def read(self, context: OperatorContext) -> AsyncIterator[list[Any]]:
+        read = 0
+        async for batch in super().read(context):
+            yield batch
+            read += len(batch)
+            if read >= self.at:
+                await self.flow.stop()
+
+
+@pytest.mark.parametrize(("before", "after", "keyed"), [(2, 3, True), (3, 1, True), (2, 1, False)])
+def test_a_savepoint_taken_mid_loop_resumes_at_another_parallelism(
+    tmp_path: Path, before: int, after: int, keyed: bool
+) -> None:
+    # The logged records go back to the head instance the back edge would route them to now:
+    # by key for a keyed back edge, by instance for a forward one.
+    count = 400
+    data = tmp_path / "in.jsonl"
+    iteration_job.write_input(data, count)
+    output = tmp_path / "out.jsonl"
+    first = Flow("collatz", parallelism=before, batch_size=16)
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    first.enable_checkpointing(storage)
+    iteration_job.build(first, StopAt(data, first, count // 2), output, keyed_feedback=keyed)
+    first.execute()
+    (savepoint,) = [info for info in storage.completed() if info.kind == "savepoint"]
+    assert any(name.startswith("iterate@feedback/") for name in savepoint.parts), "stopped mid-loop"
+    again = Flow("collatz", parallelism=after, batch_size=16)
+    again.enable_checkpointing(storage)
+    iteration_job.build(again, JsonLinesSource(data), output, keyed_feedback=keyed)
     again.execute()
     assert iteration_job.read_output(output) == sorted(iteration_job.expected(count).items())
 
