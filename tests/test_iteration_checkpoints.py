@@ -18,13 +18,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from actorflow import Flow, JsonLinesSource
+from actorflow import Flow, JsonLinesSource, ValueStateDescriptor
 from actorflow.checkpoint.filesystem import FileSystemStorage
 from actorflow.checkpoint.restart import FixedDelayRestart
 from actorflow.checkpoint.storage import CheckpointInfo
-from actorflow.operators.base import OperatorContext
+from actorflow.operators.base import Collector, OperatorContext
+from actorflow.operators.co_process import KeyedCoProcessFunction
+from actorflow.operators.process import Context, RuntimeContext
+from actorflow.state.keygroups import key_group
 from tests import iteration_job
 from tests.killing import DEADLINE_S, newest_checkpoint, wait_for
 
@@ -199,3 +203,50 @@ def test_running_an_iteration_again_after_it_completed_changes_nothing(tmp_path:
         iteration_job.build(flow, JsonLinesSource(data), output)
         flow.execute()
         assert iteration_job.read_output(output) == sorted(iteration_job.expected(count).items())
+
+
+class Countdown(KeyedCoProcessFunction[Any, Any, Any]):
+    """A keyed head: ``(id, n)`` comes round ``n`` times, counted in the id's state; a fed-back
+    record must reach the instance that owns its id (it raises otherwise)."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.visits = ctx.get_state(ValueStateDescriptor[int]("visits"))
+        self.owned = ctx.operator.key_groups
+        self.max_parallelism = ctx.operator.max_parallelism
+
+    def process_element1(self, value: Any, ctx: Context, out: Collector) -> None:
+        self.visits.update(0)
+        out.collect(value)
+
+    def process_element2(self, value: Any, ctx: Context, out: Collector) -> None:
+        if key_group(ctx.current_key, self.max_parallelism) not in self.owned:
+            raise ValueError(f"record {value!r} reached an instance that does not own its key")
+        visits = (self.visits.value() or 0) + 1
+        self.visits.update(visits)
+        out.collect((value[0], value[1] - 1) if value[1] > 1 else {"id": value[0], "visits": visits})
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 3), (3, 2)])
+def test_a_keyed_head_gets_its_logged_records_by_key_after_a_rescale(
+    tmp_path: Path, before: int, after: int
+) -> None:
+    starts = [(i, 1 + i % 40) for i in range(300)]
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(start) + b"\n" for start in starts))
+    output = tmp_path / "out.jsonl"
+    storage = FileSystemStorage(tmp_path / "checkpoints")
+    for parallelism, source in [(before, "stop"), (after, "all")]:
+        flow = Flow("countdown", parallelism=parallelism, batch_size=8)
+        flow.enable_checkpointing(storage)
+        read = flow.from_source(StopAt(data, flow, 150) if source == "stop" else JsonLinesSource(data))
+        loop = read.map(tuple).iterate_with(tuple).key_by(lambda r: r[0], lambda r: r[0])
+        head = loop.process(Countdown(), name="countdown")
+        loop.close_with(head.filter(lambda r: isinstance(r, tuple)))
+        head.filter(lambda r: isinstance(r, dict)).sink_to_json_lines(output, exactly_once=True)
+        flow.execute()
+    (savepoint,) = [info for info in storage.completed() if info.kind == "savepoint"]
+    assert any(name.startswith("countdown@feedback/") for name in savepoint.parts), "stopped mid-loop"
+    visits = sorted(
+        (row["id"], row["visits"]) for row in map(orjson.loads, output.read_bytes().splitlines())
+    )
+    assert visits == sorted(starts)

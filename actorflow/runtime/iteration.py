@@ -23,7 +23,11 @@ never wait), and four rules of its own:
   was cut: no operator's snapshot holds their effect. When the barrier has come back on every back
   edge, the head acknowledges its snapshot with the log as one more part
   (:meth:`LoopHandler.acknowledge_later`); a restored head puts the logged records into the body
-  again before it reads any input.
+  again before it reads any input. With several head instances and a keyed back edge, another
+  instance's barrier can come round to this head before this head has aligned it: what follows it
+  on that back edge belongs after this head's snapshot, so that back edge is blocked until the head
+  aligns (at once when its input has ended: an ended input counts as aligned), and it does not wait
+  for that edge again.
 """
 
 from __future__ import annotations
@@ -76,7 +80,17 @@ class IterationHead(Actor):
     logged, put into the body again before any input.
     """
 
-    __slots__ = ("_back_edges", "_connected", "_feedback", "_log_part", "_logging", "_member", "_restored")
+    __slots__ = (
+        "_back_edges",
+        "_connected",
+        "_early",
+        "_feedback",
+        "_last_aligned",
+        "_log_part",
+        "_logging",
+        "_member",
+        "_restored",
+    )
 
     def __init__(
         self,
@@ -98,6 +112,10 @@ class IterationHead(Actor):
         self._log_part = log_part
         self._restored = restored or []
         self._logging: dict[int, _Logging] = {}
+        #: Back edges that brought a barrier before this head had aligned it (another instance's
+        #: snapshot came round first), by checkpoint id: blocked until this head aligns.
+        self._early: dict[int, set[int]] = {}
+        self._last_aligned = 0
 
     async def run(self) -> None:
         handler = self._handler
@@ -147,6 +165,7 @@ class IterationHead(Actor):
             was_idle = valve.idle
             await self._changed(was_idle, valve.end(index))
             await self._complete_alignments()
+            await self._align_early()
         elif type(message) is Barrier:
             self._barriers.setdefault(message.checkpoint_id, set()).add(index)
             self._inbox.block(index)
@@ -165,7 +184,25 @@ class IterationHead(Actor):
                     pending.log.append((batch.values, batch.timestamps))
             await self._into_body(batch)
         elif type(message) is Barrier:
-            await self._returned(index, message.checkpoint_id)
+            checkpoint_id = message.checkpoint_id
+            if checkpoint_id <= self._last_aligned:
+                await self._returned(index, checkpoint_id)
+                return
+            # Another head instance snapshotted first and its barrier came round to this one:
+            # what follows on this back edge comes after that snapshot, so it must come after
+            # this head's too. The edge waits until this head aligns (at once if its input ended).
+            self._early.setdefault(checkpoint_id, set()).add(index)
+            self._feedback.block(index)
+            await self._align_early()
+
+    async def _align_early(self) -> None:
+        """Once every input has ended, barriers can only come round the loop: align them now (an
+        ended input counts as aligned, as in :class:`Actor`)."""
+        valve = self._valve
+        if not all(valve.is_ended(i) for i in range(len(self._inbox.mailboxes))):
+            return
+        for checkpoint_id in sorted(self._early):
+            await self._aligned(checkpoint_id)
 
     async def _into_body(self, batch: Batch) -> None:
         if self._connected:
@@ -174,11 +211,24 @@ class IterationHead(Actor):
             await self._handler.on_batch(batch)
 
     async def _aligned(self, checkpoint_id: int) -> None:
-        # The barrier came on every input: snapshot, pass it into the body, log until it is back.
+        # The barrier came on every input: snapshot, pass it into the body, log until it is back
+        # on every back edge (those that brought it early have it: they open again now).
         handler: LoopHandler = self._handler  # type: ignore[assignment]
+        self._last_aligned = max(self._last_aligned, checkpoint_id)
+        returned = self._early.pop(checkpoint_id, set())
+        opened = set(returned)
+        for stale in [n for n in self._early if n < checkpoint_id]:  # aborted: never aligned here
+            opened |= self._early.pop(stale)
+        for index in opened.difference(*self._early.values()):
+            self._feedback.unblock(index)
         parts = await handler.snapshot_and_forward(Barrier(checkpoint_id))
-        if parts is not None:
-            self._logging[checkpoint_id] = _Logging(set(range(len(self._back_edges))), parts)
+        if parts is None:
+            return
+        pending = _Logging(set(range(len(self._back_edges))) - returned, parts)
+        if pending.waiting:
+            self._logging[checkpoint_id] = pending
+        else:
+            await handler.acknowledge_later(checkpoint_id, parts, {})
 
     async def _returned(self, index: int, checkpoint_id: int) -> None:
         pending = self._logging.get(checkpoint_id)
