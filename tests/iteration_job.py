@@ -6,8 +6,8 @@ in keyed state and lets the record out when it reaches 1, as ``{"id": i, "steps"
 failure-free output is therefore known in advance (:func:`expected`), and any record lost in the
 loop, fed back twice or counted twice in state changes it.
 
-``python -m tests.iteration_job INPUT OUTPUT CHECKPOINTS INTERVAL_MS PARALLELISM`` runs it with
-checkpoints and the exactly-once file sink, resuming from the newest checkpoint.
+``python -m tests.iteration_job INPUT OUTPUT CHECKPOINTS INTERVAL_MS PARALLELISM forward|keyed``
+runs it with checkpoints and the exactly-once file sink, resuming from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ def build(flow: Flow, source: Source, output: Path, *, keyed_feedback: bool = Fa
 
 
 def main(argv: list[str]) -> int:
-    source, output, checkpoints, interval_ms, parallelism = argv
+    source, output, checkpoints, interval_ms, parallelism, feedback = argv
     flow = Flow("collatz", parallelism=int(parallelism), batch_size=64)
     flow.enable_checkpointing(checkpoints, interval_ms=int(interval_ms))
-    build(flow, JsonLinesSource(source), Path(output))
+    build(flow, JsonLinesSource(source), Path(output), keyed_feedback=feedback == "keyed")
     flow.execute()
     return 0
 

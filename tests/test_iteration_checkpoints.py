@@ -155,9 +155,11 @@ INTERVAL_MS = 30
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("parallelism", "seed"), [(1, 1), (2, 2)])
+@pytest.mark.parametrize(
+    ("parallelism", "feedback", "seed"), [(1, "forward", 1), (2, "forward", 2), (2, "keyed", 3)]
+)
 def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
-    tmp_path: Path, parallelism: int, seed: int, processes: list[subprocess.Popen[bytes]]
+    tmp_path: Path, parallelism: int, feedback: str, seed: int, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     # Kill moments are random (the subject, not synchronisation): each attempt waits until a
     # checkpoint newer than the one it resumed from is complete, then dies after up to two
@@ -170,7 +172,7 @@ def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
     checkpoints = tmp_path / "checkpoints"
     command = [
         sys.executable, "-m", "tests.iteration_job",
-        str(data), str(output), str(checkpoints), str(INTERVAL_MS), str(parallelism),
+        str(data), str(output), str(checkpoints), str(INTERVAL_MS), str(parallelism), feedback,
     ]  # fmt: skip
     killed = 0
     for attempt in range(KILLS):
