@@ -155,9 +155,7 @@ INTERVAL_MS = 30
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(
-    ("parallelism", "feedback", "seed"), [(1, "forward", 1), (2, "forward", 2), (2, "keyed", 3)]
-)
+@pytest.mark.parametrize(("parallelism", "feedback", "seed"), [(1, "forward", 1), (2, "keyed", 3)])
 def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
     tmp_path: Path, parallelism: int, feedback: str, seed: int, processes: list[subprocess.Popen[bytes]]
 ) -> None:
