@@ -21,6 +21,8 @@ from actorflow.operators.base import Collector
 from actorflow.operators.co_process import CoProcessFunction, KeyedCoProcessFunction
 from actorflow.operators.process import Context, RuntimeContext
 from actorflow.runtime.feedback import Backlog, FeedbackMailbox
+from actorflow.runtime.loop import Loop
+from actorflow.runtime.mailbox import Mailbox
 from actorflow.runtime.messages import Batch, EndOfStream
 
 
@@ -352,3 +354,22 @@ def test_a_window_in_the_body_fires_and_what_it_feeds_back_arrives_late_not_lost
     flow.execute()
     assert sorted(r[:2] for r in results.values) == [("a", 10)] * 5 + [("b", 10)] * 5
     assert sorted(came_back.values) == sorted(results.values)
+
+
+def test_a_loop_is_not_over_while_a_blocked_mailbox_holds_a_message_or_a_member_runs() -> None:
+    loop = Loop("iterate")
+    inside, outside = Mailbox(2), Mailbox(2)
+    head = loop.member([outside], [True])
+    body = loop.member([inside], [False])
+    head.input_ended(0)
+    inside.put_nowait(Batch([1]))  # e.g. blocked for a barrier's alignment: still in the loop
+    head.park()
+    body.park()
+    assert not loop.done
+    body.wake()
+    inside.get_nowait()
+    head.wake()  # a member that runs is busy: nothing is decided while it does
+    body.park()
+    assert not loop.done
+    head.park()
+    assert loop.done
