@@ -130,10 +130,10 @@ class _Instance:
     #: Its main output's edges, and the edges that read a side output of its last operator.
     outputs: list[Output] = field(default_factory=list)
     side_outputs: list[tuple[OutputTag[Any], Output]] = field(default_factory=list)
-    #: An iteration head's back edges, their shared count, and how a restore routes its log.
+    #: An iteration head's back edges (none for other instances) and their shared count.
     back_edges: list[FeedbackMailbox] = field(default_factory=list)
     backlog: Backlog = field(default_factory=Backlog)
-    #: The loop it is an actor of (None: none), and whether it reads one's back edges.
+    #: The loop it is an actor of (None: none).
     loop: Loop | None = None
 
     @cached_property
