@@ -5,7 +5,8 @@ Layers, bottom up; a module imports only from its own layer and the ones below i
 
     actorflow.cli          command line, the daemon                (top)
     actorflow.web          HTTP: health, metrics, queryable state, dashboard
-    actorflow.api          Flow, DataStream, KeyedStream, windowed/connected/joined streams
+    actorflow.api          Flow, DataStream, KeyedStream, windowed/connected/joined/iterative
+                           streams
     actorflow.plan         logical graph -> chains, partitioners, actors
     actorflow.operators    map/filter/flat_map, process functions, windows, joins, async I/O,
                            sources, sinks, chains
@@ -21,6 +22,7 @@ This module only re-exports the public names.
 from actorflow.api import flow as _flow_module
 from actorflow.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from actorflow.api.flow import Flow
+from actorflow.api.iteration import ConnectedIterativeStreams, IterativeStream
 from actorflow.api.joins import CoGroupedStreams, IntervalJoin, IntervalJoined, JoinedStreams
 from actorflow.api.patterns import PatternStream
 from actorflow.api.stream import DataStream, KeyedStream
@@ -136,6 +138,7 @@ __all__ = [
     "CoProcessFunction",
     "CollectSink",
     "Collector",
+    "ConnectedIterativeStreams",
     "ConnectedStreams",
     "Context",
     "ContinuousEventTimeTrigger",
@@ -155,6 +158,7 @@ __all__ = [
     "IntervalJoin",
     "IntervalJoined",
     "IterableSource",
+    "IterativeStream",
     "JoinFunction",
     "JoinedStreams",
     "JsonLinesSink",

@@ -44,7 +44,7 @@ from actorflow.operators.side_outputs import OutputTag
 from actorflow.operators.sources import Source
 from actorflow.operators.stateless import PassThroughOperator
 from actorflow.plan.graph import Edge, Node
-from actorflow.plan.partitioners import Partitioner
+from actorflow.plan.partitioners import Forward, Hash, Partitioner
 from actorflow.time.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "Inputs",
     "MakeOperator",
     "add",
+    "add_feedback",
     "add_side_output",
     "add_source",
     "add_two_input",
@@ -135,6 +136,35 @@ def add_two_input(
     edges += [Edge(upstream, partitioner, None, 1) for upstream, partitioner in inputs_of(second)]
     node = first.flow.graph.add(kind, name, parallelism=parallelism, inputs=edges)
     return _output(first.flow, node, make)
+
+
+def add_feedback(head: Node, feedback: DataStream[Any], *, input: int = 0) -> None:
+    """Close the loop of iteration ``head``: ``feedback``'s records go back into it (as its input
+    ``input``), forward or by the feedback's ``key_by``.
+
+    Raises :class:`PlanError` when the loop is closed already, when ``feedback`` belongs to another
+    flow, does not derive from the iteration's stream, or is partitioned otherwise.
+    """
+    graph = feedback.flow.graph
+    if head.id >= len(graph.nodes) or graph.nodes[head.id] is not head:
+        raise PlanError(f"close_with(): the feedback belongs to another flow than iteration {head.name!r}")
+    if any(edge.feedback for edge in head.inputs):
+        raise PlanError(f"iteration {head.name!r} is closed already: close_with() goes once")
+    body = graph.downstream_of(head)
+    edges = []
+    for upstream, partitioner in inputs_of(feedback):
+        if upstream not in body:
+            raise PlanError(
+                f"close_with(): the feedback of iteration {head.name!r} must be built on the stream "
+                f"iterate() returned, and {upstream.name!r} does not derive from it"
+            )
+        if partitioner is not None and not isinstance(partitioner, Forward | Hash):
+            raise PlanError(
+                f"close_with(): the feedback of iteration {head.name!r} goes back forward or by "
+                f"key_by, not by {partitioner!r}"
+            )
+        edges.append(Edge(upstream, partitioner, None, input, feedback=True))
+    head.inputs.extend(edges)
 
 
 def add_side_output(stream: DataStream[Any], tag: OutputTag[Any], name: str | None) -> DataStream[Any]:

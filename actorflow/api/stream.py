@@ -41,6 +41,7 @@ from actorflow.time.watermarks import WatermarkStrategy, field_getter
 
 if TYPE_CHECKING:
     from actorflow.api.flow import Flow
+    from actorflow.api.iteration import ConnectedIterativeStreams, IterativeStream
     from actorflow.api.joins import CoGroupedStreams, IntervalJoin, JoinedStreams
     from actorflow.api.patterns import PatternStream
     from actorflow.ml import Features, Scored, Target
@@ -51,6 +52,7 @@ __all__ = ["DataStream", "KeyedStream"]
 T = TypeVar("T")
 U = TypeVar("U")
 K = TypeVar("K")
+F = TypeVar("F")
 
 
 def _dead_letter_tag(dead_letters: object, errors: object) -> Any:
@@ -436,6 +438,40 @@ class DataStream(Generic[T]):
     def start_new_chain(self) -> DataStream[T]:
         """Run the next operator in an actor of its own instead of chaining it to this one."""
         return DataStream(self._flow, self._inputs, chainable=False)
+
+    def iterate(self, *, name: str | None = None, parallelism: int | None = None) -> IterativeStream[T]:
+        """Start a loop (Flink's ``IterativeStream``): build the body on the stream this returns,
+        send records back with its ``close_with(feedback)``, and take the output from any stream
+        of the body. The loop ends when this stream has ended and no record is left in it.
+
+        The feedback goes back forward or keyed (``feedback.key_by(...)``); fed-back records keep
+        their timestamps, and the head's watermark is this stream's. With checkpoints, what is on
+        its way round the loop at a checkpoint is part of it (exactly once, see
+        :mod:`actorflow.api.iteration`). Raises :class:`PlanError` at planning when the loop is
+        never closed.
+
+        >>> from actorflow import Flow
+        >>> flow = Flow()
+        >>> it = flow.from_iterable([6, 7]).iterate()
+        >>> step = it.map(lambda n: n // 2 if n % 2 == 0 else 3 * n + 1)  # a Collatz step
+        >>> _ = it.close_with(step.filter(lambda n: n != 1))
+        >>> ones = step.filter(lambda n: n == 1).collect()
+        >>> flow.execute()
+        >>> ones.values
+        [1, 1]
+        """
+        from actorflow.api.iteration import iterate  # iteration.py builds on this module
+
+        return iterate(self, name, parallelism)
+
+    def iterate_with(self, feedback_type: type[F] | None = None) -> ConnectedIterativeStreams[T, F]:
+        """Start a loop whose head is a co-process function over this stream (input 1) and the
+        feedback (input 2, of ``feedback_type``, which only informs the type checker): Flink's
+        ``ConnectedIterativeStreams``. See
+        :class:`~actorflow.api.iteration.ConnectedIterativeStreams`."""
+        from actorflow.api.iteration import iterate_with  # iteration.py builds on this module
+
+        return iterate_with(self)
 
     def join(self, other: DataStream[U]) -> JoinedStreams[T, U]:
         """Window join with ``other``: ``.where(key).equal_to(other_key).window(assigner).apply(fn)``

@@ -12,6 +12,9 @@ below SQL; it never imports networkx, which the tests use as the oracle.
 - :func:`degrees` and :func:`degree_distribution`: a :class:`Degree` per change of a vertex's
   degree, a :class:`DegreeCount` per change of the distribution; edges come and go.
 - :func:`top_k_degrees`: the vertices of highest degree per tumbling event-time window.
+- :func:`propagate_labels`: components by label propagation round an iteration, the graph keyed
+  by vertex over any number of instances; a :class:`VertexLabel` per label a vertex takes, and
+  :func:`final_labels` folds them.
 
 >>> from actorflow import Flow
 >>> flow = Flow()
@@ -26,6 +29,7 @@ from actorflow.graph.components import ComponentChange, component_labels, connec
 from actorflow.graph.degrees import Degree, DegreeCount, degree_distribution, degrees
 from actorflow.graph.edges import Edge
 from actorflow.graph.forest import Forest
+from actorflow.graph.looped import VertexLabel, final_labels, propagate_labels
 from actorflow.graph.top_degrees import TopDegrees, top_k_degrees
 
 __all__ = [
@@ -35,9 +39,12 @@ __all__ = [
     "Edge",
     "Forest",
     "TopDegrees",
+    "VertexLabel",
     "component_labels",
     "connected_components",
     "degree_distribution",
     "degrees",
+    "final_labels",
+    "propagate_labels",
     "top_k_degrees",
 ]

@@ -226,6 +226,28 @@ class Chain:
             # whose first writes after a fork copy pages (55 -> 45 ms of the longest pause).
             await asyncio.sleep(0)
 
+    async def snapshot_and_forward(self, barrier: Barrier) -> dict[str, bytes | SnapshotPart] | None:
+        """An iteration head's barrier, first half: snapshot every operator and pass ``barrier``
+        on; the parts (None without checkpoints) are acknowledged with :meth:`acknowledge_later`
+        once the barrier has come back round the loop (:mod:`actorflow.runtime.iteration`)."""
+        hooks = self.hooks
+        parts = None
+        if hooks is not None:
+            checkpoint_id = barrier.checkpoint_id
+            native = hooks.kind_of(checkpoint_id) == "checkpoint"
+            parts = await self._snapshot(None, checkpoint_id, native)
+        await self._send_control(barrier)
+        return parts
+
+    async def acknowledge_later(
+        self, checkpoint_id: int, parts: dict[str, bytes | SnapshotPart], extra: dict[str, bytes]
+    ) -> None:
+        """An iteration head's barrier, second half: acknowledge ``parts`` with ``extra`` (the
+        records logged on the back edge meanwhile)."""
+        if self.hooks is not None:
+            self.hooks.acknowledge(checkpoint_id, self.name, {**parts, **extra})
+            await self._tell_operators("barrier_acknowledged", checkpoint_id)
+
     async def _snapshot(
         self, extra: dict[str, bytes] | None, checkpoint_id: int = 0, native: bool = False
     ) -> dict[str, bytes | SnapshotPart]:

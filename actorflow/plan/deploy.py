@@ -4,6 +4,13 @@
 (and again at every restart): it creates an ``_Instance`` per chain instance, wires every edge
 into them (a mailbox per pair of instances a partitioner reaches), then builds each instance's
 actor with fresh operators and their restored state.
+
+Iterations: a back edge is a :class:`~actorflow.runtime.feedback.FeedbackMailbox` per pair of
+instances (its puts never wait), counted in one :class:`~actorflow.runtime.feedback.Backlog` per
+head instance; a head instance becomes an :class:`~actorflow.runtime.iteration.IterationHead`, and
+every other actor of a loop reads through a :class:`~actorflow.runtime.loop.LoopInbox`, so that
+the run's :class:`~actorflow.runtime.loop.Loop` knows when the loop is over. Actors outside loops
+are built as they always were.
 """
 
 from __future__ import annotations
@@ -18,13 +25,24 @@ from actorflow.checkpoint.storage import SharedFiles
 from actorflow.operators.base import Operator, OperatorContext
 from actorflow.operators.chain import Chain, SourceActor
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.operators.snapshots import CheckpointHooks, Part, ended_at, states_of, watermark_owner
+from actorflow.operators.snapshots import (
+    CheckpointHooks,
+    Part,
+    ended_at,
+    part_name,
+    states_of,
+    watermark_owner,
+)
 from actorflow.operators.sources import Source
 from actorflow.plan.graph import Node
-from actorflow.plan.partitioners import Forward
-from actorflow.plan.physical import ChainPlan, InputPlan, PhysicalPlan
+from actorflow.plan.partitioners import Forward, Hash
+from actorflow.plan.physical import ChainPlan, InputPlan, LoopPlan, PhysicalPlan
 from actorflow.runtime.actor import Actor, Runnable
+from actorflow.runtime.feedback import Backlog, FeedbackMailbox
+from actorflow.runtime.iteration import IterationHead
+from actorflow.runtime.loop import Loop, LoopInbox
 from actorflow.runtime.mailbox import Inbox, Mailbox
+from actorflow.runtime.messages import Batch
 from actorflow.runtime.metrics import ActorEntry, JobMetrics
 from actorflow.runtime.output import Output
 from actorflow.state.backends import StateBackendConfig
@@ -74,7 +92,7 @@ def deploy(
         mailbox_capacity=mailbox_capacity,
         max_parallelism=max_parallelism,
         hooks=None if checkpoints is None else _hooks(checkpoints),
-        restored=_Restored(restore, restored_files),
+        restored=_Restored(restore, restored_files, max_parallelism),
         metrics=metrics,
         sources=sources,
         incremental=incremental,
@@ -84,6 +102,7 @@ def deploy(
     for chain in plan.chains:
         for edge in chain.inputs:
             _wire_edge(edge, instances[edge.upstream], instances[chain], run)
+    _join_loops(plan.loops, instances)
     actors = [_build_actor(each, run) for chain in plan.chains for each in instances[chain]]
     if checkpoints is not None:
         checkpoints.begin_run(
@@ -106,9 +125,16 @@ class _Instance:
     mailboxes: list[Mailbox] = field(default_factory=list)
     #: For each of ``mailboxes``: which input of a two-input head operator it feeds (else 0).
     inputs: list[int] = field(default_factory=list)
+    #: The instance that sends into each of ``mailboxes``.
+    senders: list[_Instance] = field(default_factory=list)
     #: Its main output's edges, and the edges that read a side output of its last operator.
     outputs: list[Output] = field(default_factory=list)
     side_outputs: list[tuple[OutputTag[Any], Output]] = field(default_factory=list)
+    #: An iteration head's back edges (none for other instances) and their shared count.
+    back_edges: list[FeedbackMailbox] = field(default_factory=list)
+    backlog: Backlog = field(default_factory=Backlog)
+    #: The loop it is an actor of (None: none).
+    loop: Loop | None = None
 
     @cached_property
     def name(self) -> str:
@@ -170,8 +196,11 @@ class _Restored:
     parallelism may have changed since; they are unpickled once per operator.
     """
 
-    def __init__(self, parts: Mapping[str, Part] | None, files: SharedFiles | None) -> None:
+    def __init__(
+        self, parts: Mapping[str, Part] | None, files: SharedFiles | None, max_parallelism: int
+    ) -> None:
         self.parts = parts
+        self.max_parallelism = max_parallelism
         #: The checkpoint's shared files (``OperatorContext.restored_files``).
         self.files = files
         self._states: dict[str, list[Any]] = {}
@@ -197,6 +226,38 @@ class _Restored:
             return None
         saved = states_of(watermark_owner(source.name), self.parts)
         return min(saved) if saved else None
+
+    def feedback_log(self, head: Node, instance: _Instance) -> list[Batch]:
+        """The batches the instances of iteration ``head`` had logged on their back edges at the
+        checkpoint that ``instance`` puts into its body again: its own at the same parallelism;
+        after a change, a keyed back edge's records by key (as the back edge would route them),
+        a forward one's logs of the instances ``j`` with ``j % parallelism == index``."""
+        if self.parts is None:
+            return []
+        owner = feedback_owner(head.name)
+        index, parallelism = instance.index, instance.chain.parallelism
+        logs: dict[int, Any] = {}
+        for name in self.parts:
+            part_owner, _, position = name.rpartition("/")
+            if part_owner == owner:
+                logs[int(position)] = states_of(owner, {name: self.parts[name]})[0]
+        back_edge = next(edge for edge in instance.chain.inputs if edge.feedback)
+        router = None
+        if isinstance(back_edge.partitioner, Hash) and parallelism > 1:
+            router = back_edge.partitioner.router(parallelism, self.max_parallelism)
+        batches = []
+        for number in sorted(logs):
+            if router is None and number % parallelism != index:
+                continue
+            for values, timestamps in logs[number]:
+                batch = Batch(values, timestamps)
+                if router is not None:
+                    part = router.split(batch, parallelism)[index]
+                    if part is None or not part.values:
+                        continue
+                    batch = Batch(part.values, part.timestamps)
+                batches.append(batch)
+        return batches
 
     def ended(self, source: Node) -> bool:
         """Whether every instance of ``source`` had ended at the checkpoint."""
@@ -230,9 +291,10 @@ def _wire_edge(edge: InputPlan, senders: list[_Instance], receivers: list[_Insta
     """Give every sender one output for ``edge``: a forward edge goes to the receiver of the same
     index through one mailbox, any other partitioner routes over a mailbox to every receiver."""
     forward = isinstance(edge.partitioner, Forward)
+    channel = _back_edge if edge.feedback else _channel
     for sender in senders:
         reached = [receivers[sender.index]] if forward else receivers
-        mailboxes = [_channel(sender, receiver, edge.input, run) for receiver in reached]
+        mailboxes = [channel(sender, receiver, edge.input, run) for receiver in reached]
         router = None if forward else edge.partitioner.router(len(receivers), run.max_parallelism)
         output = Output(mailboxes, router)
         if edge.tag is None:
@@ -249,9 +311,33 @@ def _channel(sender: _Instance, receiver: _Instance, input: int, run: _Run) -> M
     )
     receiver.mailboxes.append(mailbox)
     receiver.inputs.append(input)
+    receiver.senders.append(sender)
     if run.metrics is not None:
         run.metrics.add_channel(sender.name, receiver.name, mailbox)
     return mailbox
+
+
+def _back_edge(sender: _Instance, receiver: _Instance, input: int, run: _Run) -> Mailbox:
+    """A new back edge from the tail ``sender`` to the head ``receiver`` (its puts never wait)."""
+    mailbox = FeedbackMailbox(
+        receiver.backlog,
+        run.mailbox_capacity,
+        name=f"{sender.end_name} => {receiver.end_name} (feedback)",
+        iteration=receiver.chain.head.name,
+    )
+    receiver.back_edges.append(mailbox)
+    if run.metrics is not None:
+        run.metrics.add_channel(sender.name, receiver.name, mailbox)
+    return mailbox
+
+
+def _join_loops(loops: list[LoopPlan], instances: Mapping[ChainPlan, list[_Instance]]) -> None:
+    """One :class:`Loop` per loop of the plan, for this run; each of its actors knows it."""
+    for plan in loops:
+        loop = Loop(plan.name)
+        for chain in plan.members:
+            for each in instances[chain]:
+                each.loop = loop
 
 
 def _build_actor(instance: _Instance, run: _Run) -> Runnable:
@@ -275,8 +361,50 @@ def _build_actor(instance: _Instance, run: _Run) -> Runnable:
         run.metrics.add_actor(_actor_entry(instance, runner, body, operators))
     if chain.head.kind == "source":
         return _source_actor(instance, runner, run)
+    if instance.back_edges:
+        return _iteration_head(instance, runner, run)
     two_inputs = any(instance.inputs)
-    return Actor(instance.name, Inbox(instance.mailboxes), runner, instance.inputs if two_inputs else None)
+    inbox = Inbox(instance.mailboxes) if instance.loop is None else _loop_inbox(instance, instance.loop)
+    return Actor(instance.name, inbox, runner, instance.inputs if two_inputs else None)
+
+
+def _outside(instance: _Instance) -> list[bool]:
+    """For each of ``instance``'s mailboxes: whether its sender is outside ``instance``'s loop."""
+    return [sender.loop is None or sender.loop is not instance.loop for sender in instance.senders]
+
+
+def _loop_inbox(instance: _Instance, loop: Loop) -> LoopInbox:
+    mailboxes = instance.mailboxes
+    return LoopInbox(mailboxes, loop.member(mailboxes, _outside(instance)))
+
+
+def _iteration_head(instance: _Instance, runner: Chain, run: _Run) -> IterationHead:
+    """The actor of an iteration head's instance: its input, its back edges, its restored log."""
+    assert instance.loop is not None
+    head = instance.chain.head
+    mailboxes = instance.mailboxes
+    member = instance.loop.member(
+        [*mailboxes, *instance.back_edges], [*_outside(instance), *[False] * len(instance.back_edges)]
+    )
+    return IterationHead(
+        instance.name,
+        Inbox(mailboxes),
+        instance.back_edges,
+        runner,
+        member,
+        connected=any(edge.feedback and edge.input for edge in instance.chain.inputs),
+        log_part=part_name(feedback_owner(head.name), instance.index),
+        restored=run.restored.feedback_log(head, instance),
+    )
+
+
+def feedback_owner(head: str) -> str:
+    """Whose parts hold the records an iteration head logged on its back edges at a checkpoint.
+
+    >>> part_name(feedback_owner("iterate"), 1)
+    'iterate@feedback/1'
+    """
+    return f"{head}@feedback"
 
 
 def _source_actor(instance: _Instance, runner: Chain, run: _Run) -> SourceActor:

@@ -30,6 +30,8 @@ class Node:
     watermarks: WatermarkStrategy | None = None
     inputs: list[Edge] = field(default_factory=list)
     chainable: bool = True
+    #: The head of an iteration: it needs a back edge (an input with ``feedback``) to be planned.
+    iteration: bool = False
 
     def __repr__(self) -> str:
         return f"Node({self.id}, {self.name!r})"
@@ -42,16 +44,20 @@ class Edge:
     ``partitioner`` None means forward when both sides have the same parallelism, else rebalance.
     ``tag`` set means the edge carries the upstream's side output of that tag, not its main output.
     ``input`` numbers the inputs of a two-input operator (0 or 1); a union's edges all share one.
+    ``feedback`` marks the back edge of an iteration, from its tail to its head: the one kind of
+    edge whose upstream comes later in the graph.
     """
 
     upstream: Node
     partitioner: Partitioner | None = None
     tag: OutputTag[Any] | None = None
     input: int = 0
+    feedback: bool = False
 
 
 class LogicalGraph:
-    """The nodes of a flow in the order they were added (so upstream always comes first)."""
+    """The nodes of a flow in the order they were added (so upstream always comes first, but
+    for the back edges of iterations)."""
 
     def __init__(self) -> None:
         self.nodes: list[Node] = []
@@ -88,3 +94,27 @@ class LogicalGraph:
 
     def consumers(self, node: Node) -> list[Node]:
         return [n for n in self.nodes if any(edge.upstream is node for edge in n.inputs)]
+
+    def downstream_of(self, node: Node) -> set[Node]:
+        """``node`` and every node its output reaches, back edges not followed.
+
+        >>> graph = LogicalGraph()
+        >>> a = graph.add("source", "a")
+        >>> b = graph.add("map", "b", inputs=[Edge(a)])
+        >>> c = graph.add("map", "c", inputs=[Edge(a)])
+        >>> sorted(n.name for n in graph.downstream_of(b)), len(graph.downstream_of(a))
+        (['b'], 3)
+        """
+        reached = {node}
+        for later in self.nodes[node.id + 1 :]:  # added in order: inputs come first
+            if any(edge.upstream in reached for edge in later.inputs if not edge.feedback):
+                reached.add(later)
+        return reached
+
+    def upstream_of(self, node: Node) -> set[Node]:
+        """``node`` and every node whose output reaches it, back edges not followed."""
+        reached = {node}
+        for earlier in reversed(self.nodes[: node.id + 1]):
+            if earlier in reached:
+                reached.update(edge.upstream for edge in earlier.inputs if not edge.feedback)
+        return reached

@@ -8,6 +8,11 @@ becomes one bounded mailbox.
 
 ``compile_graph`` makes the plan once per flow; :mod:`actorflow.plan.deploy` makes a run's actors
 from it.
+
+Iterations: the back edge of an iteration (tail to head, ``Edge.feedback``) is left out of the
+order and of the chaining rule (a head has at least two inputs, so it always starts a chain), and
+goes forward (equal parallelism) or by key (``key_by`` on the feedback). The chains on a path from
+a head back to it are that iteration's :class:`LoopPlan`; iterations whose bodies meet are one.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from typing import Any
 
 from actorflow.errors import PlanError
 from actorflow.operators.side_outputs import OutputTag
-from actorflow.plan.graph import LogicalGraph, Node
-from actorflow.plan.partitioners import Forward, Partitioner, Rebalance
+from actorflow.plan.graph import Edge, LogicalGraph, Node
+from actorflow.plan.partitioners import Forward, Hash, Partitioner, Rebalance
 
-__all__ = ["ChainPlan", "InputPlan", "PhysicalPlan", "compile_graph"]
+__all__ = ["ChainPlan", "InputPlan", "LoopPlan", "PhysicalPlan", "compile_graph"]
 
 
 @dataclass(eq=False)
@@ -32,6 +37,8 @@ class InputPlan:
     tag: OutputTag[Any] | None = None
     #: Which input of a two-input head operator this is (0 for everything else).
     input: int = 0
+    #: The back edge of an iteration, from its tail (``upstream``) to this chain's head.
+    feedback: bool = False
 
 
 @dataclass(eq=False)
@@ -55,11 +62,23 @@ class ChainPlan:
         return self.nodes[-1]
 
 
+@dataclass(eq=False)
+class LoopPlan:
+    """The chains of one loop: its heads (those a back edge reads) and every chain on a path from
+    a head back to it, heads included."""
+
+    name: str
+    heads: list[ChainPlan]
+    members: list[ChainPlan]
+
+
 @dataclass
 class PhysicalPlan:
-    """The chains in dependency order, with their parallelism and input partitioners."""
+    """The chains in dependency order (back edges aside), with their parallelism and input
+    partitioners, and the loops of its iterations."""
 
     chains: list[ChainPlan]
+    loops: list[LoopPlan] = field(default_factory=list)
 
     def describe(self) -> str:
         """A readable outline: one line per chain with its instances and inputs.
@@ -77,6 +96,8 @@ class PhysicalPlan:
 
 def _describe_input(plan: InputPlan) -> str:
     text = f"{plan.partitioner!r} from [{plan.upstream.name}]"
+    if plan.feedback:
+        text = f"feedback {text}"
     if plan.tag is not None:
         text += f" side {plan.tag.name!r}"
     if plan.input:
@@ -96,10 +117,45 @@ def compile_graph(
         raise PlanError("parallelism must be at least 1")
     if not graph.nodes:
         raise PlanError("the flow is empty: add a source and a sink")
+    _check_iterations(graph)
     parallelism = _parallelisms(graph, default_parallelism, one_instance)
     consumers = {node: graph.consumers(node) for node in graph.nodes}
     _check_ends(graph, consumers)
-    return PhysicalPlan(_chains(graph, parallelism, consumers))
+    chains = _chains(graph, parallelism, consumers)
+    return PhysicalPlan(chains, _loops(graph, chains))
+
+
+def _check_iterations(graph: LogicalGraph) -> None:
+    """Raise :class:`PlanError` for an iteration that was never closed."""
+    for node in graph.nodes:
+        if node.iteration and not any(edge.feedback for edge in node.inputs):
+            raise PlanError(
+                f"iteration {node.name!r} is never closed: call close_with(feedback) on the stream "
+                "iterate() returned"
+            )
+
+
+def _loops(graph: LogicalGraph, chains: list[ChainPlan]) -> list[LoopPlan]:
+    """Every loop: the chains on a path from a head to the tail of its back edge (and back)."""
+    chain_of = {node: chain for chain in chains for node in chain.nodes}
+    loops: list[LoopPlan] = []
+    for head in graph.nodes:
+        tails = [edge.upstream for edge in head.inputs if edge.feedback]
+        if not tails:
+            continue
+        reaching: set[Node] = set()
+        for tail in tails:
+            reaching |= graph.upstream_of(tail)
+        nodes = graph.downstream_of(head) & reaching
+        members = {chain_of[node] for node in nodes}
+        heads = [chain_of[head]]
+        for other in [loop for loop in loops if members & set(loop.members)]:  # bodies meet: one loop
+            loops.remove(other)
+            members |= set(other.members)
+            heads = other.heads + heads
+        ordered = [chain for chain in chains if chain in members]
+        loops.append(LoopPlan(" + ".join(h.head.name for h in heads), heads, ordered))
+    return loops
 
 
 def _parallelisms(graph: LogicalGraph, default: int, one_instance: bool) -> dict[Node, int]:
@@ -139,9 +195,12 @@ def _chains(
     """Fuse the nodes into chains by the chaining rule (see the module's docstring)."""
     chain_of: dict[Node, ChainPlan] = {}
     chains: list[ChainPlan] = []
+    back_edges: list[tuple[ChainPlan, Edge, Partitioner]] = []
     for node in graph.nodes:
         partitioners = [
-            _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
+            _feedback_partitioner(edge, parallelism, node)
+            if edge.feedback
+            else _partitioner(edge.partitioner, parallelism[edge.upstream], parallelism[node], node)
             for edge in node.inputs
         ]
         if _joins_input_chain(node, partitioners, parallelism, consumers):
@@ -151,11 +210,35 @@ def _chains(
             inputs = [
                 InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input)
                 for edge, partitioner in zip(node.inputs, partitioners, strict=True)
+                if not edge.feedback
             ]
             chain = ChainPlan([node], parallelism[node], inputs)
             chains.append(chain)
+            back_edges += [
+                (chain, edge, partitioner)
+                for edge, partitioner in zip(node.inputs, partitioners, strict=True)
+                if edge.feedback
+            ]
         chain_of[node] = chain
+    for chain, edge, partitioner in back_edges:  # their tails have chains now
+        chain.inputs.append(
+            InputPlan(chain_of[edge.upstream], partitioner, edge.tag, edge.input, feedback=True)
+        )
     return chains
+
+
+def _feedback_partitioner(edge: Edge, parallelism: Mapping[Node, int], head: Node) -> Partitioner:
+    """The back edge's partitioner: forward between equal parallelism, or the feedback's key_by."""
+    tail = edge.upstream
+    if isinstance(edge.partitioner, Hash):
+        return edge.partitioner
+    if parallelism[tail] != parallelism[head]:
+        raise PlanError(
+            f"the feedback of iteration {head.name!r} runs at parallelism {parallelism[tail]} "
+            f"({tail.name!r}), the head at {parallelism[head]}: key_by the feedback or set equal "
+            "parallelism"
+        )
+    return Forward()
 
 
 def _joins_input_chain(

@@ -146,7 +146,12 @@ class Actor:
             del self._barriers[checkpoint_id]
             for index in seen:
                 self._inbox.unblock(index)
-            await self._handler.on_barrier(Barrier(checkpoint_id))
+            await self._aligned(checkpoint_id)
+
+    async def _aligned(self, checkpoint_id: int) -> None:
+        """Barrier ``checkpoint_id`` came on every open input: the handler snapshots and passes it
+        on (an iteration's head does more, see :mod:`actorflow.runtime.iteration`)."""
+        await self._handler.on_barrier(Barrier(checkpoint_id))
 
     async def _idle_wait(self) -> None:
         wakeup = self._handler.wakeup()
