@@ -39,6 +39,9 @@ record):
   timer (plus a cleanup timer with allowed lateness), a record whose window the watermark has
   passed goes to the next path's rules, and the batch is cut only at the watermarks that fire a
   timer (punctuated watermarks come after almost every record, and almost none fires anything);
+  on the heap without lateness (and with full snapshots) its open windows are panes, ``{max
+  timestamp: {key: contents}}`` with one timer each, put back in the tables' layout whenever
+  something reads :attr:`WindowOperator.windows` or the timers (see :meth:`WindowOperator._gather`);
 - other event-time windows with the default trigger: its rules applied by the operator, no
   trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
 - merging windows (sessions), custom triggers and processing time: the trigger is called for
@@ -1016,12 +1019,11 @@ class WindowOperator(NativeCheckpointing):
                     if late:
                         continue
                 found = panes.get(time)
-                if found is None:  # the first window of its time: the pane's timer
-                    found = panes[time] = {key: add(value, create())}
+                if found is None:  # the first window of its time: a new pane, and its timer
+                    pane = panes[time] = {key: add(value, create())}
                     add_timer(time, _PANE)
                     if time < next_time:  # the earliest timer now: a mark before ``end`` may fire it
                         return end - length_hint(records), passed
-                    pane = found
                     continue
                 pane = found
             contents = pane.get(key, empty)
