@@ -11,6 +11,7 @@ same results, timestamps, watermarks, late records, snapshots and state.
 
 from __future__ import annotations
 
+import copy
 import pickle
 from operator import itemgetter
 from typing import Any
@@ -157,3 +158,16 @@ def test_a_layout_the_panes_cannot_hold_stays_as_it_is() -> None:
     assert op._panes is None and not op._pane_capable
     assert out.values == [(3, 2)]
     assert op.event_timers.snapshot() == [(14, [("a", TimeWindow(0, 10))])]
+
+
+def test_a_copy_of_an_operator_holding_panes_goes_on_alone() -> None:
+    op = _operator(TumblingEventTimeWindows.of(10), "aggregate")
+    op.process(Batch([{"k": "a", "v": 1}, {"k": "b", "v": 2}], [1, 12], [(2, 0)]))
+    twin = copy.deepcopy(op)
+    assert twin.event_timers.snapshot() == op.event_timers.snapshot() == [
+        (9, [("a", TimeWindow(0, 10))]),
+        (19, [("b", TimeWindow(10, 20))]),
+    ]
+    rest = Batch([{"k": "a", "v": 3}], [5], [(1, 25)])
+    assert twin.process(rest).values == op.process(rest).values == [(4, 2), (2, 1)]
+    assert twin.state_size() == op.state_size() == 0

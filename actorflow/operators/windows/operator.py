@@ -102,8 +102,22 @@ CONTINUE = TriggerResult.CONTINUE
 
 #: The index key of a window timer's ``(key, window)``: the key.
 _key_of_scope = itemgetter(0)
+
+
+class _PaneTimer:
+    """The type of :data:`_PANE`; it pickles and deep-copies to the same object."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_PANE"
+
+    def __repr__(self) -> str:
+        return "_PANE"
+
+
 #: The timer of a pane of the tumbling path (see :meth:`WindowOperator._gather`): all its windows.
-_PANE: Any = object()
+_PANE: Any = _PaneTimer()
 #: A mark's ``(position, watermark)`` parts, for bisecting a batch's marks.
 _position_of = itemgetter(0)
 _watermark_of = itemgetter(1)
