@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actorflow.operators.base import Collector
+from actorflow.operators.base import Collector, OperatorContext
 from actorflow.operators.side_outputs import SideOutputs
 from actorflow.operators.windows import SlidingEventTimeWindows, TumblingEventTimeWindows
 from actorflow.operators.windows.assigners import TimeWindow
@@ -161,13 +161,14 @@ def test_a_layout_the_panes_cannot_hold_stays_as_it_is() -> None:
 
 
 def test_a_copy_of_an_operator_holding_panes_goes_on_alone() -> None:
-    op = _operator(TumblingEventTimeWindows.of(10), "aggregate")
+    """On the heap whatever the chosen backend (a RocksDB store is not copied)."""
+    op = WindowOperator("w", itemgetter("k"), TumblingEventTimeWindows.of(10), _contents("aggregate"))
+    op.open(OperatorContext("w"))
+    assert op._pane_capable
     op.process(Batch([{"k": "a", "v": 1}, {"k": "b", "v": 2}], [1, 12], [(2, 0)]))
     twin = copy.deepcopy(op)
-    assert twin.event_timers.snapshot() == op.event_timers.snapshot() == [
-        (9, [("a", TimeWindow(0, 10))]),
-        (19, [("b", TimeWindow(10, 20))]),
-    ]
+    timers = [(9, [("a", TimeWindow(0, 10))]), (19, [("b", TimeWindow(10, 20))])]
+    assert twin.event_timers.snapshot() == op.event_timers.snapshot() == timers
     rest = Batch([{"k": "a", "v": 3}], [5], [(1, 25)])
     assert twin.process(rest).values == op.process(rest).values == [(4, 2), (2, 1)]
     assert twin.state_size() == op.state_size() == 0
