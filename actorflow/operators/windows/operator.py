@@ -39,6 +39,9 @@ record):
   timer (plus a cleanup timer with allowed lateness), a record whose window the watermark has
   passed goes to the next path's rules, and the batch is cut only at the watermarks that fire a
   timer (punctuated watermarks come after almost every record, and almost none fires anything);
+  on the heap without lateness (and with full snapshots) its open windows are panes, ``{max
+  timestamp: {key: contents}}`` with one timer each, put back in the tables' layout whenever
+  something reads :attr:`WindowOperator.windows` or the timers (see :meth:`WindowOperator._gather`);
 - other event-time windows with the default trigger: its rules applied by the operator, no
   trigger call, in a loop over the runs of records between the batch's watermarks (as the next);
 - merging windows (sessions), custom triggers and processing time: the trigger is called for
@@ -99,6 +102,22 @@ CONTINUE = TriggerResult.CONTINUE
 
 #: The index key of a window timer's ``(key, window)``: the key.
 _key_of_scope = itemgetter(0)
+
+
+class _PaneTimer:
+    """The type of :data:`_PANE`; it pickles and deep-copies to the same object."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_PANE"
+
+    def __repr__(self) -> str:
+        return "_PANE"
+
+
+#: The timer of a pane of the tumbling path (see :meth:`WindowOperator._gather`): all its windows.
+_PANE: Any = _PaneTimer()
 #: A mark's ``(position, watermark)`` parts, for bisecting a batch's marks.
 _position_of = itemgetter(0)
 _watermark_of = itemgetter(1)
@@ -200,7 +219,7 @@ class WindowOperator(NativeCheckpointing):
         self._unopened: StateBackendConfig | None = None
         #: ``{key: {window: contents}}`` and ``{key: {window: {name: value}}}``: tables of the
         #: chosen state backend (dicts on the heap).
-        self.windows: MutableMapping[Hashable, dict[TimeWindow, Any]] = HEAP.table("windows", None)
+        self._windows: MutableMapping[Hashable, dict[TimeWindow, Any]] = HEAP.table("windows", None)
         self.triggers: MutableMapping[Hashable, dict[TimeWindow, dict[str, Any]]] = HEAP.table(
             "trigger_state", None
         )
@@ -219,13 +238,19 @@ class WindowOperator(NativeCheckpointing):
         if self.context.incremental:
             # Timer changes (set, deleted, fired) mark their key in the queues themselves.
             self.changed_keys = changed = set[Hashable]()
-            self.event_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
+            self._event_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
             self.processing_timers: TimerQueue = IndexedTimerQueue(_key_of_scope, changed)
         else:
-            self.event_timers = TimerQueue()
+            self._event_timers = TimerQueue()
             self.processing_timers = TimerQueue()
         #: Where a window's cleanup timer goes: the queue of the assigner's time domain.
-        self._cleanup_timers = self.event_timers if self.assigner.is_event_time else self.processing_timers
+        self._cleanup_timers = self._event_timers if self.assigner.is_event_time else self.processing_timers
+        #: The tumbling path's open windows on the heap without lateness, when it holds them in
+        #: panes (``{max timestamp: {key: contents}}``, see :meth:`_gather`); None otherwise.
+        self._panes: dict[int, dict[Hashable, Any]] | None = None
+        #: Whether the panes may hold the open windows: tumbling windows without lateness, on the
+        #: heap, with full snapshots (open() rules out another backend).
+        self._pane_capable = self._tumbling and not self.allowed_lateness and self.changed_keys is None
 
     def open(self, context: OperatorContext) -> None:
         super().open(context)
@@ -237,19 +262,20 @@ class WindowOperator(NativeCheckpointing):
         backend = context.state_backend
         if backend is not None and backend.kind != "heap":
             self._unopened = backend
+            self._pane_capable = False  # a store's entries are written back per key: no panes
 
     def _open_store(self) -> None:
         """Open the tables of the state backend chosen for the flow. On RocksDB this happens at
         the first record or restore, not in :meth:`open`: opening a store and its column families
         costs tens of milliseconds, which an instance that never holds a key does without."""
         config = self._unopened
-        assert config is not None and not (self.windows or self.triggers)
+        assert config is not None and not (self._windows or self.triggers)
         self._unopened = None
         context = self.context
         self._tables = tables = open_tables(
             config, context.name, context.index, max_parallelism=context.max_parallelism, keys=self.keys
         )
-        self.windows = tables.table("windows", None)
+        self._windows = tables.table("windows", None)
         self.triggers = tables.table("trigger_state", None)
         if config.kind == "rocksdb":
             from actorflow.state.rocksdb import RocksDBTables  # rocksdict is there: tables opened
@@ -276,6 +302,94 @@ class WindowOperator(NativeCheckpointing):
         self._tables.close()
 
     @property
+    def windows(self) -> MutableMapping[Hashable, dict[TimeWindow, Any]]:
+        """The contents of the open windows, ``{key: {window: contents}}``: a table of the state
+        backend (a dict on the heap). Reading it puts the tumbling path's panes back in it (see
+        :meth:`_gather`)."""
+        if self._panes is not None:
+            self._spill()
+        return self._windows
+
+    @property
+    def event_timers(self) -> TimerQueue:
+        """The event-time timers, by ``(key, window)``. Reading it puts the tumbling path's panes
+        back in the general layout, as :attr:`windows` does."""
+        if self._panes is not None:
+            self._spill()
+        return self._event_timers
+
+    def _gather(self) -> None:
+        """Move the open windows into panes, ``{max timestamp: {key: contents}}``, each with one
+        timer (:data:`_PANE`) instead of one per window: the tumbling path's layout on the heap
+        without lateness, where a window's only timer fires it at its max timestamp and drops it.
+
+        A record then costs one lookup (its key in its window's pane: no window hashed, no key
+        context), and an open window one object (its contents: no per-key dict, no timer scope).
+        Anything else that reads the state (a snapshot, a restore, :meth:`state_size`, queryable
+        state) goes through :attr:`windows` or :attr:`event_timers`, which put the panes back
+        (:meth:`_spill`); the next batch gathers them again. A layout the panes cannot hold (a
+        timer not at its window's max timestamp, trigger state: a restored snapshot of another
+        setup) stays as it is, and the operator keeps the general tumbling path.
+        """
+        timers = self._event_timers
+        popped = []  # every (time, scopes), in time then registration order: the panes' order
+        while (due := timers.pop_time(MAX_WATERMARK)) is not None:
+            popped.append(due)
+        panes = self._panes_of(popped)
+        if panes is None:
+            timers.add_all((time, scope) for time, scopes in popped for scope in scopes)
+            self._pane_capable = False
+            return
+        timers.add_all((time, _PANE) for time in panes)
+        self._windows.clear()
+        self._open_windows.clear()
+        self._panes = panes
+
+    def _panes_of(
+        self, timers: list[tuple[int, dict[Hashable, None]]]
+    ) -> dict[int, dict[Hashable, Any]] | None:
+        """The panes of :meth:`_gather` for the windows and their ``timers``, or None if a window
+        has another timer than one at its max timestamp, or trigger state."""
+        if self.triggers or len(self.processing_timers):
+            return None
+        windows = self._windows
+        panes: dict[int, dict[Hashable, Any]] = {}
+        held = 0
+        key: Hashable
+        window: TimeWindow
+        for time, scopes in timers:
+            pane = panes[time] = {}
+            for key, window in scopes:  # type: ignore[misc]
+                per_key = windows.get(key)
+                if per_key is None or window.end - 1 != time or window not in per_key:
+                    return None
+                pane[key] = per_key[window]
+            held += len(pane)
+        if held != sum(map(len, windows.values())):
+            return None
+        return panes
+
+    def _spill(self) -> None:
+        """Put the panes back in the general layout: each pane's window in its keys' dicts of
+        :attr:`windows`, with a timer per key in the pane's place (in the pane's order)."""
+        panes = self._panes
+        assert panes is not None
+        self._panes = None
+        timers = self._event_timers
+        windows = self._windows
+        size = self._size
+        for time, pane in panes.items():
+            window = self._open_windows[time] = TimeWindow(time - size + 1, time + 1)
+            for key, contents in pane.items():
+                per_key = windows.get(key)
+                if per_key is None:
+                    windows[key] = {window: contents}
+                else:
+                    per_key[window] = contents
+            timers.remove(time, _PANE)
+            timers.add_keys(time, [(key, window) for key in pane])
+
+    @property
     def trigger_state(self) -> dict[tuple[Hashable, TimeWindow], dict[str, Any]]:
         """Trigger state by ``(key, window)`` (a new dict; the snapshots' format).
 
@@ -293,6 +407,8 @@ class WindowOperator(NativeCheckpointing):
         :meth:`close`: as they were when it closed; a closed RocksDB store cannot be read)."""
         if self._size_at_close is not None:
             return self._size_at_close
+        if self._panes is not None:  # no trigger state: the default trigger keeps none
+            return sum(map(len, self._panes.values()))
         return sum(len(windows) for windows in self.windows.values()) + sum(
             len(windows) for windows in self.triggers.values()
         )
@@ -768,9 +884,12 @@ class WindowOperator(NativeCheckpointing):
         written to the output, before the next result or at the end of the batch.
         """
         out_marks = self._begin(batch)
+        if self._panes is None and self._pane_capable:
+            self._gather()
+        run = self._tumbling_run if self._panes is None else self._pane_run
         marks = batch.marks or []
         count = len(batch.values)
-        timers = self.event_timers
+        timers = self._event_timers
         start = 0  # the next record
         passed = 0  # the marks before this one are the operator's watermark (written out or not)
         while True:
@@ -779,7 +898,7 @@ class WindowOperator(NativeCheckpointing):
             if next_time is not None:
                 due = bisect_left(marks, next_time, passed, key=_watermark_of)
             end = marks[due][0] if due < len(marks) else count
-            start, passed = self._tumbling_run(batch, start, end, passed, due, out_marks)
+            start, passed = run(batch, start, end, passed, due, out_marks)
             if start < end or timers.next_time != next_time:
                 continue  # the run set a timer before every other: the due mark may come sooner
             self._pass(marks, passed, due, out_marks)
@@ -810,9 +929,9 @@ class WindowOperator(NativeCheckpointing):
         offset = self._offset
         lateness = self.allowed_lateness
         key_of = self.key_of
-        state = self.windows
+        state = self._windows
         keys = self.keys
-        next_time = self.event_timers.next_time
+        next_time = self._event_timers.next_time
         if next_time is None:
             next_time = MAX_WATERMARK
         create, add = self._tumbling_adders()
@@ -847,7 +966,7 @@ class WindowOperator(NativeCheckpointing):
                     position = end - 1 - length_hint(records)
                     late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
                     if late:
-                        if self.event_timers.next_time != next_time:  # a late window's cleanup
+                        if self._event_timers.next_time != next_time:  # a late window's cleanup
                             return position + 1, passed  # may come first: the due mark, sooner
                         continue
                 open_windows[time] = window  # until it fires
@@ -875,9 +994,62 @@ class WindowOperator(NativeCheckpointing):
         self._set_timers(new_timers)
         return end, passed
 
+    def _pane_run(
+        self, batch: Batch, start: int, end: int, passed: int, due: int, out_marks: list[tuple[int, int]]
+    ) -> tuple[int, int]:
+        """:meth:`_tumbling_run` over the panes (see :meth:`_gather`): a record's contents are
+        its key's in the pane of its window's max timestamp, and a new pane sets the one timer
+        of its windows. Without lateness a record past the watermark is dropped: it opens nothing.
+        """
+        if start == end:
+            return end, passed
+        values = batch.values
+        timestamps: list[int] = batch.timestamps  # type: ignore[assignment]
+        size = self._size
+        offset = self._offset
+        panes: dict[int, dict[Hashable, Any]] = self._panes  # type: ignore[assignment]
+        add_timer = self._event_timers.add
+        next_time = self._event_timers.next_time
+        if next_time is None:
+            next_time = MAX_WATERMARK
+        create, add = self._tumbling_adders()
+        empty = EMPTY
+        highest = batch.marks[due - 1][1] if due > passed else self.watermark  # type: ignore[index]
+        pane: dict[Hashable, Any] = {}
+        first, last = 1, 0  # the window of the last record, after ``highest`` (none yet)
+        key_of = self.key_of
+        run = values[start:end]
+        records = iter(run)
+        for value, timestamp, key in zip(records, timestamps[start:end], map(key_of, run), strict=True):
+            if timestamp > last or timestamp < first:  # another window than the last record's
+                time = timestamp - (timestamp - offset) % size + size - 1  # its max timestamp
+                first = time - size + 1
+                last = time
+                if time <= highest:  # perhaps late: the general rules
+                    window = TimeWindow(first, time + 1)
+                    first, last = 1, 0
+                    position = end - 1 - length_hint(records)
+                    late, passed = self._tumbling_late(batch, position, window, passed, due, out_marks)
+                    if late:
+                        continue
+                found = panes.get(time)
+                if found is None:  # the first window of its time: a new pane, and its timer
+                    pane = panes[time] = {key: add(value, create())}
+                    add_timer(time, _PANE)
+                    if time < next_time:  # the earliest timer now: a mark before ``end`` may fire it
+                        return end - length_hint(records), passed
+                    continue
+                pane = found
+            contents = pane.get(key, empty)
+            if contents is empty:  # the window's first record
+                pane[key] = add(value, create())
+            elif (updated := add(value, contents)) is not contents:  # else updated in place
+                pane[key] = updated
+        return end, passed
+
     def _set_timers(self, new_timers: dict[int, list[tuple[Hashable, TimeWindow]]]) -> None:
         """Register the timers of :meth:`_tumbling_run` (``{time: [(key, window)]}``), and forget them."""
-        add_keys = self.event_timers.add_keys
+        add_keys = self._event_timers.add_keys
         for time, scopes in new_timers.items():
             add_keys(time, scopes)
         new_timers.clear()
@@ -941,23 +1113,20 @@ class WindowOperator(NativeCheckpointing):
         """Event-time timers of :meth:`_process_tumbling`, a time at a time (firing a window sets
         or removes no timer): fire at the window's max timestamp, clean up at ``max timestamp +
         lateness`` (the same timer without lateness). Results are stamped with the timer's time."""
+        if self._panes is not None:
+            self._fire_panes(limit)
+            return
         out = self._out
         values = out.values
         timestamps = out.timestamps
         context = self._window_context
         context._watermark = self.watermark
-        state = self.windows
+        state = self._windows
         keys = self.keys
         lateness = self.allowed_lateness
         emit_contents = self.contents.emit
-        # An aggregate's result goes straight to the window function or the output.
-        get_result = None
-        process = None
-        if type(self.contents) is AggregateContents:
-            get_result = self.contents.function.get_result
-            if self.contents.window_function is not None:
-                process = self.contents.window_function.process
-        pop_time = self.event_timers.pop_time
+        get_result, process = self._aggregate_emitters()
+        pop_time = self._event_timers.pop_time
         key: Hashable
         window: TimeWindow
         open_windows = self._open_windows
@@ -989,6 +1158,43 @@ class WindowOperator(NativeCheckpointing):
                 if contents is EMPTY:
                     continue
                 context.window = window
+                if get_result is None:
+                    emit_contents(key, context, contents, out)
+                elif process is None:
+                    values.append(get_result(contents))
+                else:
+                    process(key, context, [get_result(contents)], out)
+            timestamps.extend([time] * (len(values) - len(timestamps)))
+
+    def _aggregate_emitters(self) -> tuple[Callable[[Any], Any] | None, Callable[..., None] | None]:
+        """``(get_result, process)`` of the tumbling path's firing: an aggregate's result goes
+        straight to the window function (``process``) or the output (None); neither is there for
+        other contents, which emit themselves."""
+        contents = self.contents
+        if type(contents) is not AggregateContents:
+            return None, None
+        window_function = contents.window_function
+        return contents.function.get_result, None if window_function is None else window_function.process
+
+    def _fire_panes(self, limit: int) -> None:
+        """:meth:`_fire_tumbling` of the panes (see :meth:`_gather`): a pane's windows fire, in the
+        order they opened, and go."""
+        out = self._out
+        values = out.values
+        timestamps = out.timestamps
+        context = self._window_context
+        context._watermark = self.watermark
+        keys = self.keys
+        panes: dict[int, dict[Hashable, Any]] = self._panes  # type: ignore[assignment]
+        size = self._size
+        emit_contents = self.contents.emit
+        get_result, process = self._aggregate_emitters()
+        pop_time = self._event_timers.pop_time
+        while (due := pop_time(limit)) is not None:
+            time = due[0]
+            context.window = TimeWindow(time - size + 1, time + 1)
+            for key, contents in panes.pop(time).items():
+                keys.current = key
                 if get_result is None:
                     emit_contents(key, context, contents, out)
                 elif process is None:
@@ -1054,7 +1260,7 @@ class WindowOperator(NativeCheckpointing):
     def _advance(self, watermark: int, out_marks: list[tuple[int, int]]) -> None:
         """The watermark moved: fire the event-time timers it passed, then pass it on."""
         self.watermark = watermark
-        next_time = self.event_timers.next_time
+        next_time = self._event_timers.next_time
         if next_time is not None and next_time <= watermark:
             self._fire_event_timers(watermark)
         self._mark(watermark, out_marks)
