@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from actorflow import Collector, Context, KeyedProcessFunction
 from actorflow.operators.base import OperatorContext
-from actorflow.operators.process import KeyedProcessOperator, _MarkedOutput, _watermarks_before
+from actorflow.operators.process import (
+    KeyedProcessOperator,
+    _first_after,
+    _MarkedOutput,
+    _watermarks_before,
+)
 from actorflow.runtime.messages import Batch
 
 
@@ -89,3 +94,10 @@ def test_watermarks_before_each_record() -> None:
     assert _watermarks_before([], 2) == [None, None]
     assert _watermarks_before([(0, 1), (2, 3), (2, 4)], 2) == [1, None]  # past the last: left out
     assert _watermarks_before([(0, 1), (0, 2)], 2) is None
+
+
+@given(st.lists(st.integers(0, 6)).map(sorted), st.integers(0, 6))
+def test_the_marks_after_the_last_record_are_a_tail(positions: list[int], count: int) -> None:
+    marks = [(position, index) for index, position in enumerate(positions)]
+    first = _first_after(marks, count)
+    assert marks[first:] == [mark for mark in marks if mark[0] >= count]

@@ -328,6 +328,20 @@ def _watermarks_before(marks: list[tuple[int, int]], count: int) -> list[Any] | 
     return due
 
 
+def _first_after(marks: list[tuple[int, int]], count: int) -> int:
+    """The index of the first of ``marks`` (in position order) that follows the last of
+    ``count`` records (position ``count`` or later); ``len(marks)`` if none does. Found from the
+    end, so the marks among the records (about one every four records) cost no step here.
+
+    >>> _first_after([(0, 5), (3, 9), (3, 12)], 3), _first_after([(1, 5)], 3)
+    (1, 1)
+    """
+    first = len(marks)
+    while first and marks[first - 1][0] >= count:
+        first -= 1
+    return first
+
+
 class ProcessOperator(Operator):
     """Runs a :class:`ProcessFunction` over every record."""
 
@@ -583,9 +597,8 @@ class KeyedProcessOperator(NativeCheckpointing):
             keys.current = key
             ctx.timestamp = timestamp  # None throughout without timestamps, as process() set it
             process(value, ctx, out)
-        for position, watermark in marks:
-            if position >= len(values):  # after the last record
-                self._advance(watermark, output)
+        for _, watermark in marks[_first_after(marks, len(values)) :]:
+            self._advance(watermark, output)
         output.flush()
 
     def _process_in_order(

@@ -82,7 +82,10 @@ class _Handle:
 
     def clear(self) -> None:
         """Remove the current key's entry."""
-        self._table.pop(self._key(), None)
+        key = self._keys.current  # the check of _key(), without a call
+        if key is NO_KEY:
+            raise _no_key(self._name)
+        self._table.pop(key, None)
 
 
 class ValueState(_Handle, Generic[T]):
