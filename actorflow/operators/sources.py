@@ -194,6 +194,11 @@ class IterableSource(Source):
             await asyncio.sleep(0)
 
 
+#: The file buffer of a :class:`JsonLinesSource`: eight times the default, so that reading the
+#: file takes an eighth of the system calls (each costs about as much as a few lines' decoding).
+_READ_BUFFER_BYTES = 1 << 16
+
+
 class JsonLinesSource(Source):
     """One JSON value per line of a file; blank lines are skipped.
 
@@ -260,7 +265,7 @@ class JsonLinesSource(Source):
         time_of = None if strategy is None else strategy.timestamp
         generator = None if strategy is None else strategy.generator()
         offset, line_number = self._position = self._start
-        with self.path.open("rb") as file:
+        with self.path.open("rb", buffering=_READ_BUFFER_BYTES) as file:
             file.seek(offset)
             pause_at = offset + self._chunk_bytes
             while True:
