@@ -166,3 +166,45 @@ def test_a_first_timestamp_at_the_lower_limit_is_not_plain() -> None:
     assert generator.on_plain_batch([-EVENT_TIME_LIMIT, 5]) is None  # a new maximum, out of range
     assert generator.on_plain_batch([5, -EVENT_TIME_LIMIT]) is None
     assert generator.on_plain_batch([1 - EVENT_TIME_LIMIT]) == [(1, 1 - EVENT_TIME_LIMIT)]
+
+
+plain_lines = st.lists(
+    st.one_of(
+        st.integers(0, 10_000).map(lambda n: orjson.dumps({"n": n})),
+        st.just(b""),  # blank
+        st.just(b"{oops"),  # not JSON
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=plain_lines, batch_size=st.integers(1, 9))
+def test_a_json_lines_source_without_event_time_reads_as_line_by_line(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], batch_size: int
+) -> None:
+    # Batches decoded straight from the file (the fast path) and batches with a bad or blank line
+    # (read again and decoded line by line) give the records, dead letters and positions of
+    # reading the lines one at a time.
+    path = tmp_path_factory.mktemp("plain") / "input.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    dead: list[DeadLetter] = []
+    source = JsonLinesSource(path, dead_letters=dead.append, chunk_bytes=64)
+    context = OperatorContext("source", batch_size=batch_size)
+
+    async def read() -> list[tuple[list[Any], tuple[int, int]]]:
+        return [(batch, source.snapshot_state(context)) async for batch in source.read(context)]  # type: ignore[misc]
+
+    batches = asyncio.run(read())
+    records = [record for batch, _ in batches for record in batch]
+    good = [number for number, line in enumerate(lines, 1) if line and line != b"{oops"]
+    assert records == [orjson.loads(lines[number - 1]) for number in good]
+    bad = [number for number, line in enumerate(lines, 1) if line == b"{oops"]
+    assert [letter.origin for letter in dead] == [f"{path}:{number}" for number in bad]
+    sent = 0
+    for batch, (offset, line_number) in batches:  # a batch of blank or bad lines only is not sent
+        assert 0 < len(batch) <= batch_size
+        sent += len(batch)
+        # the position is just after the batch's lines: the records so far are those before it
+        assert offset == sum(len(line) + 1 for line in lines[:line_number])
+        assert sent == sum(number <= line_number for number in good)
