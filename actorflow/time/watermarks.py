@@ -14,10 +14,12 @@ Generators work on a whole batch of timestamps at once and answer with in-batch 
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from operator import countOf, itemgetter
+from pathlib import Path
 from typing import Any
 
 from actorflow.runtime.messages import MIN_WATERMARK
@@ -147,47 +149,120 @@ class PunctuatedGenerator(WatermarkGenerator):
         self._max = MIN_WATERMARK
 
     def on_batch(self, timestamps: list[int]) -> list[tuple[int, int]]:
-        highest = self._max
-        lag = self._lag
-        marks: list[tuple[int, int]] = []
-        append = marks.append
-        # Positions from a list made once: enumerate would make an int per record past 256.
-        positions = _POSITIONS if len(timestamps) <= len(_POSITIONS) else range(1, len(timestamps) + 1)
-        for position, timestamp in zip(positions, timestamps, strict=False):
-            if timestamp > highest:
-                highest = timestamp
-                append((position, timestamp - lag))
-        self._max = highest
+        # Plain event times (the usual case) take the compiled pass when there is one: the same
+        # marks as the loop below, which takes every other batch (floats, ints beyond 64 bits).
+        compiled = _compiled
+        if compiled is not None and type(self._max) is int:
+            found = compiled(timestamps, self._max, self._lag)
+            if found is not None:
+                marks, self._max = found
+                return marks
+        marks, self._max = _marks_python(timestamps, self._max, self._lag)
         return marks
 
     def on_plain_batch(self, timestamps: list[Any]) -> list[tuple[int, int]] | None:
-        """:meth:`on_batch`, checking :func:`plain_event_times` in the same loop: one Python step
-        per timestamp, where the check alone takes three C-level passes (each about as costly as
-        a loop step). The upper limit is checked once, on the highest timestamp."""
+        """:meth:`on_batch`, checking :func:`plain_event_times` in the same pass (compiled when
+        the extension is built, see :func:`_plain_marks_python`)."""
         highest = self._max
-        lag = self._lag
-        marks: list[tuple[int, int]] = []
-        append = marks.append
-        positions = _POSITIONS if len(timestamps) <= len(_POSITIONS) else range(1, len(timestamps) + 1)
-        type_of, plain, lowest = type, int, -EVENT_TIME_LIMIT  # locals: no lookups in the loop
-        for position, timestamp in zip(positions, timestamps, strict=False):
-            if type_of(timestamp) is not plain:
-                return None
-            if timestamp > highest:
-                if timestamp <= lowest:
-                    return None
-                highest = timestamp
-                append((position, timestamp - lag))
-            elif timestamp <= lowest:
-                return None
-        if not timestamps or highest >= EVENT_TIME_LIMIT:
+        found = (
+            _plain_marks(timestamps, highest, self._lag)
+            if type(highest) is int
+            else _plain_marks_python(timestamps, highest, self._lag)
+        )
+        if found is None:
             return None
-        self._max = highest
+        marks, self._max = found
         return marks
+
+
+_Marks = list[tuple[int, int]]
+
+
+def _marks_python(timestamps: list[Any], highest: Any, lag: Any) -> tuple[_Marks, Any]:
+    """The punctuated marks of ``timestamps`` after the maximum ``highest``, and the new maximum:
+    ``(position, timestamp - lag)`` for each timestamp above every earlier one, positions from 1.
+
+    >>> _marks_python([5000, 4000, 7000], 0, 2000)
+    ([(1, 3000), (3, 5000)], 7000)
+    """
+    marks: _Marks = []
+    append = marks.append
+    # Positions from a list made once: enumerate would make an int per record past 256.
+    positions = _POSITIONS if len(timestamps) <= len(_POSITIONS) else range(1, len(timestamps) + 1)
+    for position, timestamp in zip(positions, timestamps, strict=False):
+        if timestamp > highest:
+            highest = timestamp
+            append((position, timestamp - lag))
+    return marks, highest
+
+
+def _plain_marks_python(timestamps: list[Any], highest: Any, lag: Any) -> tuple[_Marks, Any] | None:
+    """:func:`_marks_python` if ``timestamps`` are :func:`plain_event_times` and the maximum stays
+    below :data:`EVENT_TIME_LIMIT`; otherwise None. The reference of the compiled
+    ``actorflow.time._marks.plain_marks``, and its fallback.
+
+    One Python step per timestamp, where the check alone takes three C-level passes (each about as
+    costly as a loop step). The upper limit is checked once, on the highest timestamp.
+
+    >>> _plain_marks_python([5000, 4000, 7000], 0, 2000)
+    ([(1, 3000), (3, 5000)], 7000)
+    >>> _plain_marks_python([5000, 4000.0], 0, 2000) is None
+    True
+    """
+    marks: _Marks = []
+    append = marks.append
+    positions = _POSITIONS if len(timestamps) <= len(_POSITIONS) else range(1, len(timestamps) + 1)
+    type_of, plain, lowest = type, int, -EVENT_TIME_LIMIT  # locals: no lookups in the loop
+    for position, timestamp in zip(positions, timestamps, strict=False):
+        if type_of(timestamp) is not plain:
+            return None
+        if timestamp > highest:
+            if timestamp <= lowest:
+                return None
+            highest = timestamp
+            append((position, timestamp - lag))
+        elif timestamp <= lowest:
+            return None
+    if not timestamps or highest >= EVENT_TIME_LIMIT:
+        return None
+    return marks, highest
 
 
 #: 1, 2, ... for the positions of a batch's records (longer batches count with a range).
 _POSITIONS = list(range(1, 1 << 14))
+
+#: The version of ``actorflow.time._marks`` this module expects (its ``VERSION``).
+_KERNEL_VERSION = 1
+
+
+def _compiled_plain_marks() -> Callable[[list[Any], int, Any], tuple[_Marks, Any] | None] | None:
+    """``actorflow.time._marks.plain_marks`` if the extension is built, current and wanted: not
+    when ``ACTORFLOW_PURE_PYTHON`` is set (to anything but ``0``), not when it is missing, built
+    for another version of this module, or older than its C source (edited since the last build)."""
+    if os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from actorflow.time import _marks
+    except ImportError:
+        return None
+    if (
+        getattr(_marks, "VERSION", None) != _KERNEL_VERSION
+        or getattr(_marks, "LIMIT", None) != EVENT_TIME_LIMIT
+    ):
+        return None
+    built = Path(_marks.__file__)
+    source = built.with_name("_marks.c")
+    try:
+        if source.stat().st_mtime > built.stat().st_mtime:
+            return None
+    except OSError:
+        pass  # installed from a wheel: no source beside it
+    return _marks.plain_marks
+
+
+#: The compiled pass, or None (then the generator runs the Python reference).
+_compiled = _compiled_plain_marks()
+_plain_marks = _compiled or _plain_marks_python
 
 
 @dataclass(frozen=True)
