@@ -155,14 +155,22 @@ INTERVAL_MS = 30
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("parallelism", "feedback", "seed"), [(1, "forward", 1), (2, "keyed", 3)])
+@pytest.mark.parametrize(
+    ("parallelism", "feedback", "seed", "count"), [(1, "forward", 1, 10_000), (2, "keyed", 3, 3_000)]
+)
 def test_an_iterative_job_killed_and_restarted_writes_the_failure_free_output(
-    tmp_path: Path, parallelism: int, feedback: str, seed: int, processes: list[subprocess.Popen[bytes]]
+    tmp_path: Path,
+    parallelism: int,
+    feedback: str,
+    seed: int,
+    count: int,
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     # Kill moments are random (the subject, not synchronisation): each attempt waits until a
     # checkpoint newer than the one it resumed from is complete, then dies after up to two
     # intervals, wherever it is: a barrier on its way round the loop, the head logging, a snapshot.
-    count = 3_000  # about 1.3 s of work at parallelism 1 without kills: room for them to land
+    # ``count``: about 1.5 s of work without kills on a quiet machine (at 3,000 records parallelism 1
+    # ran out after one kill: an attempt goes on for up to a checkpoint and two intervals).
     rng = random.Random(seed)
     data = tmp_path / "in.jsonl"
     iteration_job.write_input(data, count)
