@@ -18,6 +18,7 @@ PACKAGE = Path(actorflow.__file__).resolve().parent
 #: Bottom to top. A module may import its own layer and the ones below it.
 LAYERS = [
     "errors",
+    "compiled",
     "runtime",
     "time",
     "state",

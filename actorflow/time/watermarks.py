@@ -14,14 +14,13 @@ Generators work on a whole batch of timestamps at once and answer with in-batch 
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from operator import countOf, itemgetter
-from pathlib import Path
 from typing import Any
 
+from actorflow.compiled import load
 from actorflow.runtime.messages import MIN_WATERMARK
 
 __all__ = [
@@ -236,28 +235,12 @@ _KERNEL_VERSION = 1
 
 
 def _compiled_plain_marks() -> Callable[[list[Any], int, Any], tuple[_Marks, Any] | None] | None:
-    """``actorflow.time._marks.plain_marks`` if the extension is built, current and wanted: not
-    when ``ACTORFLOW_PURE_PYTHON`` is set (to anything but ``0``), not when it is missing, built
-    for another version of this module, or older than its C source (edited since the last build)."""
-    if os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0"):
+    """``actorflow.time._marks.plain_marks`` if the extension is built, current and wanted (see
+    :func:`actorflow.compiled.load`) and made for this module's event-time limit."""
+    marks = load("actorflow.time._marks", _KERNEL_VERSION)
+    if marks is None or getattr(marks, "LIMIT", None) != EVENT_TIME_LIMIT:
         return None
-    try:
-        from actorflow.time import _marks
-    except ImportError:
-        return None
-    if (
-        getattr(_marks, "VERSION", None) != _KERNEL_VERSION
-        or getattr(_marks, "LIMIT", None) != EVENT_TIME_LIMIT
-    ):
-        return None
-    built = Path(_marks.__file__)
-    source = built.with_name("_marks.c")
-    try:
-        if source.stat().st_mtime > built.stat().st_mtime:
-            return None
-    except OSError:
-        pass  # installed from a wheel: no source beside it
-    return _marks.plain_marks
+    return marks.plain_marks  # type: ignore[no-any-return]
 
 
 #: The compiled pass, or None (then the generator runs the Python reference).
