@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from actorflow.api import nodes
@@ -35,6 +36,12 @@ from actorflow.state.backends import StateBackendConfig
 from actorflow.state.keygroups import DEFAULT_MAX_PARALLELISM
 from actorflow.time.clock import Clock, SystemClock
 from actorflow.time.watermarks import WatermarkStrategy
+
+uvloop: ModuleType | None
+try:  # with the module, not in a run: its import (and asyncio's thread pool's) is a one-time cost
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a default dependency where it exists
+    uvloop = None
 
 __all__ = ["Flow", "RunStart", "deferring_execute", "new_event_loop"]
 
@@ -575,8 +582,7 @@ def deferring_execute() -> Iterator[list[Flow]]:
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop: uvloop's when it is installed, else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a default dependency where it exists
+    if uvloop is None:  # pragma: no cover - uvloop is a default dependency where it exists
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
