@@ -193,13 +193,13 @@ handle_init(Handle *self, PyObject *args, PyObject *kwds)
     return handle_set(self, name, keys, table);
 }
 
-/* A field of the handle (a new reference); an unset one raises the AttributeError that reading
- * the Python slot would. */
+/* A field of the handle (a new reference). An unset one is read as an attribute: that raises the
+ * AttributeError reading the Python slot would (or finds what a subclass put in its place). */
 static PyObject *
 field(Handle *self, PyObject *value, PyObject *attribute)
 {
     if (value == NULL) {
-        return PyObject_GetAttr((PyObject *)self, attribute); /* raises */
+        return PyObject_GetAttr((PyObject *)self, attribute);
     }
     Py_INCREF(value);
     return value;
@@ -211,15 +211,17 @@ static PyObject *
 current_key(Handle *self)
 {
     PyObject *keys = self->keys, *key;
-    if (keys == NULL) {
-        return PyObject_GetAttr((PyObject *)self, str_keys); /* raises */
-    }
-    if (Py_IS_TYPE(keys, &KeyContextType) && ((KeyContext *)keys)->current != NULL) {
-        key = ((KeyContext *)keys)->current;
+    if (keys != NULL && Py_IS_TYPE(keys, &KeyContextType) && ((KeyContext *)keys)->current != NULL) {
+        key = ((KeyContext *)keys)->current; /* the hot path: no call */
         Py_INCREF(key);
     }
     else {
+        keys = field(self, keys, str_keys);
+        if (keys == NULL) {
+            return NULL;
+        }
         key = PyObject_GetAttr(keys, str_current);
+        Py_DECREF(keys);
         if (key == NULL) {
             return NULL;
         }
@@ -232,7 +234,7 @@ current_key(Handle *self)
     if (name == NULL) {
         return NULL;
     }
-    PyObject *error = PyObject_CallOneArg(no_key_error, name);
+    PyObject *error = PyObject_CallOneArg(no_key_error, name); /* raise _no_key(self._name) */
     Py_DECREF(name);
     if (error != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(error), error);
