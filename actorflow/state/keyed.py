@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable, Iterable, Iterator, MutableMapping
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+from actorflow.compiled import load
 from actorflow.errors import StateError
 from actorflow.state.backends import HEAP, StateTables
 from actorflow.state.descriptors import (
@@ -50,7 +51,7 @@ class _NoKey:
 NO_KEY: Final = _NoKey()
 
 
-class KeyContext:
+class _PyKeyContext:
     """Holds the key the state handles work on; set by the keyed operator per record and timer."""
 
     __slots__ = ("current",)
@@ -66,7 +67,13 @@ def _no_key(name: str) -> StateError:
     )
 
 
-class _Handle:
+# The handles' per-record methods, in Python: the reference of the compiled ones in
+# actorflow/state/_keyed.c (a hypothesis test checks they answer the same), and the fallback
+# without them. Only what a keyed function calls per record is here; the public classes below add
+# the rest in Python on top of whichever base is taken.
+
+
+class _PyHandle:
     __slots__ = ("_keys", "_name", "_table")
 
     def __init__(self, name: str, keys: KeyContext, table: MutableMapping[Any, Any]) -> None:
@@ -88,45 +95,109 @@ class _Handle:
         self._table.pop(key, None)
 
 
-class ValueState(_Handle, Generic[T]):
-    """One value for the current key."""
-
+class _PyValueHandle(_PyHandle):
     __slots__ = ("_default",)
 
     def __init__(self, name: str, keys: KeyContext, table: MutableMapping[Any, Any], default: Any) -> None:
         super().__init__(name, keys, table)
         self._default = default
 
-    def value(self) -> T:
+    def value(self) -> Any:
         """The stored value, or the descriptor's default."""
         key = self._keys.current
         if key is NO_KEY:
             raise _no_key(self._name)
-        return self._table.get(key, self._default)  # type: ignore[no-any-return]
+        return self._table.get(key, self._default)
 
-    def update(self, value: T) -> None:
+    def update(self, value: Any, /) -> None:
         key = self._keys.current
         if key is NO_KEY:
             raise _no_key(self._name)
         self._table[key] = value
 
 
-class ListState(_Handle, Generic[T]):
-    """A list of values for the current key."""
-
+class _PyListHandle(_PyHandle):
     __slots__ = ()
 
-    def get(self) -> list[T]:
+    def get(self) -> list[Any]:
         """The stored values (a new list; empty when nothing was stored)."""
         return list(self._table.get(self._key(), ()))
 
-    def add(self, value: T) -> None:
+    def add(self, value: Any, /) -> None:
         key = self._key()
         entry = self._table.get(key)
         if entry is None:
             self._table[key] = [value]
         else:
             entry.append(value)
+
+
+class _PyMapHandle(_PyHandle):
+    __slots__ = ()
+
+    def get(self, key: Hashable, default: Any = None, /) -> Any:
+        current = self._keys.current
+        if current is NO_KEY:
+            raise _no_key(self._name)
+        entry = self._table.get(current)
+        return default if entry is None else entry.get(key, default)
+
+    def put(self, key: Hashable, value: Any, /) -> None:
+        current = self._keys.current
+        if current is NO_KEY:
+            raise _no_key(self._name)
+        entry = self._table.get(current)
+        if entry is None:
+            self._table[current] = {key: value}
+        else:
+            entry[key] = value
+
+
+#: The version of ``actorflow.state._keyed`` this module expects (its ``VERSION``).
+_KERNEL_VERSION = 1
+
+#: The compiled handles, or None (then the Python ones above run). Chosen once, here.
+_kernel = load("actorflow.state._keyed", _KERNEL_VERSION)
+
+if TYPE_CHECKING or _kernel is None:
+    KeyContext = _PyKeyContext
+    _Handle = _PyHandle
+    _ValueHandle = _PyValueHandle
+    _ListHandle = _PyListHandle
+    _MapHandle = _PyMapHandle
+else:
+    _kernel.configure(NO_KEY, _no_key)
+    KeyContext = _kernel.KeyContext
+    _Handle = _kernel.Handle
+    _ValueHandle = _kernel.ValueHandle
+    _ListHandle = _kernel.ListHandle
+    _MapHandle = _kernel.MapHandle
+
+
+class ValueState(_ValueHandle, Generic[T]):
+    """One value for the current key."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # the base's methods, typed
+
+        def value(self) -> T:
+            """The stored value, or the descriptor's default."""
+
+        def update(self, value: T, /) -> None: ...
+
+
+class ListState(_ListHandle, Generic[T]):
+    """A list of values for the current key."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # the base's methods, typed
+
+        def get(self) -> list[T]:
+            """The stored values (a new list; empty when nothing was stored)."""
+
+        def add(self, value: T, /) -> None: ...
 
     def add_all(self, values: Iterable[T]) -> None:
         key = self._key()
@@ -144,30 +215,13 @@ class ListState(_Handle, Generic[T]):
             self._table.pop(key, None)
 
 
-class MapState(_Handle):
+class MapState(_MapHandle):
     """A dict for the current key."""
 
     __slots__ = ()
 
     def _entry(self) -> dict[Any, Any]:
         return self._table.get(self._key(), {})  # type: ignore[no-any-return]
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        current = self._keys.current
-        if current is NO_KEY:
-            raise _no_key(self._name)
-        entry = self._table.get(current)
-        return default if entry is None else entry.get(key, default)
-
-    def put(self, key: Hashable, value: Any) -> None:
-        current = self._keys.current
-        if current is NO_KEY:
-            raise _no_key(self._name)
-        entry = self._table.get(current)
-        if entry is None:
-            self._table[current] = {key: value}
-        else:
-            entry[key] = value
 
     def put_all(self, items: dict[Any, Any]) -> None:
         key = self._key()
