@@ -79,6 +79,8 @@ operations = st.lists(
         st.tuples(st.just("map get"), st.integers(0, 2)),
         st.tuples(st.just("map get or"), st.integers(0, 2), values),
         st.tuples(st.just("map put"), st.integers(0, 2), values),
+        st.tuples(st.sampled_from(["update by name", "list add by name"]), values),
+        st.tuples(st.sampled_from(["map get by name", "map put by name"]), st.integers(0, 2), values),
     ),
     max_size=40,
 )
@@ -112,6 +114,11 @@ class World:
             "map get": self.map.get,
             "map get or": self.map.get,
             "map put": self.map.put,
+            # The parameters by name, as the Python signatures allow.
+            "update by name": lambda value: self.value.update(value=value),
+            "list add by name": lambda value: self.list.add(value=value),
+            "map get by name": lambda key, default: self.map.get(key=key, default=default),
+            "map put by name": lambda key, value: self.map.put(key=key, value=value),
         }
         if name == "key":
             self.keys.current = args[0]
@@ -160,6 +167,30 @@ def test_the_compiled_handles_raise_the_state_error_without_a_current_key() -> N
             call()
     with pytest.raises(StateError, match="state 'map'"):
         world.map.put(1, 2)
+    assert world.contents() == {"value": {}, "list": {}, "map": {}}
+
+
+@needs_compiled
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_the_compiled_handles_reject_the_calls_the_python_signatures_reject(compiled: bool) -> None:
+    world = World(compiled, keyed.KeyContext if compiled else keyed._PyKeyContext, dict)
+    world.keys.current = 1
+    wrong: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+        (world.value.update, (), {}),
+        (world.value.update, (1, 2), {}),
+        (world.value.update, (1,), {"value": 2}),
+        (world.value.update, (), {"other": 1}),
+        (world.list.add, (), {}),
+        (world.map.get, (), {}),
+        (world.map.get, (1, 2, 3), {}),
+        (world.map.get, (1,), {"key": 1}),
+        (world.map.put, (1,), {}),
+        (world.map.put, (), {"value": 1}),
+        (world.value.value, (1,), {}),
+    ]
+    for call, args, names in wrong:
+        with pytest.raises(TypeError):
+            call(*args, **names)
     assert world.contents() == {"value": {}, "list": {}, "map": {}}
 
 

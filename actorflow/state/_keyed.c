@@ -26,7 +26,7 @@
 #include <structmember.h>
 
 /* Bumped with every change of meaning: keyed.py uses the module only when it agrees. */
-#define KEYED_VERSION 1
+#define KEYED_VERSION 2
 
 /* Set by configure(): the NO_KEY sentinel and the factory of the no-current-key error. */
 static PyObject *no_key = NULL;
@@ -400,9 +400,63 @@ value_value(ValueHandle *self, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
-static PyObject *
-value_update(ValueHandle *self, PyObject *value)
+/* Bind a METH_FASTCALL | METH_KEYWORDS call's arguments to `names`, the parameters of the Python
+ * signature in order (so `update(value=v)` works as with the Python handles): out[i] borrowed, NULL
+ * when not given. 0, or -1 with the TypeError Python would raise. The plain positional call skips it. */
+static int
+bind_arguments(const char *function, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+               const char *const *names, Py_ssize_t total, Py_ssize_t required, PyObject **out)
 {
+    if (nargs > total) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", function, total,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < total; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    Py_ssize_t given = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < given; k++) {
+        PyObject *keyword = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = 0;
+        while (i < total && PyUnicode_CompareWithASCIIString(keyword, names[i]) != 0) {
+            i++;
+        }
+        if (i == total) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", function,
+                         keyword);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", function,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < required; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", function, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *const value_names[] = {"value"};
+static const char *const map_names[] = {"key", "default"};
+static const char *const put_names[] = {"key", "value"};
+
+static PyObject *
+value_update(ValueHandle *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *value;
+    if (kwnames == NULL && nargs == 1) {
+        value = args[0];
+    }
+    else if (bind_arguments("update", args, nargs, kwnames, value_names, 1, 1, &value) < 0) {
+        return NULL;
+    }
     PyObject *key, *table;
     if (key_and_table(&self->base, &key, &table) < 0) {
         return NULL;
@@ -424,7 +478,8 @@ static PyMemberDef value_members[] = {
 
 static PyMethodDef value_methods[] = {
     {"value", (PyCFunction)value_value, METH_NOARGS, "The stored value, or the descriptor's default."},
-    {"update", (PyCFunction)value_update, METH_O, "Store the current key's value."},
+    {"update", (PyCFunction)(void (*)(void))value_update, METH_FASTCALL | METH_KEYWORDS,
+     "Store the current key's value."},
     {NULL},
 };
 
@@ -463,8 +518,15 @@ list_get(Handle *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-list_add(Handle *self, PyObject *value)
+list_add(Handle *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
+    PyObject *value;
+    if (kwnames == NULL && nargs == 1) {
+        value = args[0];
+    }
+    else if (bind_arguments("add", args, nargs, kwnames, value_names, 1, 1, &value) < 0) {
+        return NULL;
+    }
     PyObject *key, *table;
     if (key_and_table(self, &key, &table) < 0) {
         return NULL;
@@ -502,7 +564,8 @@ list_add(Handle *self, PyObject *value)
 static PyMethodDef list_methods[] = {
     {"get", (PyCFunction)list_get, METH_NOARGS,
      "The stored values (a new list; empty when nothing was stored)."},
-    {"add", (PyCFunction)list_add, METH_O, "Append a value to the current key's list."},
+    {"add", (PyCFunction)(void (*)(void))list_add, METH_FASTCALL | METH_KEYWORDS,
+     "Append a value to the current key's list."},
     {NULL},
 };
 
@@ -523,11 +586,15 @@ static PyTypeObject ListHandleType = {
 /* ---- MapHandle: get(key, default=None), put(key, value) ------------------------------------- */
 
 static PyObject *
-map_get(Handle *self, PyObject *const *args, Py_ssize_t count)
+map_get(Handle *self, PyObject *const *args, Py_ssize_t count, PyObject *kwnames)
 {
-    if (count < 1 || count > 2) {
-        PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", count);
-        return NULL;
+    PyObject *bound[2];
+    if (kwnames != NULL || count < 1 || count > 2) {
+        if (bind_arguments("get", args, count, kwnames, map_names, 2, 1, bound) < 0) {
+            return NULL;
+        }
+        count = bound[1] == NULL ? 1 : 2;
+        args = bound;
     }
     PyObject *key, *table;
     if (key_and_table(self, &key, &table) < 0) {
@@ -548,11 +615,14 @@ map_get(Handle *self, PyObject *const *args, Py_ssize_t count)
 }
 
 static PyObject *
-map_put(Handle *self, PyObject *const *args, Py_ssize_t count)
+map_put(Handle *self, PyObject *const *args, Py_ssize_t count, PyObject *kwnames)
 {
-    if (count != 2) {
-        PyErr_Format(PyExc_TypeError, "put expected 2 arguments, got %zd", count);
-        return NULL;
+    PyObject *bound[2];
+    if (kwnames != NULL || count != 2) {
+        if (bind_arguments("put", args, count, kwnames, put_names, 2, 2, bound) < 0) {
+            return NULL;
+        }
+        args = bound;
     }
     PyObject *key, *table;
     if (key_and_table(self, &key, &table) < 0) {
@@ -582,9 +652,10 @@ map_put(Handle *self, PyObject *const *args, Py_ssize_t count)
 }
 
 static PyMethodDef map_methods[] = {
-    {"get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL,
+    {"get", (PyCFunction)(void (*)(void))map_get, METH_FASTCALL | METH_KEYWORDS,
      "The current key's value for `key`, or `default`."},
-    {"put", (PyCFunction)(void (*)(void))map_put, METH_FASTCALL, "Set the current key's `key` to `value`."},
+    {"put", (PyCFunction)(void (*)(void))map_put, METH_FASTCALL | METH_KEYWORDS,
+     "Set the current key's `key` to `value`."},
     {NULL},
 };
 

@@ -109,7 +109,7 @@ class _PyValueHandle(_PyHandle):
             raise _no_key(self._name)
         return self._table.get(key, self._default)
 
-    def update(self, value: Any, /) -> None:
+    def update(self, value: Any) -> None:
         key = self._keys.current
         if key is NO_KEY:
             raise _no_key(self._name)
@@ -123,7 +123,7 @@ class _PyListHandle(_PyHandle):
         """The stored values (a new list; empty when nothing was stored)."""
         return list(self._table.get(self._key(), ()))
 
-    def add(self, value: Any, /) -> None:
+    def add(self, value: Any) -> None:
         key = self._key()
         entry = self._table.get(key)
         if entry is None:
@@ -135,14 +135,14 @@ class _PyListHandle(_PyHandle):
 class _PyMapHandle(_PyHandle):
     __slots__ = ()
 
-    def get(self, key: Hashable, default: Any = None, /) -> Any:
+    def get(self, key: Hashable, default: Any = None) -> Any:
         current = self._keys.current
         if current is NO_KEY:
             raise _no_key(self._name)
         entry = self._table.get(current)
         return default if entry is None else entry.get(key, default)
 
-    def put(self, key: Hashable, value: Any, /) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         current = self._keys.current
         if current is NO_KEY:
             raise _no_key(self._name)
@@ -154,7 +154,7 @@ class _PyMapHandle(_PyHandle):
 
 
 #: The version of ``actorflow.state._keyed`` this module expects (its ``VERSION``).
-_KERNEL_VERSION = 1
+_KERNEL_VERSION = 2
 
 #: The compiled handles, or None (then the Python ones above run). Chosen once, here.
 _kernel = load("actorflow.state._keyed", _KERNEL_VERSION)
@@ -184,7 +184,7 @@ class ValueState(_ValueHandle, Generic[T]):
         def value(self) -> T:
             """The stored value, or the descriptor's default."""
 
-        def update(self, value: T, /) -> None: ...
+        def update(self, value: T) -> None: ...
 
 
 class ListState(_ListHandle, Generic[T]):
@@ -197,7 +197,7 @@ class ListState(_ListHandle, Generic[T]):
         def get(self) -> list[T]:
             """The stored values (a new list; empty when nothing was stored)."""
 
-        def add(self, value: T, /) -> None: ...
+        def add(self, value: T) -> None: ...
 
     def add_all(self, values: Iterable[T]) -> None:
         key = self._key()
