@@ -32,6 +32,8 @@
 
 /* Interned attribute names, made once by the module's exec. */
 static PyObject *str_current, *str_timestamp, *str_watermark, *str_next_time, *str_pending;
+/* operator.itemgetter (the usual key selector, key_by("field")), also made by the exec. */
+static PyObject *itemgetter_type;
 
 /* An attribute of an object, `obj.name`, as the loop reads or writes it: at `offset` in the object
  * when it is an object member found by the generic attribute protocol, otherwise (offset 0) by
@@ -95,6 +97,8 @@ slot_load(const Slot *slot)
 /* The objects one batch's loop works with (borrowed from the arguments). */
 typedef struct {
     PyObject *key_of, *process, *ctx, *out, *advance, *output;
+    /* key_of(value) is value[item] when key_of is itemgetter(item) (then item is owned). */
+    PyObject *item;
     /* process(value, ctx, out) as `function(self, value, ctx, out)` when it is a bound method
      * (self NULL otherwise): what the method's own call would do, without its step. */
     PyObject *function, *self;
@@ -141,7 +145,10 @@ static int
 read_mark(PyObject *marks, Py_ssize_t index, Py_ssize_t *position, PyObject **watermark)
 {
     PyObject *mark = PySequence_Fast_GET_ITEM(marks, index);
-    PyObject *pair = PySequence_Fast(mark, "a mark must be a (position, watermark) pair");
+    /* A tuple as marks are made; any other pair too. */
+    PyObject *pair = PyTuple_CheckExact(mark)
+                         ? Py_NewRef(mark)
+                         : PySequence_Fast(mark, "a mark must be a (position, watermark) pair");
     if (pair == NULL) {
         return -1;
     }
@@ -178,7 +185,8 @@ run_loop(const Loop *loop, PyObject *values, PyObject *timestamps, PyObject *mar
     }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(values); i++) {
         value = Py_NewRef(PySequence_Fast_GET_ITEM(values, i));
-        key = PyObject_CallOneArg(loop->key_of, value);
+        key = loop->item != NULL ? PyObject_GetItem(value, loop->item)
+                                 : PyObject_CallOneArg(loop->key_of, value);
         if (key == NULL) {
             goto fail;
         }
@@ -287,12 +295,36 @@ done:
     Py_RETURN_NONE;
 }
 
-/* The loop's objects; timers, queue and output NULL without marks. */
+/* The item of `key_of` if it is operator.itemgetter(item) of one item (then key_of(value) is
+ * value[item], which costs no call; a tuple's item is the same at the itemgetter's fast path),
+ * a new reference; NULL otherwise. Never fails: an unexpected answer means "call key_of". */
+static PyObject *
+itemgetter_item(PyObject *key_of)
+{
+    if (itemgetter_type == NULL || (PyObject *)Py_TYPE(key_of) != itemgetter_type) {
+        return NULL;
+    }
+    PyObject *reduced = PyObject_CallMethod(key_of, "__reduce__", NULL); /* (itemgetter, items) */
+    PyObject *item = NULL;
+    if (reduced != NULL && PyTuple_Check(reduced) && PyTuple_GET_SIZE(reduced) == 2) {
+        PyObject *items = PyTuple_GET_ITEM(reduced, 1);
+        if (PyTuple_Check(items) && PyTuple_GET_SIZE(items) == 1) {
+            item = Py_NewRef(PyTuple_GET_ITEM(items, 0));
+        }
+    }
+    Py_XDECREF(reduced);
+    PyErr_Clear();
+    return item;
+}
+
+/* The loop's objects; timers, queue and output NULL without marks. The caller releases
+ * loop->item. */
 static void
 init_loop(Loop *loop, PyObject *key_of, PyObject *process, PyObject *ctx, PyObject *out,
           PyObject *keys, PyObject *timers, PyObject *queue, PyObject *output, PyObject *advance)
 {
     loop->key_of = key_of;
+    loop->item = itemgetter_item(key_of);
     loop->process = process;
     loop->ctx = ctx;
     loop->out = out;
@@ -324,7 +356,9 @@ run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Loop loop;
     init_loop(&loop, args[2], args[3], args[4], args[5], args[6], NULL, NULL, NULL, NULL);
-    return run_batch(&loop, args[0], args[1], NULL);
+    PyObject *result = run_batch(&loop, args[0], args[1], NULL);
+    Py_XDECREF(loop.item);
+    return result;
 }
 
 static PyObject *
@@ -340,7 +374,9 @@ run_marked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Loop loop;
     init_loop(&loop, args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10],
               args[11]);
-    return run_batch(&loop, args[0], args[1], args[2]);
+    PyObject *result = run_batch(&loop, args[0], args[1], args[2]);
+    Py_XDECREF(loop.item);
+    return result;
 }
 
 static PyMethodDef keyed_loop_methods[] = {
@@ -370,6 +406,17 @@ keyed_loop_exec(PyObject *module)
         intern(&str_watermark, "watermark") < 0 || intern(&str_next_time, "next_time") < 0 ||
         intern(&str_pending, "pending") < 0) {
         return -1;
+    }
+    if (itemgetter_type == NULL) {
+        PyObject *operator = PyImport_ImportModule("operator");
+        if (operator == NULL) {
+            return -1;
+        }
+        itemgetter_type = PyObject_GetAttrString(operator, "itemgetter"); /* kept for good */
+        Py_DECREF(operator);
+        if (itemgetter_type == NULL) {
+            return -1;
+        }
     }
     return PyModule_AddIntConstant(module, "VERSION", KEYED_LOOP_VERSION);
 }
