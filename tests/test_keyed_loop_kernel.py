@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from types import ModuleType
@@ -145,9 +145,23 @@ def loop(compiled: ModuleType | None) -> Iterator[None]:
         yield
 
 
-def _run(batches: Batches, errors: str, timer_boom: int | None, compiled: ModuleType | None) -> list[Any]:
+def _by_call(value: dict[str, Any]) -> Any:
+    return value["k"]
+
+
+#: Key selectors: key_by("k") (read without a call in C), a function, a getter of a tuple key.
+SELECTORS = [itemgetter("k"), _by_call, itemgetter("k", "n")]
+
+
+def _run(
+    batches: Batches,
+    errors: str,
+    timer_boom: int | None,
+    compiled: ModuleType | None,
+    key_of: Callable[[Any], Any] = SELECTORS[0],
+) -> list[Any]:
     function = Recorder(timer_boom)
-    operator = KeyedProcessOperator("op", function, itemgetter("k"), DEAD if errors != "fail" else None)
+    operator = KeyedProcessOperator("op", function, key_of, DEAD if errors != "fail" else None)
     operator.open(OperatorContext("op"))
     operator.side_outputs = SideOutputs([DEAD] if errors == "dead letters" else [])
     seen: list[Any] = []
@@ -170,11 +184,13 @@ def _run(batches: Batches, errors: str, timer_boom: int | None, compiled: Module
     batches(),
     st.sampled_from(["fail", "dead letters", "unconsumed dead letters"]),
     st.none() | st.integers(0, 60),
+    st.sampled_from(SELECTORS),
 )
 def test_the_compiled_loop_does_what_the_python_loops_do(
-    batches: Batches, errors: str, timer_boom: int | None
+    batches: Batches, errors: str, timer_boom: int | None, key_of: Callable[[Any], Any]
 ) -> None:
-    assert _run(batches, errors, timer_boom, keyed_loop) == _run(batches, errors, timer_boom, None)
+    compiled = _run(batches, errors, timer_boom, keyed_loop, key_of)
+    assert compiled == _run(batches, errors, timer_boom, None, key_of)
 
 
 @needs_compiled

@@ -305,15 +305,18 @@ itemgetter_item(PyObject *key_of)
         return NULL;
     }
     PyObject *reduced = PyObject_CallMethod(key_of, "__reduce__", NULL); /* (itemgetter, items) */
+    if (reduced == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
     PyObject *item = NULL;
-    if (reduced != NULL && PyTuple_Check(reduced) && PyTuple_GET_SIZE(reduced) == 2) {
+    if (PyTuple_Check(reduced) && PyTuple_GET_SIZE(reduced) == 2) {
         PyObject *items = PyTuple_GET_ITEM(reduced, 1);
         if (PyTuple_Check(items) && PyTuple_GET_SIZE(items) == 1) {
             item = Py_NewRef(PyTuple_GET_ITEM(items, 0));
         }
     }
-    Py_XDECREF(reduced);
-    PyErr_Clear();
+    Py_DECREF(reduced);
     return item;
 }
 
