@@ -168,6 +168,22 @@ read_mark(PyObject *marks, Py_ssize_t index, Py_ssize_t *position, PyObject **wa
     return 0;
 }
 
+/* value[item], a new reference or NULL; a dict's found without the subscript protocol. */
+static inline PyObject *
+get_item(PyObject *value, PyObject *item)
+{
+    if (PyDict_CheckExact(value)) {
+        PyObject *found = PyDict_GetItemWithError(value, item); /* borrowed */
+        if (found != NULL) {
+            return Py_NewRef(found);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetItem(value, item); /* also raises the KeyError a dict raises */
+}
+
 /* The loop over `values` (a fast sequence); `timestamps` a fast sequence of the same length or
  * NULL; `marks` a fast sequence or NULL (then no mark and ctx.timestamp untouched without
  * timestamps). 0 on success, -1 on error. */
@@ -185,8 +201,7 @@ run_loop(const Loop *loop, PyObject *values, PyObject *timestamps, PyObject *mar
     }
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(values); i++) {
         value = Py_NewRef(PySequence_Fast_GET_ITEM(values, i));
-        key = loop->item != NULL ? PyObject_GetItem(value, loop->item)
-                                 : PyObject_CallOneArg(loop->key_of, value);
+        key = loop->item == NULL ? PyObject_CallOneArg(loop->key_of, value) : get_item(value, loop->item);
         if (key == NULL) {
             goto fail;
         }
