@@ -20,8 +20,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from enum import Enum
 from itertools import repeat
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from actorflow.compiled import load
 from actorflow.errors import StateError
 from actorflow.operators.base import Collector, Operator, OperatorContext
 from actorflow.operators.failures import guarded, route_failure
@@ -70,6 +72,14 @@ __all__ = [
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 T = TypeVar("T")
+
+#: The version of ``actorflow.operators._keyed_loop`` this module expects (its ``VERSION``).
+_KERNEL_VERSION = 1
+
+#: The keyed process operator's per-record loop in C (``_keyed_loop.c``), or None: then the
+#: operator runs its Python loops (:meth:`KeyedProcessOperator._process_unmarked` and
+#: :meth:`~KeyedProcessOperator._process_marked`, the reference), as with ACTORFLOW_PURE_PYTHON=1.
+_compiled: ModuleType | None = load("actorflow.operators._keyed_loop", _KERNEL_VERSION)
 
 
 class TimeDomain(Enum):
@@ -545,6 +555,13 @@ class KeyedProcessOperator(NativeCheckpointing):
         return Batch(out_values, out_timestamps, out_marks if marks else None)
 
     def _process_unmarked(self, values: list[Any], timestamps: list[Any] | None) -> None:
+        """The records of a batch without watermarks: for each, its key made current, its
+        timestamp (if stamped) in the context, the user's call. In C when it is built."""
+        if _compiled is not None:
+            _compiled.run(
+                values, timestamps, self.key_of, self._element, self._ctx, self._out, self.backend.keys
+            )
+            return
         keys = self.backend.keys
         key_of = self.key_of
         ctx = self._ctx
@@ -574,7 +591,28 @@ class KeyedProcessOperator(NativeCheckpointing):
 
         Each record comes with the watermark due before it (None mostly) from one ``zip``, so a
         record costs no position count and a mark no bookkeeping; a batch with two marks before
-        the same record goes through :meth:`_process_in_order` instead."""
+        the same record goes through :meth:`_process_in_order` instead. A record's key is read
+        before the marks at its position are passed.
+
+        In C when it is built (any marks): the same steps, a mark's timers fired through
+        :meth:`_advance`."""
+        if _compiled is not None:
+            _compiled.run_marked(
+                values,
+                timestamps,
+                marks,
+                self.key_of,
+                self._element,
+                self._ctx,
+                self._out,
+                self.backend.keys,
+                self.timers,
+                self.event_timers,
+                output,
+                self._advance,
+            )
+            output.flush()
+            return
         due = _watermarks_before(marks, len(values))
         if due is None:
             self._process_in_order(values, timestamps, marks, output)
@@ -619,11 +657,12 @@ class KeyedProcessOperator(NativeCheckpointing):
         mark_count = len(marks)
         next_position = marks[0][0]
         for position, value in enumerate(values):
+            key = key_of(value)  # before the marks, as in _process_marked
             while position == next_position:
                 self._advance(marks[mark_index][1], output)
                 mark_index += 1
                 next_position = marks[mark_index][0] if mark_index < mark_count else -1
-            keys.current = key_of(value)
+            keys.current = key
             if timestamps is not None:
                 ctx.timestamp = timestamps[position]
             process(value, ctx, out)
