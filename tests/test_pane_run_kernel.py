@@ -248,6 +248,23 @@ def test_the_compiled_run_hands_back_what_it_leaves_before_taking_its_key() -> N
 
 
 @needs_compiled
+@pytest.mark.parametrize(
+    "timestamp",
+    [0, 1, -1, 2**30 - 1, 2**30, -(2**30) - 1, 2**60, -(2**60), 1_733_000_000_123, 2**63 - 1, -(2**63) + 1],
+)
+def test_the_compiled_run_reads_every_64_bit_timestamp(timestamp: int) -> None:
+    """Windows of one millisecond: the record finds the pane of its own timestamp, of whatever
+    size (one digit, two, more), or none."""
+    assert pane_run is not None
+    values = [{"k": "a", "v": 1, "boom": False}]
+    args = list(_kernel_args(values, [timestamp], {timestamp: {}}, -(2**63)))
+    args[9] = 1
+    assert pane_run.run(*args) == 1 and args[8] == {timestamp: {"a": [1, 1]}}
+    args[8] = {timestamp + 1: {}, timestamp - 1: {}}
+    assert pane_run.run(*args) == 0
+
+
+@needs_compiled
 def test_the_compiled_run_leaves_the_panes_as_the_python_loop_where_add_raises() -> None:
     assert pane_run is not None
     values = [{"n": n, "k": "ab"[n % 2], "v": 1, "boom": n == 3} for n in range(5)]

@@ -30,6 +30,8 @@
 
 /* operator.itemgetter (the usual key selector, key_by("field")), made by the module's exec. */
 static PyObject *itemgetter_type;
+/* The last itemgetter seen, and its item (NULL if it has none of its own: several items). */
+static PyObject *last_key_of, *last_item;
 
 /* The item of `key_of` if it is operator.itemgetter(item) of one item (then key_of(value) is
  * value[item]), a new reference; NULL otherwise. Never fails: anything unexpected means "call
@@ -39,6 +41,11 @@ itemgetter_item(PyObject *key_of)
 {
     if (itemgetter_type == NULL || (PyObject *)Py_TYPE(key_of) != itemgetter_type) {
         return NULL;
+    }
+    /* A run is a few dozen records: the last selector's item is kept (with the selector, so
+     * that its identity stays its own) rather than asked for again. */
+    if (key_of == last_key_of) {
+        return Py_XNewRef(last_item);
     }
     PyObject *reduced = PyObject_CallMethod(key_of, "__reduce__", NULL); /* (itemgetter, items) */
     if (reduced == NULL) {
@@ -53,6 +60,8 @@ itemgetter_item(PyObject *key_of)
         }
     }
     Py_DECREF(reduced);
+    Py_XSETREF(last_key_of, Py_NewRef(key_of));
+    Py_XSETREF(last_item, Py_XNewRef(item));
     return item;
 }
 
@@ -95,6 +104,24 @@ as_int64(PyObject *number, long long *out)
     if (!PyLong_CheckExact(number)) {
         return 0;
     }
+#if PY_VERSION_HEX < 0x030C0000 && PYLONG_BITS_IN_DIGIT == 30
+    /* A millisecond timestamp has two 30-bit digits: read them here rather than through the
+     * general conversion's loop (3.11's layout: a signed digit count, then the digits). */
+    Py_ssize_t digits = Py_SIZE(number);
+    if (-2 <= digits && digits <= 2) {
+        const digit *digit = ((PyLongObject *)number)->ob_digit;
+        long long magnitude = 0;
+        switch (digits < 0 ? -digits : digits) {
+        case 2:
+            magnitude = (long long)digit[1] << PyLong_SHIFT;
+            /* fall through */
+        case 1:
+            magnitude |= digit[0];
+        }
+        *out = digits < 0 ? -magnitude : magnitude;
+        return 1;
+    }
+#endif
     int overflow;
     long long value = PyLong_AsLongLongAndOverflow(number, &overflow);
     if (overflow || (value == -1 && PyErr_Occurred())) {
