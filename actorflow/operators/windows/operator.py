@@ -60,8 +60,10 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
 from operator import itemgetter, length_hint
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from actorflow.compiled import load
 from actorflow.errors import PlanError, StateError
 from actorflow.operators.base import Collector, OperatorContext
 from actorflow.operators.native import NativeCheckpointing
@@ -97,6 +99,14 @@ if TYPE_CHECKING:
     from actorflow.state.rocksdb_checkpoint import NativeCheckpoints  # needs rocksdict
 
 __all__ = ["WindowOperator", "check_window_setup"]
+
+#: The version of ``actorflow.operators.windows._pane_run`` this module expects (its ``VERSION``).
+_KERNEL_VERSION = 1
+
+#: The common case of the tumbling path's loop over its panes in C (``_pane_run.c``: see
+#: :meth:`WindowOperator._pane_run_compiled`), or None: then :meth:`WindowOperator._pane_run`
+#: (the reference) runs alone, as with ACTORFLOW_PURE_PYTHON=1.
+_compiled: ModuleType | None = load("actorflow.operators.windows._pane_run", _KERNEL_VERSION)
 
 CONTINUE = TriggerResult.CONTINUE
 
@@ -886,7 +896,10 @@ class WindowOperator(NativeCheckpointing):
         out_marks = self._begin(batch)
         if self._panes is None and self._pane_capable:
             self._gather()
-        run = self._tumbling_run if self._panes is None else self._pane_run
+        if self._panes is None:
+            run = self._tumbling_run
+        else:
+            run = self._pane_run if _compiled is None else self._pane_run_compiled
         marks = batch.marks or []
         count = len(batch.values)
         timers = self._event_timers
@@ -1046,6 +1059,56 @@ class WindowOperator(NativeCheckpointing):
             elif (updated := add(value, contents)) is not contents:  # else updated in place
                 pane[key] = updated
         return end, passed
+
+    def _pane_run_compiled(
+        self, batch: Batch, start: int, end: int, passed: int, due: int, out_marks: list[tuple[int, int]]
+    ) -> tuple[int, int]:
+        """:meth:`_pane_run` with its common case in C: a record of a window after the run's
+        highest watermark whose pane exists joins its key's contents there. The C loop hands a
+        record it leaves (a new pane, a record perhaps late, a timestamp that is not a 64-bit int)
+        back before taking its key; :meth:`_pane_run` runs that one record (from an empty window
+        cache, which only costs a lookup: no pane goes during a run), and the C loop goes on
+        after it. As in :meth:`_pane_run`, the run ends after a record whose new pane sets the
+        earliest timer.
+        """
+        if start == end:
+            return end, passed
+        kernel: ModuleType = _compiled  # type: ignore[assignment]  # chosen with it
+        values = batch.values
+        timestamps = batch.timestamps
+        size = self._size
+        offset = self._offset
+        highest = batch.marks[due - 1][1] if due > passed else self.watermark  # type: ignore[index]
+        if (
+            type(values) is not list
+            or type(timestamps) is not list
+            or len(values) != len(timestamps)
+            or type(size) is not int
+            or type(offset) is not int
+            or type(highest) is not int
+            or not 0 < size < MAX_WATERMARK
+            or not MIN_WATERMARK <= offset <= MAX_WATERMARK
+            or not MIN_WATERMARK <= highest <= MAX_WATERMARK
+        ):  # what the C loop does not take: the reference's rules (and errors) throughout
+            return self._pane_run(batch, start, end, passed, due, out_marks)
+        timers = self._event_timers
+        next_time = timers.next_time
+        if next_time is None:
+            next_time = MAX_WATERMARK
+        create, add = self._tumbling_adders()
+        panes = self._panes
+        key_of = self.key_of
+        run = kernel.run
+        while True:
+            start = run(
+                values, timestamps, start, end, key_of, create, add, EMPTY, panes, size, offset, highest
+            )
+            if start >= end:
+                return end, passed
+            start, passed = self._pane_run(batch, start, start + 1, passed, due, out_marks)
+            now = timers.next_time
+            if now is not None and now < next_time:  # its new pane's timer is the earliest now
+                return start, passed
 
     def _set_timers(self, new_timers: dict[int, list[tuple[Hashable, TimeWindow]]]) -> None:
         """Register the timers of :meth:`_tumbling_run` (``{time: [(key, window)]}``), and forget them."""
