@@ -21,7 +21,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension(name, sources=[name.replace(".", "/") + ".c"], optional=True)
+        # The per-record loops share actorflow/_kernel.h (a change there rebuilds them).
+        Extension(
+            name, sources=[name.replace(".", "/") + ".c"], depends=["actorflow/_kernel.h"], optional=True
+        )
         for name in (
             "actorflow.time._marks",
             "actorflow.state._keyed",

@@ -2,14 +2,10 @@
 its Python loops do: the same results, timestamps, output marks and timers fired in the same order,
 and when the user's code raises, the same exception with the operator left in the same state (what
 was collected, the watermark passed, the current key); records sent to dead letters go there the same
-way. The operator takes the loop when it is built (ACTORFLOW_REQUIRE_COMPILED=1 makes its absence a
-failure, as in CI) and not when ACTORFLOW_PURE_PYTHON is set."""
+way (tests/test_compiled.py checks that the operator takes the loop when it is built and wanted)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -334,27 +330,3 @@ def test_the_compiled_loop_ends_when_the_function_shortens_the_batch() -> None:
 
     keyed_loop.run(values, [1, 2, 3, 4], abs, process, Plain(), None, Plain())
     assert seen == [1]
-
-
-def test_the_compiled_loop_is_built_when_required() -> None:
-    """CI (scripts/check) has a compiler and sets ACTORFLOW_REQUIRE_COMPILED=1: the extension must
-    have been built and be the loop the operator takes (unless the run is the pure one)."""
-    if os.environ.get("ACTORFLOW_REQUIRE_COMPILED", "") in ("", "0"):
-        pytest.skip("ACTORFLOW_REQUIRE_COMPILED is not set")
-    assert keyed_loop is not None, "actorflow.operators._keyed_loop is not built"
-    pure = os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0")
-    assert (process_module._compiled is None) == pure
-
-
-def run_python(code: str, **env: str) -> str:
-    environ = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def test_actorflow_pure_python_forces_the_python_loops() -> None:
-    code = "from actorflow.operators import process; print(process._compiled is None)"
-    assert run_python(code, ACTORFLOW_PURE_PYTHON="1") == "True"
-    if keyed_loop is not None:
-        assert run_python(code, ACTORFLOW_PURE_PYTHON="0") == "False"

@@ -1,15 +1,12 @@
 """The compiled keyed state handles (actorflow/state/_keyed.c) answer exactly as their Python
 reference in actorflow/state/keyed.py: the same values (a ValueState's default object itself),
 the same errors (no current key, unhashable keys), the same tables, on dicts and on other
-mappings; the handles take them when they are built (ACTORFLOW_REQUIRE_COMPILED=1 makes their
-absence a failure, as in CI) and not when ACTORFLOW_PURE_PYTHON is set."""
+mappings (tests/test_compiled.py checks that the handles take them when they are built and wanted)."""
 
 from __future__ import annotations
 
 import copy
-import os
 import pickle
-import subprocess
 import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Any
@@ -263,29 +260,3 @@ def test_value_state_stays_generic_and_its_subclasses_override_in_python() -> No
     _, handles = make_handles()
     assert isinstance(handles[3], ValueState)
     assert type(handles[3]).__name__ == "TtlValueState"
-
-
-def test_the_compiled_handles_are_built_when_required() -> None:
-    """CI (scripts/check) has a compiler and sets ACTORFLOW_REQUIRE_COMPILED=1: the extension must
-    have been built and be the handles' base (unless the run is the pure one)."""
-    if os.environ.get("ACTORFLOW_REQUIRE_COMPILED", "") in ("", "0"):
-        pytest.skip("ACTORFLOW_REQUIRE_COMPILED is not set")
-    pure = os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0")
-    if not pure:
-        import actorflow.state._keyed  # noqa: F401  # raises when it is not built
-    assert (kernel is None) == pure
-    assert (keyed.KeyContext is keyed._PyKeyContext) == pure
-
-
-def run_python(code: str, **env: str) -> str:
-    environ = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def test_actorflow_pure_python_forces_the_python_handles() -> None:
-    code = "from actorflow.state import keyed; print(keyed._kernel is None, keyed.KeyContext.__module__)"
-    assert run_python(code, ACTORFLOW_PURE_PYTHON="1") == "True actorflow.state.keyed"
-    if kernel is not None:
-        assert run_python(code, ACTORFLOW_PURE_PYTHON="0") == "False actorflow.state._keyed"

@@ -1,12 +1,8 @@
 """The compiled punctuated-marks pass (actorflow/time/_marks.c) answers exactly as its Python
-reference, and the generator takes it when it is built (ACTORFLOW_REQUIRE_COMPILED=1 makes its
-absence a failure, as in CI) and not when ACTORFLOW_PURE_PYTHON is set."""
+reference (tests/test_compiled.py checks that the generator takes it when it is built and wanted)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -113,27 +109,3 @@ def test_the_generator_keeps_its_state_as_the_python_reference(batches: list[lis
         if expected is not None:
             highest = expected[1]
         assert generator._max == highest
-
-
-def test_the_compiled_pass_is_built_when_required() -> None:
-    """CI (scripts/check) has a compiler and sets ACTORFLOW_REQUIRE_COMPILED=1: the extension must
-    have been built and be the pass the generator takes (unless the run is the pure one)."""
-    if os.environ.get("ACTORFLOW_REQUIRE_COMPILED", "") in ("", "0"):
-        pytest.skip("ACTORFLOW_REQUIRE_COMPILED is not set")
-    assert plain_marks is not None, "actorflow.time._marks is not built"
-    pure = os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0")
-    assert (watermarks._compiled is None) == pure
-
-
-def run_python(code: str, **env: str) -> str:
-    environ = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def test_actorflow_pure_python_forces_the_python_pass() -> None:
-    code = "from actorflow.time import watermarks; print(watermarks._compiled is None)"
-    assert run_python(code, ACTORFLOW_PURE_PYTHON="1") == "True"
-    if plain_marks is not None:
-        assert run_python(code, ACTORFLOW_PURE_PYTHON="0") == "False"

@@ -3,15 +3,11 @@ what its Python loop (WindowOperator._pane_run) does: the same results, timestam
 the same late records, timers, watermark and panes, and when the user's code raises (the key
 selector, the aggregate's create or add), the same exception with the panes left in the same state.
 Records of any kind, timestamps that are floats or ints past 64 bits, go through it as through the
-Python loop. The operator takes the compiled run when it is built (ACTORFLOW_REQUIRE_COMPILED=1 makes
-its absence a failure, as in CI) and not when ACTORFLOW_PURE_PYTHON is set."""
+Python loop (tests/test_compiled.py checks that the operator takes it when it is built and wanted)."""
 
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
@@ -299,27 +295,3 @@ def test_the_compiled_run_ends_when_the_function_shortens_the_batch() -> None:
 
     args[6] = add
     assert pane_run.run(*args) == 1
-
-
-def test_the_compiled_run_is_built_when_required() -> None:
-    """CI (scripts/check) has a compiler and sets ACTORFLOW_REQUIRE_COMPILED=1: the extension must
-    have been built and be the run the operator takes (unless the run is the pure one)."""
-    if os.environ.get("ACTORFLOW_REQUIRE_COMPILED", "") in ("", "0"):
-        pytest.skip("ACTORFLOW_REQUIRE_COMPILED is not set")
-    assert pane_run is not None, "actorflow.operators.windows._pane_run is not built"
-    pure = os.environ.get("ACTORFLOW_PURE_PYTHON", "") not in ("", "0")
-    assert (operator_module._compiled is None) == pure
-
-
-def run_python(code: str, **env: str) -> str:
-    environ = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def test_actorflow_pure_python_forces_the_python_loop() -> None:
-    code = "from actorflow.operators.windows import operator; print(operator._compiled is None)"
-    assert run_python(code, ACTORFLOW_PURE_PYTHON="1") == "True"
-    if pane_run is not None:
-        assert run_python(code, ACTORFLOW_PURE_PYTHON="0") == "False"

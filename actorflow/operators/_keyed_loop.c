@@ -27,13 +27,13 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_kernel.h"
+
 /* Bumped with every change of meaning: process.py uses the module only when it agrees. */
 #define KEYED_LOOP_VERSION 1
 
 /* Interned attribute names, made once by the module's exec. */
 static PyObject *str_current, *str_timestamp, *str_watermark, *str_next_time, *str_pending;
-/* operator.itemgetter (the usual key selector, key_by("field")), also made by the exec. */
-static PyObject *itemgetter_type;
 
 /* An attribute of an object, `obj.name`, as the loop reads or writes it: at `offset` in the object
  * when it is an object member found by the generic attribute protocol, otherwise (offset 0) by
@@ -168,22 +168,6 @@ read_mark(PyObject *marks, Py_ssize_t index, Py_ssize_t *position, PyObject **wa
     return 0;
 }
 
-/* value[item], a new reference or NULL; a dict's found without the subscript protocol. */
-static inline PyObject *
-get_item(PyObject *value, PyObject *item)
-{
-    if (PyDict_CheckExact(value)) {
-        PyObject *found = PyDict_GetItemWithError(value, item); /* borrowed */
-        if (found != NULL) {
-            return Py_NewRef(found);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    return PyObject_GetItem(value, item); /* also raises the KeyError a dict raises */
-}
-
 /* The loop over `values` (a fast sequence); `timestamps` a fast sequence of the same length or
  * NULL; `marks` a fast sequence or NULL (then no mark and ctx.timestamp untouched without
  * timestamps). 0 on success, -1 on error. */
@@ -310,31 +294,6 @@ done:
     Py_RETURN_NONE;
 }
 
-/* The item of `key_of` if it is operator.itemgetter(item) of one item (then key_of(value) is
- * value[item], which costs no call; a tuple's item is the same at the itemgetter's fast path),
- * a new reference; NULL otherwise. Never fails: an unexpected answer means "call key_of". */
-static PyObject *
-itemgetter_item(PyObject *key_of)
-{
-    if (itemgetter_type == NULL || (PyObject *)Py_TYPE(key_of) != itemgetter_type) {
-        return NULL;
-    }
-    PyObject *reduced = PyObject_CallMethod(key_of, "__reduce__", NULL); /* (itemgetter, items) */
-    if (reduced == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    PyObject *item = NULL;
-    if (PyTuple_Check(reduced) && PyTuple_GET_SIZE(reduced) == 2) {
-        PyObject *items = PyTuple_GET_ITEM(reduced, 1);
-        if (PyTuple_Check(items) && PyTuple_GET_SIZE(items) == 1) {
-            item = Py_NewRef(PyTuple_GET_ITEM(items, 0));
-        }
-    }
-    Py_DECREF(reduced);
-    return item;
-}
-
 /* The loop's objects; timers, queue and output NULL without marks. The caller releases
  * loop->item. */
 static void
@@ -425,16 +384,8 @@ keyed_loop_exec(PyObject *module)
         intern(&str_pending, "pending") < 0) {
         return -1;
     }
-    if (itemgetter_type == NULL) {
-        PyObject *operator = PyImport_ImportModule("operator");
-        if (operator == NULL) {
-            return -1;
-        }
-        itemgetter_type = PyObject_GetAttrString(operator, "itemgetter"); /* kept for good */
-        Py_DECREF(operator);
-        if (itemgetter_type == NULL) {
-            return -1;
-        }
+    if (kernel_load_itemgetter() < 0) {
+        return -1;
     }
     return PyModule_AddIntConstant(module, "VERSION", KEYED_LOOP_VERSION);
 }

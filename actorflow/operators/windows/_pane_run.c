@@ -25,61 +25,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../../_kernel.h"
+
 /* Bumped with every change of meaning: operator.py uses the module only when it agrees. */
 #define PANE_RUN_VERSION 1
-
-/* operator.itemgetter (the usual key selector, key_by("field")), made by the module's exec. */
-static PyObject *itemgetter_type;
-/* The last itemgetter seen, and its item (NULL if it has none of its own: several items). */
-static PyObject *last_key_of, *last_item;
-
-/* The item of `key_of` if it is operator.itemgetter(item) of one item (then key_of(value) is
- * value[item]), a new reference; NULL otherwise. Never fails: anything unexpected means "call
- * key_of". */
-static PyObject *
-itemgetter_item(PyObject *key_of)
-{
-    if (itemgetter_type == NULL || (PyObject *)Py_TYPE(key_of) != itemgetter_type) {
-        return NULL;
-    }
-    /* A run is a few dozen records: the last selector's item is kept (with the selector, so
-     * that its identity stays its own) rather than asked for again. */
-    if (key_of == last_key_of) {
-        return Py_XNewRef(last_item);
-    }
-    PyObject *reduced = PyObject_CallMethod(key_of, "__reduce__", NULL); /* (itemgetter, items) */
-    if (reduced == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    PyObject *item = NULL;
-    if (PyTuple_Check(reduced) && PyTuple_GET_SIZE(reduced) == 2) {
-        PyObject *items = PyTuple_GET_ITEM(reduced, 1);
-        if (PyTuple_Check(items) && PyTuple_GET_SIZE(items) == 1) {
-            item = Py_NewRef(PyTuple_GET_ITEM(items, 0));
-        }
-    }
-    Py_DECREF(reduced);
-    Py_XSETREF(last_key_of, Py_NewRef(key_of));
-    Py_XSETREF(last_item, Py_XNewRef(item));
-    return item;
-}
-
-/* value[item], a new reference or NULL; a dict's found without the subscript protocol. */
-static inline PyObject *
-get_item(PyObject *value, PyObject *item)
-{
-    if (PyDict_CheckExact(value)) {
-        PyObject *found = PyDict_GetItemWithError(value, item); /* borrowed */
-        if (found != NULL) {
-            return Py_NewRef(found);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    return PyObject_GetItem(value, item); /* also raises the KeyError a dict raises */
-}
 
 /* `callable(args...)`, unwrapping a bound method (the aggregate function's add) into its
  * function and self as the method's own call would, without its step. args[-1] must be
@@ -302,16 +251,8 @@ static PyMethodDef pane_run_methods[] = {
 static int
 pane_run_exec(PyObject *module)
 {
-    if (itemgetter_type == NULL) {
-        PyObject *operator = PyImport_ImportModule("operator");
-        if (operator == NULL) {
-            return -1;
-        }
-        itemgetter_type = PyObject_GetAttrString(operator, "itemgetter"); /* kept for good */
-        Py_DECREF(operator);
-        if (itemgetter_type == NULL) {
-            return -1;
-        }
+    if (kernel_load_itemgetter() < 0) {
+        return -1;
     }
     return PyModule_AddIntConstant(module, "VERSION", PANE_RUN_VERSION);
 }
