@@ -40,11 +40,12 @@ from tests.killing import DEADLINE_S, complete_checkpoints, newest_checkpoint, w
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DATA_SEED = 7
-EVENTS = {"q2": 450_000, "q3": 450_000, "q4": 300_000}
+EVENTS = {"q2": 600_000, "q3": 900_000, "q4": 300_000}
 """Input per query: about a second of work or more at parallelism 1, against at most a checkpoint
 and two intervals of progress per killed attempt, so the kills land mid-run on a fast machine too
-(at 150,000 events Q2 ran out after one kill on a quiet machine). Q4 (a pattern: CEP's partial
-matches and its events waiting for the watermark, in keyed state) is the slowest per event."""
+(at 150,000 events Q2 ran out after one kill on a quiet machine; with its loop in C, Q3 ran out
+of 450,000 after one). Q4 (a pattern: CEP's partial matches and its events waiting for the
+watermark, in keyed state) is the slowest per event."""
 INTERVAL_MS = 50
 """Checkpoint interval of the killed runs: small, so a run takes many checkpoints to be killed in."""
 KILLS = 4
